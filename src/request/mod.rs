@@ -94,3 +94,12 @@ pub struct PaymentRequest {
     /// The session's on-chain address, when on-chain is enabled (shared by its quotes).
     pub onchain_address: Option<String>,
 }
+
+mod error;
+pub use error::RequestError;
+
+#[cfg(feature = "lightning")]
+pub mod lightning;
+#[cfg(feature = "onchain")]
+pub mod onchain;
+pub mod unified;

@@ -1,0 +1,1 @@
+//! BOLT11 invoices.

@@ -1,0 +1,1 @@
+//! BIP21 unified URIs.
