@@ -2,12 +2,28 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod event;
 pub mod id;
 pub mod json;
+pub mod metadata;
 pub mod money;
+pub mod payment;
 pub mod qr;
 pub mod request;
+pub mod session;
+pub mod transfer;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
 
 pub use error::Error;
+pub use event::{EventType, SessionEvent};
+pub use id::{CheckoutLinkId, EventId, PaymentId, PaymentLinkId, SessionId};
+pub use metadata::{Metadata, MetadataPatch, MetadataValue};
+pub use money::{Currency, ExchangeRate, Msats, Sats, TargetCurrency};
+pub use payment::{Payment, PaymentState, PaymentStatus};
+pub use request::{LightningInvoice, PaymentHash, PaymentRequest};
+pub use session::{
+    Branding, CheckoutSession, Flag, FlagKind, QuoteTerms, SessionParams, SessionState,
+    SessionStatus, SessionUpdate, Totals,
+};
+pub use transfer::{Arrival, ConfirmationPolicy, PaymentMethod, Transfer, TransferKey, TransferReport};

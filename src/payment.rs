@@ -1,0 +1,150 @@
+//! Payments: the rate-locked quotes of a checkout session.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::id::PaymentId;
+use crate::money::{ExchangeRate, Msats, Sats};
+use crate::request::PaymentRequest;
+
+/// Where a payment stands. `Unpaid` is the only state that changes; the others are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PaymentState {
+    /// Open: its quote is valid and nothing has arrived yet.
+    Unpaid,
+    /// Funds arrived for it, partial or full.
+    Paid {
+        /// When the first funds arrived.
+        paid_at: OffsetDateTime,
+    },
+    /// Its quote ran out before any funds arrived.
+    Expired {
+        /// When it was marked expired (at or after `expires_at`).
+        expired_at: OffsetDateTime,
+    },
+    /// Its session was deactivated while it was unpaid.
+    Cancelled {
+        /// When the session was deactivated.
+        cancelled_at: OffsetDateTime,
+    },
+}
+
+impl PaymentState {
+    /// The status name as in JSON.
+    pub fn status(&self) -> PaymentStatus {
+        match self {
+            Self::Unpaid => PaymentStatus::Unpaid,
+            Self::Paid { .. } => PaymentStatus::Paid,
+            Self::Expired { .. } => PaymentStatus::Expired,
+            Self::Cancelled { .. } => PaymentStatus::Cancelled,
+        }
+    }
+
+    /// Whether the payment is still open.
+    pub fn is_unpaid(&self) -> bool {
+        matches!(self, Self::Unpaid)
+    }
+}
+
+/// A payment's status, as Speed names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum PaymentStatus {
+    /// Open.
+    Unpaid,
+    /// Funds arrived.
+    Paid,
+    /// The quote ran out.
+    Expired,
+    /// The session was deactivated.
+    Cancelled,
+    /// A status from a newer API version.
+    #[serde(other)]
+    Unknown,
+}
+
+impl PaymentStatus {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unpaid => "unpaid",
+            Self::Paid => "paid",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// One rate-locked quote: `due` in the base currency, priced at `target` sats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub(crate) id: PaymentId,
+    pub(crate) due: Decimal,
+    pub(crate) target: Sats,
+    pub(crate) rate: ExchangeRate,
+    pub(crate) request: PaymentRequest,
+    pub(crate) state: PaymentState,
+    pub(crate) created: OffsetDateTime,
+    pub(crate) expires_at: OffsetDateTime,
+}
+
+impl Payment {
+    /// The payment's id.
+    pub fn id(&self) -> PaymentId {
+        self.id
+    }
+
+    /// The amount of the base currency this quote covers (the session's due when issued).
+    pub fn due(&self) -> Decimal {
+        self.due
+    }
+
+    /// What the quote asks for, in sats (`ceil(due × rate)`).
+    pub fn target(&self) -> Sats {
+        self.target
+    }
+
+    /// The quote's target in msats.
+    pub fn target_msats(&self) -> Msats {
+        self.target.to_msats()
+    }
+
+    /// The locked exchange rate.
+    pub fn rate(&self) -> &ExchangeRate {
+        &self.rate
+    }
+
+    /// The invoice and/or address to pay.
+    pub fn request(&self) -> &PaymentRequest {
+        &self.request
+    }
+
+    /// The state, with its data.
+    pub fn state(&self) -> PaymentState {
+        self.state
+    }
+
+    /// The status name.
+    pub fn status(&self) -> PaymentStatus {
+        self.state.status()
+    }
+
+    /// When the quote was issued.
+    pub fn created(&self) -> OffsetDateTime {
+        self.created
+    }
+
+    /// When the quote runs out (`created + ttl`).
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.expires_at
+    }
+
+    /// Whether the quote is unpaid and past its expiry at `now`.
+    pub fn is_due_to_expire(&self, now: OffsetDateTime) -> bool {
+        self.state.is_unpaid() && now >= self.expires_at
+    }
+}

@@ -1,0 +1,244 @@
+//! Totals and flags, derived from the recorded transfers every time they are asked for.
+//!
+//! Nothing here is stored: the transfers and quotes are the facts, and these numbers are
+//! a function of them (see the rounding rules in [`crate::money`]).
+
+use std::collections::HashMap;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::{CheckoutSession, SessionState};
+use crate::id::PaymentId;
+use crate::money::{Msats, from_minor_units, mul_div_ceil, mul_div_floor, to_minor_units};
+use crate::payment::Payment;
+use crate::transfer::{Arrival, Transfer};
+
+/// The money of a session, derived from its transfers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Totals {
+    /// Funds that count towards the price (confirmed enough, not reversed).
+    pub counted: Msats,
+    /// Funds seen but still waiting for confirmations.
+    pub pending: Msats,
+    /// Base-currency value of the counted funds, each at its quote's rate.
+    #[serde(with = "crate::json::decimal_number")]
+    pub amount_paid: Decimal,
+    /// Base-currency value of counted and pending funds.
+    #[serde(with = "crate::json::decimal_number")]
+    pub amount_received: Decimal,
+}
+
+/// What kind of unexpected money a flag reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FlagKind {
+    /// Funds beyond the amount: after the session was paid, or beyond what completed it.
+    Overpaid,
+    /// Funds that arrived after the session was deactivated.
+    Late,
+    /// Funds that arrived for an expired quote and count at its (possibly stale) rate.
+    PaidAfterExpiry,
+    /// Funds that had counted and were then reversed.
+    Reversed,
+    /// Funds received before the session was deactivated: refund or accept them.
+    RefundDue,
+}
+
+/// An amount of unexpected money the merchant should review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flag {
+    /// What it is.
+    pub kind: FlagKind,
+    /// How much, in msats.
+    pub amount: Msats,
+}
+
+/// Msats per payment: (received, counted) among transfers credited towards the price.
+type PerPayment = HashMap<PaymentId, (u128, u128)>;
+
+impl CheckoutSession {
+    /// The price in minor units of the base currency.
+    pub(crate) fn amount_minor(&self) -> i128 {
+        to_minor_units(self.amount, self.currency.scale()).unwrap_or(i128::MAX)
+    }
+
+    /// The minor units the session must receive to be paid:
+    /// `amount − floor(amount × tolerance / 100)`.
+    pub(crate) fn threshold_minor(&self) -> i128 {
+        let amount = self.amount_minor();
+        let allowance = (Decimal::from_i128_with_scale(amount, 0) * self.tolerance
+            / Decimal::ONE_HUNDRED)
+            .floor();
+        amount - i128::try_from(allowance).unwrap_or(0)
+    }
+
+    fn per_payment(&self) -> PerPayment {
+        let mut sums = PerPayment::new();
+        for t in self.transfers.values().filter(|t| t.is_credited_arrival() && t.is_received()) {
+            let entry = sums.entry(t.payment_id).or_default();
+            entry.0 += u128::from(t.amount.get());
+            if t.meets(self.confirmations) {
+                entry.1 += u128::from(t.amount.get());
+            }
+        }
+        sums
+    }
+
+    /// Minor units credited for `msats` received on payment `p` (rule 2 of the money docs).
+    pub(crate) fn credit(&self, p: &Payment, msats: u128) -> i128 {
+        let due = to_minor_units(p.due, self.currency.scale()).unwrap_or(0);
+        let due = u128::try_from(due).unwrap_or(0);
+        let target = u128::from(p.target_msats().get());
+        // Saturate: a sum this large pays any price; it cannot be less than the truth.
+        mul_div_floor(due, msats, target)
+            .and_then(|c| i128::try_from(c).ok())
+            .unwrap_or(i128::MAX / 4)
+    }
+
+    /// (received, counted) credit in minor units.
+    fn credits(&self) -> (i128, i128) {
+        let sums = self.per_payment();
+        self.payments.iter().fold((0i128, 0i128), |(r, c), p| {
+            let (rm, cm) = sums.get(&p.id).copied().unwrap_or((0, 0));
+            (
+                r.saturating_add(self.credit(p, rm)),
+                c.saturating_add(self.credit(p, cm)),
+            )
+        })
+    }
+
+    /// Credit (minor units) of counted funds.
+    pub(crate) fn counted_credit(&self) -> i128 {
+        self.credits().1
+    }
+
+    /// Credit (minor units) of counted and pending funds.
+    pub(crate) fn received_credit(&self) -> i128 {
+        self.credits().0
+    }
+
+    /// Whether counted funds reach the threshold.
+    pub(crate) fn threshold_reached(&self) -> bool {
+        self.counted_credit() >= self.threshold_minor()
+    }
+
+    /// The base amount still to be quoted: the price minus everything received (pending
+    /// included, so a customer is not asked twice while a transaction confirms).
+    pub(crate) fn remaining_due_minor(&self) -> i128 {
+        (self.amount_minor() - self.received_credit()).max(0)
+    }
+
+    /// Msats of non-reversed transfers attributed to `payment`, whatever their arrival.
+    pub fn received_for(&self, payment: PaymentId) -> Msats {
+        let sum = self
+            .transfers
+            .values()
+            .filter(|t| t.payment_id == payment && t.is_received())
+            .map(|t| t.amount.get())
+            .fold(0u64, u64::saturating_add);
+        Msats::new(sum)
+    }
+
+    /// The session's money, derived from its transfers.
+    pub fn totals(&self) -> Totals {
+        let (mut counted, mut pending) = (0u64, 0u64);
+        for t in self.transfers.values().filter(|t| t.is_credited_arrival() && t.is_received()) {
+            if t.meets(self.confirmations) {
+                counted = counted.saturating_add(t.amount.get());
+            } else {
+                pending = pending.saturating_add(t.amount.get());
+            }
+        }
+        let (received_credit, counted_credit) = self.credits();
+        let scale = self.currency.scale();
+        Totals {
+            counted: Msats::new(counted),
+            pending: Msats::new(pending),
+            amount_paid: from_minor_units(counted_credit.min(i128::from(i64::MAX)), scale),
+            amount_received: from_minor_units(received_credit.min(i128::from(i64::MAX)), scale),
+        }
+    }
+
+    /// Msats beyond the price among funds that arrived while the session was active: the
+    /// quotes are walked in order, each credited until the full amount is reached, and
+    /// whatever a quote received past that point is excess.
+    fn excess_msats(&self) -> u128 {
+        let sums = self.per_payment();
+        let amount = self.amount_minor();
+        let mut credited: i128 = 0;
+        let mut excess: u128 = 0;
+        for p in &self.payments {
+            let received = sums.get(&p.id).map_or(0, |s| s.0);
+            let need = u128::try_from((amount - credited).max(0)).unwrap_or(0);
+            let due = u128::try_from(to_minor_units(p.due, self.currency.scale()).unwrap_or(0))
+                .unwrap_or(0);
+            let target = u128::from(p.target_msats().get());
+            // The fewest msats on this quote that credit `need` minor units.
+            let needed = if due == 0 {
+                0
+            } else {
+                mul_div_ceil(need, target, due).unwrap_or(u128::MAX)
+            };
+            excess += received.saturating_sub(needed);
+            credited = credited.saturating_add(self.credit(p, received));
+        }
+        excess
+    }
+
+    /// The unexpected money on this session, by kind (kinds with nothing are left out).
+    pub fn flags(&self) -> Vec<Flag> {
+        let mut by_kind: std::collections::BTreeMap<super::FlagKind, u128> = Default::default();
+        let mut add = |kind, amount: u64| *by_kind.entry(kind).or_default() += u128::from(amount);
+        for t in self.transfers.values() {
+            flag_transfer(t, &mut add);
+        }
+        let excess = self.excess_msats();
+        if excess > 0 {
+            *by_kind.entry(FlagKind::Overpaid).or_default() += excess;
+        }
+        if matches!(self.state, SessionState::Deactivated { .. }) {
+            let kept: u128 = self
+                .transfers
+                .values()
+                .filter(|t| t.is_credited_arrival() && t.is_received())
+                .map(|t| u128::from(t.amount.get()))
+                .sum();
+            if kept > 0 {
+                *by_kind.entry(FlagKind::RefundDue).or_default() += kept;
+            }
+        }
+        by_kind
+            .into_iter()
+            .map(|(kind, amount)| Flag {
+                kind,
+                amount: Msats::new(u64::try_from(amount).unwrap_or(u64::MAX)),
+            })
+            .collect()
+    }
+
+    /// The flagged amount of one kind.
+    pub fn flagged(&self, kind: FlagKind) -> Msats {
+        self.flags()
+            .into_iter()
+            .find(|f| f.kind == kind)
+            .map_or(Msats::ZERO, |f| f.amount)
+    }
+}
+
+fn flag_transfer(t: &Transfer, add: &mut impl FnMut(FlagKind, u64)) {
+    if t.reversed {
+        if t.counted_at.is_some() {
+            add(FlagKind::Reversed, t.amount.get());
+        }
+        return;
+    }
+    match t.arrival {
+        Arrival::AfterPaid => add(FlagKind::Overpaid, t.amount.get()),
+        Arrival::AfterDeactivated => add(FlagKind::Late, t.amount.get()),
+        Arrival::AfterQuoteExpiry => add(FlagKind::PaidAfterExpiry, t.amount.get()),
+        Arrival::Expected => {}
+    }
+}

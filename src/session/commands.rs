@@ -1,0 +1,491 @@
+//! The commands of a session: each validates first, then applies completely.
+
+use rust_decimal::Decimal;
+use time::{Duration, OffsetDateTime};
+
+use super::{CheckoutSession, Details, SessionParams, SessionState};
+use crate::error::Error;
+use crate::event::{EventType, SessionEvent};
+use crate::id::{PaymentId, SessionId};
+use crate::money::{ExchangeRate, Msats, Sats, from_minor_units};
+use crate::payment::{Payment, PaymentState};
+use crate::request::PaymentRequest;
+use crate::transfer::{Arrival, PaymentMethod, Transfer, TransferKey, TransferReport};
+
+/// The terms of a quote about to be issued: computed by
+/// [`CheckoutSession::next_quote`], then turned into a payment request by a generator and
+/// passed back to [`CheckoutSession::issue_quote`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuoteTerms {
+    pub(crate) payment_id: PaymentId,
+    pub(crate) due: Decimal,
+    pub(crate) target: Sats,
+    pub(crate) rate: ExchangeRate,
+    pub(crate) created: OffsetDateTime,
+    pub(crate) expires_at: OffsetDateTime,
+}
+
+impl QuoteTerms {
+    /// The id the payment will have.
+    pub fn payment_id(&self) -> PaymentId {
+        self.payment_id
+    }
+
+    /// The base amount the quote covers.
+    pub fn due(&self) -> Decimal {
+        self.due
+    }
+
+    /// What the customer pays, in sats.
+    pub fn target(&self) -> Sats {
+        self.target
+    }
+
+    /// The same in msats (for Lightning invoices).
+    pub fn target_msats(&self) -> Msats {
+        self.target.to_msats()
+    }
+
+    /// The locked rate.
+    pub fn rate(&self) -> &ExchangeRate {
+        &self.rate
+    }
+
+    /// When the quote runs out; a Lightning invoice for it must expire no later.
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.expires_at
+    }
+}
+
+impl CheckoutSession {
+    /// Creates a session from validated parameters. It has no quote yet: follow with
+    /// [`next_quote`](Self::next_quote) and [`issue_quote`](Self::issue_quote).
+    pub fn create(
+        id: SessionId,
+        params: SessionParams,
+        now: OffsetDateTime,
+    ) -> Result<(Self, Vec<SessionEvent>), Error> {
+        let amount = params.validate()?;
+        let session = Self {
+            id,
+            livemode: params.livemode,
+            amount,
+            currency: params.currency,
+            target_currency: params.target_currency,
+            ttl_secs: params.effective_ttl(),
+            tolerance: params.amount_paid_tolerance.unwrap_or(Decimal::ZERO).normalize(),
+            confirmations: params.confirmations,
+            statement_descriptor: params.statement_descriptor.clone(),
+            source: params.source.clone(),
+            source_id: params.source_id.clone(),
+            details: Details {
+                description: params.description.clone(),
+                metadata: params.metadata.clone(),
+                success_url: params.success_url.clone(),
+                success_message: params.success_message.clone(),
+                cancel_url: params.cancel_url.clone(),
+                branding: params.branding_ref(),
+            },
+            payment_methods: params.payment_methods,
+            state: SessionState::Active,
+            payments: Vec::new(),
+            transfers: Default::default(),
+            onchain_address: None,
+            created: now,
+            modified: now,
+            version: 0,
+        };
+        let events = vec![SessionEvent::new(EventType::CheckoutSessionCreated, now)];
+        Ok((session, events))
+    }
+
+    /// Whether the session should get a new quote at `now`: it is active, no quote is
+    /// open (after expiring those that ran out) and what it received is below the threshold.
+    pub fn needs_quote(&self, now: OffsetDateTime) -> bool {
+        matches!(self.state, SessionState::Active)
+            && !self.payments.iter().any(|p| p.state.is_unpaid() && now < p.expires_at)
+            && self.received_credit() < self.threshold_minor()
+    }
+
+    /// The terms of the next quote at `rate`: the remaining due, converted with rule 1 of the
+    /// money docs, valid for the session's ttl from `now`.
+    pub fn next_quote(
+        &self,
+        payment_id: PaymentId,
+        rate: ExchangeRate,
+        now: OffsetDateTime,
+    ) -> Result<QuoteTerms, Error> {
+        self.check_clock(now)?;
+        if rate.base() != self.currency || rate.target() != self.target_currency {
+            return Err(Error::RateMismatch {
+                want_base: self.currency.code(),
+                want_target: self.target_currency.code(),
+                got_base: rate.base().code(),
+                got_target: rate.target().code(),
+            });
+        }
+        if !matches!(self.state, SessionState::Active) {
+            return Err(self.invalid("quote"));
+        }
+        if let Some(open) = self
+            .payments
+            .iter()
+            .find(|p| p.state.is_unpaid() && now < p.expires_at)
+        {
+            return Err(Error::QuoteAlreadyOpen(open.id));
+        }
+        if self.received_credit() >= self.threshold_minor() {
+            return Err(self.invalid("quote a fully received"));
+        }
+        let due = from_minor_units(self.remaining_due_minor(), self.currency.scale());
+        let target = rate.quote_sats(due)?;
+        Ok(QuoteTerms {
+            payment_id,
+            due,
+            target,
+            rate,
+            created: now,
+            expires_at: now + Duration::seconds(self.ttl_secs),
+        })
+    }
+
+    /// Issues a quote computed by [`next_quote`](Self::next_quote) with the payment request a
+    /// generator made for it. The request must carry an invoice iff Lightning is enabled
+    /// (expiring no later than the quote) and an address iff on-chain is (the session's own
+    /// address once it has one).
+    pub fn issue_quote(
+        &mut self,
+        terms: QuoteTerms,
+        request: PaymentRequest,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionEvent>, Error> {
+        // Re-derive the terms: the session may have changed since they were computed.
+        let fresh = self.next_quote(terms.payment_id, terms.rate.clone(), now)?;
+        if fresh.due != terms.due || fresh.target != terms.target || now < terms.created {
+            return Err(Error::RequestMismatch("quote terms are stale; compute them again"));
+        }
+        if self.payments.iter().any(|p| p.id == terms.payment_id) {
+            return Err(Error::RequestMismatch("payment id already used"));
+        }
+        self.check_request(&terms, &request, now)?;
+        let mut events = self.expire_due(now);
+        if self.onchain_address.is_none() {
+            self.onchain_address = request.onchain_address.clone();
+        }
+        self.payments.push(Payment {
+            id: terms.payment_id,
+            due: terms.due,
+            target: terms.target,
+            rate: terms.rate,
+            request,
+            state: PaymentState::Unpaid,
+            created: now,
+            expires_at: terms.expires_at,
+        });
+        events.push(SessionEvent::new(EventType::PaymentCreated, now).payment(terms.payment_id));
+        self.touch(now);
+        Ok(events)
+    }
+
+    fn check_request(
+        &self,
+        terms: &QuoteTerms,
+        request: &PaymentRequest,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
+        self.check_clock(now)?;
+        if now >= terms.expires_at {
+            return Err(Error::RequestMismatch("the quote expired before it was issued"));
+        }
+        match (&request.lightning, self.accepts(PaymentMethod::Lightning)) {
+            (Some(inv), true) => {
+                if inv.expires_at > terms.expires_at {
+                    return Err(Error::RequestMismatch("invoice outlives its quote"));
+                }
+                let hash_taken = self.payments.iter().any(|p| {
+                    p.request
+                        .lightning
+                        .as_ref()
+                        .is_some_and(|l| l.payment_hash == inv.payment_hash)
+                });
+                if hash_taken {
+                    return Err(Error::RequestMismatch("invoice payment hash already used"));
+                }
+            }
+            (None, false) => {}
+            (Some(_), false) => return Err(Error::RequestMismatch("lightning is not enabled")),
+            (None, true) => return Err(Error::RequestMismatch("lightning invoice missing")),
+        }
+        match (&request.onchain_address, self.accepts(PaymentMethod::Onchain)) {
+            (Some(addr), true) => match &self.onchain_address {
+                Some(own) if own != addr => {
+                    Err(Error::RequestMismatch("on-chain address differs from the session's"))
+                }
+                _ if addr.is_empty() => Err(Error::RequestMismatch("empty on-chain address")),
+                _ => Ok(()),
+            },
+            (None, false) => Ok(()),
+            (Some(_), false) => Err(Error::RequestMismatch("on-chain is not enabled")),
+            (None, true) => Err(Error::RequestMismatch("on-chain address missing")),
+        }
+    }
+
+    /// Expires the quotes that ran out at `now`. The session then needs a new quote
+    /// ([`needs_quote`](Self::needs_quote)) if it is still active.
+    pub fn expire_quotes(&mut self, now: OffsetDateTime) -> Result<Vec<SessionEvent>, Error> {
+        self.check_clock(now)?;
+        let events = self.expire_due(now);
+        if !events.is_empty() {
+            self.touch(now);
+        }
+        Ok(events)
+    }
+
+    /// Marks unpaid quotes past their expiry as expired (no version bump: the caller's
+    /// command does that).
+    pub(crate) fn expire_due(&mut self, now: OffsetDateTime) -> Vec<SessionEvent> {
+        let mut events = Vec::new();
+        for p in self.payments.iter_mut().filter(|p| p.is_due_to_expire(now)) {
+            p.state = PaymentState::Expired {
+                expired_at: p.expires_at,
+            };
+            events.push(SessionEvent::new(EventType::PaymentExpired, now).payment(p.id));
+        }
+        events
+    }
+
+    /// Deactivates an active session: its open quote is cancelled; funds already received
+    /// stay recorded and are flagged [`RefundDue`](super::FlagKind::RefundDue).
+    pub fn deactivate(&mut self, now: OffsetDateTime) -> Result<Vec<SessionEvent>, Error> {
+        self.check_clock(now)?;
+        if !matches!(self.state, SessionState::Active) {
+            return Err(self.invalid("deactivate"));
+        }
+        let mut events = self.expire_due(now);
+        for p in self.payments.iter_mut().filter(|p| p.state.is_unpaid()) {
+            p.state = PaymentState::Cancelled { cancelled_at: now };
+            events.push(SessionEvent::new(EventType::PaymentCancelled, now).payment(p.id));
+        }
+        self.state = SessionState::Deactivated {
+            deactivated_at: now,
+        };
+        events.push(SessionEvent::new(EventType::CheckoutSessionDeactivated, now));
+        self.touch(now);
+        Ok(events)
+    }
+
+    /// Records a report of funds. A new transfer is attributed to a quote (Lightning: the
+    /// quote whose invoice it paid; on-chain: the quote open when it is first seen, else the
+    /// latest) and counts at that quote's rate. A known transfer only gains confirmations or
+    /// a reversal; reporting it again unchanged is a no-op that returns no events.
+    pub fn record_transfer(
+        &mut self,
+        report: TransferReport,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionEvent>, Error> {
+        self.check_clock(now)?;
+        if report.amount == Msats::ZERO {
+            return Err(Error::AmountNotPositive);
+        }
+        Msats::checked(report.amount.get())?;
+        if let Some(known) = self.transfers.get(&report.key) {
+            if known.amount != report.amount {
+                return Err(Error::TransferAmountMismatch {
+                    first: known.amount.get(),
+                    again: report.amount.get(),
+                });
+            }
+            if let Some(addr) = &report.address
+                && self.onchain_address.as_deref() != Some(addr.as_str())
+            {
+                return Err(Error::UnknownPaymentRequest);
+            }
+            return Ok(self.update_transfer(report, now));
+        }
+        self.check_destination(&report)?;
+        let mut events = self.expire_due(now);
+        events.extend(self.insert_transfer(report, now));
+        self.touch(now);
+        Ok(events)
+    }
+
+    /// Checks that a new transfer's invoice or address belongs to this session.
+    fn check_destination(&self, report: &TransferReport) -> Result<(), Error> {
+        match report.key {
+            TransferKey::Lightning(hash) => {
+                if !self.accepts(PaymentMethod::Lightning) {
+                    return Err(Error::MethodNotEnabled("lightning"));
+                }
+                self.payment_for_invoice(hash)
+                    .map(|_| ())
+                    .ok_or(Error::UnknownPaymentRequest)
+            }
+            TransferKey::Onchain { .. } => {
+                if !self.accepts(PaymentMethod::Onchain) {
+                    return Err(Error::MethodNotEnabled("onchain"));
+                }
+                match (&report.address, &self.onchain_address) {
+                    (Some(a), Some(own)) if a == own && !self.payments.is_empty() => Ok(()),
+                    _ => Err(Error::UnknownPaymentRequest),
+                }
+            }
+        }
+    }
+
+    fn payment_for_invoice(&self, hash: crate::request::PaymentHash) -> Option<usize> {
+        self.payments.iter().position(|p| {
+            p.request
+                .lightning
+                .as_ref()
+                .is_some_and(|l| l.payment_hash == hash)
+        })
+    }
+
+    fn insert_transfer(&mut self, report: TransferReport, now: OffsetDateTime) -> Vec<SessionEvent> {
+        let index = match report.key {
+            TransferKey::Lightning(hash) => self.payment_for_invoice(hash),
+            TransferKey::Onchain { .. } => self
+                .payments
+                .iter()
+                .position(|p| p.state.is_unpaid())
+                .or(self.payments.len().checked_sub(1)),
+        };
+        // check_destination guarantees a payment; stay total anyway.
+        let Some(index) = index else { return Vec::new() };
+        let arrival = match self.state {
+            SessionState::Paid { .. } => Arrival::AfterPaid,
+            SessionState::Deactivated { .. } => Arrival::AfterDeactivated,
+            SessionState::Active => match self.payments[index].state {
+                PaymentState::Expired { .. } | PaymentState::Cancelled { .. } => {
+                    Arrival::AfterQuoteExpiry
+                }
+                PaymentState::Unpaid | PaymentState::Paid { .. } => Arrival::Expected,
+            },
+        };
+        let before = self.snapshot_flags();
+        let mut transfer = Transfer {
+            key: report.key,
+            payment_id: self.payments[index].id,
+            amount: report.amount,
+            arrival,
+            confirmations: report.confirmations,
+            rbf: report.rbf,
+            reversed: report.reversed,
+            first_seen: now,
+            counted_at: None,
+        };
+        if transfer.meets(self.confirmations) {
+            transfer.counted_at = Some(now);
+        }
+        let payment_id = transfer.payment_id;
+        let mut events = vec![
+            SessionEvent::new(EventType::TransferReceived, now)
+                .payment(payment_id)
+                .transfer(report.key, report.amount),
+        ];
+        if report.reversed {
+            events.push(
+                SessionEvent::new(EventType::TransferReversed, now)
+                    .payment(payment_id)
+                    .transfer(report.key, report.amount),
+            );
+        }
+        self.transfers.insert(report.key, transfer);
+        let payment = &mut self.payments[index];
+        if payment.state.is_unpaid() && !report.reversed {
+            payment.state = PaymentState::Paid { paid_at: now };
+            events.push(SessionEvent::new(EventType::PaymentPaid, now).payment(payment_id));
+            events.push(
+                SessionEvent::new(EventType::CheckoutSessionPaymentPaid, now).payment(payment_id),
+            );
+        }
+        events.extend(self.settle(before, now));
+        events
+    }
+
+    fn update_transfer(&mut self, report: TransferReport, now: OffsetDateTime) -> Vec<SessionEvent> {
+        let policy = self.confirmations;
+        let before = self.snapshot_flags();
+        let Some(t) = self.transfers.get(&report.key).cloned() else {
+            return Vec::new();
+        };
+        let mut next = t.clone();
+        next.confirmations = next.confirmations.max(report.confirmations);
+        next.rbf |= report.rbf;
+        next.reversed |= report.reversed;
+        if next.counted_at.is_none() && next.meets(policy) {
+            next.counted_at = Some(now);
+        }
+        if next == t {
+            return Vec::new();
+        }
+        let mut events = self.expire_due(now);
+        let (key, amount, payment) = (next.key, next.amount, next.payment_id);
+        if next.counted_at.is_some() && t.counted_at.is_none() {
+            events.push(
+                SessionEvent::new(EventType::TransferConfirmed, now)
+                    .payment(payment)
+                    .transfer(key, amount),
+            );
+        }
+        if next.reversed && !t.reversed {
+            events.push(
+                SessionEvent::new(EventType::TransferReversed, now)
+                    .payment(payment)
+                    .transfer(key, amount),
+            );
+        }
+        self.transfers.insert(key, next);
+        events.extend(self.settle(before, now));
+        self.touch(now);
+        events
+    }
+
+    fn snapshot_flags(&self) -> [Msats; 3] {
+        use super::FlagKind::*;
+        [
+            self.flagged(Overpaid),
+            self.flagged(Late),
+            self.flagged(PaidAfterExpiry),
+        ]
+    }
+
+    /// After the facts changed: marks the session paid if the threshold is reached, and
+    /// raises a flag event for each kind of unexpected money that grew.
+    fn settle(&mut self, before: [Msats; 3], now: OffsetDateTime) -> Vec<SessionEvent> {
+        let mut events = Vec::new();
+        if matches!(self.state, SessionState::Active) && self.threshold_reached() {
+            self.state = SessionState::Paid { paid_at: now };
+            events.push(SessionEvent::new(EventType::CheckoutSessionPaid, now));
+        }
+        let after = self.snapshot_flags();
+        let kinds = [
+            EventType::Overpaid,
+            EventType::LatePayment,
+            EventType::PaidAfterExpiry,
+        ];
+        for ((kind, b), a) in kinds.into_iter().zip(before).zip(after) {
+            if a > b {
+                events.push(SessionEvent::new(kind, now).amount(a.saturating_sub(b)));
+            }
+        }
+        events
+    }
+
+    pub(crate) fn check_clock(&self, now: OffsetDateTime) -> Result<(), Error> {
+        if now < self.modified {
+            return Err(Error::ClockWentBackwards {
+                now_ms: now.unix_timestamp_nanos() / 1_000_000,
+                last_ms: self.modified.unix_timestamp_nanos() / 1_000_000,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn invalid(&self, action: &'static str) -> Error {
+        Error::InvalidTransition {
+            action,
+            status: self.status().as_str(),
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Checkout sessions: one customer's attempt to pay, as a deterministic state machine.
+//!
+//! A [`CheckoutSession`] is a plain value. Its commands ([`create`](CheckoutSession::create),
+//! [`next_quote`](CheckoutSession::next_quote) + [`issue_quote`](CheckoutSession::issue_quote),
+//! [`record_transfer`](CheckoutSession::record_transfer),
+//! [`expire_quotes`](CheckoutSession::expire_quotes), [`update`](CheckoutSession::update),
+//! [`deactivate`](CheckoutSession::deactivate)) take the time (and a rate where one is
+//! needed) as arguments and return the [`SessionEvent`]s they caused. The core never reads
+//! a clock, calls a trait or does I/O.
+//!
+//! Every command either applies completely or returns an error and leaves the session
+//! exactly as it was. Every command first expires the quotes that ran out at `now`, so the
+//! outcome depends only on the session, the command and `now`.
+
+mod accounting;
+mod commands;
+mod json;
+mod params;
+mod text;
+mod update;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub use accounting::{Flag, FlagKind, Totals};
+pub use commands::QuoteTerms;
+pub use params::{
+    Branding, DEFAULT_FIAT_TTL_SECS, MAX_TTL_SECS, MIN_TTL_SECS, SessionParams,
+};
+pub use update::SessionUpdate;
+
+use crate::event::SessionEvent;
+use crate::id::SessionId;
+use crate::metadata::Metadata;
+use crate::money::{Currency, TargetCurrency};
+use crate::payment::Payment;
+use crate::transfer::{ConfirmationPolicy, PaymentMethod, Transfer, TransferKey};
+
+/// Where a session stands. `Active` is the only state that changes; `Paid` and
+/// `Deactivated` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionState {
+    /// Waiting for funds.
+    Active,
+    /// Counted funds reached the amount within the tolerance.
+    Paid {
+        /// When the threshold was reached.
+        paid_at: OffsetDateTime,
+    },
+    /// Closed by hand or by its link before it was paid.
+    Deactivated {
+        /// When it was deactivated.
+        deactivated_at: OffsetDateTime,
+    },
+}
+
+impl SessionState {
+    /// The status name as in JSON.
+    pub fn status(&self) -> SessionStatus {
+        match self {
+            Self::Active => SessionStatus::Active,
+            Self::Paid { .. } => SessionStatus::Paid,
+            Self::Deactivated { .. } => SessionStatus::Deactivated,
+        }
+    }
+
+    /// Whether the state is final.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, Self::Active)
+    }
+}
+
+/// A session's status, as Speed names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SessionStatus {
+    /// Waiting for funds.
+    Active,
+    /// Paid.
+    Paid,
+    /// Deactivated.
+    Deactivated,
+    /// A status from a newer API version.
+    #[serde(other)]
+    Unknown,
+}
+
+impl SessionStatus {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paid => "paid",
+            Self::Deactivated => "deactivated",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// The fields of a session that may change at any time.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Details {
+    pub(crate) description: Option<String>,
+    pub(crate) metadata: Metadata,
+    pub(crate) success_url: Option<String>,
+    pub(crate) success_message: Option<String>,
+    pub(crate) cancel_url: Option<String>,
+    pub(crate) branding: Branding,
+}
+
+/// A checkout session with its payments (quotes) and transfers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutSession {
+    pub(crate) id: SessionId,
+    pub(crate) livemode: bool,
+    pub(crate) amount: Decimal,
+    pub(crate) currency: Currency,
+    pub(crate) target_currency: TargetCurrency,
+    pub(crate) payment_methods: BTreeSet<PaymentMethod>,
+    pub(crate) ttl_secs: i64,
+    pub(crate) tolerance: Decimal,
+    pub(crate) confirmations: ConfirmationPolicy,
+    pub(crate) statement_descriptor: Option<String>,
+    pub(crate) source: Option<String>,
+    pub(crate) source_id: Option<String>,
+    pub(crate) details: Details,
+    pub(crate) state: SessionState,
+    pub(crate) payments: Vec<Payment>,
+    pub(crate) transfers: BTreeMap<TransferKey, Transfer>,
+    pub(crate) onchain_address: Option<String>,
+    pub(crate) created: OffsetDateTime,
+    pub(crate) modified: OffsetDateTime,
+    pub(crate) version: u64,
+}
+
+impl CheckoutSession {
+    /// The session's id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Whether it is a live (real money) session.
+    pub fn livemode(&self) -> bool {
+        self.livemode
+    }
+
+    /// The price, in the base currency, at the currency's scale.
+    pub fn amount(&self) -> Decimal {
+        self.amount
+    }
+
+    /// The base currency.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// The currency the customer pays in.
+    pub fn target_currency(&self) -> TargetCurrency {
+        self.target_currency
+    }
+
+    /// The accepted payment methods.
+    pub fn payment_methods(&self) -> &BTreeSet<PaymentMethod> {
+        &self.payment_methods
+    }
+
+    /// Whether `method` is accepted.
+    pub fn accepts(&self, method: PaymentMethod) -> bool {
+        self.payment_methods.contains(&method)
+    }
+
+    /// Lifetime of each quote, in seconds.
+    pub fn ttl_secs(&self) -> i64 {
+        self.ttl_secs
+    }
+
+    /// Underpayment tolerance, percent.
+    pub fn tolerance(&self) -> Decimal {
+        self.tolerance
+    }
+
+    /// Confirmations on-chain transfers need.
+    pub fn confirmation_policy(&self) -> ConfirmationPolicy {
+        self.confirmations
+    }
+
+    /// Text put into Lightning invoices.
+    pub fn statement_descriptor(&self) -> Option<&str> {
+        self.statement_descriptor.as_deref()
+    }
+
+    /// Integration tag.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+
+    /// Order id within the integration.
+    pub fn source_id(&self) -> Option<&str> {
+        self.source_id.as_deref()
+    }
+
+    /// Description for the merchant.
+    pub fn description(&self) -> Option<&str> {
+        self.details.description.as_deref()
+    }
+
+    /// Merchant metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.details.metadata
+    }
+
+    /// Redirect after payment.
+    pub fn success_url(&self) -> Option<&str> {
+        self.details.success_url.as_deref()
+    }
+
+    /// Message after payment.
+    pub fn success_message(&self) -> Option<&str> {
+        self.details.success_message.as_deref()
+    }
+
+    /// Where the cancel button goes.
+    pub fn cancel_url(&self) -> Option<&str> {
+        self.details.cancel_url.as_deref()
+    }
+
+    /// Payment page branding.
+    pub fn branding(&self) -> &Branding {
+        &self.details.branding
+    }
+
+    /// The state, with its data.
+    pub fn state(&self) -> SessionState {
+        self.state
+    }
+
+    /// The status name.
+    pub fn status(&self) -> SessionStatus {
+        self.state.status()
+    }
+
+    /// The quotes, oldest first.
+    pub fn payments(&self) -> &[Payment] {
+        &self.payments
+    }
+
+    /// The open (unpaid) quote, if any.
+    pub fn open_payment(&self) -> Option<&Payment> {
+        self.payments.iter().find(|p| p.state.is_unpaid())
+    }
+
+    /// The most recent quote.
+    pub fn current_payment(&self) -> Option<&Payment> {
+        self.payments.last()
+    }
+
+    /// Every transfer recorded, in key order.
+    pub fn transfers(&self) -> impl Iterator<Item = &Transfer> {
+        self.transfers.values()
+    }
+
+    /// One transfer by its key.
+    pub fn transfer(&self, key: &TransferKey) -> Option<&Transfer> {
+        self.transfers.get(key)
+    }
+
+    /// The session's on-chain address (shared by its quotes), once issued.
+    pub fn onchain_address(&self) -> Option<&str> {
+        self.onchain_address.as_deref()
+    }
+
+    /// When it was created.
+    pub fn created(&self) -> OffsetDateTime {
+        self.created
+    }
+
+    /// When it last changed.
+    pub fn modified(&self) -> OffsetDateTime {
+        self.modified
+    }
+
+    /// Counts the changes applied since creation (0 when new); stores use it for
+    /// compare-and-swap.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Marks one applied change.
+    pub(crate) fn touch(&mut self, now: OffsetDateTime) {
+        self.modified = now;
+        self.version += 1;
+    }
+}
+

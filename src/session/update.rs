@@ -1,0 +1,200 @@
+//! Updating the fields of a session that may change at any time.
+
+use serde::de::{Deserializer, Error as _};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+use super::params::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
+use super::text::{check_text, check_url};
+use super::{Branding, CheckoutSession, Details};
+use crate::error::Error;
+use crate::event::{EventType, SessionEvent};
+use crate::metadata::MetadataPatch;
+
+/// A change to a session's mutable fields: description, metadata (merged; a `None` value
+/// removes a key), success URL or message, cancel URL and branding.
+///
+/// For each field, `None` leaves it as it is and `Some(None)` clears it; in JSON, a missing
+/// field is left alone and `null` clears it. Fields that never change (amount, currency,
+/// ttl, payment methods, target currency) are refused with
+/// [`Error::ImmutableField`](crate::Error::ImmutableField).
+///
+/// ```
+/// use bitcoin_checkout::{MetadataPatch, SessionUpdate};
+///
+/// let update = SessionUpdate::new()
+///     .description("Order #1001 (gift)")
+///     .metadata(MetadataPatch::new().set("gift", true).remove("coupon"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct SessionUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<Option<String>>,
+    #[serde(skip_serializing_if = "MetadataPatch::is_empty")]
+    metadata: MetadataPatch,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    success_url: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    success_message: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancel_url: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title_description: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title_image: Option<Option<String>>,
+    #[serde(skip)]
+    immutable: Option<&'static str>,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $field:ident, $clear:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(mut self, value: impl Into<String>) -> Self {
+                self.$field = Some(Some(value.into()));
+                self
+            }
+
+            /// Clears the field.
+            pub fn $clear(mut self) -> Self {
+                self.$field = Some(None);
+                self
+            }
+        )*
+    };
+}
+
+impl SessionUpdate {
+    /// An update that changes nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    setters! {
+        /// Sets the description.
+        description, clear_description;
+        /// Sets the success URL.
+        success_url, clear_success_url;
+        /// Sets the success message.
+        success_message, clear_success_message;
+        /// Sets the cancel URL.
+        cancel_url, clear_cancel_url;
+        /// Sets the page title.
+        title, clear_title;
+        /// Sets the line under the title.
+        title_description, clear_title_description;
+        /// Sets the title image URL.
+        title_image, clear_title_image;
+    }
+
+    /// Merges metadata changes.
+    pub fn metadata(mut self, patch: MetadataPatch) -> Self {
+        self.metadata = patch;
+        self
+    }
+
+    /// The details after this update, validated.
+    fn apply_to(&self, current: &Details) -> Result<Details, Error> {
+        if let Some(field) = self.immutable {
+            return Err(Error::ImmutableField(field));
+        }
+        fn pick(change: &Option<Option<String>>, old: &Option<String>) -> Option<String> {
+            match change {
+                Some(v) => v.clone(),
+                None => old.clone(),
+            }
+        }
+        let b = &current.branding;
+        let next = Details {
+            description: pick(&self.description, &current.description),
+            metadata: current.metadata.merged(&self.metadata)?,
+            success_url: pick(&self.success_url, &current.success_url),
+            success_message: pick(&self.success_message, &current.success_message),
+            cancel_url: pick(&self.cancel_url, &current.cancel_url),
+            branding: Branding {
+                title: pick(&self.title, &b.title),
+                title_description: pick(&self.title_description, &b.title_description),
+                title_image: pick(&self.title_image, &b.title_image),
+            },
+        };
+        if next.success_url.is_some() && next.success_message.is_some() {
+            return Err(Error::SuccessUrlAndMessage);
+        }
+        check_url("success_url", next.success_url.as_deref())?;
+        check_url("cancel_url", next.cancel_url.as_deref())?;
+        check_text(
+            "description",
+            next.description.as_deref(),
+            MAX_DESCRIPTION_CHARS,
+            true,
+        )?;
+        check_text(
+            "success_message",
+            next.success_message.as_deref(),
+            MAX_DESCRIPTION_CHARS,
+            true,
+        )?;
+        check_text("title", next.branding.title.as_deref(), MAX_TITLE_CHARS, false)?;
+        next.branding.validate()?;
+        Ok(next)
+    }
+}
+
+impl CheckoutSession {
+    /// Applies an update. Allowed in every status. An update that changes nothing returns
+    /// no events and leaves the version as it is.
+    pub fn update(
+        &mut self,
+        update: &SessionUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionEvent>, Error> {
+        self.check_clock(now)?;
+        let next = update.apply_to(&self.details)?;
+        if next == self.details {
+            return Ok(Vec::new());
+        }
+        let mut events = self.expire_due(now);
+        self.details = next;
+        events.push(SessionEvent::new(EventType::CheckoutSessionUpdated, now));
+        self.touch(now);
+        Ok(events)
+    }
+}
+
+/// Reads Speed's update JSON: missing = unchanged, `null` = clear.
+impl<'de> Deserialize<'de> for SessionUpdate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let fields = std::collections::BTreeMap::<String, Box<RawValue>>::deserialize(d)?;
+        let mut out = Self::new();
+        for (name, raw) in fields {
+            let text = || -> Result<Option<String>, D::Error> {
+                serde_json::from_str::<Option<String>>(raw.get()).map_err(D::Error::custom)
+            };
+            match name.as_str() {
+                "description" => out.description = Some(text()?),
+                "success_url" => out.success_url = Some(text()?),
+                "success_message" => out.success_message = Some(text()?),
+                "cancel_url" => out.cancel_url = Some(text()?),
+                "title" => out.title = Some(text()?),
+                "title_description" => out.title_description = Some(text()?),
+                "title_image" => out.title_image = Some(text()?),
+                "metadata" => {
+                    out.metadata =
+                        serde_json::from_str::<MetadataPatch>(raw.get()).map_err(D::Error::custom)?
+                }
+                "amount" => out.immutable = Some("amount"),
+                "currency" => out.immutable = Some("currency"),
+                "target_currency" => out.immutable = Some("target_currency"),
+                "ttl" => out.immutable = Some("ttl"),
+                "payment_methods" => out.immutable = Some("payment_methods"),
+                "amount_paid_tolerance" => out.immutable = Some("amount_paid_tolerance"),
+                // Unknown fields from newer API versions are tolerated.
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}

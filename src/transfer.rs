@@ -1,0 +1,307 @@
+//! Transfers: receipts of funds, keyed by their natural id, recorded once and never edited
+//! except by the monotone facts later reports add (more confirmations, a reversal).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::OffsetDateTime;
+
+use crate::error::Error;
+use crate::id::PaymentId;
+use crate::money::{Msats, Sats};
+use crate::request::{Hash32, PaymentHash};
+
+/// The natural id of a transfer: the Lightning payment hash, or the on-chain outpoint.
+///
+/// Written as `ln:<payment hash>` or `<txid>:<vout>`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TransferKey {
+    /// A Lightning payment, identified by its payment hash.
+    Lightning(PaymentHash),
+    /// An on-chain output, identified by its transaction id and output index.
+    Onchain {
+        /// Transaction id, as wallets and explorers print it.
+        txid: Hash32,
+        /// Output index.
+        vout: u32,
+    },
+}
+
+impl TransferKey {
+    /// The payment method this transfer came over.
+    pub fn method(&self) -> PaymentMethod {
+        match self {
+            Self::Lightning(_) => PaymentMethod::Lightning,
+            Self::Onchain { .. } => PaymentMethod::Onchain,
+        }
+    }
+}
+
+impl fmt::Display for TransferKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Lightning(h) => write!(f, "ln:{h}"),
+            Self::Onchain { txid, vout } => write!(f, "{txid}:{vout}"),
+        }
+    }
+}
+
+impl fmt::Debug for TransferKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for TransferKey {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        if let Some(hash) = s.strip_prefix("ln:") {
+            return Ok(Self::Lightning(hash.parse()?));
+        }
+        let (txid, vout) = s.split_once(':').ok_or_else(|| Error::InvalidHash {
+            got: crate::money::truncate_for_error(s),
+        })?;
+        let vout = vout.parse::<u32>().map_err(|_| Error::InvalidHash {
+            got: crate::money::truncate_for_error(s),
+        })?;
+        Ok(Self::Onchain {
+            txid: txid.parse()?,
+            vout,
+        })
+    }
+}
+
+impl Serialize for TransferKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TransferKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A way to pay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum PaymentMethod {
+    /// Lightning (BOLT11 invoices).
+    Lightning,
+    /// On-chain bitcoin.
+    Onchain,
+}
+
+impl PaymentMethod {
+    /// The lowercase name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lightning => "lightning",
+            Self::Onchain => "onchain",
+        }
+    }
+}
+
+/// How many confirmations an on-chain transfer needs before it counts.
+///
+/// The choices follow BTCPay Server's speed policies. A transaction that signals
+/// replace-by-fee never counts at 0 confirmations: it can be replaced at will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ConfirmationPolicy {
+    /// Count on sight (1 confirmation if the transaction signals RBF).
+    ZeroConf,
+    /// One confirmation (the default).
+    #[default]
+    One,
+    /// Two confirmations.
+    Two,
+    /// Six confirmations.
+    Six,
+}
+
+impl ConfirmationPolicy {
+    /// The policy for a number of confirmations: 0, 1, 2 or 6.
+    pub fn from_confirmations(n: u32) -> Result<Self, Error> {
+        match n {
+            0 => Ok(Self::ZeroConf),
+            1 => Ok(Self::One),
+            2 => Ok(Self::Two),
+            6 => Ok(Self::Six),
+            other => Err(Error::InvalidConfirmationPolicy(other)),
+        }
+    }
+
+    /// The number of confirmations a transaction not signalling RBF needs.
+    pub fn confirmations(self) -> u32 {
+        match self {
+            Self::ZeroConf => 0,
+            Self::One => 1,
+            Self::Two => 2,
+            Self::Six => 6,
+        }
+    }
+
+    /// The confirmations a transaction needs, given whether it signals RBF.
+    pub fn required(self, rbf: bool) -> u32 {
+        let n = self.confirmations();
+        if rbf { n.max(1) } else { n }
+    }
+}
+
+impl Serialize for ConfirmationPolicy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.confirmations())
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfirmationPolicy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_confirmations(u32::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A report from a Lightning node or chain watcher that funds arrived (or changed).
+///
+/// Reports are idempotent: the same report twice, reports in any order, or a report with
+/// more confirmations never count a transfer twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferReport {
+    pub(crate) key: TransferKey,
+    pub(crate) amount: Msats,
+    pub(crate) address: Option<String>,
+    pub(crate) confirmations: u32,
+    pub(crate) rbf: bool,
+    pub(crate) reversed: bool,
+}
+
+impl TransferReport {
+    /// A settled Lightning payment to the invoice with `payment_hash`.
+    pub fn lightning(payment_hash: PaymentHash, amount: Msats) -> Self {
+        Self {
+            key: TransferKey::Lightning(payment_hash),
+            amount,
+            address: None,
+            confirmations: 0,
+            rbf: false,
+            reversed: false,
+        }
+    }
+
+    /// An on-chain output `txid:vout` paying `amount` to `address`, seen with `confirmations`.
+    pub fn onchain(
+        txid: Hash32,
+        vout: u32,
+        address: impl Into<String>,
+        amount: Sats,
+        confirmations: u32,
+    ) -> Self {
+        Self {
+            key: TransferKey::Onchain { txid, vout },
+            amount: amount.to_msats(),
+            address: Some(address.into()),
+            confirmations,
+            rbf: false,
+            reversed: false,
+        }
+    }
+
+    /// Marks the transaction as signalling replace-by-fee.
+    pub fn signals_rbf(mut self, rbf: bool) -> Self {
+        self.rbf = rbf;
+        self
+    }
+
+    /// Marks the transfer as reversed (double spent, or its block reorganised away).
+    pub fn reversed(mut self) -> Self {
+        self.reversed = true;
+        self
+    }
+
+    /// The transfer's natural id.
+    pub fn key(&self) -> TransferKey {
+        self.key
+    }
+
+    /// The amount reported.
+    pub fn amount(&self) -> Msats {
+        self.amount
+    }
+
+    /// The on-chain address paid, for on-chain reports.
+    pub fn address(&self) -> Option<&str> {
+        self.address.as_deref()
+    }
+}
+
+/// When a transfer was first seen, relative to what the session expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Arrival {
+    /// While the session was active and its quote was open (or had been paid).
+    Expected,
+    /// While the session was active, but after its quote expired: it counts at that quote's
+    /// rate and is flagged so the merchant can review the rate risk.
+    AfterQuoteExpiry,
+    /// After the session was paid: an overpayment, recorded and flagged.
+    AfterPaid,
+    /// After the session was deactivated: late funds, recorded and flagged.
+    AfterDeactivated,
+}
+
+/// One recorded transfer. Its amount, payment and arrival are fixed when first seen;
+/// confirmations only grow and a reversal is final.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// The natural id.
+    pub key: TransferKey,
+    /// The payment (quote) it is attributed to; it counts at that quote's rate.
+    pub payment_id: PaymentId,
+    /// The amount, in msats (whole sats for on-chain).
+    pub amount: Msats,
+    /// Where it stood when first seen.
+    pub arrival: Arrival,
+    /// Confirmations (on-chain; 0 for Lightning).
+    pub confirmations: u32,
+    /// Whether the transaction signals replace-by-fee.
+    pub rbf: bool,
+    /// Whether it was reversed (double spend, reorg).
+    pub reversed: bool,
+    /// When it was first reported.
+    #[serde(with = "crate::json::millis")]
+    pub first_seen: OffsetDateTime,
+    /// When it first counted towards the session (confirmed enough), if ever.
+    #[serde(with = "crate::json::millis_option")]
+    pub counted_at: Option<OffsetDateTime>,
+}
+
+impl Transfer {
+    /// Whether the funds are still there (not reversed), counted or pending.
+    pub fn is_received(&self) -> bool {
+        !self.reversed
+    }
+
+    /// Whether the transfer is confirmed enough under `policy` and not reversed.
+    pub fn meets(&self, policy: ConfirmationPolicy) -> bool {
+        !self.reversed
+            && match self.key {
+                TransferKey::Lightning(_) => true,
+                TransferKey::Onchain { .. } => self.confirmations >= policy.required(self.rbf),
+            }
+    }
+
+    /// Whether it counts towards the session's total (expected, not reversed, confirmed).
+    pub fn counts(&self, policy: ConfirmationPolicy) -> bool {
+        self.is_credited_arrival() && self.meets(policy)
+    }
+
+    /// Whether its arrival lets it count towards the price at all.
+    pub(crate) fn is_credited_arrival(&self) -> bool {
+        matches!(self.arrival, Arrival::Expected | Arrival::AfterQuoteExpiry)
+    }
+}
