@@ -263,6 +263,7 @@ pub struct Transfer {
     /// The payment (quote) it is attributed to; it counts at that quote's rate.
     pub payment_id: PaymentId,
     /// The amount, in msats (whole sats for on-chain).
+    #[serde(rename = "amount_msat")]
     pub amount: Msats,
     /// Where it stood when first seen.
     pub arrival: Arrival,

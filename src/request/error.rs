@@ -52,9 +52,9 @@ pub enum RequestError {
         /// The parser's reason (never the descriptor itself).
         reason: String,
     },
-    /// The descriptor holds a private key; only public descriptors are accepted.
-    #[error("the descriptor contains a private key; give the public descriptor (xpub/tpub)")]
-    SecretKeyInDescriptor,
+    /// A private key (xprv, WIF) was given; only public keys and descriptors are accepted.
+    #[error("a private key was given: give the public key or descriptor (xpub/tpub) instead")]
+    SecretKeyGiven,
     /// The extended public key could not be parsed.
     #[error("invalid extended public key: {reason}")]
     InvalidExtendedKey {

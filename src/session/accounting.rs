@@ -53,6 +53,7 @@ pub struct Flag {
     /// What it is.
     pub kind: FlagKind,
     /// How much, in msats.
+    #[serde(rename = "amount_msat")]
     pub amount: Msats,
 }
 

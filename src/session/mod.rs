@@ -32,7 +32,6 @@ pub use params::{
 };
 pub use update::SessionUpdate;
 
-use crate::event::SessionEvent;
 use crate::id::SessionId;
 use crate::metadata::Metadata;
 use crate::money::{Currency, TargetCurrency};

@@ -1,0 +1,86 @@
+//! Shared fixtures for the integration tests: a fixed clock, fake payment requests and rates.
+#![allow(dead_code)]
+
+use bitcoin_checkout::*;
+use rust_decimal::Decimal;
+use time::{Duration, OffsetDateTime};
+
+/// 2026-01-01T00:00:00Z.
+pub fn t0() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_767_225_600).expect("valid time")
+}
+
+pub fn at(secs: i64) -> OffsetDateTime {
+    t0() + Duration::seconds(secs)
+}
+
+pub fn usd() -> Currency {
+    Currency::from_code("USD").expect("USD")
+}
+
+pub fn dec(s: &str) -> Decimal {
+    s.parse().expect("decimal literal")
+}
+
+/// A rate of `sats_per_usd` sats per dollar, fetched at `when`.
+pub fn rate(sats_per_usd: &str, when: OffsetDateTime) -> ExchangeRate {
+    ExchangeRate::new(usd(), TargetCurrency::Sats, dec(sats_per_usd), "fixed", when).expect("rate")
+}
+
+pub fn sid(n: u8) -> SessionId {
+    SessionId::from_uuid(uuid::Uuid::from_bytes([n; 16]))
+}
+
+pub fn pid(n: u32) -> PaymentId {
+    let mut b = [0u8; 16];
+    b[12..].copy_from_slice(&n.to_be_bytes());
+    PaymentId::from_uuid(uuid::Uuid::from_bytes(b))
+}
+
+pub fn hash(n: u32) -> PaymentHash {
+    let mut b = [0u8; 32];
+    b[28..].copy_from_slice(&n.to_be_bytes());
+    PaymentHash::from_bytes(b)
+}
+
+pub const ADDRESS: &str = "bcrt1qtestaddress0000000000000000000000000";
+
+/// A fake request for a quote: invoice hash `n`, the session address.
+pub fn request_for(session: &CheckoutSession, terms: &QuoteTerms, n: u32) -> PaymentRequest {
+    PaymentRequest {
+        lightning: session.accepts(PaymentMethod::Lightning).then(|| LightningInvoice {
+            payment_request: format!("lnbcrt{}n1fake{n}", terms.target().get()),
+            payment_hash: hash(n),
+            expires_at: terms.expires_at(),
+        }),
+        onchain_address: session
+            .accepts(PaymentMethod::Onchain)
+            .then(|| ADDRESS.to_owned()),
+    }
+}
+
+/// Issues quote number `n` at `now` with `sats_per_usd`.
+pub fn quote(session: &mut CheckoutSession, n: u32, sats_per_usd: &str, now: OffsetDateTime) -> Vec<SessionEvent> {
+    let terms = session
+        .next_quote(pid(n), rate(sats_per_usd, now), now)
+        .expect("terms");
+    let req = request_for(session, &terms, n);
+    session.issue_quote(terms, req, now).expect("issue")
+}
+
+/// A session for `amount` USD with the first quote issued at 1000 sats/USD.
+pub fn session_with(params: SessionParams) -> (CheckoutSession, Vec<SessionEvent>) {
+    let (mut s, mut events) = CheckoutSession::create(sid(1), params, t0()).expect("create");
+    events.extend(quote(&mut s, 1, "1000", t0()));
+    (s, events)
+}
+
+pub fn types(events: &[SessionEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.event_type.as_str()).collect()
+}
+
+pub fn txid(n: u32) -> bitcoin_checkout::request::Hash32 {
+    let mut b = [0xabu8; 32];
+    b[28..].copy_from_slice(&n.to_be_bytes());
+    bitcoin_checkout::request::Hash32::from_bytes(b)
+}
