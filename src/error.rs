@@ -163,6 +163,20 @@ pub enum Error {
         last_ms: i128,
     },
 
+    // ---- service ------------------------------------------------------------------------
+    /// The idempotency key was used before with different parameters.
+    #[error("idempotency key was already used with different parameters")]
+    IdempotencyConflict,
+    /// The idempotency key is empty or longer than 255 characters.
+    #[error("idempotency key must be 1 to 255 characters")]
+    InvalidIdempotencyKey,
+    /// The store failed (see [`StoreError::is_retryable`](crate::store::StoreError::is_retryable)).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A payment request could not be generated or read.
+    #[error(transparent)]
+    Request(#[from] crate::request::RequestError),
+
     // ---- JSON --------------------------------------------------------------------------
     /// JSON could not be read into the type.
     #[error("invalid JSON: {0}")]

@@ -1,6 +1,7 @@
 //! bitcoin-checkout (work in progress)
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod error;
 pub mod event;
 pub mod id;
@@ -9,14 +10,18 @@ pub mod metadata;
 pub mod money;
 pub mod payment;
 pub mod qr;
+pub mod rates;
 pub mod request;
+pub mod service;
 pub mod session;
+pub mod store;
 pub mod transfer;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
 
 pub use error::Error;
-pub use event::{EventType, SessionEvent};
+pub use event::{Event, EventType, SessionEvent};
+pub use service::Checkout;
 pub use id::{CheckoutLinkId, EventId, PaymentId, PaymentLinkId, SessionId};
 pub use metadata::{Metadata, MetadataPatch, MetadataValue};
 pub use money::{Currency, ExchangeRate, Msats, Sats, TargetCurrency};

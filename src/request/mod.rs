@@ -96,7 +96,9 @@ pub struct PaymentRequest {
 }
 
 mod error;
+mod generator;
 pub use error::RequestError;
+pub use generator::{PaymentRequestGenerator, TestRequestGenerator};
 
 #[cfg(feature = "lightning")]
 pub mod lightning;

@@ -107,6 +107,16 @@ impl CheckoutSession {
             && self.received_credit() < self.threshold_minor()
     }
 
+    /// When the session next needs the service's attention: now if it needs a quote, else
+    /// when its open quote runs out; `None` if nothing will happen without new funds.
+    pub fn wake_at(&self) -> Option<OffsetDateTime> {
+        if let Some(open) = self.payments.iter().find(|p| p.state.is_unpaid()) {
+            return Some(open.expires_at);
+        }
+        let active = matches!(self.state, SessionState::Active);
+        (active && self.received_credit() < self.threshold_minor()).then_some(self.modified)
+    }
+
     /// The terms of the next quote at `rate`: the remaining due, converted with rule 1 of the
     /// money docs, valid for the session's ttl from `now`.
     pub fn next_quote(

@@ -183,6 +183,15 @@ impl CheckoutSession {
     }
 
     fn wire(&self) -> SessionWire {
+        let mut w = self.head_wire();
+        let mut transfers: Vec<Transfer> = self.transfers.values().cloned().collect();
+        transfers.sort_by_key(|t| (t.first_seen, t.key));
+        w.transfers = transfers;
+        w
+    }
+
+    /// Everything but the transfers (whose totals and flags it still carries).
+    fn head_wire(&self) -> SessionWire {
         let totals = self.totals();
         let target = self.target_currency;
         let (paid_at, deactivated_at) = match self.state {
@@ -190,8 +199,6 @@ impl CheckoutSession {
             SessionState::Paid { paid_at } => (Some(paid_at), None),
             SessionState::Deactivated { deactivated_at } => (None, Some(deactivated_at)),
         };
-        let mut transfers: Vec<Transfer> = self.transfers.values().cloned().collect();
-        transfers.sort_by_key(|t| (t.first_seen, t.key));
         let d = &self.details;
         SessionWire {
             id: self.id,
@@ -221,7 +228,7 @@ impl CheckoutSession {
             target_amount_pending: nonzero(target.from_msats(totals.pending)),
             onchain_address: self.onchain_address.clone(),
             payments: self.payments.iter().map(|p| self.payment_wire(p)).collect(),
-            transfers,
+            transfers: Vec::new(),
             flags: self.flags(),
             paid_at,
             deactivated_at,
@@ -236,6 +243,24 @@ impl CheckoutSession {
     pub fn payment_json(&self, id: PaymentId) -> Option<String> {
         let p = self.payments.iter().find(|p| p.id == id)?;
         serde_json::to_string(&self.payment_wire(p)).ok()
+    }
+
+    /// The session's JSON without its list of transfers: what webhook payloads carry and
+    /// what stores keep beside one row per transfer. Totals and flags are included.
+    pub fn head_json(&self) -> String {
+        serde_json::to_string(&self.head_wire()).unwrap_or_default()
+    }
+
+    /// Rebuilds a session from [`head_json`](Self::head_json) and its transfers.
+    pub fn from_parts(head: &str, transfers: impl IntoIterator<Item = Transfer>) -> Result<Self, Error> {
+        let mut session = Self::from_json(head)?;
+        for t in transfers {
+            if !session.payments.iter().any(|p| p.id == t.payment_id) {
+                return Err(Error::Json(format!("transfer {} has no payment", t.key)));
+            }
+            session.transfers.insert(t.key, t);
+        }
+        Ok(session)
     }
 
     /// Reads a session from its JSON (as written by `serde_json::to_string`).

@@ -1,0 +1,106 @@
+//! The service for async (tokio) applications: every call runs on tokio's blocking pool,
+//! so a slow store or node never stalls the executor.
+
+use std::sync::Arc;
+
+use super::{Checkout, SweepReport};
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::id::SessionId;
+use crate::rates::RateSource;
+use crate::request::PaymentRequestGenerator;
+use crate::session::{CheckoutSession, SessionParams, SessionUpdate};
+use crate::store::{ListQuery, Page, Store, StoredEvent};
+use crate::transfer::TransferReport;
+
+/// A cheaply cloneable async handle on a [`Checkout`].
+pub struct AsyncCheckout<S, R, G, C> {
+    inner: Arc<Checkout<S, R, G, C>>,
+}
+
+impl<S, R, G, C> Clone for AsyncCheckout<S, R, G, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S, R, G, C> std::fmt::Debug for AsyncCheckout<S, R, G, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncCheckout").finish_non_exhaustive()
+    }
+}
+
+impl<S, R, G, C> AsyncCheckout<S, R, G, C>
+where
+    S: Store + 'static,
+    R: RateSource + 'static,
+    G: PaymentRequestGenerator + 'static,
+    C: Clock + 'static,
+{
+    /// Wraps a service.
+    pub fn new(checkout: Checkout<S, R, G, C>) -> Self {
+        Self {
+            inner: Arc::new(checkout),
+        }
+    }
+
+    /// The synchronous service inside.
+    pub fn blocking(&self) -> &Checkout<S, R, G, C> {
+        &self.inner
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Checkout<S, R, G, C>) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| Error::Store(crate::store::StoreError::Backend {
+                message: format!("blocking task failed: {e}"),
+                retryable: false,
+            }))?
+    }
+
+    /// See [`Checkout::create`].
+    pub async fn create(&self, params: SessionParams, idempotency_key: Option<String>) -> Result<CheckoutSession, Error> {
+        self.run(move |c| c.create(params, idempotency_key.as_deref())).await
+    }
+
+    /// See [`Checkout::record_transfer`].
+    pub async fn record_transfer(&self, report: TransferReport) -> Result<CheckoutSession, Error> {
+        self.run(move |c| c.record_transfer(report)).await
+    }
+
+    /// See [`Checkout::update`].
+    pub async fn update(&self, id: SessionId, update: SessionUpdate) -> Result<CheckoutSession, Error> {
+        self.run(move |c| c.update(id, &update)).await
+    }
+
+    /// See [`Checkout::deactivate`].
+    pub async fn deactivate(&self, id: SessionId) -> Result<CheckoutSession, Error> {
+        self.run(move |c| c.deactivate(id)).await
+    }
+
+    /// See [`Checkout::get`].
+    pub async fn get(&self, id: SessionId) -> Result<CheckoutSession, Error> {
+        self.run(move |c| c.get(id)).await
+    }
+
+    /// See [`Checkout::list`].
+    pub async fn list(&self, query: ListQuery) -> Result<Page, Error> {
+        self.run(move |c| c.list(&query)).await
+    }
+
+    /// See [`Checkout::events_after`].
+    pub async fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, Error> {
+        self.run(move |c| c.events_after(after, limit)).await
+    }
+
+    /// See [`Checkout::sweep`].
+    pub async fn sweep(&self, limit: usize) -> Result<SweepReport, Error> {
+        self.run(move |c| c.sweep(limit)).await
+    }
+}

@@ -1,0 +1,196 @@
+//! The in-memory store: for tests, demos and single-process applications that keep
+//! nothing across restarts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use time::OffsetDateTime;
+
+use super::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
+use crate::id::SessionId;
+use crate::request::PaymentHash;
+use crate::session::CheckoutSession;
+use crate::transfer::TransferKey;
+
+#[derive(Default)]
+struct Inner {
+    closed: bool,
+    sessions: HashMap<SessionId, CheckoutSession>,
+    /// (created, id) → id: the listing order.
+    by_created: BTreeMap<(OffsetDateTime, SessionId), SessionId>,
+    transfers: HashMap<TransferKey, SessionId>,
+    hashes: HashMap<PaymentHash, SessionId>,
+    addresses: HashMap<String, SessionId>,
+    events: Vec<StoredEvent>,
+    events_by_session: HashMap<SessionId, Vec<usize>>,
+    idempotency: HashMap<String, IdempotencyRecord>,
+}
+
+/// Keeps everything in one mutex-guarded map. `Send + Sync`; clone an `Arc` of it to share.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Closes the store: every later call fails with [`StoreError::Closed`].
+    pub fn close(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.closed = true;
+        }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        // A panic while holding the lock cannot leave a half-applied commit (commits are
+        // applied after all checks), so the data is still consistent.
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.closed {
+            return Err(StoreError::Closed);
+        }
+        Ok(inner)
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl Store for MemoryStore {
+    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
+        Ok(self.lock()?.sessions.get(&id).cloned())
+    }
+
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let s = &commit.session;
+        let stored = inner.sessions.get(&s.id()).map(CheckoutSession::version);
+        if stored != commit.expected_version {
+            return Err(StoreError::Conflict);
+        }
+        if let Some(rec) = &commit.idempotency
+            && inner.idempotency.contains_key(&rec.key)
+        {
+            return Err(StoreError::Conflict);
+        }
+        // All checks passed: apply.
+        let id = s.id();
+        if let Some(rec) = &commit.idempotency {
+            inner.idempotency.insert(rec.key.clone(), rec.clone());
+        }
+        inner.by_created.insert((s.created(), id), id);
+        for key in &commit.changed_transfers {
+            inner.transfers.insert(*key, id);
+        }
+        for p in s.payments() {
+            if let Some(inv) = &p.request().lightning {
+                inner.hashes.insert(inv.payment_hash, id);
+            }
+        }
+        if let Some(addr) = s.onchain_address() {
+            inner.addresses.insert(addr.to_owned(), id);
+        }
+        for e in &commit.events {
+            let seq = inner.events.len() as u64 + 1;
+            let index = inner.events.len();
+            inner.events.push(StoredEvent {
+                seq,
+                event: e.clone(),
+            });
+            inner.events_by_session.entry(id).or_default().push(index);
+        }
+        inner.sessions.insert(id, s.clone());
+        Ok(())
+    }
+
+    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
+        Ok(self.lock()?.transfers.get(key).copied())
+    }
+
+    fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
+        Ok(self.lock()?.hashes.get(hash).copied())
+    }
+
+    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
+        Ok(self.lock()?.addresses.get(address).copied())
+    }
+
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let inner = self.lock()?;
+        let limit = query.page_size();
+        let matches = |id: &SessionId| {
+            inner
+                .sessions
+                .get(id)
+                .filter(|s| query.status.is_none_or(|st| s.status() == st))
+        };
+        let cursor_key = |id: &SessionId| inner.sessions.get(id).map(|s| (s.created(), *id));
+        let mut data = Vec::new();
+        let has_more;
+        if let Some(before) = query.ending_before {
+            // The page just newer than `before`: walk upwards, then reverse to newest first.
+            let Some(key) = cursor_key(&before) else {
+                return Ok(Page { data, has_more: false });
+            };
+            let mut newer = inner
+                .by_created
+                .range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
+                .filter_map(|(_, id)| matches(id));
+            data.extend(newer.by_ref().take(limit).cloned());
+            has_more = newer.next().is_some();
+            data.reverse();
+        } else {
+            let upper = match query.starting_after {
+                Some(after) => match cursor_key(&after) {
+                    Some(key) => std::ops::Bound::Excluded(key),
+                    None => return Ok(Page { data, has_more: false }),
+                },
+                None => std::ops::Bound::Unbounded,
+            };
+            let mut older = inner
+                .by_created
+                .range((std::ops::Bound::Unbounded, upper))
+                .rev()
+                .filter_map(|(_, id)| matches(id));
+            data.extend(older.by_ref().take(limit).cloned());
+            has_more = older.next().is_some();
+        }
+        Ok(Page { data, has_more })
+    }
+
+    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        let inner = self.lock()?;
+        let mut due: Vec<(OffsetDateTime, SessionId)> = inner
+            .sessions
+            .values()
+            .filter_map(|s| s.wake_at().filter(|w| *w <= now).map(|w| (w, s.id())))
+            .collect();
+        due.sort();
+        Ok(due.into_iter().take(limit).map(|(_, id)| id).collect())
+    }
+
+    fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let inner = self.lock()?;
+        let start = usize::try_from(after.unwrap_or(0)).unwrap_or(usize::MAX);
+        Ok(inner.events.iter().skip(start).take(limit).cloned().collect())
+    }
+
+    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
+        let inner = self.lock()?;
+        let indexes = inner.events_by_session.get(&id).cloned().unwrap_or_default();
+        Ok(indexes
+            .into_iter()
+            .filter_map(|i| inner.events.get(i).cloned())
+            .collect())
+    }
+
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self.lock()?.idempotency.get(key).cloned())
+    }
+}
