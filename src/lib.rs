@@ -15,6 +15,8 @@ pub mod request;
 pub mod service;
 pub mod session;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod transfer;
 #[cfg(feature = "webhooks")]
 pub mod webhook;

@@ -19,6 +19,10 @@
 //! blocking threads (see `docs/adr/0002-sync-ports-async-facade.md`).
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use memory::MemoryStore;
 
