@@ -100,6 +100,12 @@ pub mod millis {
         i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
     }
 
+    /// The time with everything below the millisecond dropped: the precision JSON keeps,
+    /// applied on the way in so that a session read back from JSON equals the original.
+    pub fn truncate(t: OffsetDateTime) -> OffsetDateTime {
+        from_millis(to_millis(t)).unwrap_or(t)
+    }
+
     /// A time from Unix milliseconds.
     pub fn from_millis(ms: i64) -> Result<OffsetDateTime, String> {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

@@ -313,7 +313,7 @@ impl ExchangeRate {
             target,
             rate: rate.normalize(),
             source: source.into(),
-            fetched_at,
+            fetched_at: crate::json::millis::truncate(fetched_at),
         })
     }
 

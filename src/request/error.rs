@@ -147,8 +147,8 @@ pub enum RequestError {
     /// The QR encoder failed for another reason.
     #[error("QR encoding failed: {0}")]
     QrEncoding(String),
-    /// The module size in pixels is outside 1..=64.
-    #[error("QR module size must be 1 to 64 pixels, got {0}")]
+    /// The module size in pixels is outside 1..=32.
+    #[error("QR module size must be 1 to 32 pixels, got {0}")]
     InvalidModuleSize(u32),
     /// The PNG encoder failed.
     #[error("PNG encoding failed: {0}")]
@@ -158,4 +158,16 @@ pub enum RequestError {
 /// Keeps caller input in error messages short.
 pub(crate) fn truncate(s: &str) -> String {
     s.chars().take(24).collect()
+}
+
+/// A short name for a network, for error messages.
+#[cfg(any(feature = "lightning", feature = "onchain"))]
+pub(crate) fn network_name(network: bitcoin::Network) -> &'static str {
+    match network {
+        bitcoin::Network::Bitcoin => "mainnet",
+        bitcoin::Network::Testnet => "testnet",
+        bitcoin::Network::Testnet4 => "testnet4",
+        bitcoin::Network::Signet => "signet",
+        bitcoin::Network::Regtest => "regtest",
+    }
 }

@@ -31,6 +31,7 @@ use miniscript::descriptor::Wildcard;
 use miniscript::{Descriptor, DescriptorPublicKey, ForEachKey};
 
 use crate::request::RequestError;
+use crate::request::error::network_name;
 
 /// The bitcoin network addresses are for (rust-bitcoin's; `Bitcoin` is mainnet).
 pub use bitcoin::Network;
@@ -174,17 +175,6 @@ pub fn validate_address(address: &str, network: Network) -> Result<String, Reque
         return Err(RequestError::InvalidAddress { reason: "not a standard address type".into() });
     }
     Ok(checked.to_string())
-}
-
-/// A short name for a network, for error messages.
-pub(crate) fn network_name(network: Network) -> &'static str {
-    match network {
-        Network::Bitcoin => "mainnet",
-        Network::Testnet => "testnet",
-        Network::Testnet4 => "testnet4",
-        Network::Signet => "signet",
-        Network::Regtest => "regtest",
-    }
 }
 
 // SLIP-132 version bytes. Only the public ones are accepted.

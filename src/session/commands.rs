@@ -7,6 +7,7 @@ use super::{CheckoutSession, Details, SessionParams, SessionState};
 use crate::error::Error;
 use crate::event::{EventType, SessionEvent};
 use crate::id::{PaymentId, SessionId};
+use crate::json::millis::truncate;
 use crate::money::{ExchangeRate, Msats, Sats, from_minor_units};
 use crate::payment::{Payment, PaymentState};
 use crate::request::PaymentRequest;
@@ -65,6 +66,7 @@ impl CheckoutSession {
         params: SessionParams,
         now: OffsetDateTime,
     ) -> Result<(Self, Vec<SessionEvent>), Error> {
+        let now = truncate(now);
         let amount = params.validate()?;
         let session = Self {
             id,
@@ -125,6 +127,7 @@ impl CheckoutSession {
         rate: ExchangeRate,
         now: OffsetDateTime,
     ) -> Result<QuoteTerms, Error> {
+        let now = truncate(now);
         self.check_clock(now)?;
         if rate.base() != self.currency || rate.target() != self.target_currency {
             return Err(Error::RateMismatch {
@@ -169,6 +172,7 @@ impl CheckoutSession {
         request: PaymentRequest,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionEvent>, Error> {
+        let now = truncate(now);
         // Re-derive the terms: the session may have changed since they were computed.
         let fresh = self.next_quote(terms.payment_id, terms.rate.clone(), now)?;
         if fresh.due != terms.due || fresh.target != terms.target || now < terms.created {
@@ -178,6 +182,10 @@ impl CheckoutSession {
             return Err(Error::RequestMismatch("payment id already used"));
         }
         self.check_request(&terms, &request, now)?;
+        let mut request = request;
+        if let Some(inv) = request.lightning.as_mut() {
+            inv.expires_at = truncate(inv.expires_at);
+        }
         let mut events = self.expire_due(now);
         if self.onchain_address.is_none() {
             self.onchain_address = request.onchain_address.clone();
@@ -243,6 +251,7 @@ impl CheckoutSession {
     /// Expires the quotes that ran out at `now`. The session then needs a new quote
     /// ([`needs_quote`](Self::needs_quote)) if it is still active.
     pub fn expire_quotes(&mut self, now: OffsetDateTime) -> Result<Vec<SessionEvent>, Error> {
+        let now = truncate(now);
         self.check_clock(now)?;
         let events = self.expire_due(now);
         if !events.is_empty() {
@@ -267,6 +276,7 @@ impl CheckoutSession {
     /// Deactivates an active session: its open quote is cancelled; funds already received
     /// stay recorded and are flagged [`RefundDue`](super::FlagKind::RefundDue).
     pub fn deactivate(&mut self, now: OffsetDateTime) -> Result<Vec<SessionEvent>, Error> {
+        let now = truncate(now);
         self.check_clock(now)?;
         if !matches!(self.state, SessionState::Active) {
             return Err(self.invalid("deactivate"));
@@ -293,6 +303,7 @@ impl CheckoutSession {
         report: TransferReport,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionEvent>, Error> {
+        let now = truncate(now);
         self.check_clock(now)?;
         if report.amount == Msats::ZERO {
             return Err(Error::AmountNotPositive);

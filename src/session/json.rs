@@ -119,7 +119,7 @@ struct SessionWire {
     target_amount_pending: Option<Decimal>,
     onchain_address: Option<String>,
     payments: Vec<PaymentWire>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     transfers: Vec<Transfer>,
     #[serde(default)]
     flags: Vec<Flag>,

@@ -151,6 +151,7 @@ impl CheckoutSession {
         update: &SessionUpdate,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionEvent>, Error> {
+        let now = crate::json::millis::truncate(now);
         self.check_clock(now)?;
         let next = update.apply_to(&self.details)?;
         if next == self.details {
