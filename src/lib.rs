@@ -1,4 +1,4 @@
-//! bitcoin-checkout (work in progress)
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
 pub mod clock;
