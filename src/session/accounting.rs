@@ -1,18 +1,14 @@
-//! Totals and flags, derived from the recorded transfers every time they are asked for.
-//!
-//! Nothing here is stored: the transfers and quotes are the facts, and these numbers are
-//! a function of them (see the rounding rules in [`crate::money`]).
-
-use std::collections::HashMap;
+//! Totals and flags, derived from the recorded transfers (through the running sums of the
+//! ledger) and the quotes; see the rounding rules in [`crate::money`].
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::ledger::PaymentSums;
 use super::{CheckoutSession, SessionState};
 use crate::id::PaymentId;
 use crate::money::{Msats, from_minor_units, mul_div_ceil, mul_div_floor, to_minor_units};
 use crate::payment::Payment;
-use crate::transfer::{Arrival, Transfer};
 
 /// The money of a session, derived from its transfers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -57,9 +53,6 @@ pub struct Flag {
     pub amount: Msats,
 }
 
-/// Msats per payment: (received, counted) among transfers credited towards the price.
-type PerPayment = HashMap<PaymentId, (u128, u128)>;
-
 impl CheckoutSession {
     /// The price in minor units of the base currency.
     pub(crate) fn amount_minor(&self) -> i128 {
@@ -76,16 +69,8 @@ impl CheckoutSession {
         amount - i128::try_from(allowance).unwrap_or(0)
     }
 
-    fn per_payment(&self) -> PerPayment {
-        let mut sums = PerPayment::new();
-        for t in self.transfers.values().filter(|t| t.is_credited_arrival() && t.is_received()) {
-            let entry = sums.entry(t.payment_id).or_default();
-            entry.0 += u128::from(t.amount.get());
-            if t.meets(self.confirmations) {
-                entry.1 += u128::from(t.amount.get());
-            }
-        }
-        sums
+    fn sums(&self, id: PaymentId) -> PaymentSums {
+        self.ledger.per_payment.get(&id).copied().unwrap_or_default()
     }
 
     /// Minor units credited for `msats` received on payment `p` (rule 2 of the money docs).
@@ -101,12 +86,11 @@ impl CheckoutSession {
 
     /// (received, counted) credit in minor units.
     fn credits(&self) -> (i128, i128) {
-        let sums = self.per_payment();
         self.payments.iter().fold((0i128, 0i128), |(r, c), p| {
-            let (rm, cm) = sums.get(&p.id).copied().unwrap_or((0, 0));
+            let sums = self.sums(p.id);
             (
-                r.saturating_add(self.credit(p, rm)),
-                c.saturating_add(self.credit(p, cm)),
+                r.saturating_add(self.credit(p, sums.received)),
+                c.saturating_add(self.credit(p, sums.counted)),
             )
         })
     }
@@ -134,30 +118,17 @@ impl CheckoutSession {
 
     /// Msats of non-reversed transfers attributed to `payment`, whatever their arrival.
     pub fn received_for(&self, payment: PaymentId) -> Msats {
-        let sum = self
-            .transfers
-            .values()
-            .filter(|t| t.payment_id == payment && t.is_received())
-            .map(|t| t.amount.get())
-            .fold(0u64, u64::saturating_add);
-        Msats::new(sum)
+        Msats::new(u64::try_from(self.sums(payment).any).unwrap_or(u64::MAX))
     }
 
     /// The session's money, derived from its transfers.
     pub fn totals(&self) -> Totals {
-        let (mut counted, mut pending) = (0u64, 0u64);
-        for t in self.transfers.values().filter(|t| t.is_credited_arrival() && t.is_received()) {
-            if t.meets(self.confirmations) {
-                counted = counted.saturating_add(t.amount.get());
-            } else {
-                pending = pending.saturating_add(t.amount.get());
-            }
-        }
+        let msats = |v: u128| Msats::new(u64::try_from(v).unwrap_or(u64::MAX));
         let (received_credit, counted_credit) = self.credits();
         let scale = self.currency.scale();
         Totals {
-            counted: Msats::new(counted),
-            pending: Msats::new(pending),
+            counted: msats(self.ledger.counted),
+            pending: msats(self.ledger.pending),
             amount_paid: from_minor_units(counted_credit.min(i128::from(i64::MAX)), scale),
             amount_received: from_minor_units(received_credit.min(i128::from(i64::MAX)), scale),
         }
@@ -167,12 +138,11 @@ impl CheckoutSession {
     /// quotes are walked in order, each credited until the full amount is reached, and
     /// whatever a quote received past that point is excess.
     fn excess_msats(&self) -> u128 {
-        let sums = self.per_payment();
         let amount = self.amount_minor();
         let mut credited: i128 = 0;
         let mut excess: u128 = 0;
         for p in &self.payments {
-            let received = sums.get(&p.id).map_or(0, |s| s.0);
+            let received = self.sums(p.id).received;
             let need = u128::try_from((amount - credited).max(0)).unwrap_or(0);
             let due = u128::try_from(to_minor_units(p.due, self.currency.scale()).unwrap_or(0))
                 .unwrap_or(0);
@@ -191,33 +161,25 @@ impl CheckoutSession {
 
     /// The unexpected money on this session, by kind (kinds with nothing are left out).
     pub fn flags(&self) -> Vec<Flag> {
-        let mut by_kind: std::collections::BTreeMap<super::FlagKind, u128> = Default::default();
-        let mut add = |kind, amount: u64| *by_kind.entry(kind).or_default() += u128::from(amount);
-        for t in self.transfers.values() {
-            flag_transfer(t, &mut add);
-        }
-        let excess = self.excess_msats();
-        if excess > 0 {
-            *by_kind.entry(FlagKind::Overpaid).or_default() += excess;
-        }
-        if matches!(self.state, SessionState::Deactivated { .. }) {
-            let kept: u128 = self
-                .transfers
-                .values()
-                .filter(|t| t.is_credited_arrival() && t.is_received())
-                .map(|t| u128::from(t.amount.get()))
-                .sum();
-            if kept > 0 {
-                *by_kind.entry(FlagKind::RefundDue).or_default() += kept;
-            }
-        }
-        by_kind
-            .into_iter()
-            .map(|(kind, amount)| Flag {
-                kind,
-                amount: Msats::new(u64::try_from(amount).unwrap_or(u64::MAX)),
-            })
-            .collect()
+        let l = &self.ledger;
+        let refund_due = match self.state {
+            SessionState::Deactivated { .. } => l.counted.saturating_add(l.pending),
+            _ => 0,
+        };
+        [
+            (FlagKind::Overpaid, l.after_paid.saturating_add(self.excess_msats())),
+            (FlagKind::Late, l.late),
+            (FlagKind::PaidAfterExpiry, l.after_expiry),
+            (FlagKind::Reversed, l.reversed_counted),
+            (FlagKind::RefundDue, refund_due),
+        ]
+        .into_iter()
+        .filter(|(_, amount)| *amount > 0)
+        .map(|(kind, amount)| Flag {
+            kind,
+            amount: Msats::new(u64::try_from(amount).unwrap_or(u64::MAX)),
+        })
+        .collect()
     }
 
     /// The flagged amount of one kind.
@@ -226,20 +188,5 @@ impl CheckoutSession {
             .into_iter()
             .find(|f| f.kind == kind)
             .map_or(Msats::ZERO, |f| f.amount)
-    }
-}
-
-fn flag_transfer(t: &Transfer, add: &mut impl FnMut(FlagKind, u64)) {
-    if t.reversed {
-        if t.counted_at.is_some() {
-            add(FlagKind::Reversed, t.amount.get());
-        }
-        return;
-    }
-    match t.arrival {
-        Arrival::AfterPaid => add(FlagKind::Overpaid, t.amount.get()),
-        Arrival::AfterDeactivated => add(FlagKind::Late, t.amount.get()),
-        Arrival::AfterQuoteExpiry => add(FlagKind::PaidAfterExpiry, t.amount.get()),
-        Arrival::Expected => {}
     }
 }

@@ -92,6 +92,7 @@ impl CheckoutSession {
             state: SessionState::Active,
             payments: Vec::new(),
             transfers: Default::default(),
+            ledger: Default::default(),
             onchain_address: None,
             created: now,
             modified: now,
@@ -411,7 +412,7 @@ impl CheckoutSession {
                     .transfer(report.key, report.amount),
             );
         }
-        self.transfers.insert(report.key, transfer);
+        self.put_transfer(transfer);
         let payment = &mut self.payments[index];
         if payment.state.is_unpaid() && !report.reversed {
             payment.state = PaymentState::Paid { paid_at: now };
@@ -456,7 +457,7 @@ impl CheckoutSession {
                     .transfer(key, amount),
             );
         }
-        self.transfers.insert(key, next);
+        self.put_transfer(next);
         events.extend(self.settle(before, now));
         self.touch(now);
         events

@@ -258,7 +258,7 @@ impl CheckoutSession {
             if !session.payments.iter().any(|p| p.id == t.payment_id) {
                 return Err(Error::Json(format!("transfer {} has no payment", t.key)));
             }
-            session.transfers.insert(t.key, t);
+            session.put_transfer(t);
         }
         Ok(session)
     }
@@ -377,12 +377,20 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
         },
         state,
         payments,
-        transfers: w.transfers.into_iter().map(|t| (t.key, t)).collect(),
+        transfers: Default::default(),
+        ledger: Default::default(),
         onchain_address: w.onchain_address,
         created: w.created,
         modified: w.modified,
         version: w.version,
     };
+    let mut session = session;
+    for t in w.transfers {
+        if !session.payments.iter().any(|p| p.id == t.payment_id) {
+            return Err(format!("transfer {} has no payment", t.key));
+        }
+        session.put_transfer(t);
+    }
     Ok(session)
 }
 

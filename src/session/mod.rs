@@ -15,6 +15,7 @@
 mod accounting;
 mod commands;
 mod json;
+mod ledger;
 mod params;
 mod text;
 mod update;
@@ -131,6 +132,7 @@ pub struct CheckoutSession {
     pub(crate) state: SessionState,
     pub(crate) payments: Vec<Payment>,
     pub(crate) transfers: BTreeMap<TransferKey, Transfer>,
+    pub(crate) ledger: ledger::Ledger,
     pub(crate) onchain_address: Option<String>,
     pub(crate) created: OffsetDateTime,
     pub(crate) modified: OffsetDateTime,
@@ -287,6 +289,13 @@ impl CheckoutSession {
     /// compare-and-swap.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Inserts or replaces a transfer, keeping the ledger in step.
+    pub(crate) fn put_transfer(&mut self, t: Transfer) {
+        let old = self.transfers.get(&t.key);
+        self.ledger.swap(old, &t, self.confirmations);
+        self.transfers.insert(t.key, t);
     }
 
     /// Marks one applied change.
