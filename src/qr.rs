@@ -55,7 +55,10 @@ pub fn symbol_info(data: &str) -> Result<SymbolInfo, RequestError> {
     let version = match code.version() {
         Version::Normal(v) | Version::Micro(v) => u8::try_from(v).unwrap_or(u8::MAX),
     };
-    Ok(SymbolInfo { version, modules: u32::try_from(code.width()).unwrap_or(u32::MAX) })
+    Ok(SymbolInfo {
+        version,
+        modules: u32::try_from(code.width()).unwrap_or(u32::MAX),
+    })
 }
 
 /// An SVG image (black on white, 8 px a module, with a `viewBox`), without the `<?xml …?>`
@@ -104,7 +107,12 @@ pub fn render_png(data: &str, module_px: u32) -> Result<Vec<u8>, RequestError> {
         .build();
     let mut png = Vec::new();
     PngEncoder::new(&mut png)
-        .write_image(image.as_raw(), image.width(), image.height(), ExtendedColorType::L8)
+        .write_image(
+            image.as_raw(),
+            image.width(),
+            image.height(),
+            ExtendedColorType::L8,
+        )
         .map_err(|e| RequestError::PngEncoding(e.to_string()))?;
     Ok(png)
 }

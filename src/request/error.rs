@@ -65,7 +65,9 @@ pub enum RequestError {
     #[error("the descriptor has no /* wildcard: it cannot derive fresh addresses")]
     NoWildcard,
     /// The descriptor derives hardened children after the xpub, which needs private keys.
-    #[error("the descriptor derives hardened children (*h or h after the xpub): impossible from a public key")]
+    #[error(
+        "the descriptor derives hardened children (*h or h after the xpub): impossible from a public key"
+    )]
     HardenedDerivation,
     /// The descriptor has a multipath expression (`<0;1>`); give one path.
     #[error("multipath descriptors (<0;1>) are not supported: give the receive path only")]

@@ -22,7 +22,7 @@
 //!   its quote,
 //!
 //! and returns the node's BOLT11 string and payment hash as a
-//! [`LightningInvoice`](crate::request::LightningInvoice). The node keeps the preimage. A node
+//! [`LightningInvoice`]. The node keeps the preimage. A node
 //! whose clock runs ahead, or that applies a minimum expiry, can still issue an invoice that
 //! outlives the quote: [`parse_invoice`] + [`ParsedInvoice::for_quote`] check the signature,
 //! network, amount and expiry of what came back.
@@ -196,7 +196,10 @@ impl fmt::Debug for Bolt11Signer {
         f.debug_struct("Bolt11Signer")
             .field("node_id", &self.node_id)
             .field("network", &self.network)
-            .field("min_final_cltv_expiry_delta", &self.min_final_cltv_expiry_delta)
+            .field(
+                "min_final_cltv_expiry_delta",
+                &self.min_final_cltv_expiry_delta,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -330,7 +333,9 @@ pub fn parse_invoice(bolt11: &str) -> Result<ParsedInvoice, RequestError> {
         ParseOrSemanticError::SemanticError(Bolt11SemanticError::InvalidSignature) => {
             RequestError::InvalidInvoiceSignature
         }
-        other => RequestError::InvalidInvoice { reason: other.to_string() },
+        other => RequestError::InvalidInvoice {
+            reason: other.to_string(),
+        },
     })?;
     let network = match invoice.currency() {
         Currency::Bitcoin => Network::Bitcoin,
@@ -356,7 +361,9 @@ pub fn parse_invoice(bolt11: &str) -> Result<ParsedInvoice, RequestError> {
         expiry_secs,
         expires_at: unix_time(created_secs.saturating_add(expiry_secs)),
         description: match invoice.description() {
-            Bolt11InvoiceDescriptionRef::Direct(d) => InvoiceDescription::Direct(d.as_inner().0.clone()),
+            Bolt11InvoiceDescriptionRef::Direct(d) => {
+                InvoiceDescription::Direct(d.as_inner().0.clone())
+            }
             Bolt11InvoiceDescriptionRef::Hash(h) => InvoiceDescription::Hash(h.0.to_byte_array()),
         },
         min_final_cltv_expiry_delta: invoice.min_final_cltv_expiry_delta(),
@@ -418,7 +425,9 @@ fn check_amount(amount: Msats) -> Result<Msats, RequestError> {
     }
 }
 
-fn bolt11_description(description: InvoiceDescription) -> Result<Bolt11InvoiceDescription, RequestError> {
+fn bolt11_description(
+    description: InvoiceDescription,
+) -> Result<Bolt11InvoiceDescription, RequestError> {
     Ok(match description {
         InvoiceDescription::Direct(text) => {
             Bolt11InvoiceDescription::Direct(Description::new(text).map_err(creation_error)?)

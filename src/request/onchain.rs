@@ -14,7 +14,7 @@
 //! use bitcoin_checkout::request::onchain::{AddressDeriver, Network};
 //!
 //! // BIP84 test vector: account 0 of "abandon abandon … about".
-//! let zpub = "zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDyf9dBhU5YURtbG3ZFk9W7G2P";
+//! let zpub = "zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs";
 //! let deriver = AddressDeriver::new(zpub, Network::Bitcoin)?;
 //! assert_eq!(deriver.address_at(0)?, "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu");
 //! # Ok::<(), bitcoin_checkout::request::RequestError>(())
@@ -89,7 +89,11 @@ impl AddressDeriver {
             return Err(RequestError::NoWildcard);
         }
         check_keys(&parsed, network)?;
-        let deriver = Self { descriptor: parsed, network, secp: Secp256k1::verification_only() };
+        let deriver = Self {
+            descriptor: parsed,
+            network,
+            secp: Secp256k1::verification_only(),
+        };
         // Fails now, not at the first checkout, for descriptors without an address (`pk()`).
         deriver.address_at(0)?;
         Ok(deriver)
@@ -110,7 +114,11 @@ impl AddressDeriver {
             TPUB | VPUB => (TPUB, false),
             UPUB => (TPUB, true),
             v if PRIVATE_VERSIONS.contains(&v) => return Err(RequestError::SecretKeyGiven),
-            _ => return Err(invalid("unknown version: expected xpub, ypub, zpub, tpub, upub or vpub")),
+            _ => {
+                return Err(invalid(
+                    "unknown version: expected xpub, ypub, zpub, tpub, upub or vpub",
+                ));
+            }
         };
         data[..4].copy_from_slice(&standard);
         let key = Xpub::decode(&data).map_err(|_| invalid("not a valid public key"))?;
@@ -132,7 +140,9 @@ impl AddressDeriver {
             .at_derivation_index(index)
             .and_then(|d| d.derived_descriptor(&self.secp))
             .map_err(|_| RequestError::HardenedDerivation)?;
-        let address = derived.address(self.network).map_err(|_| RequestError::NoAddressForm)?;
+        let address = derived
+            .address(self.network)
+            .map_err(|_| RequestError::NoAddressForm)?;
         Ok(address.to_string())
     }
 
@@ -159,10 +169,15 @@ impl AddressDeriver {
 /// # Ok::<(), RequestError>(())
 /// ```
 pub fn validate_address(address: &str, network: Network) -> Result<String, RequestError> {
-    let parsed: Address<NetworkUnchecked> = address
-        .trim()
-        .parse()
-        .map_err(|e: bitcoin::address::ParseError| RequestError::InvalidAddress { reason: e.to_string() })?;
+    let parsed: Address<NetworkUnchecked> =
+        address
+            .trim()
+            .parse()
+            .map_err(
+                |e: bitcoin::address::ParseError| RequestError::InvalidAddress {
+                    reason: e.to_string(),
+                },
+            )?;
     if !parsed.is_valid_for_network(network) {
         return Err(RequestError::NetworkMismatch {
             expected: network_name(network),
@@ -172,7 +187,9 @@ pub fn validate_address(address: &str, network: Network) -> Result<String, Reque
     let checked = parsed.assume_checked();
     // Future witness versions parse but wallets will not pay them: refuse to show one.
     if checked.address_type().is_none() {
-        return Err(RequestError::InvalidAddress { reason: "not a standard address type".into() });
+        return Err(RequestError::InvalidAddress {
+            reason: "not a standard address type".into(),
+        });
     }
     Ok(checked.to_string())
 }
@@ -195,7 +212,10 @@ const PRIVATE_VERSIONS: [[u8; 4]; 6] = [
 ];
 
 /// Refuses hardened steps after an xpub and xpubs of the other network kind.
-fn check_keys(descriptor: &Descriptor<DescriptorPublicKey>, network: Network) -> Result<(), RequestError> {
+fn check_keys(
+    descriptor: &Descriptor<DescriptorPublicKey>,
+    network: Network,
+) -> Result<(), RequestError> {
     let mut result = Ok(());
     descriptor.for_each_key(|key| {
         if let DescriptorPublicKey::XPub(xkey) = key {
@@ -222,7 +242,9 @@ fn descriptor_error(descriptor: &str, error: &miniscript::Error) -> RequestError
     if Descriptor::parse_descriptor(&Secp256k1::signing_only(), descriptor).is_ok() {
         return RequestError::SecretKeyGiven;
     }
-    RequestError::InvalidDescriptor { reason: error.to_string().chars().take(120).collect() }
+    RequestError::InvalidDescriptor {
+        reason: error.to_string().chars().take(120).collect(),
+    }
 }
 
 /// The network an address that failed `is_valid_for_network` is for, in words.

@@ -88,7 +88,10 @@ impl UnifiedUri {
         Ok(Self {
             address: request.onchain_address.clone(),
             amount: Some(onchain_amount(amount)?),
-            lightning: request.lightning.as_ref().map(|l| l.payment_request.clone()),
+            lightning: request
+                .lightning
+                .as_ref()
+                .map(|l| l.payment_request.clone()),
             label: None,
             message: None,
         })
@@ -151,7 +154,9 @@ impl UnifiedUri {
             });
         }
         if !scheme.eq_ignore_ascii_case("bitcoin") {
-            return Err(RequestError::InvalidUri("scheme is neither bitcoin: nor lightning:"));
+            return Err(RequestError::InvalidUri(
+                "scheme is neither bitcoin: nor lightning:",
+            ));
         }
         let (address, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut uri = Self {
@@ -183,9 +188,9 @@ impl UnifiedUri {
                 set_once(&mut self.lightning, "lightning", invoice)
             }
             // BIP21: a `req-` parameter the reader does not understand invalidates the URI.
-            k if k.starts_with("req-") => Err(RequestError::UnsupportedRequiredParam {
-                key: truncate(k),
-            }),
+            k if k.starts_with("req-") => {
+                Err(RequestError::UnsupportedRequiredParam { key: truncate(k) })
+            }
             // Other unknown parameters (pj=, lno=, …) are optional by definition.
             _ => Ok(()),
         }
@@ -254,7 +259,13 @@ pub fn parse_btc_amount(s: &str) -> Result<Sats, RequestError> {
     if whole.len() > 8 {
         return Err(RequestError::AmountTooLarge);
     }
-    let parse = |p: &str| if p.is_empty() { Ok(0) } else { p.parse::<u64>().map_err(|_| invalid()) };
+    let parse = |p: &str| {
+        if p.is_empty() {
+            Ok(0)
+        } else {
+            p.parse::<u64>().map_err(|_| invalid())
+        }
+    };
     let frac_sats = parse(&format!("{frac:0<8}"))?;
     let sats = parse(whole)? * SATS_PER_BTC + frac_sats;
     checked_sats(sats)
@@ -288,21 +299,33 @@ fn is_bech32_address(address: &str) -> bool {
 /// An address in the form to put in a QR code: bech32 uppercased, base58 untouched.
 fn qr_address(address: &str) -> Result<String, RequestError> {
     if address.is_empty() || !address.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(RequestError::InvalidUri("address must be letters and digits"));
+        return Err(RequestError::InvalidUri(
+            "address must be letters and digits",
+        ));
     }
-    Ok(if is_bech32_address(address) { address.to_ascii_uppercase() } else { address.to_owned() })
+    Ok(if is_bech32_address(address) {
+        address.to_ascii_uppercase()
+    } else {
+        address.to_owned()
+    })
 }
 
 /// An address as read from a URI: bech32 lowercased (its canonical form), base58 untouched.
 fn normalize_address(address: &str) -> Result<String, RequestError> {
     qr_address(address)?;
-    Ok(if is_bech32_address(address) { address.to_ascii_lowercase() } else { address.to_owned() })
+    Ok(if is_bech32_address(address) {
+        address.to_ascii_lowercase()
+    } else {
+        address.to_owned()
+    })
 }
 
 /// A BOLT11 invoice, uppercased for the QR code, after a character check.
 fn checked_bech32(invoice: &str) -> Result<String, RequestError> {
     if invoice.is_empty() || !invoice.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(RequestError::InvalidUri("Lightning invoice must be letters and digits"));
+        return Err(RequestError::InvalidUri(
+            "Lightning invoice must be letters and digits",
+        ));
     }
     Ok(invoice.to_ascii_uppercase())
 }
@@ -328,7 +351,9 @@ fn percent_decode(text: &str) -> Result<String, RequestError> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             // Both digits checked: `from_str_radix` alone would accept a sign (`%+1`).
-            let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
             let byte = hex.and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
             out.push(byte.ok_or(RequestError::InvalidUri("bad percent-encoding"))?);
             i += 3;
