@@ -118,6 +118,12 @@ pub enum Error {
         /// What was given (truncated).
         got: String,
     },
+    /// The link expired and opens no more sessions.
+    #[error("the link has expired")]
+    LinkExpired,
+    /// No link with this id.
+    #[error("no link {0}")]
+    UnknownLink(String),
     /// No session with this id.
     #[error("no checkout session {0}")]
     UnknownSession(SessionId),

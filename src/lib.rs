@@ -6,6 +6,7 @@ pub mod error;
 pub mod event;
 pub mod id;
 pub mod json;
+pub mod link;
 pub mod metadata;
 pub mod money;
 pub mod payment;

@@ -16,7 +16,9 @@ fn rates() -> FixedRates {
     FixedRates::new().with(usd(), TargetCurrency::Sats, dec("1000"))
 }
 
-fn service<R: RateSource>(rates: R) -> (Checkout<Arc<MemoryStore>, R, TestRequestGenerator, Arc<ManualClock>>, Arc<ManualClock>, Arc<MemoryStore>) {
+type Service<R> = Checkout<Arc<MemoryStore>, R, TestRequestGenerator, Arc<ManualClock>>;
+
+fn service<R: RateSource>(rates: R) -> (Service<R>, Arc<ManualClock>, Arc<MemoryStore>) {
     let clock = Arc::new(ManualClock::new(t0()));
     let store = Arc::new(MemoryStore::new());
     let c = Checkout::new(Arc::clone(&store), rates, TestRequestGenerator).with_clock(Arc::clone(&clock));
@@ -27,7 +29,7 @@ fn params() -> SessionParams {
     SessionParams::new(dec("25.00"), usd())
 }
 
-fn pay(c: &Checkout<Arc<MemoryStore>, impl RateSource, TestRequestGenerator, Arc<ManualClock>>, id: SessionId, msats: u64) -> CheckoutSession {
+fn pay(c: &Service<impl RateSource>, id: SessionId, msats: u64) -> CheckoutSession {
     let s = c.get(id).expect("session");
     let quote = s.open_payment().expect("open quote");
     c.record_transfer(TransferReport::lightning(TestRequestGenerator::payment_hash(quote.id()), Msats::new(msats)))
