@@ -456,3 +456,64 @@ fn unix_time(secs: u64) -> OffsetDateTime {
         .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
         .map_or(max, |t| t.min(max))
 }
+
+/// An [`InvoiceSource`](crate::request::InvoiceSource) that signs each quote's invoice
+/// offline with a [`Bolt11Signer`]: for regtest, demos and self-custodial nodes that hold
+/// their own keys.
+///
+/// For every invoice it draws a preimage and a payment secret from `entropy` (which must be
+/// a cryptographically secure generator) and hands the [`SignedInvoice`] to `keep` before
+/// the invoice is shown, so the node that settles payments knows the preimage. If `keep`
+/// fails, no invoice is issued.
+pub struct OfflineInvoices {
+    signer: Bolt11Signer,
+    entropy: Box<dyn Fn() -> [u8; 32] + Send + Sync>,
+    keep: Box<dyn Fn(&SignedInvoice) -> Result<(), String> + Send + Sync>,
+}
+
+impl OfflineInvoices {
+    /// A source signing with `signer`, drawing secrets from `entropy` and handing each
+    /// signed invoice to `keep`.
+    pub fn new(
+        signer: Bolt11Signer,
+        entropy: impl Fn() -> [u8; 32] + Send + Sync + 'static,
+        keep: impl Fn(&SignedInvoice) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            signer,
+            entropy: Box::new(entropy),
+            keep: Box::new(keep),
+        }
+    }
+}
+
+impl fmt::Debug for OfflineInvoices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OfflineInvoices")
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl crate::request::InvoiceSource for OfflineInvoices {
+    fn invoice(
+        &self,
+        session: &crate::session::CheckoutSession,
+        terms: &crate::session::QuoteTerms,
+    ) -> Result<LightningInvoice, crate::Error> {
+        let memo = session
+            .statement_descriptor()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("Checkout {}", session.id()));
+        let signed = self.signer.invoice(
+            terms.target_msats(),
+            InvoiceDescription::Direct(memo),
+            terms.expires_at(),
+            terms.issued_at(),
+            (self.entropy)(),
+            (self.entropy)(),
+        )?;
+        (self.keep)(&signed).map_err(|_| crate::Error::RequestMismatch("the preimage could not be kept"))?;
+        Ok(signed.invoice)
+    }
+}

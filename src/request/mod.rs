@@ -97,8 +97,12 @@ pub struct PaymentRequest {
 
 mod error;
 mod generator;
+mod sources;
 pub use error::RequestError;
 pub use generator::{PaymentRequestGenerator, TestRequestGenerator};
+pub use sources::{
+    AddressIndex, AddressSource, Disabled, InvoiceSource, MemoryAddressIndex, RequestGenerator,
+};
 
 #[cfg(feature = "lightning")]
 pub mod lightning;

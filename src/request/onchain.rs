@@ -257,3 +257,27 @@ fn address_network(address: &Address<NetworkUnchecked>) -> &'static str {
         "testnet or signet"
     }
 }
+
+/// An [`AddressSource`](crate::request::AddressSource) that derives each session's address
+/// from a descriptor at an index reserved durably in an
+/// [`AddressIndex`](crate::request::AddressIndex), so no address is handed to two sessions.
+#[derive(Debug)]
+pub struct DerivedAddresses<I> {
+    deriver: AddressDeriver,
+    index: I,
+}
+
+impl<I: crate::request::AddressIndex> DerivedAddresses<I> {
+    /// Addresses from `deriver`, with indexes reserved in `index`.
+    pub fn new(deriver: AddressDeriver, index: I) -> Self {
+        Self { deriver, index }
+    }
+}
+
+impl<I: crate::request::AddressIndex> crate::request::AddressSource for DerivedAddresses<I> {
+    fn fresh_address(&self, _session: &crate::session::CheckoutSession) -> Result<String, crate::Error> {
+        // The descriptor string (public keys only) names the index sequence.
+        let index = self.index.reserve(&self.deriver.descriptor())?;
+        Ok(self.deriver.address_at(index)?)
+    }
+}
