@@ -20,7 +20,8 @@
 //! * `--qr-svg <path>`      write the QR code as SVG
 //! * `--qr-terminal`        also draw the QR code on stderr
 //!
-//! The target is `ceil(amount × rate × 10^8)` sats, computed with exact decimals.
+//! It creates a checkout session (in memory) and prints the session's current payment: the
+//! target is `ceil(amount × rate × 10^8)` sats, computed with exact decimals.
 //!
 //! **DEMO ONLY.** The default descriptor is the account key of the public "abandon abandon
 //! … about" test mnemonic, and the invoice is signed with a fixed node key and a fixed
@@ -32,12 +33,17 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 use bitcoin::secp256k1::SecretKey;
-use bitcoin_checkout::money::{Currency, ExchangeRate, TargetCurrency};
+use bitcoin_checkout::Checkout;
+use bitcoin_checkout::money::{Currency, TargetCurrency};
+use bitcoin_checkout::rates::FixedRates;
+use bitcoin_checkout::session::SessionParams;
+use bitcoin_checkout::store::MemoryStore;
 use bitcoin_checkout::qr;
-use bitcoin_checkout::request::lightning::{Bolt11Signer, InvoiceDescription};
-use bitcoin_checkout::request::onchain::{AddressDeriver, Network};
+use bitcoin_checkout::request::lightning::{Bolt11Signer, OfflineInvoices};
+use bitcoin_checkout::request::onchain::{AddressDeriver, DerivedAddresses, Network};
+use bitcoin_checkout::request::{MemoryAddressIndex, RequestGenerator};
 use bitcoin_checkout::request::unified::UnifiedUri;
-use bitcoin_checkout::request::{PaymentRequest, RequestError};
+use bitcoin_checkout::request::RequestError;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
@@ -46,10 +52,10 @@ use time::{Duration, OffsetDateTime};
 const DEMO_MAINNET_DESCRIPTOR: &str = "wpkh([73c5da0a/84h/0h/0h]xpub6CatWdiZiodmUeTDp8LT5or8nmbKNcuyvz7WyksVFkKB4RHwCD3XyuvPEbvqAQY3rAPshWcMLoP2fMFMKHPJ4ZeZXYVUhLv1VMrjPC7PW6V/0/*)";
 /// The same mnemonic's test-network account (m/84'/1'/0'); DEMO ONLY.
 const DEMO_TEST_DESCRIPTOR: &str = "wpkh([73c5da0a/84h/1h/0h]tpubDC8msFGeGuwnKG9Upg7DM2b4DaRqg3CUZa5g8v2SRQ6K4NSkxUgd7HsL2XVWbVm39yBA4LAxysQAm397zwQSQoQgewGiYZqrA9DsP4zbQ1M/0/*)";
-/// A fixed node key, preimage and payment secret; DEMO ONLY: real ones are secret and random.
+/// A fixed node key, and fixed bytes for every preimage and payment secret; DEMO ONLY: real
+/// ones are secret and come from a CSPRNG for every invoice.
 const DEMO_NODE_KEY: [u8; 32] = [0x01; 32];
 const DEMO_PREIMAGE: [u8; 32] = [0x02; 32];
-const DEMO_PAYMENT_SECRET: [u8; 32] = [0x03; 32];
 /// How long the invoice (the quote) stays payable.
 const QUOTE_TTL: Duration = Duration::seconds(600);
 /// PNG pixels per QR module.
@@ -93,11 +99,16 @@ struct Options {
 /// The JSON printed on stdout.
 #[derive(Serialize)]
 struct Output {
+    checkout_session: String,
+    payment: String,
     lightning: LightningOut,
     onchain: OnchainOut,
     unified_uri: String,
-    /// Sats to pay.
-    target_amount: u64,
+    /// BTC to pay.
+    #[serde(with = "bitcoin_checkout::json::decimal_number")]
+    target_amount: Decimal,
+    /// The same in sats.
+    target_amount_sats: u64,
     target_currency: &'static str,
     #[serde(with = "bitcoin_checkout::json::decimal_number")]
     amount: Decimal,
@@ -135,63 +146,66 @@ fn main() -> ExitCode {
 
 fn run(args: Vec<String>) -> Result<(), AppError> {
     let options = parse_args(args)?;
-    let now = OffsetDateTime::now_utc();
 
-    // Price → sats, rounded up (money.rs rule 1): the quote always covers the price.
-    let amount = options.currency.validate_amount(options.amount)?;
-    let rate = ExchangeRate::new(
-        options.currency,
-        TargetCurrency::Btc,
-        options.rate,
-        "command line",
-        now,
-    )?;
-    let sats = rate.quote_sats(amount)?;
-
+    // A checkout session priced in `--currency`, paid in BTC at the given rate.
+    let rates = FixedRates::new().with(options.currency, TargetCurrency::Btc, options.rate);
     let descriptor = options
         .descriptor
         .clone()
         .unwrap_or_else(|| default_descriptor(options.network).into());
     let deriver = AddressDeriver::new(&descriptor, options.network)?;
-    let address = deriver.address_at(0)?;
-
-    // DEMO ONLY: fixed key and preimage (see the top of the file).
+    let descriptor = deriver.descriptor();
+    // DEMO ONLY: a fixed node key and fixed secrets (see the top of the file).
     let node_key = SecretKey::from_slice(&DEMO_NODE_KEY).map_err(AppError::DemoKey)?;
-    let signer = Bolt11Signer::new(node_key, options.network);
-    let description = format!("{} {} (demo)", amount, options.currency.code());
-    let signed = signer.invoice(
-        sats.to_msats(),
-        InvoiceDescription::Direct(description),
-        now + QUOTE_TTL,
-        now,
-        DEMO_PREIMAGE,
-        DEMO_PAYMENT_SECRET,
-    )?;
-
-    let request = PaymentRequest {
-        lightning: Some(signed.invoice.clone()),
-        onchain_address: Some(address.clone()),
-    };
-    let uri = UnifiedUri::from_request(&request, sats.to_msats())?.to_uri()?;
+    let invoices = OfflineInvoices::new(
+        Bolt11Signer::new(node_key, options.network),
+        || DEMO_PREIMAGE,
+        |_signed| Ok(()),
+    );
+    let generator = RequestGenerator::new()
+        .lightning(invoices)
+        .onchain(DerivedAddresses::new(deriver, MemoryAddressIndex::new()));
+    let checkout = Checkout::new(MemoryStore::new(), rates, generator);
+    let params = SessionParams::new(options.amount, options.currency)
+        .target_currency(TargetCurrency::Btc)
+        .ttl_secs(QUOTE_TTL.whole_seconds())
+        .statement_descriptor(format!("{} {} (demo)", options.amount, options.currency.code()));
+    let session = checkout.create(params, None)?;
+    let payment = session
+        .open_payment()
+        .ok_or(AppError::Usage("the session has no open payment".into()))?;
+    let request = payment.request();
+    let invoice = request
+        .lightning
+        .clone()
+        .ok_or(AppError::Usage("no invoice".into()))?;
+    let address = request
+        .onchain_address
+        .clone()
+        .ok_or(AppError::Usage("no address".into()))?;
+    let uri = UnifiedUri::from_request(request, payment.target_msats())?.to_uri()?;
     write_qr_codes(&options, &uri)?;
 
     let output = Output {
+        checkout_session: session.id().to_string(),
+        payment: payment.id().to_string(),
         lightning: LightningOut {
-            payment_request: signed.invoice.payment_request,
-            payment_hash: signed.invoice.payment_hash.to_string(),
+            payment_request: invoice.payment_request,
+            payment_hash: invoice.payment_hash.to_string(),
         },
         onchain: OnchainOut {
             address,
             network: options.network.to_string(),
-            descriptor: deriver.descriptor(),
+            descriptor,
         },
         unified_uri: uri,
-        target_amount: sats.get(),
-        target_currency: TargetCurrency::Sats.code(),
-        amount,
+        target_amount: payment.target().to_btc(),
+        target_amount_sats: payment.target().get(),
+        target_currency: TargetCurrency::Btc.code(),
+        amount: session.amount(),
         currency: options.currency.code(),
-        exchange_rate: rate.rate(),
-        expires_at: signed.invoice.expires_at,
+        exchange_rate: payment.rate().rate(),
+        expires_at: payment.expires_at(),
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
