@@ -468,8 +468,11 @@ fn unix_time(secs: u64) -> OffsetDateTime {
 pub struct OfflineInvoices {
     signer: Bolt11Signer,
     entropy: Box<dyn Fn() -> [u8; 32] + Send + Sync>,
-    keep: Box<dyn Fn(&SignedInvoice) -> Result<(), String> + Send + Sync>,
+    keep: Box<KeepFn>,
 }
+
+/// Receives each signed invoice (with its preimage) before the invoice is shown.
+type KeepFn = dyn Fn(&SignedInvoice) -> Result<(), String> + Send + Sync;
 
 impl OfflineInvoices {
     /// A source signing with `signer`, drawing secrets from `entropy` and handing each
