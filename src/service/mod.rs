@@ -12,6 +12,7 @@
 
 #[cfg(feature = "async")]
 mod async_facade;
+mod links;
 #[cfg(feature = "async")]
 pub use async_facade::AsyncCheckout;
 
@@ -19,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
-use crate::event::{Event, SessionEvent};
+use crate::event::{Event, EventType, SessionEvent};
 use crate::id::{EventId, PaymentId, SessionId};
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
@@ -180,10 +181,17 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     }
 
     fn envelopes(&self, events: &[SessionEvent], session: &CheckoutSession) -> Vec<Event> {
-        events
+        let mut out: Vec<Event> = events
             .iter()
             .map(|e| Event::for_session(EventId::generate(), e, session))
-            .collect()
+            .collect();
+        // A checkout link is paid when its session is.
+        if let Some(paid) = events.iter().find(|e| e.event_type == EventType::CheckoutSessionPaid)
+            && let Some(link_event) = links::checkout_link_paid(session, paid.at)
+        {
+            out.push(link_event);
+        }
+        out
     }
 
     /// Loads, applies `command`, re-quotes if needed, and commits; retried on conflicts.

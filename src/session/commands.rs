@@ -52,6 +52,11 @@ impl QuoteTerms {
         &self.rate
     }
 
+    /// When the quote is issued (the `now` it was computed at).
+    pub fn issued_at(&self) -> OffsetDateTime {
+        self.created
+    }
+
     /// When the quote runs out; a Lightning invoice for it must expire no later.
     pub fn expires_at(&self) -> OffsetDateTime {
         self.expires_at
@@ -94,6 +99,7 @@ impl CheckoutSession {
             transfers: Default::default(),
             ledger: Default::default(),
             onchain_address: None,
+            link: params.link,
             created: now,
             modified: now,
             version: 0,

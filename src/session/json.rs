@@ -118,6 +118,8 @@ struct SessionWire {
     #[serde(default, with = "crate::json::decimal_number_option")]
     target_amount_pending: Option<Decimal>,
     onchain_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    link: Option<crate::link::LinkId>,
     payments: Vec<PaymentWire>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     transfers: Vec<Transfer>,
@@ -227,6 +229,7 @@ impl CheckoutSession {
             target_amount_paid: nonzero(target.from_msats(totals.counted)),
             target_amount_pending: nonzero(target.from_msats(totals.pending)),
             onchain_address: self.onchain_address.clone(),
+            link: self.link,
             payments: self.payments.iter().map(|p| self.payment_wire(p)).collect(),
             transfers: Vec::new(),
             flags: self.flags(),
@@ -380,6 +383,7 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
         transfers: Default::default(),
         ledger: Default::default(),
         onchain_address: w.onchain_address,
+        link: w.link,
         created: w.created,
         modified: w.modified,
         version: w.version,

@@ -134,6 +134,7 @@ pub struct CheckoutSession {
     pub(crate) transfers: BTreeMap<TransferKey, Transfer>,
     pub(crate) ledger: ledger::Ledger,
     pub(crate) onchain_address: Option<String>,
+    pub(crate) link: Option<crate::link::LinkId>,
     pub(crate) created: OffsetDateTime,
     pub(crate) modified: OffsetDateTime,
     pub(crate) version: u64,
@@ -273,6 +274,11 @@ impl CheckoutSession {
     /// The session's on-chain address (shared by its quotes), once issued.
     pub fn onchain_address(&self) -> Option<&str> {
         self.onchain_address.as_deref()
+    }
+
+    /// The checkout link or payment link that opened it, if any.
+    pub fn link(&self) -> Option<crate::link::LinkId> {
+        self.link
     }
 
     /// When it was created.

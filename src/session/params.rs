@@ -104,6 +104,9 @@ pub struct SessionParams {
     pub(crate) source_id: Option<String>,
     #[serde(default)]
     pub(crate) livemode: bool,
+    /// The link that opened the session (set by the service, never by callers).
+    #[serde(skip)]
+    pub(crate) link: Option<crate::link::LinkId>,
 }
 
 fn default_methods() -> BTreeSet<PaymentMethod> {
@@ -134,6 +137,7 @@ impl SessionParams {
             source: None,
             source_id: None,
             livemode: false,
+            link: None,
         }
     }
 

@@ -6,7 +6,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use time::OffsetDateTime;
 
-use super::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
+use super::{
+    Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, Store, StoreError,
+    StoredEvent,
+};
+use crate::event::Event;
+use crate::link::{Link, LinkId};
 use crate::id::SessionId;
 use crate::request::PaymentHash;
 use crate::session::CheckoutSession;
@@ -24,6 +29,7 @@ struct Inner {
     events: Vec<StoredEvent>,
     events_by_session: HashMap<SessionId, Vec<usize>>,
     idempotency: HashMap<String, IdempotencyRecord>,
+    links: HashMap<LinkId, Link>,
 }
 
 /// Keeps everything in one mutex-guarded map. `Send + Sync`; clone an `Arc` of it to share.
@@ -62,6 +68,56 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
+impl Inner {
+    fn check(&self, commit: &Commit) -> Result<(), StoreError> {
+        let stored = self.sessions.get(&commit.session.id()).map(CheckoutSession::version);
+        if stored != commit.expected_version {
+            return Err(StoreError::Conflict);
+        }
+        if let Some(rec) = &commit.idempotency
+            && self.idempotency.contains_key(&rec.key)
+        {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
+
+    fn push_event(&mut self, e: &Event, session: Option<SessionId>) {
+        let index = self.events.len();
+        self.events.push(StoredEvent {
+            seq: index as u64 + 1,
+            event: e.clone(),
+        });
+        if let Some(id) = session {
+            self.events_by_session.entry(id).or_default().push(index);
+        }
+    }
+
+    fn apply(&mut self, commit: &Commit) {
+        let s = &commit.session;
+        let id = s.id();
+        if let Some(rec) = &commit.idempotency {
+            self.idempotency.insert(rec.key.clone(), rec.clone());
+        }
+        self.by_created.insert((s.created(), id), id);
+        for key in &commit.changed_transfers {
+            self.transfers.insert(*key, id);
+        }
+        for p in s.payments() {
+            if let Some(inv) = &p.request().lightning {
+                self.hashes.insert(inv.payment_hash, id);
+            }
+        }
+        if let Some(addr) = s.onchain_address() {
+            self.addresses.insert(addr.to_owned(), id);
+        }
+        for e in &commit.events {
+            self.push_event(e, Some(id));
+        }
+        self.sessions.insert(id, s.clone());
+    }
+}
+
 impl Store for MemoryStore {
     fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
         Ok(self.lock()?.sessions.get(&id).cloned())
@@ -69,43 +125,8 @@ impl Store for MemoryStore {
 
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
-        let s = &commit.session;
-        let stored = inner.sessions.get(&s.id()).map(CheckoutSession::version);
-        if stored != commit.expected_version {
-            return Err(StoreError::Conflict);
-        }
-        if let Some(rec) = &commit.idempotency
-            && inner.idempotency.contains_key(&rec.key)
-        {
-            return Err(StoreError::Conflict);
-        }
-        // All checks passed: apply.
-        let id = s.id();
-        if let Some(rec) = &commit.idempotency {
-            inner.idempotency.insert(rec.key.clone(), rec.clone());
-        }
-        inner.by_created.insert((s.created(), id), id);
-        for key in &commit.changed_transfers {
-            inner.transfers.insert(*key, id);
-        }
-        for p in s.payments() {
-            if let Some(inv) = &p.request().lightning {
-                inner.hashes.insert(inv.payment_hash, id);
-            }
-        }
-        if let Some(addr) = s.onchain_address() {
-            inner.addresses.insert(addr.to_owned(), id);
-        }
-        for e in &commit.events {
-            let seq = inner.events.len() as u64 + 1;
-            let index = inner.events.len();
-            inner.events.push(StoredEvent {
-                seq,
-                event: e.clone(),
-            });
-            inner.events_by_session.entry(id).or_default().push(index);
-        }
-        inner.sessions.insert(id, s.clone());
+        inner.check(commit)?;
+        inner.apply(commit);
         Ok(())
     }
 
@@ -192,5 +213,42 @@ impl Store for MemoryStore {
 
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         Ok(self.lock()?.idempotency.get(key).cloned())
+    }
+}
+
+impl LinkStore for MemoryStore {
+    fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
+        Ok(self.lock()?.links.get(&id).cloned())
+    }
+
+    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let stored = inner.links.get(&commit.link.id()).map(Link::version);
+        if stored != commit.expected_version {
+            return Err(StoreError::Conflict);
+        }
+        for c in &commit.sessions {
+            inner.check(c)?;
+        }
+        inner.links.insert(commit.link.id(), commit.link.clone());
+        for e in &commit.events {
+            inner.push_event(e, None);
+        }
+        for c in &commit.sessions {
+            inner.apply(c);
+        }
+        Ok(())
+    }
+
+    fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError> {
+        let inner = self.lock()?;
+        let mut ids: Vec<(OffsetDateTime, SessionId)> = inner
+            .sessions
+            .values()
+            .filter(|s| s.link() == Some(id))
+            .map(|s| (s.created(), s.id()))
+            .collect();
+        ids.sort();
+        Ok(ids.into_iter().map(|(_, id)| id).collect())
     }
 }

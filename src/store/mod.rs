@@ -25,6 +25,8 @@ mod postgres;
 mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 use time::OffsetDateTime;
 
@@ -213,3 +215,58 @@ macro_rules! forward_store {
 }
 
 forward_store!(std::sync::Arc<S>, &S, Box<S>);
+
+/// One atomic change to a link and the sessions it concerns (opening a session, or
+/// deactivating the link with its active sessions).
+#[derive(Debug, Clone)]
+pub struct LinkCommit {
+    /// The link after the change.
+    pub link: crate::link::Link,
+    /// The version it was computed from; `None` inserts a new link.
+    pub expected_version: Option<u64>,
+    /// The link's own events.
+    pub events: Vec<Event>,
+    /// Session changes committed in the same transaction, each with its own
+    /// compare-and-swap and events.
+    pub sessions: Vec<Commit>,
+}
+
+/// Stores that also keep checkout links and payment links.
+///
+/// `commit_link` applies the link change and every session commit in it atomically: if the
+/// link's or any session's version is not the expected one, nothing is written and the
+/// result is [`StoreError::Conflict`].
+pub trait LinkStore: Store {
+    /// The link with this id.
+    fn load_link(&self, id: crate::link::LinkId) -> Result<Option<crate::link::Link>, StoreError>;
+
+    /// Applies a link commit atomically.
+    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError>;
+
+    /// The sessions a link opened (those whose `link()` is `id`), oldest first.
+    fn link_sessions(&self, id: crate::link::LinkId) -> Result<Vec<SessionId>, StoreError>;
+}
+
+impl<S: LinkStore + ?Sized> LinkStore for std::sync::Arc<S> {
+    fn load_link(&self, id: crate::link::LinkId) -> Result<Option<crate::link::Link>, StoreError> {
+        (**self).load_link(id)
+    }
+    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
+        (**self).commit_link(commit)
+    }
+    fn link_sessions(&self, id: crate::link::LinkId) -> Result<Vec<SessionId>, StoreError> {
+        (**self).link_sessions(id)
+    }
+}
+
+impl<S: LinkStore + ?Sized> LinkStore for &S {
+    fn load_link(&self, id: crate::link::LinkId) -> Result<Option<crate::link::Link>, StoreError> {
+        (**self).load_link(id)
+    }
+    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
+        (**self).commit_link(commit)
+    }
+    fn link_sessions(&self, id: crate::link::LinkId) -> Result<Vec<SessionId>, StoreError> {
+        (**self).link_sessions(id)
+    }
+}
