@@ -1,4 +1,5 @@
-//! Typed ids: `cs_…` sessions, `pi_…` payments, `evt_…` events, `clink_…` and `plink_…` links.
+//! Typed ids: `cs_…` sessions, `pi_…` payments, `evt_…` events, `clink_…` and `plink_…`
+//! links, `we_…` webhook endpoints.
 //!
 //! Each id wraps a UUID (v7 in production: time-ordered, so ids sort by creation) and is
 //! written as its prefix followed by the 32 lowercase hex digits of the UUID. Ids are minted
@@ -104,4 +105,8 @@ prefixed_id!(
 prefixed_id!(
     /// Identifies a payment link (`plink_…`), which yields a new session per open.
     PaymentLinkId, "plink_"
+);
+prefixed_id!(
+    /// Identifies a webhook endpoint (`we_…`).
+    EndpointId, "we_"
 );

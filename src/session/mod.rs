@@ -18,6 +18,7 @@ mod json;
 mod ledger;
 mod params;
 mod text;
+pub(crate) use text::check_url;
 mod update;
 
 use std::collections::{BTreeMap, BTreeSet};

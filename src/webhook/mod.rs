@@ -35,12 +35,16 @@
 //! # }
 //! ```
 
+pub mod delivery;
+mod dispatch;
 mod secret;
 mod sign;
 mod verify;
 
 pub use secret::{SecretError, WebhookSecret};
 pub use sign::{SignError, Signature, SignatureHeader, sign};
+pub use delivery::{Attempt, Delivery, DeliveryStatus, DeliveryStore, Endpoint, RetrySchedule};
+pub use dispatch::{DispatchReport, Dispatcher, SendOutcome, WebhookSender};
 pub use verify::{Verifier, VerifyError};
 
 /// Name of the header with the message id.

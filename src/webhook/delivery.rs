@@ -1,0 +1,278 @@
+//! Webhook delivery: endpoints, the delivery log and its retry schedule.
+//!
+//! Delivery is at least once: an event is handed to the sender until an endpoint answers
+//! 2xx, on the schedule of [`RetrySchedule`] (about three days), with the same
+//! `webhook-id` (the event id) on every attempt so receivers can deduplicate. Within one
+//! session, events reach an endpoint in order: a later event waits while an earlier one is
+//! still being retried. An endpoint answering `410 Gone` is disabled.
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use super::WebhookSecret;
+use crate::error::Error;
+use crate::event::EventType;
+use crate::id::{EndpointId, EventId, SessionId};
+use crate::store::StoreError;
+
+/// Where events are sent.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The endpoint's id.
+    pub id: EndpointId,
+    /// The URL events are posted to (absolute http or https).
+    pub url: String,
+    /// The signing secret.
+    pub secret: WebhookSecret,
+    /// The event types sent; empty means all.
+    pub enabled_events: Vec<EventType>,
+    /// When it was disabled (by hand, or by a `410 Gone`), if it was.
+    pub disabled_at: Option<OffsetDateTime>,
+    /// When it was created.
+    pub created: OffsetDateTime,
+}
+
+impl Endpoint {
+    /// An endpoint receiving every event type.
+    pub fn new(url: impl Into<String>, secret: WebhookSecret, now: OffsetDateTime) -> Result<Self, Error> {
+        let url = url.into();
+        crate::session::check_url("url", Some(&url))?;
+        Ok(Self {
+            id: EndpointId::generate(),
+            url,
+            secret,
+            enabled_events: Vec::new(),
+            disabled_at: None,
+            created: crate::json::millis::truncate(now),
+        })
+    }
+
+    /// Restricts the endpoint to these event types.
+    pub fn only(mut self, events: impl IntoIterator<Item = EventType>) -> Self {
+        self.enabled_events = events.into_iter().collect();
+        self
+    }
+
+    /// Whether the endpoint wants events of this type.
+    pub fn wants(&self, event_type: &EventType) -> bool {
+        self.enabled_events.is_empty() || self.enabled_events.contains(event_type)
+    }
+
+    /// Whether it is active.
+    pub fn is_active(&self) -> bool {
+        self.disabled_at.is_none()
+    }
+
+    /// The endpoint as JSON, secret included (for stores only: never log it).
+    pub fn to_stored_json(&self) -> String {
+        serde_json::to_string(&EndpointWire::from(self)).unwrap_or_default()
+    }
+
+    /// Reads [`to_stored_json`](Self::to_stored_json).
+    pub fn from_stored_json(text: &str) -> Result<Self, StoreError> {
+        let w: EndpointWire = serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Self {
+            id: w.id,
+            url: w.url,
+            secret: WebhookSecret::parse(&w.secret).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            enabled_events: w.enabled_events,
+            disabled_at: w.disabled_at,
+            created: w.created,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct EndpointWire {
+    id: EndpointId,
+    url: String,
+    secret: String,
+    enabled_events: Vec<EventType>,
+    #[serde(with = "crate::json::millis_option")]
+    disabled_at: Option<OffsetDateTime>,
+    #[serde(with = "crate::json::millis")]
+    created: OffsetDateTime,
+}
+
+impl From<&Endpoint> for EndpointWire {
+    fn from(e: &Endpoint) -> Self {
+        Self {
+            id: e.id,
+            url: e.url.clone(),
+            secret: e.secret.to_whsec_string(),
+            enabled_events: e.enabled_events.clone(),
+            disabled_at: e.disabled_at,
+            created: e.created,
+        }
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum DeliveryStatus {
+    /// Not delivered yet; will be attempted at `next_attempt_at`.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Given up: the schedule ran out or the endpoint is gone. Can be redelivered by hand.
+    Failed,
+}
+
+/// One attempt in a delivery's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When it was made.
+    #[serde(with = "crate::json::millis")]
+    pub at: OffsetDateTime,
+    /// The HTTP status, if the endpoint answered.
+    pub status: Option<u16>,
+    /// The transport error, if it did not.
+    pub error: Option<String>,
+}
+
+/// One event's delivery to one endpoint, with its log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// The event's outbox sequence number.
+    pub seq: u64,
+    /// The event (its id is the `webhook-id` of every attempt).
+    pub event_id: EventId,
+    /// The event's session, which orders deliveries.
+    pub session_id: Option<SessionId>,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// When to try next (pending only).
+    #[serde(with = "crate::json::millis_option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// Every attempt so far.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Persistence of endpoints and deliveries, so delivery survives restarts.
+pub trait DeliveryStore: Send + Sync {
+    /// Inserts or replaces an endpoint.
+    fn save_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError>;
+    /// Every endpoint.
+    fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError>;
+    /// The last outbox sequence number scheduled for an endpoint (0 if none).
+    fn cursor(&self, endpoint: EndpointId) -> Result<u64, StoreError>;
+    /// Atomically inserts `deliveries` (keeping any that already exist) and moves the
+    /// endpoint's cursor forward to `cursor` (never backward).
+    fn schedule(&self, endpoint: EndpointId, cursor: u64, deliveries: &[Delivery]) -> Result<(), StoreError>;
+    /// Pending deliveries ordered by (endpoint, seq), at most `limit`.
+    fn pending(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+    /// Replaces a delivery.
+    fn save_delivery(&self, delivery: &Delivery) -> Result<(), StoreError>;
+    /// One delivery.
+    fn delivery(&self, endpoint: EndpointId, seq: u64) -> Result<Option<Delivery>, StoreError>;
+    /// The delivery log of an endpoint, by seq.
+    fn deliveries(&self, endpoint: EndpointId) -> Result<Vec<Delivery>, StoreError>;
+}
+
+/// When to retry: the delay after each failed attempt, plus jitter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule {
+    delays: Vec<Duration>,
+    jitter_percent: u8,
+}
+
+impl Default for RetrySchedule {
+    /// Immediately, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and 24 h
+    /// (ten attempts over about 3.2 days), each delay ±10 %.
+    fn default() -> Self {
+        let d = |s: i64| Duration::seconds(s);
+        Self {
+            delays: vec![
+                d(5),
+                d(300),
+                d(1_800),
+                d(7_200),
+                d(18_000),
+                d(36_000),
+                d(50_400),
+                d(72_000),
+                d(86_400),
+            ],
+            jitter_percent: 10,
+        }
+    }
+}
+
+impl RetrySchedule {
+    /// A custom schedule: the delays after the first, second, … failed attempt.
+    pub fn new(delays: Vec<Duration>, jitter_percent: u8) -> Self {
+        Self {
+            delays,
+            jitter_percent: jitter_percent.min(50),
+        }
+    }
+
+    /// Attempts in all (the first one plus one per delay).
+    pub fn max_attempts(&self) -> usize {
+        self.delays.len() + 1
+    }
+
+    /// The total span of the schedule without jitter.
+    pub fn span(&self) -> Duration {
+        self.delays.iter().fold(Duration::ZERO, |a, d| a + *d)
+    }
+
+    /// The delay after `failed` failed attempts of `event`, jittered deterministically
+    /// by the event id (so retries of many events spread out without a random source),
+    /// or `None` when the schedule is exhausted.
+    pub fn delay(&self, failed: usize, event: EventId) -> Option<Duration> {
+        let base = *self.delays.get(failed.checked_sub(1)?)?;
+        let spread = base * jitter_points(event, failed, self.jitter_percent) / 100;
+        Some(base + spread)
+    }
+}
+
+/// A whole percentage in [-p, +p], picked by FNV-1a over the event id and the attempt
+/// number: deterministic, spread out, and free of floating point.
+fn jitter_points(event: EventId, attempt: usize, percent: u8) -> i32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in event.as_uuid().as_bytes().iter().chain(&attempt.to_le_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let span = i64::from(percent) * 2 + 1;
+    let point = i64::try_from(h % u64::try_from(span).unwrap_or(1)).unwrap_or(0) - i64::from(percent);
+    i32::try_from(point).unwrap_or(0)
+}
+
+macro_rules! forward_delivery_store {
+    ($($ty:ty),*) => {$(
+        impl<S: DeliveryStore + ?Sized> DeliveryStore for $ty {
+            fn save_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+                (**self).save_endpoint(endpoint)
+            }
+            fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
+                (**self).endpoints()
+            }
+            fn cursor(&self, endpoint: EndpointId) -> Result<u64, StoreError> {
+                (**self).cursor(endpoint)
+            }
+            fn schedule(&self, endpoint: EndpointId, cursor: u64, deliveries: &[Delivery]) -> Result<(), StoreError> {
+                (**self).schedule(endpoint, cursor, deliveries)
+            }
+            fn pending(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+                (**self).pending(limit)
+            }
+            fn save_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
+                (**self).save_delivery(delivery)
+            }
+            fn delivery(&self, endpoint: EndpointId, seq: u64) -> Result<Option<Delivery>, StoreError> {
+                (**self).delivery(endpoint, seq)
+            }
+            fn deliveries(&self, endpoint: EndpointId) -> Result<Vec<Delivery>, StoreError> {
+                (**self).deliveries(endpoint)
+            }
+        }
+    )*};
+}
+
+forward_delivery_store!(std::sync::Arc<S>, &S);
