@@ -96,14 +96,16 @@ pub mod millis {
 
     /// Unix milliseconds of a time (sub-millisecond parts are dropped).
     pub fn to_millis(t: OffsetDateTime) -> i64 {
-        // Times in this crate are within ±9999 years, far inside i64 milliseconds.
-        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+        // Times in this crate are within ±9999 years, far inside i64 milliseconds; the
+        // sub-second part is never negative, so this floors.
+        t.unix_timestamp() * 1_000 + i64::from(t.millisecond())
     }
 
     /// The time with everything below the millisecond dropped: the precision JSON keeps,
     /// applied on the way in so that a session read back from JSON equals the original.
     pub fn truncate(t: OffsetDateTime) -> OffsetDateTime {
-        from_millis(to_millis(t)).unwrap_or(t)
+        t.replace_nanosecond(u32::from(t.millisecond()) * 1_000_000)
+            .unwrap_or(t)
     }
 
     /// A time from Unix milliseconds.

@@ -213,6 +213,11 @@ impl Currency {
         }
         let mut v = normalized;
         v.rescale(self.scale());
+        // rescale saturates when the digits do not fit: such an amount has no exact value
+        // in minor units, so it is refused rather than silently changed.
+        if v.scale() != self.scale() || v != normalized {
+            return Err(Error::AmountTooLarge);
+        }
         Ok(v)
     }
 }
@@ -384,6 +389,13 @@ pub(crate) fn mul_div_floor(a: u128, b: u128, c: u128) -> Option<u128> {
     if c == 0 {
         return None;
     }
+    // Fast path: everyday amounts multiply within 64 bits, and 64-bit division is far
+    // cheaper than 128-bit.
+    if let (Ok(a), Ok(b), Ok(c)) = (u64::try_from(a), u64::try_from(b), u64::try_from(c))
+        && let Some(p) = a.checked_mul(b)
+    {
+        return Some(u128::from(p / c));
+    }
     let (q, r) = (a / c, a % c);
     // a×b/c = q×b + r×b/c, and r×b stays below c×b.
     q.checked_mul(b)?.checked_add(r.checked_mul(b)? / c)
@@ -392,7 +404,8 @@ pub(crate) fn mul_div_floor(a: u128, b: u128, c: u128) -> Option<u128> {
 /// `ceil(a × b / c)`, or `None` on overflow.
 pub(crate) fn mul_div_ceil(a: u128, b: u128, c: u128) -> Option<u128> {
     let floor = mul_div_floor(a, b, c)?;
-    // a×b = (a/c)×b×c + (a%c)×b, so the remainder of a×b by c is that of (a%c)×b.
+    // The result is exact iff floor × c == a × b; a×b may overflow, so compare the
+    // remainder instead: a×b = (a/c)×b×c + (a%c)×b, whose remainder by c is (a%c)×b mod c.
     let remainder = (a % c).checked_mul(b)? % c;
     if remainder == 0 { Some(floor) } else { floor.checked_add(1) }
 }

@@ -84,6 +84,8 @@ impl PaymentStatus {
 pub struct Payment {
     pub(crate) id: PaymentId,
     pub(crate) due: Decimal,
+    /// `due` in minor units of the base currency (derived, for exact integer crediting).
+    pub(crate) due_minor: u128,
     pub(crate) target: Sats,
     pub(crate) rate: ExchangeRate,
     pub(crate) request: PaymentRequest,

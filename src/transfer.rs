@@ -287,13 +287,16 @@ impl Transfer {
         !self.reversed
     }
 
-    /// Whether the transfer is confirmed enough under `policy` and not reversed.
+    /// Whether the transfer is confirmed enough under `policy` and not reversed. Once a
+    /// transfer has counted it keeps counting until it is reversed: only a reversal takes
+    /// counted money away.
     pub fn meets(&self, policy: ConfirmationPolicy) -> bool {
         !self.reversed
-            && match self.key {
-                TransferKey::Lightning(_) => true,
-                TransferKey::Onchain { .. } => self.confirmations >= policy.required(self.rbf),
-            }
+            && (self.counted_at.is_some()
+                || match self.key {
+                    TransferKey::Lightning(_) => true,
+                    TransferKey::Onchain { .. } => self.confirmations >= policy.required(self.rbf),
+                })
     }
 
     /// Whether it counts towards the session's total (expected, not reversed, confirmed).

@@ -56,27 +56,21 @@ pub struct Flag {
 impl CheckoutSession {
     /// The price in minor units of the base currency.
     pub(crate) fn amount_minor(&self) -> i128 {
-        to_minor_units(self.amount, self.currency.scale()).unwrap_or(i128::MAX)
+        self.limits.amount_minor
     }
 
-    /// The minor units the session must receive to be paid:
-    /// `amount − floor(amount × tolerance / 100)`.
+    /// The minor units the session must receive to be paid.
     pub(crate) fn threshold_minor(&self) -> i128 {
-        let amount = self.amount_minor();
-        let allowance = (Decimal::from_i128_with_scale(amount, 0) * self.tolerance
-            / Decimal::ONE_HUNDRED)
-            .floor();
-        amount - i128::try_from(allowance).unwrap_or(0)
+        self.limits.threshold_minor
     }
 
     fn sums(&self, id: PaymentId) -> PaymentSums {
-        self.ledger.per_payment.get(&id).copied().unwrap_or_default()
+        self.ledger.sums(id)
     }
 
     /// Minor units credited for `msats` received on payment `p` (rule 2 of the money docs).
     pub(crate) fn credit(&self, p: &Payment, msats: u128) -> i128 {
-        let due = to_minor_units(p.due, self.currency.scale()).unwrap_or(0);
-        let due = u128::try_from(due).unwrap_or(0);
+        let due = p.due_minor;
         let target = u128::from(p.target_msats().get());
         // Saturate: a sum this large pays any price; it cannot be less than the truth.
         mul_div_floor(due, msats, target)
@@ -137,15 +131,14 @@ impl CheckoutSession {
     /// Msats beyond the price among funds that arrived while the session was active: the
     /// quotes are walked in order, each credited until the full amount is reached, and
     /// whatever a quote received past that point is excess.
-    fn excess_msats(&self) -> u128 {
+    pub(crate) fn excess_msats(&self) -> u128 {
         let amount = self.amount_minor();
         let mut credited: i128 = 0;
         let mut excess: u128 = 0;
         for p in &self.payments {
             let received = self.sums(p.id).received;
             let need = u128::try_from((amount - credited).max(0)).unwrap_or(0);
-            let due = u128::try_from(to_minor_units(p.due, self.currency.scale()).unwrap_or(0))
-                .unwrap_or(0);
+            let due = p.due_minor;
             let target = u128::from(p.target_msats().get());
             // The fewest msats on this quote that credit `need` minor units.
             let needed = if due == 0 {
@@ -188,5 +181,29 @@ impl CheckoutSession {
             .into_iter()
             .find(|f| f.kind == kind)
             .map_or(Msats::ZERO, |f| f.amount)
+    }
+}
+
+/// The price and the paid threshold in minor units: fixed at creation, kept beside the
+/// decimal amount so the hot path does no decimal arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Limits {
+    pub(crate) amount_minor: i128,
+    pub(crate) threshold_minor: i128,
+}
+
+impl Limits {
+    /// `threshold = amount − floor(amount × tolerance / 100)` (rule 3 of the money docs).
+    pub(crate) fn of(amount: Decimal, scale: u32, tolerance: Decimal) -> Self {
+        let amount_minor = to_minor_units(amount, scale).unwrap_or(i128::MAX);
+        let allowance = Decimal::from_i128_with_scale(amount_minor, 0)
+            .checked_mul(tolerance)
+            .map(|v| (v / Decimal::ONE_HUNDRED).floor())
+            .and_then(|v| i128::try_from(v).ok())
+            .unwrap_or(0);
+        Self {
+            amount_minor,
+            threshold_minor: amount_minor - allowance,
+        }
     }
 }

@@ -81,6 +81,11 @@ impl CheckoutSession {
             target_currency: params.target_currency,
             ttl_secs: params.effective_ttl(),
             tolerance: params.amount_paid_tolerance.unwrap_or(Decimal::ZERO).normalize(),
+            limits: super::accounting::Limits::of(
+                amount,
+                params.currency.scale(),
+                params.amount_paid_tolerance.unwrap_or(Decimal::ZERO),
+            ),
             confirmations: params.confirmations,
             statement_descriptor: params.statement_descriptor.clone(),
             source: params.source.clone(),
@@ -197,9 +202,13 @@ impl CheckoutSession {
         if self.onchain_address.is_none() {
             self.onchain_address = request.onchain_address.clone();
         }
+        let due_minor = crate::money::to_minor_units(terms.due, self.currency.scale())
+            .and_then(|m| u128::try_from(m).ok())
+            .unwrap_or(0);
         self.payments.push(Payment {
             id: terms.payment_id,
             due: terms.due,
+            due_minor,
             target: terms.target,
             rate: terms.rate,
             request,
@@ -469,18 +478,15 @@ impl CheckoutSession {
         events
     }
 
-    fn snapshot_flags(&self) -> [Msats; 3] {
-        use super::FlagKind::*;
-        [
-            self.flagged(Overpaid),
-            self.flagged(Late),
-            self.flagged(PaidAfterExpiry),
-        ]
+    /// The overpaid, late and paid-after-expiry amounts, to see which grew.
+    fn snapshot_flags(&self) -> [u128; 3] {
+        let l = &self.ledger;
+        [l.after_paid.saturating_add(self.excess_msats()), l.late, l.after_expiry]
     }
 
     /// After the facts changed: marks the session paid if the threshold is reached, and
     /// raises a flag event for each kind of unexpected money that grew.
-    fn settle(&mut self, before: [Msats; 3], now: OffsetDateTime) -> Vec<SessionEvent> {
+    fn settle(&mut self, before: [u128; 3], now: OffsetDateTime) -> Vec<SessionEvent> {
         let mut events = Vec::new();
         if matches!(self.state, SessionState::Active) && self.threshold_reached() {
             self.state = SessionState::Paid { paid_at: now };
@@ -494,7 +500,8 @@ impl CheckoutSession {
         ];
         for ((kind, b), a) in kinds.into_iter().zip(before).zip(after) {
             if a > b {
-                events.push(SessionEvent::new(kind, now).amount(a.saturating_sub(b)));
+                let grown = Msats::new(u64::try_from(a - b).unwrap_or(u64::MAX));
+                events.push(SessionEvent::new(kind, now).amount(grown));
             }
         }
         events

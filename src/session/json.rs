@@ -123,7 +123,8 @@ struct SessionWire {
     payments: Vec<PaymentWire>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     transfers: Vec<Transfer>,
-    #[serde(default)]
+    // Derived: written for readers, never read back (so unknown kinds cannot fail a read).
+    #[serde(default, skip_deserializing)]
     flags: Vec<Flag>,
     #[serde(default, with = "crate::json::millis_option")]
     paid_at: Option<OffsetDateTime>,
@@ -285,6 +286,9 @@ impl Serialize for CheckoutSession {
 }
 
 fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, String> {
+    let due_minor = crate::money::to_minor_units(w.amount, w.currency.scale())
+        .and_then(|m| u128::try_from(m).ok())
+        .ok_or("payment amount has more decimals than its currency")?;
     let state = match (w.status, w.paid_at, w.expired_at, w.cancelled_at) {
         (PaymentStatus::Unpaid, ..) => PaymentState::Unpaid,
         (PaymentStatus::Paid, Some(paid_at), ..) => PaymentState::Paid { paid_at },
@@ -313,6 +317,7 @@ fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, 
     Ok(Payment {
         id: w.id,
         due: w.amount,
+        due_minor,
         target: Sats::checked(sats).map_err(|e| e.to_string())?,
         rate,
         request: PaymentRequest {
@@ -362,6 +367,7 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
         payment_methods: methods,
         ttl_secs: w.ttl,
         tolerance: w.amount_paid_tolerance,
+        limits: super::accounting::Limits::of(amount, w.currency.scale(), w.amount_paid_tolerance),
         confirmations: w.confirmations,
         statement_descriptor: w.statement_descriptor,
         source: w.source,

@@ -5,8 +5,6 @@
 //! a session is read, and every change of a transfer goes through [`Ledger::swap`], which
 //! takes the old version's contribution out and puts the new one in.
 
-use std::collections::HashMap;
-
 use crate::id::PaymentId;
 use crate::transfer::{Arrival, ConfirmationPolicy, Transfer};
 
@@ -24,7 +22,9 @@ pub(crate) struct PaymentSums {
 /// Sums over all transfers of a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Ledger {
-    pub(crate) per_payment: HashMap<PaymentId, PaymentSums>,
+    /// Per payment, sorted by payment id (a session has few payments, so a short sorted
+    /// vector beats hashing, and its order does not depend on the order of reports).
+    pub(crate) per_payment: Vec<(PaymentId, PaymentSums)>,
     pub(crate) counted: u128,
     pub(crate) pending: u128,
     pub(crate) after_paid: u128,
@@ -34,12 +34,34 @@ pub(crate) struct Ledger {
 }
 
 impl Ledger {
+    /// The sums of one payment.
+    pub(crate) fn sums(&self, id: PaymentId) -> PaymentSums {
+        match self.per_payment.binary_search_by_key(&id, |(p, _)| *p) {
+            Ok(i) => self.per_payment[i].1,
+            Err(_) => PaymentSums::default(),
+        }
+    }
+
+    fn entry(&mut self, id: PaymentId) -> &mut PaymentSums {
+        let index = match self.per_payment.binary_search_by_key(&id, |(p, _)| *p) {
+            Ok(i) => i,
+            Err(i) => {
+                self.per_payment.insert(i, (id, PaymentSums::default()));
+                i
+            }
+        };
+        &mut self.per_payment[index].1
+    }
+
     /// Replaces `old`'s contribution (if any) with `new`'s.
     pub(crate) fn swap(&mut self, old: Option<&Transfer>, new: &Transfer, policy: ConfirmationPolicy) {
         if let Some(old) = old {
             self.apply(old, policy, false);
         }
         self.apply(new, policy, true);
+        // A payment whose transfers were all reversed has nothing left: drop its entry so
+        // the ledger is the same as one rebuilt from the transfers.
+        self.per_payment.retain(|(_, sums)| *sums != PaymentSums::default());
     }
 
     fn apply(&mut self, t: &Transfer, policy: ConfirmationPolicy, add: bool) {
@@ -57,21 +79,23 @@ impl Ledger {
             }
             return;
         }
-        let sums = self.per_payment.entry(t.payment_id).or_default();
-        step(&mut sums.any);
         match t.arrival {
             Arrival::AfterPaid => step(&mut self.after_paid),
             Arrival::AfterDeactivated => step(&mut self.late),
             Arrival::AfterQuoteExpiry => step(&mut self.after_expiry),
             Arrival::Expected => {}
         }
-        if t.is_credited_arrival() {
+        let credited = t.is_credited_arrival();
+        let counts = t.meets(policy);
+        if credited {
+            step(if counts { &mut self.counted } else { &mut self.pending });
+        }
+        let sums = self.entry(t.payment_id);
+        step(&mut sums.any);
+        if credited {
             step(&mut sums.received);
-            if t.meets(policy) {
+            if counts {
                 step(&mut sums.counted);
-                step(&mut self.counted);
-            } else {
-                step(&mut self.pending);
             }
         }
     }

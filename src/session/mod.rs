@@ -18,10 +18,11 @@ mod json;
 mod ledger;
 mod params;
 mod text;
+#[cfg(feature = "webhooks")]
 pub(crate) use text::check_url;
 mod update;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,7 @@ pub struct CheckoutSession {
     pub(crate) payment_methods: BTreeSet<PaymentMethod>,
     pub(crate) ttl_secs: i64,
     pub(crate) tolerance: Decimal,
+    pub(crate) limits: accounting::Limits,
     pub(crate) confirmations: ConfirmationPolicy,
     pub(crate) statement_descriptor: Option<String>,
     pub(crate) source: Option<String>,
@@ -132,7 +134,7 @@ pub struct CheckoutSession {
     pub(crate) details: Details,
     pub(crate) state: SessionState,
     pub(crate) payments: Vec<Payment>,
-    pub(crate) transfers: BTreeMap<TransferKey, Transfer>,
+    pub(crate) transfers: HashMap<TransferKey, Transfer>,
     pub(crate) ledger: ledger::Ledger,
     pub(crate) onchain_address: Option<String>,
     pub(crate) link: Option<crate::link::LinkId>,
@@ -262,7 +264,7 @@ impl CheckoutSession {
         self.payments.last()
     }
 
-    /// Every transfer recorded, in key order.
+    /// Every transfer recorded, in no particular order (the JSON lists them by first sight).
     pub fn transfers(&self) -> impl Iterator<Item = &Transfer> {
         self.transfers.values()
     }

@@ -1,1 +1,1207 @@
-//! The PostgreSQL store (feature `postgres`).
+//! The PostgreSQL store (feature `postgres`): for many application servers sharing one
+//! database.
+//!
+//! # Design
+//!
+//! The [`Store`] port is synchronous, tokio-postgres is asynchronous. A [`PostgresStore`]
+//! owns a dedicated background thread running a current-thread tokio runtime with a small
+//! pool of connections (4 by default). Each `Store` call turns its arguments into owned
+//! rows, sends a request to that thread over a channel and blocks on a reply channel. The
+//! caller never touches the runtime, so the store works from plain threads, from
+//! `spawn_blocking` threads and even (though it blocks a worker) from inside an async task,
+//! without "runtime within runtime" panics. JSON is written and parsed on the caller's
+//! thread; the background thread only does I/O.
+//!
+//! # Schema (migration 1)
+//!
+//! * `sessions (id TEXT COLLATE "C" PRIMARY KEY, created BIGINT, status TEXT, version BIGINT,
+//!   wake_at BIGINT NULL, head TEXT)`: times are Unix milliseconds; `head` is
+//!   [`CheckoutSession::head_json`] kept as TEXT (JSONB would re-format its numbers). Ids
+//!   compare bytewise (`COLLATE "C"`), as [`SessionId`]s do, so listings and `due` order
+//!   ties exactly like the in-memory store.
+//! * `transfers (session_id, key, body TEXT)`: one serde JSON row per transfer.
+//! * `transfer_keys (key PRIMARY KEY, session_id)`, `payment_hashes (hash PRIMARY KEY,
+//!   session_id)`, `addresses (address PRIMARY KEY, session_id)`: the lookup indexes.
+//! * `events (seq BIGINT PRIMARY KEY, id, session_id, created, body TEXT)`: the outbox;
+//!   `body` is [`Event::to_json`].
+//! * `idempotency (key PRIMARY KEY, request, session_id, created, created_nanos)`.
+//! * `schema_migrations (version PRIMARY KEY, applied_at)`.
+//!
+//! Migrations run in one transaction under `pg_advisory_xact_lock`, so servers starting
+//! together migrate once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Statement};
+
+use super::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
+use crate::event::Event;
+use crate::id::SessionId;
+use crate::request::PaymentHash;
+use crate::session::CheckoutSession;
+use crate::transfer::{Transfer, TransferKey};
+
+/// The schema migrations, in order. Never edit a released one: append a new version.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE sessions (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    created BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    wake_at BIGINT,
+    head TEXT NOT NULL
+);
+CREATE INDEX sessions_by_created ON sessions (created, id);
+CREATE INDEX sessions_by_status ON sessions (status, created, id);
+CREATE INDEX sessions_by_wake_at ON sessions (wake_at, id) WHERE wake_at IS NOT NULL;
+CREATE TABLE transfers (
+    session_id TEXT COLLATE "C" NOT NULL,
+    key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, key)
+);
+CREATE TABLE transfer_keys (
+    key TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL
+);
+CREATE TABLE payment_hashes (
+    hash TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL
+);
+CREATE TABLE addresses (
+    address TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL
+);
+CREATE TABLE events (
+    seq BIGINT PRIMARY KEY,
+    id TEXT NOT NULL,
+    session_id TEXT COLLATE "C" NOT NULL,
+    created BIGINT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX events_by_session ON events (session_id, seq);
+CREATE TABLE idempotency (
+    key TEXT PRIMARY KEY,
+    request TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    created BIGINT NOT NULL,
+    created_nanos INTEGER NOT NULL
+);
+"#,
+)];
+
+/// Advisory-lock namespaces (high 32 bits of the lock key; the low 32 bits hash the schema,
+/// so stores in different schemas of one database do not wait for each other).
+const LOCK_MIGRATE: u32 = 0x6263_6d67;
+const LOCK_OUTBOX: u32 = 0x6263_6f62;
+
+/// How long to wait for a connection to the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A store in a PostgreSQL database (feature `postgres`), shared safely by any number of
+/// processes: commits are compare-and-swap transactions and the outbox is ordered across
+/// all of them.
+///
+/// ```no_run
+/// use bitcoin_checkout::store::{PostgresStore, Store};
+///
+/// let store = PostgresStore::connect("host=127.0.0.1 user=shop dbname=shop")?;
+/// let first_page = store.events_after(None, 100)?;
+/// # Ok::<(), bitcoin_checkout::store::StoreError>(())
+/// ```
+///
+/// Connections are made without TLS (`NoTls`): reach the server over a local socket, a
+/// private network or a TLS tunnel. Lost connections are replaced on the next call; calls
+/// that fail because of them return a retryable [`StoreError::Backend`] (the service
+/// retries those). After [`close`](Self::close), or once dropped, every call returns
+/// [`StoreError::Closed`].
+pub struct PostgresStore {
+    requests: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+    /// What `Debug` shows: where, never the password.
+    target: String,
+    pool_size: usize,
+}
+
+impl PostgresStore {
+    /// The number of connections a store keeps by default.
+    pub const DEFAULT_POOL_SIZE: usize = 4;
+
+    /// Connects with [`DEFAULT_POOL_SIZE`](Self::DEFAULT_POOL_SIZE) connections and migrates
+    /// the schema. `conn_str` is a libpq-style `key=value` string or a `postgres://` URL.
+    pub fn connect(conn_str: &str) -> Result<Self, StoreError> {
+        Self::start(conn_str, None, Self::DEFAULT_POOL_SIZE)
+    }
+
+    /// Connects with at most `pool_size` connections (at least 1) and migrates the schema.
+    pub fn connect_with_pool_size(conn_str: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Self::start(conn_str, None, pool_size)
+    }
+
+    /// Connects with its tables in `schema` (created if missing; letters, digits and `_`,
+    /// at most 63 bytes), e.g. one schema per tenant or per test, and migrates it.
+    pub fn connect_in_schema(
+        conn_str: &str,
+        schema: &str,
+        pool_size: usize,
+    ) -> Result<Self, StoreError> {
+        let valid = !schema.is_empty()
+            && schema.len() <= 63
+            && !schema.starts_with(|c: char| c.is_ascii_digit())
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(fatal(format!(
+                "invalid schema name {:?}: use letters, digits and '_'",
+                crate::money::truncate_for_error(schema)
+            )));
+        }
+        Self::start(conn_str, Some(schema.to_owned()), pool_size)
+    }
+
+    fn start(conn_str: &str, schema: Option<String>, pool_size: usize) -> Result<Self, StoreError> {
+        // The parser's messages may quote pieces of a malformed string (which could hold a
+        // password), so none of its text is passed on.
+        let mut config = Config::from_str(conn_str).map_err(|_| {
+            fatal(
+                "invalid connection string (details withheld: it may contain a password)"
+                    .to_owned(),
+            )
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let pool_size = pool_size.max(1);
+        let target = describe(&config, schema.as_deref());
+        let shared = Arc::new(Shared {
+            lock_suffix: fnv1a(schema.as_deref().unwrap_or("")),
+            search_path: schema
+                .as_deref()
+                .map(|s| format!("SET search_path TO {}", quote_ident(s))),
+            schema,
+            config,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(pool_size),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = std_mpsc::sync_channel(1);
+        let worker = std::thread::Builder::new()
+            .name("bitcoin-checkout-pg".into())
+            .spawn(move || worker(shared, rx, ready_tx))
+            .map_err(|e| fatal(format!("cannot start the store's thread: {e}")))?;
+        let store = Self {
+            requests: Mutex::new(Some(tx)),
+            worker: Mutex::new(Some(worker)),
+            closed: AtomicBool::new(false),
+            target,
+            pool_size,
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(fatal(
+                    "the store's thread stopped while starting".to_owned(),
+                ));
+            }
+        }
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Brings the schema to the newest version this crate knows (run by the `connect`
+    /// functions; running it again is harmless). Fails if the database was migrated by a
+    /// newer version of the crate.
+    pub fn migrate(&self) -> Result<(), StoreError> {
+        match self.call(Op::Migrate)? {
+            Out::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Closes the store: waits for the calls in flight, closes the connections; every later
+    /// call fails with [`StoreError::Closed`].
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        drop(lock(&self.requests).take());
+        if let Some(worker) = lock(&self.worker).take() {
+            // The worker only ends after the calls already sent have been answered.
+            let _ = worker.join();
+        }
+    }
+
+    /// How many connections the store may open.
+    pub fn pool_size(&self) -> usize {
+        self.pool_size
+    }
+
+    fn call(&self, op: Op) -> Result<Out, StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        let (reply_tx, reply_rx) = std_mpsc::sync_channel(1);
+        {
+            let requests = lock(&self.requests);
+            let sender = requests.as_ref().ok_or(StoreError::Closed)?;
+            sender
+                .send((op, reply_tx))
+                .map_err(|_| StoreError::Closed)?;
+        }
+        reply_rx.recv().unwrap_or_else(|_| {
+            Err(if self.closed.load(Ordering::SeqCst) {
+                StoreError::Closed
+            } else {
+                fatal("the store's thread stopped".to_owned())
+            })
+        })
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .field("pool_size", &self.pool_size)
+            .field("closed", &self.closed.load(Ordering::SeqCst))
+            .finish()
+    }
+}
+
+/// Where the store connects, without credentials.
+fn describe(config: &Config, schema: Option<&str>) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    let mut s = format!(
+        "host={} port={} user={} dbname={}",
+        hosts.join(","),
+        ports.join(","),
+        config.get_user().unwrap_or(""),
+        config.get_dbname().unwrap_or("")
+    );
+    if let Some(schema) = schema {
+        s.push_str(&format!(" schema={schema}"));
+    }
+    s
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn fatal(message: String) -> StoreError {
+    StoreError::Backend {
+        message: format!("postgres: {message}"),
+        retryable: false,
+    }
+}
+
+fn unexpected() -> StoreError {
+    fatal("internal error: unexpected reply from the store's thread".to_owned())
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn lock_key(namespace: u32, suffix: u32) -> i64 {
+    i64::from_be_bytes(((u64::from(namespace) << 32) | u64::from(suffix)).to_be_bytes())
+}
+
+/// Unix milliseconds, rounded down.
+fn millis(t: OffsetDateTime) -> i64 {
+    let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
+    i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The nanoseconds beyond [`millis`].
+fn sub_millis(t: OffsetDateTime) -> i32 {
+    i32::try_from(t.unix_timestamp_nanos().rem_euclid(1_000_000)).unwrap_or(0)
+}
+
+fn from_millis(ms: i64, nanos: i32) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000 + i128::from(nanos))
+        .map_err(|e| corrupt("stored time", e))
+}
+
+fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| fatal(format!("{what} {n} is out of range")))
+}
+
+fn clamp_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn parse_id(s: &str) -> Result<SessionId, StoreError> {
+    s.parse().map_err(|e| corrupt("stored session id", e))
+}
+
+fn parse_session((head, bodies): (String, Vec<String>)) -> Result<CheckoutSession, StoreError> {
+    let transfers = bodies
+        .iter()
+        .map(|b| serde_json::from_str::<Transfer>(b).map_err(|e| corrupt("stored transfer", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    CheckoutSession::from_parts(&head, transfers).map_err(|e| corrupt("stored session", e))
+}
+
+fn parse_events(rows: Vec<(i64, String)>) -> Result<Vec<StoredEvent>, StoreError> {
+    rows.into_iter()
+        .map(|(seq, body)| {
+            Ok(StoredEvent {
+                seq: u64::try_from(seq).map_err(|e| corrupt("stored event sequence", e))?,
+                event: Event::from_json(&body).map_err(|e| corrupt("stored event", e))?,
+            })
+        })
+        .collect()
+}
+
+impl Store for PostgresStore {
+    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
+        match self.call(Op::Load(id.to_string()))? {
+            Out::Session(row) => row.map(parse_session).transpose(),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        let rows = CommitRows::new(commit)?;
+        match self.call(Op::Commit(Box::new(rows)))? {
+            Out::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
+        self.find(Lookup::Transfer, key.to_string())
+    }
+
+    fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
+        self.find(Lookup::PaymentHash, hash.to_string())
+    }
+
+    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
+        self.find(Lookup::Address, address.to_owned())
+    }
+
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let limit = query.page_size();
+        let (cursor, newer) = match (query.ending_before, query.starting_after) {
+            (Some(before), _) => (Some(before.to_string()), true),
+            (None, Some(after)) => (Some(after.to_string()), false),
+            (None, None) => (None, false),
+        };
+        let op = Op::List {
+            status: query.status.map(|s| s.as_str()),
+            cursor,
+            newer,
+            // One more than asked tells whether there is more.
+            fetch: clamp_i64(limit + 1),
+        };
+        let Out::Sessions(rows) = self.call(op)? else {
+            return Err(unexpected());
+        };
+        let has_more = rows.len() > limit;
+        let mut data = rows
+            .into_iter()
+            .take(limit)
+            .map(parse_session)
+            .collect::<Result<Vec<_>, _>>()?;
+        if newer {
+            // Fetched oldest first (the page just newer than the cursor): newest first.
+            data.reverse();
+        }
+        Ok(Page { data, has_more })
+    }
+
+    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        // Wake times are whole milliseconds, so `wake_at <= now` is `wake_at <= floor(now)`.
+        let op = Op::Due {
+            now: millis(now),
+            limit: clamp_i64(limit),
+        };
+        match self.call(op)? {
+            Out::Ids(ids) => ids.iter().map(|s| parse_id(s)).collect(),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn events_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let op = Op::EventsAfter {
+            after: after.map_or(0, |a| i64::try_from(a).unwrap_or(i64::MAX)),
+            limit: clamp_i64(limit),
+        };
+        match self.call(op)? {
+            Out::Events(rows) => parse_events(rows),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
+        match self.call(Op::SessionEvents(id.to_string()))? {
+            Out::Events(rows) => parse_events(rows),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let Out::Idempotency(row) = self.call(Op::Idempotency(key.to_owned()))? else {
+            return Err(unexpected());
+        };
+        row.map(|r| {
+            Ok(IdempotencyRecord {
+                key: r.key,
+                request: r.request,
+                session_id: parse_id(&r.session_id)?,
+                created: from_millis(r.created, r.created_nanos)?,
+            })
+        })
+        .transpose()
+    }
+}
+
+impl PostgresStore {
+    fn find(&self, lookup: Lookup, key: String) -> Result<Option<SessionId>, StoreError> {
+        match self.call(Op::Find(lookup, key))? {
+            Out::Id(id) => id.as_deref().map(parse_id).transpose(),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests to the background thread.
+
+type Reply = std_mpsc::SyncSender<Result<Out, StoreError>>;
+type Job = (Op, Reply);
+
+#[derive(Debug, Clone, Copy)]
+enum Lookup {
+    Transfer,
+    PaymentHash,
+    Address,
+}
+
+enum Op {
+    Migrate,
+    Load(String),
+    Commit(Box<CommitRows>),
+    Find(Lookup, String),
+    List {
+        status: Option<&'static str>,
+        cursor: Option<String>,
+        newer: bool,
+        fetch: i64,
+    },
+    Due {
+        now: i64,
+        limit: i64,
+    },
+    EventsAfter {
+        after: i64,
+        limit: i64,
+    },
+    SessionEvents(String),
+    Idempotency(String),
+}
+
+impl Op {
+    /// Whether running it again after a lost connection cannot do anything twice.
+    fn is_read(&self) -> bool {
+        !matches!(self, Op::Commit(_) | Op::Migrate)
+    }
+}
+
+enum Out {
+    Unit,
+    /// A session's head and its transfers' bodies.
+    Session(Option<(String, Vec<String>)>),
+    Sessions(Vec<(String, Vec<String>)>),
+    Id(Option<String>),
+    Ids(Vec<String>),
+    Events(Vec<(i64, String)>),
+    Idempotency(Option<IdempotencyRow>),
+}
+
+struct IdempotencyRow {
+    key: String,
+    request: String,
+    session_id: String,
+    created: i64,
+    created_nanos: i32,
+}
+
+/// A commit turned into column values (on the caller's thread).
+struct CommitRows {
+    id: String,
+    expected_version: Option<i64>,
+    version: i64,
+    created: i64,
+    status: &'static str,
+    wake_at: Option<i64>,
+    head: String,
+    /// Changed transfers (deduplicated): every key, and the bodies of those in the session.
+    transfer_keys: Vec<String>,
+    transfer_body_keys: Vec<String>,
+    transfer_bodies: Vec<String>,
+    hashes: Vec<String>,
+    address: Option<String>,
+    event_ids: Vec<String>,
+    event_created: Vec<i64>,
+    event_bodies: Vec<String>,
+    idempotency: Option<IdempotencyRow>,
+}
+
+impl CommitRows {
+    fn new(c: &Commit) -> Result<Self, StoreError> {
+        let s = &c.session;
+        let mut bodies = BTreeMap::new();
+        let keys: BTreeSet<TransferKey> = c.changed_transfers.iter().copied().collect();
+        for key in &keys {
+            if let Some(t) = s.transfer(key) {
+                let body = serde_json::to_string(t)
+                    .map_err(|e| fatal(format!("cannot write transfer {key}: {e}")))?;
+                bodies.insert(key.to_string(), body);
+            }
+        }
+        let hashes: BTreeSet<String> = s
+            .payments()
+            .iter()
+            .filter_map(|p| p.request().lightning.as_ref())
+            .map(|inv| inv.payment_hash.to_string())
+            .collect();
+        let (transfer_body_keys, transfer_bodies) = bodies.into_iter().unzip();
+        Ok(Self {
+            id: s.id().to_string(),
+            expected_version: c
+                .expected_version
+                .map(|v| to_i64(v, "version"))
+                .transpose()?,
+            version: to_i64(s.version(), "version")?,
+            created: millis(s.created()),
+            status: s.status().as_str(),
+            wake_at: s.wake_at().map(millis),
+            head: s.head_json(),
+            transfer_keys: keys.iter().map(ToString::to_string).collect(),
+            transfer_body_keys,
+            transfer_bodies,
+            hashes: hashes.into_iter().collect(),
+            address: s.onchain_address().map(str::to_owned),
+            event_ids: c.events.iter().map(|e| e.id.to_string()).collect(),
+            event_created: c.events.iter().map(|e| millis(e.created)).collect(),
+            event_bodies: c.events.iter().map(Event::to_json).collect(),
+            idempotency: c.idempotency.as_ref().map(|r| IdempotencyRow {
+                key: r.key.clone(),
+                request: r.request.clone(),
+                session_id: r.session_id.to_string(),
+                created: millis(r.created),
+                created_nanos: sub_millis(r.created),
+            }),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The background thread and its connection pool.
+
+struct Shared {
+    config: Config,
+    /// The store's own schema, if any.
+    schema: Option<String>,
+    /// `SET search_path …` for a store in its own schema.
+    search_path: Option<String>,
+    lock_suffix: u32,
+    idle: Mutex<Vec<Conn>>,
+    permits: Semaphore,
+}
+
+fn worker(
+    shared: Arc<Shared>,
+    mut requests: mpsc::UnboundedReceiver<Job>,
+    ready: std_mpsc::SyncSender<Result<(), StoreError>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(fatal(format!("cannot start a tokio runtime: {e}"))));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        // Fail fast on a wrong address or credentials: make the first connection now.
+        match shared.connect().await {
+            Ok(conn) => {
+                lock(&shared.idle).push(conn);
+                let _ = ready.send(Ok(()));
+            }
+            Err(e) => {
+                let _ = ready.send(Err(Failure::Pg(e, false).into_store_error()));
+                return;
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        while let Some((op, reply)) = requests.recv().await {
+            let shared = Arc::clone(&shared);
+            tasks.spawn(async move {
+                let _ = reply.send(shared.run(op).await);
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        // Closed: answer the calls in flight, then drop the connections.
+        while tasks.join_next().await.is_some() {}
+        lock(&shared.idle).clear();
+    });
+}
+
+/// Why an operation failed, before it becomes a [`StoreError`].
+enum Failure {
+    Conflict,
+    /// A driver or server error; `true` when it happened while committing (the outcome of
+    /// the transaction is then unknown).
+    Pg(tokio_postgres::Error, bool),
+    Store(StoreError),
+}
+
+impl Failure {
+    /// The connection is unusable (closed, broken, or the server is going away).
+    fn breaks_connection(&self) -> bool {
+        match self {
+            Failure::Pg(e, _) => match e.code() {
+                Some(code) => is_connection_state(code),
+                None => is_connection_error(e),
+            },
+            Failure::Conflict | Failure::Store(_) => false,
+        }
+    }
+
+    /// Running the operation again on a new connection cannot apply it twice.
+    fn safe_to_rerun(&self, op: &Op) -> bool {
+        match self {
+            Failure::Pg(_, committing) => self.breaks_connection() && (op.is_read() || !committing),
+            _ => false,
+        }
+    }
+
+    fn into_store_error(self) -> StoreError {
+        match self {
+            Failure::Conflict => StoreError::Conflict,
+            Failure::Store(e) => e,
+            Failure::Pg(e, _) => map_pg_error(&e),
+        }
+    }
+}
+
+fn is_connection_state(code: &SqlState) -> bool {
+    let c = code.code();
+    c.starts_with("08") // connection exception
+        || c.starts_with("57P") // admin/crash shutdown (pg_terminate_backend), cannot connect now, …
+        || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+}
+
+fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    e.is_closed()
+        || e.source().is_some_and(|s| s.is::<std::io::Error>())
+        || e.to_string().starts_with("timeout")
+}
+
+fn map_pg_error(e: &tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION {
+            return StoreError::Conflict;
+        }
+        let c = code.code();
+        let retryable = c.starts_with("40") // serialization failure, deadlock
+            || (is_connection_state(code) && *code != SqlState::DATABASE_DROPPED)
+            || c.starts_with("53") // insufficient resources (too many connections, …)
+            || *code == SqlState::LOCK_NOT_AVAILABLE
+            || *code == SqlState::QUERY_CANCELED;
+        // The server's message names the problem; its `detail` may quote data, so it is left out.
+        return StoreError::Backend {
+            message: format!("postgres: {} {}: {}", db.severity(), c, db.message()),
+            retryable,
+        };
+    }
+    let retryable = is_connection_error(e);
+    let mut message = format!("postgres: {e}");
+    if let Some(io) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>())
+    {
+        message.push_str(&format!(": {io}"));
+    }
+    StoreError::Backend { message, retryable }
+}
+
+struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+    /// Set when the connection is in an unknown state (a failed rollback).
+    poisoned: bool,
+}
+
+impl Shared {
+    async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            // Ends when the client is dropped or the server goes away; the client then
+            // reports itself closed and is replaced.
+            let _ = connection.await;
+        });
+        if let Some(sql) = &self.search_path {
+            client.batch_execute(sql).await?;
+        }
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+            poisoned: false,
+        })
+    }
+
+    fn take_idle(&self) -> Option<Conn> {
+        let mut idle = lock(&self.idle);
+        while let Some(conn) = idle.pop() {
+            if !conn.client.is_closed() && !conn.poisoned {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    async fn run(&self, op: Op) -> Result<Out, StoreError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let mut rerun = false;
+        loop {
+            // After a lost connection, do not trust the other idle ones: connect anew.
+            let reused = if rerun { None } else { self.take_idle() };
+            let mut conn = match reused {
+                Some(conn) => conn,
+                None => self
+                    .connect()
+                    .await
+                    .map_err(|e| Failure::Pg(e, false).into_store_error())?,
+            };
+            let result = conn.execute(&op, self).await;
+            let broken = match &result {
+                Ok(_) => false,
+                Err(f) => f.breaks_connection(),
+            };
+            if !broken && !conn.poisoned && !conn.client.is_closed() {
+                lock(&self.idle).push(conn);
+            }
+            match result {
+                Ok(out) => return Ok(out),
+                Err(f) if !rerun && f.safe_to_rerun(&op) => rerun = true,
+                Err(f) => return Err(f.into_store_error()),
+            }
+        }
+    }
+}
+
+const SQL_LOAD: &str = "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
+     FROM sessions s WHERE s.id = $1";
+const SQL_FIND_TRANSFER: &str = "SELECT session_id FROM transfer_keys WHERE key = $1";
+const SQL_FIND_HASH: &str = "SELECT session_id FROM payment_hashes WHERE hash = $1";
+const SQL_FIND_ADDRESS: &str = "SELECT session_id FROM addresses WHERE address = $1";
+const SQL_DUE: &str = "SELECT id FROM sessions WHERE wake_at <= $1 ORDER BY wake_at, id LIMIT $2";
+const SQL_EVENTS_AFTER: &str = "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+const SQL_SESSION_EVENTS: &str = "SELECT seq, body FROM events WHERE session_id = $1 ORDER BY seq";
+const SQL_IDEMPOTENCY: &str =
+    "SELECT key, request, session_id, created, created_nanos FROM idempotency WHERE key = $1";
+
+/// The listing queries: [status filter][cursor: none, older than, newer than].
+const SQL_LIST: [[&str; 3]; 2] = [
+    [
+        "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
+         FROM sessions s ORDER BY s.created DESC, s.id DESC LIMIT $1",
+        "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
+         FROM sessions s, sessions c WHERE c.id = $2 AND (s.created, s.id) < (c.created, c.id) \
+         ORDER BY s.created DESC, s.id DESC LIMIT $1",
+        "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
+         FROM sessions s, sessions c WHERE c.id = $2 AND (s.created, s.id) > (c.created, c.id) \
+         ORDER BY s.created, s.id LIMIT $1",
+    ],
+    [
+        "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
+         FROM sessions s WHERE s.status = $2 ORDER BY s.created DESC, s.id DESC LIMIT $1",
+        "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
+         FROM sessions s, sessions c WHERE c.id = $2 AND s.status = $3 AND (s.created, s.id) < (c.created, c.id) \
+         ORDER BY s.created DESC, s.id DESC LIMIT $1",
+        "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
+         FROM sessions s, sessions c WHERE c.id = $2 AND s.status = $3 AND (s.created, s.id) > (c.created, c.id) \
+         ORDER BY s.created, s.id LIMIT $1",
+    ],
+];
+
+const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (id, created, status, version, wake_at, head) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
+const SQL_UPDATE_SESSION: &str = "UPDATE sessions SET created = $2, status = $3, version = $4, wake_at = $5, head = $6 \
+     WHERE id = $1 AND version = $7";
+const SQL_INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency (key, request, session_id, created, created_nanos) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING";
+const SQL_UPSERT_TRANSFERS: &str = "INSERT INTO transfers (session_id, key, body) \
+     SELECT $1, u.key, u.body FROM unnest($2::text[], $3::text[]) AS u(key, body) \
+     ON CONFLICT (session_id, key) DO UPDATE SET body = excluded.body";
+// The lookup indexes point at the session that last claimed a key (as the in-memory store
+// does); rewriting a row only when it changes keeps repeated commits cheap.
+const SQL_UPSERT_TRANSFER_KEYS: &str = "INSERT INTO transfer_keys (key, session_id) \
+     SELECT u.key, $1 FROM unnest($2::text[]) AS u(key) \
+     ON CONFLICT (key) DO UPDATE SET session_id = excluded.session_id \
+     WHERE transfer_keys.session_id <> excluded.session_id";
+const SQL_UPSERT_HASHES: &str = "INSERT INTO payment_hashes (hash, session_id) \
+     SELECT u.hash, $1 FROM unnest($2::text[]) AS u(hash) \
+     ON CONFLICT (hash) DO UPDATE SET session_id = excluded.session_id \
+     WHERE payment_hashes.session_id <> excluded.session_id";
+const SQL_UPSERT_ADDRESS: &str = "INSERT INTO addresses (address, session_id) VALUES ($2, $1) \
+     ON CONFLICT (address) DO UPDATE SET session_id = excluded.session_id \
+     WHERE addresses.session_id <> excluded.session_id";
+const SQL_ADVISORY_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+const SQL_INSERT_EVENTS: &str = "INSERT INTO events (seq, id, session_id, created, body) \
+     SELECT last.seq + u.n, u.id, $1, u.created, u.body \
+     FROM unnest($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS u(id, created, body, n), \
+          (SELECT COALESCE(MAX(seq), 0) AS seq FROM events) AS last";
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+impl Conn {
+    async fn statement(&mut self, sql: &'static str) -> Result<Statement, Failure> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self
+            .client
+            .prepare(sql)
+            .await
+            .map_err(|e| Failure::Pg(e, false))?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    async fn query(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Vec<tokio_postgres::Row>, Failure> {
+        let s = self.statement(sql).await?;
+        self.client
+            .query(&s, params)
+            .await
+            .map_err(|e| Failure::Pg(e, false))
+    }
+
+    async fn exec(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, Failure> {
+        let s = self.statement(sql).await?;
+        self.client
+            .execute(&s, params)
+            .await
+            .map_err(|e| Failure::Pg(e, false))
+    }
+
+    async fn execute(&mut self, op: &Op, ctx: &Shared) -> Result<Out, Failure> {
+        let pg = |e| Failure::Pg(e, false);
+        match op {
+            Op::Migrate => self.migrate(ctx).await.map(|()| Out::Unit),
+            Op::Commit(rows) => self.commit(rows, ctx.lock_suffix).await.map(|()| Out::Unit),
+            Op::Load(id) => {
+                let rows = self.query(SQL_LOAD, &[id]).await?;
+                let row = rows.into_iter().next();
+                Ok(Out::Session(
+                    row.map(|r| {
+                        Ok::<_, Failure>((r.try_get(0).map_err(pg)?, r.try_get(1).map_err(pg)?))
+                    })
+                    .transpose()?,
+                ))
+            }
+            Op::Find(lookup, key) => {
+                let sql = match lookup {
+                    Lookup::Transfer => SQL_FIND_TRANSFER,
+                    Lookup::PaymentHash => SQL_FIND_HASH,
+                    Lookup::Address => SQL_FIND_ADDRESS,
+                };
+                let rows = self.query(sql, &[key]).await?;
+                let id = rows
+                    .into_iter()
+                    .next()
+                    .map(|r| r.try_get(0).map_err(pg))
+                    .transpose()?;
+                Ok(Out::Id(id))
+            }
+            Op::List {
+                status,
+                cursor,
+                newer,
+                fetch,
+            } => {
+                let which = match (cursor, newer) {
+                    (None, _) => 0,
+                    (Some(_), false) => 1,
+                    (Some(_), true) => 2,
+                };
+                let sql = SQL_LIST[usize::from(status.is_some())][which];
+                let mut params: Vec<&(dyn ToSql + Sync)> = vec![fetch];
+                if let Some(c) = cursor {
+                    params.push(c);
+                }
+                if let Some(s) = status {
+                    params.push(s);
+                }
+                let rows = self.query(sql, &params).await?;
+                let sessions = rows
+                    .into_iter()
+                    .map(|r| Ok((r.try_get(0).map_err(pg)?, r.try_get(1).map_err(pg)?)))
+                    .collect::<Result<Vec<_>, Failure>>()?;
+                Ok(Out::Sessions(sessions))
+            }
+            Op::Due { now, limit } => {
+                let rows = self.query(SQL_DUE, &[now, limit]).await?;
+                let ids = rows
+                    .into_iter()
+                    .map(|r| r.try_get(0).map_err(pg))
+                    .collect::<Result<Vec<String>, _>>()?;
+                Ok(Out::Ids(ids))
+            }
+            Op::EventsAfter { after, limit } => {
+                let rows = self.query(SQL_EVENTS_AFTER, &[after, limit]).await?;
+                Ok(Out::Events(event_rows(rows)?))
+            }
+            Op::SessionEvents(id) => {
+                let rows = self.query(SQL_SESSION_EVENTS, &[id]).await?;
+                Ok(Out::Events(event_rows(rows)?))
+            }
+            Op::Idempotency(key) => {
+                let rows = self.query(SQL_IDEMPOTENCY, &[key]).await?;
+                let row = rows
+                    .into_iter()
+                    .next()
+                    .map(|r| {
+                        Ok::<_, Failure>(IdempotencyRow {
+                            key: r.try_get(0).map_err(pg)?,
+                            request: r.try_get(1).map_err(pg)?,
+                            session_id: r.try_get(2).map_err(pg)?,
+                            created: r.try_get(3).map_err(pg)?,
+                            created_nanos: r.try_get(4).map_err(pg)?,
+                        })
+                    })
+                    .transpose()?;
+                Ok(Out::Idempotency(row))
+            }
+        }
+    }
+
+    /// Applies a commit in one READ COMMITTED transaction: commits if every step succeeds,
+    /// rolls back otherwise. The level is explicit because the outbox ordering below relies
+    /// on each statement taking a fresh snapshot, whatever the database's default level is.
+    async fn commit(&mut self, rows: &CommitRows, lock_suffix: u32) -> Result<(), Failure> {
+        self.client
+            .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(|e| Failure::Pg(e, false))?;
+        match self.commit_body(rows, lock_suffix).await {
+            Ok(()) => self
+                .client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| Failure::Pg(e, true)),
+            Err(f) => {
+                if self.client.batch_execute("ROLLBACK").await.is_err() {
+                    self.poisoned = true;
+                }
+                Err(f)
+            }
+        }
+    }
+
+    async fn commit_body(&mut self, r: &CommitRows, lock_suffix: u32) -> Result<(), Failure> {
+        // Compare-and-swap: the new row only if there is none, the update only if the stored
+        // version is the expected one. Zero rows written: someone else won; roll back.
+        let written = match r.expected_version {
+            None => {
+                self.exec(
+                    SQL_INSERT_SESSION,
+                    &[
+                        &r.id, &r.created, &r.status, &r.version, &r.wake_at, &r.head,
+                    ],
+                )
+                .await?
+            }
+            Some(expected) => {
+                self.exec(
+                    SQL_UPDATE_SESSION,
+                    &[
+                        &r.id, &r.created, &r.status, &r.version, &r.wake_at, &r.head, &expected,
+                    ],
+                )
+                .await?
+            }
+        };
+        if written == 0 {
+            return Err(Failure::Conflict);
+        }
+        if let Some(i) = &r.idempotency {
+            let n = self
+                .exec(
+                    SQL_INSERT_IDEMPOTENCY,
+                    &[
+                        &i.key,
+                        &i.request,
+                        &i.session_id,
+                        &i.created,
+                        &i.created_nanos,
+                    ],
+                )
+                .await?;
+            if n == 0 {
+                return Err(Failure::Conflict);
+            }
+        }
+        if !r.transfer_body_keys.is_empty() {
+            self.exec(
+                SQL_UPSERT_TRANSFERS,
+                &[&r.id, &r.transfer_body_keys, &r.transfer_bodies],
+            )
+            .await?;
+        }
+        if !r.transfer_keys.is_empty() {
+            self.exec(SQL_UPSERT_TRANSFER_KEYS, &[&r.id, &r.transfer_keys])
+                .await?;
+        }
+        if !r.hashes.is_empty() {
+            self.exec(SQL_UPSERT_HASHES, &[&r.id, &r.hashes]).await?;
+        }
+        if let Some(address) = &r.address {
+            self.exec(SQL_UPSERT_ADDRESS, &[&r.id, address]).await?;
+        }
+        if !r.event_ids.is_empty() {
+            // The outbox contract: a reader that has seen seq n never later sees a seq below
+            // n appear. A sequence (BIGSERIAL) does not give that: transaction A may draw 5,
+            // B draw 6 and commit first; a reader then sees 6 and, later, 5. So the numbers
+            // are assigned under a transaction-scoped advisory lock, taken last (after the
+            // row locks above, so it cannot deadlock with them) and held until COMMIT.
+            // PostgreSQL makes a commit visible before it releases the transaction's locks,
+            // and under READ COMMITTED the INSERT below takes its snapshot after the lock is
+            // granted, so MAX(seq) sees every earlier outbox commit: numbers are handed out
+            // in commit order, without gaps (a rolled-back transaction burns none).
+            let key = lock_key(LOCK_OUTBOX, lock_suffix);
+            self.exec(SQL_ADVISORY_LOCK, &[&key]).await?;
+            self.exec(
+                SQL_INSERT_EVENTS,
+                &[&r.id, &r.event_ids, &r.event_created, &r.event_bodies],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn migrate(&mut self, ctx: &Shared) -> Result<(), Failure> {
+        let pg = |e| Failure::Pg(e, false);
+        let key = lock_key(LOCK_MIGRATE, ctx.lock_suffix);
+        let tx = self
+            .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(pg)?;
+        // Servers starting together wait here, then find the work done.
+        tx.execute(SQL_ADVISORY_LOCK, &[&key]).await.map_err(pg)?;
+        // `SET search_path` names the schema before it exists; create it under the lock.
+        if let Some(schema) = &ctx.schema {
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(schema)
+            ))
+            .await
+            .map_err(pg)?;
+        }
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await
+        .map_err(pg)?;
+        let current: i32 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .try_get(0)
+            .map_err(pg)?;
+        let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        if current > newest {
+            return Err(Failure::Store(fatal(format!(
+                "the database schema is at version {current}, newer than this crate's {newest}: upgrade the crate"
+            ))));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tx.batch_execute(sql).await.map_err(pg)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) \
+                 VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)",
+                &[version],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(|e| Failure::Pg(e, true))?;
+        // Statements prepared before the tables existed (none today) would be stale.
+        self.statements.clear();
+        Ok(())
+    }
+}
+
+fn event_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<(i64, String)>, Failure> {
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0).map_err(|e| Failure::Pg(e, false))?,
+                r.try_get(1).map_err(|e| Failure::Pg(e, false))?,
+            ))
+        })
+        .collect()
+}
