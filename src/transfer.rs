@@ -243,10 +243,11 @@ impl TransferReport {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Arrival {
-    /// While the session was active and its quote was open (or had been paid).
+    /// While the session was active and its quote's rate lock held.
     Expected,
-    /// While the session was active, but after its quote expired: it counts at that quote's
-    /// rate and is flagged so the merchant can review the rate risk.
+    /// While the session was active, but after its quote's `expires_at` (expired, or partly
+    /// paid and not replaced yet): it counts at that quote's rate and is flagged so the
+    /// merchant can review the rate risk.
     AfterQuoteExpiry,
     /// After the session was paid: an overpayment, recorded and flagged.
     AfterPaid,

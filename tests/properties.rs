@@ -809,7 +809,11 @@ impl Model {
             SessionState::Paid { .. } => Arrival::AfterPaid,
             SessionState::Deactivated { .. } => Arrival::AfterDeactivated,
             _ => match self.payments[index].state {
-                PaymentState::Unpaid | PaymentState::Paid { .. } => Arrival::Expected,
+                PaymentState::Unpaid => Arrival::Expected,
+                // A partly paid quote's rate lock still ends at its expiry.
+                PaymentState::Paid { .. } if now < self.payments[index].expires_at => {
+                    Arrival::Expected
+                }
                 _ => Arrival::AfterQuoteExpiry,
             },
         };

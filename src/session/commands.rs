@@ -393,10 +393,15 @@ impl CheckoutSession {
             SessionState::Paid { .. } => Arrival::AfterPaid,
             SessionState::Deactivated { .. } => Arrival::AfterDeactivated,
             SessionState::Active => match self.payments[index].state {
-                PaymentState::Expired { .. } | PaymentState::Cancelled { .. } => {
-                    Arrival::AfterQuoteExpiry
+                PaymentState::Unpaid => Arrival::Expected,
+                // A partly paid quote's rate lock still ends at its expiry: money on it
+                // after that (on-chain, while no new quote could be issued) is flagged.
+                PaymentState::Paid { .. } if now < self.payments[index].expires_at => {
+                    Arrival::Expected
                 }
-                PaymentState::Unpaid | PaymentState::Paid { .. } => Arrival::Expected,
+                PaymentState::Paid { .. }
+                | PaymentState::Expired { .. }
+                | PaymentState::Cancelled { .. } => Arrival::AfterQuoteExpiry,
             },
         };
         let before = self.snapshot_flags();

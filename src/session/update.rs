@@ -16,7 +16,7 @@ use crate::metadata::MetadataPatch;
 /// removes a key), success URL or message, cancel URL and branding.
 ///
 /// For each field, `None` leaves it as it is and `Some(None)` clears it; in JSON, a missing
-/// field is left alone and `null` clears it. Fields that never change (amount, currency,
+/// field is left alone and `null` clears it (`"metadata": null` removes every key). Fields that never change (amount, currency,
 /// ttl, payment methods, target currency) are refused with
 /// [`Error::ImmutableField`](crate::Error::ImmutableField).
 ///
@@ -33,6 +33,8 @@ pub struct SessionUpdate {
     description: Option<Option<String>>,
     #[serde(skip_serializing_if = "MetadataPatch::is_empty")]
     metadata: MetadataPatch,
+    #[serde(skip)]
+    clear_metadata: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     success_url: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,6 +98,12 @@ impl SessionUpdate {
         self
     }
 
+    /// Removes every metadata key (before merging any [`metadata`](Self::metadata) patch).
+    pub fn clear_metadata(mut self) -> Self {
+        self.clear_metadata = true;
+        self
+    }
+
     /// The details after this update, validated.
     fn apply_to(&self, current: &Details) -> Result<Details, Error> {
         if let Some(field) = self.immutable {
@@ -110,7 +118,11 @@ impl SessionUpdate {
         let b = &current.branding;
         let next = Details {
             description: pick(&self.description, &current.description),
-            metadata: current.metadata.merged(&self.metadata)?,
+            metadata: if self.clear_metadata {
+                crate::metadata::Metadata::new().merged(&self.metadata)?
+            } else {
+                current.metadata.merged(&self.metadata)?
+            },
             success_url: pick(&self.success_url, &current.success_url),
             success_message: pick(&self.success_message, &current.success_message),
             cancel_url: pick(&self.cancel_url, &current.cancel_url),
@@ -182,6 +194,7 @@ impl<'de> Deserialize<'de> for SessionUpdate {
                 "title" => out.title = Some(text()?),
                 "title_description" => out.title_description = Some(text()?),
                 "title_image" => out.title_image = Some(text()?),
+                "metadata" if raw.get().trim() == "null" => out.clear_metadata = true,
                 "metadata" => {
                     out.metadata =
                         serde_json::from_str::<MetadataPatch>(raw.get()).map_err(D::Error::custom)?
