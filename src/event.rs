@@ -62,6 +62,8 @@ event_types! {
     TransferReceived => "checkout_session.transfer_received",
     /// A pending on-chain transfer got enough confirmations to count.
     TransferConfirmed => "checkout_session.transfer_confirmed",
+    /// A transfer gained confirmations (or an RBF signal) without changing what counts.
+    TransferUpdated => "checkout_session.transfer_updated",
     /// A transfer was reversed (double spend, reorg) and no longer counts.
     TransferReversed => "checkout_session.transfer_reversed",
     /// Funds beyond the amount arrived (flag).

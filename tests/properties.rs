@@ -712,6 +712,15 @@ impl Model {
         if self.active() && self.credits().1 >= self.threshold() {
             self.state = SessionState::Paid { paid_at: now };
             events.push(ev(EventType::CheckoutSessionPaid, now));
+            for i in 0..self.payments.len() {
+                if self.payments[i].unpaid() {
+                    self.payments[i].state = PaymentState::Expired { expired_at: now };
+                    let id = self.payments[i].id;
+                    let mut e = ev(EventType::PaymentExpired, now);
+                    e.payment_id = Some(id);
+                    events.push(e);
+                }
+            }
         }
         let after = self.snapshot();
         let kinds = [
@@ -748,6 +757,9 @@ impl Model {
             {
                 return Err(Error::UnknownPaymentRequest);
             }
+            if known.reversed {
+                return Ok(Vec::new());
+            }
             let mut next = known.clone();
             next.conf = next.conf.max(spec.conf());
             next.rbf |= spec.rbf();
@@ -766,6 +778,9 @@ impl Model {
             }
             if next.reversed && !known.reversed {
                 events.push(ev_t(EventType::TransferReversed, now, pid, key, amount));
+            }
+            if events.is_empty() {
+                events.push(ev_t(EventType::TransferUpdated, now, pid, key, amount));
             }
             self.transfers.insert(key, next);
             events.extend(self.settle(before, now));

@@ -210,7 +210,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
             // Tolerate small clock skew between servers: time never runs backwards here.
             let now = self.clock.now().max(session.modified());
             let mut events = command(&mut session, now)?;
-            if events.is_empty() {
+            if events.is_empty() && session.version() == before {
                 return Ok(session);
             }
             let mut quoted = session.clone();

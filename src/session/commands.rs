@@ -280,13 +280,17 @@ impl CheckoutSession {
     /// command does that).
     pub(crate) fn expire_due(&mut self, now: OffsetDateTime) -> Vec<SessionEvent> {
         let mut events = Vec::new();
+        self.expire_due_into(now, &mut events);
+        events
+    }
+
+    fn expire_due_into(&mut self, now: OffsetDateTime, events: &mut Vec<SessionEvent>) {
         for p in self.payments.iter_mut().filter(|p| p.is_due_to_expire(now)) {
             p.state = PaymentState::Expired {
                 expired_at: p.expires_at,
             };
             events.push(SessionEvent::new(EventType::PaymentExpired, now).payment(p.id));
         }
-        events
     }
 
     /// Deactivates an active session: its open quote is cancelled; funds already received
@@ -340,8 +344,10 @@ impl CheckoutSession {
             return Ok(self.update_transfer(report, now));
         }
         self.check_destination(&report)?;
-        let mut events = self.expire_due(now);
-        events.extend(self.insert_transfer(report, now));
+        // One allocation for every event a transfer can cause.
+        let mut events = Vec::with_capacity(8);
+        self.expire_due_into(now, &mut events);
+        self.insert_transfer(report, now, &mut events);
         self.touch(now);
         Ok(events)
     }
@@ -378,7 +384,12 @@ impl CheckoutSession {
         })
     }
 
-    fn insert_transfer(&mut self, report: TransferReport, now: OffsetDateTime) -> Vec<SessionEvent> {
+    fn insert_transfer(
+        &mut self,
+        report: TransferReport,
+        now: OffsetDateTime,
+        events: &mut Vec<SessionEvent>,
+    ) {
         let index = match report.key {
             TransferKey::Lightning(hash) => self.payment_for_invoice(hash),
             TransferKey::Onchain { .. } => self
@@ -388,7 +399,7 @@ impl CheckoutSession {
                 .or(self.payments.len().checked_sub(1)),
         };
         // check_destination guarantees a payment; stay total anyway.
-        let Some(index) = index else { return Vec::new() };
+        let Some(index) = index else { return };
         let arrival = match self.state {
             SessionState::Paid { .. } => Arrival::AfterPaid,
             SessionState::Deactivated { .. } => Arrival::AfterDeactivated,
@@ -420,11 +431,11 @@ impl CheckoutSession {
             transfer.counted_at = Some(now);
         }
         let payment_id = transfer.payment_id;
-        let mut events = vec![
+        events.push(
             SessionEvent::new(EventType::TransferReceived, now)
                 .payment(payment_id)
                 .transfer(report.key, report.amount),
-        ];
+        );
         if report.reversed {
             events.push(
                 SessionEvent::new(EventType::TransferReversed, now)
@@ -441,8 +452,7 @@ impl CheckoutSession {
                 SessionEvent::new(EventType::CheckoutSessionPaymentPaid, now).payment(payment_id),
             );
         }
-        events.extend(self.settle(before, now));
-        events
+        self.settle(before, now, events);
     }
 
     fn update_transfer(&mut self, report: TransferReport, now: OffsetDateTime) -> Vec<SessionEvent> {
@@ -451,6 +461,10 @@ impl CheckoutSession {
         let Some(t) = self.transfers.get(&report.key).cloned() else {
             return Vec::new();
         };
+        if t.reversed {
+            // A reversal is final: later reports of the transfer change nothing.
+            return Vec::new();
+        }
         let mut next = t.clone();
         next.confirmations = next.confirmations.max(report.confirmations);
         next.rbf |= report.rbf;
@@ -461,7 +475,8 @@ impl CheckoutSession {
         if next == t {
             return Vec::new();
         }
-        let mut events = self.expire_due(now);
+        let mut events = Vec::with_capacity(8);
+        self.expire_due_into(now, &mut events);
         let (key, amount, payment) = (next.key, next.amount, next.payment_id);
         if next.counted_at.is_some() && t.counted_at.is_none() {
             events.push(
@@ -477,8 +492,16 @@ impl CheckoutSession {
                     .transfer(key, amount),
             );
         }
+        if events.is_empty() {
+            // Only the confirmation count (or the RBF signal) moved: still a change.
+            events.push(
+                SessionEvent::new(EventType::TransferUpdated, now)
+                    .payment(payment)
+                    .transfer(key, amount),
+            );
+        }
         self.put_transfer(next);
-        events.extend(self.settle(before, now));
+        self.settle(before, now, &mut events);
         self.touch(now);
         events
     }
@@ -491,11 +514,16 @@ impl CheckoutSession {
 
     /// After the facts changed: marks the session paid if the threshold is reached, and
     /// raises a flag event for each kind of unexpected money that grew.
-    fn settle(&mut self, before: [u128; 3], now: OffsetDateTime) -> Vec<SessionEvent> {
-        let mut events = Vec::new();
+    fn settle(&mut self, before: [u128; 3], now: OffsetDateTime, events: &mut Vec<SessionEvent>) {
         if matches!(self.state, SessionState::Active) && self.threshold_reached() {
             self.state = SessionState::Paid { paid_at: now };
             events.push(SessionEvent::new(EventType::CheckoutSessionPaid, now));
+            // Nothing more is due: a quote still open (funds came in on an older one) ends
+            // now, so the customer is not asked to pay twice.
+            for p in self.payments.iter_mut().filter(|p| p.state.is_unpaid()) {
+                p.state = PaymentState::Expired { expired_at: now };
+                events.push(SessionEvent::new(EventType::PaymentExpired, now).payment(p.id));
+            }
         }
         let after = self.snapshot_flags();
         let kinds = [
@@ -509,7 +537,6 @@ impl CheckoutSession {
                 events.push(SessionEvent::new(kind, now).amount(grown));
             }
         }
-        events
     }
 
     pub(crate) fn check_clock(&self, now: OffsetDateTime) -> Result<(), Error> {

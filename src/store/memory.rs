@@ -84,6 +84,19 @@ impl Inner {
         if stored != commit.expected_version {
             return Err(StoreError::Conflict);
         }
+        let id = commit.session.id();
+        // A transfer belongs to one session: the same outpoint or payment hash claimed by
+        // another session is refused, as the SQL stores' primary keys refuse it.
+        if commit
+            .changed_transfers
+            .iter()
+            .any(|k| self.transfers.get(k).is_some_and(|owner| *owner != id))
+        {
+            return Err(StoreError::Backend {
+                message: "transfer already recorded on another session".into(),
+                retryable: false,
+            });
+        }
         if let Some(rec) = &commit.idempotency
             && self.idempotency.contains_key(&rec.key)
         {
@@ -110,16 +123,23 @@ impl Inner {
             self.idempotency.insert(rec.key.clone(), rec.clone());
         }
         self.by_created.insert((s.created(), id), id);
-        for key in &commit.changed_transfers {
-            self.transfers.insert(*key, id);
+        // A new session is indexed whole; a change only by what it touched.
+        let keys: Vec<_> = if commit.expected_version.is_none() {
+            s.transfers().map(|t| t.key).collect()
+        } else {
+            commit.changed_transfers.clone()
+        };
+        for key in keys {
+            self.transfers.insert(key, id);
         }
+        // Like the SQL stores, the first session to claim a hash or address keeps it.
         for p in s.payments() {
             if let Some(inv) = &p.request().lightning {
-                self.hashes.insert(inv.payment_hash, id);
+                self.hashes.entry(inv.payment_hash).or_insert(id);
             }
         }
         if let Some(addr) = s.onchain_address() {
-            self.addresses.insert(addr.to_owned(), id);
+            self.addresses.entry(addr.to_owned()).or_insert(id);
         }
         for e in &commit.events {
             self.push_event(e, Some(id));

@@ -1,0 +1,296 @@
+//! The store conformance suite against the in-memory store and the SQLite store (in
+//! memory and file-backed), plus what only the SQLite store has: closing, reopening a
+//! file, schema versions and corrupt rows.
+#![cfg(feature = "testkit")]
+
+use bitcoin_checkout::store::{MemoryStore, Store, StoreError};
+use bitcoin_checkout::testkit::conformance;
+
+#[test]
+fn memory_store_conforms() {
+    conformance::run_all(MemoryStore::new);
+}
+
+#[test]
+fn memory_store_close_refuses_later_calls() {
+    let store = MemoryStore::new();
+    store.close();
+    assert_eq!(
+        store.load(bitcoin_checkout::SessionId::generate()),
+        Err(StoreError::Closed)
+    );
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use bitcoin_checkout::clock::ManualClock;
+    use bitcoin_checkout::rates::FixedRates;
+    use bitcoin_checkout::request::TestRequestGenerator;
+    use bitcoin_checkout::store::{ListQuery, SqliteStore, Store, StoreError};
+    use bitcoin_checkout::testkit::conformance;
+    use bitcoin_checkout::{
+        Checkout, Currency, Msats, SessionId, SessionParams, TargetCurrency, TransferReport,
+    };
+    use rust_decimal::Decimal;
+    use time::{Duration, OffsetDateTime};
+
+    /// A fresh directory under the system temp dir, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
+            let dir = std::env::temp_dir().join(format!(
+                "bitcoin-checkout-{name}-{}-{nanos}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            Self(dir)
+        }
+
+        fn file(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn t0() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_767_225_600).expect("time")
+    }
+
+    fn usd() -> Currency {
+        Currency::from_code("USD").expect("USD")
+    }
+
+    fn checkout<'a>(
+        store: &'a SqliteStore,
+        clock: &'a ManualClock,
+    ) -> Checkout<&'a SqliteStore, FixedRates, TestRequestGenerator, &'a ManualClock> {
+        let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, Decimal::from(1_000));
+        Checkout::new(store, rates, TestRequestGenerator).with_clock(clock)
+    }
+
+    #[test]
+    fn in_memory_sqlite_store_conforms() {
+        conformance::run_all(|| SqliteStore::open_in_memory().expect("open in memory"));
+    }
+
+    #[test]
+    fn file_sqlite_store_conforms() {
+        let dir = TempDir::new("conformance");
+        let mut n = 0;
+        conformance::run_all(|| {
+            n += 1;
+            SqliteStore::open(dir.file(&format!("store-{n}.db"))).expect("open file")
+        });
+    }
+
+    #[test]
+    fn file_sqlite_store_conforms_with_synchronous_full() {
+        let dir = TempDir::new("conformance-full");
+        let store = SqliteStore::open(dir.file("full.db"))
+            .and_then(SqliteStore::with_synchronous_full)
+            .and_then(|s| s.with_busy_timeout(std::time::Duration::from_secs(10)))
+            .expect("open file");
+        conformance::check_round_trip(&store);
+        conformance::check_service_lifecycle(&store);
+    }
+
+    #[test]
+    fn a_file_keeps_everything_across_reopening() {
+        let dir = TempDir::new("reopen");
+        let path = dir.file("reopen.db");
+        let clock = ManualClock::new(t0());
+        let store = SqliteStore::open(&path).expect("open");
+        assert_eq!(
+            store.schema_version(),
+            Ok(SqliteStore::latest_schema_version())
+        );
+        let c = checkout(&store, &clock);
+        let s = c
+            .create(SessionParams::new(Decimal::new(2500, 2), usd()), Some("k1"))
+            .expect("create");
+        let hash = TestRequestGenerator::payment_hash(s.open_payment().expect("quote").id());
+        let s = c
+            .record_transfer(TransferReport::lightning(hash, Msats::new(25_000_000)))
+            .expect("pay");
+        let events = store.events_after(None, 100).expect("events");
+        store.close().expect("close");
+
+        let again = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(
+            again.schema_version(),
+            Ok(SqliteStore::latest_schema_version())
+        );
+        assert_eq!(again.load(s.id()), Ok(Some(s.clone())));
+        assert_eq!(again.events_after(None, 100), Ok(events));
+        assert_eq!(
+            again.idempotency("k1").map(|r| r.map(|r| r.session_id)),
+            Ok(Some(s.id()))
+        );
+        let page = again.list(&ListQuery::default()).expect("list");
+        assert_eq!(page.data, vec![s]);
+    }
+
+    #[test]
+    fn closed_store_refuses_every_call() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        store.close().expect("close");
+        let id = SessionId::generate();
+        assert_eq!(store.load(id), Err(StoreError::Closed));
+        assert_eq!(store.list(&ListQuery::default()), Err(StoreError::Closed));
+        assert_eq!(store.due(t0(), 10), Err(StoreError::Closed));
+        assert_eq!(store.events_after(None, 10), Err(StoreError::Closed));
+        assert_eq!(store.session_events(id), Err(StoreError::Closed));
+        assert_eq!(store.idempotency("k"), Err(StoreError::Closed));
+        assert_eq!(store.find_by_address("a"), Err(StoreError::Closed));
+        assert_eq!(store.close(), Err(StoreError::Closed));
+        assert_eq!(store.schema_version(), Err(StoreError::Closed));
+        assert!(!StoreError::Closed.is_retryable());
+    }
+
+    /// Changes the file behind the store's back, with a connection of its own.
+    fn tamper(path: &std::path::Path, sql: &str) {
+        let conn = rusqlite::Connection::open(path).expect("open raw connection");
+        conn.execute_batch(sql).expect("tamper");
+    }
+
+    #[test]
+    fn corrupt_rows_are_reported_not_panicked_on() {
+        let dir = TempDir::new("corrupt");
+        let path = dir.file("corrupt.db");
+        let clock = ManualClock::new(t0());
+        let store = SqliteStore::open(&path).expect("open");
+        let c = checkout(&store, &clock);
+        let s = c
+            .create(SessionParams::new(Decimal::new(2500, 2), usd()), Some("k"))
+            .expect("create");
+        let hash = TestRequestGenerator::payment_hash(s.open_payment().expect("quote").id());
+        clock.advance(Duration::seconds(1));
+        c.record_transfer(TransferReport::lightning(hash, Msats::new(1_000_000)))
+            .expect("pay");
+
+        tamper(&path, "UPDATE transfers SET body = '{\"key\": 12}'");
+        assert!(
+            matches!(store.load(s.id()), Err(StoreError::Corrupt(_))),
+            "{:?}",
+            store.load(s.id())
+        );
+        assert!(matches!(
+            store.list(&ListQuery::default()),
+            Err(StoreError::Corrupt(_))
+        ));
+        tamper(&path, "UPDATE sessions SET head = 'not json'");
+        assert!(matches!(store.load(s.id()), Err(StoreError::Corrupt(_))));
+        tamper(&path, "UPDATE events SET body = '[]' WHERE seq = 1");
+        assert!(matches!(
+            store.events_after(None, 10),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            store.session_events(s.id()),
+            Err(StoreError::Corrupt(_))
+        ));
+        tamper(&path, "UPDATE idempotency SET session_id = 'cs_nope'");
+        assert!(matches!(
+            store.idempotency("k"),
+            Err(StoreError::Corrupt(_))
+        ));
+        tamper(&path, "UPDATE payment_hashes SET session_id = 'x'");
+        assert!(matches!(
+            store.find_by_payment_hash(&hash),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(!StoreError::Corrupt(String::new()).is_retryable());
+    }
+
+    #[test]
+    fn a_database_from_a_newer_version_is_refused() {
+        let dir = TempDir::new("newer");
+        let path = dir.file("newer.db");
+        SqliteStore::open(&path)
+            .expect("open")
+            .close()
+            .expect("close");
+        tamper(&path, "PRAGMA user_version = 99");
+        match SqliteStore::open(&path) {
+            Err(StoreError::Backend {
+                retryable: false,
+                message,
+            }) => {
+                assert!(message.contains("99"), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused() {
+        let dir = TempDir::new("garbage");
+        let path = dir.file("garbage.db");
+        std::fs::write(&path, vec![0x5a; 8192]).expect("write");
+        let err = SqliteStore::open(&path).expect_err("not a database");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_transfer_cannot_move_to_another_session() {
+        // Two sessions each claiming one on-chain output (a lying chain watcher): the
+        // second commit is refused rather than silently moving the transfer.
+        let store = SqliteStore::open_in_memory().expect("open");
+        let clock = ManualClock::new(t0());
+        let c = checkout(&store, &clock);
+        let a = c
+            .create(SessionParams::new(Decimal::new(2500, 2), usd()), None)
+            .expect("a");
+        let b = c
+            .create(SessionParams::new(Decimal::new(2500, 2), usd()), None)
+            .expect("b");
+        let txid = TestRequestGenerator::payment_hash(bitcoin_checkout::PaymentId::generate());
+        let to = |id| {
+            TransferReport::onchain(
+                txid,
+                0,
+                TestRequestGenerator::address(id),
+                bitcoin_checkout::Sats::new(1_000),
+                1,
+            )
+        };
+        clock.advance(Duration::seconds(1));
+        c.record_transfer(to(a.id())).expect("recorded on a");
+        // Bypass the service's lookup (which would route the report to a): commit on b.
+        let mut session = store.load(b.id()).expect("load").expect("b");
+        let before = session.version();
+        session
+            .record_transfer(to(b.id()), t0() + Duration::seconds(2))
+            .expect("core");
+        let commit = bitcoin_checkout::store::Commit {
+            changed_transfers: vec![to(b.id()).key()],
+            expected_version: Some(before),
+            events: Vec::new(),
+            idempotency: None,
+            session,
+        };
+        match store.commit(&commit) {
+            Err(StoreError::Backend {
+                retryable: false, ..
+            }) => {}
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(
+            store.load(b.id()).expect("load").map(|s| s.version()),
+            Some(before)
+        );
+        assert_eq!(store.find_by_transfer(&to(a.id()).key()), Ok(Some(a.id())));
+    }
+}
