@@ -74,7 +74,7 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
             let mut params = link.params().clone();
             params.link = Some(id);
             let (mut session, mut events) = CheckoutSession::create(session_id, params, now)?;
-            events.extend(self.quote(&mut session, now)?);
+            self.quote(&mut session, now, &mut events)?;
             let commit = LinkCommit {
                 events: Vec::new(),
                 link,

@@ -28,6 +28,9 @@ use crate::session::{CheckoutSession, SessionParams, SessionUpdate};
 use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
 use crate::transfer::{TransferKey, TransferReport};
 
+/// Sessions kept in the service's cache by default.
+pub const DEFAULT_CACHE_SESSIONS: usize = 1_024;
+
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
@@ -56,6 +59,7 @@ pub struct Checkout<S, R, G, C = SystemClock> {
     generator: G,
     clock: C,
     max_attempts: u32,
+    cache: SessionCache,
 }
 
 impl<S, R, G> Checkout<S, R, G, SystemClock> {
@@ -67,6 +71,7 @@ impl<S, R, G> Checkout<S, R, G, SystemClock> {
             generator,
             clock: SystemClock,
             max_attempts: 32,
+            cache: SessionCache::new(DEFAULT_CACHE_SESSIONS),
         }
     }
 }
@@ -80,12 +85,21 @@ impl<S, R, G, C> Checkout<S, R, G, C> {
             generator: self.generator,
             clock,
             max_attempts: self.max_attempts,
+            cache: self.cache,
         }
     }
 
     /// How many times an operation is tried when it meets concurrent changes (default 32).
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// How many recently changed sessions to keep in memory (default 1,024; 0 turns the
+    /// cache off). The cache saves re-reading a session's transfers on every report; it
+    /// never decides anything, because every commit compares versions with the store.
+    pub fn with_session_cache(mut self, sessions: usize) -> Self {
+        self.cache = SessionCache::new(sessions);
         self
     }
 
@@ -133,7 +147,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         };
         let now = self.clock.now();
         let (mut session, mut events) = CheckoutSession::create(SessionId::generate(), params, now)?;
-        events.extend(self.quote(&mut session, now)?);
+        self.quote(&mut session, now, &mut events)?;
         let commit = Commit {
             expected_version: None,
             changed_transfers: Vec::new(),
@@ -168,16 +182,23 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         }
     }
 
-    /// Issues a new quote if the session needs one at `now`.
-    fn quote(&self, session: &mut CheckoutSession, now: OffsetDateTime) -> Result<Vec<SessionEvent>, Error> {
-        let mut events = session.expire_quotes(now)?;
+    /// Expires the quotes that ran out and issues a new one if the session needs it,
+    /// pushing the events as it goes: if the new quote cannot be made, the expiry events
+    /// are already in `events` and the error says why no quote was issued.
+    fn quote(
+        &self,
+        session: &mut CheckoutSession,
+        now: OffsetDateTime,
+        events: &mut Vec<SessionEvent>,
+    ) -> Result<(), Error> {
+        events.extend(session.expire_quotes(now)?);
         if session.needs_quote(now) {
             let rate = self.rates.rate(session.currency(), session.target_currency(), now)?;
             let terms = session.next_quote(PaymentId::generate(), rate, now)?;
             let request = self.generator.generate(session, &terms)?;
             events.extend(session.issue_quote(terms, request, now)?);
         }
-        Ok(events)
+        Ok(())
     }
 
     fn envelopes(&self, events: &[SessionEvent], session: &CheckoutSession) -> Vec<Event> {
@@ -197,6 +218,10 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     /// Loads, applies `command`, re-quotes if needed, and commits; retried on conflicts.
     /// When the re-quote fails after a successful command, the command is still committed
     /// (funds are never dropped for want of a rate) and the next sweep re-quotes.
+    ///
+    /// The first attempt starts from the session cache when it holds the session: the
+    /// commit's compare-and-swap proves whether the cached copy was current, and a conflict
+    /// falls back to loading from the store.
     fn mutate(
         &self,
         id: SessionId,
@@ -204,20 +229,32 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         command: impl Fn(&mut CheckoutSession, OffsetDateTime) -> Result<Vec<SessionEvent>, Error>,
     ) -> Result<CheckoutSession, Error> {
         let mut last = Error::Store(StoreError::Conflict);
-        for _ in 0..self.max_attempts {
-            let mut session = self.store.load(id)?.ok_or(Error::UnknownSession(id))?;
+        for attempt in 0..self.max_attempts {
+            let cached = if attempt == 0 { self.cache.take(id) } else { None };
+            let from_cache = cached.is_some();
+            let mut session = match cached {
+                Some(s) => s,
+                None => self.store.load(id)?.ok_or(Error::UnknownSession(id))?,
+            };
             let before = session.version();
             // Tolerate small clock skew between servers: time never runs backwards here.
             let now = self.clock.now().max(session.modified());
-            let mut events = command(&mut session, now)?;
+            let mut events = match command(&mut session, now) {
+                Ok(events) => events,
+                // A stale cached copy may refuse what the stored one accepts.
+                Err(_) if from_cache => continue,
+                Err(e) => return Err(e),
+            };
             if events.is_empty() && session.version() == before {
+                if from_cache {
+                    // Nothing to commit, so nothing proved the copy current: read the store.
+                    continue;
+                }
+                self.cache.put(session.clone());
                 return Ok(session);
             }
-            let mut quoted = session.clone();
-            if let Ok(more) = self.quote(&mut quoted, now) {
-                events.extend(more);
-                session = quoted;
-            }
+            // A failed re-quote leaves the transfer to be committed; the sweep retries.
+            let _ = self.quote(&mut session, now, &mut events);
             let commit = Commit {
                 expected_version: Some(before),
                 changed_transfers: changed.into_iter().collect(),
@@ -226,8 +263,10 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
                 session,
             };
             match self.store.commit(&commit) {
-                Ok(()) => return Ok(commit.session),
-                Err(StoreError::Conflict) => last = Error::Store(StoreError::Conflict),
+                Ok(()) => {
+                    self.cache.put(commit.session.clone());
+                    return Ok(commit.session);
+                }
                 Err(e) if e.is_retryable() => last = Error::Store(e),
                 Err(e) => return Err(e.into()),
             }
@@ -301,15 +340,18 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         Ok(report)
     }
 
-    /// Expires and re-quotes one session now; `Ok(false)` when nothing was due.
+    /// Expires and re-quotes one session now; `Ok(false)` when nothing was due. If no
+    /// quote can be made (no rate, generator down), the expiry is still committed and the
+    /// error returned.
     pub fn refresh(&self, id: SessionId) -> Result<bool, Error> {
         for _ in 0..self.max_attempts {
             let mut session = self.get(id)?;
             let before = session.version();
             let now = self.clock.now().max(session.modified());
-            let events = self.quote(&mut session, now)?;
+            let mut events = Vec::new();
+            let quoted = self.quote(&mut session, now, &mut events);
             if events.is_empty() {
-                return Ok(false);
+                return quoted.map(|()| false);
             }
             let commit = Commit {
                 expected_version: Some(before),
@@ -319,11 +361,54 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
                 session,
             };
             match self.store.commit(&commit) {
-                Ok(()) => return Ok(true),
+                Ok(()) => {
+                    self.cache.put(commit.session);
+                    return quoted.map(|()| true);
+                }
                 Err(e) if e.is_retryable() => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(Error::Store(StoreError::Conflict))
+    }
+}
+
+/// The sessions this process changed last, so a busy session is not re-read from the store
+/// for every report. Bounded; correctness never depends on it (commits compare versions).
+struct SessionCache {
+    map: std::sync::Mutex<std::collections::HashMap<SessionId, CheckoutSession>>,
+    capacity: usize,
+}
+
+impl SessionCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            map: std::sync::Mutex::default(),
+            capacity,
+        }
+    }
+
+    fn take(&self, id: SessionId) -> Option<CheckoutSession> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&id)
+    }
+
+    fn put(&self, session: CheckoutSession) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.capacity && !map.contains_key(&session.id()) {
+            // Any entry will do: the cache only saves reads.
+            if let Some(victim) = map.keys().next().copied() {
+                map.remove(&victim);
+            }
+        }
+        // Keep the newest version when two threads race.
+        match map.get(&session.id()) {
+            Some(held) if held.version() > session.version() => {}
+            _ => {
+                map.insert(session.id(), session);
+            }
+        }
     }
 }
