@@ -43,8 +43,9 @@ impl<T: PaymentRequestGenerator + ?Sized> PaymentRequestGenerator for Box<T> {
 
 /// **For tests only**: makes fake, unpayable requests deterministically from the ids.
 ///
-/// The invoice string is `lntest<msats>n1<payment id>` and its payment hash is the payment
-/// id's UUID bytes twice; the address is `bcrt1qtest<session id hex>`. No wallet can pay
+/// The invoice string is `lntest<msats>n1<payment id's 32 hex digits>` (letters and digits
+/// only, so it fits in a unified URI) and its payment hash is the payment id's UUID bytes
+/// twice; the address is `bcrt1qtest<session id hex>`. No wallet can pay
 /// these; use them to drive sessions with [`TransferReport`](crate::TransferReport)s.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TestRequestGenerator;
@@ -68,7 +69,11 @@ impl TestRequestGenerator {
 impl PaymentRequestGenerator for TestRequestGenerator {
     fn generate(&self, session: &CheckoutSession, terms: &QuoteTerms) -> Result<PaymentRequest, Error> {
         let lightning = session.accepts(PaymentMethod::Lightning).then(|| LightningInvoice {
-            payment_request: format!("lntest{}n1{}", terms.target_msats().get(), terms.payment_id()),
+            payment_request: format!(
+                "lntest{}n1{}",
+                terms.target_msats().get(),
+                terms.payment_id().as_uuid().simple()
+            ),
             payment_hash: Self::payment_hash(terms.payment_id()),
             expires_at: terms.expires_at(),
         });

@@ -314,9 +314,12 @@ fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, 
         w.exchange_rate_fetched_at,
     )
     .map_err(|e| e.to_string())?;
+    // JSON drops trailing zeros; show the due amount at its currency's scale again.
+    let mut due = w.amount;
+    due.rescale(w.currency.scale());
     Ok(Payment {
         id: w.id,
-        due: w.amount,
+        due,
         due_minor,
         target: Sats::checked(sats).map_err(|e| e.to_string())?,
         rate,
