@@ -241,11 +241,41 @@ impl Event {
         event: &SessionEvent,
         session: &crate::session::CheckoutSession,
     ) -> Self {
-        let payment_json = event
-            .payment_id
-            .filter(|_| event.event_type.is_payment_event())
-            .and_then(|p| session.payment_json(p));
-        let json = payment_json.unwrap_or_else(|| session.head_json());
+        Self::all_for_session(std::slice::from_ref(event), session, || id)
+            .pop()
+            .unwrap_or_else(|| Self::envelope(id, event, session, "null".into()))
+    }
+
+    /// Wraps all the events of one change, with ids from `next_id`. The session's
+    /// snapshot is serialised once and shared by its events (they describe the same state).
+    pub fn all_for_session(
+        events: &[SessionEvent],
+        session: &crate::session::CheckoutSession,
+        mut next_id: impl FnMut() -> crate::id::EventId,
+    ) -> Vec<Self> {
+        let mut head: Option<String> = None;
+        events
+            .iter()
+            .map(|e| {
+                let payment_json = e
+                    .payment_id
+                    .filter(|_| e.event_type.is_payment_event())
+                    .and_then(|p| session.payment_json(p));
+                let json = match payment_json {
+                    Some(json) => json,
+                    None => head.get_or_insert_with(|| session.head_json()).clone(),
+                };
+                Self::envelope(next_id(), e, session, json)
+            })
+            .collect()
+    }
+
+    fn envelope(
+        id: crate::id::EventId,
+        event: &SessionEvent,
+        session: &crate::session::CheckoutSession,
+        json: String,
+    ) -> Self {
         Self {
             id,
             event_type: event.event_type.clone(),

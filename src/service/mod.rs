@@ -202,10 +202,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     }
 
     fn envelopes(&self, events: &[SessionEvent], session: &CheckoutSession) -> Vec<Event> {
-        let mut out: Vec<Event> = events
-            .iter()
-            .map(|e| Event::for_session(EventId::generate(), e, session))
-            .collect();
+        let mut out = Event::all_for_session(events, session, EventId::generate);
         // A checkout link is paid when its session is.
         if let Some(paid) = events.iter().find(|e| e.event_type == EventType::CheckoutSessionPaid)
             && let Some(link_event) = links::checkout_link_paid(session, paid.at)

@@ -1,0 +1,277 @@
+//! The service on each store against the raw engine writing the same rows.
+//!
+//! * `<store>/lifecycle`: one session through the service: create (with its first quote),
+//!   two partial payments and the final one.
+//! * `<store>/lifecycle_raw`: the rows those four commits wrote (session head, transfers,
+//!   lookups, events, captured from a real run), written again with plain statements in one
+//!   transaction per operation, with the same durability settings.
+//! * `<store>/record_1st` and `<store>/record_1000th`: recording one more on-chain transfer
+//!   on a session that has none, and on one that already has 999.
+
+use std::hint::black_box;
+use std::sync::{Arc, Mutex};
+
+use bitcoin_checkout::rates::FixedRates;
+use bitcoin_checkout::request::TestRequestGenerator;
+use bitcoin_checkout::request::Hash32;
+use bitcoin_checkout::store::{
+    Commit, IdempotencyRecord, ListQuery, Page, SqliteStore, Store, StoreError, StoredEvent,
+};
+use bitcoin_checkout::*;
+use criterion::{BatchSize, Criterion, criterion_group};
+use rust_decimal::Decimal;
+use time::OffsetDateTime;
+
+#[path = "report.rs"]
+mod report;
+
+type Service<S> = Checkout<S, FixedRates, TestRequestGenerator>;
+
+fn usd() -> Currency {
+    Currency::from_code("USD").unwrap_or(Currency::Sats)
+}
+
+fn service<S: Store>(store: S) -> Service<S> {
+    let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, Decimal::from(1_000));
+    Checkout::new(store, rates, TestRequestGenerator)
+}
+
+fn txid(n: u64) -> Hash32 {
+    let mut b = [0x5au8; 32];
+    b[..8].copy_from_slice(&n.to_be_bytes());
+    Hash32::from_bytes(b)
+}
+
+/// Create, pay 10,000 sats, 5,000 sats, then the rest: four commits.
+fn lifecycle<S: Store>(c: &Service<S>) -> Result<(), Error> {
+    let s = c.create(SessionParams::new(Decimal::new(2500, 2), usd()), None)?;
+    for part in [10_000_000u64, 5_000_000, 0] {
+        let current = c.get(s.id())?;
+        let Some(quote) = current.open_payment() else { break };
+        let hash = TestRequestGenerator::payment_hash(quote.id());
+        let amount = if part == 0 { quote.target_msats() } else { Msats::new(part) };
+        c.record_transfer(TransferReport::lightning(hash, amount))?;
+    }
+    Ok(())
+}
+
+/// A store that remembers the commits passing through it.
+struct Recording<S> {
+    inner: S,
+    commits: Mutex<Vec<Commit>>,
+}
+
+impl<S: Store> Store for Recording<S> {
+    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
+        self.inner.load(id)
+    }
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        self.inner.commit(commit)?;
+        self.commits.lock().map_err(|_| StoreError::Closed)?.push(commit.clone());
+        Ok(())
+    }
+    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
+        self.inner.find_by_transfer(key)
+    }
+    fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
+        self.inner.find_by_payment_hash(hash)
+    }
+    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
+        self.inner.find_by_address(address)
+    }
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.inner.list(query)
+    }
+    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        self.inner.due(now, limit)
+    }
+    fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.events_after(after, limit)
+    }
+    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.session_events(id)
+    }
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.inner.idempotency(key)
+    }
+}
+
+/// The rows one commit writes, serialised in advance.
+struct Rows {
+    insert: bool,
+    session_id: String,
+    created: i64,
+    status: String,
+    version: i64,
+    expected: i64,
+    head: String,
+    transfers: Vec<(String, String)>,
+    hashes: Vec<String>,
+    address: Option<String>,
+    events: Vec<(String, i64, String, String)>,
+}
+
+fn rows_of(commit: &Commit) -> Rows {
+    let s = &commit.session;
+    Rows {
+        insert: commit.expected_version.is_none(),
+        session_id: s.id().to_string(),
+        created: s.created().unix_timestamp() * 1000,
+        status: s.status().as_str().to_owned(),
+        version: i64::try_from(s.version()).unwrap_or(0),
+        expected: commit.expected_version.and_then(|v| i64::try_from(v).ok()).unwrap_or(0),
+        head: s.head_json(),
+        transfers: commit
+            .changed_transfers
+            .iter()
+            .filter_map(|k| s.transfer(k))
+            .map(|t| (t.key.to_string(), serde_json::to_string(t).unwrap_or_default()))
+            .collect(),
+        hashes: s
+            .payments()
+            .iter()
+            .filter_map(|p| p.request().lightning.as_ref().map(|l| l.payment_hash.to_string()))
+            .collect(),
+        address: s.onchain_address().map(str::to_owned),
+        events: commit
+            .events
+            .iter()
+            .map(|e| (e.id.to_string(), e.created.unix_timestamp() * 1000, e.event_type.to_string(), e.to_json()))
+            .collect(),
+    }
+}
+
+const RAW_SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE sessions (id TEXT NOT NULL PRIMARY KEY, created INTEGER NOT NULL, status TEXT NOT NULL,
+    version INTEGER NOT NULL, wake_at INTEGER, head TEXT NOT NULL) STRICT;
+CREATE INDEX sessions_by_created ON sessions (created, id);
+CREATE INDEX sessions_by_status ON sessions (status, created, id);
+CREATE TABLE transfers (key TEXT NOT NULL PRIMARY KEY, session_id TEXT NOT NULL, body TEXT NOT NULL) STRICT;
+CREATE INDEX transfers_by_session ON transfers (session_id);
+CREATE TABLE payment_hashes (hash TEXT NOT NULL PRIMARY KEY, session_id TEXT NOT NULL) STRICT;
+CREATE TABLE addresses (address TEXT NOT NULL PRIMARY KEY, session_id TEXT NOT NULL) STRICT;
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, session_id TEXT,
+    created INTEGER NOT NULL, event_type TEXT NOT NULL, body TEXT NOT NULL) STRICT;
+CREATE INDEX events_by_session ON events (session_id, seq);
+";
+
+/// Writes the rows of one lifecycle with plain statements, one transaction per commit;
+/// `n` makes the keys unique per run.
+fn raw_lifecycle(conn: &mut rusqlite::Connection, lifecycle: &[Rows], n: u64) -> rusqlite::Result<()> {
+    let sid = |s: &str| format!("{s}-{n}");
+    for r in lifecycle {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if r.insert {
+            tx.prepare_cached("INSERT INTO sessions (id, created, status, version, wake_at, head) VALUES (?1, ?2, ?3, ?4, NULL, ?5)")?
+                .execute(rusqlite::params![sid(&r.session_id), r.created, r.status, r.version, r.head])?;
+        } else {
+            let changed = tx
+                .prepare_cached("UPDATE sessions SET status = ?3, version = ?4, head = ?5 WHERE id = ?1 AND version = ?2")?
+                .execute(rusqlite::params![sid(&r.session_id), r.expected, r.status, r.version, r.head])?;
+            assert_eq!(changed, 1, "raw baseline out of step");
+        }
+        for (key, body) in &r.transfers {
+            tx.prepare_cached("INSERT INTO transfers (key, session_id, body) VALUES (?1, ?2, ?3) ON CONFLICT(key) DO UPDATE SET body = excluded.body")?
+                .execute(rusqlite::params![sid(key), sid(&r.session_id), body])?;
+        }
+        for h in &r.hashes {
+            tx.prepare_cached("INSERT OR IGNORE INTO payment_hashes (hash, session_id) VALUES (?1, ?2)")?
+                .execute(rusqlite::params![sid(h), sid(&r.session_id)])?;
+        }
+        if let Some(a) = &r.address {
+            tx.prepare_cached("INSERT OR IGNORE INTO addresses (address, session_id) VALUES (?1, ?2)")?
+                .execute(rusqlite::params![sid(a), sid(&r.session_id)])?;
+        }
+        for (id, created, kind, body) in &r.events {
+            tx.prepare_cached("INSERT INTO events (id, session_id, created, event_type, body) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(rusqlite::params![sid(id), sid(&r.session_id), created, kind, body])?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn temp_db(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bitcoin-checkout-bench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// A session priced high enough to stay active, with `n` on-chain transfers already.
+fn session_with_transfers<S: Store>(c: &Service<S>, n: u64, base: u64) -> Result<SessionId, Error> {
+    let s = c.create(SessionParams::new(Decimal::from(1_000_000), usd()), None)?;
+    let address = s.onchain_address().unwrap_or_default().to_owned();
+    for i in 0..n {
+        c.record_transfer(TransferReport::onchain(txid(base + i), 0, address.as_str(), Sats::new(1_000), 1))?;
+    }
+    Ok(s.id())
+}
+
+fn bench_sqlite(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sqlite");
+    g.sample_size(30);
+
+    let svc = match SqliteStore::open(temp_db("service.sqlite3")) {
+        Ok(store) => service(store),
+        Err(e) => panic!("cannot open the bench database: {e}"),
+    };
+    g.bench_function("lifecycle", |b| b.iter(|| black_box(lifecycle(&svc).is_ok())));
+
+    // Capture the rows of one real lifecycle, then write them raw.
+    let recording = Recording {
+        inner: SqliteStore::open(temp_db("capture.sqlite3")).unwrap_or_else(|e| panic!("{e}")),
+        commits: Mutex::new(Vec::new()),
+    };
+    let rec_svc = service(recording);
+    lifecycle(&rec_svc).unwrap_or_else(|e| panic!("{e}"));
+    let rows: Vec<Rows> = rec_svc.store().commits.lock().map(|c| c.iter().map(rows_of).collect()).unwrap_or_default();
+    assert_eq!(rows.len(), 4, "create + three payments");
+    let mut conn = rusqlite::Connection::open(temp_db("raw.sqlite3")).unwrap_or_else(|e| panic!("{e}"));
+    conn.execute_batch(RAW_SCHEMA).unwrap_or_else(|e| panic!("{e}"));
+    let mut n = 0u64;
+    g.bench_function("lifecycle_raw", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(raw_lifecycle(&mut conn, &rows, n).is_ok())
+        })
+    });
+
+    // Recording the 1st vs the 1000th transfer of a session.
+    let svc = Arc::new(service(SqliteStore::open(temp_db("growth.sqlite3")).unwrap_or_else(|e| panic!("{e}"))));
+    let mut next = 1_000_000u64;
+    g.bench_function("record_1st", |b| {
+        b.iter_batched(
+            || session_with_transfers(&svc, 0, 0).unwrap_or_else(|e| panic!("{e}")),
+            |id| {
+                next += 1;
+                let address = TestRequestGenerator::address(id);
+                black_box(svc.record_transfer(TransferReport::onchain(txid(next), 0, address, Sats::new(1_000), 1)).is_ok())
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let big = session_with_transfers(&svc, 999, 0).unwrap_or_else(|e| panic!("{e}"));
+    let address = TestRequestGenerator::address(big);
+    g.bench_function("record_1000th", |b| {
+        b.iter(|| {
+            next += 1;
+            black_box(svc.record_transfer(TransferReport::onchain(txid(next), 0, address.as_str(), Sats::new(1_000), 1)).is_ok())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_sqlite);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    report::print_ratios(&[
+        ("sqlite/lifecycle", "sqlite/lifecycle_raw", 1.5),
+        ("sqlite/record_1000th", "sqlite/record_1st", 1.5),
+    ]);
+}
