@@ -263,7 +263,7 @@ impl Event {
                     .and_then(|p| session.payment_json(p));
                 let json = match payment_json {
                     Some(json) => json,
-                    None => head.get_or_insert_with(|| session.head_json()).clone(),
+                    None => head.get_or_insert_with(|| session.event_json()).clone(),
                 };
                 Self::envelope(next_id(), e, session, json)
             })

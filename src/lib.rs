@@ -25,7 +25,7 @@ pub mod webhook;
 pub use error::Error;
 pub use event::{Event, EventType, SessionEvent};
 pub use service::Checkout;
-pub use id::{CheckoutLinkId, EventId, PaymentId, PaymentLinkId, SessionId};
+pub use id::{CheckoutLinkId, EndpointId, EventId, PaymentId, PaymentLinkId, SessionId};
 pub use metadata::{Metadata, MetadataPatch, MetadataValue};
 pub use money::{Currency, ExchangeRate, Msats, Sats, TargetCurrency};
 pub use payment::{Payment, PaymentState, PaymentStatus};

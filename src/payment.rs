@@ -91,6 +91,8 @@ pub struct Payment {
     pub(crate) request: PaymentRequest,
     pub(crate) state: PaymentState,
     pub(crate) created: OffsetDateTime,
+    /// When its state or the funds attributed to it last changed.
+    pub(crate) modified: OffsetDateTime,
     pub(crate) expires_at: OffsetDateTime,
 }
 
@@ -138,6 +140,11 @@ impl Payment {
     /// When the quote was issued.
     pub fn created(&self) -> OffsetDateTime {
         self.created
+    }
+
+    /// When its status or the funds attributed to it last changed.
+    pub fn modified(&self) -> OffsetDateTime {
+        self.modified
     }
 
     /// When the quote runs out (`created + ttl`).

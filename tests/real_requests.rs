@@ -20,7 +20,10 @@ const TPUB: &str = "wpkh([73c5da0a/84h/1h/0h]tpubDC8msFGeGuwnKG9Upg7DM2b4DaRqg3C
 
 type Kept = Arc<Mutex<Vec<SignedInvoice>>>;
 
-fn checkout() -> (impl Fn(SessionParams) -> CheckoutSession, Arc<Checkout<MemoryStore, FixedRates, RequestGenerator<OfflineInvoices, DerivedAddresses<MemoryAddressIndex>>, Arc<ManualClock>>>, Kept) {
+type Generator = RequestGenerator<OfflineInvoices, DerivedAddresses<MemoryAddressIndex>>;
+type Service = Checkout<MemoryStore, FixedRates, Generator, Arc<ManualClock>>;
+
+fn checkout() -> (impl Fn(SessionParams) -> CheckoutSession, Arc<Service>, Kept) {
     let key = SecretKey::from_slice(&[0x42; 32]).expect("key");
     let counter = Arc::new(Mutex::new(0u8));
     let entropy = move || {

@@ -14,11 +14,14 @@ use bitcoin_checkout::*;
 use common::*;
 use time::Duration;
 
+/// One request as the endpoint saw it: url, headers, body.
+type Request = (String, Vec<(&'static str, String)>, String);
+
 /// Records every request; answers from a script of statuses (then 200).
 #[derive(Default)]
 struct Script {
     answers: Mutex<Vec<u16>>,
-    seen: Mutex<Vec<(String, Vec<(&'static str, String)>, String)>>,
+    seen: Mutex<Vec<Request>>,
 }
 
 impl Script {
@@ -45,10 +48,12 @@ fn secret() -> WebhookSecret {
     WebhookSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").expect("secret")
 }
 
+type Service = Checkout<Arc<MemoryStore>, FixedRates, TestRequestGenerator, Arc<ManualClock>>;
+
 struct World {
     clock: Arc<ManualClock>,
     store: Arc<MemoryStore>,
-    checkout: Checkout<Arc<MemoryStore>, FixedRates, TestRequestGenerator, Arc<ManualClock>>,
+    checkout: Service,
 }
 
 fn world() -> World {

@@ -214,6 +214,7 @@ impl CheckoutSession {
             request,
             state: PaymentState::Unpaid,
             created: now,
+            modified: now,
             expires_at: terms.expires_at,
         });
         events.push(SessionEvent::new(EventType::PaymentCreated, now).payment(terms.payment_id));
@@ -289,6 +290,7 @@ impl CheckoutSession {
             p.state = PaymentState::Expired {
                 expired_at: p.expires_at,
             };
+            p.modified = now;
             events.push(SessionEvent::new(EventType::PaymentExpired, now).payment(p.id));
         }
     }
@@ -304,6 +306,7 @@ impl CheckoutSession {
         let mut events = self.expire_due(now);
         for p in self.payments.iter_mut().filter(|p| p.state.is_unpaid()) {
             p.state = PaymentState::Cancelled { cancelled_at: now };
+            p.modified = now;
             events.push(SessionEvent::new(EventType::PaymentCancelled, now).payment(p.id));
         }
         self.state = SessionState::Deactivated {
@@ -445,6 +448,8 @@ impl CheckoutSession {
         }
         self.put_transfer(transfer);
         let payment = &mut self.payments[index];
+        // Its received amount changed, whatever happens to its status.
+        payment.modified = now;
         if payment.state.is_unpaid() && !report.reversed {
             payment.state = PaymentState::Paid { paid_at: now };
             events.push(SessionEvent::new(EventType::PaymentPaid, now).payment(payment_id));
@@ -500,6 +505,9 @@ impl CheckoutSession {
                     .transfer(key, amount),
             );
         }
+        if let Some(p) = self.payments.iter_mut().find(|p| p.id == payment) {
+            p.modified = now;
+        }
         self.put_transfer(next);
         self.settle(before, now, &mut events);
         self.touch(now);
@@ -522,6 +530,7 @@ impl CheckoutSession {
             // now, so the customer is not asked to pay twice.
             for p in self.payments.iter_mut().filter(|p| p.state.is_unpaid()) {
                 p.state = PaymentState::Expired { expired_at: now };
+                p.modified = now;
                 events.push(SessionEvent::new(EventType::PaymentExpired, now).payment(p.id));
             }
         }

@@ -73,6 +73,8 @@ struct PaymentWire {
     payment_method_options: MethodOptions,
     #[serde(with = "crate::json::millis")]
     created: OffsetDateTime,
+    #[serde(default, with = "crate::json::millis_option")]
+    modified: Option<OffsetDateTime>,
     #[serde(with = "crate::json::millis")]
     expires_at: OffsetDateTime,
     #[serde(default, with = "crate::json::millis_option")]
@@ -121,6 +123,9 @@ struct SessionWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     link: Option<crate::link::LinkId>,
     payments: Vec<PaymentWire>,
+    /// How many payments the session has (the list may show only the newest).
+    #[serde(default, skip_deserializing)]
+    payments_count: Option<usize>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     transfers: Vec<Transfer>,
     // Derived: written for readers, never read back (so unknown kinds cannot fail a read).
@@ -136,6 +141,15 @@ struct SessionWire {
     modified: OffsetDateTime,
     #[serde(default)]
     version: u64,
+}
+
+/// How many of the newest payments an event's session snapshot lists.
+pub const EVENT_PAYMENTS: usize = 10;
+
+/// Which payments a session's JSON lists.
+enum Payments {
+    All,
+    Newest(usize),
 }
 
 /// `None` for zero, as Speed writes `null` until something is paid.
@@ -178,6 +192,7 @@ impl CheckoutSession {
                     .map(|a| OnchainOption { address: a.clone() }),
             },
             created: p.created,
+            modified: Some(p.modified),
             expires_at: p.expires_at,
             paid_at,
             expired_at,
@@ -186,15 +201,20 @@ impl CheckoutSession {
     }
 
     fn wire(&self) -> SessionWire {
-        let mut w = self.head_wire();
+        let mut w = self.head_wire(Payments::All);
         let mut transfers: Vec<Transfer> = self.transfers.values().cloned().collect();
         transfers.sort_by_key(|t| (t.first_seen, t.key));
         w.transfers = transfers;
         w
     }
 
-    /// Everything but the transfers (whose totals and flags it still carries).
-    fn head_wire(&self) -> SessionWire {
+    /// Everything but the transfers (whose totals and flags it still carries), with the
+    /// payments chosen by `payments`.
+    fn head_wire(&self, payments: Payments) -> SessionWire {
+        let listed = match payments {
+            Payments::All => &self.payments[..],
+            Payments::Newest(n) => &self.payments[self.payments.len().saturating_sub(n)..],
+        };
         let totals = self.totals();
         let target = self.target_currency;
         let (paid_at, deactivated_at) = match self.state {
@@ -231,7 +251,8 @@ impl CheckoutSession {
             target_amount_pending: nonzero(target.from_msats(totals.pending)),
             onchain_address: self.onchain_address.clone(),
             link: self.link,
-            payments: self.payments.iter().map(|p| self.payment_wire(p)).collect(),
+            payments: listed.iter().map(|p| self.payment_wire(p)).collect(),
+            payments_count: Some(self.payments.len()),
             transfers: Vec::new(),
             flags: self.flags(),
             paid_at,
@@ -252,7 +273,54 @@ impl CheckoutSession {
     /// The session's JSON without its list of transfers: what webhook payloads carry and
     /// what stores keep beside one row per transfer. Totals and flags are included.
     pub fn head_json(&self) -> String {
-        serde_json::to_string(&self.head_wire()).unwrap_or_default()
+        serde_json::to_string(&self.head_wire(Payments::All)).unwrap_or_default()
+    }
+
+    /// The session as event payloads carry it: like [`head_json`](Self::head_json) but
+    /// listing only the newest [`EVENT_PAYMENTS`] payments (`payments_count` says how many
+    /// there are), so a payload stays small however many partial payments a session had.
+    pub fn event_json(&self) -> String {
+        serde_json::to_string(&self.head_wire(Payments::Newest(EVENT_PAYMENTS))).unwrap_or_default()
+    }
+
+    /// The session's own row for stores that keep payments and transfers as rows of their
+    /// own: no payments, no transfers. Rebuild with [`from_storage`](Self::from_storage).
+    pub fn storage_json(&self) -> String {
+        serde_json::to_string(&self.head_wire(Payments::Newest(0))).unwrap_or_default()
+    }
+
+    /// The payments changed by the session's last change (their `modified` is the
+    /// session's): the payment rows a store writes with the commit of that change.
+    pub fn changed_payments(&self) -> impl Iterator<Item = &Payment> {
+        self.payments.iter().filter(move |p| p.modified == self.modified)
+    }
+
+    /// Rebuilds a session from [`storage_json`](Self::storage_json), its payments'
+    /// [`payment_json`](Self::payment_json) (any order) and its transfers.
+    pub fn from_storage<P: AsRef<str>>(
+        head: &str,
+        payments: impl IntoIterator<Item = P>,
+        transfers: impl IntoIterator<Item = Transfer>,
+    ) -> Result<Self, Error> {
+        let mut session = Self::from_json(head)?;
+        let target = session.target_currency;
+        for text in payments {
+            let wire: PaymentWire =
+                serde_json::from_str(text.as_ref()).map_err(|e| Error::Json(e.to_string()))?;
+            if wire.checkout_session != session.id {
+                return Err(Error::Json(format!("payment {} belongs to another session", wire.id)));
+            }
+            session.payments.push(payment_from_wire(wire, target).map_err(Error::Json)?);
+        }
+        // Quotes are issued one after another: creation time, then the time-ordered id.
+        session.payments.sort_by_key(|p| (p.created, p.id));
+        for t in transfers {
+            if !session.payments.iter().any(|p| p.id == t.payment_id) {
+                return Err(Error::Json(format!("transfer {} has no payment", t.key)));
+            }
+            session.put_transfer(t);
+        }
+        Ok(session)
     }
 
     /// Rebuilds a session from [`head_json`](Self::head_json) and its transfers.
@@ -333,6 +401,7 @@ fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, 
         },
         state,
         created: w.created,
+        modified: w.modified.unwrap_or(w.created),
         expires_at: w.expires_at,
     })
 }

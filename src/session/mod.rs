@@ -30,6 +30,7 @@ use time::OffsetDateTime;
 
 pub use accounting::{Flag, FlagKind, Totals};
 pub use commands::QuoteTerms;
+pub use json::EVENT_PAYMENTS;
 pub use params::{
     Branding, DEFAULT_FIAT_TTL_SECS, MAX_TTL_SECS, MIN_TTL_SECS, SessionParams,
 };
