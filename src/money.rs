@@ -17,7 +17,7 @@
 //!    percentage allows.
 //!
 //! Amounts given by callers are never rounded: an amount with more decimals than its
-//! currency allows is an error ([`Error::TooManyDecimals`](crate::Error::TooManyDecimals)).
+//! currency allows is an error ([`Error::TooManyDecimals`]).
 
 use std::fmt;
 use std::str::FromStr;

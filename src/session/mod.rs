@@ -5,7 +5,7 @@
 //! [`record_transfer`](CheckoutSession::record_transfer),
 //! [`expire_quotes`](CheckoutSession::expire_quotes), [`update`](CheckoutSession::update),
 //! [`deactivate`](CheckoutSession::deactivate)) take the time (and a rate where one is
-//! needed) as arguments and return the [`SessionEvent`]s they caused. The core never reads
+//! needed) as arguments and return the [`SessionEvent`](crate::SessionEvent)s they caused. The core never reads
 //! a clock, calls a trait or does I/O.
 //!
 //! Every command either applies completely or returns an error and leaves the session
