@@ -11,7 +11,7 @@ use crate::json::millis::truncate;
 use crate::money::{ExchangeRate, Msats, Sats, from_minor_units};
 use crate::payment::{Payment, PaymentState};
 use crate::request::PaymentRequest;
-use crate::transfer::{Arrival, PaymentMethod, Transfer, TransferKey, TransferReport};
+use crate::transfer::PaymentMethod;
 
 /// The terms of a quote about to be issued: computed by
 /// [`CheckoutSession::next_quote`], then turned into a payment request by a generator and
@@ -80,7 +80,10 @@ impl CheckoutSession {
             currency: params.currency,
             target_currency: params.target_currency,
             ttl_secs: params.effective_ttl(),
-            tolerance: params.amount_paid_tolerance.unwrap_or(Decimal::ZERO).normalize(),
+            tolerance: params
+                .amount_paid_tolerance
+                .unwrap_or(Decimal::ZERO)
+                .normalize(),
             limits: super::accounting::Limits::of(
                 amount,
                 params.currency.scale(),
@@ -117,7 +120,10 @@ impl CheckoutSession {
     /// open (after expiring those that ran out) and what it received is below the threshold.
     pub fn needs_quote(&self, now: OffsetDateTime) -> bool {
         matches!(self.state, SessionState::Active)
-            && !self.payments.iter().any(|p| p.state.is_unpaid() && now < p.expires_at)
+            && !self
+                .payments
+                .iter()
+                .any(|p| p.state.is_unpaid() && now < p.expires_at)
             && self.received_credit() < self.threshold_minor()
     }
 
@@ -188,7 +194,9 @@ impl CheckoutSession {
         // Re-derive the terms: the session may have changed since they were computed.
         let fresh = self.next_quote(terms.payment_id, terms.rate.clone(), now)?;
         if fresh.due != terms.due || fresh.target != terms.target || now < terms.created {
-            return Err(Error::RequestMismatch("quote terms are stale; compute them again"));
+            return Err(Error::RequestMismatch(
+                "quote terms are stale; compute them again",
+            ));
         }
         if self.payments.iter().any(|p| p.id == terms.payment_id) {
             return Err(Error::RequestMismatch("payment id already used"));
@@ -230,7 +238,9 @@ impl CheckoutSession {
     ) -> Result<(), Error> {
         self.check_clock(now)?;
         if now >= terms.expires_at {
-            return Err(Error::RequestMismatch("the quote expired before it was issued"));
+            return Err(Error::RequestMismatch(
+                "the quote expired before it was issued",
+            ));
         }
         match (&request.lightning, self.accepts(PaymentMethod::Lightning)) {
             (Some(inv), true) => {
@@ -251,11 +261,14 @@ impl CheckoutSession {
             (Some(_), false) => return Err(Error::RequestMismatch("lightning is not enabled")),
             (None, true) => return Err(Error::RequestMismatch("lightning invoice missing")),
         }
-        match (&request.onchain_address, self.accepts(PaymentMethod::Onchain)) {
+        match (
+            &request.onchain_address,
+            self.accepts(PaymentMethod::Onchain),
+        ) {
             (Some(addr), true) => match &self.onchain_address {
-                Some(own) if own != addr => {
-                    Err(Error::RequestMismatch("on-chain address differs from the session's"))
-                }
+                Some(own) if own != addr => Err(Error::RequestMismatch(
+                    "on-chain address differs from the session's",
+                )),
                 _ if addr.is_empty() => Err(Error::RequestMismatch("empty on-chain address")),
                 _ => Ok(()),
             },
@@ -285,7 +298,7 @@ impl CheckoutSession {
         events
     }
 
-    fn expire_due_into(&mut self, now: OffsetDateTime, events: &mut Vec<SessionEvent>) {
+    pub(super) fn expire_due_into(&mut self, now: OffsetDateTime, events: &mut Vec<SessionEvent>) {
         for p in self.payments.iter_mut().filter(|p| p.is_due_to_expire(now)) {
             p.state = PaymentState::Expired {
                 expired_at: p.expires_at,
@@ -312,240 +325,12 @@ impl CheckoutSession {
         self.state = SessionState::Deactivated {
             deactivated_at: now,
         };
-        events.push(SessionEvent::new(EventType::CheckoutSessionDeactivated, now));
+        events.push(SessionEvent::new(
+            EventType::CheckoutSessionDeactivated,
+            now,
+        ));
         self.touch(now);
         Ok(events)
-    }
-
-    /// Records a report of funds. A new transfer is attributed to a quote (Lightning: the
-    /// quote whose invoice it paid; on-chain: the quote open when it is first seen, else the
-    /// latest) and counts at that quote's rate. A known transfer only gains confirmations or
-    /// a reversal; reporting it again unchanged is a no-op that returns no events.
-    pub fn record_transfer(
-        &mut self,
-        report: TransferReport,
-        now: OffsetDateTime,
-    ) -> Result<Vec<SessionEvent>, Error> {
-        let now = truncate(now);
-        self.check_clock(now)?;
-        if report.amount == Msats::ZERO {
-            return Err(Error::AmountNotPositive);
-        }
-        Msats::checked(report.amount.get())?;
-        if let Some(known) = self.transfers.get(&report.key) {
-            if known.amount != report.amount {
-                return Err(Error::TransferAmountMismatch {
-                    first: known.amount.get(),
-                    again: report.amount.get(),
-                });
-            }
-            if let Some(addr) = &report.address
-                && self.onchain_address.as_deref() != Some(addr.as_str())
-            {
-                return Err(Error::UnknownPaymentRequest);
-            }
-            return Ok(self.update_transfer(report, now));
-        }
-        self.check_destination(&report)?;
-        // One allocation for every event a transfer can cause.
-        let mut events = Vec::with_capacity(8);
-        self.expire_due_into(now, &mut events);
-        self.insert_transfer(report, now, &mut events);
-        self.touch(now);
-        Ok(events)
-    }
-
-    /// Checks that a new transfer's invoice or address belongs to this session.
-    fn check_destination(&self, report: &TransferReport) -> Result<(), Error> {
-        match report.key {
-            TransferKey::Lightning(hash) => {
-                if !self.accepts(PaymentMethod::Lightning) {
-                    return Err(Error::MethodNotEnabled("lightning"));
-                }
-                self.payment_for_invoice(hash)
-                    .map(|_| ())
-                    .ok_or(Error::UnknownPaymentRequest)
-            }
-            TransferKey::Onchain { .. } => {
-                if !self.accepts(PaymentMethod::Onchain) {
-                    return Err(Error::MethodNotEnabled("onchain"));
-                }
-                match (&report.address, &self.onchain_address) {
-                    (Some(a), Some(own)) if a == own && !self.payments.is_empty() => Ok(()),
-                    _ => Err(Error::UnknownPaymentRequest),
-                }
-            }
-        }
-    }
-
-    fn payment_for_invoice(&self, hash: crate::request::PaymentHash) -> Option<usize> {
-        self.payments.iter().position(|p| {
-            p.request
-                .lightning
-                .as_ref()
-                .is_some_and(|l| l.payment_hash == hash)
-        })
-    }
-
-    fn insert_transfer(
-        &mut self,
-        report: TransferReport,
-        now: OffsetDateTime,
-        events: &mut Vec<SessionEvent>,
-    ) {
-        let index = match report.key {
-            TransferKey::Lightning(hash) => self.payment_for_invoice(hash),
-            TransferKey::Onchain { .. } => self
-                .payments
-                .iter()
-                .position(|p| p.state.is_unpaid())
-                .or(self.payments.len().checked_sub(1)),
-        };
-        // check_destination guarantees a payment; stay total anyway.
-        let Some(index) = index else { return };
-        let arrival = match self.state {
-            SessionState::Paid { .. } => Arrival::AfterPaid,
-            SessionState::Deactivated { .. } => Arrival::AfterDeactivated,
-            SessionState::Active => match self.payments[index].state {
-                PaymentState::Unpaid => Arrival::Expected,
-                // A partly paid quote's rate lock still ends at its expiry: money on it
-                // after that (on-chain, while no new quote could be issued) is flagged.
-                PaymentState::Paid { .. } if now < self.payments[index].expires_at => {
-                    Arrival::Expected
-                }
-                PaymentState::Paid { .. }
-                | PaymentState::Expired { .. }
-                | PaymentState::Cancelled { .. } => Arrival::AfterQuoteExpiry,
-            },
-        };
-        let before = self.snapshot_flags();
-        let mut transfer = Transfer {
-            key: report.key,
-            payment_id: self.payments[index].id,
-            amount: report.amount,
-            arrival,
-            confirmations: report.confirmations,
-            rbf: report.rbf,
-            reversed: report.reversed,
-            first_seen: now,
-            counted_at: None,
-        };
-        if transfer.meets(self.confirmations) {
-            transfer.counted_at = Some(now);
-        }
-        let payment_id = transfer.payment_id;
-        events.push(
-            SessionEvent::new(EventType::TransferReceived, now)
-                .payment(payment_id)
-                .transfer(report.key, report.amount),
-        );
-        if report.reversed {
-            events.push(
-                SessionEvent::new(EventType::TransferReversed, now)
-                    .payment(payment_id)
-                    .transfer(report.key, report.amount),
-            );
-        }
-        self.put_transfer(transfer);
-        let payment = &mut self.payments[index];
-        // Its received amount changed, whatever happens to its status.
-        payment.modified = now;
-        if payment.state.is_unpaid() && !report.reversed {
-            payment.state = PaymentState::Paid { paid_at: now };
-            events.push(SessionEvent::new(EventType::PaymentPaid, now).payment(payment_id));
-            events.push(
-                SessionEvent::new(EventType::CheckoutSessionPaymentPaid, now).payment(payment_id),
-            );
-        }
-        self.settle(before, now, events);
-    }
-
-    fn update_transfer(&mut self, report: TransferReport, now: OffsetDateTime) -> Vec<SessionEvent> {
-        let policy = self.confirmations;
-        let before = self.snapshot_flags();
-        let Some(t) = self.transfers.get(&report.key).cloned() else {
-            return Vec::new();
-        };
-        if t.reversed {
-            // A reversal is final: later reports of the transfer change nothing.
-            return Vec::new();
-        }
-        let mut next = t.clone();
-        next.confirmations = next.confirmations.max(report.confirmations);
-        next.rbf |= report.rbf;
-        next.reversed |= report.reversed;
-        if next.counted_at.is_none() && next.meets(policy) {
-            next.counted_at = Some(now);
-        }
-        if next == t {
-            return Vec::new();
-        }
-        let mut events = Vec::with_capacity(8);
-        self.expire_due_into(now, &mut events);
-        let (key, amount, payment) = (next.key, next.amount, next.payment_id);
-        if next.counted_at.is_some() && t.counted_at.is_none() {
-            events.push(
-                SessionEvent::new(EventType::TransferConfirmed, now)
-                    .payment(payment)
-                    .transfer(key, amount),
-            );
-        }
-        if next.reversed && !t.reversed {
-            events.push(
-                SessionEvent::new(EventType::TransferReversed, now)
-                    .payment(payment)
-                    .transfer(key, amount),
-            );
-        }
-        if events.is_empty() {
-            // Only the confirmation count (or the RBF signal) moved: still a change.
-            events.push(
-                SessionEvent::new(EventType::TransferUpdated, now)
-                    .payment(payment)
-                    .transfer(key, amount),
-            );
-        }
-        if let Some(p) = self.payments.iter_mut().find(|p| p.id == payment) {
-            p.modified = now;
-        }
-        self.put_transfer(next);
-        self.settle(before, now, &mut events);
-        self.touch(now);
-        events
-    }
-
-    /// The overpaid, late and paid-after-expiry amounts, to see which grew.
-    fn snapshot_flags(&self) -> [u128; 3] {
-        let l = &self.ledger;
-        [l.after_paid.saturating_add(self.excess_msats()), l.late, l.after_expiry]
-    }
-
-    /// After the facts changed: marks the session paid if the threshold is reached, and
-    /// raises a flag event for each kind of unexpected money that grew.
-    fn settle(&mut self, before: [u128; 3], now: OffsetDateTime, events: &mut Vec<SessionEvent>) {
-        if matches!(self.state, SessionState::Active) && self.threshold_reached() {
-            self.state = SessionState::Paid { paid_at: now };
-            events.push(SessionEvent::new(EventType::CheckoutSessionPaid, now));
-            // Nothing more is due: a quote still open (funds came in on an older one) ends
-            // now, so the customer is not asked to pay twice.
-            for p in self.payments.iter_mut().filter(|p| p.state.is_unpaid()) {
-                p.state = PaymentState::Expired { expired_at: now };
-                p.modified = now;
-                events.push(SessionEvent::new(EventType::PaymentExpired, now).payment(p.id));
-            }
-        }
-        let after = self.snapshot_flags();
-        let kinds = [
-            EventType::Overpaid,
-            EventType::LatePayment,
-            EventType::PaidAfterExpiry,
-        ];
-        for ((kind, b), a) in kinds.into_iter().zip(before).zip(after) {
-            if a > b {
-                let grown = Msats::new(u64::try_from(a - b).unwrap_or(u64::MAX));
-                events.push(SessionEvent::new(kind, now).amount(grown));
-            }
-        }
     }
 
     pub(crate) fn check_clock(&self, now: OffsetDateTime) -> Result<(), Error> {

@@ -18,6 +18,7 @@ mod json;
 mod ledger;
 mod params;
 mod text;
+mod transfers;
 #[cfg(feature = "webhooks")]
 pub(crate) use text::check_url;
 mod update;
