@@ -16,15 +16,22 @@
 //!
 //! * `sessions (id TEXT COLLATE "C" PRIMARY KEY, created BIGINT, status TEXT, version BIGINT,
 //!   wake_at BIGINT NULL, head TEXT)`: times are Unix milliseconds; `head` is
-//!   [`CheckoutSession::head_json`] kept as TEXT (JSONB would re-format its numbers). Ids
+//!   [`CheckoutSession::storage_json`] kept as TEXT (JSONB would re-format its numbers). Ids
 //!   compare bytewise (`COLLATE "C"`), as [`SessionId`]s do, so listings and `due` order
 //!   ties exactly like the in-memory store.
+//! * `payments (session_id, id, body TEXT)`: one [`CheckoutSession::payment_json`] per
+//!   quote; a commit writes only the payments its change touched
+//!   ([`CheckoutSession::changed_payments`]), so its cost does not grow with the session's
+//!   history. Sessions are rebuilt with [`CheckoutSession::from_storage`].
 //! * `transfers (session_id, key, body TEXT)`: one serde JSON row per transfer.
 //! * `transfer_keys (key PRIMARY KEY, session_id)`, `payment_hashes (hash PRIMARY KEY,
-//!   session_id)`, `addresses (address PRIMARY KEY, session_id)`: the lookup indexes.
+//!   session_id)`, `addresses (address PRIMARY KEY, session_id)`: the lookup indexes. As in
+//!   the in-memory store, a transfer belongs to one session (claiming another session's is
+//!   refused) and the first session to claim an invoice hash or an address keeps it.
 //! * `events (seq BIGINT PRIMARY KEY, id, session_id, created, body TEXT)`: the outbox;
-//!   `body` is [`Event::to_json`].
-//! * `idempotency (key PRIMARY KEY, request, session_id, created, created_nanos)`.
+//!   `body` is [`Event::to_json`]; `seq` is assigned in commit order (see the commit code).
+//! * `idempotency (key PRIMARY KEY, request, session_id, created, created_nanos)`: the time
+//!   kept to the nanosecond.
 //! * `schema_migrations (version PRIMARY KEY, applied_at)`.
 //!
 //! Migrations run in one transaction under `pg_advisory_xact_lock`, so servers starting
@@ -65,6 +72,12 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_by_created ON sessions (created, id);
 CREATE INDEX sessions_by_status ON sessions (status, created, id);
 CREATE INDEX sessions_by_wake_at ON sessions (wake_at, id) WHERE wake_at IS NOT NULL;
+CREATE TABLE payments (
+    session_id TEXT COLLATE "C" NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, id)
+);
 CREATE TABLE transfers (
     session_id TEXT COLLATE "C" NOT NULL,
     key TEXT NOT NULL,
@@ -372,12 +385,14 @@ fn parse_id(s: &str) -> Result<SessionId, StoreError> {
     s.parse().map_err(|e| corrupt("stored session id", e))
 }
 
-fn parse_session((head, bodies): (String, Vec<String>)) -> Result<CheckoutSession, StoreError> {
-    let transfers = bodies
+fn parse_session(rows: SessionRows) -> Result<CheckoutSession, StoreError> {
+    let transfers = rows
+        .transfers
         .iter()
         .map(|b| serde_json::from_str::<Transfer>(b).map_err(|e| corrupt("stored transfer", e)))
         .collect::<Result<Vec<_>, _>>()?;
-    CheckoutSession::from_parts(&head, transfers).map_err(|e| corrupt("stored session", e))
+    CheckoutSession::from_storage(&rows.head, &rows.payments, transfers)
+        .map_err(|e| corrupt("stored session", e))
 }
 
 fn parse_events(rows: Vec<(i64, String)>) -> Result<Vec<StoredEvent>, StoreError> {
@@ -553,13 +568,20 @@ impl Op {
 
 enum Out {
     Unit,
-    /// A session's head and its transfers' bodies.
-    Session(Option<(String, Vec<String>)>),
-    Sessions(Vec<(String, Vec<String>)>),
+    /// A session's rows.
+    Session(Option<SessionRows>),
+    Sessions(Vec<SessionRows>),
     Id(Option<String>),
     Ids(Vec<String>),
     Events(Vec<(i64, String)>),
     Idempotency(Option<IdempotencyRow>),
+}
+
+/// A session as stored: its own row, its payments' and its transfers' bodies.
+struct SessionRows {
+    head: String,
+    payments: Vec<String>,
+    transfers: Vec<String>,
 }
 
 struct IdempotencyRow {
@@ -579,10 +601,18 @@ struct CommitRows {
     status: &'static str,
     wake_at: Option<i64>,
     head: String,
-    /// Changed transfers (deduplicated): every key, and the bodies of those in the session.
-    transfer_keys: Vec<String>,
+    /// The payments to write: all of a new session's, else those the change touched.
+    payment_ids: Vec<String>,
+    payment_bodies: Vec<String>,
+    /// The keys the commit claims for the session (`changed_transfers`, deduplicated).
+    claimed_keys: Vec<String>,
+    /// A new session's other transfer keys (indexed without the ownership check, as the
+    /// in-memory store does).
+    other_keys: Vec<String>,
+    /// The transfers to write: all of a new session's, else the changed ones.
     transfer_body_keys: Vec<String>,
     transfer_bodies: Vec<String>,
+    /// The invoice hashes of the payments written.
     hashes: Vec<String>,
     address: Option<String>,
     event_ids: Vec<String>,
@@ -594,22 +624,42 @@ struct CommitRows {
 impl CommitRows {
     fn new(c: &Commit) -> Result<Self, StoreError> {
         let s = &c.session;
+        let inserting = c.expected_version.is_none();
+        let claimed: BTreeSet<TransferKey> = c.changed_transfers.iter().copied().collect();
+        let mut written: BTreeSet<TransferKey> = claimed.clone();
+        if inserting {
+            written.extend(s.transfers().map(|t| t.key));
+        }
         let mut bodies = BTreeMap::new();
-        let keys: BTreeSet<TransferKey> = c.changed_transfers.iter().copied().collect();
-        for key in &keys {
+        for key in &written {
             if let Some(t) = s.transfer(key) {
                 let body = serde_json::to_string(t)
                     .map_err(|e| fatal(format!("cannot write transfer {key}: {e}")))?;
                 bodies.insert(key.to_string(), body);
             }
         }
-        let hashes: BTreeSet<String> = s
-            .payments()
+        let (transfer_body_keys, transfer_bodies) = bodies.into_iter().unzip();
+        // Payments are rows of their own, so a commit writes only what its change touched
+        // and its cost does not grow with the session's history.
+        let payments: Vec<_> = if inserting {
+            s.payments().iter().collect()
+        } else {
+            s.changed_payments().collect()
+        };
+        let mut payment_ids = Vec::with_capacity(payments.len());
+        let mut payment_bodies = Vec::with_capacity(payments.len());
+        for p in &payments {
+            let body = s
+                .payment_json(p.id())
+                .ok_or_else(|| fatal(format!("cannot write payment {}", p.id())))?;
+            payment_ids.push(p.id().to_string());
+            payment_bodies.push(body);
+        }
+        let hashes: BTreeSet<String> = payments
             .iter()
             .filter_map(|p| p.request().lightning.as_ref())
             .map(|inv| inv.payment_hash.to_string())
             .collect();
-        let (transfer_body_keys, transfer_bodies) = bodies.into_iter().unzip();
         Ok(Self {
             id: s.id().to_string(),
             expected_version: c
@@ -620,8 +670,14 @@ impl CommitRows {
             created: millis(s.created()),
             status: s.status().as_str(),
             wake_at: s.wake_at().map(millis),
-            head: s.head_json(),
-            transfer_keys: keys.iter().map(ToString::to_string).collect(),
+            head: s.storage_json(),
+            payment_ids,
+            payment_bodies,
+            claimed_keys: claimed.iter().map(ToString::to_string).collect(),
+            other_keys: written
+                .difference(&claimed)
+                .map(ToString::to_string)
+                .collect(),
             transfer_body_keys,
             transfer_bodies,
             hashes: hashes.into_iter().collect(),
@@ -843,8 +899,17 @@ impl Shared {
     }
 }
 
-const SQL_LOAD: &str = "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
-     FROM sessions s WHERE s.id = $1";
+/// What every session read selects: its row, its payments and its transfers, in one
+/// statement (one snapshot, so a transfer never arrives without its payment).
+macro_rules! session_columns {
+    () => {
+        "SELECT s.head, \
+         ARRAY(SELECT p.body FROM payments p WHERE p.session_id = s.id ORDER BY p.id), \
+         ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) "
+    };
+}
+
+const SQL_LOAD: &str = concat!(session_columns!(), "FROM sessions s WHERE s.id = $1");
 const SQL_FIND_TRANSFER: &str = "SELECT session_id FROM transfer_keys WHERE key = $1";
 const SQL_FIND_HASH: &str = "SELECT session_id FROM payment_hashes WHERE hash = $1";
 const SQL_FIND_ADDRESS: &str = "SELECT session_id FROM addresses WHERE address = $1";
@@ -857,24 +922,36 @@ const SQL_IDEMPOTENCY: &str =
 /// The listing queries: [status filter][cursor: none, older than, newer than].
 const SQL_LIST: [[&str; 3]; 2] = [
     [
-        "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
-         FROM sessions s ORDER BY s.created DESC, s.id DESC LIMIT $1",
-        "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
-         FROM sessions s, sessions c WHERE c.id = $2 AND (s.created, s.id) < (c.created, c.id) \
-         ORDER BY s.created DESC, s.id DESC LIMIT $1",
-        "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
-         FROM sessions s, sessions c WHERE c.id = $2 AND (s.created, s.id) > (c.created, c.id) \
-         ORDER BY s.created, s.id LIMIT $1",
+        concat!(
+            session_columns!(),
+            "FROM sessions s ORDER BY s.created DESC, s.id DESC LIMIT $1"
+        ),
+        concat!(
+            session_columns!(),
+            "FROM sessions s, sessions c WHERE c.id = $2 AND (s.created, s.id) < (c.created, c.id) \
+         ORDER BY s.created DESC, s.id DESC LIMIT $1"
+        ),
+        concat!(
+            session_columns!(),
+            "FROM sessions s, sessions c WHERE c.id = $2 AND (s.created, s.id) > (c.created, c.id) \
+         ORDER BY s.created, s.id LIMIT $1"
+        ),
     ],
     [
-        "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
-         FROM sessions s WHERE s.status = $2 ORDER BY s.created DESC, s.id DESC LIMIT $1",
-        "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
-         FROM sessions s, sessions c WHERE c.id = $2 AND s.status = $3 AND (s.created, s.id) < (c.created, c.id) \
-         ORDER BY s.created DESC, s.id DESC LIMIT $1",
-        "SELECT s.head, ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) \
-         FROM sessions s, sessions c WHERE c.id = $2 AND s.status = $3 AND (s.created, s.id) > (c.created, c.id) \
-         ORDER BY s.created, s.id LIMIT $1",
+        concat!(
+            session_columns!(),
+            "FROM sessions s WHERE s.status = $2 ORDER BY s.created DESC, s.id DESC LIMIT $1"
+        ),
+        concat!(
+            session_columns!(),
+            "FROM sessions s, sessions c WHERE c.id = $2 AND s.status = $3 AND (s.created, s.id) < (c.created, c.id) \
+         ORDER BY s.created DESC, s.id DESC LIMIT $1"
+        ),
+        concat!(
+            session_columns!(),
+            "FROM sessions s, sessions c WHERE c.id = $2 AND s.status = $3 AND (s.created, s.id) > (c.created, c.id) \
+         ORDER BY s.created, s.id LIMIT $1"
+        ),
     ],
 ];
 
@@ -887,19 +964,27 @@ const SQL_INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency (key, request, ses
 const SQL_UPSERT_TRANSFERS: &str = "INSERT INTO transfers (session_id, key, body) \
      SELECT $1, u.key, u.body FROM unnest($2::text[], $3::text[]) AS u(key, body) \
      ON CONFLICT (session_id, key) DO UPDATE SET body = excluded.body";
-// The lookup indexes point at the session that last claimed a key (as the in-memory store
-// does); rewriting a row only when it changes keeps repeated commits cheap.
-const SQL_UPSERT_TRANSFER_KEYS: &str = "INSERT INTO transfer_keys (key, session_id) \
+const SQL_UPSERT_PAYMENTS: &str = "INSERT INTO payments (session_id, id, body) \
+     SELECT $1, u.id, u.body FROM unnest($2::text[], $3::text[]) AS u(id, body) \
+     ON CONFLICT (session_id, id) DO UPDATE SET body = excluded.body";
+// A transfer belongs to one session. Claiming first (waiting for a concurrent claimer to
+// finish) and then looking for another owner in a new statement (a new snapshot) makes the
+// check hold between processes.
+const SQL_CLAIM_TRANSFER_KEYS: &str = "INSERT INTO transfer_keys (key, session_id) \
+     SELECT u.key, $1 FROM unnest($2::text[]) AS u(key) ON CONFLICT (key) DO NOTHING";
+const SQL_FOREIGN_TRANSFER_KEY: &str =
+    "SELECT key FROM transfer_keys WHERE key = ANY($2::text[]) AND session_id <> $1 LIMIT 1";
+// A new session's transfers that its commit does not list as changed are indexed without
+// the check, pointing at the new session (as the in-memory store does).
+const SQL_INDEX_OTHER_KEYS: &str = "INSERT INTO transfer_keys (key, session_id) \
      SELECT u.key, $1 FROM unnest($2::text[]) AS u(key) \
      ON CONFLICT (key) DO UPDATE SET session_id = excluded.session_id \
      WHERE transfer_keys.session_id <> excluded.session_id";
-const SQL_UPSERT_HASHES: &str = "INSERT INTO payment_hashes (hash, session_id) \
-     SELECT u.hash, $1 FROM unnest($2::text[]) AS u(hash) \
-     ON CONFLICT (hash) DO UPDATE SET session_id = excluded.session_id \
-     WHERE payment_hashes.session_id <> excluded.session_id";
-const SQL_UPSERT_ADDRESS: &str = "INSERT INTO addresses (address, session_id) VALUES ($2, $1) \
-     ON CONFLICT (address) DO UPDATE SET session_id = excluded.session_id \
-     WHERE addresses.session_id <> excluded.session_id";
+// The first session to claim an invoice hash or an address keeps it.
+const SQL_INDEX_HASHES: &str = "INSERT INTO payment_hashes (hash, session_id) \
+     SELECT u.hash, $1 FROM unnest($2::text[]) AS u(hash) ON CONFLICT (hash) DO NOTHING";
+const SQL_INDEX_ADDRESS: &str = "INSERT INTO addresses (address, session_id) VALUES ($2, $1) \
+     ON CONFLICT (address) DO NOTHING";
 const SQL_ADVISORY_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 const SQL_INSERT_EVENTS: &str = "INSERT INTO events (seq, id, session_id, created, body) \
      SELECT last.seq + u.n, u.id, $1, u.created, u.body \
@@ -950,12 +1035,7 @@ impl Conn {
             Op::Load(id) => {
                 let rows = self.query(SQL_LOAD, &[id]).await?;
                 let row = rows.into_iter().next();
-                Ok(Out::Session(
-                    row.map(|r| {
-                        Ok::<_, Failure>((r.try_get(0).map_err(pg)?, r.try_get(1).map_err(pg)?))
-                    })
-                    .transpose()?,
-                ))
+                Ok(Out::Session(row.map(session_rows).transpose()?))
             }
             Op::Find(lookup, key) => {
                 let sql = match lookup {
@@ -993,7 +1073,7 @@ impl Conn {
                 let rows = self.query(sql, &params).await?;
                 let sessions = rows
                     .into_iter()
-                    .map(|r| Ok((r.try_get(0).map_err(pg)?, r.try_get(1).map_err(pg)?)))
+                    .map(session_rows)
                     .collect::<Result<Vec<_>, Failure>>()?;
                 Ok(Out::Sessions(sessions))
             }
@@ -1082,6 +1162,21 @@ impl Conn {
         if written == 0 {
             return Err(Failure::Conflict);
         }
+        // The checks in the in-memory store's order: version (above), transfer owners,
+        // idempotency key.
+        if !r.claimed_keys.is_empty() {
+            self.exec(SQL_CLAIM_TRANSFER_KEYS, &[&r.id, &r.claimed_keys])
+                .await?;
+            let foreign = self
+                .query(SQL_FOREIGN_TRANSFER_KEY, &[&r.id, &r.claimed_keys])
+                .await?;
+            if !foreign.is_empty() {
+                return Err(Failure::Store(StoreError::Backend {
+                    message: "transfer already recorded on another session".into(),
+                    retryable: false,
+                }));
+            }
+        }
         if let Some(i) = &r.idempotency {
             let n = self
                 .exec(
@@ -1099,6 +1194,10 @@ impl Conn {
                 return Err(Failure::Conflict);
             }
         }
+        if !r.other_keys.is_empty() {
+            self.exec(SQL_INDEX_OTHER_KEYS, &[&r.id, &r.other_keys])
+                .await?;
+        }
         if !r.transfer_body_keys.is_empty() {
             self.exec(
                 SQL_UPSERT_TRANSFERS,
@@ -1106,15 +1205,18 @@ impl Conn {
             )
             .await?;
         }
-        if !r.transfer_keys.is_empty() {
-            self.exec(SQL_UPSERT_TRANSFER_KEYS, &[&r.id, &r.transfer_keys])
-                .await?;
+        if !r.payment_ids.is_empty() {
+            self.exec(
+                SQL_UPSERT_PAYMENTS,
+                &[&r.id, &r.payment_ids, &r.payment_bodies],
+            )
+            .await?;
         }
         if !r.hashes.is_empty() {
-            self.exec(SQL_UPSERT_HASHES, &[&r.id, &r.hashes]).await?;
+            self.exec(SQL_INDEX_HASHES, &[&r.id, &r.hashes]).await?;
         }
         if let Some(address) = &r.address {
-            self.exec(SQL_UPSERT_ADDRESS, &[&r.id, address]).await?;
+            self.exec(SQL_INDEX_ADDRESS, &[&r.id, address]).await?;
         }
         if !r.event_ids.is_empty() {
             // The outbox contract: a reader that has seen seq n never later sees a seq below
@@ -1193,6 +1295,15 @@ impl Conn {
         self.statements.clear();
         Ok(())
     }
+}
+
+fn session_rows(r: tokio_postgres::Row) -> Result<SessionRows, Failure> {
+    let pg = |e| Failure::Pg(e, false);
+    Ok(SessionRows {
+        head: r.try_get(0).map_err(pg)?,
+        payments: r.try_get(1).map_err(pg)?,
+        transfers: r.try_get(2).map_err(pg)?,
+    })
 }
 
 fn event_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<(i64, String)>, Failure> {
