@@ -63,7 +63,7 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
     /// many customers open it at once), or a new session of a payment link.
     pub fn open_link(&self, id: LinkId) -> Result<CheckoutSession, Error> {
         let mut last = Error::Store(StoreError::Conflict);
-        for _ in 0..self.max_attempts {
+        for attempt in 0..self.max_attempts {
             let mut link = self.get_link(id)?;
             let expected = link.version();
             let now = self.clock.now();
@@ -89,7 +89,10 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
             };
             match self.store.commit_link(&commit) {
                 Ok(()) => return commit.sessions.into_iter().next().map(|c| c.session).ok_or(last),
-                Err(e) if e.is_retryable() => last = Error::Store(e),
+                Err(e) if e.is_retryable() => {
+                    super::backoff(attempt, &e);
+                    last = Error::Store(e);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -100,7 +103,7 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
     /// open quotes are cancelled).
     pub fn deactivate_link(&self, id: LinkId) -> Result<Link, Error> {
         let mut last = Error::Store(StoreError::Conflict);
-        for _ in 0..self.max_attempts {
+        for attempt in 0..self.max_attempts {
             let mut link = self.get_link(id)?;
             let expected = link.version();
             let now = self.clock.now();
@@ -131,7 +134,10 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
             };
             match self.store.commit_link(&commit) {
                 Ok(()) => return Ok(commit.link),
-                Err(e) if e.is_retryable() => last = Error::Store(e),
+                Err(e) if e.is_retryable() => {
+                    super::backoff(attempt, &e);
+                    last = Error::Store(e);
+                }
                 Err(e) => return Err(e.into()),
             }
         }

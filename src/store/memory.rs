@@ -86,9 +86,9 @@ impl Inner {
         }
         let id = commit.session.id();
         // A transfer belongs to one session: the same outpoint or payment hash claimed by
-        // another session is refused, as the SQL stores' primary keys refuse it.
-        if commit
-            .changed_transfers
+        // another session is refused, as the SQL stores' primary keys refuse it. Check the
+        // same keys `apply` indexes.
+        if Self::indexed_keys(commit)
             .iter()
             .any(|k| self.transfers.get(k).is_some_and(|owner| *owner != id))
         {
@@ -103,6 +103,15 @@ impl Inner {
             return Err(StoreError::Conflict);
         }
         Ok(())
+    }
+
+    /// A new session is indexed whole; a change only by the transfers it touched.
+    fn indexed_keys(commit: &Commit) -> Vec<TransferKey> {
+        if commit.expected_version.is_none() {
+            commit.session.transfers().map(|t| t.key).collect()
+        } else {
+            commit.changed_transfers.clone()
+        }
     }
 
     fn push_event(&mut self, e: &Event, session: Option<SessionId>) {
@@ -123,13 +132,7 @@ impl Inner {
             self.idempotency.insert(rec.key.clone(), rec.clone());
         }
         self.by_created.insert((s.created(), id), id);
-        // A new session is indexed whole; a change only by what it touched.
-        let keys: Vec<_> = if commit.expected_version.is_none() {
-            s.transfers().map(|t| t.key).collect()
-        } else {
-            commit.changed_transfers.clone()
-        };
-        for key in keys {
+        for key in Self::indexed_keys(commit) {
             self.transfers.insert(key, id);
         }
         // Like the SQL stores, the first session to claim a hash or address keeps it.

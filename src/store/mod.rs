@@ -91,7 +91,8 @@ pub struct IdempotencyRecord {
 /// One atomic change: a session's new state with what changed and what it caused.
 #[derive(Debug, Clone)]
 pub struct Commit {
-    /// The session after the change (its `version` is one more than `expected_version`).
+    /// The session after the change (its `version` is above `expected_version`: one command
+    /// and the re-quote it triggers may each count a change).
     pub session: CheckoutSession,
     /// The version the change was computed from; `None` inserts a new session (which must
     /// not exist yet).
