@@ -1,14 +1,32 @@
-//! The store conformance suite against the in-memory store and the SQLite store (in
-//! memory and file-backed), plus what only the SQLite store has: closing, reopening a
-//! file, schema versions and corrupt rows.
+//! The store conformance suites (sessions, links, webhook delivery, address indexes)
+//! against the in-memory implementations and the SQLite store (in memory and
+//! file-backed), plus what only the SQLite store has: closing, reopening a file, schema
+//! versions and corrupt rows.
 #![cfg(feature = "testkit")]
 
+use bitcoin_checkout::request::MemoryAddressIndex;
 use bitcoin_checkout::store::{MemoryStore, Store, StoreError};
 use bitcoin_checkout::testkit::conformance;
 
 #[test]
 fn memory_store_conforms() {
     conformance::run_all(MemoryStore::new);
+}
+
+#[test]
+fn memory_store_links_conform() {
+    conformance::run_links(MemoryStore::new);
+}
+
+#[cfg(feature = "webhooks")]
+#[test]
+fn memory_store_delivery_conforms() {
+    conformance::run_delivery(MemoryStore::new);
+}
+
+#[test]
+fn memory_address_index_conforms() {
+    conformance::run_address_index(MemoryAddressIndex::new);
 }
 
 #[test]
@@ -27,9 +45,11 @@ mod sqlite {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use bitcoin_checkout::clock::ManualClock;
+    use bitcoin_checkout::link::LinkId;
     use bitcoin_checkout::rates::FixedRates;
+    use bitcoin_checkout::request::AddressIndex;
     use bitcoin_checkout::request::TestRequestGenerator;
-    use bitcoin_checkout::store::{ListQuery, SqliteStore, Store, StoreError};
+    use bitcoin_checkout::store::{LinkStore, ListQuery, SqliteStore, Store, StoreError};
     use bitcoin_checkout::testkit::conformance;
     use bitcoin_checkout::{
         Checkout, Currency, Msats, SessionId, SessionParams, TargetCurrency, TransferReport,
@@ -96,6 +116,53 @@ mod sqlite {
     }
 
     #[test]
+    fn in_memory_sqlite_store_links_conform() {
+        conformance::run_links(|| SqliteStore::open_in_memory().expect("open in memory"));
+    }
+
+    #[test]
+    fn file_sqlite_store_links_conform() {
+        let dir = TempDir::new("conformance-links");
+        let mut n = 0;
+        conformance::run_links(|| {
+            n += 1;
+            SqliteStore::open(dir.file(&format!("links-{n}.db"))).expect("open file")
+        });
+    }
+
+    #[cfg(feature = "webhooks")]
+    #[test]
+    fn in_memory_sqlite_store_delivery_conforms() {
+        conformance::run_delivery(|| SqliteStore::open_in_memory().expect("open in memory"));
+    }
+
+    #[cfg(feature = "webhooks")]
+    #[test]
+    fn file_sqlite_store_delivery_conforms() {
+        let dir = TempDir::new("conformance-delivery");
+        let mut n = 0;
+        conformance::run_delivery(|| {
+            n += 1;
+            SqliteStore::open(dir.file(&format!("delivery-{n}.db"))).expect("open file")
+        });
+    }
+
+    #[test]
+    fn in_memory_sqlite_address_index_conforms() {
+        conformance::run_address_index(|| SqliteStore::open_in_memory().expect("open in memory"));
+    }
+
+    #[test]
+    fn file_sqlite_address_index_conforms() {
+        let dir = TempDir::new("conformance-index");
+        let mut n = 0;
+        conformance::run_address_index(|| {
+            n += 1;
+            SqliteStore::open(dir.file(&format!("index-{n}.db"))).expect("open file")
+        });
+    }
+
+    #[test]
     fn file_sqlite_store_conforms_with_synchronous_full() {
         let dir = TempDir::new("conformance-full");
         let store = SqliteStore::open(dir.file("full.db"))
@@ -156,7 +223,138 @@ mod sqlite {
         assert_eq!(store.find_by_address("a"), Err(StoreError::Closed));
         assert_eq!(store.close(), Err(StoreError::Closed));
         assert_eq!(store.schema_version(), Err(StoreError::Closed));
+        let link = LinkId::Payment(bitcoin_checkout::PaymentLinkId::generate());
+        assert_eq!(store.load_link(link), Err(StoreError::Closed));
+        assert_eq!(store.link_sessions(link), Err(StoreError::Closed));
+        assert_eq!(
+            store.reserve("wpkh(x)"),
+            Err(bitcoin_checkout::Error::Store(StoreError::Closed))
+        );
+        #[cfg(feature = "webhooks")]
+        {
+            use bitcoin_checkout::webhook::DeliveryStore;
+            let ep = bitcoin_checkout::EndpointId::generate();
+            assert!(matches!(store.endpoints(), Err(StoreError::Closed)));
+            assert_eq!(store.cursor(ep), Err(StoreError::Closed));
+            assert_eq!(store.schedule(ep, 1, &[]), Err(StoreError::Closed));
+            assert_eq!(store.pending(10), Err(StoreError::Closed));
+            assert_eq!(store.deliveries(ep), Err(StoreError::Closed));
+        }
         assert!(!StoreError::Closed.is_retryable());
+    }
+
+    /// The schema of version 1, as released: a database created by it must upgrade.
+    const SCHEMA_V1: &str = r#"
+CREATE TABLE sessions (
+    id      TEXT    NOT NULL PRIMARY KEY,
+    created INTEGER NOT NULL,
+    status  TEXT    NOT NULL,
+    version INTEGER NOT NULL CHECK (version >= 0),
+    wake_at INTEGER,
+    head    TEXT    NOT NULL
+) STRICT;
+CREATE INDEX sessions_by_created ON sessions (created, id);
+CREATE INDEX sessions_by_status ON sessions (status, created, id);
+CREATE INDEX sessions_by_wake ON sessions (wake_at, id) WHERE wake_at IS NOT NULL;
+
+CREATE TABLE transfers (
+    key        TEXT NOT NULL PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    body       TEXT NOT NULL
+) STRICT;
+CREATE INDEX transfers_by_session ON transfers (session_id);
+
+CREATE TABLE payment_hashes (
+    hash       TEXT NOT NULL PRIMARY KEY,
+    session_id TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE addresses (
+    address    TEXT NOT NULL PRIMARY KEY,
+    session_id TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE events (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT    NOT NULL,
+    session_id TEXT,
+    created    INTEGER NOT NULL,
+    event_type TEXT    NOT NULL,
+    body       TEXT    NOT NULL
+) STRICT;
+CREATE INDEX events_by_session ON events (session_id, seq);
+
+CREATE TABLE idempotency (
+    key        TEXT    NOT NULL PRIMARY KEY,
+    request    TEXT    NOT NULL,
+    session_id TEXT    NOT NULL,
+    created    INTEGER NOT NULL
+) STRICT;
+"#;
+
+    fn millis(t: OffsetDateTime) -> i64 {
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).expect("ms")
+    }
+
+    #[test]
+    fn a_version_1_database_upgrades_and_keeps_its_sessions() {
+        // Sessions made elsewhere: one opened by a payment link, one without a link.
+        let clock = ManualClock::new(t0());
+        let scratch = SqliteStore::open_in_memory().expect("open");
+        let c = checkout(&scratch, &clock);
+        let link = c
+            .create_payment_link(SessionParams::new(Decimal::new(500, 2), usd()), None)
+            .expect("link");
+        let linked = c.open_link(link.id()).expect("open");
+        let plain = c
+            .create(SessionParams::new(Decimal::new(700, 2), usd()), None)
+            .expect("create");
+
+        // A database as version 1 of the schema left it, holding both.
+        let dir = TempDir::new("upgrade");
+        let path = dir.file("v1.db");
+        {
+            let conn = rusqlite::Connection::open(&path).expect("raw connection");
+            conn.execute_batch(SCHEMA_V1).expect("schema v1");
+            for s in [&linked, &plain] {
+                conn.execute(
+                    "INSERT INTO sessions (id, created, status, version, wake_at, head)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    rusqlite::params![
+                        s.id().to_string(),
+                        millis(s.created()),
+                        s.status().as_str(),
+                        i64::try_from(s.version()).expect("version"),
+                        s.wake_at().map(millis),
+                        s.head_json()
+                    ],
+                )
+                .expect("insert a v1 row");
+            }
+            conn.execute_batch("PRAGMA user_version = 1")
+                .expect("version");
+        }
+
+        let store = SqliteStore::open(&path).expect("upgrade");
+        assert_eq!(store.schema_version(), Ok(2));
+        assert_eq!(SqliteStore::latest_schema_version(), 2);
+        assert_eq!(store.load(linked.id()), Ok(Some(linked.clone())));
+        assert_eq!(store.load(plain.id()), Ok(Some(plain.clone())));
+        // The new column was filled from the stored sessions.
+        assert_eq!(store.link_sessions(link.id()), Ok(vec![linked.id()]));
+        // The new tables work.
+        assert_eq!(store.reserve("wpkh(x)"), Ok(0));
+        let c = checkout(&store, &clock);
+        let again = c
+            .create_checkout_link(SessionParams::new(Decimal::new(500, 2), usd()), None)
+            .expect("link");
+        let opened = c.open_link(again.id()).expect("open");
+        assert_eq!(store.link_sessions(again.id()), Ok(vec![opened.id()]));
+        store.close().expect("close");
+        // Opening the upgraded file again applies nothing more.
+        let reopened = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(reopened.schema_version(), Ok(2));
+        assert_eq!(reopened.reserve("wpkh(x)"), Ok(1));
     }
 
     /// Changes the file behind the store's back, with a connection of its own.
@@ -212,6 +410,63 @@ mod sqlite {
             Err(StoreError::Corrupt(_))
         ));
         assert!(!StoreError::Corrupt(String::new()).is_retryable());
+    }
+
+    #[test]
+    fn corrupt_link_and_webhook_rows_are_reported() {
+        let dir = TempDir::new("corrupt-links");
+        let path = dir.file("corrupt.db");
+        let clock = ManualClock::new(t0());
+        let store = SqliteStore::open(&path).expect("open");
+        let c = checkout(&store, &clock);
+        let link = c
+            .create_payment_link(SessionParams::new(Decimal::new(500, 2), usd()), None)
+            .expect("link");
+        tamper(&path, "UPDATE links SET version = 7");
+        assert!(matches!(
+            store.load_link(link.id()),
+            Err(StoreError::Corrupt(_))
+        ));
+        tamper(&path, "UPDATE links SET body = 'not json'");
+        assert!(matches!(
+            store.load_link(link.id()),
+            Err(StoreError::Corrupt(_))
+        ));
+        #[cfg(feature = "webhooks")]
+        {
+            use bitcoin_checkout::webhook::{
+                Delivery, DeliveryStatus, DeliveryStore, Endpoint, WebhookSecret,
+            };
+            let secret = WebhookSecret::from_bytes(&[1; 32]).expect("secret");
+            let ep = Endpoint::new("https://merchant.example/hooks", secret, t0()).expect("ep");
+            store.save_endpoint(&ep).expect("save");
+            let d = Delivery {
+                endpoint: ep.id,
+                seq: 1,
+                event_id: bitcoin_checkout::EventId::generate(),
+                session_id: None,
+                status: DeliveryStatus::Pending,
+                next_attempt_at: Some(t0()),
+                attempts: Vec::new(),
+            };
+            store.schedule(ep.id, 1, &[d]).expect("schedule");
+            tamper(&path, "UPDATE endpoints SET body = '{}'");
+            assert!(matches!(store.endpoints(), Err(StoreError::Corrupt(_))));
+            tamper(&path, "UPDATE deliveries SET seq = 2");
+            assert!(matches!(store.pending(10), Err(StoreError::Corrupt(_))));
+            tamper(&path, "UPDATE deliveries SET body = '[]'");
+            assert!(matches!(
+                store.deliveries(ep.id),
+                Err(StoreError::Corrupt(_))
+            ));
+            // The schema refuses a negative cursor outright.
+            let conn = rusqlite::Connection::open(&path).expect("raw connection");
+            assert!(
+                conn.execute_batch("UPDATE delivery_cursors SET cursor = -1")
+                    .is_err()
+            );
+            assert_eq!(store.cursor(ep.id), Ok(1));
+        }
     }
 
     #[test]

@@ -17,11 +17,19 @@ use crate::request::PaymentHash;
 use crate::session::CheckoutSession;
 use crate::transfer::{Transfer, TransferKey};
 
+mod address_index;
+mod links;
+#[cfg(feature = "webhooks")]
+mod webhooks;
+
 /// How long a writer waits for another connection's write transaction by default.
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema migrations, in order: script `i` brings `user_version` from `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+/// Never edit a script once released: databases created with it must upgrade; add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: sessions, transfers, lookups, the outbox and idempotency records.
+    r#"
 CREATE TABLE sessions (
     id      TEXT    NOT NULL PRIMARY KEY,
     created INTEGER NOT NULL,
@@ -67,7 +75,48 @@ CREATE TABLE idempotency (
     session_id TEXT    NOT NULL,
     created    INTEGER NOT NULL
 ) STRICT;
-"#];
+"#,
+    // 2: links, the link that opened each session, webhook delivery and derivation indexes.
+    r#"
+CREATE TABLE links (
+    id      TEXT    NOT NULL PRIMARY KEY,
+    version INTEGER NOT NULL CHECK (version >= 0),
+    body    TEXT    NOT NULL
+) STRICT;
+
+ALTER TABLE sessions ADD COLUMN link_id TEXT;
+UPDATE sessions SET link_id = json_extract(head, '$.link')
+    WHERE json_valid(head) AND json_type(head, '$.link') = 'text';
+CREATE INDEX sessions_by_link ON sessions (link_id, created, id) WHERE link_id IS NOT NULL;
+
+-- `body` is `Endpoint::to_stored_json()`: it CONTAINS THE ENDPOINT'S SIGNING SECRET in
+-- clear (`whsec_...`). Protect the database file and its backups like the secret itself.
+CREATE TABLE endpoints (
+    id   TEXT NOT NULL PRIMARY KEY,
+    body TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE delivery_cursors (
+    endpoint TEXT    NOT NULL PRIMARY KEY,
+    cursor   INTEGER NOT NULL CHECK (cursor >= 0)
+) STRICT;
+
+CREATE TABLE deliveries (
+    endpoint        TEXT    NOT NULL,
+    seq             INTEGER NOT NULL CHECK (seq >= 0),
+    status          TEXT    NOT NULL,
+    next_attempt_at INTEGER,
+    body            TEXT    NOT NULL,
+    PRIMARY KEY (endpoint, seq)
+) STRICT;
+CREATE INDEX deliveries_by_status ON deliveries (status, endpoint, seq);
+
+CREATE TABLE address_index (
+    descriptor TEXT    NOT NULL PRIMARY KEY,
+    next       INTEGER NOT NULL CHECK (next >= 0)
+) STRICT;
+"#,
+];
 
 /// A [`Store`] in an SQLite database file (or in memory), shared safely by several
 /// threads and processes.
@@ -99,12 +148,29 @@ CREATE TABLE idempotency (
 ///
 /// | table | columns |
 /// | --- | --- |
-/// | `sessions` | `id` TEXT PK, `created` INTEGER (Unix ms), `status` TEXT, `version` INTEGER, `wake_at` INTEGER NULL (Unix ms), `head` TEXT (JSON without the transfers) |
+/// | `sessions` | `id` TEXT PK, `created` INTEGER (Unix ms), `status` TEXT, `version` INTEGER, `wake_at` INTEGER NULL (Unix ms), `head` TEXT (JSON without the transfers), `link_id` TEXT NULL |
 /// | `transfers` | `key` TEXT PK, `session_id` TEXT, `body` TEXT (JSON) |
 /// | `payment_hashes` | `hash` TEXT PK, `session_id` TEXT |
 /// | `addresses` | `address` TEXT PK, `session_id` TEXT |
 /// | `events` | `seq` INTEGER PK AUTOINCREMENT, `id` TEXT, `session_id` TEXT NULL, `created` INTEGER, `event_type` TEXT, `body` TEXT (JSON) |
 /// | `idempotency` | `key` TEXT PK, `request` TEXT, `session_id` TEXT, `created` INTEGER |
+/// | `links` | `id` TEXT PK, `version` INTEGER, `body` TEXT (the [`Link`](crate::link::Link) as JSON) |
+/// | `endpoints` | `id` TEXT PK, `body` TEXT (`Endpoint::to_stored_json()`, **secret included**) |
+/// | `delivery_cursors` | `endpoint` TEXT PK, `cursor` INTEGER |
+/// | `deliveries` | (`endpoint` TEXT, `seq` INTEGER) PK, `status` TEXT, `next_attempt_at` INTEGER NULL (Unix ms), `body` TEXT (JSON) |
+/// | `address_index` | `descriptor` TEXT PK, `next` INTEGER |
+///
+/// Schema version 2 added `links`, the webhook tables, `address_index` and the
+/// `sessions.link_id` column (NULL or the id of the link that opened the session, written
+/// by every commit, indexed for [`link_sessions`](super::LinkStore::link_sessions)).
+///
+/// Besides [`Store`], the store implements [`LinkStore`](super::LinkStore) (a link
+/// commit, its events and its sessions' commits are one transaction),
+/// [`AddressIndex`](crate::request::AddressIndex) (one `UPSERT … RETURNING` per
+/// reservation: no index is handed out twice, across threads, processes and restarts) and,
+/// with the `webhooks` feature, `DeliveryStore`, so a webhook dispatcher resumes where it
+/// stopped after a restart. The `endpoints` table holds webhook signing secrets: protect
+/// the file (and its backups) accordingly.
 ///
 /// A session is stored as its head JSON plus one row per transfer, and a commit writes only
 /// the transfers it changed, so recording a transfer costs the same however many the
@@ -252,6 +318,23 @@ impl SqliteStore {
             tx.commit().map_err(backend)?;
             Ok(out)
         })
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits it; on any error the
+    /// transaction is rolled back and nothing of it is written.
+    fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut guard = self.lock();
+        let conn = guard.as_mut().ok_or(StoreError::Closed)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        // Dropping the transaction on an early return rolls it back.
+        let out = f(&tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
     }
 }
 
@@ -439,8 +522,47 @@ struct Prepared {
     transfers: Vec<(String, String)>,
     hashes: Vec<String>,
     address: Option<String>,
-    /// (id, created, event_type, body)
-    events: Vec<(String, i64, String, String)>,
+    /// The link that opened the session, if any.
+    link_id: Option<String>,
+    events: Vec<EventRow>,
+}
+
+/// An event turned into column values.
+struct EventRow {
+    id: String,
+    created: i64,
+    event_type: String,
+    body: String,
+}
+
+impl EventRow {
+    fn new(e: &Event) -> Self {
+        Self {
+            id: e.id.to_string(),
+            created: to_millis(e.created),
+            event_type: e.event_type.as_str().to_owned(),
+            body: e.to_json(),
+        }
+    }
+
+    /// Appends the event to the outbox, filed under `session_id` (NULL for link events).
+    fn insert(&self, tx: &Transaction<'_>, session_id: Option<&str>) -> Result<(), StoreError> {
+        tx.prepare_cached(
+            "INSERT INTO events (id, session_id, created, event_type, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                self.id,
+                session_id,
+                self.created,
+                self.event_type,
+                self.body
+            ])
+        })
+        .map_err(backend)?;
+        Ok(())
+    }
 }
 
 impl Prepared {
@@ -485,27 +607,21 @@ impl Prepared {
                 .map(|inv| inv.payment_hash.to_string())
                 .collect(),
             address: s.onchain_address().map(str::to_owned),
-            events: commit
-                .events
-                .iter()
-                .map(|e| {
-                    (
-                        e.id.to_string(),
-                        to_millis(e.created),
-                        e.event_type.as_str().to_owned(),
-                        e.to_json(),
-                    )
-                })
-                .collect(),
+            link_id: s.link().map(|l| l.to_string()),
+            events: commit.events.iter().map(EventRow::new).collect(),
         })
     }
 
-    fn write(&self, tx: &Transaction<'_>, commit: &Commit) -> Result<(), StoreError> {
+    /// Applies the commit inside the caller's open write transaction: the compare-and-swap
+    /// on the session's version, the idempotency record, the changed transfers, the lookup
+    /// rows and the events. The one code path of [`Store::commit`] and of each session
+    /// commit of a link commit. An error leaves the transaction to be rolled back.
+    fn apply(&self, tx: &Transaction<'_>, commit: &Commit) -> Result<(), StoreError> {
         match commit.expected_version {
             None => insert_or_conflict(
                 tx.prepare_cached(
-                    "INSERT INTO sessions (id, created, status, version, wake_at, head)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO sessions (id, created, status, version, wake_at, head, link_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .and_then(|mut stmt| {
                     stmt.execute(params![
@@ -514,7 +630,8 @@ impl Prepared {
                         self.status,
                         self.version,
                         self.wake_at,
-                        self.head
+                        self.head,
+                        self.link_id
                     ])
                 }),
             )?,
@@ -525,7 +642,8 @@ impl Prepared {
                 };
                 let updated = tx
                     .prepare_cached(
-                        "UPDATE sessions SET status = ?3, version = ?4, wake_at = ?5, head = ?6
+                        "UPDATE sessions
+                         SET status = ?3, version = ?4, wake_at = ?5, head = ?6, link_id = ?7
                          WHERE id = ?1 AND version = ?2",
                     )
                     .and_then(|mut stmt| {
@@ -535,7 +653,8 @@ impl Prepared {
                             self.status,
                             self.version,
                             self.wake_at,
-                            self.head
+                            self.head,
+                            self.link_id
                         ])
                     })
                     .map_err(backend)?;
@@ -594,17 +713,9 @@ impl Prepared {
             .and_then(|mut stmt| stmt.execute(params![address, self.id]))
             .map_err(backend)?;
         }
-        let mut event = tx
-            .prepare_cached(
-                "INSERT INTO events (id, session_id, created, event_type, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(backend)?;
-        for (id, created, event_type, body) in &self.events {
+        for event in &self.events {
             // Filed under the committing session, like the reference store's timeline.
-            event
-                .execute(params![id, self.id, created, event_type, body])
-                .map_err(backend)?;
+            event.insert(tx, Some(&self.id))?;
         }
         Ok(())
     }
@@ -618,14 +729,7 @@ impl Store for SqliteStore {
 
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         let prepared = Prepared::new(commit)?;
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            // On any error the transaction is dropped, which rolls it back.
-            prepared.write(&tx, commit)?;
-            tx.commit().map_err(backend)
-        })
+        self.write(|tx| prepared.apply(tx, commit))
     }
 
     fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {

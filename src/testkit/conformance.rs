@@ -13,6 +13,11 @@
 //! was written to the outbox or listing meanwhile. [`check_due`] uses creation times in
 //! 1971 (before any real session) and deactivates its sessions when it is done.
 //!
+//! Stores with more than sessions have suites of their own, run the same way:
+//! [`run_links`] for a [`LinkStore`] (checkout links and payment links),
+//! `run_delivery` for a webhook `DeliveryStore` (feature `webhooks`) and
+//! [`run_address_index`] for an [`AddressIndex`].
+//!
 //! # Running the suite for your own store
 //!
 //! In your crate's tests, with `bitcoin-checkout` as a dev-dependency with the `testkit`
@@ -43,14 +48,17 @@ use time::{Duration, OffsetDateTime};
 use crate::clock::ManualClock;
 use crate::error::Error;
 use crate::event::{Event, EventType, SessionEvent};
-use crate::id::{EventId, PaymentId, SessionId};
+use crate::id::{CheckoutLinkId, EventId, PaymentId, PaymentLinkId, SessionId};
+use crate::link::{Link, LinkId, Opening};
 use crate::metadata::{Metadata, MetadataValue};
 use crate::money::{Currency, Msats, Sats, TargetCurrency};
 use crate::rates::{FixedRates, RateSource};
-use crate::request::{Hash32, PaymentRequestGenerator, TestRequestGenerator};
+use crate::request::{AddressIndex, Hash32, PaymentRequestGenerator, TestRequestGenerator};
 use crate::service::Checkout;
 use crate::session::{Branding, CheckoutSession, SessionParams, SessionStatus, SessionUpdate};
-use crate::store::{Commit, IdempotencyRecord, ListQuery, Store, StoreError, StoredEvent};
+use crate::store::{
+    Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Store, StoreError, StoredEvent,
+};
 use crate::transfer::{ConfirmationPolicy, PaymentMethod, TransferKey, TransferReport};
 
 /// A check of the suite.
@@ -86,13 +94,17 @@ fn checks<S: Store>() -> Vec<(&'static str, Check<S>)> {
 /// again, one after another, on one more fresh store (so that each also holds with
 /// the others' data around). Panics (like a test assertion) on the first violation,
 /// naming the check.
-pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
-    let all = checks::<S>();
-    for (_name, check) in &all {
+pub fn run_all<S: Store>(fresh: impl FnMut() -> S) {
+    run_checks(&checks::<S>(), fresh);
+}
+
+/// Runs each check on a fresh store, then all of them on one more.
+fn run_checks<S>(all: &[(&'static str, Check<S>)], mut fresh: impl FnMut() -> S) {
+    for (_name, check) in all {
         check(&fresh());
     }
     let shared = fresh();
-    for (_name, check) in &all {
+    for (_name, check) in all {
         check(&shared);
     }
 }
@@ -1532,4 +1544,1066 @@ pub fn check_service_lifecycle<S: Store>(store: &S) {
 
 fn clock_now(clock: &ManualClock) -> OffsetDateTime {
     crate::clock::Clock::now(clock)
+}
+
+// ---- links -------------------------------------------------------------------------------
+
+/// Every link check, by name.
+fn link_checks<S: LinkStore>() -> Vec<(&'static str, Check<S>)> {
+    vec![
+        ("check_link_round_trip", check_link_round_trip::<S>),
+        (
+            "check_link_conflict_writes_nothing",
+            check_link_conflict_writes_nothing::<S>,
+        ),
+        (
+            "check_link_stale_session_writes_nothing",
+            check_link_stale_session_writes_nothing::<S>,
+        ),
+        ("check_link_sessions_order", check_link_sessions_order::<S>),
+        (
+            "check_link_events_in_outbox",
+            check_link_events_in_outbox::<S>,
+        ),
+        ("check_link_service", check_link_service::<S>),
+    ]
+}
+
+/// Runs every link check (the contract of [`LinkStore`]), each on a fresh store from
+/// `fresh`, then all of them on one more fresh store. Panics on the first violation,
+/// naming the check. Run [`run_all`] too: a link store is a [`Store`].
+pub fn run_links<S: LinkStore>(fresh: impl FnMut() -> S) {
+    run_checks(&link_checks::<S>(), fresh);
+}
+
+/// The events a link's commit carries, as the service makes them (no session).
+fn link_events(link: &Link, events: &[SessionEvent]) -> Vec<Event> {
+    let json = link.to_json(None);
+    events
+        .iter()
+        .map(|e| Event {
+            id: EventId::generate(),
+            event_type: e.event_type.clone(),
+            session_id: None,
+            livemode: link.params().livemode,
+            created: e.at,
+            object: RawValue::from_string(json.clone()).expect("link JSON"),
+        })
+        .collect()
+}
+
+/// A new link of either kind with its creation events.
+fn new_link(payment: bool, now: OffsetDateTime) -> (Link, Vec<Event>) {
+    let id = if payment {
+        LinkId::Payment(PaymentLinkId::generate())
+    } else {
+        LinkId::Checkout(CheckoutLinkId::generate())
+    };
+    let params = SessionParams::new(dollars(1250), usd()).description("link — ☕ \"x\"");
+    let (link, events) =
+        Link::create(id, params, Some(now + Duration::days(30)), now).expect("core: link");
+    let events = link_events(&link, &events);
+    (link, events)
+}
+
+/// A session opened by `link` at `now` (the link is opened for it).
+fn open_draft(link: &mut Link, now: OffsetDateTime) -> Draft {
+    let mut params = link.params().clone();
+    params.link = Some(link.id());
+    let d = Draft::new(params, now);
+    match link.open(d.id(), now).expect("core: open link") {
+        Opening::NewSession(id) if id == d.id() => {}
+        other => panic!("fixture: opening the link gave {other:?}"),
+    }
+    d
+}
+
+impl<S: LinkStore> Ck<'_, S> {
+    #[track_caller]
+    fn load_link(&self, id: LinkId) -> Option<Link> {
+        self.ok("load_link", self.store.load_link(id))
+    }
+
+    #[track_caller]
+    fn link_sessions(&self, id: LinkId) -> Vec<SessionId> {
+        self.ok("link_sessions", self.store.link_sessions(id))
+    }
+
+    /// Inserts a link with its events.
+    #[track_caller]
+    fn insert_link(&self, link: &Link, events: Vec<Event>) {
+        let commit = LinkCommit {
+            link: link.clone(),
+            expected_version: None,
+            events,
+            sessions: Vec::new(),
+        };
+        self.ok("commit_link (insert)", self.store.commit_link(&commit));
+    }
+
+    /// Opens the stored `link` for a new session at `now` and commits both.
+    #[track_caller]
+    fn open_link(&self, link: &mut Link, now: OffsetDateTime) -> Draft {
+        let expected = link.version();
+        let mut d = open_draft(link, now);
+        let commit = LinkCommit {
+            link: link.clone(),
+            expected_version: Some(expected),
+            events: Vec::new(),
+            sessions: vec![d.to_commit(None)],
+        };
+        self.ok("commit_link (open)", self.store.commit_link(&commit));
+        d.committed();
+        d
+    }
+}
+
+/// A link inserted (with no expected version) loads back equal; opening it commits the
+/// link's new version and the new session together; the session names its link, and a
+/// later plain commit of it keeps it among the link's sessions. Inserting an existing link
+/// again is `Conflict`. Unknown links load as `None` with no sessions.
+pub fn check_link_round_trip<S: LinkStore>(store: &S) {
+    let ck = Ck::new("check_link_round_trip", store);
+    let t = t0() + Duration::milliseconds(5);
+    let unknown = LinkId::Payment(PaymentLinkId::generate());
+    ck.eq("load_link of an unknown id", ck.load_link(unknown), None);
+    ck.eq(
+        "link_sessions of an unknown link",
+        ck.link_sessions(unknown),
+        vec![],
+    );
+    for payment in [false, true] {
+        let (link, events) = new_link(payment, t);
+        let id = link.id();
+        ck.insert_link(&link, events);
+        ck.eq(
+            "load_link after insert",
+            ck.load_link(id),
+            Some(link.clone()),
+        );
+        ck.eq("link_sessions of a new link", ck.link_sessions(id), vec![]);
+
+        let mut opened = link.clone();
+        let t1 = t + Duration::seconds(1);
+        let mut d = ck.open_link(&mut opened, t1);
+        ck.eq(
+            "load_link after open",
+            ck.load_link(id),
+            Some(opened.clone()),
+        );
+        ck.eq(
+            "the opened link's version",
+            opened.version(),
+            link.version() + 1,
+        );
+        ck.loads_as("the link's session", &d);
+        ck.eq(
+            "the session's link",
+            ck.load(d.id()).and_then(|s| s.link()),
+            Some(id),
+        );
+        ck.eq(
+            "link_sessions after open",
+            ck.link_sessions(id),
+            vec![d.id()],
+        );
+
+        // A plain commit of the session keeps it with its link.
+        d.pay(t + Duration::seconds(2));
+        ck.commit(&mut d);
+        ck.loads_as("the link's session after a payment", &d);
+        ck.eq(
+            "link_sessions after a session commit",
+            ck.link_sessions(id),
+            vec![d.id()],
+        );
+
+        let again = LinkCommit {
+            link: link.clone(),
+            expected_version: None,
+            events: Vec::new(),
+            sessions: Vec::new(),
+        };
+        ck.conflict("insert of an existing link", store.commit_link(&again));
+        ck.eq(
+            "load_link after a refused insert",
+            ck.load_link(id),
+            Some(opened),
+        );
+    }
+}
+
+/// A link commit whose expected link version is stale (or names a link never stored) is
+/// `Conflict` and writes nothing: neither the link, nor its events, nor any of its session
+/// commits (inserts, updates, idempotency records, lookups).
+pub fn check_link_conflict_writes_nothing<S: LinkStore>(store: &S) {
+    let ck = Ck::new("check_link_conflict_writes_nothing", store);
+    let t = t0();
+    let (link, events) = new_link(true, t);
+    ck.insert_link(&link, events);
+    let stale_link = link.clone();
+    let mut current = link.clone();
+    let a = ck.open_link(&mut current, t + Duration::seconds(1));
+    let cursor = ck.last_seq();
+
+    // From the stale version: open for b (with an idempotency record), deactivate a, and
+    // a link event of its own.
+    let t2 = t + Duration::seconds(2);
+    let mut stale = stale_link.clone();
+    let b = open_draft(&mut stale, t2);
+    let b_hash = b.open_hash();
+    let mut a2 = a.clone();
+    a2.deactivate(t2);
+    let note = SessionEvent::new(EventType::Unknown("vendor.link_note".into()), t2);
+    let idem_key = format!("link-stale-{}", SessionId::generate());
+    let record = IdempotencyRecord {
+        key: idem_key.clone(),
+        request: "{}".into(),
+        session_id: b.id(),
+        created: t2,
+    };
+    let mut commit = LinkCommit {
+        events: link_events(&stale, &[note]),
+        link: stale,
+        expected_version: Some(stale_link.version()),
+        sessions: vec![b.to_commit(Some(record)), a2.to_commit(None)],
+    };
+    ck.conflict(
+        "link commit from a stale link version",
+        store.commit_link(&commit),
+    );
+    let unchanged = |what: &str| {
+        ck.eq(
+            &format!("{what}: the link"),
+            ck.load_link(link.id()),
+            Some(current.clone()),
+        );
+        ck.loads_as(&format!("{what}: session a"), &a);
+        ck.eq(&format!("{what}: session b"), ck.load(b.id()), None);
+        ck.eq(
+            &format!("{what}: link_sessions"),
+            ck.link_sessions(link.id()),
+            vec![a.id()],
+        );
+        ck.eq(&format!("{what}: events"), ck.events_since(cursor).len(), 0);
+        ck.eq(
+            &format!("{what}: idempotency record"),
+            ck.ok("idempotency", store.idempotency(&idem_key)),
+            None,
+        );
+        ck.eq(
+            &format!("{what}: b's invoice"),
+            ck.ok("find_by_payment_hash", store.find_by_payment_hash(&b_hash)),
+            None,
+        );
+    };
+    unchanged("after a stale link commit");
+
+    commit.expected_version = Some(current.version() + 5);
+    ck.conflict(
+        "link commit expecting a future version",
+        store.commit_link(&commit),
+    );
+    unchanged("after a link commit from the future");
+
+    // Updating a link never stored.
+    let (ghost, _) = new_link(false, t);
+    let mut ghost_open = ghost.clone();
+    let g = open_draft(&mut ghost_open, t2);
+    let commit = LinkCommit {
+        link: ghost_open,
+        expected_version: Some(ghost.version()),
+        events: Vec::new(),
+        sessions: vec![g.to_commit(None)],
+    };
+    ck.conflict("update of a link never stored", store.commit_link(&commit));
+    ck.eq("the never-stored link", ck.load_link(ghost.id()), None);
+    ck.eq("the never-stored link's session", ck.load(g.id()), None);
+    unchanged("after an update of a link never stored");
+}
+
+/// A link commit whose link version is right but one of whose session commits is stale
+/// (or inserts a session that exists) is `Conflict` and writes nothing: not the link, not
+/// its events, not the other sessions' commits. The same commit from fresh versions then
+/// applies whole.
+pub fn check_link_stale_session_writes_nothing<S: LinkStore>(store: &S) {
+    let ck = Ck::new("check_link_stale_session_writes_nothing", store);
+    let t = t0();
+    let (link, events) = new_link(true, t);
+    ck.insert_link(&link, events);
+    let mut current = link.clone();
+    let a = ck.open_link(&mut current, t + Duration::seconds(1));
+    let mut b = ck.open_link(&mut current, t + Duration::seconds(2));
+    let stale_b = b.clone();
+    // Someone else changes b.
+    b.update(
+        &SessionUpdate::new().description("changed meanwhile"),
+        t + Duration::seconds(3),
+    );
+    ck.commit(&mut b);
+    let cursor = ck.last_seq();
+
+    let t4 = t + Duration::seconds(4);
+    let deactivation = |b: &Draft| {
+        let mut l = current.clone();
+        let events = l.deactivate(t4).expect("core: deactivate link");
+        let mut a2 = a.clone();
+        a2.deactivate(t4);
+        let mut b2 = b.clone();
+        b2.deactivate(t4);
+        let commit = LinkCommit {
+            events: link_events(&l, &events),
+            link: l,
+            expected_version: Some(current.version()),
+            sessions: vec![a2.to_commit(None), b2.to_commit(None)],
+        };
+        (commit, a2, b2)
+    };
+    let unchanged = |what: &str| {
+        ck.eq(
+            &format!("{what}: the link"),
+            ck.load_link(link.id()),
+            Some(current.clone()),
+        );
+        ck.loads_as(&format!("{what}: session a"), &a);
+        ck.loads_as(&format!("{what}: session b"), &b);
+        ck.eq(&format!("{what}: events"), ck.events_since(cursor).len(), 0);
+    };
+
+    let (commit, _, _) = deactivation(&stale_b);
+    ck.conflict(
+        "link commit with a stale session version",
+        store.commit_link(&commit),
+    );
+    unchanged("after a link commit with a stale session");
+
+    // A session insert of an id that exists.
+    let mut opened = current.clone();
+    let c = open_draft(&mut opened, t4);
+    let mut dup = b.to_commit(None);
+    dup.expected_version = None;
+    let commit = LinkCommit {
+        link: opened,
+        expected_version: Some(current.version()),
+        events: Vec::new(),
+        sessions: vec![c.to_commit(None), dup],
+    };
+    ck.conflict(
+        "link commit inserting an existing session",
+        store.commit_link(&commit),
+    );
+    ck.eq("the refused commit's new session", ck.load(c.id()), None);
+    unchanged("after a link commit inserting an existing session");
+
+    // From fresh versions, the whole commit applies.
+    let (commit, mut a2, mut b2) = deactivation(&b);
+    ck.ok("fresh link commit", store.commit_link(&commit));
+    a2.committed();
+    b2.committed();
+    ck.eq(
+        "the deactivated link",
+        ck.load_link(link.id()),
+        Some(commit.link.clone()),
+    );
+    ck.loads_as("session a deactivated", &a2);
+    ck.loads_as("session b deactivated", &b2);
+    let mut want = commit.events.clone();
+    for s in &commit.sessions {
+        want.extend(s.events.iter().cloned());
+    }
+    ck.eq(
+        "events of the link commit, link first",
+        events_of(&ck.events_since(cursor)),
+        want,
+    );
+}
+
+/// `link_sessions`: the sessions whose `link()` is the link, oldest first (by creation
+/// time, then id), whatever order they were committed in; not another link's sessions nor
+/// sessions without a link.
+pub fn check_link_sessions_order<S: LinkStore>(store: &S) {
+    let ck = Ck::new("check_link_sessions_order", store);
+    let t = t0();
+    let (link, events) = new_link(true, t);
+    ck.insert_link(&link, events);
+    let (other, events) = new_link(false, t);
+    ck.insert_link(&other, events);
+    let mut current = link.clone();
+    let mut mine = Vec::new();
+    // Committed in the order 3 s, 1 s, 2 s, 2 s: the listing sorts by creation.
+    for secs in [3, 1, 2, 2] {
+        let d = ck.open_link(&mut current, t + Duration::seconds(secs));
+        mine.push((d.session.created(), d.id()));
+    }
+    let mut other_link = other.clone();
+    let o = ck.open_link(&mut other_link, t + Duration::seconds(1));
+    let mut plain = Draft::new(SessionParams::new(dollars(1250), usd()), t);
+    ck.commit(&mut plain);
+    mine.sort();
+    ck.eq(
+        "link_sessions, oldest first",
+        ck.link_sessions(link.id()),
+        mine.iter().map(|(_, id)| *id).collect::<Vec<_>>(),
+    );
+    ck.eq(
+        "link_sessions of the other link",
+        ck.link_sessions(other.id()),
+        vec![o.id()],
+    );
+    ck.eq(
+        "the link's sessions_opened",
+        ck.load_link(link.id()).map(|l| l.sessions_opened()),
+        Some(4),
+    );
+}
+
+/// A link's events go to the outbox in commit order with `session_id` `None`, before the
+/// events of the session commits they came with, and into no session's timeline.
+pub fn check_link_events_in_outbox<S: LinkStore>(store: &S) {
+    let ck = Ck::new("check_link_events_in_outbox", store);
+    let t = t0() + Duration::milliseconds(77);
+    let cursor = ck.last_seq();
+    let (link, created) = new_link(false, t);
+    ck.insert_link(&link, created.clone());
+    let got = ck.events_since(cursor);
+    ck.eq(
+        "the link's creation events",
+        events_of(&got),
+        created.clone(),
+    );
+    ck.that(
+        got.iter().all(|e| e.event.session_id.is_none()),
+        "link events have no session",
+    );
+
+    let mut opened = link.clone();
+    let t1 = t + Duration::seconds(1);
+    let mut d = open_draft(&mut opened, t1);
+    let note = SessionEvent::new(EventType::Unknown("vendor.link_opened".into()), t1);
+    let link_side = link_events(&opened, &[note]);
+    let commit = LinkCommit {
+        link: opened,
+        expected_version: Some(link.version()),
+        events: link_side.clone(),
+        sessions: vec![d.to_commit(None)],
+    };
+    ck.ok("commit_link", store.commit_link(&commit));
+    let session_side = d.committed();
+    let mut want = created;
+    want.extend(link_side);
+    want.extend(session_side.clone());
+    let got = ck.events_since(cursor);
+    ck.eq("the outbox", events_of(&got), want);
+    ck.that(
+        got.windows(2).all(|w| w[0].seq < w[1].seq),
+        "sequence numbers strictly increase",
+    );
+    ck.eq(
+        "the session's timeline holds only its own events",
+        events_of(&ck.ok("session_events", store.session_events(d.id()))),
+        session_side,
+    );
+}
+
+/// Links through the service: a checkout link opened by several threads at once gets one
+/// session; a payment link opens a session per call; deactivating it deactivates its
+/// active sessions (cancelling their quotes) and leaves paid ones, with its events.
+pub fn check_link_service<S: LinkStore>(store: &S) {
+    const THREADS: usize = 4;
+    let ck = Ck::new("check_link_service", store);
+    let clock = ManualClock::new(t0() + Duration::milliseconds(500));
+    let checkout = Checkout::new(store, rates(), TestRequestGenerator).with_clock(&clock);
+    let params = SessionParams::new(dollars(300), usd());
+    let link = ck.svc(
+        "create_checkout_link",
+        checkout.create_checkout_link(params.clone(), None),
+    );
+    let barrier = Barrier::new(THREADS);
+    let opened: Vec<Result<SessionId, Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (checkout, barrier, id) = (&checkout, &barrier, link.id());
+                scope.spawn(move || {
+                    barrier.wait();
+                    checkout.open_link(id).map(|s| s.id())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("an opening thread panicked"))
+            .collect()
+    });
+    let ids: Vec<SessionId> = opened.into_iter().map(|r| ck.svc("open_link", r)).collect();
+    ck.that(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        format!("concurrent opens of a checkout link gave several sessions: {ids:?}"),
+    );
+    ck.eq(
+        "the checkout link's sessions",
+        ck.link_sessions(link.id()),
+        vec![ids[0]],
+    );
+    ck.eq(
+        "the checkout link's session",
+        ck.load_link(link.id()).and_then(|l| l.session()),
+        Some(ids[0]),
+    );
+
+    let plink = ck.svc(
+        "create_payment_link",
+        checkout.create_payment_link(params, None),
+    );
+    let a = ck.svc("open a", checkout.open_link(plink.id()));
+    let b = ck.svc("open b", checkout.open_link(plink.id()));
+    ck.that(a.id() != b.id(), "a payment link opens a session per call");
+    let hash = TestRequestGenerator::payment_hash(b.payments()[0].id());
+    ck.svc(
+        "pay b",
+        checkout.record_transfer(TransferReport::lightning(
+            hash,
+            b.payments()[0].target_msats(),
+        )),
+    );
+    clock.advance(Duration::seconds(5));
+    let cursor = ck.last_seq();
+    let done = ck.svc("deactivate_link", checkout.deactivate_link(plink.id()));
+    ck.that(done.is_deactivated(), "the link is deactivated");
+    ck.eq(
+        "a after deactivation",
+        ck.load(a.id()).map(|s| s.status()),
+        Some(SessionStatus::Deactivated),
+    );
+    ck.eq(
+        "b after deactivation",
+        ck.load(b.id()).map(|s| s.status()),
+        Some(SessionStatus::Paid),
+    );
+    let types: Vec<String> = ck
+        .events_since(cursor)
+        .iter()
+        .map(|e| e.event.event_type.as_str().to_owned())
+        .collect();
+    ck.eq(
+        "events of the deactivation",
+        types,
+        vec![
+            "payment_link.deactivated".to_owned(),
+            "payment.cancelled".to_owned(),
+            "checkout_session.deactivated".to_owned(),
+        ],
+    );
+}
+
+// ---- webhook delivery --------------------------------------------------------------------
+
+#[cfg(feature = "webhooks")]
+pub use delivery::*;
+
+#[cfg(feature = "webhooks")]
+mod delivery {
+    use std::sync::Mutex;
+
+    use time::{Duration, OffsetDateTime};
+
+    use super::{Check, Ck, dollars, run_checks, t0, usd};
+    use crate::clock::ManualClock;
+    use crate::event::{Event, EventType};
+    use crate::id::{EndpointId, EventId, SessionId};
+    use crate::request::TestRequestGenerator;
+    use crate::service::Checkout;
+    use crate::session::SessionParams;
+    use crate::store::Store;
+    use crate::transfer::TransferReport;
+    use crate::webhook::{
+        Attempt, Delivery, DeliveryStatus, DeliveryStore, Dispatcher, Endpoint, SendOutcome,
+        WebhookSecret, WebhookSender,
+    };
+
+    /// Every delivery check, by name.
+    fn delivery_checks<S: Store + DeliveryStore>() -> Vec<(&'static str, Check<S>)> {
+        vec![
+            ("check_endpoint_round_trip", check_endpoint_round_trip::<S>),
+            ("check_delivery_cursor", check_delivery_cursor::<S>),
+            (
+                "check_schedule_keeps_existing",
+                check_schedule_keeps_existing::<S>,
+            ),
+            (
+                "check_pending_order_and_limit",
+                check_pending_order_and_limit::<S>,
+            ),
+            (
+                "check_save_and_get_delivery",
+                check_save_and_get_delivery::<S>,
+            ),
+            ("check_deliveries_log", check_deliveries_log::<S>),
+            ("check_dispatcher_resumes", check_dispatcher_resumes::<S>),
+        ]
+    }
+
+    /// Runs every webhook delivery check (the contract of [`DeliveryStore`]), each on a
+    /// fresh store from `fresh`, then all of them on one more fresh store. Panics on the
+    /// first violation, naming the check.
+    pub fn run_delivery<S: Store + DeliveryStore>(fresh: impl FnMut() -> S) {
+        run_checks(&delivery_checks::<S>(), fresh);
+    }
+
+    fn secret(n: u8) -> WebhookSecret {
+        WebhookSecret::from_bytes(&[n; 32]).expect("fixture secret")
+    }
+
+    /// A pending delivery of a made-up event.
+    fn pending(endpoint: EndpointId, seq: u64, now: OffsetDateTime) -> Delivery {
+        Delivery {
+            endpoint,
+            seq,
+            event_id: EventId::generate(),
+            session_id: Some(SessionId::generate()),
+            status: DeliveryStatus::Pending,
+            next_attempt_at: Some(now),
+            attempts: Vec::new(),
+        }
+    }
+
+    /// `d` after a final attempt with `status`.
+    fn settled(mut d: Delivery, status: DeliveryStatus, at: OffsetDateTime) -> Delivery {
+        d.attempts.push(Attempt {
+            at,
+            status: Some(if status == DeliveryStatus::Delivered {
+                204
+            } else {
+                410
+            }),
+            error: None,
+        });
+        d.status = status;
+        d.next_attempt_at = None;
+        d
+    }
+
+    impl<S: Store + DeliveryStore> Ck<'_, S> {
+        #[track_caller]
+        fn endpoint(&self, id: EndpointId) -> Vec<Endpoint> {
+            let all = self.ok("endpoints", self.store.endpoints());
+            all.into_iter().filter(|e| e.id == id).collect()
+        }
+
+        #[track_caller]
+        fn cursor(&self, id: EndpointId) -> u64 {
+            self.ok("cursor", self.store.cursor(id))
+        }
+
+        #[track_caller]
+        fn schedule(&self, id: EndpointId, cursor: u64, deliveries: &[Delivery]) {
+            self.ok("schedule", self.store.schedule(id, cursor, deliveries));
+        }
+
+        #[track_caller]
+        fn delivery(&self, id: EndpointId, seq: u64) -> Option<Delivery> {
+            self.ok("delivery", self.store.delivery(id, seq))
+        }
+
+        #[track_caller]
+        fn log(&self, id: EndpointId) -> Vec<Delivery> {
+            self.ok("deliveries", self.store.deliveries(id))
+        }
+    }
+
+    /// An endpoint saved is read back whole, signing secret included; saving it again
+    /// replaces it (one endpoint per id).
+    pub fn check_endpoint_round_trip<S: Store + DeliveryStore>(store: &S) {
+        let ck = Ck::new("check_endpoint_round_trip", store);
+        let t = t0() + Duration::milliseconds(321);
+        let one = Endpoint::new("https://merchant.example/hooks?shop=1&x=é", secret(7), t)
+            .expect("fixture endpoint")
+            .only([
+                EventType::CheckoutSessionPaid,
+                EventType::Unknown("vendor.custom".into()),
+            ]);
+        let two = Endpoint::new("http://localhost:8080/hooks", secret(9), t).expect("endpoint");
+        for e in [&one, &two] {
+            ck.ok("save_endpoint", store.save_endpoint(e));
+        }
+        for e in [&one, &two] {
+            let got = ck.endpoint(e.id);
+            ck.eq("endpoints with the id", got.len(), 1);
+            ck.eq(
+                "the stored endpoint",
+                got[0].to_stored_json(),
+                e.to_stored_json(),
+            );
+            ck.eq(
+                "the stored secret",
+                got[0].secret.to_whsec_string(),
+                e.secret.to_whsec_string(),
+            );
+            ck.eq("the stored created time", got[0].created, e.created);
+        }
+        // Replaced: a new URL and secret, then disabled (which also keeps later checks'
+        // dispatchers away from it).
+        let mut changed = one.clone();
+        changed.url = "https://merchant.example/v2/hooks".into();
+        changed.secret = secret(8);
+        changed.disabled_at = Some(t + Duration::seconds(1));
+        ck.ok("save_endpoint (replace)", store.save_endpoint(&changed));
+        let got = ck.endpoint(one.id);
+        ck.eq("endpoints with the id after a replace", got.len(), 1);
+        ck.eq(
+            "the replaced endpoint",
+            got[0].to_stored_json(),
+            changed.to_stored_json(),
+        );
+        ck.that(!got[0].is_active(), "the replaced endpoint is disabled");
+        let mut two = two;
+        two.disabled_at = Some(t + Duration::seconds(1));
+        ck.ok("save_endpoint (disable)", store.save_endpoint(&two));
+    }
+
+    /// A cursor starts at 0, follows `schedule` forward and never moves back; each
+    /// endpoint has its own.
+    pub fn check_delivery_cursor<S: Store + DeliveryStore>(store: &S) {
+        let ck = Ck::new("check_delivery_cursor", store);
+        let t = t0();
+        let (ep, other) = (EndpointId::generate(), EndpointId::generate());
+        ck.eq("the cursor of a new endpoint", ck.cursor(ep), 0);
+        ck.schedule(ep, 5, &[]);
+        ck.eq("the cursor after schedule(5)", ck.cursor(ep), 5);
+        ck.schedule(ep, 3, &[]);
+        ck.eq("the cursor after schedule(3)", ck.cursor(ep), 5);
+        ck.schedule(ep, 5, &[]);
+        ck.eq("the cursor after schedule(5) again", ck.cursor(ep), 5);
+        let d10 = pending(ep, 10, t);
+        ck.schedule(ep, 12, std::slice::from_ref(&d10));
+        ck.eq("the cursor after schedule(12)", ck.cursor(ep), 12);
+        // Deliveries scheduled with a lower cursor are stored; the cursor stays.
+        let d11 = pending(ep, 11, t);
+        ck.schedule(ep, 7, std::slice::from_ref(&d11));
+        ck.eq("the cursor after schedule(7)", ck.cursor(ep), 12);
+        ck.eq("the deliveries", ck.log(ep), vec![d10, d11]);
+        ck.eq("another endpoint's cursor", ck.cursor(other), 0);
+        ck.schedule(other, 2, &[]);
+        ck.eq("another endpoint's cursor moved", ck.cursor(other), 2);
+        ck.eq("the first endpoint's cursor", ck.cursor(ep), 12);
+    }
+
+    /// Scheduling again keeps the deliveries already stored (with their attempts) and adds
+    /// the new ones.
+    pub fn check_schedule_keeps_existing<S: Store + DeliveryStore>(store: &S) {
+        let ck = Ck::new("check_schedule_keeps_existing", store);
+        let t = t0() + Duration::milliseconds(1);
+        let ep = EndpointId::generate();
+        let (d1, d2, d3) = (pending(ep, 1, t), pending(ep, 2, t), pending(ep, 3, t));
+        ck.schedule(ep, 3, &[d1.clone(), d2.clone(), d3.clone()]);
+        let mut d2_tried = d2.clone();
+        d2_tried.attempts.push(Attempt {
+            at: t + Duration::seconds(1),
+            status: Some(500),
+            error: None,
+        });
+        d2_tried.next_attempt_at = Some(t + Duration::seconds(6));
+        let d3_done = settled(
+            d3.clone(),
+            DeliveryStatus::Delivered,
+            t + Duration::seconds(1),
+        );
+        ck.ok("save_delivery", store.save_delivery(&d2_tried));
+        ck.ok("save_delivery", store.save_delivery(&d3_done));
+        let d4 = pending(ep, 4, t);
+        ck.schedule(ep, 4, &[pending(ep, 2, t), d3.clone(), d4.clone()]);
+        ck.eq(
+            "the log after scheduling again",
+            ck.log(ep),
+            vec![d1, d2_tried, d3_done, d4],
+        );
+        ck.eq("the cursor", ck.cursor(ep), 4);
+    }
+
+    /// `pending`: only pending deliveries, ordered by (endpoint, seq) across endpoints,
+    /// at most `limit`: a shorter limit gives a prefix of a longer one.
+    pub fn check_pending_order_and_limit<S: Store + DeliveryStore>(store: &S) {
+        let ck = Ck::new("check_pending_order_and_limit", store);
+        let t = t0() + Duration::milliseconds(2);
+        let (a, b) = (EndpointId::generate(), EndpointId::generate());
+        // Scheduled out of order: b first, seqs shuffled.
+        let b_all = [pending(b, 9, t), pending(b, 3, t), pending(b, 5, t)];
+        ck.schedule(b, 9, &b_all);
+        let a_all = [pending(a, 8, t), pending(a, 1, t), pending(a, 4, t)];
+        ck.schedule(a, 8, &a_all);
+        ck.ok(
+            "save_delivery",
+            store.save_delivery(&settled(b_all[2].clone(), DeliveryStatus::Failed, t)),
+        );
+        ck.ok(
+            "save_delivery",
+            store.save_delivery(&settled(a_all[0].clone(), DeliveryStatus::Delivered, t)),
+        );
+        let all = ck.ok("pending", store.pending(usize::MAX));
+        ck.that(
+            all.iter().all(|d| d.status == DeliveryStatus::Pending),
+            "pending returns only pending deliveries",
+        );
+        ck.that(
+            all.windows(2)
+                .all(|w| (w[0].endpoint, w[0].seq) < (w[1].endpoint, w[1].seq)),
+            "pending is ordered by (endpoint, seq)",
+        );
+        let mut want = vec![
+            a_all[1].clone(),
+            a_all[2].clone(),
+            b_all[1].clone(),
+            b_all[0].clone(),
+        ];
+        if b < a {
+            want.rotate_left(2);
+        }
+        let mine: Vec<Delivery> = all
+            .iter()
+            .filter(|d| d.endpoint == a || d.endpoint == b)
+            .cloned()
+            .collect();
+        ck.eq("the pending deliveries of the check", mine, want);
+        for limit in [0, 1, 2, 3, 5] {
+            let page = ck.ok("pending", store.pending(limit));
+            ck.eq(
+                &format!("pending({limit})"),
+                page,
+                all.iter().take(limit).cloned().collect::<Vec<_>>(),
+            );
+        }
+    }
+
+    /// `save_delivery` inserts or replaces one delivery, read back exactly by `delivery`
+    /// (its attempts with statuses and errors, its next attempt time).
+    pub fn check_save_and_get_delivery<S: Store + DeliveryStore>(store: &S) {
+        let ck = Ck::new("check_save_and_get_delivery", store);
+        let t = t0() + Duration::milliseconds(3);
+        let ep = EndpointId::generate();
+        ck.eq("an unknown delivery", ck.delivery(ep, 1), None);
+        ck.eq("an unknown seq", ck.delivery(ep, u64::MAX), None);
+        let mut d = pending(ep, 7, t);
+        d.session_id = None;
+        ck.ok("save_delivery (insert)", store.save_delivery(&d));
+        ck.eq("a delivery saved", ck.delivery(ep, 7), Some(d.clone()));
+        d.attempts.push(Attempt {
+            at: t + Duration::milliseconds(1_001),
+            status: Some(503),
+            error: None,
+        });
+        d.attempts.push(Attempt {
+            at: t + Duration::milliseconds(6_789),
+            status: None,
+            error: Some("connection refused — ☕ \"x\"".into()),
+        });
+        d.next_attempt_at = Some(t + Duration::milliseconds(306_789));
+        ck.ok("save_delivery (retry)", store.save_delivery(&d));
+        ck.eq("a delivery retried", ck.delivery(ep, 7), Some(d.clone()));
+        let done = settled(d, DeliveryStatus::Delivered, t + Duration::seconds(400));
+        ck.ok("save_delivery (delivered)", store.save_delivery(&done));
+        ck.eq(
+            "a delivery delivered",
+            ck.delivery(ep, 7),
+            Some(done.clone()),
+        );
+        ck.eq("the log", ck.log(ep), vec![done]);
+        let pending_now = ck.ok("pending", store.pending(usize::MAX));
+        ck.that(
+            pending_now.iter().all(|d| d.endpoint != ep),
+            "a delivered delivery is not pending",
+        );
+    }
+
+    /// `deliveries`: an endpoint's whole log by seq, whatever the statuses; none of
+    /// another endpoint's.
+    pub fn check_deliveries_log<S: Store + DeliveryStore>(store: &S) {
+        let ck = Ck::new("check_deliveries_log", store);
+        let t = t0() + Duration::milliseconds(4);
+        let (a, b) = (EndpointId::generate(), EndpointId::generate());
+        ck.eq("the log of an unknown endpoint", ck.log(a), vec![]);
+        let a3 = pending(a, 3, t);
+        let a1 = settled(pending(a, 1, t), DeliveryStatus::Delivered, t);
+        let a2 = settled(pending(a, 2, t), DeliveryStatus::Failed, t);
+        let b2 = pending(b, 2, t);
+        ck.schedule(a, 3, std::slice::from_ref(&a3));
+        ck.schedule(b, 2, std::slice::from_ref(&b2));
+        ck.ok("save_delivery", store.save_delivery(&a2));
+        ck.ok("save_delivery", store.save_delivery(&a1));
+        ck.eq("the log of a", ck.log(a), vec![a1, a2, a3]);
+        ck.eq("the log of b", ck.log(b), vec![b2]);
+    }
+
+    /// Answers 500 to the first attempt of each event, then 200; records every request.
+    #[derive(Default)]
+    struct FlakySender {
+        seen: Mutex<Vec<(String, String, u16)>>,
+    }
+
+    impl WebhookSender for FlakySender {
+        fn send(&self, url: &str, headers: &[(&'static str, String)], _body: &str) -> SendOutcome {
+            let id = headers
+                .iter()
+                .find(|(name, _)| *name == crate::webhook::HEADER_ID)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let status = if seen.iter().any(|(u, i, _)| u == url && *i == id) {
+                200
+            } else {
+                500
+            };
+            seen.push((url.to_owned(), id, status));
+            SendOutcome::Status(status)
+        }
+    }
+
+    /// A dispatcher stopped with deliveries being retried, and a new one over the same
+    /// store, deliver each event once: scheduled once, retried with the same `webhook-id`,
+    /// nothing lost or repeated.
+    pub fn check_dispatcher_resumes<S: Store + DeliveryStore>(store: &S) {
+        let ck = Ck::new("check_dispatcher_resumes", store);
+        // Later than every other check's events: the endpoint gets only this check's.
+        let start = t0() + Duration::days(3_650) + Duration::milliseconds(9);
+        let clock = ManualClock::new(start);
+        let sender = FlakySender::default();
+        let url = format!("https://resume.example/{}", EndpointId::generate());
+        let ep = Endpoint::new(url.clone(), secret(3), start).expect("endpoint");
+        let cursor = ck.last_seq();
+        let checkout =
+            Checkout::new(store, super::rates(), TestRequestGenerator).with_clock(&clock);
+        let first = Dispatcher::new(store, &sender, &clock);
+        ck.svc("add_endpoint", first.add_endpoint(&ep));
+        let s = ck.svc(
+            "create",
+            checkout.create(SessionParams::new(dollars(100), usd()), None),
+        );
+        let report = ck.svc("run_once", first.run_once());
+        ck.that(report.scheduled >= 1, "the dispatcher scheduled the events");
+        drop(first);
+        let hash = TestRequestGenerator::payment_hash(s.payments()[0].id());
+        ck.svc(
+            "pay",
+            checkout.record_transfer(TransferReport::lightning(
+                hash,
+                s.payments()[0].target_msats(),
+            )),
+        );
+        let second = Dispatcher::new(store, &sender, &clock);
+        for _ in 0..30 {
+            clock.advance(Duration::minutes(1));
+            ck.svc("run_once", second.run_once());
+        }
+        let outbox: Vec<Event> = ck
+            .events_since(cursor)
+            .into_iter()
+            .filter(|e| e.event.created >= ep.created)
+            .map(|e| e.event)
+            .collect();
+        let log = ck.ok("deliveries", store.deliveries(ep.id));
+        ck.eq(
+            "the delivered events",
+            log.iter().map(|d| d.event_id).collect::<Vec<_>>(),
+            outbox.iter().map(|e| e.id).collect::<Vec<_>>(),
+        );
+        ck.that(
+            log.iter()
+                .all(|d| d.status == DeliveryStatus::Delivered && d.attempts.len() == 2),
+            format!("every event delivered on its second attempt: {log:?}"),
+        );
+        let seen = sender
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for e in &outbox {
+            let tries: Vec<u16> = seen
+                .iter()
+                .filter(|(u, id, _)| *u == url && *id == e.id.to_string())
+                .map(|(_, _, status)| *status)
+                .collect();
+            ck.eq(&format!("the requests for {}", e.id), tries, vec![500, 200]);
+        }
+    }
+}
+
+// ---- address indexes ---------------------------------------------------------------------
+
+/// Runs every [`AddressIndex`] check, each on a fresh index
+/// from `fresh`, then all of them on one more. Panics on the first violation.
+pub fn run_address_index<I: AddressIndex>(fresh: impl FnMut() -> I) {
+    let all: Vec<(&'static str, Check<I>)> = vec![
+        (
+            "check_address_index_sequence",
+            check_address_index_sequence::<I>,
+        ),
+        (
+            "check_address_index_threads",
+            check_address_index_threads::<I>,
+        ),
+    ];
+    run_checks(&all, fresh);
+}
+
+/// A descriptor no other check uses.
+fn fresh_descriptor() -> String {
+    format!(
+        "wpkh([d34db33f/84'/1'/0']tpubD6NzVbkrYhZ4X/0/*)#{}",
+        EventId::generate()
+    )
+}
+
+#[track_caller]
+fn reserve<I: AddressIndex>(name: &str, index: &I, descriptor: &str) -> u32 {
+    index
+        .reserve(descriptor)
+        .unwrap_or_else(|e| panic!("{name}: reserve: unexpected error: {e:?}"))
+}
+
+/// A new descriptor starts at index 0 and each reservation gives the next one; each
+/// descriptor counts on its own.
+pub fn check_address_index_sequence<I: AddressIndex>(index: &I) {
+    let name = "check_address_index_sequence";
+    let (a, b) = (fresh_descriptor(), fresh_descriptor());
+    let got: Vec<u32> = (0..3).map(|_| reserve(name, index, &a)).collect();
+    assert_eq!(got, [0, 1, 2], "{name}: the first reservations");
+    assert_eq!(reserve(name, index, &b), 0, "{name}: another descriptor");
+    assert_eq!(reserve(name, index, &a), 3, "{name}: the first one again");
+    assert_eq!(reserve(name, index, &b), 1, "{name}: the other again");
+}
+
+/// 8 threads reserving 100 indexes each of one descriptor get 800 distinct indexes:
+/// exactly 0 to 799.
+pub fn check_address_index_threads<I: AddressIndex>(index: &I) {
+    const THREADS: u32 = 8;
+    const EACH: u32 = 100;
+    let name = "check_address_index_threads";
+    let descriptor = fresh_descriptor();
+    let barrier = Barrier::new(THREADS as usize);
+    let all: Vec<u32> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (barrier, descriptor) = (&barrier, &descriptor);
+                scope.spawn(move || {
+                    barrier.wait();
+                    (0..EACH)
+                        .map(|_| reserve(name, index, descriptor))
+                        .collect::<Vec<u32>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a reserving thread panicked"))
+            .collect()
+    });
+    let distinct: BTreeSet<u32> = all.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        all.len(),
+        "{name}: an index was reserved twice"
+    );
+    assert_eq!(
+        distinct,
+        (0..THREADS * EACH).collect::<BTreeSet<u32>>(),
+        "{name}: the indexes reserved"
+    );
 }

@@ -1,0 +1,110 @@
+//! [`LinkStore`] for [`SqliteStore`]: links as JSON rows with a version, and link commits
+//! applied in one write transaction together with their sessions' commits.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{EventRow, Prepared, SqliteStore, backend, insert_or_conflict, parse_id, to_i64};
+use crate::id::SessionId;
+use crate::link::{Link, LinkId};
+use crate::store::{LinkCommit, LinkStore, StoreError};
+
+/// Reads a link row back, checking that it holds the link its key names.
+fn decode_link(id: &str, version: i64, body: &str) -> Result<Link, StoreError> {
+    let link: Link =
+        serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("link {id}: {e}")))?;
+    if link.id().to_string() != id || Some(link.version()) != u64::try_from(version).ok() {
+        return Err(StoreError::Corrupt(format!(
+            "link row {id} (version {version}) holds link {} version {}",
+            link.id(),
+            link.version()
+        )));
+    }
+    Ok(link)
+}
+
+impl LinkStore for SqliteStore {
+    fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(|conn| {
+            let row = conn
+                .prepare_cached("SELECT version, body FROM links WHERE id = ?1")
+                .map_err(backend)?
+                .query_row([&id], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })
+                .optional()
+                .map_err(backend)?;
+            row.map(|(version, body)| decode_link(&id, version, &body))
+                .transpose()
+        })
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction: the link's compare-and-swap (an insert when no
+    /// version is expected, else an update of the expected version), the link's events
+    /// (filed under no session), then every session commit exactly as
+    /// [`Store::commit`](crate::store::Store::commit) applies it. Any conflict rolls all of
+    /// it back.
+    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
+        let link = &commit.link;
+        let id = link.id().to_string();
+        let version = to_i64(link.version(), "link version")?;
+        let body = serde_json::to_string(link).map_err(|e| StoreError::Backend {
+            message: format!("link {id}: {e}"),
+            retryable: false,
+        })?;
+        let events: Vec<EventRow> = commit.events.iter().map(EventRow::new).collect();
+        let sessions = commit
+            .sessions
+            .iter()
+            .map(|c| Prepared::new(c).map(|p| (c, p)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(|tx| {
+            match commit.expected_version {
+                None => insert_or_conflict(
+                    tx.prepare_cached("INSERT INTO links (id, version, body) VALUES (?1, ?2, ?3)")
+                        .and_then(|mut stmt| stmt.execute(params![id, version, body])),
+                )?,
+                Some(expected) => {
+                    // No stored version exceeds i64::MAX, so such an expectation cannot hold.
+                    let Ok(expected) = i64::try_from(expected) else {
+                        return Err(StoreError::Conflict);
+                    };
+                    let updated = tx
+                        .prepare_cached(
+                            "UPDATE links SET version = ?3, body = ?4
+                             WHERE id = ?1 AND version = ?2",
+                        )
+                        .and_then(|mut stmt| stmt.execute(params![id, expected, version, body]))
+                        .map_err(backend)?;
+                    if updated != 1 {
+                        return Err(StoreError::Conflict);
+                    }
+                }
+            }
+            for event in &events {
+                event.insert(tx, None)?;
+            }
+            for (c, prepared) in &sessions {
+                prepared.apply(tx, c)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id FROM sessions WHERE link_id = ?1 ORDER BY created ASC, id ASC",
+                )
+                .map_err(backend)?;
+            let ids = stmt
+                .query_map([&id], |row| row.get::<_, String>(0))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            ids.iter().map(|id| parse_id(id)).collect()
+        })
+    }
+}
