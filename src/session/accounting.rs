@@ -80,13 +80,7 @@ impl CheckoutSession {
 
     /// (received, counted) credit in minor units.
     fn credits(&self) -> (i128, i128) {
-        self.payments.iter().fold((0i128, 0i128), |(r, c), p| {
-            let sums = self.sums(p.id);
-            (
-                r.saturating_add(self.credit(p, sums.received)),
-                c.saturating_add(self.credit(p, sums.counted)),
-            )
-        })
+        (self.ledger.credit_received, self.ledger.credit_counted)
     }
 
     /// Credit (minor units) of counted funds.
@@ -133,6 +127,11 @@ impl CheckoutSession {
     /// whatever a quote received past that point is excess.
     pub(crate) fn excess_msats(&self) -> u128 {
         let amount = self.amount_minor();
+        // Below the full amount no quote can hold excess (each credits less than what was
+        // still needed when its turn came), so most sessions never walk their quotes.
+        if self.ledger.credit_received < amount {
+            return 0;
+        }
         let mut credited: i128 = 0;
         let mut excess: u128 = 0;
         for p in &self.payments {
@@ -147,7 +146,7 @@ impl CheckoutSession {
                 mul_div_ceil(need, target, due).unwrap_or(u128::MAX)
             };
             excess += received.saturating_sub(needed);
-            credited = credited.saturating_add(self.credit(p, received));
+            credited = credited.saturating_add(self.sums(p.id).credit_received);
         }
         excess
     }

@@ -17,6 +17,10 @@ pub(crate) struct PaymentSums {
     pub(crate) counted: u128,
     /// Every non-reversed transfer, whatever its arrival.
     pub(crate) any: u128,
+    /// Minor units `received` credits at this payment's rate (kept by the session).
+    pub(crate) credit_received: i128,
+    /// Minor units `counted` credits at this payment's rate (kept by the session).
+    pub(crate) credit_counted: i128,
 }
 
 /// Sums over all transfers of a session.
@@ -31,6 +35,10 @@ pub(crate) struct Ledger {
     pub(crate) late: u128,
     pub(crate) after_expiry: u128,
     pub(crate) reversed_counted: u128,
+    /// Sum of the payments' `credit_received`.
+    pub(crate) credit_received: i128,
+    /// Sum of the payments' `credit_counted`.
+    pub(crate) credit_counted: i128,
 }
 
 impl Ledger {
@@ -39,6 +47,18 @@ impl Ledger {
         match self.per_payment.binary_search_by_key(&id, |(p, _)| *p) {
             Ok(i) => self.per_payment[i].1,
             Err(_) => PaymentSums::default(),
+        }
+    }
+
+    /// Sets a payment's credits (computed by the session, which knows its rate) and keeps
+    /// the totals in step.
+    /// `old` is the payment's sums from before the transfer changed (its entry may be gone).
+    pub(crate) fn set_credits(&mut self, id: PaymentId, old: PaymentSums, received: i128, counted: i128) {
+        self.credit_received = self.credit_received.saturating_sub(old.credit_received).saturating_add(received);
+        self.credit_counted = self.credit_counted.saturating_sub(old.credit_counted).saturating_add(counted);
+        if let Ok(i) = self.per_payment.binary_search_by_key(&id, |(p, _)| *p) {
+            self.per_payment[i].1.credit_received = received;
+            self.per_payment[i].1.credit_counted = counted;
         }
     }
 
@@ -60,8 +80,11 @@ impl Ledger {
         }
         self.apply(new, policy, true);
         // A payment whose transfers were all reversed has nothing left: drop its entry so
-        // the ledger is the same as one rebuilt from the transfers.
-        self.per_payment.retain(|(_, sums)| *sums != PaymentSums::default());
+        // the ledger is the same as one rebuilt from the transfers (its credits are zero
+        // then, so the totals need no correction).
+        self.per_payment.retain(|(_, sums)| {
+            (sums.received, sums.counted, sums.any) != (0, 0, 0)
+        });
     }
 
     fn apply(&mut self, t: &Transfer, policy: ConfirmationPolicy, add: bool) {

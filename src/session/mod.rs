@@ -304,9 +304,18 @@ impl CheckoutSession {
 
     /// Inserts or replaces a transfer, keeping the ledger in step.
     pub(crate) fn put_transfer(&mut self, t: Transfer) {
+        let id = t.payment_id;
+        let before = self.ledger.sums(id);
         let old = self.transfers.get(&t.key);
         self.ledger.swap(old, &t, self.confirmations);
         self.transfers.insert(t.key, t);
+        // Only this payment's credit can have changed: recompute it alone, so the cost of
+        // a transfer does not grow with the number of payments.
+        let sums = self.ledger.sums(id);
+        if let Some(p) = self.payments.iter().find(|p| p.id == id) {
+            let (received, counted) = (self.credit(p, sums.received), self.credit(p, sums.counted));
+            self.ledger.set_credits(id, before, received, counted);
+        }
     }
 
     /// Marks one applied change.
