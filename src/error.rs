@@ -183,6 +183,10 @@ pub enum Error {
     #[error(transparent)]
     Request(#[from] crate::request::RequestError),
 
+    /// A time computed from the given one falls outside the representable range.
+    #[error("time is out of range")]
+    TimeOutOfRange,
+
     // ---- JSON --------------------------------------------------------------------------
     /// JSON could not be read into the type.
     #[error("invalid JSON: {0}")]

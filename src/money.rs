@@ -115,9 +115,11 @@ impl Sats {
         self.0
     }
 
-    /// The same amount in msats (exact: sats never exceed 21 million BTC here).
+    /// The same amount in msats. Saturates for counts no real amount reaches (a `Sats`
+    /// made with [`Sats::new`] is unchecked), and such an amount is then refused where it is
+    /// checked ([`Msats::checked`]).
     pub const fn to_msats(self) -> Msats {
-        Msats(self.0 * MSATS_PER_SAT)
+        Msats(self.0.saturating_mul(MSATS_PER_SAT))
     }
 
     /// The amount in BTC, exactly (8 decimals at most).
@@ -345,6 +347,18 @@ impl ExchangeRate {
     /// When the source produced the rate.
     pub fn fetched_at(&self) -> OffsetDateTime {
         self.fetched_at
+    }
+
+    /// Refuses a price worth less than one sat at this rate (before any rounding).
+    pub fn check_at_least_one_sat(&self, base_amount: Decimal) -> Result<(), Error> {
+        let exact = base_amount
+            .checked_mul(self.rate)
+            .and_then(|v| v.checked_mul(self.target.sats_per_unit()))
+            .ok_or(Error::AmountTooLarge)?;
+        if exact < Decimal::ONE {
+            return Err(Error::AmountBelowOneSat);
+        }
+        Ok(())
     }
 
     /// Converts a base amount to whole sats, rounding up (rule 1 of the module docs).

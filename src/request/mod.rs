@@ -46,7 +46,8 @@ impl FromStr for Hash32 {
         let invalid = || Error::InvalidHash {
             got: crate::money::truncate_for_error(s),
         };
-        if s.len() != 64 {
+        // Only hex digits: `from_str_radix` alone would also take a leading `+`.
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid());
         }
         let mut out = [0u8; 32];

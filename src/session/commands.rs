@@ -169,14 +169,22 @@ impl CheckoutSession {
             return Err(self.invalid("quote a fully received"));
         }
         let due = from_minor_units(self.remaining_due_minor(), self.currency.scale());
+        if self.payments.is_empty() {
+            // A price worth less than one sat cannot be paid; a small rest after a partial
+            // payment is simply rounded up to one sat (rule 1).
+            rate.check_at_least_one_sat(self.amount)?;
+        }
         let target = rate.quote_sats(due)?;
+        let expires_at = now
+            .checked_add(Duration::seconds(self.ttl_secs))
+            .ok_or(Error::TimeOutOfRange)?;
         Ok(QuoteTerms {
             payment_id,
             due,
             target,
             rate,
             created: now,
-            expires_at: now + Duration::seconds(self.ttl_secs),
+            expires_at,
         })
     }
 

@@ -367,9 +367,10 @@ fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, 
         (status, ..) => return Err(format!("payment status {status:?} without its time")),
     };
     let sats = match target {
-        TargetCurrency::Sats => w.target_amount,
-        TargetCurrency::Btc => w.target_amount * Decimal::from(crate::money::SATS_PER_BTC),
-    };
+        TargetCurrency::Sats => Some(w.target_amount),
+        TargetCurrency::Btc => w.target_amount.checked_mul(Decimal::from(crate::money::SATS_PER_BTC)),
+    }
+    .ok_or("target_amount out of range")?;
     if !sats.fract().is_zero() {
         return Err("target_amount is not a whole number of sats".into());
     }
@@ -430,6 +431,13 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
         .map(|p| payment_from_wire(p, target))
         .collect::<Result<Vec<_>, _>>()?;
     let amount = w.currency.validate_amount(w.amount).map_err(|e| e.to_string())?;
+    // The same limits as creation: a stored session outside them cannot be trusted.
+    if !(super::MIN_TTL_SECS..=super::MAX_TTL_SECS).contains(&w.ttl) {
+        return Err(Error::InvalidTtl(w.ttl).to_string());
+    }
+    if w.amount_paid_tolerance < Decimal::ZERO || w.amount_paid_tolerance >= Decimal::ONE_HUNDRED {
+        return Err(Error::InvalidTolerance(w.amount_paid_tolerance).to_string());
+    }
     let session = CheckoutSession {
         id: w.id,
         livemode: w.livemode,

@@ -15,6 +15,10 @@ use crate::metadata::MetadataPatch;
 /// A change to a session's mutable fields: description, metadata (merged; a `None` value
 /// removes a key), success URL or message, cancel URL and branding.
 ///
+/// Fixed at creation and refused here: amount, currency, target currency, ttl, payment
+/// methods, tolerance, confirmations, livemode, statement descriptor, source and source id
+/// (the last three identify the order and are written into invoices already issued).
+///
 /// For each field, `None` leaves it as it is and `Some(None)` clears it; in JSON, a missing
 /// field is left alone and `null` clears it (`"metadata": null` removes every key). Fields that never change (amount, currency,
 /// ttl, payment methods, target currency) are refused with
@@ -205,6 +209,11 @@ impl<'de> Deserialize<'de> for SessionUpdate {
                 "ttl" => out.immutable = Some("ttl"),
                 "payment_methods" => out.immutable = Some("payment_methods"),
                 "amount_paid_tolerance" => out.immutable = Some("amount_paid_tolerance"),
+                "confirmations" => out.immutable = Some("confirmations"),
+                "livemode" => out.immutable = Some("livemode"),
+                "statement_descriptor" => out.immutable = Some("statement_descriptor"),
+                "source" => out.immutable = Some("source"),
+                "source_id" => out.immutable = Some("source_id"),
                 // Unknown fields from newer API versions are tolerated.
                 _ => {}
             }
