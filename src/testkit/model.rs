@@ -1254,6 +1254,11 @@ impl ReferenceSession {
         let denominator = 10u128
             .checked_pow(self.scale + rate.scale)
             .ok_or(Error::AmountTooLarge)?;
+        // A price worth less than one sat is refused on the first quote; a small rest after
+        // a partial payment is rounded up to one sat.
+        if self.payments.is_empty() && self.amount_minor.checked_mul(numerator).is_some_and(|v| v < denominator) {
+            return Err(Error::AmountBelowOneSat);
+        }
         let target = mul_div_ceil(due, numerator, denominator);
         if target == 0 {
             return Err(Error::AmountBelowOneSat);
@@ -1268,7 +1273,7 @@ impl ReferenceSession {
             issued_at: now,
             expires_at: now
                 .checked_add(Duration::seconds(self.ttl_secs))
-                .ok_or(Error::InvalidTtl(self.ttl_secs))?,
+                .ok_or(Error::TimeOutOfRange)?,
         })
     }
 
