@@ -105,6 +105,7 @@ struct Rows {
     version: i64,
     expected: i64,
     head: String,
+    payments: Vec<(String, String)>,
     transfers: Vec<(String, String)>,
     hashes: Vec<String>,
     address: Option<String>,
@@ -120,7 +121,11 @@ fn rows_of(commit: &Commit) -> Rows {
         status: s.status().as_str().to_owned(),
         version: i64::try_from(s.version()).unwrap_or(0),
         expected: commit.expected_version.and_then(|v| i64::try_from(v).ok()).unwrap_or(0),
-        head: s.head_json(),
+        head: s.storage_json(),
+        payments: s
+            .changed_payments()
+            .map(|p| (p.id().to_string(), s.payment_json(p.id()).unwrap_or_default()))
+            .collect(),
         transfers: commit
             .changed_transfers
             .iter()
@@ -148,6 +153,7 @@ CREATE TABLE sessions (id TEXT NOT NULL PRIMARY KEY, created INTEGER NOT NULL, s
     version INTEGER NOT NULL, wake_at INTEGER, head TEXT NOT NULL) STRICT;
 CREATE INDEX sessions_by_created ON sessions (created, id);
 CREATE INDEX sessions_by_status ON sessions (status, created, id);
+CREATE TABLE payments (session_id TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (session_id, id)) STRICT;
 CREATE TABLE transfers (key TEXT NOT NULL PRIMARY KEY, session_id TEXT NOT NULL, body TEXT NOT NULL) STRICT;
 CREATE INDEX transfers_by_session ON transfers (session_id);
 CREATE TABLE payment_hashes (hash TEXT NOT NULL PRIMARY KEY, session_id TEXT NOT NULL) STRICT;
@@ -171,6 +177,10 @@ fn raw_lifecycle(conn: &mut rusqlite::Connection, lifecycle: &[Rows], n: u64) ->
                 .prepare_cached("UPDATE sessions SET status = ?3, version = ?4, head = ?5 WHERE id = ?1 AND version = ?2")?
                 .execute(rusqlite::params![sid(&r.session_id), r.expected, r.status, r.version, r.head])?;
             assert_eq!(changed, 1, "raw baseline out of step");
+        }
+        for (id, body) in &r.payments {
+            tx.prepare_cached("INSERT INTO payments (session_id, id, body) VALUES (?1, ?2, ?3) ON CONFLICT(session_id, id) DO UPDATE SET body = excluded.body")?
+                .execute(rusqlite::params![sid(&r.session_id), id, body])?;
         }
         for (key, body) in &r.transfers {
             tx.prepare_cached("INSERT INTO transfers (key, session_id, body) VALUES (?1, ?2, ?3) ON CONFLICT(key) DO UPDATE SET body = excluded.body")?
@@ -265,6 +275,127 @@ fn bench_sqlite(c: &mut Criterion) {
     g.finish();
 }
 
+#[cfg(feature = "postgres")]
+mod pg {
+    use super::*;
+    use bitcoin_checkout::store::PostgresStore;
+
+    const RAW_SCHEMA: &str = "
+    CREATE TABLE sessions (id TEXT COLLATE \"C\" PRIMARY KEY, created BIGINT NOT NULL, status TEXT NOT NULL,
+        version BIGINT NOT NULL, wake_at BIGINT, head TEXT NOT NULL);
+    CREATE INDEX ON sessions (created, id);
+    CREATE TABLE payments (session_id TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (session_id, id));
+    CREATE TABLE transfers (session_id TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (session_id, key));
+    CREATE TABLE transfer_keys (key TEXT PRIMARY KEY, session_id TEXT NOT NULL);
+    CREATE TABLE payment_hashes (hash TEXT PRIMARY KEY, session_id TEXT NOT NULL);
+    CREATE TABLE addresses (address TEXT PRIMARY KEY, session_id TEXT NOT NULL);
+    CREATE TABLE events (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL, session_id TEXT NOT NULL, created BIGINT NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX ON events (session_id, seq);
+    ";
+
+    /// The same rows with plain tokio-postgres statements, one transaction per commit.
+    async fn raw_lifecycle(client: &mut tokio_postgres::Client, lifecycle: &[Rows], n: u64) -> Result<(), tokio_postgres::Error> {
+        let sid = |s: &str| format!("{s}-{n}");
+        for r in lifecycle {
+            let tx = client.transaction().await?;
+            if r.insert {
+                tx.execute("INSERT INTO sessions (id, created, status, version, wake_at, head) VALUES ($1, $2, $3, $4, NULL, $5)",
+                    &[&sid(&r.session_id), &r.created, &r.status, &r.version, &r.head]).await?;
+            } else {
+                let changed = tx.execute("UPDATE sessions SET status = $3, version = $4, head = $5 WHERE id = $1 AND version = $2",
+                    &[&sid(&r.session_id), &r.expected, &r.status, &r.version, &r.head]).await?;
+                assert_eq!(changed, 1, "raw baseline out of step");
+            }
+            for (id, body) in &r.payments {
+                tx.execute("INSERT INTO payments (session_id, id, body) VALUES ($1, $2, $3) ON CONFLICT (session_id, id) DO UPDATE SET body = EXCLUDED.body",
+                    &[&sid(&r.session_id), id, body]).await?;
+            }
+            for (key, body) in &r.transfers {
+                tx.execute("INSERT INTO transfers (session_id, key, body) VALUES ($1, $2, $3) ON CONFLICT (session_id, key) DO UPDATE SET body = EXCLUDED.body",
+                    &[&sid(&r.session_id), &sid(key), body]).await?;
+                tx.execute("INSERT INTO transfer_keys (key, session_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&sid(key), &sid(&r.session_id)]).await?;
+            }
+            for h in &r.hashes {
+                tx.execute("INSERT INTO payment_hashes (hash, session_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&sid(h), &sid(&r.session_id)]).await?;
+            }
+            if let Some(a) = &r.address {
+                tx.execute("INSERT INTO addresses (address, session_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&sid(a), &sid(&r.session_id)]).await?;
+            }
+            for (id, created, _kind, body) in &r.events {
+                tx.execute("INSERT INTO events (id, session_id, created, body) VALUES ($1, $2, $3, $4)",
+                    &[&sid(id), &sid(&r.session_id), created, body]).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    pub fn bench(c: &mut Criterion) {
+        let Ok(url) = std::env::var("BITCOIN_CHECKOUT_PG") else {
+            println!("PostgreSQL benches not run: set BITCOIN_CHECKOUT_PG (scripts/bench-report starts a server and does)");
+            return;
+        };
+        let tag = format!("{}_{}", std::process::id(), OffsetDateTime::now_utc().unix_timestamp());
+        let store = |name: &str| {
+            PostgresStore::connect_in_schema(&url, &format!("bench_{name}_{tag}"), 4).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let mut g = c.benchmark_group("pg");
+        g.sample_size(20);
+        let svc = service(store("service"));
+        g.bench_function("lifecycle", |b| b.iter(|| black_box(lifecycle(&svc).is_ok())));
+
+        let recording = Recording { inner: store("capture"), commits: Mutex::new(Vec::new()) };
+        let rec_svc = service(recording);
+        lifecycle(&rec_svc).unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<Rows> = rec_svc.store().commits.lock().map(|c| c.iter().map(rows_of).collect()).unwrap_or_default();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+        let mut client = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let schema = format!("bench_raw_{tag}");
+            client.batch_execute(&format!("CREATE SCHEMA {schema}; SET search_path TO {schema};")).await?;
+            client.batch_execute(RAW_SCHEMA).await?;
+            Ok::<_, tokio_postgres::Error>(client)
+        }).unwrap_or_else(|e| panic!("{e}"));
+        let mut n = 0u64;
+        g.bench_function("lifecycle_raw", |b| {
+            b.iter(|| {
+                n += 1;
+                black_box(rt.block_on(raw_lifecycle(&mut client, &rows, n)).is_ok())
+            })
+        });
+
+        let svc = Arc::new(service(store("growth")));
+        let mut next = 1_000_000u64;
+        g.bench_function("record_1st", |b| {
+            b.iter_batched(
+                || session_with_transfers(&svc, 0, 0).unwrap_or_else(|e| panic!("{e}")),
+                |id| {
+                    next += 1;
+                    let address = TestRequestGenerator::address(id);
+                    black_box(svc.record_transfer(TransferReport::onchain(txid(next), 0, address, Sats::new(1_000), 1)).is_ok())
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        let big = session_with_transfers(&svc, 999, 0).unwrap_or_else(|e| panic!("{e}"));
+        let address = TestRequestGenerator::address(big);
+        g.bench_function("record_1000th", |b| {
+            b.iter(|| {
+                next += 1;
+                black_box(svc.record_transfer(TransferReport::onchain(txid(next), 0, address.as_str(), Sats::new(1_000), 1)).is_ok())
+            })
+        });
+        g.finish();
+    }
+}
+
+#[cfg(feature = "postgres")]
+criterion_group!(benches, bench_sqlite, pg::bench);
+#[cfg(not(feature = "postgres"))]
 criterion_group!(benches, bench_sqlite);
 
 fn main() {
@@ -273,5 +404,7 @@ fn main() {
     report::print_ratios(&[
         ("sqlite/lifecycle", "sqlite/lifecycle_raw", 1.5),
         ("sqlite/record_1000th", "sqlite/record_1st", 1.5),
+        ("pg/lifecycle", "pg/lifecycle_raw", 1.5),
+        ("pg/record_1000th", "pg/record_1st", 1.5),
     ]);
 }

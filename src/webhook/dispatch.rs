@@ -134,6 +134,7 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
                 self.store.save_endpoint(&gone)?;
                 disabled.insert(ep.id);
                 report.disabled.push(ep.id);
+                report.failed += self.fail_pending(ep.id)?;
             }
         }
         Ok(report)
@@ -198,6 +199,21 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
             d.next_attempt_at = None;
         }
         Ok(d.status)
+    }
+
+    /// Gives up the pending deliveries of a disabled endpoint (they stay in its log and can
+    /// be redelivered by hand once it is back), so they are not read on every pass.
+    fn fail_pending(&self, endpoint: EndpointId) -> Result<usize, Error> {
+        let mut failed = 0;
+        for mut d in self.store.deliveries(endpoint)? {
+            if d.status == DeliveryStatus::Pending {
+                d.status = DeliveryStatus::Failed;
+                d.next_attempt_at = None;
+                self.store.save_delivery(&d)?;
+                failed += 1;
+            }
+        }
+        Ok(failed)
     }
 
     /// Queues a delivery again for an immediate attempt (manual redelivery), whatever its
