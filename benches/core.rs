@@ -67,21 +67,18 @@ fn bench(c: &mut Criterion) {
             || (HashMap::<TransferKey, Transfer>::new(), Vec::<SessionEvent>::new()),
             |(mut map, mut log)| {
                 let report = TransferReport::onchain(hash(7), 0, "bcrt1qbench", Sats::new(1_000), 0);
-                if !map.contains_key(&report.key()) {
-                    map.insert(
-                        report.key(),
-                        Transfer {
-                            key: report.key(),
-                            payment_id: payment,
-                            amount: report.amount(),
-                            arrival: Arrival::Expected,
-                            confirmations: 0,
-                            rbf: false,
-                            reversed: false,
-                            first_seen: now,
-                            counted_at: Some(now),
-                        },
-                    );
+                if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(report.key()) {
+                    slot.insert(Transfer {
+                        key: report.key(),
+                        payment_id: payment,
+                        amount: report.amount(),
+                        arrival: Arrival::Expected,
+                        confirmations: 0,
+                        rbf: false,
+                        reversed: false,
+                        first_seen: now,
+                        counted_at: Some(now),
+                    });
                     for t in [EventType::TransferReceived, EventType::PaymentPaid, EventType::CheckoutSessionPaymentPaid] {
                         log.push(SessionEvent { event_type: t, at: now, payment_id: Some(payment), transfer: Some(report.key()), amount: Some(report.amount()) });
                     }
