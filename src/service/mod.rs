@@ -231,7 +231,15 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
             let from_cache = cached.is_some();
             let mut session = match cached {
                 Some(s) => s,
-                None => self.store.load(id)?.ok_or(Error::UnknownSession(id))?,
+                None => match self.store.load(id) {
+                    Ok(found) => found.ok_or(Error::UnknownSession(id))?,
+                    Err(e) if e.is_retryable() => {
+                        backoff(attempt, &e);
+                        last = Error::Store(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
             };
             let before = session.version();
             // Tolerate small clock skew between servers: time never runs backwards here.
@@ -283,6 +291,19 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
 
     /// The session a report belongs to: by transfer key, then invoice hash or address.
     fn session_for(&self, report: &TransferReport) -> Result<SessionId, Error> {
+        let mut attempt = 0;
+        loop {
+            match self.find_session(report) {
+                Err(Error::Store(e)) if e.is_retryable() && attempt + 1 < self.max_attempts => {
+                    backoff(attempt, &e);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn find_session(&self, report: &TransferReport) -> Result<SessionId, Error> {
         let key = report.key();
         if let Some(id) = self.store.find_by_transfer(&key)? {
             return Ok(id);
