@@ -336,8 +336,8 @@ CREATE TABLE idempotency (
         }
 
         let store = SqliteStore::open(&path).expect("upgrade");
-        assert_eq!(store.schema_version(), Ok(2));
-        assert_eq!(SqliteStore::latest_schema_version(), 2);
+        assert_eq!(store.schema_version(), Ok(3));
+        assert_eq!(SqliteStore::latest_schema_version(), 3);
         assert_eq!(store.load(linked.id()), Ok(Some(linked.clone())));
         assert_eq!(store.load(plain.id()), Ok(Some(plain.clone())));
         // The new column was filled from the stored sessions.
@@ -353,8 +353,228 @@ CREATE TABLE idempotency (
         store.close().expect("close");
         // Opening the upgraded file again applies nothing more.
         let reopened = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(reopened.schema_version(), Ok(2));
+        assert_eq!(reopened.schema_version(), Ok(3));
         assert_eq!(reopened.reserve("wpkh(x)"), Ok(1));
+    }
+
+    /// The schema of version 2 (migration 2, as released), applied over [`SCHEMA_V1`].
+    const SCHEMA_V2: &str = r#"
+CREATE TABLE links (
+    id      TEXT    NOT NULL PRIMARY KEY,
+    version INTEGER NOT NULL CHECK (version >= 0),
+    body    TEXT    NOT NULL
+) STRICT;
+
+ALTER TABLE sessions ADD COLUMN link_id TEXT;
+UPDATE sessions SET link_id = json_extract(head, '$.link')
+    WHERE json_valid(head) AND json_type(head, '$.link') = 'text';
+CREATE INDEX sessions_by_link ON sessions (link_id, created, id) WHERE link_id IS NOT NULL;
+
+-- `body` is `Endpoint::to_stored_json()`: it CONTAINS THE ENDPOINT'S SIGNING SECRET in
+-- clear (`whsec_...`). Protect the database file and its backups like the secret itself.
+CREATE TABLE endpoints (
+    id   TEXT NOT NULL PRIMARY KEY,
+    body TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE delivery_cursors (
+    endpoint TEXT    NOT NULL PRIMARY KEY,
+    cursor   INTEGER NOT NULL CHECK (cursor >= 0)
+) STRICT;
+
+CREATE TABLE deliveries (
+    endpoint        TEXT    NOT NULL,
+    seq             INTEGER NOT NULL CHECK (seq >= 0),
+    status          TEXT    NOT NULL,
+    next_attempt_at INTEGER,
+    body            TEXT    NOT NULL,
+    PRIMARY KEY (endpoint, seq)
+) STRICT;
+CREATE INDEX deliveries_by_status ON deliveries (status, endpoint, seq);
+
+CREATE TABLE address_index (
+    descriptor TEXT    NOT NULL PRIMARY KEY,
+    next       INTEGER NOT NULL CHECK (next >= 0)
+) STRICT;
+"#;
+
+    /// A session paid in parts: several quotes (payments), lightning and on-chain transfers.
+    fn paid_in_parts(
+        c: &Checkout<&SqliteStore, FixedRates, TestRequestGenerator, &ManualClock>,
+        clock: &ManualClock,
+        amount: i64,
+    ) -> SessionId {
+        let s = c
+            .create(SessionParams::new(Decimal::new(amount, 2), usd()), None)
+            .expect("create");
+        for part in [3_000_000u64, 2_000_000, 1_000_000] {
+            clock.advance(Duration::seconds(1));
+            let quote = c.get(s.id()).expect("get");
+            let quote = quote.open_payment().expect("an open quote");
+            let hash = TestRequestGenerator::payment_hash(quote.id());
+            c.record_transfer(TransferReport::lightning(hash, Msats::new(part)))
+                .expect("pay a part");
+        }
+        clock.advance(Duration::seconds(1));
+        let txid = TestRequestGenerator::payment_hash(bitcoin_checkout::PaymentId::generate());
+        c.record_transfer(TransferReport::onchain(
+            txid,
+            0,
+            TestRequestGenerator::address(s.id()),
+            bitcoin_checkout::Sats::new(1_000),
+            1,
+        ))
+        .expect("pay on chain");
+        s.id()
+    }
+
+    #[test]
+    fn a_version_2_database_upgrades_payments_to_rows_of_their_own() {
+        // Sessions made elsewhere: two paid in parts (several payments each), one fresh.
+        let clock = ManualClock::new(t0());
+        let scratch = SqliteStore::open_in_memory().expect("open");
+        let c = checkout(&scratch, &clock);
+        let ids = [
+            paid_in_parts(&c, &clock, 2500),
+            paid_in_parts(&c, &clock, 900),
+            c.create(SessionParams::new(Decimal::new(700, 2), usd()), None)
+                .expect("create")
+                .id(),
+        ];
+        let sessions: Vec<_> = ids
+            .iter()
+            .map(|id| scratch.load(*id).expect("load").expect("stored"))
+            .collect();
+        assert!(
+            sessions[0].payments().len() >= 3,
+            "{:?}",
+            sessions[0].payments().len()
+        );
+        assert!(sessions[0].transfers().count() >= 4);
+        assert!(sessions[1].payments().len() >= 2);
+
+        // A database as versions 1 and 2 of the schema left it, holding them.
+        let dir = TempDir::new("upgrade-v2");
+        let path = dir.file("v2.db");
+        {
+            let conn = rusqlite::Connection::open(&path).expect("raw connection");
+            conn.execute_batch(SCHEMA_V1).expect("schema v1");
+            conn.execute_batch(SCHEMA_V2).expect("schema v2");
+            for s in &sessions {
+                conn.execute(
+                    "INSERT INTO sessions (id, created, status, version, wake_at, head, link_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+                    rusqlite::params![
+                        s.id().to_string(),
+                        millis(s.created()),
+                        s.status().as_str(),
+                        i64::try_from(s.version()).expect("version"),
+                        s.wake_at().map(millis),
+                        s.head_json()
+                    ],
+                )
+                .expect("insert a v2 row");
+                for t in s.transfers() {
+                    conn.execute(
+                        "INSERT INTO transfers (key, session_id, body) VALUES (?1, ?2, ?3)",
+                        rusqlite::params![
+                            t.key.to_string(),
+                            s.id().to_string(),
+                            serde_json::to_string(t).expect("transfer json")
+                        ],
+                    )
+                    .expect("insert a v2 transfer");
+                }
+                for p in s.payments() {
+                    if let Some(inv) = &p.request().lightning {
+                        conn.execute(
+                            "INSERT INTO payment_hashes (hash, session_id) VALUES (?1, ?2)",
+                            rusqlite::params![inv.payment_hash.to_string(), s.id().to_string()],
+                        )
+                        .expect("insert a v2 hash");
+                    }
+                }
+            }
+            conn.execute_batch("PRAGMA user_version = 2")
+                .expect("version");
+        }
+
+        let store = SqliteStore::open(&path).expect("upgrade");
+        assert_eq!(store.schema_version(), Ok(3));
+        for s in &sessions {
+            assert_eq!(store.load(s.id()).as_ref(), Ok(&Some(s.clone())));
+        }
+        let listed = store.list(&ListQuery::default()).expect("list");
+        assert_eq!(listed.data.len(), sessions.len());
+        for s in &listed.data {
+            assert!(sessions.contains(s));
+        }
+        // Heads no longer list payments; each payment is a row of its own.
+        {
+            let conn = rusqlite::Connection::open(&path).expect("raw connection");
+            let rows: i64 = conn
+                .query_row("SELECT count(*) FROM payments", [], |r| r.get(0))
+                .expect("count");
+            let expected: usize = sessions.iter().map(|s| s.payments().len()).sum();
+            assert_eq!(usize::try_from(rows).expect("count"), expected);
+            for s in &sessions {
+                let head: String = conn
+                    .query_row(
+                        "SELECT head FROM sessions WHERE id = ?1",
+                        [s.id().to_string()],
+                        |r| r.get(0),
+                    )
+                    .expect("head");
+                assert_eq!(head, s.storage_json());
+            }
+        }
+        // The upgraded sessions keep changing: pay the fresh one in full, one more part.
+        let c = checkout(&store, &clock);
+        let fresh = c.get(ids[2]).expect("get");
+        let quote = fresh.open_payment().expect("quote");
+        clock.advance(Duration::seconds(1));
+        c.record_transfer(TransferReport::lightning(
+            TestRequestGenerator::payment_hash(quote.id()),
+            quote.target_msats(),
+        ))
+        .expect("pay");
+        let paid = store.load(ids[2]).expect("load").expect("stored");
+        assert!(paid.transfers().count() == 1);
+        store.close().expect("close");
+        let reopened = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(reopened.schema_version(), Ok(3));
+        assert_eq!(reopened.load(ids[2]), Ok(Some(paid)));
+        assert_eq!(
+            reopened.load(ids[0]).as_ref(),
+            Ok(&Some(sessions[0].clone()))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_session_row_fails_the_upgrade_as_corrupt() {
+        let dir = TempDir::new("upgrade-corrupt");
+        let path = dir.file("v2.db");
+        {
+            let conn = rusqlite::Connection::open(&path).expect("raw connection");
+            conn.execute_batch(SCHEMA_V1).expect("schema v1");
+            conn.execute_batch(SCHEMA_V2).expect("schema v2");
+            conn.execute(
+                "INSERT INTO sessions (id, created, status, version, head)
+                 VALUES ('cs_broken', 0, 'active', 1, 'not json')",
+                [],
+            )
+            .expect("insert");
+            conn.execute_batch("PRAGMA user_version = 2")
+                .expect("version");
+        }
+        let err = SqliteStore::open(&path).expect_err("a corrupt row");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        // Nothing was migrated: the file is still at version 2.
+        let conn = rusqlite::Connection::open(&path).expect("raw connection");
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, 2);
     }
 
     /// Changes the file behind the store's back, with a connection of its own.

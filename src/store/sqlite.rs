@@ -25,11 +25,16 @@ mod webhooks;
 /// How long a writer waits for another connection's write transaction by default.
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The schema migrations, in order: script `i` brings `user_version` from `i` to `i + 1`.
-/// Never edit a script once released: databases created with it must upgrade; add one.
-const MIGRATIONS: &[&str] = &[
+/// A step of a migration run in Rust after its script, in the migration's transaction.
+type Fill = fn(&Transaction<'_>) -> Result<(), StoreError>;
+
+/// The schema migrations, in order: migration `i` (its script, then its fill if any) brings
+/// `user_version` from `i` to `i + 1`. Never edit a migration once released: databases
+/// created with it must upgrade; add one.
+const MIGRATIONS: &[(&str, Option<Fill>)] = &[
     // 1: sessions, transfers, lookups, the outbox and idempotency records.
-    r#"
+    (
+        r#"
 CREATE TABLE sessions (
     id      TEXT    NOT NULL PRIMARY KEY,
     created INTEGER NOT NULL,
@@ -76,8 +81,11 @@ CREATE TABLE idempotency (
     created    INTEGER NOT NULL
 ) STRICT;
 "#,
+        None,
+    ),
     // 2: links, the link that opened each session, webhook delivery and derivation indexes.
-    r#"
+    (
+        r#"
 CREATE TABLE links (
     id      TEXT    NOT NULL PRIMARY KEY,
     version INTEGER NOT NULL CHECK (version >= 0),
@@ -116,6 +124,20 @@ CREATE TABLE address_index (
     next       INTEGER NOT NULL CHECK (next >= 0)
 ) STRICT;
 "#,
+        None,
+    ),
+    // 3: payments as rows of their own; each session's head loses its payments.
+    (
+        r#"
+CREATE TABLE payments (
+    session_id TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (session_id, id)
+) STRICT;
+"#,
+        Some(split_payments),
+    ),
 ];
 
 /// A [`Store`] in an SQLite database file (or in memory), shared safely by several
@@ -148,7 +170,8 @@ CREATE TABLE address_index (
 ///
 /// | table | columns |
 /// | --- | --- |
-/// | `sessions` | `id` TEXT PK, `created` INTEGER (Unix ms), `status` TEXT, `version` INTEGER, `wake_at` INTEGER NULL (Unix ms), `head` TEXT (JSON without the transfers), `link_id` TEXT NULL |
+/// | `sessions` | `id` TEXT PK, `created` INTEGER (Unix ms), `status` TEXT, `version` INTEGER, `wake_at` INTEGER NULL (Unix ms), `head` TEXT ([`CheckoutSession::storage_json`]: JSON without payments and transfers), `link_id` TEXT NULL |
+/// | `payments` | (`session_id` TEXT, `id` TEXT) PK, `body` TEXT ([`CheckoutSession::payment_json`]) |
 /// | `transfers` | `key` TEXT PK, `session_id` TEXT, `body` TEXT (JSON) |
 /// | `payment_hashes` | `hash` TEXT PK, `session_id` TEXT |
 /// | `addresses` | `address` TEXT PK, `session_id` TEXT |
@@ -163,6 +186,8 @@ CREATE TABLE address_index (
 /// Schema version 2 added `links`, the webhook tables, `address_index` and the
 /// `sessions.link_id` column (NULL or the id of the link that opened the session, written
 /// by every commit, indexed for [`link_sessions`](super::LinkStore::link_sessions)).
+/// Schema version 3 added `payments`: each session's payments moved out of its `head`
+/// into rows of their own (the upgrade rewrites every stored session).
 ///
 /// Besides [`Store`], the store implements [`LinkStore`](super::LinkStore) (a link
 /// commit, its events and its sessions' commits are one transaction),
@@ -172,9 +197,10 @@ CREATE TABLE address_index (
 /// stopped after a restart. The `endpoints` table holds webhook signing secrets: protect
 /// the file (and its backups) accordingly.
 ///
-/// A session is stored as its head JSON plus one row per transfer, and a commit writes only
-/// the transfers it changed, so recording a transfer costs the same however many the
-/// session already has. Times are kept in milliseconds, the precision of the JSON forms.
+/// A session is stored as its head JSON plus one row per payment and one per transfer, and
+/// a commit writes only the payments ([`CheckoutSession::changed_payments`]) and transfers
+/// it changed, so recording a transfer costs the same however many payments and transfers
+/// the session already has; sessions are rebuilt with [`CheckoutSession::from_storage`]. Times are kept in milliseconds, the precision of the JSON forms.
 /// Events are filed under the session whose commit carried them (its
 /// [`session_events`](Store::session_events)). A transfer belongs to one session: a commit
 /// that would record a transfer key already held by another session is refused with a
@@ -357,12 +383,63 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             retryable: false,
         });
     }
-    for (index, script) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (index, (script, fill)) in MIGRATIONS.iter().enumerate().skip(current) {
         tx.execute_batch(script).map_err(backend)?;
+        if let Some(fill) = fill {
+            fill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", index + 1)
             .map_err(backend)?;
     }
     tx.commit().map_err(backend)
+}
+
+/// Migration 3's fill: every session row's head (which listed all its payments) becomes
+/// [`CheckoutSession::storage_json`] plus one `payments` row per payment. A row that does
+/// not read back is reported as [`StoreError::Corrupt`] (and nothing is migrated).
+fn split_payments(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let ids = tx
+        .prepare("SELECT id FROM sessions ORDER BY id")
+        .map_err(backend)?
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    let mut read_head = tx
+        .prepare("SELECT head FROM sessions WHERE id = ?1")
+        .map_err(backend)?;
+    let mut write_head = tx
+        .prepare("UPDATE sessions SET head = ?2 WHERE id = ?1")
+        .map_err(backend)?;
+    let mut write_payment = tx
+        .prepare("INSERT INTO payments (session_id, id, body) VALUES (?1, ?2, ?3)")
+        .map_err(backend)?;
+    for id in &ids {
+        let head: String = read_head
+            .query_row([id], |row| row.get(0))
+            .map_err(backend)?;
+        let transfers = read_transfers(tx, id)?;
+        let session = CheckoutSession::from_parts(&head, transfers)
+            .map_err(|e| StoreError::Corrupt(format!("session {id}: {e}")))?;
+        if session.id().to_string() != *id {
+            return Err(StoreError::Corrupt(format!(
+                "session row {id} holds session {}",
+                session.id()
+            )));
+        }
+        write_head
+            .execute(params![id, session.storage_json()])
+            .map_err(backend)?;
+        for p in session.payments() {
+            let body = session.payment_json(p.id()).ok_or_else(|| {
+                StoreError::Corrupt(format!("session {id}: payment {} not writable", p.id()))
+            })?;
+            write_payment
+                .execute(params![id, p.id().to_string(), body])
+                .map_err(backend)?;
+        }
+    }
+    Ok(())
 }
 
 /// Maps a SQLite error: busy and locked are retryable, damaged files are corrupt.
@@ -445,13 +522,8 @@ fn parse_event(seq: i64, body: &str) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent { seq, event })
 }
 
-/// Rebuilds a session from its row and its transfer rows (in the caller's snapshot).
-fn assemble(
-    conn: &Connection,
-    id: &str,
-    head: &str,
-    version: i64,
-) -> Result<CheckoutSession, StoreError> {
+/// The transfer rows of a session, checked against their keys.
+fn read_transfers(conn: &Connection, id: &str) -> Result<Vec<Transfer>, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT key, body FROM transfers WHERE session_id = ?1")
         .map_err(backend)?;
@@ -473,7 +545,26 @@ fn assemble(
         }
         transfers.push(t);
     }
-    let session = CheckoutSession::from_parts(head, transfers)
+    Ok(transfers)
+}
+
+/// Rebuilds a session from its row, its payment rows and its transfer rows (in the
+/// caller's snapshot).
+fn assemble(
+    conn: &Connection,
+    id: &str,
+    head: &str,
+    version: i64,
+) -> Result<CheckoutSession, StoreError> {
+    let payments = conn
+        .prepare_cached("SELECT body FROM payments WHERE session_id = ?1")
+        .map_err(backend)?
+        .query_map([id], |row| row.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    let transfers = read_transfers(conn, id)?;
+    let session = CheckoutSession::from_storage(head, &payments, transfers)
         .map_err(|e| StoreError::Corrupt(format!("session {id}: {e}")))?;
     if session.id().to_string() != id || Some(session.version()) != u64::try_from(version).ok() {
         return Err(StoreError::Corrupt(format!(
@@ -518,8 +609,11 @@ struct Prepared {
     version: i64,
     wake_at: Option<i64>,
     head: String,
+    /// (id, body) of the payments the commit wrote.
+    payments: Vec<(String, String)>,
     /// (key, body)
     transfers: Vec<(String, String)>,
+    /// The invoice hashes of the payments written.
     hashes: Vec<String>,
     address: Option<String>,
     /// The link that opened the session, if any.
@@ -592,16 +686,30 @@ impl Prepared {
                 transfers.push((key.to_string(), encode(t)?));
             }
         }
+        // Payments are rows of their own: a new session writes all, a change only the ones
+        // it touched, so a commit's cost does not grow with the session's history.
+        let written: Vec<_> = match commit.expected_version {
+            None => s.payments().iter().collect(),
+            Some(_) => s.changed_payments().collect(),
+        };
+        let mut payments = Vec::with_capacity(written.len());
+        for p in &written {
+            let body = s.payment_json(p.id()).ok_or_else(|| StoreError::Backend {
+                message: format!("payment {}: cannot be written", p.id()),
+                retryable: false,
+            })?;
+            payments.push((p.id().to_string(), body));
+        }
         Ok(Self {
             id: s.id().to_string(),
             created: to_millis(s.created()),
             status: s.status().as_str(),
             version: to_i64(s.version(), "session version")?,
             wake_at: s.wake_at().map(to_millis),
-            head: s.head_json(),
+            head: s.storage_json(),
+            payments,
             transfers,
-            hashes: s
-                .payments()
+            hashes: written
                 .iter()
                 .filter_map(|p| p.request().lightning.as_ref())
                 .map(|inv| inv.payment_hash.to_string())
@@ -678,6 +786,17 @@ impl Prepared {
                     ])
                 }),
             )?;
+        }
+        let mut payment = tx
+            .prepare_cached(
+                "INSERT INTO payments (session_id, id, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (session_id, id) DO UPDATE SET body = excluded.body",
+            )
+            .map_err(backend)?;
+        for (id, body) in &self.payments {
+            payment
+                .execute(params![self.id, id, body])
+                .map_err(backend)?;
         }
         let mut upsert = tx
             .prepare_cached(
