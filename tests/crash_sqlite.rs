@@ -403,7 +403,7 @@ impl Worker {
         };
         let hash = if s.accepts(PaymentMethod::Lightning) {
             open.and_then(unpaid_hash)
-                .or_else(|| s.payments().iter().rev().find_map(unpaid_hash))
+                .or_else(|| s.payments().iter().rev().find_map(|p| unpaid_hash(p)))
         } else {
             None
         };

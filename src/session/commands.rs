@@ -221,7 +221,7 @@ impl CheckoutSession {
         let due_minor = crate::money::to_minor_units(terms.due, self.currency.scale())
             .and_then(|m| u128::try_from(m).ok())
             .unwrap_or(0);
-        self.payments.push(Payment {
+        self.payments.push(std::sync::Arc::new(Payment {
             id: terms.payment_id,
             due: terms.due,
             due_minor,
@@ -232,7 +232,7 @@ impl CheckoutSession {
             created: now,
             modified: now,
             expires_at: terms.expires_at,
-        });
+        }));
         events.push(SessionEvent::new(EventType::PaymentCreated, now).payment(terms.payment_id));
         self.touch(now);
         Ok(events)
@@ -308,6 +308,7 @@ impl CheckoutSession {
 
     pub(super) fn expire_due_into(&mut self, now: OffsetDateTime, events: &mut Vec<SessionEvent>) {
         for p in self.payments.iter_mut().filter(|p| p.is_due_to_expire(now)) {
+            let p = std::sync::Arc::make_mut(p);
             p.state = PaymentState::Expired {
                 expired_at: p.expires_at,
             };
@@ -326,6 +327,7 @@ impl CheckoutSession {
         }
         let mut events = self.expire_due(now);
         for p in self.payments.iter_mut().filter(|p| p.state.is_unpaid()) {
+            let p = std::sync::Arc::make_mut(p);
             p.state = PaymentState::Cancelled { cancelled_at: now };
             p.modified = now;
             events.push(SessionEvent::new(EventType::PaymentCancelled, now).payment(p.id));

@@ -292,7 +292,10 @@ impl CheckoutSession {
     /// The payments changed by the session's last change (their `modified` is the
     /// session's): the payment rows a store writes with the commit of that change.
     pub fn changed_payments(&self) -> impl Iterator<Item = &Payment> {
-        self.payments.iter().filter(move |p| p.modified == self.modified)
+        self.payments
+            .iter()
+            .map(|p| &**p)
+            .filter(move |p| p.modified == self.modified)
     }
 
     /// Rebuilds a session from [`storage_json`](Self::storage_json), its payments'
@@ -310,7 +313,9 @@ impl CheckoutSession {
             if wire.checkout_session != session.id {
                 return Err(Error::Json(format!("payment {} belongs to another session", wire.id)));
             }
-            session.payments.push(payment_from_wire(wire, target).map_err(Error::Json)?);
+            session
+                .payments
+                .push(std::sync::Arc::new(payment_from_wire(wire, target).map_err(Error::Json)?));
         }
         // Quotes are issued one after another: creation time, then the time-ordered id.
         session.payments.sort_by_key(|p| (p.created, p.id));
@@ -428,7 +433,7 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
     let payments = w
         .payments
         .into_iter()
-        .map(|p| payment_from_wire(p, target))
+        .map(|p| payment_from_wire(p, target).map(std::sync::Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
     let amount = w.currency.validate_amount(w.amount).map_err(|e| e.to_string())?;
     // The same limits as creation: a stored session outside them cannot be trusted.

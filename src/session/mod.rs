@@ -135,7 +135,9 @@ pub struct CheckoutSession {
     pub(crate) source_id: Option<String>,
     pub(crate) details: Details,
     pub(crate) state: SessionState,
-    pub(crate) payments: Vec<Payment>,
+    /// Shared (`Arc`) so that copying a session, as the service's cache does on every
+    /// change, does not copy every quote's strings; a change copies only what it touches.
+    pub(crate) payments: Vec<std::sync::Arc<Payment>>,
     pub(crate) transfers: HashMap<TransferKey, Transfer>,
     pub(crate) ledger: ledger::Ledger,
     pub(crate) onchain_address: Option<String>,
@@ -252,18 +254,18 @@ impl CheckoutSession {
     }
 
     /// The quotes, oldest first.
-    pub fn payments(&self) -> &[Payment] {
+    pub fn payments(&self) -> &[std::sync::Arc<Payment>] {
         &self.payments
     }
 
     /// The open (unpaid) quote, if any.
     pub fn open_payment(&self) -> Option<&Payment> {
-        self.payments.iter().find(|p| p.state.is_unpaid())
+        self.payments.iter().map(|p| &**p).find(|p| p.state.is_unpaid())
     }
 
     /// The most recent quote.
     pub fn current_payment(&self) -> Option<&Payment> {
-        self.payments.last()
+        self.payments.last().map(|p| &**p)
     }
 
     /// Every transfer recorded, in no particular order (the JSON lists them by first sight).

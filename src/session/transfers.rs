@@ -141,7 +141,7 @@ impl CheckoutSession {
             );
         }
         self.put_transfer(transfer);
-        let payment = &mut self.payments[index];
+        let payment = std::sync::Arc::make_mut(&mut self.payments[index]);
         // Its received amount changed, whatever happens to its status.
         payment.modified = now;
         if payment.state.is_unpaid() && !report.reversed {
@@ -204,6 +204,7 @@ impl CheckoutSession {
             );
         }
         if let Some(p) = self.payments.iter_mut().find(|p| p.id == payment) {
+            let p = std::sync::Arc::make_mut(p);
             p.modified = now;
         }
         self.put_transfer(next);
@@ -231,6 +232,7 @@ impl CheckoutSession {
             // Nothing more is due: a quote still open (funds came in on an older one) ends
             // now, so the customer is not asked to pay twice.
             for p in self.payments.iter_mut().filter(|p| p.state.is_unpaid()) {
+                let p = std::sync::Arc::make_mut(p);
                 p.state = PaymentState::Expired { expired_at: now };
                 p.modified = now;
                 events.push(SessionEvent::new(EventType::PaymentExpired, now).payment(p.id));

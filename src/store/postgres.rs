@@ -642,7 +642,7 @@ impl CommitRows {
         // Payments are rows of their own, so a commit writes only what its change touched
         // and its cost does not grow with the session's history.
         let payments: Vec<_> = if inserting {
-            s.payments().iter().collect()
+            s.payments().iter().map(|p| &**p).collect()
         } else {
             s.changed_payments().collect()
         };

@@ -689,7 +689,7 @@ impl Prepared {
         // Payments are rows of their own: a new session writes all, a change only the ones
         // it touched, so a commit's cost does not grow with the session's history.
         let written: Vec<_> = match commit.expected_version {
-            None => s.payments().iter().collect(),
+            None => s.payments().iter().map(|p| &**p).collect(),
             Some(_) => s.changed_payments().collect(),
         };
         let mut payments = Vec::with_capacity(written.len());
