@@ -138,7 +138,9 @@ pub struct CheckoutSession {
     /// Shared (`Arc`) so that copying a session, as the service's cache does on every
     /// change, does not copy every quote's strings; a change copies only what it touches.
     pub(crate) payments: Vec<std::sync::Arc<Payment>>,
-    pub(crate) transfers: HashMap<TransferKey, Transfer>,
+    /// Shared like the payments: a change copies the map only if a copy of the session
+    /// made before it is still alive.
+    pub(crate) transfers: std::sync::Arc<HashMap<TransferKey, Transfer>>,
     pub(crate) ledger: ledger::Ledger,
     pub(crate) onchain_address: Option<String>,
     pub(crate) link: Option<crate::link::LinkId>,
@@ -310,7 +312,7 @@ impl CheckoutSession {
         let before = self.ledger.sums(id);
         let old = self.transfers.get(&t.key);
         self.ledger.swap(old, &t, self.confirmations);
-        self.transfers.insert(t.key, t);
+        std::sync::Arc::make_mut(&mut self.transfers).insert(t.key, t);
         // Only this payment's credit can have changed: recompute it alone, so the cost of
         // a transfer does not grow with the number of payments.
         let sums = self.ledger.sums(id);
