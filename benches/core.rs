@@ -28,9 +28,19 @@ fn session() -> CheckoutSession {
     let params = SessionParams::new(Decimal::new(2500, 2), usd)
         .payment_methods([PaymentMethod::Lightning, PaymentMethod::Onchain])
         .confirmations(ConfirmationPolicy::ZeroConf);
-    let (mut s, _) = CheckoutSession::create(SessionId::generate(), params, t0()).unwrap_or_else(|e| panic!("{e}"));
-    let rate = ExchangeRate::new(usd, TargetCurrency::Sats, Decimal::from(1_000), "fixed", t0()).unwrap_or_else(|e| panic!("{e}"));
-    let terms = s.next_quote(PaymentId::generate(), rate, t0()).unwrap_or_else(|e| panic!("{e}"));
+    let (mut s, _) = CheckoutSession::create(SessionId::generate(), params, t0())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rate = ExchangeRate::new(
+        usd,
+        TargetCurrency::Sats,
+        Decimal::from(1_000),
+        "fixed",
+        t0(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let terms = s
+        .next_quote(PaymentId::generate(), rate, t0())
+        .unwrap_or_else(|e| panic!("{e}"));
     let request = PaymentRequest {
         lightning: Some(LightningInvoice {
             payment_request: "lnbc1".into(),
@@ -39,10 +49,10 @@ fn session() -> CheckoutSession {
         }),
         onchain_address: Some("bcrt1qbench".into()),
     };
-    s.issue_quote(terms, request, t0()).unwrap_or_else(|e| panic!("{e}"));
+    s.issue_quote(terms, request, t0())
+        .unwrap_or_else(|e| panic!("{e}"));
     s
 }
-
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("core");
@@ -51,7 +61,8 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             session,
             |mut s| {
-                let report = TransferReport::onchain(hash(7), 0, "bcrt1qbench", Sats::new(1_000), 0);
+                let report =
+                    TransferReport::onchain(hash(7), 0, "bcrt1qbench", Sats::new(1_000), 0);
                 black_box(s.record_transfer(report, now).map(|e| e.len()).unwrap_or(0));
                 s
             },
@@ -64,9 +75,15 @@ fn bench(c: &mut Criterion) {
     let payment = session().payments()[0].id();
     g.bench_function("record_transfer_baseline", |b| {
         b.iter_batched(
-            || (HashMap::<TransferKey, Transfer>::new(), Vec::<SessionEvent>::new()),
+            || {
+                (
+                    HashMap::<TransferKey, Transfer>::new(),
+                    Vec::<SessionEvent>::new(),
+                )
+            },
             |(mut map, mut log)| {
-                let report = TransferReport::onchain(hash(7), 0, "bcrt1qbench", Sats::new(1_000), 0);
+                let report =
+                    TransferReport::onchain(hash(7), 0, "bcrt1qbench", Sats::new(1_000), 0);
                 if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(report.key()) {
                     slot.insert(Transfer {
                         key: report.key(),
@@ -79,8 +96,18 @@ fn bench(c: &mut Criterion) {
                         first_seen: now,
                         counted_at: Some(now),
                     });
-                    for t in [EventType::TransferReceived, EventType::PaymentPaid, EventType::CheckoutSessionPaymentPaid] {
-                        log.push(SessionEvent { event_type: t, at: now, payment_id: Some(payment), transfer: Some(report.key()), amount: Some(report.amount()) });
+                    for t in [
+                        EventType::TransferReceived,
+                        EventType::PaymentPaid,
+                        EventType::CheckoutSessionPaymentPaid,
+                    ] {
+                        log.push(SessionEvent {
+                            event_type: t,
+                            at: now,
+                            payment_id: Some(payment),
+                            transfer: Some(report.key()),
+                            amount: Some(report.amount()),
+                        });
                     }
                 }
                 black_box((map, log))
@@ -88,9 +115,7 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    g.bench_function("create_session", |b| {
-        b.iter(|| black_box(session()))
-    });
+    g.bench_function("create_session", |b| b.iter(|| black_box(session())));
     g.bench_function("create_session_baseline", |b| {
         b.iter(|| {
             let mut fields: HashMap<&'static str, String> = HashMap::with_capacity(16);
@@ -98,10 +123,18 @@ fn bench(c: &mut Criterion) {
             fields.insert("amount", Decimal::new(2500, 2).to_string());
             fields.insert("currency", "USD".into());
             fields.insert("payment", PaymentId::generate().to_string());
-            fields.insert("target", (Decimal::new(2500, 2) * Decimal::from(1_000)).ceil().to_string());
+            fields.insert(
+                "target",
+                (Decimal::new(2500, 2) * Decimal::from(1_000))
+                    .ceil()
+                    .to_string(),
+            );
             fields.insert("invoice", "lnbc1".into());
             fields.insert("address", "bcrt1qbench".into());
-            let log = vec![(EventType::CheckoutSessionCreated, t0()), (EventType::PaymentCreated, t0())];
+            let log = vec![
+                (EventType::CheckoutSessionCreated, t0()),
+                (EventType::PaymentCreated, t0()),
+            ];
             black_box((fields, log))
         })
     });

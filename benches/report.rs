@@ -32,7 +32,10 @@ fn human(ns: f64) -> String {
 /// target ratio) ids, and returns false if a target is missed.
 pub fn print_ratios(rows: &[(&str, &str, f64)]) -> bool {
     let mut ok = true;
-    println!("\n{:<44} {:>12} {:>12} {:>8} {:>8}", "operation", "time/op", "baseline", "ratio", "target");
+    println!(
+        "\n{:<44} {:>12} {:>12} {:>8} {:>8}",
+        "operation", "time/op", "baseline", "ratio", "target"
+    );
     for (op, base, target) in rows {
         match (mean_ns(op), mean_ns(base)) {
             (Some(a), Some(b)) if b > 0.0 => {
@@ -41,7 +44,12 @@ pub fn print_ratios(rows: &[(&str, &str, f64)]) -> bool {
                 if ratio > *target {
                     ok = false;
                 }
-                println!("{op:<44} {:>12} {:>12} {ratio:>7.2}x {:>7.2}x {mark}", human(a), human(b), target);
+                println!(
+                    "{op:<44} {:>12} {:>12} {ratio:>7.2}x {:>7.2}x {mark}",
+                    human(a),
+                    human(b),
+                    target
+                );
             }
             _ => println!("{op:<44} (not measured in this run)"),
         }

@@ -7,10 +7,10 @@ use std::hint::black_box;
 use base64::Engine;
 use bitcoin_checkout::Msats;
 use bitcoin_checkout::qr;
+use bitcoin_checkout::request::PaymentRequest;
 use bitcoin_checkout::request::lightning::{Bolt11Signer, InvoiceDescription, Network, SecretKey};
 use bitcoin_checkout::request::onchain::AddressDeriver;
 use bitcoin_checkout::request::unified::UnifiedUri;
-use bitcoin_checkout::request::PaymentRequest;
 use bitcoin_checkout::webhook::{WebhookSecret, sign};
 use criterion::{Criterion, criterion_group};
 use hmac::{KeyInit, Mac};
@@ -24,17 +24,34 @@ mod report;
 const DESCRIPTOR: &str = "wpkh([73c5da0a/84h/1h/0h]tpubDC8msFGeGuwnKG9Upg7DM2b4DaRqg3CUZa5g8v2SRQ6K4NSkxUgd7HsL2XVWbVm39yBA4LAxysQAm397zwQSQoQgewGiYZqrA9DsP4zbQ1M/0/*)";
 
 fn bench(c: &mut Criterion) {
-    let deriver = AddressDeriver::new(DESCRIPTOR, Network::Regtest).unwrap_or_else(|e| panic!("{e}"));
-    let signer = Bolt11Signer::new(SecretKey::from_slice(&[0x42; 32]).unwrap_or_else(|e| panic!("{e}")), Network::Regtest);
-    let now = OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let deriver =
+        AddressDeriver::new(DESCRIPTOR, Network::Regtest).unwrap_or_else(|e| panic!("{e}"));
+    let signer = Bolt11Signer::new(
+        SecretKey::from_slice(&[0x42; 32]).unwrap_or_else(|e| panic!("{e}")),
+        Network::Regtest,
+    );
+    let now =
+        OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let amount = Msats::new(25_000_000);
     let full = |i: u32| -> String {
         let address = deriver.address_at(i).unwrap_or_default();
         let signed = signer
-            .invoice(amount, InvoiceDescription::Direct("Order #1001".into()), now + Duration::minutes(10), now, [7; 32], [9; 32])
+            .invoice(
+                amount,
+                InvoiceDescription::Direct("Order #1001".into()),
+                now + Duration::minutes(10),
+                now,
+                [7; 32],
+                [9; 32],
+            )
             .unwrap_or_else(|e| panic!("{e}"));
-        let request = PaymentRequest { lightning: Some(signed.invoice), onchain_address: Some(address) };
-        let uri = UnifiedUri::from_request(&request, amount).and_then(|u| u.to_uri()).unwrap_or_default();
+        let request = PaymentRequest {
+            lightning: Some(signed.invoice),
+            onchain_address: Some(address),
+        };
+        let uri = UnifiedUri::from_request(&request, amount)
+            .and_then(|u| u.to_uri())
+            .unwrap_or_default();
         qr::render_svg(&uri).unwrap_or_default()
     };
     let uri = {
@@ -42,10 +59,22 @@ fn bench(c: &mut Criterion) {
         assert!(svg.starts_with("<svg"));
         let address = deriver.address_at(0).unwrap_or_default();
         let signed = signer
-            .invoice(amount, InvoiceDescription::Direct("Order #1001".into()), now + Duration::minutes(10), now, [7; 32], [9; 32])
+            .invoice(
+                amount,
+                InvoiceDescription::Direct("Order #1001".into()),
+                now + Duration::minutes(10),
+                now,
+                [7; 32],
+                [9; 32],
+            )
             .unwrap_or_else(|e| panic!("{e}"));
-        let request = PaymentRequest { lightning: Some(signed.invoice), onchain_address: Some(address) };
-        UnifiedUri::from_request(&request, amount).and_then(|u| u.to_uri()).unwrap_or_default()
+        let request = PaymentRequest {
+            lightning: Some(signed.invoice),
+            onchain_address: Some(address),
+        };
+        UnifiedUri::from_request(&request, amount)
+            .and_then(|u| u.to_uri())
+            .unwrap_or_default()
     };
 
     let mut g = c.benchmark_group("request");
@@ -56,11 +85,14 @@ fn bench(c: &mut Criterion) {
             black_box(full(i).len())
         })
     });
-    g.bench_function("qr_svg", |b| b.iter(|| black_box(qr::render_svg(&uri).map(|s| s.len()).unwrap_or(0))));
+    g.bench_function("qr_svg", |b| {
+        b.iter(|| black_box(qr::render_svg(&uri).map(|s| s.len()).unwrap_or(0)))
+    });
     // The same render, straight from the qrcode crate: EC level M, quiet zone, 8 px modules.
     g.bench_function("qr_svg_raw", |b| {
         b.iter(|| {
-            let code = QrCode::with_error_correction_level(uri.as_bytes(), EcLevel::M).unwrap_or_else(|e| panic!("{e}"));
+            let code = QrCode::with_error_correction_level(uri.as_bytes(), EcLevel::M)
+                .unwrap_or_else(|e| panic!("{e}"));
             let svg = code
                 .render::<svg::Color<'_>>()
                 .quiet_zone(true)
@@ -74,18 +106,31 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("webhook");
-    let secret = WebhookSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap_or_else(|e| panic!("{e}"));
-    let key = base64::engine::general_purpose::STANDARD.decode("C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap_or_default();
+    let secret = WebhookSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = base64::engine::general_purpose::STANDARD
+        .decode("C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
+        .unwrap_or_default();
     let body = vec![b'x'; 3_000];
     g.bench_function("sign", |b| {
-        b.iter(|| black_box(sign(&secret, "evt_01a2", 1_767_225_600, &body).map(|s| s.as_str().len()).unwrap_or(0)))
+        b.iter(|| {
+            black_box(
+                sign(&secret, "evt_01a2", 1_767_225_600, &body)
+                    .map(|s| s.as_str().len())
+                    .unwrap_or(0),
+            )
+        })
     });
     g.bench_function("sign_raw_hmac", |b| {
         b.iter(|| {
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap_or_else(|e| panic!("{e}"));
+            let mut mac =
+                hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap_or_else(|e| panic!("{e}"));
             mac.update(b"evt_01a2.1767225600.");
             mac.update(&body);
-            let out = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+            let out = format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+            );
             black_box(out.len())
         })
     });
@@ -98,7 +143,10 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     if let Some(ns) = report::mean_ns("request/full_payment_request") {
-        println!("\nfull payment request (address + invoice + URI + SVG): {:.0} µs", ns / 1_000.0);
+        println!(
+            "\nfull payment request (address + invoice + URI + SVG): {:.0} µs",
+            ns / 1_000.0
+        );
     }
     report::print_ratios(&[
         ("request/qr_svg", "request/qr_svg_raw", 1.2),

@@ -12,8 +12,8 @@ use std::hint::black_box;
 use std::sync::{Arc, Mutex};
 
 use bitcoin_checkout::rates::FixedRates;
-use bitcoin_checkout::request::TestRequestGenerator;
 use bitcoin_checkout::request::Hash32;
+use bitcoin_checkout::request::TestRequestGenerator;
 use bitcoin_checkout::store::{
     Commit, IdempotencyRecord, ListQuery, Page, SqliteStore, Store, StoreError, StoredEvent,
 };
@@ -47,9 +47,15 @@ fn lifecycle<S: Store>(c: &Service<S>) -> Result<(), Error> {
     let s = c.create(SessionParams::new(Decimal::new(2500, 2), usd()), None)?;
     for part in [10_000_000u64, 5_000_000, 0] {
         let current = c.get(s.id())?;
-        let Some(quote) = current.open_payment() else { break };
+        let Some(quote) = current.open_payment() else {
+            break;
+        };
         let hash = TestRequestGenerator::payment_hash(quote.id());
-        let amount = if part == 0 { quote.target_msats() } else { Msats::new(part) };
+        let amount = if part == 0 {
+            quote.target_msats()
+        } else {
+            Msats::new(part)
+        };
         c.record_transfer(TransferReport::lightning(hash, amount))?;
     }
     Ok(())
@@ -67,7 +73,10 @@ impl<S: Store> Store for Recording<S> {
     }
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         self.inner.commit(commit)?;
-        self.commits.lock().map_err(|_| StoreError::Closed)?.push(commit.clone());
+        self.commits
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .push(commit.clone());
         Ok(())
     }
     fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
@@ -85,7 +94,11 @@ impl<S: Store> Store for Recording<S> {
     fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
         self.inner.due(now, limit)
     }
-    fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+    fn events_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.events_after(after, limit)
     }
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
@@ -120,28 +133,53 @@ fn rows_of(commit: &Commit) -> Rows {
         created: s.created().unix_timestamp() * 1000,
         status: s.status().as_str().to_owned(),
         version: i64::try_from(s.version()).unwrap_or(0),
-        expected: commit.expected_version.and_then(|v| i64::try_from(v).ok()).unwrap_or(0),
+        expected: commit
+            .expected_version
+            .and_then(|v| i64::try_from(v).ok())
+            .unwrap_or(0),
         head: s.storage_json(),
         payments: s
             .changed_payments()
-            .map(|p| (p.id().to_string(), s.payment_json(p.id()).unwrap_or_default()))
+            .map(|p| {
+                (
+                    p.id().to_string(),
+                    s.payment_json(p.id()).unwrap_or_default(),
+                )
+            })
             .collect(),
         transfers: commit
             .changed_transfers
             .iter()
             .filter_map(|k| s.transfer(k))
-            .map(|t| (t.key.to_string(), serde_json::to_string(t).unwrap_or_default()))
+            .map(|t| {
+                (
+                    t.key.to_string(),
+                    serde_json::to_string(t).unwrap_or_default(),
+                )
+            })
             .collect(),
         hashes: s
             .payments()
             .iter()
-            .filter_map(|p| p.request().lightning.as_ref().map(|l| l.payment_hash.to_string()))
+            .filter_map(|p| {
+                p.request()
+                    .lightning
+                    .as_ref()
+                    .map(|l| l.payment_hash.to_string())
+            })
             .collect(),
         address: s.onchain_address().map(str::to_owned),
         events: commit
             .events
             .iter()
-            .map(|e| (e.id.to_string(), e.created.unix_timestamp() * 1000, e.event_type.to_string(), e.to_json()))
+            .map(|e| {
+                (
+                    e.id.to_string(),
+                    e.created.unix_timestamp() * 1000,
+                    e.event_type.to_string(),
+                    e.to_json(),
+                )
+            })
             .collect(),
     }
 }
@@ -165,7 +203,11 @@ CREATE INDEX events_by_session ON events (session_id, seq);
 
 /// Writes the rows of one lifecycle with plain statements, one transaction per commit;
 /// `n` makes the keys unique per run.
-fn raw_lifecycle(conn: &mut rusqlite::Connection, lifecycle: &[Rows], n: u64) -> rusqlite::Result<()> {
+fn raw_lifecycle(
+    conn: &mut rusqlite::Connection,
+    lifecycle: &[Rows],
+    n: u64,
+) -> rusqlite::Result<()> {
     let sid = |s: &str| format!("{s}-{n}");
     for r in lifecycle {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -187,12 +229,16 @@ fn raw_lifecycle(conn: &mut rusqlite::Connection, lifecycle: &[Rows], n: u64) ->
                 .execute(rusqlite::params![sid(key), sid(&r.session_id), body])?;
         }
         for h in &r.hashes {
-            tx.prepare_cached("INSERT OR IGNORE INTO payment_hashes (hash, session_id) VALUES (?1, ?2)")?
-                .execute(rusqlite::params![sid(h), sid(&r.session_id)])?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO payment_hashes (hash, session_id) VALUES (?1, ?2)",
+            )?
+            .execute(rusqlite::params![sid(h), sid(&r.session_id)])?;
         }
         if let Some(a) = &r.address {
-            tx.prepare_cached("INSERT OR IGNORE INTO addresses (address, session_id) VALUES (?1, ?2)")?
-                .execute(rusqlite::params![sid(a), sid(&r.session_id)])?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO addresses (address, session_id) VALUES (?1, ?2)",
+            )?
+            .execute(rusqlite::params![sid(a), sid(&r.session_id)])?;
         }
         for (id, created, kind, body) in &r.events {
             tx.prepare_cached("INSERT INTO events (id, session_id, created, event_type, body) VALUES (?1, ?2, ?3, ?4, ?5)")?
@@ -216,7 +262,13 @@ fn session_with_transfers<S: Store>(c: &Service<S>, n: u64, base: u64) -> Result
     let s = c.create(SessionParams::new(Decimal::from(1_000_000), usd()), None)?;
     let address = s.onchain_address().unwrap_or_default().to_owned();
     for i in 0..n {
-        c.record_transfer(TransferReport::onchain(txid(base + i), 0, address.as_str(), Sats::new(1_000), 1))?;
+        c.record_transfer(TransferReport::onchain(
+            txid(base + i),
+            0,
+            address.as_str(),
+            Sats::new(1_000),
+            1,
+        ))?;
     }
     Ok(s.id())
 }
@@ -229,7 +281,9 @@ fn bench_sqlite(c: &mut Criterion) {
         Ok(store) => service(store),
         Err(e) => panic!("cannot open the bench database: {e}"),
     };
-    g.bench_function("lifecycle", |b| b.iter(|| black_box(lifecycle(&svc).is_ok())));
+    g.bench_function("lifecycle", |b| {
+        b.iter(|| black_box(lifecycle(&svc).is_ok()))
+    });
 
     // Capture the rows of one real lifecycle, then write them raw.
     let recording = Recording {
@@ -238,10 +292,17 @@ fn bench_sqlite(c: &mut Criterion) {
     };
     let rec_svc = service(recording);
     lifecycle(&rec_svc).unwrap_or_else(|e| panic!("{e}"));
-    let rows: Vec<Rows> = rec_svc.store().commits.lock().map(|c| c.iter().map(rows_of).collect()).unwrap_or_default();
+    let rows: Vec<Rows> = rec_svc
+        .store()
+        .commits
+        .lock()
+        .map(|c| c.iter().map(rows_of).collect())
+        .unwrap_or_default();
     assert_eq!(rows.len(), 4, "create + three payments");
-    let mut conn = rusqlite::Connection::open(temp_db("raw.sqlite3")).unwrap_or_else(|e| panic!("{e}"));
-    conn.execute_batch(RAW_SCHEMA).unwrap_or_else(|e| panic!("{e}"));
+    let mut conn =
+        rusqlite::Connection::open(temp_db("raw.sqlite3")).unwrap_or_else(|e| panic!("{e}"));
+    conn.execute_batch(RAW_SCHEMA)
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut n = 0u64;
     g.bench_function("lifecycle_raw", |b| {
         b.iter(|| {
@@ -251,7 +312,9 @@ fn bench_sqlite(c: &mut Criterion) {
     });
 
     // Recording the 1st vs the 1000th transfer of a session.
-    let svc = Arc::new(service(SqliteStore::open(temp_db("growth.sqlite3")).unwrap_or_else(|e| panic!("{e}"))));
+    let svc = Arc::new(service(
+        SqliteStore::open(temp_db("growth.sqlite3")).unwrap_or_else(|e| panic!("{e}")),
+    ));
     let mut next = 1_000_000u64;
     g.bench_function("record_1st", |b| {
         b.iter_batched(
@@ -259,7 +322,16 @@ fn bench_sqlite(c: &mut Criterion) {
             |id| {
                 next += 1;
                 let address = TestRequestGenerator::address(id);
-                black_box(svc.record_transfer(TransferReport::onchain(txid(next), 0, address, Sats::new(1_000), 1)).is_ok())
+                black_box(
+                    svc.record_transfer(TransferReport::onchain(
+                        txid(next),
+                        0,
+                        address,
+                        Sats::new(1_000),
+                        1,
+                    ))
+                    .is_ok(),
+                )
             },
             BatchSize::PerIteration,
         )
@@ -269,7 +341,16 @@ fn bench_sqlite(c: &mut Criterion) {
     g.bench_function("record_1000th", |b| {
         b.iter(|| {
             next += 1;
-            black_box(svc.record_transfer(TransferReport::onchain(txid(next), 0, address.as_str(), Sats::new(1_000), 1)).is_ok())
+            black_box(
+                svc.record_transfer(TransferReport::onchain(
+                    txid(next),
+                    0,
+                    address.as_str(),
+                    Sats::new(1_000),
+                    1,
+                ))
+                .is_ok(),
+            )
         })
     });
     g.finish();
@@ -294,7 +375,11 @@ mod pg {
     ";
 
     /// The same rows with plain tokio-postgres statements, one transaction per commit.
-    async fn raw_lifecycle(client: &mut tokio_postgres::Client, lifecycle: &[Rows], n: u64) -> Result<(), tokio_postgres::Error> {
+    async fn raw_lifecycle(
+        client: &mut tokio_postgres::Client,
+        lifecycle: &[Rows],
+        n: u64,
+    ) -> Result<(), tokio_postgres::Error> {
         let sid = |s: &str| format!("{s}-{n}");
         for r in lifecycle {
             let tx = client.transaction().await?;
@@ -325,8 +410,11 @@ mod pg {
                     &[&sid(a), &sid(&r.session_id)]).await?;
             }
             for (id, created, _kind, body) in &r.events {
-                tx.execute("INSERT INTO events (id, session_id, created, body) VALUES ($1, $2, $3, $4)",
-                    &[&sid(id), &sid(&r.session_id), created, body]).await?;
+                tx.execute(
+                    "INSERT INTO events (id, session_id, created, body) VALUES ($1, $2, $3, $4)",
+                    &[&sid(id), &sid(&r.session_id), created, body],
+                )
+                .await?;
             }
             tx.commit().await?;
         }
@@ -335,31 +423,57 @@ mod pg {
 
     pub fn bench(c: &mut Criterion) {
         let Ok(url) = std::env::var("BITCOIN_CHECKOUT_PG") else {
-            println!("PostgreSQL benches not run: set BITCOIN_CHECKOUT_PG (scripts/bench-report starts a server and does)");
+            println!(
+                "PostgreSQL benches not run: set BITCOIN_CHECKOUT_PG (scripts/bench-report starts a server and does)"
+            );
             return;
         };
-        let tag = format!("{}_{}", std::process::id(), OffsetDateTime::now_utc().unix_timestamp());
+        let tag = format!(
+            "{}_{}",
+            std::process::id(),
+            OffsetDateTime::now_utc().unix_timestamp()
+        );
         let store = |name: &str| {
-            PostgresStore::connect_in_schema(&url, &format!("bench_{name}_{tag}"), 4).unwrap_or_else(|e| panic!("{e}"))
+            PostgresStore::connect_in_schema(&url, &format!("bench_{name}_{tag}"), 4)
+                .unwrap_or_else(|e| panic!("{e}"))
         };
         let mut g = c.benchmark_group("pg");
         g.sample_size(20);
         let svc = service(store("service"));
-        g.bench_function("lifecycle", |b| b.iter(|| black_box(lifecycle(&svc).is_ok())));
+        g.bench_function("lifecycle", |b| {
+            b.iter(|| black_box(lifecycle(&svc).is_ok()))
+        });
 
-        let recording = Recording { inner: store("capture"), commits: Mutex::new(Vec::new()) };
+        let recording = Recording {
+            inner: store("capture"),
+            commits: Mutex::new(Vec::new()),
+        };
         let rec_svc = service(recording);
         lifecycle(&rec_svc).unwrap_or_else(|e| panic!("{e}"));
-        let rows: Vec<Rows> = rec_svc.store().commits.lock().map(|c| c.iter().map(rows_of).collect()).unwrap_or_default();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-        let mut client = rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-            tokio::spawn(conn);
-            let schema = format!("bench_raw_{tag}");
-            client.batch_execute(&format!("CREATE SCHEMA {schema}; SET search_path TO {schema};")).await?;
-            client.batch_execute(RAW_SCHEMA).await?;
-            Ok::<_, tokio_postgres::Error>(client)
-        }).unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<Rows> = rec_svc
+            .store()
+            .commits
+            .lock()
+            .map(|c| c.iter().map(rows_of).collect())
+            .unwrap_or_default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut client = rt
+            .block_on(async {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                let schema = format!("bench_raw_{tag}");
+                client
+                    .batch_execute(&format!(
+                        "CREATE SCHEMA {schema}; SET search_path TO {schema};"
+                    ))
+                    .await?;
+                client.batch_execute(RAW_SCHEMA).await?;
+                Ok::<_, tokio_postgres::Error>(client)
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut n = 0u64;
         g.bench_function("lifecycle_raw", |b| {
             b.iter(|| {
@@ -376,7 +490,16 @@ mod pg {
                 |id| {
                     next += 1;
                     let address = TestRequestGenerator::address(id);
-                    black_box(svc.record_transfer(TransferReport::onchain(txid(next), 0, address, Sats::new(1_000), 1)).is_ok())
+                    black_box(
+                        svc.record_transfer(TransferReport::onchain(
+                            txid(next),
+                            0,
+                            address,
+                            Sats::new(1_000),
+                            1,
+                        ))
+                        .is_ok(),
+                    )
                 },
                 BatchSize::PerIteration,
             )
@@ -386,7 +509,16 @@ mod pg {
         g.bench_function("record_1000th", |b| {
             b.iter(|| {
                 next += 1;
-                black_box(svc.record_transfer(TransferReport::onchain(txid(next), 0, address.as_str(), Sats::new(1_000), 1)).is_ok())
+                black_box(
+                    svc.record_transfer(TransferReport::onchain(
+                        txid(next),
+                        0,
+                        address.as_str(),
+                        Sats::new(1_000),
+                        1,
+                    ))
+                    .is_ok(),
+                )
             })
         });
         g.finish();

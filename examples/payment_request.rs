@@ -35,15 +35,15 @@ use std::str::FromStr;
 use bitcoin::secp256k1::SecretKey;
 use bitcoin_checkout::Checkout;
 use bitcoin_checkout::money::{Currency, TargetCurrency};
-use bitcoin_checkout::rates::FixedRates;
-use bitcoin_checkout::session::SessionParams;
-use bitcoin_checkout::store::MemoryStore;
 use bitcoin_checkout::qr;
+use bitcoin_checkout::rates::FixedRates;
+use bitcoin_checkout::request::RequestError;
 use bitcoin_checkout::request::lightning::{Bolt11Signer, OfflineInvoices};
 use bitcoin_checkout::request::onchain::{AddressDeriver, DerivedAddresses, Network};
-use bitcoin_checkout::request::{MemoryAddressIndex, RequestGenerator};
 use bitcoin_checkout::request::unified::UnifiedUri;
-use bitcoin_checkout::request::RequestError;
+use bitcoin_checkout::request::{MemoryAddressIndex, RequestGenerator};
+use bitcoin_checkout::session::SessionParams;
+use bitcoin_checkout::store::MemoryStore;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
@@ -169,7 +169,11 @@ fn run(args: Vec<String>) -> Result<(), AppError> {
     let params = SessionParams::new(options.amount, options.currency)
         .target_currency(TargetCurrency::Btc)
         .ttl_secs(QUOTE_TTL.whole_seconds())
-        .statement_descriptor(format!("{} {} (demo)", options.amount, options.currency.code()));
+        .statement_descriptor(format!(
+            "{} {} (demo)",
+            options.amount,
+            options.currency.code()
+        ));
     let session = checkout.create(params, None)?;
     let payment = session
         .open_payment()

@@ -26,7 +26,10 @@ use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let dir = std::env::temp_dir().join(format!("bitcoin-checkout-quickstart-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "bitcoin-checkout-quickstart-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("checkout.sqlite3");
     println!("database: {}", db.display());
@@ -35,18 +38,29 @@ fn main() -> Result<(), Box<dyn Error>> {
     let rates = FixedRates::new().with(usd, TargetCurrency::Sats, Decimal::from(1_000));
     // A clock we move by hand, so the demo shows time passing without waiting.
     let clock = ManualClock::new(OffsetDateTime::now_utc());
-    let checkout = Checkout::new(SqliteStore::open(&db)?, rates, TestRequestGenerator).with_clock(&clock);
+    let checkout =
+        Checkout::new(SqliteStore::open(&db)?, rates, TestRequestGenerator).with_clock(&clock);
 
     let params = SessionParams::new(Decimal::new(2500, 2), usd)
         .payment_methods([PaymentMethod::Lightning, PaymentMethod::Onchain])
         .description("Order #1001")
         .success_message("Thank you for your order!");
     let session = checkout.create(params, Some("order-1001"))?;
-    println!("\ncreated {} for {} {}", session.id(), session.amount(), session.currency());
+    println!(
+        "\ncreated {} for {} {}",
+        session.id(),
+        session.amount(),
+        session.currency()
+    );
 
     if let Some(quote) = session.open_payment() {
         let uri = UnifiedUri::from_request(quote.request(), quote.target_msats())?.to_uri()?;
-        println!("pay {} sats (quote {} expires {}):\n{uri}", quote.target().get(), quote.id(), quote.expires_at());
+        println!(
+            "pay {} sats (quote {} expires {}):\n{uri}",
+            quote.target().get(),
+            quote.id(),
+            quote.expires_at()
+        );
         println!("{}", qr::render_terminal(&uri)?);
     }
 
@@ -54,15 +68,22 @@ fn main() -> Result<(), Box<dyn Error>> {
     for step in 0..3 {
         clock.advance(Duration::seconds(40));
         let current = checkout.get(session.id())?;
-        let Some(quote) = current.open_payment() else { break };
+        let Some(quote) = current.open_payment() else {
+            break;
+        };
         let report = match step {
             0 => {
                 let invoice = quote.request().lightning.as_ref().ok_or("no invoice")?;
                 TransferReport::lightning(invoice.payment_hash, Msats::new(10_000_000))
             }
             1 => {
-                let address = quote.request().onchain_address.clone().ok_or("no address")?;
-                let txid = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b".parse()?;
+                let address = quote
+                    .request()
+                    .onchain_address
+                    .clone()
+                    .ok_or("no address")?;
+                let txid =
+                    "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b".parse()?;
                 TransferReport::onchain(txid, 0, address, bitcoin_checkout::Sats::new(5_000), 1)
             }
             _ => {
@@ -70,15 +91,28 @@ fn main() -> Result<(), Box<dyn Error>> {
                 TransferReport::lightning(invoice.payment_hash, quote.target_msats())
             }
         };
-        println!("\nquote {}: {} USD due as {} sats; received {}", quote.id(), quote.due(), quote.target().get(), report.amount());
+        println!(
+            "\nquote {}: {} USD due as {} sats; received {}",
+            quote.id(),
+            quote.due(),
+            quote.target().get(),
+            report.amount()
+        );
         let after = checkout.record_transfer(report)?;
-        println!("  -> session {}, amount paid {} USD", after.status().as_str(), after.totals().amount_paid);
+        println!(
+            "  -> session {}, amount paid {} USD",
+            after.status().as_str(),
+            after.totals().amount_paid
+        );
     }
 
     println!("\ntimeline of {}:", session.id());
     let timeline = checkout.timeline(session.id())?;
     for stored in &timeline {
-        println!("  #{:<3} {}  {}", stored.seq, stored.event.created, stored.event.event_type);
+        println!(
+            "  #{:<3} {}  {}",
+            stored.seq, stored.event.created, stored.event.event_type
+        );
     }
 
     // What a webhook endpoint receives: the event JSON, signed (demo secret).
@@ -87,7 +121,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     for stored in timeline.iter().rev().take(2).rev() {
         let body = stored.event.to_json();
         let id = stored.event.id.to_string();
-        let headers = SignatureHeader::new(&secret, &id, clock_now(&clock), body.as_bytes())?.into_headers();
+        let headers =
+            SignatureHeader::new(&secret, &id, clock_now(&clock), body.as_bytes())?.into_headers();
         println!("POST /webhooks");
         for (name, value) in headers.pairs() {
             println!("{name}: {value}");

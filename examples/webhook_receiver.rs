@@ -22,7 +22,9 @@ use bitcoin_checkout::store::MemoryStore;
 use bitcoin_checkout::webhook::{
     Dispatcher, Endpoint, SendOutcome, Verifier, VerifyError, WebhookSecret, WebhookSender,
 };
-use bitcoin_checkout::{Checkout, Currency, Event, EventType, SessionParams, TargetCurrency, TransferReport};
+use bitcoin_checkout::{
+    Checkout, Currency, Event, EventType, SessionParams, TargetCurrency, TransferReport,
+};
 use rust_decimal::Decimal;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -45,11 +47,16 @@ async fn receive(
     if let Err(e) = verified {
         eprintln!("receiver: rejected ({e})");
         return match e {
-            VerifyError::MissingHeader { .. } | VerifyError::InvalidTimestamp => StatusCode::BAD_REQUEST,
+            VerifyError::MissingHeader { .. } | VerifyError::InvalidTimestamp => {
+                StatusCode::BAD_REQUEST
+            }
             _ => StatusCode::UNAUTHORIZED,
         };
     }
-    let Ok(event) = std::str::from_utf8(&body).map_err(|_| ()).and_then(|b| Event::from_json(b).map_err(|_| ())) else {
+    let Ok(event) = std::str::from_utf8(&body)
+        .map_err(|_| ())
+        .and_then(|b| Event::from_json(b).map_err(|_| ()))
+    else {
         return StatusCode::BAD_REQUEST;
     };
     println!("receiver: {} {}", event.event_type, event.id);
@@ -103,17 +110,32 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .build()
         .new_agent();
     let dispatcher = Dispatcher::new(Arc::clone(&store), Ureq(agent), SystemClock);
-    dispatcher.add_endpoint(&Endpoint::new(url.as_str(), secret, OffsetDateTime::now_utc() - time::Duration::seconds(1))?)?;
+    dispatcher.add_endpoint(&Endpoint::new(
+        url.as_str(),
+        secret,
+        OffsetDateTime::now_utc() - time::Duration::seconds(1),
+    )?)?;
 
     // A customer pays; the dispatcher delivers (on a blocking thread: ureq is synchronous).
     let session = checkout.create(SessionParams::new(Decimal::new(500, 2), usd), None)?;
     let quote = session.open_payment().ok_or("no quote")?;
-    let hash = quote.request().lightning.as_ref().ok_or("no invoice")?.payment_hash;
+    let hash = quote
+        .request()
+        .lightning
+        .as_ref()
+        .ok_or("no invoice")?
+        .payment_hash;
     checkout.record_transfer(TransferReport::lightning(hash, quote.target().to_msats()))?;
     let report = tokio::task::spawn_blocking(move || dispatcher.run_once()).await??;
-    println!("dispatcher: {} delivered, {} to retry", report.delivered, report.retried);
+    println!(
+        "dispatcher: {} delivered, {} to retry",
+        report.delivered, report.retried
+    );
 
-    let paid = fulfilled.recv().await.ok_or("checkout_session.paid never arrived")?;
+    let paid = fulfilled
+        .recv()
+        .await
+        .ok_or("checkout_session.paid never arrived")?;
     println!("order for {paid} fulfilled");
     Ok(())
 }

@@ -143,7 +143,11 @@ pub struct SessionEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<TransferKey>,
     /// The amount concerned (transfer amount, or the flagged amount), if any.
-    #[serde(default, rename = "amount_msat", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "amount_msat",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub amount: Option<Msats>,
 }
 

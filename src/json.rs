@@ -129,7 +129,9 @@ pub mod millis_option {
     }
 
     /// Reads Unix milliseconds or `null`.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<OffsetDateTime>, D::Error> {
         match Option::<i64>::deserialize(d)? {
             Some(ms) => super::millis::from_millis(ms)
                 .map(Some)

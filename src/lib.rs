@@ -24,14 +24,16 @@ pub mod webhook;
 
 pub use error::Error;
 pub use event::{Event, EventType, SessionEvent};
-pub use service::Checkout;
 pub use id::{CheckoutLinkId, EndpointId, EventId, PaymentId, PaymentLinkId, SessionId};
 pub use metadata::{Metadata, MetadataPatch, MetadataValue};
 pub use money::{Currency, ExchangeRate, Msats, Sats, TargetCurrency};
 pub use payment::{Payment, PaymentState, PaymentStatus};
 pub use request::{LightningInvoice, PaymentHash, PaymentRequest};
+pub use service::Checkout;
 pub use session::{
     Branding, CheckoutSession, Flag, FlagKind, QuoteTerms, SessionParams, SessionState,
     SessionStatus, SessionUpdate, Totals,
 };
-pub use transfer::{Arrival, ConfirmationPolicy, PaymentMethod, Transfer, TransferKey, TransferReport};
+pub use transfer::{
+    Arrival, ConfirmationPolicy, PaymentMethod, Transfer, TransferKey, TransferReport,
+};

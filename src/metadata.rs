@@ -92,7 +92,9 @@ fn parse_value(text: &str) -> Result<Option<MetadataValue>, String> {
         Some(b'f') if text == "false" => Ok(Some(MetadataValue::Bool(false))),
         Some(b'n') if text == "null" => Ok(None),
         Some(b'-' | b'0'..=b'9') => Ok(Some(MetadataValue::Number(text.to_owned()))),
-        Some(b'{' | b'[') => Err("metadata values must be strings, numbers or booleans, not nested".into()),
+        Some(b'{' | b'[') => {
+            Err("metadata values must be strings, numbers or booleans, not nested".into())
+        }
         _ => Err("invalid metadata value".into()),
     }
 }
@@ -153,10 +155,14 @@ impl Metadata {
                 return Err(Error::InvalidMetadata("keys must be 1 to 40 characters"));
             }
             if k.chars().any(char::is_control) {
-                return Err(Error::InvalidMetadata("keys may not contain control characters"));
+                return Err(Error::InvalidMetadata(
+                    "keys may not contain control characters",
+                ));
             }
             if v.char_len() > MAX_VALUE_CHARS {
-                return Err(Error::InvalidMetadata("values must be at most 500 characters"));
+                return Err(Error::InvalidMetadata(
+                    "values must be at most 500 characters",
+                ));
             }
         }
         Ok(())

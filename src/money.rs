@@ -36,12 +36,16 @@ pub const SATS_PER_BTC: u64 = 100_000_000;
 pub const MAX_MONEY_SATS: u64 = 21_000_000 * SATS_PER_BTC;
 
 /// An amount of millisatoshis (1/1000 sat), the unit Lightning settles in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Msats(u64);
 
 /// An amount of whole satoshis, the unit on-chain outputs carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Sats(u64);
 
@@ -421,5 +425,9 @@ pub(crate) fn mul_div_ceil(a: u128, b: u128, c: u128) -> Option<u128> {
     // The result is exact iff floor × c == a × b; a×b may overflow, so compare the
     // remainder instead: a×b = (a/c)×b×c + (a%c)×b, whose remainder by c is (a%c)×b mod c.
     let remainder = (a % c).checked_mul(b)? % c;
-    if remainder == 0 { Some(floor) } else { floor.checked_add(1) }
+    if remainder == 0 {
+        Some(floor)
+    } else {
+        floor.checked_add(1)
+    }
 }

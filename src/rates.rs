@@ -14,24 +14,43 @@ use crate::money::{Currency, ExchangeRate, TargetCurrency};
 /// Gives the rate for a currency pair.
 pub trait RateSource: Send + Sync {
     /// The current rate for `base → target`, as known at `now`.
-    fn rate(&self, base: Currency, target: TargetCurrency, now: OffsetDateTime)
-    -> Result<ExchangeRate, Error>;
+    fn rate(
+        &self,
+        base: Currency,
+        target: TargetCurrency,
+        now: OffsetDateTime,
+    ) -> Result<ExchangeRate, Error>;
 }
 
 impl<T: RateSource + ?Sized> RateSource for &T {
-    fn rate(&self, b: Currency, t: TargetCurrency, now: OffsetDateTime) -> Result<ExchangeRate, Error> {
+    fn rate(
+        &self,
+        b: Currency,
+        t: TargetCurrency,
+        now: OffsetDateTime,
+    ) -> Result<ExchangeRate, Error> {
         (**self).rate(b, t, now)
     }
 }
 
 impl<T: RateSource + ?Sized> RateSource for std::sync::Arc<T> {
-    fn rate(&self, b: Currency, t: TargetCurrency, now: OffsetDateTime) -> Result<ExchangeRate, Error> {
+    fn rate(
+        &self,
+        b: Currency,
+        t: TargetCurrency,
+        now: OffsetDateTime,
+    ) -> Result<ExchangeRate, Error> {
         (**self).rate(b, t, now)
     }
 }
 
 impl<T: RateSource + ?Sized> RateSource for Box<T> {
-    fn rate(&self, b: Currency, t: TargetCurrency, now: OffsetDateTime) -> Result<ExchangeRate, Error> {
+    fn rate(
+        &self,
+        b: Currency,
+        t: TargetCurrency,
+        now: OffsetDateTime,
+    ) -> Result<ExchangeRate, Error> {
         (**self).rate(b, t, now)
     }
 }
@@ -65,15 +84,24 @@ impl FixedRates {
 }
 
 impl RateSource for FixedRates {
-    fn rate(&self, base: Currency, target: TargetCurrency, now: OffsetDateTime) -> Result<ExchangeRate, Error> {
+    fn rate(
+        &self,
+        base: Currency,
+        target: TargetCurrency,
+        now: OffsetDateTime,
+    ) -> Result<ExchangeRate, Error> {
         let same = |b: Currency, t: TargetCurrency| b == base && t == target;
         if let Some((_, _, r)) = self.rates.iter().find(|(b, t, _)| same(*b, *t)) {
             return ExchangeRate::new(base, target, *r, "fixed", now);
         }
         // Bitcoin-denominated prices need no market rate.
         let identity = match (base, target) {
-            (Currency::Sats, TargetCurrency::Sats) | (Currency::Btc, TargetCurrency::Btc) => Some(Decimal::ONE),
-            (Currency::Btc, TargetCurrency::Sats) => Some(Decimal::from(crate::money::SATS_PER_BTC)),
+            (Currency::Sats, TargetCurrency::Sats) | (Currency::Btc, TargetCurrency::Btc) => {
+                Some(Decimal::ONE)
+            }
+            (Currency::Btc, TargetCurrency::Sats) => {
+                Some(Decimal::from(crate::money::SATS_PER_BTC))
+            }
             (Currency::Sats, TargetCurrency::Btc) => Some(Decimal::new(1, 8)),
             _ => None,
         };
@@ -110,7 +138,12 @@ impl std::fmt::Debug for FallbackRates {
 }
 
 impl RateSource for FallbackRates {
-    fn rate(&self, base: Currency, target: TargetCurrency, now: OffsetDateTime) -> Result<ExchangeRate, Error> {
+    fn rate(
+        &self,
+        base: Currency,
+        target: TargetCurrency,
+        now: OffsetDateTime,
+    ) -> Result<ExchangeRate, Error> {
         let mut last = unavailable(base, target);
         for s in &self.sources {
             match s.rate(base, target, now) {
@@ -137,7 +170,12 @@ impl<R> MaxAge<R> {
 }
 
 impl<R: RateSource> RateSource for MaxAge<R> {
-    fn rate(&self, base: Currency, target: TargetCurrency, now: OffsetDateTime) -> Result<ExchangeRate, Error> {
+    fn rate(
+        &self,
+        base: Currency,
+        target: TargetCurrency,
+        now: OffsetDateTime,
+    ) -> Result<ExchangeRate, Error> {
         let r = self.inner.rate(base, target, now)?;
         let age = now - r.fetched_at();
         if age.abs() > self.max_age {
@@ -170,10 +208,21 @@ impl<R> Spread<R> {
 }
 
 impl<R: RateSource> RateSource for Spread<R> {
-    fn rate(&self, base: Currency, target: TargetCurrency, now: OffsetDateTime) -> Result<ExchangeRate, Error> {
+    fn rate(
+        &self,
+        base: Currency,
+        target: TargetCurrency,
+        now: OffsetDateTime,
+    ) -> Result<ExchangeRate, Error> {
         let r = self.inner.rate(base, target, now)?;
         let factor = Decimal::ONE + self.percent / Decimal::ONE_HUNDRED;
         let spread = r.rate().checked_mul(factor).ok_or(Error::InvalidRate)?;
-        ExchangeRate::new(base, target, spread, format!("{}+{}%", r.source(), self.percent), r.fetched_at())
+        ExchangeRate::new(
+            base,
+            target,
+            spread,
+            format!("{}+{}%", r.source(), self.percent),
+            r.fetched_at(),
+        )
     }
 }

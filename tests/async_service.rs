@@ -13,7 +13,11 @@ use common::*;
 #[tokio::test(flavor = "current_thread")]
 async fn async_checkout_runs_on_a_single_threaded_runtime() {
     let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, dec("1000"));
-    let checkout = AsyncCheckout::new(Checkout::new(MemoryStore::new(), rates, TestRequestGenerator));
+    let checkout = AsyncCheckout::new(Checkout::new(
+        MemoryStore::new(),
+        rates,
+        TestRequestGenerator,
+    ));
     let s = checkout
         .create(SessionParams::new(dec("1.00"), usd()), Some("k".into()))
         .await
@@ -23,7 +27,10 @@ async fn async_checkout_runs_on_a_single_threaded_runtime() {
         .map(|_| {
             let c = checkout.clone();
             let hash = TestRequestGenerator::payment_hash(quote.id());
-            tokio::spawn(async move { c.record_transfer(TransferReport::lightning(hash, Msats::new(1_000_000))).await })
+            tokio::spawn(async move {
+                c.record_transfer(TransferReport::lightning(hash, Msats::new(1_000_000)))
+                    .await
+            })
         })
         .collect();
     for t in tasks {

@@ -460,10 +460,9 @@ fn timestamps_are_unix_milliseconds() {
     let req = request_for(&s, &terms, 1);
     s.issue_quote(terms, req, later).expect("issue");
     assert_eq!(s.modified(), t0() + Duration::milliseconds(1_239));
-    assert!(
-        s.to_json()
-            .contains(r#""created":1767225601239,"modified":1767225601239,"expires_at":1767226201239"#)
-    );
+    assert!(s.to_json().contains(
+        r#""created":1767225601239,"modified":1767225601239,"expires_at":1767226201239"#
+    ));
     assert_reads_back(&s);
 }
 
@@ -523,7 +522,9 @@ fn pretty_only_adds_whitespace() {
 fn storage_rows_rebuild_the_session_and_changes_name_their_payments() {
     let (mut s, _) = session_with(SessionParams::new(dec("30.00"), usd()));
     let write = |s: &CheckoutSession| -> Vec<String> {
-        s.changed_payments().map(|p| s.payment_json(p.id()).expect("json")).collect()
+        s.changed_payments()
+            .map(|p| s.payment_json(p.id()).expect("json"))
+            .collect()
     };
     let mut rows: std::collections::BTreeMap<PaymentId, String> = std::collections::BTreeMap::new();
     let mut save = |s: &CheckoutSession| {
@@ -534,20 +535,37 @@ fn storage_rows_rebuild_the_session_and_changes_name_their_payments() {
     };
     save(&s);
     assert_eq!(write(&s).len(), 1, "the new quote");
-    s.record_transfer(TransferReport::lightning(hash(1), Msats::new(10_000_000)), at(10)).expect("partial");
+    s.record_transfer(
+        TransferReport::lightning(hash(1), Msats::new(10_000_000)),
+        at(10),
+    )
+    .expect("partial");
     assert_eq!(s.changed_payments().count(), 1, "the paid quote");
     save(&s);
     quote(&mut s, 2, "1000", at(11));
-    assert_eq!(s.changed_payments().map(|p| p.id()).collect::<Vec<_>>(), [pid(2)]);
+    assert_eq!(
+        s.changed_payments().map(|p| p.id()).collect::<Vec<_>>(),
+        [pid(2)]
+    );
     save(&s);
-    s.record_transfer(TransferReport::onchain(txid(1), 0, ADDRESS, Sats::new(20_000), 1), at(20)).expect("rest");
+    s.record_transfer(
+        TransferReport::onchain(txid(1), 0, ADDRESS, Sats::new(20_000), 1),
+        at(20),
+    )
+    .expect("rest");
     let rows = save(&s);
     let transfers: Vec<Transfer> = s.transfers().cloned().collect();
-    let back = CheckoutSession::from_storage(&s.storage_json(), rows.values(), transfers).expect("rebuilt");
+    let back = CheckoutSession::from_storage(&s.storage_json(), rows.values(), transfers)
+        .expect("rebuilt");
     assert_eq!(back, s);
     assert_eq!(back.status(), SessionStatus::Paid);
     // The storage row itself carries no payment or transfer list.
-    assert!(s.storage_json().contains(r#""payments":[],"payments_count":2"#), "{}", s.storage_json());
+    assert!(
+        s.storage_json()
+            .contains(r#""payments":[],"payments_count":2"#),
+        "{}",
+        s.storage_json()
+    );
     // Event payloads list only the newest payments.
     assert!(s.event_json().len() < s.head_json().len() + 1);
 }

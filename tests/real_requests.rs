@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
-use bitcoin_checkout::request::lightning::{Bolt11Signer, OfflineInvoices, SecretKey, SignedInvoice, parse_invoice};
+use bitcoin_checkout::request::lightning::{
+    Bolt11Signer, OfflineInvoices, SecretKey, SignedInvoice, parse_invoice,
+};
 use bitcoin_checkout::request::onchain::{AddressDeriver, DerivedAddresses, Network};
 use bitcoin_checkout::request::{MemoryAddressIndex, RequestGenerator, unified::UnifiedUri};
 use bitcoin_checkout::store::MemoryStore;
@@ -23,7 +25,11 @@ type Kept = Arc<Mutex<Vec<SignedInvoice>>>;
 type Generator = RequestGenerator<OfflineInvoices, DerivedAddresses<MemoryAddressIndex>>;
 type Service = Checkout<MemoryStore, FixedRates, Generator, Arc<ManualClock>>;
 
-fn checkout() -> (impl Fn(SessionParams) -> CheckoutSession, Arc<Service>, Kept) {
+fn checkout() -> (
+    impl Fn(SessionParams) -> CheckoutSession,
+    Arc<Service>,
+    Kept,
+) {
     let key = SecretKey::from_slice(&[0x42; 32]).expect("key");
     let counter = Arc::new(Mutex::new(0u8));
     let entropy = move || {
@@ -40,7 +46,11 @@ fn checkout() -> (impl Fn(SessionParams) -> CheckoutSession, Arc<Service>, Kept)
         }
     };
     let generator = RequestGenerator::new()
-        .lightning(OfflineInvoices::new(Bolt11Signer::new(key, Network::Regtest), entropy, keep))
+        .lightning(OfflineInvoices::new(
+            Bolt11Signer::new(key, Network::Regtest),
+            entropy,
+            keep,
+        ))
         .onchain(DerivedAddresses::new(
             AddressDeriver::new(TPUB, Network::Regtest).expect("descriptor"),
             MemoryAddressIndex::new(),
@@ -68,15 +78,24 @@ fn invoices_match_their_quotes_and_payments_find_their_session() {
     assert_eq!(parsed.payment_hash, invoice.payment_hash);
     assert!(invoice.expires_at <= quote.expires_at());
     assert_eq!(parsed.expiry_secs, 600);
-    assert_eq!(kept.lock().expect("kept")[0].preimage.payment_hash(), invoice.payment_hash);
+    assert_eq!(
+        kept.lock().expect("kept")[0].preimage.payment_hash(),
+        invoice.payment_hash
+    );
 
-    let uri = UnifiedUri::from_request(quote.request(), quote.target_msats()).expect("uri").to_uri().expect("uri");
+    let uri = UnifiedUri::from_request(quote.request(), quote.target_msats())
+        .expect("uri")
+        .to_uri()
+        .expect("uri");
     assert!(uri.starts_with("bitcoin:BCRT1"), "{uri}");
     assert!(uri.contains("amount=0.00018517"), "{uri}");
     assert!(uri.contains("&lightning=LNBCRT"), "{uri}");
 
     let paid = c
-        .record_transfer(TransferReport::lightning(invoice.payment_hash, quote.target_msats()))
+        .record_transfer(TransferReport::lightning(
+            invoice.payment_hash,
+            quote.target_msats(),
+        ))
         .expect("recorded");
     assert_eq!(paid.status(), SessionStatus::Paid);
 }
@@ -86,21 +105,37 @@ fn each_session_gets_its_own_address_and_quotes_share_it() {
     let (create, c, _) = checkout();
     let a = create(SessionParams::new(dec("1.00"), usd()));
     let b = create(SessionParams::new(dec("2.00"), usd()));
-    let (addr_a, addr_b) = (a.onchain_address().expect("a"), b.onchain_address().expect("b"));
+    let (addr_a, addr_b) = (
+        a.onchain_address().expect("a"),
+        b.onchain_address().expect("b"),
+    );
     assert_ne!(addr_a, addr_b);
     // Receive addresses 0 and 1 of the BIP84 test account ("abandon … about", m/84'/1'/0'),
     // whose testnet forms are tb1q6rz28mcfaxtmd6v789l9rrlrusdprr9pqcpvkl and
     // tb1qd7spv5q28348xl4myc8zmh983w5jx32cs707jh: same witness programs, regtest prefix.
     assert_eq!(addr_a, "bcrt1q6rz28mcfaxtmd6v789l9rrlrusdprr9pz3cppk");
-    assert!(addr_b.starts_with("bcrt1qd7spv5q28348xl4myc8zmh983w5jx32c"), "{addr_b}");
+    assert!(
+        addr_b.starts_with("bcrt1qd7spv5q28348xl4myc8zmh983w5jx32c"),
+        "{addr_b}"
+    );
     // A partial on-chain payment, then the rest to the same address on the next quote.
     let half = TransferReport::onchain(txid(1), 0, addr_a, Sats::new(750), 1);
     let s = c.record_transfer(half).expect("recorded");
     let next = s.open_payment().expect("re-quoted");
     assert_eq!(next.request().onchain_address.as_deref(), Some(addr_a));
-    assert_ne!(next.request().lightning.as_ref().map(|l| l.payment_hash), s.payments()[0].request().lightning.as_ref().map(|l| l.payment_hash));
+    assert_ne!(
+        next.request().lightning.as_ref().map(|l| l.payment_hash),
+        s.payments()[0]
+            .request()
+            .lightning
+            .as_ref()
+            .map(|l| l.payment_hash)
+    );
     let rest = TransferReport::onchain(txid(2), 1, addr_a, next.target(), 1);
-    assert_eq!(c.record_transfer(rest).expect("recorded").status(), SessionStatus::Paid);
+    assert_eq!(
+        c.record_transfer(rest).expect("recorded").status(),
+        SessionStatus::Paid
+    );
 }
 
 #[test]

@@ -21,7 +21,8 @@ type Service<R> = Checkout<Arc<MemoryStore>, R, TestRequestGenerator, Arc<Manual
 fn service<R: RateSource>(rates: R) -> (Service<R>, Arc<ManualClock>, Arc<MemoryStore>) {
     let clock = Arc::new(ManualClock::new(t0()));
     let store = Arc::new(MemoryStore::new());
-    let c = Checkout::new(Arc::clone(&store), rates, TestRequestGenerator).with_clock(Arc::clone(&clock));
+    let c = Checkout::new(Arc::clone(&store), rates, TestRequestGenerator)
+        .with_clock(Arc::clone(&clock));
     (c, clock, store)
 }
 
@@ -32,17 +33,31 @@ fn params() -> SessionParams {
 fn pay(c: &Service<impl RateSource>, id: SessionId, msats: u64) -> CheckoutSession {
     let s = c.get(id).expect("session");
     let quote = s.open_payment().expect("open quote");
-    c.record_transfer(TransferReport::lightning(TestRequestGenerator::payment_hash(quote.id()), Msats::new(msats)))
-        .expect("recorded")
+    c.record_transfer(TransferReport::lightning(
+        TestRequestGenerator::payment_hash(quote.id()),
+        Msats::new(msats),
+    ))
+    .expect("recorded")
 }
 
 #[test]
 fn create_issues_the_first_quote_and_commits_its_events() {
     let (c, _, _) = service(rates());
     let s = c.create(params(), None).expect("created");
-    assert_eq!(s.open_payment().map(|p| p.target()), Some(Sats::new(25_000)));
-    let events: Vec<_> = c.timeline(s.id()).expect("timeline").into_iter().map(|e| e.event.event_type).collect();
-    assert_eq!(events, [EventType::CheckoutSessionCreated, EventType::PaymentCreated]);
+    assert_eq!(
+        s.open_payment().map(|p| p.target()),
+        Some(Sats::new(25_000))
+    );
+    let events: Vec<_> = c
+        .timeline(s.id())
+        .expect("timeline")
+        .into_iter()
+        .map(|e| e.event.event_type)
+        .collect();
+    assert_eq!(
+        events,
+        [EventType::CheckoutSessionCreated, EventType::PaymentCreated]
+    );
 }
 
 #[test]
@@ -54,10 +69,19 @@ fn idempotent_create_replays_and_refuses_other_parameters() {
     assert_eq!(again, first);
     let other = c.create(SessionParams::new(dec("26.00"), usd()), Some("order-1"));
     assert_eq!(other.unwrap_err(), Error::IdempotencyConflict);
-    assert_eq!(store.list(&ListQuery::default()).expect("list").data.len(), 1);
-    assert_eq!(c.create(params(), Some("")).unwrap_err(), Error::InvalidIdempotencyKey);
+    assert_eq!(
+        store.list(&ListQuery::default()).expect("list").data.len(),
+        1
+    );
+    assert_eq!(
+        c.create(params(), Some("")).unwrap_err(),
+        Error::InvalidIdempotencyKey
+    );
     let long = "k".repeat(256);
-    assert_eq!(c.create(params(), Some(&long)).unwrap_err(), Error::InvalidIdempotencyKey);
+    assert_eq!(
+        c.create(params(), Some(&long)).unwrap_err(),
+        Error::InvalidIdempotencyKey
+    );
 }
 
 #[test]
@@ -71,10 +95,16 @@ fn concurrent_creates_with_one_key_make_one_session() {
                 scope.spawn(move || c.create(params(), Some("same-key")).expect("created").id())
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
-    assert_eq!(store.list(&ListQuery::default()).expect("list").data.len(), 1);
+    assert_eq!(
+        store.list(&ListQuery::default()).expect("list").data.len(),
+        1
+    );
 }
 
 #[test]
@@ -115,7 +145,10 @@ fn sweep_expires_quotes_and_requotes_at_the_current_rate() {
 #[test]
 fn a_transfer_is_recorded_even_when_no_new_quote_can_be_made() {
     // Rates go stale after 60 s: the re-quote after a partial payment fails, the payment stays.
-    let (c, clock, _) = service(MaxAge::new(StaleAfterStart(rates(), t0()), Duration::seconds(60)));
+    let (c, clock, _) = service(MaxAge::new(
+        StaleAfterStart(rates(), t0()),
+        Duration::seconds(60),
+    ));
     let s = c.create(params(), None).expect("created");
     clock.advance(Duration::seconds(120));
     let s = pay(&c, s.id(), 5_000_000);
@@ -130,7 +163,12 @@ fn a_transfer_is_recorded_even_when_no_new_quote_can_be_made() {
 struct StaleAfterStart(FixedRates, time::OffsetDateTime);
 
 impl RateSource for StaleAfterStart {
-    fn rate(&self, b: Currency, t: TargetCurrency, _now: time::OffsetDateTime) -> Result<ExchangeRate, Error> {
+    fn rate(
+        &self,
+        b: Currency,
+        t: TargetCurrency,
+        _now: time::OffsetDateTime,
+    ) -> Result<ExchangeRate, Error> {
         self.0.rate(b, t, self.1)
     }
 }
@@ -142,27 +180,50 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
     let before = store.events_after(None, 1000).expect("events");
     let unknown = SessionId::generate();
     assert_eq!(c.get(unknown).unwrap_err(), Error::UnknownSession(unknown));
-    assert_eq!(c.deactivate(unknown).unwrap_err(), Error::UnknownSession(unknown));
+    assert_eq!(
+        c.deactivate(unknown).unwrap_err(),
+        Error::UnknownSession(unknown)
+    );
     let stray = TransferReport::lightning(hash(999), Msats::new(1_000));
-    assert_eq!(c.record_transfer(stray).unwrap_err(), Error::UnknownPaymentRequest);
+    assert_eq!(
+        c.record_transfer(stray).unwrap_err(),
+        Error::UnknownPaymentRequest
+    );
     let wrong_addr = TransferReport::onchain(txid(1), 0, "bcrt1qsomeoneelse", Sats::new(1_000), 1);
-    assert_eq!(c.record_transfer(wrong_addr).unwrap_err(), Error::UnknownPaymentRequest);
+    assert_eq!(
+        c.record_transfer(wrong_addr).unwrap_err(),
+        Error::UnknownPaymentRequest
+    );
     let eur = SessionParams::new(dec("10"), Currency::from_code("EUR").expect("EUR"));
-    assert!(matches!(c.create(eur, None).unwrap_err(), Error::RateUnavailable { .. }));
-    let update = SessionUpdate::new().success_url("https://shop.example/ok").success_message("thanks");
-    assert_eq!(c.update(s.id(), &update).unwrap_err(), Error::SuccessUrlAndMessage);
+    assert!(matches!(
+        c.create(eur, None).unwrap_err(),
+        Error::RateUnavailable { .. }
+    ));
+    let update = SessionUpdate::new()
+        .success_url("https://shop.example/ok")
+        .success_message("thanks");
+    assert_eq!(
+        c.update(s.id(), &update).unwrap_err(),
+        Error::SuccessUrlAndMessage
+    );
     assert_eq!(store.load(s.id()).expect("load"), Some(s.clone()));
     assert_eq!(store.events_after(None, 1000).expect("events"), before);
     store.close();
     assert_eq!(c.get(s.id()).unwrap_err(), Error::Store(StoreError::Closed));
-    assert_eq!(c.create(params(), None).unwrap_err(), Error::Store(StoreError::Closed));
+    assert_eq!(
+        c.create(params(), None).unwrap_err(),
+        Error::Store(StoreError::Closed)
+    );
 }
 
 #[test]
 fn duplicate_reports_add_no_events() {
     let (c, _, store) = service(rates());
     let s = c.create(params(), None).expect("created");
-    let report = TransferReport::lightning(TestRequestGenerator::payment_hash(s.payments()[0].id()), Msats::new(1_000_000));
+    let report = TransferReport::lightning(
+        TestRequestGenerator::payment_hash(s.payments()[0].id()),
+        Msats::new(1_000_000),
+    );
     c.record_transfer(report.clone()).expect("first");
     let n = store.events_after(None, 1000).expect("events").len();
     let again = c.record_transfer(report).expect("again");

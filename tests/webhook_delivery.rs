@@ -32,15 +32,27 @@ impl Script {
         }
     }
     fn seen_ids(&self) -> Vec<String> {
-        self.seen.lock().expect("seen").iter().map(|(_, h, _)| h[0].1.clone()).collect()
+        self.seen
+            .lock()
+            .expect("seen")
+            .iter()
+            .map(|(_, h, _)| h[0].1.clone())
+            .collect()
     }
 }
 
 impl WebhookSender for Script {
     fn send(&self, url: &str, headers: &[(&'static str, String)], body: &str) -> SendOutcome {
-        self.seen.lock().expect("seen").push((url.to_owned(), headers.to_vec(), body.to_owned()));
+        self.seen
+            .lock()
+            .expect("seen")
+            .push((url.to_owned(), headers.to_vec(), body.to_owned()));
         let mut answers = self.answers.lock().expect("answers");
-        if answers.is_empty() { SendOutcome::Status(200) } else { SendOutcome::Status(answers.remove(0)) }
+        if answers.is_empty() {
+            SendOutcome::Status(200)
+        } else {
+            SendOutcome::Status(answers.remove(0))
+        }
     }
 }
 
@@ -60,57 +72,104 @@ fn world() -> World {
     let clock = Arc::new(ManualClock::new(t0()));
     let store = Arc::new(MemoryStore::new());
     let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, dec("1000"));
-    let checkout = Checkout::new(Arc::clone(&store), rates, TestRequestGenerator).with_clock(Arc::clone(&clock));
-    World { clock, store, checkout }
+    let checkout = Checkout::new(Arc::clone(&store), rates, TestRequestGenerator)
+        .with_clock(Arc::clone(&clock));
+    World {
+        clock,
+        store,
+        checkout,
+    }
 }
 
 fn pay(w: &World, s: &CheckoutSession) {
     let hash = TestRequestGenerator::payment_hash(s.payments()[0].id());
-    w.checkout.record_transfer(TransferReport::lightning(hash, s.payments()[0].target_msats())).expect("paid");
+    w.checkout
+        .record_transfer(TransferReport::lightning(
+            hash,
+            s.payments()[0].target_msats(),
+        ))
+        .expect("paid");
 }
 
 #[test]
 fn retries_until_delivered_with_a_stable_id_and_a_valid_signature() {
     let w = world();
     let sender = Arc::new(Script::failing(3, 500));
-    let d = Dispatcher::new(Arc::clone(&w.store), Arc::clone(&sender), Arc::clone(&w.clock));
-    let ep = Endpoint::new("https://merchant.example/hooks", secret(), t0()).expect("endpoint").only([EventType::CheckoutSessionPaid]);
+    let d = Dispatcher::new(
+        Arc::clone(&w.store),
+        Arc::clone(&sender),
+        Arc::clone(&w.clock),
+    );
+    let ep = Endpoint::new("https://merchant.example/hooks", secret(), t0())
+        .expect("endpoint")
+        .only([EventType::CheckoutSessionPaid]);
     d.add_endpoint(&ep).expect("added");
-    let s = w.checkout.create(SessionParams::new(dec("1.00"), usd()), None).expect("created");
+    let s = w
+        .checkout
+        .create(SessionParams::new(dec("1.00"), usd()), None)
+        .expect("created");
     pay(&w, &s);
     let r = d.run_once().expect("run");
     assert_eq!((r.scheduled, r.retried), (1, 1));
     // Nothing is due before the first delay (5 s ± 10 %).
     w.clock.advance(Duration::seconds(4));
     assert_eq!(d.run_once().expect("run").retried, 0);
-    for step in [Duration::seconds(2), Duration::seconds(330), Duration::seconds(1_980)] {
+    for step in [
+        Duration::seconds(2),
+        Duration::seconds(330),
+        Duration::seconds(1_980),
+    ] {
         w.clock.advance(step);
         d.run_once().expect("run");
     }
     let log = d.log(ep.id).expect("log");
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].status, DeliveryStatus::Delivered);
-    assert_eq!(log[0].attempts.iter().map(|a| a.status).collect::<Vec<_>>(), [Some(500), Some(500), Some(500), Some(200)]);
+    assert_eq!(
+        log[0].attempts.iter().map(|a| a.status).collect::<Vec<_>>(),
+        [Some(500), Some(500), Some(500), Some(200)]
+    );
     let ids = sender.seen_ids();
     assert_eq!(ids.len(), 4);
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     // The receiver's view: the last request verifies against the endpoint secret.
-    let (_, headers, body) = sender.seen.lock().expect("seen").last().cloned().expect("request");
+    let (_, headers, body) = sender
+        .seen
+        .lock()
+        .expect("seen")
+        .last()
+        .cloned()
+        .expect("request");
     let verifier = Verifier::new(secret());
     verifier
-        .verify_raw(Some(&headers[0].1), Some(&headers[1].1), Some(&headers[2].1), body.as_bytes(), w.clock.now())
+        .verify_raw(
+            Some(&headers[0].1),
+            Some(&headers[1].1),
+            Some(&headers[2].1),
+            body.as_bytes(),
+            w.clock.now(),
+        )
         .expect("verifies");
-    assert_eq!(Event::from_json(&body).expect("event").event_type, EventType::CheckoutSessionPaid);
+    assert_eq!(
+        Event::from_json(&body).expect("event").event_type,
+        EventType::CheckoutSessionPaid
+    );
 }
 
 #[test]
 fn gone_disables_the_endpoint_and_other_endpoints_still_receive() {
     let w = world();
     let gone = Arc::new(Script::failing(1, 410));
-    let d = Dispatcher::new(Arc::clone(&w.store), Arc::clone(&gone), Arc::clone(&w.clock));
+    let d = Dispatcher::new(
+        Arc::clone(&w.store),
+        Arc::clone(&gone),
+        Arc::clone(&w.clock),
+    );
     let ep = Endpoint::new("https://gone.example/hooks", secret(), t0()).expect("endpoint");
     d.add_endpoint(&ep).expect("added");
-    w.checkout.create(SessionParams::new(dec("1.00"), usd()), None).expect("created");
+    w.checkout
+        .create(SessionParams::new(dec("1.00"), usd()), None)
+        .expect("created");
     let r = d.run_once().expect("run");
     assert_eq!(r.disabled, vec![ep.id]);
     w.clock.advance(Duration::days(1));
@@ -123,17 +182,27 @@ fn gone_disables_the_endpoint_and_other_endpoints_still_receive() {
 fn events_of_one_session_arrive_in_order_behind_a_failing_one() {
     let w = world();
     let sender = Arc::new(Script::failing(2, 503));
-    let d = Dispatcher::new(Arc::clone(&w.store), Arc::clone(&sender), Arc::clone(&w.clock));
+    let d = Dispatcher::new(
+        Arc::clone(&w.store),
+        Arc::clone(&sender),
+        Arc::clone(&w.clock),
+    );
     let ep = Endpoint::new("https://merchant.example/hooks", secret(), t0()).expect("endpoint");
     d.add_endpoint(&ep).expect("added");
-    let s = w.checkout.create(SessionParams::new(dec("1.00"), usd()), None).expect("created");
+    let s = w
+        .checkout
+        .create(SessionParams::new(dec("1.00"), usd()), None)
+        .expect("created");
     pay(&w, &s);
     for _ in 0..20 {
         d.run_once().expect("run");
         w.clock.advance(Duration::minutes(40));
     }
     let log = d.log(ep.id).expect("log");
-    assert!(log.iter().all(|d| d.status == DeliveryStatus::Delivered), "{log:?}");
+    assert!(
+        log.iter().all(|d| d.status == DeliveryStatus::Delivered),
+        "{log:?}"
+    );
     // Delivered order = outbox order, and every event was delivered exactly once.
     let bodies: Vec<Event> = sender
         .seen
@@ -149,7 +218,13 @@ fn events_of_one_session_arrive_in_order_behind_a_failing_one() {
             delivered.push(e.id);
         }
     }
-    let outbox: Vec<EventId> = w.checkout.events_after(None, 100).expect("events").into_iter().map(|e| e.event.id).collect();
+    let outbox: Vec<EventId> = w
+        .checkout
+        .events_after(None, 100)
+        .expect("events")
+        .into_iter()
+        .map(|e| e.event.id)
+        .collect();
     assert_eq!(delivered, outbox);
 }
 
@@ -160,11 +235,22 @@ fn exhausted_deliveries_fail_and_can_be_redelivered_by_hand() {
     let schedule = RetrySchedule::default();
     assert_eq!(schedule.max_attempts(), 10);
     let span = schedule.span();
-    assert!(span >= Duration::days(3) && span <= Duration::days(4), "{span}");
-    let d = Dispatcher::new(Arc::clone(&w.store), Arc::clone(&sender), Arc::clone(&w.clock));
-    let ep = Endpoint::new("https://merchant.example/hooks", secret(), t0()).expect("endpoint").only([EventType::CheckoutSessionCreated]);
+    assert!(
+        span >= Duration::days(3) && span <= Duration::days(4),
+        "{span}"
+    );
+    let d = Dispatcher::new(
+        Arc::clone(&w.store),
+        Arc::clone(&sender),
+        Arc::clone(&w.clock),
+    );
+    let ep = Endpoint::new("https://merchant.example/hooks", secret(), t0())
+        .expect("endpoint")
+        .only([EventType::CheckoutSessionCreated]);
     d.add_endpoint(&ep).expect("added");
-    w.checkout.create(SessionParams::new(dec("1.00"), usd()), None).expect("created");
+    w.checkout
+        .create(SessionParams::new(dec("1.00"), usd()), None)
+        .expect("created");
     for _ in 0..200 {
         d.run_once().expect("run");
         w.clock.advance(Duration::hours(1));

@@ -20,7 +20,11 @@ use crate::transfer::PaymentMethod;
 /// `request::lightning` for the offline signer and an adapter example.
 pub trait PaymentRequestGenerator: Send + Sync {
     /// The request for the quote `terms` of `session`.
-    fn generate(&self, session: &CheckoutSession, terms: &QuoteTerms) -> Result<PaymentRequest, Error>;
+    fn generate(
+        &self,
+        session: &CheckoutSession,
+        terms: &QuoteTerms,
+    ) -> Result<PaymentRequest, Error>;
 }
 
 impl<T: PaymentRequestGenerator + ?Sized> PaymentRequestGenerator for &T {
@@ -67,16 +71,22 @@ impl TestRequestGenerator {
 }
 
 impl PaymentRequestGenerator for TestRequestGenerator {
-    fn generate(&self, session: &CheckoutSession, terms: &QuoteTerms) -> Result<PaymentRequest, Error> {
-        let lightning = session.accepts(PaymentMethod::Lightning).then(|| LightningInvoice {
-            payment_request: format!(
-                "lntest{}n1{}",
-                terms.target_msats().get(),
-                terms.payment_id().as_uuid().simple()
-            ),
-            payment_hash: Self::payment_hash(terms.payment_id()),
-            expires_at: terms.expires_at(),
-        });
+    fn generate(
+        &self,
+        session: &CheckoutSession,
+        terms: &QuoteTerms,
+    ) -> Result<PaymentRequest, Error> {
+        let lightning = session
+            .accepts(PaymentMethod::Lightning)
+            .then(|| LightningInvoice {
+                payment_request: format!(
+                    "lntest{}n1{}",
+                    terms.target_msats().get(),
+                    terms.payment_id().as_uuid().simple()
+                ),
+                payment_hash: Self::payment_hash(terms.payment_id()),
+                expires_at: terms.expires_at(),
+            });
         let onchain_address = session.accepts(PaymentMethod::Onchain).then(|| {
             session
                 .onchain_address()

@@ -516,7 +516,8 @@ impl crate::request::InvoiceSource for OfflineInvoices {
             (self.entropy)(),
             (self.entropy)(),
         )?;
-        (self.keep)(&signed).map_err(|_| crate::Error::RequestMismatch("the preimage could not be kept"))?;
+        (self.keep)(&signed)
+            .map_err(|_| crate::Error::RequestMismatch("the preimage could not be kept"))?;
         Ok(signed.invoice)
     }
 }

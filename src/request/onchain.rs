@@ -275,7 +275,10 @@ impl<I: crate::request::AddressIndex> DerivedAddresses<I> {
 }
 
 impl<I: crate::request::AddressIndex> crate::request::AddressSource for DerivedAddresses<I> {
-    fn fresh_address(&self, _session: &crate::session::CheckoutSession) -> Result<String, crate::Error> {
+    fn fresh_address(
+        &self,
+        _session: &crate::session::CheckoutSession,
+    ) -> Result<String, crate::Error> {
         // The descriptor string (public keys only) names the index sequence.
         let index = self.index.reserve(&self.deriver.descriptor())?;
         Ok(self.deriver.address_at(index)?)

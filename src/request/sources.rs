@@ -25,7 +25,11 @@ use crate::transfer::PaymentMethod;
 /// BOLT11 string with its payment hash.
 pub trait InvoiceSource: Send + Sync {
     /// The invoice for `terms`.
-    fn invoice(&self, session: &CheckoutSession, terms: &QuoteTerms) -> Result<LightningInvoice, Error>;
+    fn invoice(
+        &self,
+        session: &CheckoutSession,
+        terms: &QuoteTerms,
+    ) -> Result<LightningInvoice, Error>;
 }
 
 /// Gives each session its own on-chain address.
@@ -137,7 +141,11 @@ impl<L, A> RequestGenerator<L, A> {
 }
 
 impl<L: InvoiceSource, A: AddressSource> PaymentRequestGenerator for RequestGenerator<L, A> {
-    fn generate(&self, session: &CheckoutSession, terms: &QuoteTerms) -> Result<PaymentRequest, Error> {
+    fn generate(
+        &self,
+        session: &CheckoutSession,
+        terms: &QuoteTerms,
+    ) -> Result<PaymentRequest, Error> {
         // The address first: it is reserved once per session and reused by later quotes.
         let onchain_address = if session.accepts(PaymentMethod::Onchain) {
             Some(match session.onchain_address() {

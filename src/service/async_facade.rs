@@ -58,15 +58,22 @@ where
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || f(&inner))
             .await
-            .map_err(|e| Error::Store(crate::store::StoreError::Backend {
-                message: format!("blocking task failed: {e}"),
-                retryable: false,
-            }))?
+            .map_err(|e| {
+                Error::Store(crate::store::StoreError::Backend {
+                    message: format!("blocking task failed: {e}"),
+                    retryable: false,
+                })
+            })?
     }
 
     /// See [`Checkout::create`].
-    pub async fn create(&self, params: SessionParams, idempotency_key: Option<String>) -> Result<CheckoutSession, Error> {
-        self.run(move |c| c.create(params, idempotency_key.as_deref())).await
+    pub async fn create(
+        &self,
+        params: SessionParams,
+        idempotency_key: Option<String>,
+    ) -> Result<CheckoutSession, Error> {
+        self.run(move |c| c.create(params, idempotency_key.as_deref()))
+            .await
     }
 
     /// See [`Checkout::record_transfer`].
@@ -75,7 +82,11 @@ where
     }
 
     /// See [`Checkout::update`].
-    pub async fn update(&self, id: SessionId, update: SessionUpdate) -> Result<CheckoutSession, Error> {
+    pub async fn update(
+        &self,
+        id: SessionId,
+        update: SessionUpdate,
+    ) -> Result<CheckoutSession, Error> {
         self.run(move |c| c.update(id, &update)).await
     }
 
@@ -95,7 +106,11 @@ where
     }
 
     /// See [`Checkout::events_after`].
-    pub async fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, Error> {
+    pub async fn events_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
         self.run(move |c| c.events_after(after, limit)).await
     }
 

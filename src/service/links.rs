@@ -22,7 +22,11 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
         params: SessionParams,
         expires_at: Option<OffsetDateTime>,
     ) -> Result<Link, Error> {
-        self.insert_link(LinkId::Checkout(CheckoutLinkId::generate()), params, expires_at)
+        self.insert_link(
+            LinkId::Checkout(CheckoutLinkId::generate()),
+            params,
+            expires_at,
+        )
     }
 
     /// Creates a payment link: every open creates a new session.
@@ -31,7 +35,11 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
         params: SessionParams,
         expires_at: Option<OffsetDateTime>,
     ) -> Result<Link, Error> {
-        self.insert_link(LinkId::Payment(PaymentLinkId::generate()), params, expires_at)
+        self.insert_link(
+            LinkId::Payment(PaymentLinkId::generate()),
+            params,
+            expires_at,
+        )
     }
 
     fn insert_link(
@@ -88,7 +96,14 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
                 }],
             };
             match self.store.commit_link(&commit) {
-                Ok(()) => return commit.sessions.into_iter().next().map(|c| c.session).ok_or(last),
+                Ok(()) => {
+                    return commit
+                        .sessions
+                        .into_iter()
+                        .next()
+                        .map(|c| c.session)
+                        .ok_or(last);
+                }
                 Err(e) if e.is_retryable() => {
                     super::backoff(attempt, &e);
                     last = Error::Store(e);
@@ -151,7 +166,9 @@ fn link_session_status<S: LinkStore, R, G, C>(
     sessions: &[Commit],
     checkout: &Checkout<S, R, G, C>,
 ) -> Result<Option<crate::session::SessionStatus>, Error> {
-    let Some(sid) = link.session() else { return Ok(None) };
+    let Some(sid) = link.session() else {
+        return Ok(None);
+    };
     if let Some(c) = sessions.iter().find(|c| c.session.id() == sid) {
         return Ok(Some(c.session.status()));
     }
@@ -179,7 +196,9 @@ fn link_events(
 
 /// The `checkout_link.paid` event for a session of a checkout link that just got paid.
 pub(crate) fn checkout_link_paid(session: &CheckoutSession, at: OffsetDateTime) -> Option<Event> {
-    let LinkId::Checkout(link) = session.link()? else { return None };
+    let LinkId::Checkout(link) = session.link()? else {
+        return None;
+    };
     let json = serde_json::json!({
         "id": link.to_string(),
         "object": "checkout.link",

@@ -131,13 +131,18 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     /// With an idempotency key (Stripe semantics): the same key with the same parameters
     /// returns the session created the first time; with other parameters it is
     /// [`Error::IdempotencyConflict`]. Concurrent calls with one key create one session.
-    pub fn create(&self, params: SessionParams, idempotency_key: Option<&str>) -> Result<CheckoutSession, Error> {
+    pub fn create(
+        &self,
+        params: SessionParams,
+        idempotency_key: Option<&str>,
+    ) -> Result<CheckoutSession, Error> {
         let request = match idempotency_key {
             Some(key) => {
                 if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
                     return Err(Error::InvalidIdempotencyKey);
                 }
-                let request = serde_json::to_string(&params).map_err(|e| Error::Json(e.to_string()))?;
+                let request =
+                    serde_json::to_string(&params).map_err(|e| Error::Json(e.to_string()))?;
                 if let Some(session) = self.replay(key, &request)? {
                     return Ok(session);
                 }
@@ -146,7 +151,8 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
             None => None,
         };
         let now = self.clock.now();
-        let (mut session, mut events) = CheckoutSession::create(SessionId::generate(), params, now)?;
+        let (mut session, mut events) =
+            CheckoutSession::create(SessionId::generate(), params, now)?;
         self.quote(&mut session, now, &mut events)?;
         let commit = Commit {
             expected_version: None,
@@ -164,8 +170,12 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
             Ok(()) => Ok(commit.session),
             // Someone else committed this key first: replay theirs.
             Err(StoreError::Conflict) if request.is_some() => {
-                let (key, req) = request.as_ref().map(|(k, r)| (*k, r.as_str())).unwrap_or_default();
-                self.replay(key, req)?.ok_or(Error::Store(StoreError::Conflict))
+                let (key, req) = request
+                    .as_ref()
+                    .map(|(k, r)| (*k, r.as_str()))
+                    .unwrap_or_default();
+                self.replay(key, req)?
+                    .ok_or(Error::Store(StoreError::Conflict))
             }
             Err(e) => Err(e.into()),
         }
@@ -175,7 +185,9 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         match self.store.idempotency(key)? {
             Some(rec) if rec.request == request => {
                 let session = self.store.load(rec.session_id)?;
-                session.map(Some).ok_or(Error::UnknownSession(rec.session_id))
+                session
+                    .map(Some)
+                    .ok_or(Error::UnknownSession(rec.session_id))
             }
             Some(_) => Err(Error::IdempotencyConflict),
             None => Ok(None),
@@ -193,7 +205,9 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     ) -> Result<(), Error> {
         events.extend(session.expire_quotes(now)?);
         if session.needs_quote(now) {
-            let rate = self.rates.rate(session.currency(), session.target_currency(), now)?;
+            let rate = self
+                .rates
+                .rate(session.currency(), session.target_currency(), now)?;
             let terms = session.next_quote(PaymentId::generate(), rate, now)?;
             let request = self.generator.generate(session, &terms)?;
             events.extend(session.issue_quote(terms, request, now)?);
@@ -204,7 +218,9 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     fn envelopes(&self, events: &[SessionEvent], session: &CheckoutSession) -> Vec<Event> {
         let mut out = Event::all_for_session(events, session, EventId::generate);
         // A checkout link is paid when its session is.
-        if let Some(paid) = events.iter().find(|e| e.event_type == EventType::CheckoutSessionPaid)
+        if let Some(paid) = events
+            .iter()
+            .find(|e| e.event_type == EventType::CheckoutSessionPaid)
             && let Some(link_event) = links::checkout_link_paid(session, paid.at)
         {
             out.push(link_event);
@@ -227,7 +243,11 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     ) -> Result<CheckoutSession, Error> {
         let mut last = Error::Store(StoreError::Conflict);
         for attempt in 0..self.max_attempts {
-            let cached = if attempt == 0 { self.cache.take(id) } else { None };
+            let cached = if attempt == 0 {
+                self.cache.take(id)
+            } else {
+                None
+            };
             let from_cache = cached.is_some();
             let mut session = match cached {
                 Some(s) => s,
@@ -286,7 +306,9 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     pub fn record_transfer(&self, report: TransferReport) -> Result<CheckoutSession, Error> {
         let id = self.session_for(&report)?;
         let key = report.key();
-        self.mutate(id, Some(key), |s, now| s.record_transfer(report.clone(), now))
+        self.mutate(id, Some(key), |s, now| {
+            s.record_transfer(report.clone(), now)
+        })
     }
 
     /// The session a report belongs to: by transfer key, then invoice hash or address.
@@ -337,7 +359,11 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     }
 
     /// Events after an outbox cursor.
-    pub fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, Error> {
+    pub fn events_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
         Ok(self.store.events_after(after, limit)?)
     }
 
@@ -419,7 +445,10 @@ impl SessionCache {
     }
 
     fn take(&self, id: SessionId) -> Option<CheckoutSession> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&id)
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
     }
 
     fn put(&self, session: CheckoutSession) {

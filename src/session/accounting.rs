@@ -159,7 +159,10 @@ impl CheckoutSession {
             _ => 0,
         };
         [
-            (FlagKind::Overpaid, l.after_paid.saturating_add(self.excess_msats())),
+            (
+                FlagKind::Overpaid,
+                l.after_paid.saturating_add(self.excess_msats()),
+            ),
             (FlagKind::Late, l.late),
             (FlagKind::PaidAfterExpiry, l.after_expiry),
             (FlagKind::Reversed, l.reversed_counted),

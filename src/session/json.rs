@@ -232,7 +232,11 @@ impl CheckoutSession {
             amount: self.amount,
             target_currency: target,
             ttl: self.ttl_secs,
-            payment_methods: self.payment_methods.iter().map(|m| MethodWire::Known(*m)).collect(),
+            payment_methods: self
+                .payment_methods
+                .iter()
+                .map(|m| MethodWire::Known(*m))
+                .collect(),
             confirmations: self.confirmations,
             amount_paid_tolerance: self.tolerance,
             statement_descriptor: self.statement_descriptor.clone(),
@@ -311,11 +315,14 @@ impl CheckoutSession {
             let wire: PaymentWire =
                 serde_json::from_str(text.as_ref()).map_err(|e| Error::Json(e.to_string()))?;
             if wire.checkout_session != session.id {
-                return Err(Error::Json(format!("payment {} belongs to another session", wire.id)));
+                return Err(Error::Json(format!(
+                    "payment {} belongs to another session",
+                    wire.id
+                )));
             }
-            session
-                .payments
-                .push(std::sync::Arc::new(payment_from_wire(wire, target).map_err(Error::Json)?));
+            session.payments.push(std::sync::Arc::new(
+                payment_from_wire(wire, target).map_err(Error::Json)?,
+            ));
         }
         // Quotes are issued one after another: creation time, then the time-ordered id.
         session.payments.sort_by_key(|p| (p.created, p.id));
@@ -329,7 +336,10 @@ impl CheckoutSession {
     }
 
     /// Rebuilds a session from [`head_json`](Self::head_json) and its transfers.
-    pub fn from_parts(head: &str, transfers: impl IntoIterator<Item = Transfer>) -> Result<Self, Error> {
+    pub fn from_parts(
+        head: &str,
+        transfers: impl IntoIterator<Item = Transfer>,
+    ) -> Result<Self, Error> {
         let mut session = Self::from_json(head)?;
         for t in transfers {
             if !session.payments.iter().any(|p| p.id == t.payment_id) {
@@ -373,7 +383,9 @@ fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, 
     };
     let sats = match target {
         TargetCurrency::Sats => Some(w.target_amount),
-        TargetCurrency::Btc => w.target_amount.checked_mul(Decimal::from(crate::money::SATS_PER_BTC)),
+        TargetCurrency::Btc => w
+            .target_amount
+            .checked_mul(Decimal::from(crate::money::SATS_PER_BTC)),
     }
     .ok_or("target_amount out of range")?;
     if !sats.fract().is_zero() {
@@ -398,11 +410,14 @@ fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, 
         target: Sats::checked(sats).map_err(|e| e.to_string())?,
         rate,
         request: PaymentRequest {
-            lightning: w.payment_method_options.lightning.map(|l| LightningInvoice {
-                payment_request: l.payment_request,
-                payment_hash: l.payment_hash,
-                expires_at: l.expires_at,
-            }),
+            lightning: w
+                .payment_method_options
+                .lightning
+                .map(|l| LightningInvoice {
+                    payment_request: l.payment_request,
+                    payment_hash: l.payment_hash,
+                    expires_at: l.expires_at,
+                }),
             onchain_address: w.payment_method_options.onchain.map(|o| o.address),
         },
         state,
@@ -435,7 +450,10 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
         .into_iter()
         .map(|p| payment_from_wire(p, target).map(std::sync::Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
-    let amount = w.currency.validate_amount(w.amount).map_err(|e| e.to_string())?;
+    let amount = w
+        .currency
+        .validate_amount(w.amount)
+        .map_err(|e| e.to_string())?;
     // The same limits as creation: a stored session outside them cannot be trusted.
     if !(super::MIN_TTL_SECS..=super::MAX_TTL_SECS).contains(&w.ttl) {
         return Err(Error::InvalidTtl(w.ttl).to_string());

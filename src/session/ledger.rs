@@ -53,9 +53,21 @@ impl Ledger {
     /// Sets a payment's credits (computed by the session, which knows its rate) and keeps
     /// the totals in step.
     /// `old` is the payment's sums from before the transfer changed (its entry may be gone).
-    pub(crate) fn set_credits(&mut self, id: PaymentId, old: PaymentSums, received: i128, counted: i128) {
-        self.credit_received = self.credit_received.saturating_sub(old.credit_received).saturating_add(received);
-        self.credit_counted = self.credit_counted.saturating_sub(old.credit_counted).saturating_add(counted);
+    pub(crate) fn set_credits(
+        &mut self,
+        id: PaymentId,
+        old: PaymentSums,
+        received: i128,
+        counted: i128,
+    ) {
+        self.credit_received = self
+            .credit_received
+            .saturating_sub(old.credit_received)
+            .saturating_add(received);
+        self.credit_counted = self
+            .credit_counted
+            .saturating_sub(old.credit_counted)
+            .saturating_add(counted);
         if let Ok(i) = self.per_payment.binary_search_by_key(&id, |(p, _)| *p) {
             self.per_payment[i].1.credit_received = received;
             self.per_payment[i].1.credit_counted = counted;
@@ -74,7 +86,12 @@ impl Ledger {
     }
 
     /// Replaces `old`'s contribution (if any) with `new`'s.
-    pub(crate) fn swap(&mut self, old: Option<&Transfer>, new: &Transfer, policy: ConfirmationPolicy) {
+    pub(crate) fn swap(
+        &mut self,
+        old: Option<&Transfer>,
+        new: &Transfer,
+        policy: ConfirmationPolicy,
+    ) {
         if let Some(old) = old {
             self.apply(old, policy, false);
         }
@@ -82,9 +99,8 @@ impl Ledger {
         // A payment whose transfers were all reversed has nothing left: drop its entry so
         // the ledger is the same as one rebuilt from the transfers (its credits are zero
         // then, so the totals need no correction).
-        self.per_payment.retain(|(_, sums)| {
-            (sums.received, sums.counted, sums.any) != (0, 0, 0)
-        });
+        self.per_payment
+            .retain(|(_, sums)| (sums.received, sums.counted, sums.any) != (0, 0, 0));
     }
 
     fn apply(&mut self, t: &Transfer, policy: ConfirmationPolicy, add: bool) {
@@ -111,7 +127,11 @@ impl Ledger {
         let credited = t.is_credited_arrival();
         let counts = t.meets(policy);
         if credited {
-            step(if counts { &mut self.counted } else { &mut self.pending });
+            step(if counts {
+                &mut self.counted
+            } else {
+                &mut self.pending
+            });
         }
         let sums = self.entry(t.payment_id);
         step(&mut sums.any);

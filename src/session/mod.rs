@@ -32,9 +32,7 @@ use time::OffsetDateTime;
 pub use accounting::{Flag, FlagKind, Totals};
 pub use commands::QuoteTerms;
 pub use json::EVENT_PAYMENTS;
-pub use params::{
-    Branding, DEFAULT_FIAT_TTL_SECS, MAX_TTL_SECS, MIN_TTL_SECS, SessionParams,
-};
+pub use params::{Branding, DEFAULT_FIAT_TTL_SECS, MAX_TTL_SECS, MIN_TTL_SECS, SessionParams};
 pub use update::SessionUpdate;
 
 use crate::id::SessionId;
@@ -262,7 +260,10 @@ impl CheckoutSession {
 
     /// The open (unpaid) quote, if any.
     pub fn open_payment(&self) -> Option<&Payment> {
-        self.payments.iter().map(|p| &**p).find(|p| p.state.is_unpaid())
+        self.payments
+            .iter()
+            .map(|p| &**p)
+            .find(|p| p.state.is_unpaid())
     }
 
     /// The most recent quote.
@@ -328,4 +329,3 @@ impl CheckoutSession {
         self.version += 1;
     }
 }
-

@@ -153,7 +153,12 @@ impl SessionUpdate {
             MAX_DESCRIPTION_CHARS,
             true,
         )?;
-        check_text("title", next.branding.title.as_deref(), MAX_TITLE_CHARS, false)?;
+        check_text(
+            "title",
+            next.branding.title.as_deref(),
+            MAX_TITLE_CHARS,
+            false,
+        )?;
         next.branding.validate()?;
         Ok(next)
     }
@@ -200,8 +205,8 @@ impl<'de> Deserialize<'de> for SessionUpdate {
                 "title_image" => out.title_image = Some(text()?),
                 "metadata" if raw.get().trim() == "null" => out.clear_metadata = true,
                 "metadata" => {
-                    out.metadata =
-                        serde_json::from_str::<MetadataPatch>(raw.get()).map_err(D::Error::custom)?
+                    out.metadata = serde_json::from_str::<MetadataPatch>(raw.get())
+                        .map_err(D::Error::custom)?
                 }
                 "amount" => out.immutable = Some("amount"),
                 "currency" => out.immutable = Some("currency"),

@@ -11,8 +11,8 @@ use super::{
     StoredEvent,
 };
 use crate::event::Event;
-use crate::link::{Link, LinkId};
 use crate::id::SessionId;
+use crate::link::{Link, LinkId};
 use crate::request::PaymentHash;
 use crate::session::CheckoutSession;
 use crate::transfer::TransferKey;
@@ -80,7 +80,10 @@ impl std::fmt::Debug for MemoryStore {
 
 impl Inner {
     fn check(&self, commit: &Commit) -> Result<(), StoreError> {
-        let stored = self.sessions.get(&commit.session.id()).map(CheckoutSession::version);
+        let stored = self
+            .sessions
+            .get(&commit.session.id())
+            .map(CheckoutSession::version);
         if stored != commit.expected_version {
             return Err(StoreError::Conflict);
         }
@@ -190,7 +193,10 @@ impl Store for MemoryStore {
         if let Some(before) = query.ending_before {
             // The page just newer than `before`: walk upwards, then reverse to newest first.
             let Some(key) = cursor_key(&before) else {
-                return Ok(Page { data, has_more: false });
+                return Ok(Page {
+                    data,
+                    has_more: false,
+                });
             };
             let mut newer = inner
                 .by_created
@@ -203,7 +209,12 @@ impl Store for MemoryStore {
             let upper = match query.starting_after {
                 Some(after) => match cursor_key(&after) {
                     Some(key) => std::ops::Bound::Excluded(key),
-                    None => return Ok(Page { data, has_more: false }),
+                    None => {
+                        return Ok(Page {
+                            data,
+                            has_more: false,
+                        });
+                    }
                 },
                 None => std::ops::Bound::Unbounded,
             };
@@ -229,15 +240,29 @@ impl Store for MemoryStore {
         Ok(due.into_iter().take(limit).map(|(_, id)| id).collect())
     }
 
-    fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+    fn events_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let inner = self.lock()?;
         let start = usize::try_from(after.unwrap_or(0)).unwrap_or(usize::MAX);
-        Ok(inner.events.iter().skip(start).take(limit).cloned().collect())
+        Ok(inner
+            .events
+            .iter()
+            .skip(start)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
         let inner = self.lock()?;
-        let indexes = inner.events_by_session.get(&id).cloned().unwrap_or_default();
+        let indexes = inner
+            .events_by_session
+            .get(&id)
+            .cloned()
+            .unwrap_or_default();
         Ok(indexes
             .into_iter()
             .filter_map(|i| inner.events.get(i).cloned())
@@ -298,7 +323,9 @@ impl MemoryStore {
 #[cfg(feature = "webhooks")]
 impl crate::webhook::DeliveryStore for MemoryStore {
     fn save_endpoint(&self, endpoint: &crate::webhook::Endpoint) -> Result<(), StoreError> {
-        self.webhooks()?.endpoints.insert(endpoint.id, endpoint.clone());
+        self.webhooks()?
+            .endpoints
+            .insert(endpoint.id, endpoint.clone());
         Ok(())
     }
 
@@ -307,7 +334,12 @@ impl crate::webhook::DeliveryStore for MemoryStore {
     }
 
     fn cursor(&self, endpoint: crate::id::EndpointId) -> Result<u64, StoreError> {
-        Ok(self.webhooks()?.cursors.get(&endpoint).copied().unwrap_or(0))
+        Ok(self
+            .webhooks()?
+            .cursors
+            .get(&endpoint)
+            .copied()
+            .unwrap_or(0))
     }
 
     fn schedule(
@@ -318,7 +350,9 @@ impl crate::webhook::DeliveryStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut w = self.webhooks()?;
         for d in deliveries {
-            w.deliveries.entry((d.endpoint, d.seq)).or_insert_with(|| d.clone());
+            w.deliveries
+                .entry((d.endpoint, d.seq))
+                .or_insert_with(|| d.clone());
         }
         let c = w.cursors.entry(endpoint).or_insert(0);
         *c = (*c).max(cursor);

@@ -171,7 +171,11 @@ pub trait Store: Send + Sync {
 
     /// Events with a sequence number above `after` (all when `None`), in order, at most
     /// `limit`.
-    fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    fn events_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Every event of one session, in order: its timeline.
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError>;

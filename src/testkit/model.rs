@@ -1256,7 +1256,12 @@ impl ReferenceSession {
             .ok_or(Error::AmountTooLarge)?;
         // A price worth less than one sat is refused on the first quote; a small rest after
         // a partial payment is rounded up to one sat.
-        if self.payments.is_empty() && self.amount_minor.checked_mul(numerator).is_some_and(|v| v < denominator) {
+        if self.payments.is_empty()
+            && self
+                .amount_minor
+                .checked_mul(numerator)
+                .is_some_and(|v| v < denominator)
+        {
             return Err(Error::AmountBelowOneSat);
         }
         let target = mul_div_ceil(due, numerator, denominator);

@@ -34,7 +34,11 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// An endpoint receiving every event type.
-    pub fn new(url: impl Into<String>, secret: WebhookSecret, now: OffsetDateTime) -> Result<Self, Error> {
+    pub fn new(
+        url: impl Into<String>,
+        secret: WebhookSecret,
+        now: OffsetDateTime,
+    ) -> Result<Self, Error> {
         let url = url.into();
         crate::session::check_url("url", Some(&url))?;
         Ok(Self {
@@ -70,11 +74,13 @@ impl Endpoint {
 
     /// Reads [`to_stored_json`](Self::to_stored_json).
     pub fn from_stored_json(text: &str) -> Result<Self, StoreError> {
-        let w: EndpointWire = serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let w: EndpointWire =
+            serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(Self {
             id: w.id,
             url: w.url,
-            secret: WebhookSecret::parse(&w.secret).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            secret: WebhookSecret::parse(&w.secret)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             enabled_events: w.enabled_events,
             disabled_at: w.disabled_at,
             created: w.created,
@@ -162,7 +168,12 @@ pub trait DeliveryStore: Send + Sync {
     fn cursor(&self, endpoint: EndpointId) -> Result<u64, StoreError>;
     /// Atomically inserts `deliveries` (keeping any that already exist) and moves the
     /// endpoint's cursor forward to `cursor` (never backward).
-    fn schedule(&self, endpoint: EndpointId, cursor: u64, deliveries: &[Delivery]) -> Result<(), StoreError>;
+    fn schedule(
+        &self,
+        endpoint: EndpointId,
+        cursor: u64,
+        deliveries: &[Delivery],
+    ) -> Result<(), StoreError>;
     /// Pending deliveries ordered by (endpoint, seq), at most `limit`.
     fn pending(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
     /// Replaces a delivery.
@@ -235,12 +246,18 @@ impl RetrySchedule {
 /// number: deterministic, spread out, and free of floating point.
 fn jitter_points(event: EventId, attempt: usize, percent: u8) -> i32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in event.as_uuid().as_bytes().iter().chain(&attempt.to_le_bytes()) {
+    for b in event
+        .as_uuid()
+        .as_bytes()
+        .iter()
+        .chain(&attempt.to_le_bytes())
+    {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     let span = i64::from(percent) * 2 + 1;
-    let point = i64::try_from(h % u64::try_from(span).unwrap_or(1)).unwrap_or(0) - i64::from(percent);
+    let point =
+        i64::try_from(h % u64::try_from(span).unwrap_or(1)).unwrap_or(0) - i64::from(percent);
     i32::try_from(point).unwrap_or(0)
 }
 

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use time::OffsetDateTime;
 
-use super::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryStore, Endpoint, RetrySchedule};
 use super::SignatureHeader;
+use super::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryStore, Endpoint, RetrySchedule};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::id::{EndpointId, SessionId};
@@ -105,7 +105,9 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
         let mut blocked: HashSet<(EndpointId, Option<SessionId>)> = HashSet::new();
         let mut disabled: HashSet<EndpointId> = HashSet::new();
         for mut d in self.store.pending(usize::MAX)? {
-            let Some(ep) = endpoints.iter().find(|e| e.id == d.endpoint) else { continue };
+            let Some(ep) = endpoints.iter().find(|e| e.id == d.endpoint) else {
+                continue;
+            };
             let lane = (d.endpoint, d.session_id);
             if !ep.is_active() || disabled.contains(&ep.id) || blocked.contains(&lane) {
                 continue;
@@ -145,7 +147,9 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
         loop {
             let cursor = self.store.cursor(ep.id)?;
             let events = self.store.events_after(Some(cursor), self.batch)?;
-            let Some(last) = events.last().map(|e| e.seq) else { return Ok(scheduled) };
+            let Some(last) = events.last().map(|e| e.seq) else {
+                return Ok(scheduled);
+            };
             let deliveries: Vec<Delivery> = events
                 .iter()
                 .filter(|e| e.event.created >= ep.created && ep.wants(&e.event.event_type))
@@ -165,13 +169,21 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
     }
 
     /// Makes one attempt and updates `d`; returns its new status.
-    fn attempt(&self, ep: &Endpoint, d: &mut Delivery, now: OffsetDateTime) -> Result<DeliveryStatus, Error> {
+    fn attempt(
+        &self,
+        ep: &Endpoint,
+        d: &mut Delivery,
+        now: OffsetDateTime,
+    ) -> Result<DeliveryStatus, Error> {
         let stored = self
             .store
             .events_after(Some(d.seq.saturating_sub(1)), 1)?
             .into_iter()
             .find(|e| e.seq == d.seq)
-            .ok_or(Error::Store(StoreError::Corrupt(format!("event {} missing", d.seq))))?;
+            .ok_or(Error::Store(StoreError::Corrupt(format!(
+                "event {} missing",
+                d.seq
+            ))))?;
         let body = stored.event.to_json();
         let id = stored.event.id.to_string();
         let headers = SignatureHeader::new(&ep.secret, &id, now.unix_timestamp(), body.as_bytes())
@@ -183,7 +195,11 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
             SendOutcome::Status(s) => (Some(*s), None),
             SendOutcome::Error(e) => (None, Some(e.chars().take(500).collect())),
         };
-        d.attempts.push(Attempt { at: now, status, error });
+        d.attempts.push(Attempt {
+            at: now,
+            status,
+            error,
+        });
         d.status = match status {
             Some(200..=299) => DeliveryStatus::Delivered,
             Some(410) => DeliveryStatus::Failed,
@@ -219,10 +235,12 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
     /// Queues a delivery again for an immediate attempt (manual redelivery), whatever its
     /// status; its log is kept.
     pub fn redeliver(&self, endpoint: EndpointId, seq: u64) -> Result<(), Error> {
-        let mut d = self
-            .store
-            .delivery(endpoint, seq)?
-            .ok_or(Error::Store(StoreError::Corrupt(format!("no delivery {seq} for {endpoint}"))))?;
+        let mut d =
+            self.store
+                .delivery(endpoint, seq)?
+                .ok_or(Error::Store(StoreError::Corrupt(format!(
+                    "no delivery {seq} for {endpoint}"
+                ))))?;
         d.status = DeliveryStatus::Pending;
         d.next_attempt_at = Some(self.clock.now());
         self.store.save_delivery(&d)?;

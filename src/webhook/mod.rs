@@ -41,10 +41,10 @@ mod secret;
 mod sign;
 mod verify;
 
-pub use secret::{SecretError, WebhookSecret};
-pub use sign::{SignError, Signature, SignatureHeader, sign};
 pub use delivery::{Attempt, Delivery, DeliveryStatus, DeliveryStore, Endpoint, RetrySchedule};
 pub use dispatch::{DispatchReport, Dispatcher, SendOutcome, WebhookSender};
+pub use secret::{SecretError, WebhookSecret};
+pub use sign::{SignError, Signature, SignatureHeader, sign};
 pub use verify::{Verifier, VerifyError};
 
 /// Name of the header with the message id.

@@ -24,7 +24,14 @@ pub fn dec(s: &str) -> Decimal {
 
 /// A rate of `sats_per_usd` sats per dollar, fetched at `when`.
 pub fn rate(sats_per_usd: &str, when: OffsetDateTime) -> ExchangeRate {
-    ExchangeRate::new(usd(), TargetCurrency::Sats, dec(sats_per_usd), "fixed", when).expect("rate")
+    ExchangeRate::new(
+        usd(),
+        TargetCurrency::Sats,
+        dec(sats_per_usd),
+        "fixed",
+        when,
+    )
+    .expect("rate")
 }
 
 pub fn sid(n: u8) -> SessionId {
@@ -48,11 +55,13 @@ pub const ADDRESS: &str = "bcrt1qtestaddress0000000000000000000000000";
 /// A fake request for a quote: invoice hash `n`, the session address.
 pub fn request_for(session: &CheckoutSession, terms: &QuoteTerms, n: u32) -> PaymentRequest {
     PaymentRequest {
-        lightning: session.accepts(PaymentMethod::Lightning).then(|| LightningInvoice {
-            payment_request: format!("lnbcrt{}n1fake{n}", terms.target().get()),
-            payment_hash: hash(n),
-            expires_at: terms.expires_at(),
-        }),
+        lightning: session
+            .accepts(PaymentMethod::Lightning)
+            .then(|| LightningInvoice {
+                payment_request: format!("lnbcrt{}n1fake{n}", terms.target().get()),
+                payment_hash: hash(n),
+                expires_at: terms.expires_at(),
+            }),
         onchain_address: session
             .accepts(PaymentMethod::Onchain)
             .then(|| ADDRESS.to_owned()),
@@ -60,7 +69,12 @@ pub fn request_for(session: &CheckoutSession, terms: &QuoteTerms, n: u32) -> Pay
 }
 
 /// Issues quote number `n` at `now` with `sats_per_usd`.
-pub fn quote(session: &mut CheckoutSession, n: u32, sats_per_usd: &str, now: OffsetDateTime) -> Vec<SessionEvent> {
+pub fn quote(
+    session: &mut CheckoutSession,
+    n: u32,
+    sats_per_usd: &str,
+    now: OffsetDateTime,
+) -> Vec<SessionEvent> {
     let terms = session
         .next_quote(pid(n), rate(sats_per_usd, now), now)
         .expect("terms");
