@@ -187,6 +187,7 @@ fn postgres_store_conforms() {
     let schemas = Schemas::new();
     let started = Instant::now();
     conformance::run_all(|| schemas.store());
+    conformance::run_address_index(|| schemas.store());
     eprintln!("conformance suite on PostgreSQL: {:?}", started.elapsed());
 }
 

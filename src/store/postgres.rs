@@ -58,9 +58,10 @@ use crate::session::CheckoutSession;
 use crate::transfer::{Transfer, TransferKey};
 
 /// The schema migrations, in order. Never edit a released one: append a new version.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE sessions (
     id TEXT COLLATE "C" PRIMARY KEY,
     created BIGINT NOT NULL,
@@ -112,7 +113,17 @@ CREATE TABLE idempotency (
     created_nanos INTEGER NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE address_index (
+    descriptor TEXT PRIMARY KEY,
+    next BIGINT NOT NULL CHECK (next >= 0)
+);
+"#,
+    ),
+];
 
 /// Advisory-lock namespaces (high 32 bits of the lock key; the low 32 bits hash the schema,
 /// so stores in different schemas of one database do not wait for each other).
@@ -557,6 +568,8 @@ enum Op {
     },
     SessionEvents(String),
     Idempotency(String),
+    /// Reserve the next derivation index of a descriptor.
+    ReserveIndex(String),
 }
 
 impl Op {
@@ -575,6 +588,7 @@ enum Out {
     Ids(Vec<String>),
     Events(Vec<(i64, String)>),
     Idempotency(Option<IdempotencyRow>),
+    Index(i64),
 }
 
 /// A session as stored: its own row, its payments' and its transfers' bodies.
@@ -916,6 +930,8 @@ const SQL_FIND_ADDRESS: &str = "SELECT session_id FROM addresses WHERE address =
 const SQL_DUE: &str = "SELECT id FROM sessions WHERE wake_at <= $1 ORDER BY wake_at, id LIMIT $2";
 const SQL_EVENTS_AFTER: &str = "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
 const SQL_SESSION_EVENTS: &str = "SELECT seq, body FROM events WHERE session_id = $1 ORDER BY seq";
+const SQL_RESERVE_INDEX: &str = "INSERT INTO address_index (descriptor, next) VALUES ($1, 1) \
+     ON CONFLICT (descriptor) DO UPDATE SET next = address_index.next + 1 RETURNING next - 1";
 const SQL_IDEMPOTENCY: &str =
     "SELECT key, request, session_id, created, created_nanos FROM idempotency WHERE key = $1";
 
@@ -1109,6 +1125,16 @@ impl Conn {
                     })
                     .transpose()?;
                 Ok(Out::Idempotency(row))
+            }
+            Op::ReserveIndex(descriptor) => {
+                // One statement, so the increment and its result are atomic; a rerun after a
+                // lost connection can only skip an index, never hand one out twice.
+                let rows = self.query(SQL_RESERVE_INDEX, &[descriptor]).await?;
+                let next: i64 = match rows.first() {
+                    Some(r) => r.try_get(0).map_err(pg)?,
+                    None => return Err(Failure::Store(unexpected())),
+                };
+                Ok(Out::Index(next))
             }
         }
     }
@@ -1315,4 +1341,18 @@ fn event_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<(i64, String)>, Fail
             ))
         })
         .collect()
+}
+
+impl crate::request::AddressIndex for PostgresStore {
+    fn reserve(&self, descriptor: &str) -> Result<u32, crate::Error> {
+        let Out::Index(index) = self.call(Op::ReserveIndex(descriptor.to_owned()))? else {
+            return Err(unexpected().into());
+        };
+        u32::try_from(index)
+            .ok()
+            .filter(|i| *i < u32::MAX)
+            .ok_or(crate::Error::RequestMismatch(
+                "derivation indexes exhausted",
+            ))
+    }
 }
