@@ -569,3 +569,46 @@ fn storage_rows_rebuild_the_session_and_changes_name_their_payments() {
     // Event payloads list only the newest payments.
     assert!(s.event_json().len() < s.head_json().len() + 1);
 }
+
+/// An event's payload stays under 20 kB with 50 metadata keys, however many partial
+/// payments the session had (it lists only the newest few).
+#[test]
+fn event_payloads_stay_small_with_fifty_metadata_keys() {
+    let metadata = Metadata::from_pairs((0..50).map(|i| {
+        (
+            format!("metadata_key_{i:02}_{}", "k".repeat(23)),
+            "v".repeat(100),
+        )
+    }))
+    .expect("50 keys");
+    let (mut s, _) = session_with(SessionParams::new(dec("1000.00"), usd()).metadata(metadata));
+    for n in 1..=20u32 {
+        let quote = s.open_payment().expect("open quote").clone();
+        let hash = quote
+            .request()
+            .lightning
+            .as_ref()
+            .expect("invoice")
+            .payment_hash;
+        s.record_transfer(
+            TransferReport::lightning(hash, Msats::new(1_000_000)),
+            at(i64::from(n) * 10),
+        )
+        .expect("partial");
+        quote_at(&mut s, n + 1, at(i64::from(n) * 10));
+    }
+    assert_eq!(s.payments().len(), 21);
+    let events = s
+        .update(&SessionUpdate::new().description("still paying"), at(400))
+        .expect("update");
+    let event = Event::for_session(EventId::generate(), &events[0], &s);
+    let json = event.to_json();
+    assert!(json.len() < 20_000, "{} bytes", json.len());
+    assert!(json.contains(r#""payments_count":21"#));
+}
+
+fn quote_at(s: &mut CheckoutSession, n: u32, now: time::OffsetDateTime) {
+    let terms = s.next_quote(pid(n), rate("1000", now), now).expect("terms");
+    let req = request_for(s, &terms, n);
+    s.issue_quote(terms, req, now).expect("issue");
+}

@@ -144,7 +144,7 @@ struct SessionWire {
 }
 
 /// How many of the newest payments an event's session snapshot lists.
-pub const EVENT_PAYMENTS: usize = 10;
+pub const EVENT_PAYMENTS: usize = 5;
 
 /// Which payments a session's JSON lists.
 enum Payments {
