@@ -34,6 +34,20 @@
 //!   kept to the nanosecond.
 //! * `schema_migrations (version PRIMARY KEY, applied_at)`.
 //!
+//! Migration 2 adds `address_index (descriptor PRIMARY KEY, next)` (the derivation indexes
+//! of [`AddressIndex`](crate::request::AddressIndex)). Migration 3 adds:
+//!
+//! * `links (id PRIMARY KEY, version, body TEXT)`: the [`Link`] as JSON, compare-and-swapped
+//!   on `version` by [`LinkStore::commit_link`];
+//! * `sessions.link_id` (NULL or the link that opened the session, written by every commit,
+//!   indexed for [`LinkStore::link_sessions`]); `events.session_id` becomes nullable (link
+//!   events belong to no session);
+//! * `endpoints (id PRIMARY KEY, body TEXT)`: `Endpoint::to_stored_json()`, which **holds
+//!   the webhook signing secret**: protect the database and its backups accordingly;
+//!   `delivery_cursors (endpoint PRIMARY KEY, cursor)` and `deliveries (endpoint, seq,
+//!   status, next_attempt_at NULL, body TEXT)`: the webhook delivery log (feature
+//!   `webhooks`).
+//!
 //! Migrations run in one transaction under `pg_advisory_xact_lock`, so servers starting
 //! together migrate once.
 
@@ -50,12 +64,19 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-use super::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
+use super::{
+    Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, Store, StoreError,
+    StoredEvent,
+};
 use crate::event::Event;
 use crate::id::SessionId;
+use crate::link::{Link, LinkId};
 use crate::request::PaymentHash;
 use crate::session::CheckoutSession;
 use crate::transfer::{Transfer, TransferKey};
+
+#[cfg(feature = "webhooks")]
+mod webhooks;
 
 /// The schema migrations, in order. Never edit a released one: append a new version.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -121,6 +142,41 @@ CREATE TABLE address_index (
     descriptor TEXT PRIMARY KEY,
     next BIGINT NOT NULL CHECK (next >= 0)
 );
+"#,
+    ),
+    (
+        3,
+        r#"
+CREATE TABLE links (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    version BIGINT NOT NULL CHECK (version >= 0),
+    body TEXT NOT NULL
+);
+ALTER TABLE sessions ADD COLUMN link_id TEXT COLLATE "C" NULL;
+UPDATE sessions SET link_id = head::json ->> 'link'
+    WHERE json_typeof(head::json -> 'link') = 'string';
+CREATE INDEX sessions_by_link ON sessions (link_id, created, id) WHERE link_id IS NOT NULL;
+-- Link events are filed under no session.
+ALTER TABLE events ALTER COLUMN session_id DROP NOT NULL;
+-- `body` is `Endpoint::to_stored_json()`: it CONTAINS THE ENDPOINT'S SIGNING SECRET in
+-- clear (`whsec_...`). Protect the database and its backups like the secret itself.
+CREATE TABLE endpoints (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE delivery_cursors (
+    endpoint TEXT COLLATE "C" PRIMARY KEY,
+    cursor BIGINT NOT NULL CHECK (cursor >= 0)
+);
+CREATE TABLE deliveries (
+    endpoint TEXT COLLATE "C" NOT NULL,
+    seq BIGINT NOT NULL CHECK (seq >= 0),
+    status TEXT NOT NULL,
+    next_attempt_at BIGINT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (endpoint, seq)
+);
+CREATE INDEX deliveries_by_status ON deliveries (status, endpoint, seq);
 "#,
     ),
 ];
@@ -570,12 +626,28 @@ enum Op {
     Idempotency(String),
     /// Reserve the next derivation index of a descriptor.
     ReserveIndex(String),
+    LoadLink(String),
+    LinkSessions(String),
+    CommitLink(Box<LinkCommitRows>),
+    #[cfg(feature = "webhooks")]
+    Webhook(webhooks::WebhookOp),
+}
+
+/// What a commit transaction applies.
+enum Work<'a> {
+    Session(&'a CommitRows),
+    Link(&'a LinkCommitRows),
 }
 
 impl Op {
     /// Whether running it again after a lost connection cannot do anything twice.
     fn is_read(&self) -> bool {
-        !matches!(self, Op::Commit(_) | Op::Migrate)
+        match self {
+            Op::Commit(_) | Op::CommitLink(_) | Op::Migrate => false,
+            #[cfg(feature = "webhooks")]
+            Op::Webhook(op) => op.is_read(),
+            _ => true,
+        }
     }
 }
 
@@ -589,6 +661,10 @@ enum Out {
     Events(Vec<(i64, String)>),
     Idempotency(Option<IdempotencyRow>),
     Index(i64),
+    /// A link's version and body.
+    Link(Option<(i64, String)>),
+    #[cfg(feature = "webhooks")]
+    Webhook(webhooks::WebhookOut),
 }
 
 /// A session as stored: its own row, its payments' and its transfers' bodies.
@@ -615,6 +691,8 @@ struct CommitRows {
     status: &'static str,
     wake_at: Option<i64>,
     head: String,
+    /// The link that opened the session, if any.
+    link_id: Option<String>,
     /// The payments to write: all of a new session's, else those the change touched.
     payment_ids: Vec<String>,
     payment_bodies: Vec<String>,
@@ -629,10 +707,57 @@ struct CommitRows {
     /// The invoice hashes of the payments written.
     hashes: Vec<String>,
     address: Option<String>,
-    event_ids: Vec<String>,
-    event_created: Vec<i64>,
-    event_bodies: Vec<String>,
+    events: EventRows,
     idempotency: Option<IdempotencyRow>,
+}
+
+/// Outbox events turned into column values.
+struct EventRows {
+    ids: Vec<String>,
+    created: Vec<i64>,
+    bodies: Vec<String>,
+}
+
+impl EventRows {
+    fn new(events: &[Event]) -> Self {
+        Self {
+            ids: events.iter().map(|e| e.id.to_string()).collect(),
+            created: events.iter().map(|e| millis(e.created)).collect(),
+            bodies: events.iter().map(Event::to_json).collect(),
+        }
+    }
+}
+
+/// A link commit turned into column values (on the caller's thread).
+struct LinkCommitRows {
+    id: String,
+    /// `None` inserts the link; `Some(None)`: an expected version no stored link can have.
+    expected_version: Option<Option<i64>>,
+    version: i64,
+    body: String,
+    events: EventRows,
+    sessions: Vec<CommitRows>,
+}
+
+impl LinkCommitRows {
+    fn new(c: &LinkCommit) -> Result<Self, StoreError> {
+        let link = &c.link;
+        let id = link.id().to_string();
+        let body = serde_json::to_string(link)
+            .map_err(|e| fatal(format!("cannot write link {id}: {e}")))?;
+        Ok(Self {
+            expected_version: c.expected_version.map(|v| i64::try_from(v).ok()),
+            version: to_i64(link.version(), "link version")?,
+            body,
+            events: EventRows::new(&c.events),
+            sessions: c
+                .sessions
+                .iter()
+                .map(CommitRows::new)
+                .collect::<Result<_, _>>()?,
+            id,
+        })
+    }
 }
 
 impl CommitRows {
@@ -685,6 +810,7 @@ impl CommitRows {
             status: s.status().as_str(),
             wake_at: s.wake_at().map(millis),
             head: s.storage_json(),
+            link_id: s.link().map(|l| l.to_string()),
             payment_ids,
             payment_bodies,
             claimed_keys: claimed.iter().map(ToString::to_string).collect(),
@@ -696,9 +822,7 @@ impl CommitRows {
             transfer_bodies,
             hashes: hashes.into_iter().collect(),
             address: s.onchain_address().map(str::to_owned),
-            event_ids: c.events.iter().map(|e| e.id.to_string()).collect(),
-            event_created: c.events.iter().map(|e| millis(e.created)).collect(),
-            event_bodies: c.events.iter().map(Event::to_json).collect(),
+            events: EventRows::new(&c.events),
             idempotency: c.idempotency.as_ref().map(|r| IdempotencyRow {
                 key: r.key.clone(),
                 request: r.request.clone(),
@@ -932,6 +1056,13 @@ const SQL_EVENTS_AFTER: &str = "SELECT seq, body FROM events WHERE seq > $1 ORDE
 const SQL_SESSION_EVENTS: &str = "SELECT seq, body FROM events WHERE session_id = $1 ORDER BY seq";
 const SQL_RESERVE_INDEX: &str = "INSERT INTO address_index (descriptor, next) VALUES ($1, 1) \
      ON CONFLICT (descriptor) DO UPDATE SET next = address_index.next + 1 RETURNING next - 1";
+const SQL_LOAD_LINK: &str = "SELECT version, body FROM links WHERE id = $1";
+const SQL_LINK_SESSIONS: &str =
+    "SELECT id FROM sessions WHERE link_id = $1 ORDER BY created ASC, id ASC";
+const SQL_INSERT_LINK: &str =
+    "INSERT INTO links (id, version, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
+const SQL_UPDATE_LINK: &str =
+    "UPDATE links SET version = $3, body = $4 WHERE id = $1 AND version = $2";
 const SQL_IDEMPOTENCY: &str =
     "SELECT key, request, session_id, created, created_nanos FROM idempotency WHERE key = $1";
 
@@ -971,10 +1102,10 @@ const SQL_LIST: [[&str; 3]; 2] = [
     ],
 ];
 
-const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (id, created, status, version, wake_at, head) \
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
-const SQL_UPDATE_SESSION: &str = "UPDATE sessions SET created = $2, status = $3, version = $4, wake_at = $5, head = $6 \
-     WHERE id = $1 AND version = $7";
+const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (id, created, status, version, wake_at, head, link_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
+const SQL_UPDATE_SESSION: &str = "UPDATE sessions SET created = $2, status = $3, version = $4, wake_at = $5, head = $6, \
+     link_id = $7 WHERE id = $1 AND version = $8";
 const SQL_INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency (key, request, session_id, created, created_nanos) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING";
 const SQL_UPSERT_TRANSFERS: &str = "INSERT INTO transfers (session_id, key, body) \
@@ -1003,7 +1134,7 @@ const SQL_INDEX_ADDRESS: &str = "INSERT INTO addresses (address, session_id) VAL
      ON CONFLICT (address) DO NOTHING";
 const SQL_ADVISORY_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 const SQL_INSERT_EVENTS: &str = "INSERT INTO events (seq, id, session_id, created, body) \
-     SELECT last.seq + u.n, u.id, $1, u.created, u.body \
+     SELECT last.seq + u.n, u.id, $1::text, u.created, u.body \
      FROM unnest($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS u(id, created, body, n), \
           (SELECT COALESCE(MAX(seq), 0) AS seq FROM events) AS last";
 
@@ -1047,7 +1178,35 @@ impl Conn {
         let pg = |e| Failure::Pg(e, false);
         match op {
             Op::Migrate => self.migrate(ctx).await.map(|()| Out::Unit),
-            Op::Commit(rows) => self.commit(rows, ctx.lock_suffix).await.map(|()| Out::Unit),
+            Op::Commit(rows) => self
+                .transaction(Work::Session(rows), ctx.lock_suffix)
+                .await
+                .map(|()| Out::Unit),
+            Op::CommitLink(rows) => self
+                .transaction(Work::Link(rows), ctx.lock_suffix)
+                .await
+                .map(|()| Out::Unit),
+            Op::LoadLink(id) => {
+                let rows = self.query(SQL_LOAD_LINK, &[id]).await?;
+                let row = rows
+                    .into_iter()
+                    .next()
+                    .map(|r| {
+                        Ok::<_, Failure>((r.try_get(0).map_err(pg)?, r.try_get(1).map_err(pg)?))
+                    })
+                    .transpose()?;
+                Ok(Out::Link(row))
+            }
+            Op::LinkSessions(id) => {
+                let rows = self.query(SQL_LINK_SESSIONS, &[id]).await?;
+                let ids = rows
+                    .into_iter()
+                    .map(|r| r.try_get(0).map_err(pg))
+                    .collect::<Result<Vec<String>, _>>()?;
+                Ok(Out::Ids(ids))
+            }
+            #[cfg(feature = "webhooks")]
+            Op::Webhook(op) => self.webhook(op).await,
             Op::Load(id) => {
                 let rows = self.query(SQL_LOAD, &[id]).await?;
                 let row = rows.into_iter().next();
@@ -1139,15 +1298,20 @@ impl Conn {
         }
     }
 
-    /// Applies a commit in one READ COMMITTED transaction: commits if every step succeeds,
-    /// rolls back otherwise. The level is explicit because the outbox ordering below relies
-    /// on each statement taking a fresh snapshot, whatever the database's default level is.
-    async fn commit(&mut self, rows: &CommitRows, lock_suffix: u32) -> Result<(), Failure> {
+    /// Applies a session commit or a link commit in one READ COMMITTED transaction: commits
+    /// if every step succeeds, rolls back otherwise. The level is explicit because the
+    /// outbox ordering below relies on each statement taking a fresh snapshot, whatever the
+    /// database's default level is.
+    async fn transaction(&mut self, work: Work<'_>, lock_suffix: u32) -> Result<(), Failure> {
         self.client
             .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             .await
             .map_err(|e| Failure::Pg(e, false))?;
-        match self.commit_body(rows, lock_suffix).await {
+        let body = match work {
+            Work::Session(rows) => self.commit_body(rows, lock_suffix).await,
+            Work::Link(rows) => self.commit_link_body(rows, lock_suffix).await,
+        };
+        match body {
             Ok(()) => self
                 .client
                 .batch_execute("COMMIT")
@@ -1162,7 +1326,50 @@ impl Conn {
         }
     }
 
+    /// A session commit (as [`Store::commit`] applies it) on an open transaction.
     async fn commit_body(&mut self, r: &CommitRows, lock_suffix: u32) -> Result<(), Failure> {
+        self.apply_session(r).await?;
+        self.insert_events(Some(&r.id), &r.events, lock_suffix)
+            .await
+    }
+
+    /// A link commit on an open transaction: the link's compare-and-swap, then every
+    /// session commit's rows exactly as [`commit_body`](Self::commit_body) writes them,
+    /// then (last, see [`insert_events`](Self::insert_events)) the link's events and each
+    /// session commit's events, in that order. Any conflict fails the whole transaction.
+    async fn commit_link_body(
+        &mut self,
+        r: &LinkCommitRows,
+        lock_suffix: u32,
+    ) -> Result<(), Failure> {
+        let written = match r.expected_version {
+            None => {
+                self.exec(SQL_INSERT_LINK, &[&r.id, &r.version, &r.body])
+                    .await?
+            }
+            // No stored version exceeds i64::MAX, so such an expectation cannot hold.
+            Some(None) => 0,
+            Some(Some(expected)) => {
+                self.exec(SQL_UPDATE_LINK, &[&r.id, &expected, &r.version, &r.body])
+                    .await?
+            }
+        };
+        if written == 0 {
+            return Err(Failure::Conflict);
+        }
+        for s in &r.sessions {
+            self.apply_session(s).await?;
+        }
+        self.insert_events(None, &r.events, lock_suffix).await?;
+        for s in &r.sessions {
+            self.insert_events(Some(&s.id), &s.events, lock_suffix)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a session commit's rows (everything but its events) on an open transaction.
+    async fn apply_session(&mut self, r: &CommitRows) -> Result<(), Failure> {
         // Compare-and-swap: the new row only if there is none, the update only if the stored
         // version is the expected one. Zero rows written: someone else won; roll back.
         let written = match r.expected_version {
@@ -1170,7 +1377,7 @@ impl Conn {
                 self.exec(
                     SQL_INSERT_SESSION,
                     &[
-                        &r.id, &r.created, &r.status, &r.version, &r.wake_at, &r.head,
+                        &r.id, &r.created, &r.status, &r.version, &r.wake_at, &r.head, &r.link_id,
                     ],
                 )
                 .await?
@@ -1179,7 +1386,8 @@ impl Conn {
                 self.exec(
                     SQL_UPDATE_SESSION,
                     &[
-                        &r.id, &r.created, &r.status, &r.version, &r.wake_at, &r.head, &expected,
+                        &r.id, &r.created, &r.status, &r.version, &r.wake_at, &r.head, &r.link_id,
+                        &expected,
                     ],
                 )
                 .await?
@@ -1244,12 +1452,24 @@ impl Conn {
         if let Some(address) = &r.address {
             self.exec(SQL_INDEX_ADDRESS, &[&r.id, address]).await?;
         }
-        if !r.event_ids.is_empty() {
+        Ok(())
+    }
+
+    /// Appends events to the outbox (filed under `session_id`, NULL for a link's events) on
+    /// an open transaction. Callers write every row lock first and events last.
+    async fn insert_events(
+        &mut self,
+        session_id: Option<&String>,
+        e: &EventRows,
+        lock_suffix: u32,
+    ) -> Result<(), Failure> {
+        if !e.ids.is_empty() {
             // The outbox contract: a reader that has seen seq n never later sees a seq below
             // n appear. A sequence (BIGSERIAL) does not give that: transaction A may draw 5,
             // B draw 6 and commit first; a reader then sees 6 and, later, 5. So the numbers
-            // are assigned under a transaction-scoped advisory lock, taken last (after the
-            // row locks above, so it cannot deadlock with them) and held until COMMIT.
+            // are assigned under a transaction-scoped advisory lock, taken last (after every
+            // row lock of the transaction, so it cannot deadlock with them; a link commit
+            // takes it once its sessions' rows are written) and held until COMMIT.
             // PostgreSQL makes a commit visible before it releases the transaction's locks,
             // and under READ COMMITTED the INSERT below takes its snapshot after the lock is
             // granted, so MAX(seq) sees every earlier outbox commit: numbers are handed out
@@ -1258,7 +1478,7 @@ impl Conn {
             self.exec(SQL_ADVISORY_LOCK, &[&key]).await?;
             self.exec(
                 SQL_INSERT_EVENTS,
-                &[&r.id, &r.event_ids, &r.event_created, &r.event_bodies],
+                &[&session_id, &e.ids, &e.created, &e.bodies],
             )
             .await?;
         }
@@ -1354,5 +1574,49 @@ impl crate::request::AddressIndex for PostgresStore {
             .ok_or(crate::Error::RequestMismatch(
                 "derivation indexes exhausted",
             ))
+    }
+}
+
+/// Reads a link row back, checking that it holds the link its key names.
+fn decode_link(id: &str, version: i64, body: &str) -> Result<Link, StoreError> {
+    let link: Link = serde_json::from_str(body).map_err(|e| corrupt(&format!("link {id}"), e))?;
+    if link.id().to_string() != id || Some(link.version()) != u64::try_from(version).ok() {
+        return Err(StoreError::Corrupt(format!(
+            "link row {id} (version {version}) holds link {} version {}",
+            link.id(),
+            link.version()
+        )));
+    }
+    Ok(link)
+}
+
+impl LinkStore for PostgresStore {
+    fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
+        let id = id.to_string();
+        let Out::Link(row) = self.call(Op::LoadLink(id.clone()))? else {
+            return Err(unexpected());
+        };
+        row.map(|(version, body)| decode_link(&id, version, &body))
+            .transpose()
+    }
+
+    /// One READ COMMITTED transaction: the link's compare-and-swap (an insert when no
+    /// version is expected, else an update of the expected version), every session commit
+    /// exactly as [`Store::commit`] applies it, the link's events (filed under no session)
+    /// and the sessions' events, numbered under the same outbox lock as every commit. Any
+    /// conflict rolls all of it back.
+    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
+        let rows = LinkCommitRows::new(commit)?;
+        match self.call(Op::CommitLink(Box::new(rows)))? {
+            Out::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError> {
+        match self.call(Op::LinkSessions(id.to_string()))? {
+            Out::Ids(ids) => ids.iter().map(|s| parse_id(s)).collect(),
+            _ => Err(unexpected()),
+        }
     }
 }
