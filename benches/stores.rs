@@ -9,7 +9,7 @@
 //!   on a session that has none, and on one that already has 999.
 
 use std::hint::black_box;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::Hash32;
@@ -273,6 +273,30 @@ fn session_with_transfers<S: Store>(c: &Service<S>, n: u64, base: u64) -> Result
     Ok(s.id())
 }
 
+/// `record_1st` (a fresh session) and `record_1000th` (one with 999 transfers), on one
+/// service.
+fn bench_growth<S: Store>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    svc: &Service<S>,
+) {
+    let mut next = 1_000_000u64;
+    let mut record = |address: &str| {
+        next += 1;
+        let report = TransferReport::onchain(txid(next), 0, address, Sats::new(1_000), 1);
+        black_box(svc.record_transfer(report).is_ok())
+    };
+    g.bench_function("record_1st", |b| {
+        b.iter_batched(
+            || session_with_transfers(svc, 0, 0).unwrap_or_else(|e| panic!("{e}")),
+            |id| record(&TestRequestGenerator::address(id)),
+            BatchSize::PerIteration,
+        )
+    });
+    let big = session_with_transfers(svc, 999, 0).unwrap_or_else(|e| panic!("{e}"));
+    let address = TestRequestGenerator::address(big);
+    g.bench_function("record_1000th", |b| b.iter(|| record(&address)));
+}
+
 fn bench_sqlite(c: &mut Criterion) {
     let mut g = c.benchmark_group("sqlite");
     g.sample_size(30);
@@ -312,47 +336,9 @@ fn bench_sqlite(c: &mut Criterion) {
     });
 
     // Recording the 1st vs the 1000th transfer of a session.
-    let svc = Arc::new(service(
-        SqliteStore::open(temp_db("growth.sqlite3")).unwrap_or_else(|e| panic!("{e}")),
-    ));
-    let mut next = 1_000_000u64;
-    g.bench_function("record_1st", |b| {
-        b.iter_batched(
-            || session_with_transfers(&svc, 0, 0).unwrap_or_else(|e| panic!("{e}")),
-            |id| {
-                next += 1;
-                let address = TestRequestGenerator::address(id);
-                black_box(
-                    svc.record_transfer(TransferReport::onchain(
-                        txid(next),
-                        0,
-                        address,
-                        Sats::new(1_000),
-                        1,
-                    ))
-                    .is_ok(),
-                )
-            },
-            BatchSize::PerIteration,
-        )
-    });
-    let big = session_with_transfers(&svc, 999, 0).unwrap_or_else(|e| panic!("{e}"));
-    let address = TestRequestGenerator::address(big);
-    g.bench_function("record_1000th", |b| {
-        b.iter(|| {
-            next += 1;
-            black_box(
-                svc.record_transfer(TransferReport::onchain(
-                    txid(next),
-                    0,
-                    address.as_str(),
-                    Sats::new(1_000),
-                    1,
-                ))
-                .is_ok(),
-            )
-        })
-    });
+    let svc =
+        service(SqliteStore::open(temp_db("growth.sqlite3")).unwrap_or_else(|e| panic!("{e}")));
+    bench_growth(&mut g, &svc);
     g.finish();
 }
 
@@ -482,45 +468,7 @@ mod pg {
             })
         });
 
-        let svc = Arc::new(service(store("growth")));
-        let mut next = 1_000_000u64;
-        g.bench_function("record_1st", |b| {
-            b.iter_batched(
-                || session_with_transfers(&svc, 0, 0).unwrap_or_else(|e| panic!("{e}")),
-                |id| {
-                    next += 1;
-                    let address = TestRequestGenerator::address(id);
-                    black_box(
-                        svc.record_transfer(TransferReport::onchain(
-                            txid(next),
-                            0,
-                            address,
-                            Sats::new(1_000),
-                            1,
-                        ))
-                        .is_ok(),
-                    )
-                },
-                BatchSize::PerIteration,
-            )
-        });
-        let big = session_with_transfers(&svc, 999, 0).unwrap_or_else(|e| panic!("{e}"));
-        let address = TestRequestGenerator::address(big);
-        g.bench_function("record_1000th", |b| {
-            b.iter(|| {
-                next += 1;
-                black_box(
-                    svc.record_transfer(TransferReport::onchain(
-                        txid(next),
-                        0,
-                        address.as_str(),
-                        Sats::new(1_000),
-                        1,
-                    ))
-                    .is_ok(),
-                )
-            })
-        });
+        bench_growth(&mut g, &service(store("growth")));
         g.finish();
     }
 }

@@ -1,7 +1,7 @@
 //! JSON helpers: decimal amounts as exact JSON numbers and Unix-millisecond timestamps.
 //!
 //! Decimals are written as JSON numbers (`450.5`) and read from a number or a string
-//! without ever passing through `f64`: the number's text is captured with
+//! without ever passing through binary floating point: the number's text is captured with
 //! `serde_json::value::RawValue` and parsed by `rust_decimal`. This works with
 //! `serde_json::from_str`/`from_slice`/`from_reader`, which is how this crate's JSON is
 //! meant to be read.

@@ -15,7 +15,7 @@ pub const MAX_KEY_CHARS: usize = 40;
 /// Longest string value, in characters (numbers: their JSON text).
 pub const MAX_VALUE_CHARS: usize = 500;
 
-/// One metadata value. Numbers keep their exact JSON text (they never pass through `f64`).
+/// One metadata value. Numbers keep their exact JSON text (they never pass through binary floating point).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MetadataValue {
