@@ -314,11 +314,17 @@ impl CheckoutSession {
         for text in payments {
             let wire: PaymentWire =
                 serde_json::from_str(text.as_ref()).map_err(|e| Error::Json(e.to_string()))?;
-            if wire.checkout_session != session.id {
+            if wire.checkout_session != session.id
+                || wire.currency != session.currency
+                || wire.target_currency != target
+            {
                 return Err(Error::Json(format!(
                     "payment {} belongs to another session",
                     wire.id
                 )));
+            }
+            if session.payments.iter().any(|p| p.id == wire.id) {
+                return Err(Error::Json(format!("payment {} is listed twice", wire.id)));
             }
             session.payments.push(std::sync::Arc::new(
                 payment_from_wire(wire, target).map_err(Error::Json)?,
@@ -329,6 +335,9 @@ impl CheckoutSession {
         for t in transfers {
             if !session.payments.iter().any(|p| p.id == t.payment_id) {
                 return Err(Error::Json(format!("transfer {} has no payment", t.key)));
+            }
+            if session.transfers.contains_key(&t.key) {
+                return Err(Error::Json(format!("transfer {} is listed twice", t.key)));
             }
             session.put_transfer(t);
         }
@@ -445,11 +454,22 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
         })
         .collect();
     let target = w.target_currency;
-    let payments = w
+    // A session's payments are in its own currencies, each listed once; they are kept in
+    // the order they were issued whatever order the JSON lists them in.
+    if w.payments.iter().any(|p| {
+        p.currency != w.currency || p.target_currency != target || p.checkout_session != w.id
+    }) {
+        return Err("a payment is in other currencies or of another session".into());
+    }
+    let mut payments = w
         .payments
         .into_iter()
         .map(|p| payment_from_wire(p, target).map(std::sync::Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
+    payments.sort_by_key(|p| (p.created, p.id));
+    if payments.windows(2).any(|w| w[0].id == w[1].id) {
+        return Err("a payment is listed twice".into());
+    }
     let amount = w
         .currency
         .validate_amount(w.amount)
@@ -501,6 +521,9 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
     for t in w.transfers {
         if !session.payments.iter().any(|p| p.id == t.payment_id) {
             return Err(format!("transfer {} has no payment", t.key));
+        }
+        if session.transfers.contains_key(&t.key) {
+            return Err(format!("transfer {} is listed twice", t.key));
         }
         session.put_transfer(t);
     }

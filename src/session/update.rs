@@ -31,28 +31,52 @@ use crate::metadata::MetadataPatch;
 ///     .description("Order #1001 (gift)")
 ///     .metadata(MetadataPatch::new().set("gift", true).remove("coupon"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SessionUpdate {
-    #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<Option<String>>,
-    #[serde(skip_serializing_if = "MetadataPatch::is_empty")]
     metadata: MetadataPatch,
-    #[serde(skip)]
     clear_metadata: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     success_url: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     success_message: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     cancel_url: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     title: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     title_description: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     title_image: Option<Option<String>>,
-    #[serde(skip)]
     immutable: Option<&'static str>,
+}
+
+/// Writes the update as it reads: absent = unchanged, `null` = clear (`"metadata": null`
+/// clears every key), and a refused creation-only field is written back (as `null`) so the
+/// update stays refused after a round trip.
+impl Serialize for SessionUpdate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        let texts = [
+            ("description", &self.description),
+            ("success_url", &self.success_url),
+            ("success_message", &self.success_message),
+            ("cancel_url", &self.cancel_url),
+            ("title", &self.title),
+            ("title_description", &self.title_description),
+            ("title_image", &self.title_image),
+        ];
+        for (name, value) in texts {
+            if let Some(v) = value {
+                map.serialize_entry(name, v)?;
+            }
+        }
+        // A clear with a patch has no single JSON spelling; the patch is what is written.
+        if !self.metadata.is_empty() {
+            map.serialize_entry("metadata", &self.metadata)?;
+        } else if self.clear_metadata {
+            map.serialize_entry("metadata", &())?;
+        }
+        if let Some(field) = self.immutable {
+            map.serialize_entry(field, &())?;
+        }
+        map.end()
+    }
 }
 
 macro_rules! setters {
