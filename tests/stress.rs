@@ -5,7 +5,7 @@
 //! Sizes (the SQLite run is shrunk by default to stay within ~30 s in a debug build; set
 //! `STRESS_FULL=1` to run it at the full size too):
 //!
-//! | what | memory (always) | SQLite, default | SQLite, `STRESS_FULL=1` |
+//! | what | memory (always) | SQLite and PostgreSQL, default | both with `STRESS_FULL=1` |
 //! |---|---|---|---|
 //! | worker threads | 16 | 16 | 16 |
 //! | sessions | 100 | 100 | 100 |
@@ -657,5 +657,53 @@ mod sqlite {
         let fresh = SqliteStore::open(&path).expect("reopen");
         let checked = verify(&fresh, &plan, &outcome);
         print("sqlite", &plan, &outcome, checked, started.elapsed());
+    }
+}
+
+/// The same load on PostgreSQL: one `Checkout` and one `PostgresStore` per worker (as if each
+/// were its own application server), all on one database schema.
+#[cfg(feature = "postgres")]
+mod postgres {
+    use bitcoin_checkout::store::PostgresStore;
+
+    use super::*;
+
+    fn pg_url() -> String {
+        match std::env::var("BITCOIN_CHECKOUT_PG") {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => panic!(
+                "BITCOIN_CHECKOUT_PG is not set: run `scripts/test`, or \
+                 BITCOIN_CHECKOUT_PG=\"$(scripts/postgres url)\" cargo test (after scripts/postgres start)"
+            ),
+        }
+    }
+
+    #[test]
+    fn postgres_one_checkout_per_worker() {
+        let size = size(SQLITE_DEFAULT);
+        let schema = format!(
+            "stress_{}_{}",
+            std::process::id(),
+            OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000
+        );
+        let url = pg_url();
+        let clock = clock();
+        let services: Vec<Service<PostgresStore>> = (0..WORKERS)
+            .map(|_| {
+                let store = PostgresStore::connect_in_schema(&url, &schema, 2).expect("connect");
+                service(store, &clock)
+            })
+            .collect();
+        let plan = Plan::new(
+            create_sessions(&services[0], &clock, size.sessions),
+            size.reports,
+        );
+        let refs: Vec<&Service<PostgresStore>> = services.iter().collect();
+        let outcome = hammer(&plan, &refs);
+        let started = Instant::now();
+        // Read back through a connection that took no part.
+        let fresh = PostgresStore::connect_in_schema(&url, &schema, 2).expect("reconnect");
+        let checked = verify(&fresh, &plan, &outcome);
+        print("postgres", &plan, &outcome, checked, started.elapsed());
     }
 }
