@@ -14,9 +14,8 @@ use std::sync::Mutex;
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::Hash32;
 use bitcoin_checkout::request::TestRequestGenerator;
-use bitcoin_checkout::store::{
-    Commit, IdempotencyRecord, ListQuery, Page, SqliteStore, Store, StoreError, StoredEvent,
-};
+use bitcoin_checkout::store::{Commit, SqliteStore, Store};
+use bitcoin_checkout::testkit::ObservedStore;
 use bitcoin_checkout::*;
 use criterion::{BatchSize, Criterion, criterion_group};
 use rust_decimal::Decimal;
@@ -61,52 +60,18 @@ fn lifecycle<S: Store>(c: &Service<S>) -> Result<(), Error> {
     Ok(())
 }
 
-/// A store that remembers the commits passing through it.
-struct Recording<S> {
-    inner: S,
-    commits: Mutex<Vec<Commit>>,
-}
-
-impl<S: Store> Store for Recording<S> {
-    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
-        self.inner.load(id)
-    }
-    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
-        self.inner.commit(commit)?;
-        self.commits
-            .lock()
-            .map_err(|_| StoreError::Closed)?
-            .push(commit.clone());
-        Ok(())
-    }
-    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_transfer(key)
-    }
-    fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_payment_hash(hash)
-    }
-    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_address(address)
-    }
-    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        self.inner.list(query)
-    }
-    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
-        self.inner.due(now, limit)
-    }
-    fn events_after(
-        &self,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.events_after(after, limit)
-    }
-    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.session_events(id)
-    }
-    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.inner.idempotency(key)
-    }
+/// The commits that went through `store`, as the rows each one wrote.
+fn recorded_rows<S: Store>(store: S) -> Vec<Rows> {
+    let commits = Mutex::new(Vec::new());
+    let recording = ObservedStore::new(store).on_commit(|commit, result| {
+        if result.is_ok()
+            && let Ok(mut c) = commits.lock()
+        {
+            c.push(rows_of(commit));
+        }
+    });
+    lifecycle(&service(recording)).unwrap_or_else(|e| panic!("{e}"));
+    commits.into_inner().unwrap_or_default()
 }
 
 /// The rows one commit writes, serialised in advance.
@@ -310,18 +275,9 @@ fn bench_sqlite(c: &mut Criterion) {
     });
 
     // Capture the rows of one real lifecycle, then write them raw.
-    let recording = Recording {
-        inner: SqliteStore::open(temp_db("capture.sqlite3")).unwrap_or_else(|e| panic!("{e}")),
-        commits: Mutex::new(Vec::new()),
-    };
-    let rec_svc = service(recording);
-    lifecycle(&rec_svc).unwrap_or_else(|e| panic!("{e}"));
-    let rows: Vec<Rows> = rec_svc
-        .store()
-        .commits
-        .lock()
-        .map(|c| c.iter().map(rows_of).collect())
-        .unwrap_or_default();
+    let rows = recorded_rows(
+        SqliteStore::open(temp_db("capture.sqlite3")).unwrap_or_else(|e| panic!("{e}")),
+    );
     assert_eq!(rows.len(), 4, "create + three payments");
     let mut conn =
         rusqlite::Connection::open(temp_db("raw.sqlite3")).unwrap_or_else(|e| panic!("{e}"));
@@ -430,18 +386,7 @@ mod pg {
             b.iter(|| black_box(lifecycle(&svc).is_ok()))
         });
 
-        let recording = Recording {
-            inner: store("capture"),
-            commits: Mutex::new(Vec::new()),
-        };
-        let rec_svc = service(recording);
-        lifecycle(&rec_svc).unwrap_or_else(|e| panic!("{e}"));
-        let rows: Vec<Rows> = rec_svc
-            .store()
-            .commits
-            .lock()
-            .map(|c| c.iter().map(rows_of).collect())
-            .unwrap_or_default();
+        let rows = recorded_rows(store("capture"));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

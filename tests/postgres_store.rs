@@ -22,7 +22,7 @@ use bitcoin_checkout::store::{
     Commit, IdempotencyRecord, ListQuery, MemoryStore, Page, PostgresStore, Store, StoreError,
     StoredEvent,
 };
-use bitcoin_checkout::testkit::conformance;
+use bitcoin_checkout::testkit::{ObservedStore, conformance};
 use bitcoin_checkout::{
     Checkout, CheckoutSession, Currency, Error, Event, EventId, EventType, Msats, PaymentHash,
     PaymentId, PaymentRequest, Sats, SessionId, SessionParams, SessionStatus, TargetCurrency,
@@ -980,54 +980,6 @@ fn shuffle<T>(items: &mut [T], seed: u64) {
     }
 }
 
-/// A store that counts the commits refused by compare-and-swap (to show the workers
-/// really raced).
-struct Counting<'a> {
-    inner: PostgresStore,
-    conflicts: &'a AtomicU32,
-}
-
-impl Store for Counting<'_> {
-    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
-        self.inner.load(id)
-    }
-    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
-        let r = self.inner.commit(commit);
-        if r == Err(StoreError::Conflict) {
-            self.conflicts.fetch_add(1, Ordering::Relaxed);
-        }
-        r
-    }
-    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_transfer(key)
-    }
-    fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_payment_hash(hash)
-    }
-    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_address(address)
-    }
-    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        self.inner.list(query)
-    }
-    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
-        self.inner.due(now, limit)
-    }
-    fn events_after(
-        &self,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.events_after(after, limit)
-    }
-    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.session_events(id)
-    }
-    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.inner.idempotency(key)
-    }
-}
-
 /// Polls the outbox until `done`, checking every reading continues the previous one.
 fn watch_outbox(store: &PostgresStore, done: &AtomicBool) -> (usize, u64) {
     let mut cursor = None;
@@ -1123,10 +1075,14 @@ fn many_servers_record_overlapping_transfers() {
                     (&url, &schema, &sessions, &clock, &conflicts);
                 scope.spawn(move || {
                     // Each worker is an application server: its own store and service.
-                    let store = Counting {
-                        inner: PostgresStore::connect_in_schema(url, schema, 2).expect("connect"),
-                        conflicts,
-                    };
+                    let store = ObservedStore::new(
+                        PostgresStore::connect_in_schema(url, schema, 2).expect("connect"),
+                    )
+                    .on_commit(|_, result| {
+                        if *result == Err(StoreError::Conflict) {
+                            conflicts.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
                     let checkout = Checkout::new(store, rates(), TestRequestGenerator)
                         .with_clock(Arc::clone(clock))
                         .with_max_attempts(1_000);

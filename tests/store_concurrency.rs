@@ -6,16 +6,14 @@
 //! with one service (and one SQLite connection) per thread on one database file.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::{Hash32, TestRequestGenerator};
-use bitcoin_checkout::store::{
-    Commit, IdempotencyRecord, ListQuery, MemoryStore, Page, Store, StoreError, StoredEvent,
-};
+use bitcoin_checkout::store::{MemoryStore, Store, StoredEvent};
+use bitcoin_checkout::testkit::ObservedStore;
 use bitcoin_checkout::{
     Checkout, CheckoutSession, Currency, Error, EventType, Msats, PaymentMethod, Sats, SessionId,
     SessionParams, SessionStatus, TargetCurrency, TransferKey, TransferReport,
@@ -32,54 +30,8 @@ const OUTPUT_SATS: u64 = 9_000;
 const FIRST_LN_SATS: u64 = 20_000;
 const LATER_LN_SATS: u64 = 5_000;
 
-type Service<S> = Checkout<Counting<S>, FixedRates, TestRequestGenerator, Arc<ManualClock>>;
-
-/// Counts the commits a store refused with `Conflict`: evidence that the threads did race.
-struct Counting<S> {
-    inner: S,
-    conflicts: AtomicU64,
-}
-
-impl<S: Store> Store for Counting<S> {
-    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
-        self.inner.load(id)
-    }
-    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
-        let r = self.inner.commit(commit);
-        if r == Err(StoreError::Conflict) {
-            self.conflicts.fetch_add(1, Ordering::Relaxed);
-        }
-        r
-    }
-    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_transfer(key)
-    }
-    fn find_by_payment_hash(&self, hash: &Hash32) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_payment_hash(hash)
-    }
-    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_address(address)
-    }
-    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        self.inner.list(query)
-    }
-    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
-        self.inner.due(now, limit)
-    }
-    fn events_after(
-        &self,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.events_after(after, limit)
-    }
-    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.session_events(id)
-    }
-    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.inner.idempotency(key)
-    }
-}
+type Service<S> =
+    Checkout<ObservedStore<'static, S>, FixedRates, TestRequestGenerator, Arc<ManualClock>>;
 
 fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_767_225_600).expect("time")
@@ -91,11 +43,8 @@ fn usd() -> Currency {
 
 fn service<S: Store>(store: S, clock: &Arc<ManualClock>) -> Service<S> {
     let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, Decimal::from(1_000));
-    let store = Counting {
-        inner: store,
-        conflicts: AtomicU64::new(0),
-    };
-    Checkout::new(store, rates, TestRequestGenerator).with_clock(Arc::clone(clock))
+    Checkout::new(ObservedStore::new(store), rates, TestRequestGenerator)
+        .with_clock(Arc::clone(clock))
 }
 
 /// The txid of output `n` paid to a session: distinct per session and output.
@@ -242,10 +191,7 @@ fn hammer<S: Store>(
         }
     });
     let retries = *retries.lock().unwrap_or_else(|p| p.into_inner());
-    let conflicts: u64 = services
-        .iter()
-        .map(|c| c.store().conflicts.load(Ordering::Relaxed))
-        .sum();
+    let conflicts: u64 = services.iter().map(|c| c.store().conflicts()).sum();
     println!(
         "{THREADS} threads, {} services: {:?}, {conflicts} conflicting commits retried by the \
          service, {retries} reports retried by the caller",

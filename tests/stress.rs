@@ -39,12 +39,11 @@ use std::time::{Duration as StdDuration, Instant};
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::{Hash32, TestRequestGenerator};
-use bitcoin_checkout::store::{
-    Commit, IdempotencyRecord, ListQuery, MemoryStore, Page, Store, StoreError, StoredEvent,
-};
+use bitcoin_checkout::store::{MemoryStore, Store, StoredEvent};
+use bitcoin_checkout::testkit::ObservedStore;
 use bitcoin_checkout::{
-    Arrival, Checkout, CheckoutSession, ConfirmationPolicy, Currency, Error, EventType, Msats,
-    Sats, SessionId, SessionParams, SessionStatus, TargetCurrency, TransferKey, TransferReport,
+    Arrival, Checkout, ConfirmationPolicy, Currency, Error, EventType, Msats, Sats, SessionId,
+    SessionParams, SessionStatus, TargetCurrency, TransferKey, TransferReport,
 };
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
@@ -145,67 +144,13 @@ fn params(g: Group) -> SessionParams {
     SessionParams::new(Decimal::from(amount), usd()).confirmations(policy)
 }
 
-/// Counts the commits the store refused with `Conflict` (retried by the service).
-struct Counting<S> {
-    inner: S,
-    conflicts: AtomicU64,
-}
-
-impl<S> Counting<S> {
-    fn new(inner: S) -> Self {
-        Self {
-            inner,
-            conflicts: AtomicU64::new(0),
-        }
-    }
-}
-
-impl<S: Store> Store for Counting<S> {
-    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
-        self.inner.load(id)
-    }
-    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
-        let result = self.inner.commit(commit);
-        if result == Err(StoreError::Conflict) {
-            self.conflicts.fetch_add(1, Ordering::Relaxed);
-        }
-        result
-    }
-    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_transfer(key)
-    }
-    fn find_by_payment_hash(&self, hash: &Hash32) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_payment_hash(hash)
-    }
-    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_address(address)
-    }
-    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        self.inner.list(query)
-    }
-    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
-        self.inner.due(now, limit)
-    }
-    fn events_after(
-        &self,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.events_after(after, limit)
-    }
-    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.session_events(id)
-    }
-    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.inner.idempotency(key)
-    }
-}
-
-type Service<S> = Checkout<Counting<S>, FixedRates, TestRequestGenerator, Arc<ManualClock>>;
+type Service<S> =
+    Checkout<ObservedStore<'static, S>, FixedRates, TestRequestGenerator, Arc<ManualClock>>;
 
 fn service<S: Store>(store: S, clock: &Arc<ManualClock>) -> Service<S> {
     let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, Decimal::from(1_000));
-    Checkout::new(Counting::new(store), rates, TestRequestGenerator).with_clock(Arc::clone(clock))
+    Checkout::new(ObservedStore::new(store), rates, TestRequestGenerator)
+        .with_clock(Arc::clone(clock))
 }
 
 /// The txid of on-chain output `k` to session `id`: distinct per session and output.
@@ -359,10 +304,7 @@ fn hammer<S: Store>(plan: &Plan, services: &[&Service<S>]) -> Outcome {
     let retries = AtomicU64::new(0);
     let unexpected = Mutex::new(Vec::new());
     let resolved = Mutex::new(HashMap::new());
-    let conflicts_before: u64 = services
-        .iter()
-        .map(|c| c.store().conflicts.load(Ordering::Relaxed))
-        .sum();
+    let conflicts_before: u64 = services.iter().map(|c| c.store().conflicts()).sum();
     let started = Instant::now();
     std::thread::scope(|scope| {
         for w in 0..WORKERS {
@@ -390,11 +332,7 @@ fn hammer<S: Store>(plan: &Plan, services: &[&Service<S>]) -> Outcome {
         }
     });
     let elapsed = started.elapsed();
-    let conflicts = services
-        .iter()
-        .map(|c| c.store().conflicts.load(Ordering::Relaxed))
-        .sum::<u64>()
-        - conflicts_before;
+    let conflicts = services.iter().map(|c| c.store().conflicts()).sum::<u64>() - conflicts_before;
     let lightning = lock(&resolved)
         .values()
         .map(|(session, r)| (r.key(), (*session, r.amount())))

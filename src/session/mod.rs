@@ -29,6 +29,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub(crate) use accounting::Limits;
 pub use accounting::{Flag, FlagKind, Totals};
 pub use commands::QuoteTerms;
 pub use json::EVENT_PAYMENTS;
@@ -320,6 +321,23 @@ impl CheckoutSession {
         if let Some(p) = self.payments.iter().find(|p| p.id == id) {
             let (received, counted) = (self.credit(p, sums.received), self.credit(p, sums.counted));
             self.ledger.set_credits(id, before, received, counted);
+        }
+    }
+
+    /// Recomputes the ledger from the transfers, without touching them (for stores that
+    /// keep the transfers apart and rebuild the session around them).
+    pub(crate) fn rebuild_ledger(&mut self) {
+        self.ledger = Default::default();
+        for t in self.transfers.values() {
+            let id = t.payment_id;
+            let before = self.ledger.sums(id);
+            self.ledger.swap(None, t, self.confirmations);
+            let sums = self.ledger.sums(id);
+            if let Some(p) = self.payments.iter().find(|p| p.id == id) {
+                let (received, counted) =
+                    (self.credit(p, sums.received), self.credit(p, sums.counted));
+                self.ledger.set_credits(id, before, received, counted);
+            }
         }
     }
 

@@ -54,7 +54,9 @@
 
 pub mod conformance;
 pub mod model;
+mod observed;
 pub mod strategies;
 
 pub use model::{Mismatch, ReferenceSession};
+pub use observed::{CommitObserver, ObservedStore};
 pub use strategies::{Command, Failure, Harness, Integration, Scenario};

@@ -1,7 +1,16 @@
 //! The in-memory store: for tests, demos and single-process applications that keep
 //! nothing across restarts.
+//!
+//! Sessions are kept in a compact binary form ([`codec`]) with their transfers beside it,
+//! and events without their payloads while those are still the session's current state
+//! ([`outbox`]); indexes point at sessions by a 32-bit slot number. A fresh session with
+//! its quote, its two creation events and every index entry takes well under a kilobyte
+//! (see `benches/memory.rs`); loading a session decodes it (about a microsecond).
 
-use std::collections::{BTreeMap, HashMap};
+mod codec;
+mod outbox;
+
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use time::OffsetDateTime;
@@ -14,20 +23,36 @@ use crate::event::Event;
 use crate::id::SessionId;
 use crate::link::{Link, LinkId};
 use crate::request::PaymentHash;
-use crate::session::CheckoutSession;
+use crate::session::{CheckoutSession, SessionStatus};
 use crate::transfer::TransferKey;
+use outbox::{Classifier, Payload, Record};
+
+/// One session: what listing and sweeping need in the clear, the rest encoded.
+struct Slot {
+    id: SessionId,
+    version: u64,
+    status: SessionStatus,
+    created: OffsetDateTime,
+    wake_at: Option<OffsetDateTime>,
+    bytes: Box<[u8]>,
+    /// `None` while the session has no transfers (no empty map per session).
+    transfers: Option<codec::Transfers>,
+    /// Its events' positions in the outbox.
+    events: Vec<u32>,
+}
 
 #[derive(Default)]
 struct Inner {
     closed: bool,
-    sessions: HashMap<SessionId, CheckoutSession>,
-    /// (created, id) → id: the listing order.
-    by_created: BTreeMap<(OffsetDateTime, SessionId), SessionId>,
-    transfers: HashMap<TransferKey, SessionId>,
-    hashes: HashMap<PaymentHash, SessionId>,
-    addresses: HashMap<String, SessionId>,
-    events: Vec<StoredEvent>,
-    events_by_session: HashMap<SessionId, Vec<usize>>,
+    slots: Vec<Slot>,
+    ids: HashMap<SessionId, u32>,
+    /// The listing order.
+    by_created: BTreeSet<(OffsetDateTime, SessionId)>,
+    transfers: HashMap<TransferKey, u32>,
+    hashes: HashMap<PaymentHash, u32>,
+    addresses: HashMap<Box<str>, u32>,
+    by_link: HashMap<LinkId, Vec<u32>>,
+    events: Vec<Record>,
     idempotency: HashMap<String, IdempotencyRecord>,
     links: HashMap<LinkId, Link>,
 }
@@ -43,9 +68,9 @@ pub struct MemoryStore {
 #[cfg(feature = "webhooks")]
 #[derive(Default)]
 struct WebhookInner {
-    endpoints: BTreeMap<crate::id::EndpointId, crate::webhook::Endpoint>,
+    endpoints: std::collections::BTreeMap<crate::id::EndpointId, crate::webhook::Endpoint>,
     cursors: HashMap<crate::id::EndpointId, u64>,
-    deliveries: BTreeMap<(crate::id::EndpointId, u64), crate::webhook::Delivery>,
+    deliveries: std::collections::BTreeMap<(crate::id::EndpointId, u64), crate::webhook::Delivery>,
 }
 
 impl MemoryStore {
@@ -78,23 +103,69 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
+fn full() -> StoreError {
+    StoreError::Backend {
+        message: "the in-memory store holds 2^32 sessions or events".into(),
+        retryable: false,
+    }
+}
+
 impl Inner {
+    fn slot_of(&self, id: SessionId) -> Option<&Slot> {
+        self.ids.get(&id).and_then(|i| self.slots.get(*i as usize))
+    }
+
+    fn decode(&self, slot: u32) -> Result<CheckoutSession, StoreError> {
+        let s = self.slots.get(slot as usize).ok_or_else(outbox::corrupt)?;
+        Ok(codec::decode(&s.bytes, s.transfers.as_ref())?)
+    }
+
+    fn id_at(&self, slot: u32) -> Option<SessionId> {
+        self.slots.get(slot as usize).map(|s| s.id)
+    }
+
+    /// Renders and keeps whole the events that still take their payload from the
+    /// session's current state, before that state changes. Changes nothing a reader sees.
+    fn settle(&mut self, id: SessionId) -> Result<(), StoreError> {
+        let Some(&slot) = self.ids.get(&id) else {
+            return Ok(());
+        };
+        let mut session = None;
+        let positions: Vec<u32> = self.slots[slot as usize].events.clone();
+        // Only the newest events can be current: older ones were settled by later changes.
+        for &pos in positions.iter().rev() {
+            let Some(record) = self.events.get(pos as usize) else {
+                continue;
+            };
+            if matches!(record, Record::Whole(_)) {
+                break;
+            }
+            if session.is_none() {
+                session = Some(self.decode(slot)?);
+            }
+            if let Some(s) = &session {
+                let whole = outbox::render(record, s);
+                self.events[pos as usize] = Record::Whole(Box::new(whole));
+            }
+        }
+        Ok(())
+    }
+
     fn check(&self, commit: &Commit) -> Result<(), StoreError> {
-        let stored = self
-            .sessions
-            .get(&commit.session.id())
-            .map(CheckoutSession::version);
+        let id = commit.session.id();
+        let stored = self.slot_of(id).map(|s| s.version);
         if stored != commit.expected_version {
             return Err(StoreError::Conflict);
         }
-        let id = commit.session.id();
         // A transfer belongs to one session: the same outpoint or payment hash claimed by
         // another session is refused, as the SQL stores' primary keys refuse it. Check the
         // same keys `apply` indexes.
-        if Self::indexed_keys(commit)
-            .iter()
-            .any(|k| self.transfers.get(k).is_some_and(|owner| *owner != id))
-        {
+        if Self::indexed_keys(commit).iter().any(|k| {
+            self.transfers
+                .get(k)
+                .and_then(|slot| self.id_at(*slot))
+                .is_some_and(|owner| owner != id)
+        }) {
             return Err(StoreError::Backend {
                 message: "transfer already recorded on another session".into(),
                 retryable: false,
@@ -104,6 +175,11 @@ impl Inner {
             && self.idempotency.contains_key(&rec.key)
         {
             return Err(StoreError::Conflict);
+        }
+        if self.slots.len() >= u32::MAX as usize
+            || self.events.len() + commit.events.len() > u32::MAX as usize
+        {
+            return Err(full());
         }
         Ok(())
     }
@@ -117,101 +193,164 @@ impl Inner {
         }
     }
 
-    fn push_event(&mut self, e: &Event, session: Option<SessionId>) {
-        let index = self.events.len();
-        self.events.push(StoredEvent {
-            seq: index as u64 + 1,
-            event: e.clone(),
-        });
-        if let Some(id) = session {
-            self.events_by_session.entry(id).or_default().push(index);
-        }
+    fn push_whole(&mut self, e: &Event) -> u32 {
+        // `check` keeps the outbox below 2^32 events.
+        let pos = self.events.len() as u32;
+        self.events.push(Record::Whole(Box::new(e.clone())));
+        pos
     }
 
+    /// Applies a checked commit; the session's current events must have been settled.
     fn apply(&mut self, commit: &Commit) {
         let s = &commit.session;
         let id = s.id();
+        let slot = match self.ids.get(&id) {
+            Some(&slot) => slot,
+            None => {
+                // `check` keeps the number of sessions below 2^32.
+                let slot = self.slots.len() as u32;
+                self.slots.push(Slot {
+                    id,
+                    version: 0,
+                    status: s.status(),
+                    created: s.created(),
+                    wake_at: None,
+                    bytes: Box::default(),
+                    transfers: None,
+                    events: Vec::new(),
+                });
+                self.ids.insert(id, slot);
+                self.by_created.insert((s.created(), id));
+                if let Some(link) = s.link() {
+                    self.by_link.entry(link).or_default().push(slot);
+                }
+                slot
+            }
+        };
         if let Some(rec) = &commit.idempotency {
             self.idempotency.insert(rec.key.clone(), rec.clone());
         }
-        self.by_created.insert((s.created(), id), id);
         for key in Self::indexed_keys(commit) {
-            self.transfers.insert(key, id);
+            self.transfers.insert(key, slot);
         }
         // Like the SQL stores, the first session to claim a hash or address keeps it.
         for p in s.payments() {
             if let Some(inv) = &p.request().lightning {
-                self.hashes.entry(inv.payment_hash).or_insert(id);
+                self.hashes.entry(inv.payment_hash).or_insert(slot);
             }
         }
-        if let Some(addr) = s.onchain_address() {
-            self.addresses.entry(addr.to_owned()).or_insert(id);
+        if let Some(addr) = s.onchain_address()
+            && !self.addresses.contains_key(addr)
+        {
+            self.addresses.insert(addr.into(), slot);
         }
+        let mut classifier = Classifier::new(s);
+        let mut positions = Vec::with_capacity(commit.events.len());
         for e in &commit.events {
-            self.push_event(e, Some(id));
+            let payment = match classifier.classify(e) {
+                Payload::Whole => {
+                    positions.push(self.push_whole(e));
+                    continue;
+                }
+                Payload::Session => None,
+                Payload::Payment(p) => Some(p),
+            };
+            positions.push(self.events.len() as u32);
+            self.events.push(Record::Current {
+                id: e.id,
+                slot,
+                created: e.created,
+                event_type: e.event_type.clone(),
+                payment,
+            });
         }
-        self.sessions.insert(id, s.clone());
+        let entry = &mut self.slots[slot as usize];
+        entry.events.extend(positions);
+        entry.version = s.version();
+        entry.status = s.status();
+        entry.wake_at = s.wake_at();
+        entry.bytes = codec::encode(s);
+        entry.transfers = (!s.transfers.is_empty()).then(|| s.transfers.clone());
+    }
+
+    fn read_events(
+        &self,
+        positions: impl Iterator<Item = usize>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let decode = |slot| self.decode(slot);
+        let mut reader = outbox::Reader::new(&decode);
+        positions
+            .filter_map(|pos| self.events.get(pos).map(|r| (pos, r)))
+            .map(|(pos, r)| reader.read(pos, r))
+            .collect()
     }
 }
 
 impl Store for MemoryStore {
     fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
-        Ok(self.lock()?.sessions.get(&id).cloned())
+        let inner = self.lock()?;
+        match inner.ids.get(&id) {
+            Some(&slot) => inner.decode(slot).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
+        inner.settle(commit.session.id())?;
         inner.check(commit)?;
         inner.apply(commit);
         Ok(())
     }
 
     fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
-        Ok(self.lock()?.transfers.get(key).copied())
+        let inner = self.lock()?;
+        Ok(inner.transfers.get(key).and_then(|s| inner.id_at(*s)))
     }
 
     fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
-        Ok(self.lock()?.hashes.get(hash).copied())
+        let inner = self.lock()?;
+        Ok(inner.hashes.get(hash).and_then(|s| inner.id_at(*s)))
     }
 
     fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
-        Ok(self.lock()?.addresses.get(address).copied())
+        let inner = self.lock()?;
+        Ok(inner.addresses.get(address).and_then(|s| inner.id_at(*s)))
     }
 
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let inner = self.lock()?;
         let limit = query.page_size();
-        let matches = |id: &SessionId| {
-            inner
-                .sessions
-                .get(id)
-                .filter(|s| query.status.is_none_or(|st| s.status() == st))
+        let matches = |key: &(OffsetDateTime, SessionId)| {
+            let slot = *inner.ids.get(&key.1)?;
+            let s = inner.slots.get(slot as usize)?;
+            query.status.is_none_or(|st| s.status == st).then_some(slot)
         };
-        let cursor_key = |id: &SessionId| inner.sessions.get(id).map(|s| (s.created(), *id));
-        let mut data = Vec::new();
+        let cursor_key = |id: SessionId| inner.slot_of(id).map(|s| (s.created, id));
+        let mut slots = Vec::new();
         let has_more;
         if let Some(before) = query.ending_before {
             // The page just newer than `before`: walk upwards, then reverse to newest first.
-            let Some(key) = cursor_key(&before) else {
+            let Some(key) = cursor_key(before) else {
                 return Ok(Page {
-                    data,
+                    data: Vec::new(),
                     has_more: false,
                 });
             };
             let mut newer = inner
                 .by_created
                 .range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
-                .filter_map(|(_, id)| matches(id));
-            data.extend(newer.by_ref().take(limit).cloned());
+                .filter_map(matches);
+            slots.extend(newer.by_ref().take(limit));
             has_more = newer.next().is_some();
-            data.reverse();
+            slots.reverse();
         } else {
             let upper = match query.starting_after {
-                Some(after) => match cursor_key(&after) {
+                Some(after) => match cursor_key(after) {
                     Some(key) => std::ops::Bound::Excluded(key),
                     None => {
                         return Ok(Page {
-                            data,
+                            data: Vec::new(),
                             has_more: false,
                         });
                     }
@@ -222,19 +361,23 @@ impl Store for MemoryStore {
                 .by_created
                 .range((std::ops::Bound::Unbounded, upper))
                 .rev()
-                .filter_map(|(_, id)| matches(id));
-            data.extend(older.by_ref().take(limit).cloned());
+                .filter_map(matches);
+            slots.extend(older.by_ref().take(limit));
             has_more = older.next().is_some();
         }
+        let data = slots
+            .into_iter()
+            .map(|slot| inner.decode(slot))
+            .collect::<Result<_, _>>()?;
         Ok(Page { data, has_more })
     }
 
     fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
         let inner = self.lock()?;
         let mut due: Vec<(OffsetDateTime, SessionId)> = inner
-            .sessions
-            .values()
-            .filter_map(|s| s.wake_at().filter(|w| *w <= now).map(|w| (w, s.id())))
+            .slots
+            .iter()
+            .filter_map(|s| s.wake_at.filter(|w| *w <= now).map(|w| (w, s.id)))
             .collect();
         due.sort();
         Ok(due.into_iter().take(limit).map(|(_, id)| id).collect())
@@ -247,26 +390,17 @@ impl Store for MemoryStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let inner = self.lock()?;
         let start = usize::try_from(after.unwrap_or(0)).unwrap_or(usize::MAX);
-        Ok(inner
-            .events
-            .iter()
-            .skip(start)
-            .take(limit)
-            .cloned()
-            .collect())
+        let end = start.saturating_add(limit).min(inner.events.len());
+        inner.read_events(start..end)
     }
 
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
         let inner = self.lock()?;
-        let indexes = inner
-            .events_by_session
-            .get(&id)
-            .cloned()
+        let positions = inner
+            .slot_of(id)
+            .map(|s| s.events.clone())
             .unwrap_or_default();
-        Ok(indexes
-            .into_iter()
-            .filter_map(|i| inner.events.get(i).cloned())
-            .collect())
+        inner.read_events(positions.into_iter().map(|p| p as usize))
     }
 
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -286,11 +420,12 @@ impl LinkStore for MemoryStore {
             return Err(StoreError::Conflict);
         }
         for c in &commit.sessions {
+            inner.settle(c.session.id())?;
             inner.check(c)?;
         }
         inner.links.insert(commit.link.id(), commit.link.clone());
         for e in &commit.events {
-            inner.push_event(e, None);
+            inner.push_whole(e);
         }
         for c in &commit.sessions {
             inner.apply(c);
@@ -301,10 +436,12 @@ impl LinkStore for MemoryStore {
     fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError> {
         let inner = self.lock()?;
         let mut ids: Vec<(OffsetDateTime, SessionId)> = inner
-            .sessions
-            .values()
-            .filter(|s| s.link() == Some(id))
-            .map(|s| (s.created(), s.id()))
+            .by_link
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|slot| inner.slots.get(*slot as usize))
+            .map(|s| (s.created, s.id))
             .collect();
         ids.sort();
         Ok(ids.into_iter().map(|(_, id)| id).collect())

@@ -1,0 +1,150 @@
+//! The in-memory outbox: events in commit order, most of them without their JSON.
+//!
+//! An event's payload is the session (or one of its payments) as it was right after the
+//! change. While the session has not changed again that is exactly its current state, so
+//! the store keeps only the event's envelope and renders the payload when the event is
+//! read. Before the session's next change is applied, those events are rendered and kept
+//! whole ([`Outbox::settle`]). A payload the store could not reproduce byte for byte is
+//! kept whole from the start. So a million fresh sessions carry no JSON at all, and what a
+//! reader sees is the same as if every payload had been stored.
+
+use time::OffsetDateTime;
+
+use super::codec;
+use crate::event::{Event, EventType};
+use crate::id::{EventId, PaymentId};
+use crate::session::CheckoutSession;
+use crate::store::{StoreError, StoredEvent};
+
+/// One event of the outbox.
+pub(super) enum Record {
+    /// Its payload is its session's current state: the session's JSON, or one payment's.
+    Current {
+        id: EventId,
+        slot: u32,
+        created: OffsetDateTime,
+        event_type: EventType,
+        payment: Option<PaymentId>,
+    },
+    /// Stored whole.
+    Whole(Box<Event>),
+}
+
+/// How a committed event is kept.
+pub(super) enum Payload {
+    Session,
+    Payment(PaymentId),
+    Whole,
+}
+
+/// Says whether `event`'s payload is what `session` renders now (so it need not be kept).
+pub(super) struct Classifier<'a> {
+    session: &'a CheckoutSession,
+    head: Option<String>,
+    payments: Option<Vec<(PaymentId, String)>>,
+}
+
+impl<'a> Classifier<'a> {
+    pub(super) fn new(session: &'a CheckoutSession) -> Self {
+        Self {
+            session,
+            head: None,
+            payments: None,
+        }
+    }
+
+    pub(super) fn classify(&mut self, event: &Event) -> Payload {
+        let s = self.session;
+        if event.session_id != Some(s.id()) || event.livemode != s.livemode() {
+            return Payload::Whole;
+        }
+        let text = event.object.get();
+        if self.head.get_or_insert_with(|| s.event_json()) == text {
+            return Payload::Session;
+        }
+        if event.event_type.is_payment_event() {
+            let payments = self.payments.get_or_insert_with(|| {
+                s.changed_payments()
+                    .filter_map(|p| Some((p.id(), s.payment_json(p.id())?)))
+                    .collect()
+            });
+            if let Some((id, _)) = payments.iter().find(|(_, json)| json == text) {
+                return Payload::Payment(*id);
+            }
+        }
+        Payload::Whole
+    }
+}
+
+/// Renders an event kept as [`Record::Current`] from its session's current state.
+pub(super) fn render(record: &Record, session: &CheckoutSession) -> Event {
+    match record {
+        Record::Whole(event) => (**event).clone(),
+        Record::Current {
+            id,
+            created,
+            event_type,
+            payment,
+            ..
+        } => {
+            let json = match payment {
+                Some(p) => session
+                    .payment_json(*p)
+                    .unwrap_or_else(|| "null".to_owned()),
+                None => session.event_json(),
+            };
+            Event {
+                id: *id,
+                event_type: event_type.clone(),
+                session_id: Some(session.id()),
+                livemode: session.livemode(),
+                created: *created,
+                object: crate::event::raw_or_null(json),
+            }
+        }
+    }
+}
+
+/// Reads events, decoding each session once for a run of its events.
+pub(super) struct Reader<'a> {
+    decode: &'a dyn Fn(u32) -> Result<CheckoutSession, StoreError>,
+    last: Option<(u32, CheckoutSession)>,
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn new(decode: &'a dyn Fn(u32) -> Result<CheckoutSession, StoreError>) -> Self {
+        Self { decode, last: None }
+    }
+
+    pub(super) fn read(&mut self, seq: usize, record: &Record) -> Result<StoredEvent, StoreError> {
+        let event = match record {
+            Record::Whole(event) => (**event).clone(),
+            Record::Current { slot, .. } => {
+                if self.last.as_ref().is_none_or(|(s, _)| s != slot) {
+                    self.last = Some((*slot, (self.decode)(*slot)?));
+                }
+                match &self.last {
+                    Some((_, session)) => render(record, session),
+                    None => return Err(corrupt()),
+                }
+            }
+        };
+        Ok(StoredEvent {
+            seq: seq as u64 + 1,
+            event,
+        })
+    }
+}
+
+pub(super) fn corrupt() -> StoreError {
+    StoreError::Backend {
+        message: "in-memory session could not be decoded".into(),
+        retryable: false,
+    }
+}
+
+impl From<codec::Corrupt> for StoreError {
+    fn from(_: codec::Corrupt) -> Self {
+        corrupt()
+    }
+}

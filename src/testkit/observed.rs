@@ -1,0 +1,128 @@
+//! A store wrapper that lets a test watch every commit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use time::OffsetDateTime;
+
+use crate::id::SessionId;
+use crate::request::PaymentHash;
+use crate::session::CheckoutSession;
+use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
+use crate::transfer::TransferKey;
+
+/// What an [`ObservedStore`] calls after each commit, with the commit and its result.
+pub type CommitObserver<'a> = Box<dyn Fn(&Commit, &Result<(), StoreError>) + Send + Sync + 'a>;
+
+/// Forwards everything to `inner`, counts the commits and those refused with
+/// [`StoreError::Conflict`] (evidence that writers really raced), and shows every commit,
+/// with its result, to an optional observer (to keep the events as the service made them,
+/// say).
+///
+/// ```
+/// use std::sync::Mutex;
+/// use bitcoin_checkout::store::MemoryStore;
+/// use bitcoin_checkout::testkit::ObservedStore;
+///
+/// let events = Mutex::new(Vec::new());
+/// let store = ObservedStore::new(MemoryStore::new()).on_commit(|commit, result| {
+///     if result.is_ok() {
+///         events.lock().unwrap().extend(commit.events.iter().cloned());
+///     }
+/// });
+/// assert_eq!((store.commits(), store.conflicts()), (0, 0));
+/// # drop(store);
+/// assert!(events.lock().unwrap().is_empty());
+/// ```
+pub struct ObservedStore<'a, S> {
+    inner: S,
+    commits: AtomicU64,
+    conflicts: AtomicU64,
+    observer: Option<CommitObserver<'a>>,
+}
+
+impl<'a, S> ObservedStore<'a, S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            commits: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
+            observer: None,
+        }
+    }
+
+    /// Calls `observer` after each commit, once the store answered it.
+    pub fn on_commit(
+        mut self,
+        observer: impl Fn(&Commit, &Result<(), StoreError>) + Send + Sync + 'a,
+    ) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// Commits attempted so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Commits refused with [`StoreError::Conflict`] so far.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S> std::fmt::Debug for ObservedStore<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObservedStore").finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Store for ObservedStore<'_, S> {
+    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
+        self.inner.load(id)
+    }
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        let result = self.inner.commit(commit);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        if result == Err(StoreError::Conflict) {
+            self.conflicts.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(observer) = &self.observer {
+            observer(commit, &result);
+        }
+        result
+    }
+    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
+        self.inner.find_by_transfer(key)
+    }
+    fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
+        self.inner.find_by_payment_hash(hash)
+    }
+    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
+        self.inner.find_by_address(address)
+    }
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.inner.list(query)
+    }
+    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        self.inner.due(now, limit)
+    }
+    fn events_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.events_after(after, limit)
+    }
+    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.session_events(id)
+    }
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.inner.idempotency(key)
+    }
+}
