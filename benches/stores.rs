@@ -6,7 +6,8 @@
 //!   lookups, events, captured from a real run), written again with plain statements in one
 //!   transaction per operation, with the same durability settings.
 //! * `<store>/record_1st` and `<store>/record_1000th`: recording one more on-chain transfer
-//!   on a session that has none, and on one that already has 999.
+//!   on a session that has none, and on sessions that already have 999 (a pool taken in
+//!   turn, so that each measured report is about the 1,000th of its session).
 
 use std::hint::black_box;
 use std::sync::Mutex;
@@ -257,10 +258,41 @@ fn bench_growth<S: Store>(
             BatchSize::PerIteration,
         )
     });
-    let big = session_with_transfers(svc, 999, 0).unwrap_or_else(|e| panic!("{e}"));
-    let address = TestRequestGenerator::address(big);
-    g.bench_function("record_1000th", |b| b.iter(|| record(&address)));
+    // Every measured report must be about the 1,000th of its session: a long run on one
+    // session would measure ever larger ones. So a pool of sessions with 999 transfers
+    // each, taken in turn, and a short run of few iterations (criterion's minimum: 10
+    // samples of 1 to 10 iterations, plus a short warm-up): each session receives its
+    // 1,000th to about its 1,007th transfer.
+    let pool: Vec<String> = (0..GROWTH_POOL)
+        .map(|k| {
+            let id = session_with_transfers(svc, 999, (k + 1) * 10_000)
+                .unwrap_or_else(|e| panic!("{e}"));
+            TestRequestGenerator::address(id)
+        })
+        .collect();
+    let mut turn = 0usize;
+    g.sample_size(10);
+    g.warm_up_time(std::time::Duration::from_millis(1));
+    g.measurement_time(std::time::Duration::from_millis(10));
+    g.bench_function("record_1000th", |b| {
+        b.iter_custom(|iters| {
+            let started = std::time::Instant::now();
+            for _ in 0..iters {
+                record(&pool[turn % pool.len()]);
+                turn += 1;
+            }
+            started.elapsed()
+        })
+    });
+    assert!(
+        turn <= pool.len() * 10,
+        "{turn} reports over {} sessions: no longer about the 1,000th",
+        pool.len()
+    );
 }
+
+/// Sessions with 999 transfers that `record_1000th` takes in turn.
+const GROWTH_POOL: u64 = 10;
 
 fn bench_sqlite(c: &mut Criterion) {
     let mut g = c.benchmark_group("sqlite");

@@ -3,8 +3,9 @@
 //! The live [`CheckoutSession`] is built for cheap changes (shared payments, a ledger of
 //! running sums, room for every optional field) and takes about 2 KB for a fresh session;
 //! this form takes about 300 bytes, which is what lets the store keep a million active
-//! sessions in well under a gigabyte. Transfers are not encoded: the store keeps them in
-//! the session's own shared map, and decoding rebuilds the ledger from them.
+//! sessions in well under a gigabyte. Transfers are not encoded: the store keeps them in a
+//! map of its own, updated with the transfers each commit changed, and decoding copies
+//! them into the session and rebuilds the ledger from them.
 //!
 //! Only this store reads what it writes, in the same process, so the format has no
 //! version. Times keep their nanoseconds and offset, decimals their scale: decoding gives
@@ -30,9 +31,9 @@ use crate::transfer::{PaymentMethod, Transfer, TransferKey};
 #[derive(Debug)]
 pub(super) struct Corrupt;
 
-pub(super) type Transfers = Arc<HashMap<TransferKey, Transfer>>;
+pub(super) type Transfers = HashMap<TransferKey, Transfer>;
 
-/// The session without its transfers.
+/// The session without its payments and transfers.
 pub(super) fn encode(s: &CheckoutSession) -> Box<[u8]> {
     let mut w = Writer(Vec::with_capacity(384));
     w.uuid(s.id.as_uuid());
@@ -80,11 +81,25 @@ pub(super) fn encode(s: &CheckoutSession) -> Box<[u8]> {
     }
     w.time(base, s.modified);
     w.unsigned(u128::from(s.version));
-    w.unsigned(s.payments.len() as u128);
-    for p in &s.payments {
-        payment(&mut w, base, p, s.onchain_address.as_deref());
-    }
     w.0.into_boxed_slice()
+}
+
+/// One of `s`'s payments, encoded apart so that a change rewrites only the payments it
+/// touched (a session paid in many parts has many).
+pub(super) fn encode_payment(s: &CheckoutSession, p: &Payment) -> Box<[u8]> {
+    let mut w = Writer(Vec::with_capacity(160));
+    payment(
+        &mut w,
+        s.created.unix_timestamp_nanos(),
+        p,
+        s.onchain_address.as_deref(),
+    );
+    w.0.into_boxed_slice()
+}
+
+/// Whether `bytes` (from [`encode_payment`]) is the payment with this id.
+pub(super) fn is_payment(bytes: &[u8], id: PaymentId) -> bool {
+    bytes.get(..16) == Some(id.as_uuid().as_bytes().as_slice())
 }
 
 fn payment(w: &mut Writer, base: i128, p: &Payment, session_address: Option<&str>) {
@@ -130,9 +145,11 @@ fn payment(w: &mut Writer, base: i128, p: &Payment, session_address: Option<&str
     w.time(base, p.expires_at);
 }
 
-/// The session written by [`encode`], with `transfers` (none when `None`).
+/// The session written by [`encode`], with its payments (from [`encode_payment`], in
+/// order) and `transfers` (none when `None`).
 pub(super) fn decode(
     bytes: &[u8],
+    encoded_payments: &[Box<[u8]>],
     transfers: Option<&Transfers>,
 ) -> Result<CheckoutSession, Corrupt> {
     let mut r = Reader(bytes);
@@ -177,17 +194,20 @@ pub(super) fn decode(
     };
     let modified = r.time(base)?;
     let version = u64::try_from(r.unsigned()?).map_err(|_| Corrupt)?;
-    let count = usize::try_from(r.unsigned()?).map_err(|_| Corrupt)?;
-    let mut payments = Vec::with_capacity(count.min(bytes.len()));
-    for _ in 0..count {
+    if !r.0.is_empty() {
+        return Err(Corrupt);
+    }
+    let mut payments = Vec::with_capacity(encoded_payments.len());
+    for bytes in encoded_payments {
+        let mut r = Reader(bytes);
         payments.push(Arc::new(read_payment(
             &mut r,
             base,
             onchain_address.as_deref(),
         )?));
-    }
-    if !r.0.is_empty() {
-        return Err(Corrupt);
+        if !r.0.is_empty() {
+            return Err(Corrupt);
+        }
     }
     let mut session = CheckoutSession {
         id,
@@ -213,7 +233,7 @@ pub(super) fn decode(
         },
         state,
         payments,
-        transfers: transfers.cloned().unwrap_or_default(),
+        transfers: Arc::new(transfers.cloned().unwrap_or_default()),
         ledger: Default::default(),
         onchain_address,
         link,

@@ -2,8 +2,8 @@
 //! nothing across restarts.
 //!
 //! Sessions are kept in a compact binary form ([`codec`]) with their transfers beside it,
-//! and events without their payloads while those are still the session's current state
-//! ([`outbox`]); indexes point at sessions by a 32-bit slot number. A fresh session with
+//! and the events of a session's creation without their payloads until the session first
+//! changes ([`outbox`]); indexes point at sessions by a 32-bit slot number. A fresh session with
 //! its quote, its two creation events and every index entry takes well under a kilobyte
 //! (see `benches/memory.rs`); loading a session decodes it (about a microsecond).
 
@@ -35,8 +35,12 @@ struct Slot {
     created: OffsetDateTime,
     wake_at: Option<OffsetDateTime>,
     bytes: Box<[u8]>,
-    /// `None` while the session has no transfers (no empty map per session).
-    transfers: Option<codec::Transfers>,
+    /// Its payments, each encoded apart, in the session's order.
+    payments: Vec<Box<[u8]>>,
+    /// `None` while the session has no transfers (no empty map per session). The store's
+    /// own copy: sharing the session's would make the service copy the whole map on its
+    /// next change.
+    transfers: Option<Box<codec::Transfers>>,
     /// Its events' positions in the outbox.
     events: Vec<u32>,
 }
@@ -117,7 +121,11 @@ impl Inner {
 
     fn decode(&self, slot: u32) -> Result<CheckoutSession, StoreError> {
         let s = self.slots.get(slot as usize).ok_or_else(outbox::corrupt)?;
-        Ok(codec::decode(&s.bytes, s.transfers.as_ref())?)
+        Ok(codec::decode(
+            &s.bytes,
+            &s.payments,
+            s.transfers.as_deref(),
+        )?)
     }
 
     fn id_at(&self, slot: u32) -> Option<SessionId> {
@@ -216,6 +224,7 @@ impl Inner {
                     created: s.created(),
                     wake_at: None,
                     bytes: Box::default(),
+                    payments: Vec::new(),
                     transfers: None,
                     events: Vec::new(),
                 });
@@ -230,8 +239,9 @@ impl Inner {
         if let Some(rec) = &commit.idempotency {
             self.idempotency.insert(rec.key.clone(), rec.clone());
         }
-        for key in Self::indexed_keys(commit) {
-            self.transfers.insert(key, slot);
+        let changed = Self::indexed_keys(commit);
+        for key in &changed {
+            self.transfers.insert(*key, slot);
         }
         // Like the SQL stores, the first session to claim a hash or address keeps it.
         for p in s.payments() {
@@ -244,10 +254,20 @@ impl Inner {
         {
             self.addresses.insert(addr.into(), slot);
         }
-        let mut classifier = Classifier::new(s);
+        // Only a new session's events are kept without payloads: they are most of the
+        // outbox of a store full of fresh sessions, and settling them on the session's
+        // first change decodes a session without transfers (cheap). Later events are kept
+        // whole, so no change has to render the previous one's payloads again.
+        let mut classifier = commit
+            .expected_version
+            .is_none()
+            .then(|| Classifier::new(s));
         let mut positions = Vec::with_capacity(commit.events.len());
         for e in &commit.events {
-            let payment = match classifier.classify(e) {
+            let kept = classifier
+                .as_mut()
+                .map_or(Payload::Whole, |c| c.classify(e));
+            let payment = match kept {
                 Payload::Whole => {
                     positions.push(self.push_whole(e));
                     continue;
@@ -270,7 +290,32 @@ impl Inner {
         entry.status = s.status();
         entry.wake_at = s.wake_at();
         entry.bytes = codec::encode(s);
-        entry.transfers = (!s.transfers.is_empty()).then(|| s.transfers.clone());
+        // Payments are only ever appended; a change rewrites those it touched (their
+        // `modified` is the session's), or all of them if the order is not the stored one.
+        let in_order = entry.payments.len() <= s.payments().len()
+            && entry
+                .payments
+                .iter()
+                .zip(s.payments())
+                .all(|(bytes, p)| codec::is_payment(bytes, p.id()));
+        if !in_order {
+            entry.payments.clear();
+        }
+        for (i, p) in s.payments().iter().enumerate() {
+            if i >= entry.payments.len() {
+                entry.payments.push(codec::encode_payment(s, p));
+            } else if p.modified() == s.modified() {
+                entry.payments[i] = codec::encode_payment(s, p);
+            }
+        }
+        for key in changed {
+            if let Some(t) = s.transfer(&key) {
+                entry
+                    .transfers
+                    .get_or_insert_with(Box::default)
+                    .insert(key, t.clone());
+            }
+        }
     }
 
     fn read_events(

@@ -2,11 +2,12 @@
 //!
 //! An event's payload is the session (or one of its payments) as it was right after the
 //! change. While the session has not changed again that is exactly its current state, so
-//! the store keeps only the event's envelope and renders the payload when the event is
-//! read. Before the session's next change is applied, those events are rendered and kept
-//! whole ([`Outbox::settle`]). A payload the store could not reproduce byte for byte is
-//! kept whole from the start. So a million fresh sessions carry no JSON at all, and what a
-//! reader sees is the same as if every payload had been stored.
+//! for a new session the store keeps only the envelopes of its creation events and renders
+//! their payloads when they are read. Before the session's first change is applied, those
+//! events are rendered and kept whole (`Inner::settle`); the events of later changes are
+//! kept whole from the start, as is any payload the store could not reproduce byte for
+//! byte. So a million fresh sessions carry no JSON at all, and what a reader sees is the
+//! same as if every payload had been stored.
 
 use time::OffsetDateTime;
 
