@@ -5,10 +5,12 @@
 //! across processes (this test binary run again as workers).
 #![cfg(feature = "sqlite")]
 
+mod common;
+
+use common::TempDir;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier};
 
 use bitcoin_checkout::clock::ManualClock;
@@ -38,33 +40,6 @@ fn dec(s: &str) -> Decimal {
 fn service<S: Store>(store: S, clock: &Arc<ManualClock>) -> Service<S> {
     let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, dec("1000"));
     Checkout::new(store, rates, TestRequestGenerator).with_clock(Arc::clone(clock))
-}
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "bitcoin-checkout-{name}-{}-{nanos}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn open(path: &Path) -> SqliteStore {

@@ -6,6 +6,9 @@
 //! session has exactly one `checkout_session.paid` event in the outbox.
 #![cfg(feature = "sqlite")]
 
+mod common;
+
+use common::TempDir;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -199,14 +202,8 @@ fn processes_share_one_sqlite_file() {
     if std::env::var_os(WORKER_DB).is_some() {
         return;
     }
-    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "bitcoin-checkout-processes-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let _cleanup = RemoveOnDrop(dir.clone());
-    let path = dir.join("shared.db");
+    let dir = TempDir::new("processes");
+    let path = dir.file("shared.db");
 
     let clock = Arc::new(ManualClock::new(t0()));
     let c = service(&path, &clock);
@@ -335,13 +332,4 @@ fn processes_share_one_sqlite_file() {
     }
     c.store().close().expect("close");
     fresh.close().expect("close");
-}
-
-/// Removes the test's directory, also when the test fails.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

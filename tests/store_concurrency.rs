@@ -5,6 +5,9 @@
 //! Run through one shared service over the in-memory store and over the SQLite store, and
 //! with one service (and one SQLite connection) per thread on one database file.
 
+mod common;
+
+use common::TempDir;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -307,32 +310,10 @@ fn memory_store_one_shared_service() {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use std::path::PathBuf;
 
     use bitcoin_checkout::store::SqliteStore;
 
     use super::*;
-
-    /// A fresh directory under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-            let dir = std::env::temp_dir().join(format!(
-                "bitcoin-checkout-{name}-{}-{nanos}",
-                std::process::id()
-            ));
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            Self(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     #[test]
     fn sqlite_in_memory_one_shared_service() {
@@ -351,7 +332,7 @@ mod sqlite {
     fn sqlite_file_one_shared_service() {
         let dir = TempDir::new("shared-service");
         let clock = clock();
-        let store = SqliteStore::open(dir.0.join("shared.db")).expect("open");
+        let store = SqliteStore::open(dir.file("shared.db")).expect("open");
         let c = Arc::new(service(store, &clock));
         let plan = Plan::new(&create_sessions(&c));
         later(&clock);
@@ -362,7 +343,7 @@ mod sqlite {
     #[test]
     fn sqlite_file_one_store_per_thread() {
         let dir = TempDir::new("store-per-thread");
-        let path = dir.0.join("per-thread.db");
+        let path = dir.file("per-thread.db");
         let clock = clock();
         let services: Vec<Service<SqliteStore>> = (0..THREADS)
             .map(|_| service(SqliteStore::open(&path).expect("open"), &clock))

@@ -4,6 +4,8 @@
 //! versions and corrupt rows.
 #![cfg(feature = "testkit")]
 
+mod common;
+
 use bitcoin_checkout::request::MemoryAddressIndex;
 use bitcoin_checkout::store::{MemoryStore, Store, StoreError};
 use bitcoin_checkout::testkit::conformance;
@@ -41,8 +43,7 @@ fn memory_store_close_refuses_later_calls() {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use super::common::TempDir;
 
     use bitcoin_checkout::clock::ManualClock;
     use bitcoin_checkout::link::LinkId;
@@ -56,33 +57,6 @@ mod sqlite {
     };
     use rust_decimal::Decimal;
     use time::{Duration, OffsetDateTime};
-
-    /// A fresh directory under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            static N: AtomicU32 = AtomicU32::new(0);
-            let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-            let dir = std::env::temp_dir().join(format!(
-                "bitcoin-checkout-{name}-{}-{nanos}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            Self(dir)
-        }
-
-        fn file(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn t0() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_767_225_600).expect("time")

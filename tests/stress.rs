@@ -31,6 +31,9 @@
 //! Run over the in-memory store (one shared `Checkout`) and over SQLite (one `Checkout` and
 //! one `SqliteStore` per worker, all on one database file). Each run prints its figures.
 
+mod common;
+
+use common::TempDir;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -548,38 +551,16 @@ fn memory_store_one_shared_checkout() {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use std::path::PathBuf;
 
     use bitcoin_checkout::store::SqliteStore;
 
     use super::*;
 
-    /// A fresh directory under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-            let dir = std::env::temp_dir().join(format!(
-                "bitcoin-checkout-{name}-{}-{nanos}",
-                std::process::id()
-            ));
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            Self(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn sqlite_file_one_checkout_per_worker() {
         let size = size(SQLITE_DEFAULT);
         let dir = TempDir::new("stress");
-        let path = dir.0.join("stress.db");
+        let path = dir.file("stress.db");
         let clock = clock();
         let services: Vec<Service<SqliteStore>> = (0..WORKERS)
             .map(|_| service(SqliteStore::open(&path).expect("open"), &clock))

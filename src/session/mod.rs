@@ -315,8 +315,13 @@ impl CheckoutSession {
         let old = self.transfers.get(&t.key);
         self.ledger.swap(old, &t, self.confirmations);
         std::sync::Arc::make_mut(&mut self.transfers).insert(t.key, t);
-        // Only this payment's credit can have changed: recompute it alone, so the cost of
-        // a transfer does not grow with the number of payments.
+        self.recredit(id, before);
+    }
+
+    /// Recomputes payment `id`'s credits after its sums changed from `before`. Only this
+    /// payment's credit can have changed: recomputing it alone keeps the cost of a
+    /// transfer independent of the number of payments.
+    fn recredit(&mut self, id: crate::id::PaymentId, before: ledger::PaymentSums) {
         let sums = self.ledger.sums(id);
         if let Some(p) = self.payments.iter().find(|p| p.id == id) {
             let (received, counted) = (self.credit(p, sums.received), self.credit(p, sums.counted));
@@ -328,16 +333,11 @@ impl CheckoutSession {
     /// keep the transfers apart and rebuild the session around them).
     pub(crate) fn rebuild_ledger(&mut self) {
         self.ledger = Default::default();
-        for t in self.transfers.values() {
-            let id = t.payment_id;
-            let before = self.ledger.sums(id);
+        let transfers = std::sync::Arc::clone(&self.transfers);
+        for t in transfers.values() {
+            let before = self.ledger.sums(t.payment_id);
             self.ledger.swap(None, t, self.confirmations);
-            let sums = self.ledger.sums(id);
-            if let Some(p) = self.payments.iter().find(|p| p.id == id) {
-                let (received, counted) =
-                    (self.credit(p, sums.received), self.credit(p, sums.counted));
-                self.ledger.set_credits(id, before, received, counted);
-            }
+            self.recredit(t.payment_id, before);
         }
     }
 

@@ -138,23 +138,24 @@ impl Inner {
         let Some(&slot) = self.ids.get(&id) else {
             return Ok(());
         };
-        let mut session = None;
-        let positions: Vec<u32> = self.slots[slot as usize].events.clone();
-        // Only the newest events can be current: older ones were settled by later changes.
-        for &pos in positions.iter().rev() {
-            let Some(record) = self.events.get(pos as usize) else {
-                continue;
-            };
-            if matches!(record, Record::Whole(_)) {
-                break;
-            }
-            if session.is_none() {
-                session = Some(self.decode(slot)?);
-            }
-            if let Some(s) = &session {
-                let whole = outbox::render(record, s);
-                self.events[pos as usize] = Record::Whole(Box::new(whole));
-            }
+        // Only a session's newest events can be current (those of its creation, before
+        // any change): walk back from the newest while they are.
+        let current: Vec<u32> = self.slots[slot as usize]
+            .events
+            .iter()
+            .rev()
+            .copied()
+            .take_while(|pos| {
+                matches!(self.events.get(*pos as usize), Some(Record::Current { .. }))
+            })
+            .collect();
+        if current.is_empty() {
+            return Ok(());
+        }
+        let session = self.decode(slot)?;
+        for pos in current {
+            let whole = outbox::render(&self.events[pos as usize], &session);
+            self.events[pos as usize] = Record::Whole(Box::new(whole));
         }
         Ok(())
     }
