@@ -6,6 +6,9 @@
 //! Needs `BITCOIN_CHECKOUT_PG` (run `scripts/test`, or `eval "$(scripts/postgres start)"`).
 #![cfg(all(feature = "postgres", feature = "testkit"))]
 
+mod common;
+
+use common::shuffle;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -72,17 +75,6 @@ fn transfers_for(session: &CheckoutSession) -> Vec<TransferReport> {
         ));
     }
     out
-}
-
-fn shuffle<T>(items: &mut [T], seed: u64) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for i in (1..items.len()).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let j = usize::try_from(x % (i as u64 + 1)).unwrap_or(0);
-        items.swap(i, j);
-    }
 }
 
 /// The worker's part, in a child process: a few application servers (threads, each with

@@ -8,6 +8,9 @@
 //! works in schemas of its own, dropped when it ends.
 #![cfg(all(feature = "postgres", feature = "testkit"))]
 
+mod common;
+
+use common::shuffle;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -966,18 +969,6 @@ fn transfers_for(session: &CheckoutSession) -> Vec<TransferReport> {
         ));
     }
     out
-}
-
-/// A deterministic shuffle (xorshift) so that each worker reports in its own order.
-fn shuffle<T>(items: &mut [T], seed: u64) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for i in (1..items.len()).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let j = usize::try_from(x % (i as u64 + 1)).unwrap_or(0);
-        items.swap(i, j);
-    }
 }
 
 /// Polls the outbox until `done`, checking every reading continues the previous one.
