@@ -233,6 +233,7 @@ impl CheckoutSession {
             modified: now,
             expires_at: terms.expires_at,
         }));
+        self.ledger.make_room(self.payments.len());
         events.push(SessionEvent::new(EventType::PaymentCreated, now).payment(terms.payment_id));
         self.touch(now);
         Ok(events)

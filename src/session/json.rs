@@ -332,6 +332,7 @@ impl CheckoutSession {
         }
         // Quotes are issued one after another: creation time, then the time-ordered id.
         session.payments.sort_by_key(|p| (p.created, p.id));
+        session.ledger.make_room(session.payments.len());
         for t in transfers {
             if !session.payments.iter().any(|p| p.id == t.payment_id) {
                 return Err(Error::Json(format!("transfer {} has no payment", t.key)));
@@ -518,6 +519,7 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
         version: w.version,
     };
     let mut session = session;
+    session.ledger.make_room(session.payments.len());
     for t in w.transfers {
         if !session.payments.iter().any(|p| p.id == t.payment_id) {
             return Err(format!("transfer {} has no payment", t.key));

@@ -74,6 +74,14 @@ impl Ledger {
         }
     }
 
+    /// Makes room for the sums of `payments` payments, so that recording a transfer does
+    /// not allocate for them (the room is made when a quote is issued or a session read).
+    pub(crate) fn make_room(&mut self, payments: usize) {
+        // Exact: most sessions have one or two payments, and cached sessions add up.
+        self.per_payment
+            .reserve_exact(payments.saturating_sub(self.per_payment.len()));
+    }
+
     fn entry(&mut self, id: PaymentId) -> &mut PaymentSums {
         let index = match self.per_payment.binary_search_by_key(&id, |(p, _)| *p) {
             Ok(i) => i,

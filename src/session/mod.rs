@@ -310,11 +310,20 @@ impl CheckoutSession {
 
     /// Inserts or replaces a transfer, keeping the ledger in step.
     pub(crate) fn put_transfer(&mut self, t: Transfer) {
+        use std::collections::hash_map::Entry;
         let id = t.payment_id;
         let before = self.ledger.sums(id);
-        let old = self.transfers.get(&t.key);
-        self.ledger.swap(old, &t, self.confirmations);
-        std::sync::Arc::make_mut(&mut self.transfers).insert(t.key, t);
+        // One lookup (hashing the key is a good part of the cost of a report).
+        match std::sync::Arc::make_mut(&mut self.transfers).entry(t.key) {
+            Entry::Occupied(mut slot) => {
+                self.ledger.swap(Some(slot.get()), &t, self.confirmations);
+                slot.insert(t);
+            }
+            Entry::Vacant(slot) => {
+                self.ledger.swap(None, &t, self.confirmations);
+                slot.insert(t);
+            }
+        }
         self.recredit(id, before);
     }
 
@@ -333,6 +342,7 @@ impl CheckoutSession {
     /// keep the transfers apart and rebuild the session around them).
     pub(crate) fn rebuild_ledger(&mut self) {
         self.ledger = Default::default();
+        self.ledger.make_room(self.payments.len());
         let transfers = std::sync::Arc::clone(&self.transfers);
         for t in transfers.values() {
             let before = self.ledger.sums(t.payment_id);

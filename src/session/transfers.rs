@@ -41,8 +41,9 @@ impl CheckoutSession {
             return Ok(self.update_transfer(report, now));
         }
         self.check_destination(&report)?;
-        // One allocation for every event a transfer can cause.
-        let mut events = Vec::with_capacity(8);
+        // Room for what a transfer usually causes (received, payment paid, session paid);
+        // the rarer events (expiries, flags) grow the vector.
+        let mut events = Vec::with_capacity(4);
         self.expire_due_into(now, &mut events);
         self.insert_transfer(report, now, &mut events);
         self.touch(now);
@@ -178,7 +179,7 @@ impl CheckoutSession {
         if next == t {
             return Vec::new();
         }
-        let mut events = Vec::with_capacity(8);
+        let mut events = Vec::with_capacity(4);
         self.expire_due_into(now, &mut events);
         let (key, amount, payment) = (next.key, next.amount, next.payment_id);
         if next.counted_at.is_some() && t.counted_at.is_none() {

@@ -1,0 +1,121 @@
+//! How many heap allocations the core's hot command makes: recording a transfer should
+//! cost the transfer's own slot and the vector of events it returns, nothing more (the
+//! ledger makes room for a payment's sums when the quote is issued). A count, not a timing,
+//! so it holds on any machine; the benches show what it means in nanoseconds.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use bitcoin_checkout::*;
+use time::Duration;
+
+#[path = "support/quoted_session.rs"]
+mod fixture;
+use fixture::{onchain, quoted_session as session, t0};
+
+struct Counting;
+
+thread_local! {
+    // Per thread, so the test harness's other threads do not count.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn bump() {
+    // `try_with`: the counter may already be gone while a thread shuts down.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: forwards to the system allocator and only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        bump();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        bump();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Allocations `f` makes on this thread.
+fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
+    let before = ALLOCATIONS.with(Cell::get);
+    let out = f();
+    (ALLOCATIONS.with(Cell::get) - before, out)
+}
+
+#[test]
+fn a_first_transfer_allocates_its_slot_and_the_events_only() {
+    let mut s = session();
+    let now = t0() + Duration::seconds(10);
+    let report = onchain(7, 1_000);
+    let (n, events) = allocations(|| s.record_transfer(report, now));
+    let events = events.unwrap();
+    assert_eq!(
+        events.into_iter().map(|e| e.event_type).collect::<Vec<_>>(),
+        [
+            EventType::TransferReceived,
+            EventType::PaymentPaid,
+            EventType::CheckoutSessionPaymentPaid
+        ]
+    );
+    // The transfer map's table and the returned vector.
+    assert_eq!(n, 2, "allocations for the first transfer");
+}
+
+#[test]
+fn a_later_transfer_allocates_the_events_only() {
+    let mut s = session();
+    let now = t0() + Duration::seconds(10);
+    s.record_transfer(onchain(7, 1_000), now).unwrap();
+    let report = onchain(8, 1_000);
+    let (n, events) = allocations(|| s.record_transfer(report, now));
+    assert_eq!(events.unwrap().len(), 1);
+    assert_eq!(n, 1, "allocations for the second transfer");
+}
+
+#[test]
+fn the_transfer_that_pays_the_session_fits_the_first_allocation() {
+    let mut s = session();
+    let now = t0() + Duration::seconds(10);
+    let report = onchain(7, 25_000);
+    let (n, events) = allocations(|| s.record_transfer(report, now));
+    let types: Vec<_> = events.unwrap().into_iter().map(|e| e.event_type).collect();
+    assert_eq!(types.len(), 4, "{types:?}");
+    assert_eq!(types.last(), Some(&EventType::CheckoutSessionPaid));
+    assert_eq!(n, 2, "allocations for the paying transfer");
+    assert_eq!(s.status(), SessionStatus::Paid);
+}
+
+#[test]
+fn a_repeated_report_allocates_nothing() {
+    let mut s = session();
+    let now = t0() + Duration::seconds(10);
+    s.record_transfer(onchain(7, 1_000), now).unwrap();
+    let report = onchain(7, 1_000);
+    let (n, events) = allocations(|| s.record_transfer(report, now));
+    assert!(events.unwrap().is_empty());
+    // The report's own address string was allocated before; dropping it is free.
+    assert_eq!(n, 0, "allocations for a duplicate report");
+}
+
+#[test]
+fn a_session_read_back_from_json_has_room_for_its_sums_too() {
+    let s = session();
+    let mut back = CheckoutSession::from_json(&s.to_json()).unwrap();
+    assert_eq!(back, s);
+    let now = t0() + Duration::seconds(10);
+    let report = onchain(7, 1_000);
+    let (n, events) = allocations(|| back.record_transfer(report, now));
+    assert_eq!(events.unwrap().len(), 3);
+    assert_eq!(n, 2, "allocations for the first transfer after a read");
+}
