@@ -1,10 +1,32 @@
 //! Shared by the benches: after criterion has run, print each operation next to its
 //! baseline (both measured in this run) with the ratio, reading criterion's estimates.
 
+// Each bench includes this file and uses only what it needs.
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 
-/// Mean time per iteration in nanoseconds of a criterion benchmark id (`group/name`).
-pub fn mean_ns(id: &str) -> Option<f64> {
+/// Which of criterion's estimates a row compares.
+#[derive(Clone, Copy)]
+pub enum Stat {
+    /// The mean time per iteration: what a long run costs, rare slow events included.
+    Mean,
+    /// The median: the typical iteration, for short runs where one rare event (a
+    /// checkpoint of the database's log) would otherwise decide the figure.
+    Median,
+}
+
+impl Stat {
+    fn key(self) -> &'static str {
+        match self {
+            Self::Mean => "mean",
+            Self::Median => "median",
+        }
+    }
+}
+
+/// Time per iteration in nanoseconds of a criterion benchmark id (`group/name`).
+pub fn estimate_ns(id: &str, stat: Stat) -> Option<f64> {
     let dir: PathBuf = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"))
@@ -15,7 +37,12 @@ pub fn mean_ns(id: &str) -> Option<f64> {
     let text = std::fs::read_to_string(dir).ok()?;
     // Parsing a benchmark report: timing statistics are floats by nature (not money).
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v.get("mean")?.get("point_estimate")?.as_f64()
+    v.get(stat.key())?.get("point_estimate")?.as_f64()
+}
+
+/// Mean time per iteration in nanoseconds of a criterion benchmark id (`group/name`).
+pub fn mean_ns(id: &str) -> Option<f64> {
+    estimate_ns(id, Stat::Mean)
 }
 
 fn human(ns: f64) -> String {
@@ -29,23 +56,36 @@ fn human(ns: f64) -> String {
 }
 
 /// Prints `operation | time | baseline | ratio | target` rows for (operation, baseline,
-/// target ratio) ids, and returns false if a target is missed.
+/// target ratio) ids, comparing means, and returns false if a target is missed.
 pub fn print_ratios(rows: &[(&str, &str, f64)]) -> bool {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|&(a, b, t)| (a, b, t, Stat::Mean))
+        .collect();
+    print_ratios_by(&rows)
+}
+
+/// [`print_ratios`] with the statistic chosen per row; a median row is marked `(median)`.
+pub fn print_ratios_by(rows: &[(&str, &str, f64, Stat)]) -> bool {
     let mut ok = true;
     println!(
         "\n{:<44} {:>12} {:>12} {:>8} {:>8}",
         "operation", "time/op", "baseline", "ratio", "target"
     );
-    for (op, base, target) in rows {
-        match (mean_ns(op), mean_ns(base)) {
+    for &(op, base, target, stat) in rows {
+        match (estimate_ns(op, stat), estimate_ns(base, stat)) {
             (Some(a), Some(b)) if b > 0.0 => {
                 let ratio = a / b;
-                let mark = if ratio <= *target { "ok" } else { "MISSED" };
-                if ratio > *target {
+                let mark = if ratio <= target { "ok" } else { "MISSED" };
+                if ratio > target {
                     ok = false;
                 }
+                let note = match stat {
+                    Stat::Mean => "",
+                    Stat::Median => " (median)",
+                };
                 println!(
-                    "{op:<44} {:>12} {:>12} {ratio:>7.2}x {:>7.2}x {mark}",
+                    "{op:<44} {:>12} {:>12} {ratio:>7.2}x {:>7.2}x {mark}{note}",
                     human(a),
                     human(b),
                     target

@@ -389,3 +389,26 @@ proptest! {
         prop_assert!(s.flags().is_empty(), "flags {:?}", s.flags());
     }
 }
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Hashes are written as 64 lowercase hex digits (the same as formatting each byte with
+    /// `{:02x}`), read back equal in either case, and only hex digits are read.
+    #[test]
+    fn hash_hex_round_trips(bytes in proptest::array::uniform32(any::<u8>()), pos in 0usize..64, junk in any::<char>()) {
+        use std::str::FromStr;
+        let hash = request::Hash32::from_bytes(bytes);
+        let text = hash.to_string();
+        let reference: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        prop_assert_eq!(&text, &reference);
+        prop_assert_eq!(serde_json::to_string(&hash).unwrap(), format!("\"{reference}\""));
+        prop_assert_eq!(request::Hash32::from_str(&text).unwrap(), hash);
+        prop_assert_eq!(request::Hash32::from_str(&text.to_uppercase()).unwrap(), hash);
+        prop_assume!(!junk.is_ascii_hexdigit());
+        let mut bad: Vec<char> = text.chars().collect();
+        bad[pos] = junk;
+        let bad: String = bad.into_iter().collect();
+        prop_assert!(request::Hash32::from_str(&bad).is_err());
+    }
+}
