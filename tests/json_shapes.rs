@@ -612,3 +612,23 @@ fn quote_at(s: &mut CheckoutSession, n: u32, now: time::OffsetDateTime) {
     let req = request_for(s, &terms, n);
     s.issue_quote(terms, req, now).expect("issue");
 }
+
+#[test]
+fn a_session_whose_older_payment_is_unpaid_is_refused() {
+    // A partial payment, then a second quote: the first is paid, the second open.
+    let mut s = rich_session();
+    s.record_transfer(ln(1, 10_000_000), at(30)).expect("ln");
+    quote_at(&mut s, 2, at(31));
+    assert_eq!(s.payments().len(), 2);
+    assert_reads_back(&s);
+    // Mark the older one unpaid, as no sequence of commands can.
+    let mut v: serde_json::Value = serde_json::from_str(&s.to_json()).expect("json");
+    let older = &mut v["payments"][0];
+    assert_eq!(older["status"], "paid");
+    older["status"] = "unpaid".into();
+    let err = CheckoutSession::from_json(&v.to_string()).expect_err("refused");
+    assert!(
+        err.to_string().contains("unpaid but not the newest"),
+        "{err}"
+    );
+}

@@ -134,7 +134,7 @@ impl CheckoutSession {
         }
         let mut credited: i128 = 0;
         let mut excess: u128 = 0;
-        for p in &self.payments {
+        for p in self.payments.iter() {
             let received = self.sums(p.id).received;
             let need = u128::try_from((amount - credited).max(0)).unwrap_or(0);
             let due = p.due_minor;

@@ -103,7 +103,7 @@ impl CheckoutSession {
             },
             payment_methods: params.payment_methods,
             state: SessionState::Active,
-            payments: Vec::new(),
+            payments: Default::default(),
             transfers: Default::default(),
             ledger: Default::default(),
             onchain_address: None,
@@ -120,17 +120,14 @@ impl CheckoutSession {
     /// open (after expiring those that ran out) and what it received is below the threshold.
     pub fn needs_quote(&self, now: OffsetDateTime) -> bool {
         matches!(self.state, SessionState::Active)
-            && !self
-                .payments
-                .iter()
-                .any(|p| p.state.is_unpaid() && now < p.expires_at)
+            && self.open_payment().is_none_or(|p| now >= p.expires_at)
             && self.received_credit() < self.threshold_minor()
     }
 
     /// When the session next needs the service's attention: now if it needs a quote, else
     /// when its open quote runs out; `None` if nothing will happen without new funds.
     pub fn wake_at(&self) -> Option<OffsetDateTime> {
-        if let Some(open) = self.payments.iter().find(|p| p.state.is_unpaid()) {
+        if let Some(open) = self.open_payment() {
             return Some(open.expires_at);
         }
         let active = matches!(self.state, SessionState::Active);
@@ -158,11 +155,7 @@ impl CheckoutSession {
         if !matches!(self.state, SessionState::Active) {
             return Err(self.invalid("quote"));
         }
-        if let Some(open) = self
-            .payments
-            .iter()
-            .find(|p| p.state.is_unpaid() && now < p.expires_at)
-        {
+        if let Some(open) = self.open_payment().filter(|p| now < p.expires_at) {
             return Err(Error::QuoteAlreadyOpen(open.id));
         }
         if self.received_credit() >= self.threshold_minor() {
@@ -221,7 +214,7 @@ impl CheckoutSession {
         let due_minor = crate::money::to_minor_units(terms.due, self.currency.scale())
             .and_then(|m| u128::try_from(m).ok())
             .unwrap_or(0);
-        self.payments.push(std::sync::Arc::new(Payment {
+        self.payments_mut().push(std::sync::Arc::new(Payment {
             id: terms.payment_id,
             due: terms.due,
             due_minor,
@@ -308,8 +301,10 @@ impl CheckoutSession {
     }
 
     pub(super) fn expire_due_into(&mut self, now: OffsetDateTime, events: &mut Vec<SessionEvent>) {
-        for p in self.payments.iter_mut().filter(|p| p.is_due_to_expire(now)) {
-            let p = std::sync::Arc::make_mut(p);
+        let due = self
+            .unpaid_index()
+            .filter(|&i| self.payments[i].is_due_to_expire(now));
+        if let Some(p) = due.and_then(|i| self.payment_mut(i)) {
             p.state = PaymentState::Expired {
                 expired_at: p.expires_at,
             };
@@ -327,8 +322,7 @@ impl CheckoutSession {
             return Err(self.invalid("deactivate"));
         }
         let mut events = self.expire_due(now);
-        for p in self.payments.iter_mut().filter(|p| p.state.is_unpaid()) {
-            let p = std::sync::Arc::make_mut(p);
+        if let Some(p) = self.unpaid_index().and_then(|i| self.payment_mut(i)) {
             p.state = PaymentState::Cancelled { cancelled_at: now };
             p.modified = now;
             events.push(SessionEvent::new(EventType::PaymentCancelled, now).payment(p.id));

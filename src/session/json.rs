@@ -326,12 +326,13 @@ impl CheckoutSession {
             if session.payments.iter().any(|p| p.id == wire.id) {
                 return Err(Error::Json(format!("payment {} is listed twice", wire.id)));
             }
-            session.payments.push(std::sync::Arc::new(
+            session.payments_mut().push(std::sync::Arc::new(
                 payment_from_wire(wire, target).map_err(Error::Json)?,
             ));
         }
         // Quotes are issued one after another: creation time, then the time-ordered id.
-        session.payments.sort_by_key(|p| (p.created, p.id));
+        session.payments_mut().sort_by_key(|p| (p.created, p.id));
+        only_newest_unpaid(&session.payments).map_err(Error::Json)?;
         session.ledger.make_room(session.payments.len());
         for t in transfers {
             if !session.payments.iter().any(|p| p.id == t.payment_id) {
@@ -437,6 +438,16 @@ fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, 
     })
 }
 
+/// Refuses payments where one but the newest is unpaid: the commands never make such a
+/// session (a quote is issued only once the one before is no longer open), and the
+/// session relies on it to look for the open quote at the newest alone.
+fn only_newest_unpaid(payments: &[std::sync::Arc<Payment>]) -> Result<(), String> {
+    match payments.iter().rev().skip(1).find(|p| p.state.is_unpaid()) {
+        Some(p) => Err(format!("payment {} is unpaid but not the newest", p.id)),
+        None => Ok(()),
+    }
+}
+
 fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
     let state = match (w.status, w.paid_at, w.deactivated_at) {
         (SessionStatus::Active, ..) => SessionState::Active,
@@ -468,6 +479,7 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
         .map(|p| payment_from_wire(p, target).map(std::sync::Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
     payments.sort_by_key(|p| (p.created, p.id));
+    only_newest_unpaid(&payments)?;
     if payments.windows(2).any(|w| w[0].id == w[1].id) {
         return Err("a payment is listed twice".into());
     }
@@ -509,7 +521,7 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
             },
         },
         state,
-        payments,
+        payments: payments.into(),
         transfers: Default::default(),
         ledger: Default::default(),
         onchain_address: w.onchain_address,

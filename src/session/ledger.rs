@@ -5,6 +5,8 @@
 //! a session is read, and every change of a transfer goes through [`Ledger::swap`], which
 //! takes the old version's contribution out and puts the new one in.
 
+use std::sync::Arc;
+
 use crate::id::PaymentId;
 use crate::transfer::{Arrival, ConfirmationPolicy, Transfer};
 
@@ -28,7 +30,9 @@ pub(crate) struct PaymentSums {
 pub(crate) struct Ledger {
     /// Per payment, sorted by payment id (a session has few payments, so a short sorted
     /// vector beats hashing, and its order does not depend on the order of reports).
-    pub(crate) per_payment: Vec<(PaymentId, PaymentSums)>,
+    /// Shared (`Arc`) like the session's payments, so copying a session with many does
+    /// not copy their sums.
+    pub(crate) per_payment: Arc<Vec<(PaymentId, PaymentSums)>>,
     pub(crate) counted: u128,
     pub(crate) pending: u128,
     pub(crate) after_paid: u128,
@@ -69,28 +73,33 @@ impl Ledger {
             .saturating_sub(old.credit_counted)
             .saturating_add(counted);
         if let Ok(i) = self.per_payment.binary_search_by_key(&id, |(p, _)| *p) {
-            self.per_payment[i].1.credit_received = received;
-            self.per_payment[i].1.credit_counted = counted;
+            let sums = &mut Arc::make_mut(&mut self.per_payment)[i].1;
+            sums.credit_received = received;
+            sums.credit_counted = counted;
         }
     }
 
     /// Makes room for the sums of `payments` payments, so that recording a transfer does
     /// not allocate for them (the room is made when a quote is issued or a session read).
     pub(crate) fn make_room(&mut self, payments: usize) {
-        // Exact: most sessions have one or two payments, and cached sessions add up.
-        self.per_payment
-            .reserve_exact(payments.saturating_sub(self.per_payment.len()));
+        // Amortised (not exact): a session re-quoted after each of many partial payments
+        // would otherwise copy all its sums on every quote.
+        let missing = payments.saturating_sub(self.per_payment.len());
+        if self.per_payment.capacity() - self.per_payment.len() < missing {
+            Arc::make_mut(&mut self.per_payment).reserve(missing);
+        }
     }
 
     fn entry(&mut self, id: PaymentId) -> &mut PaymentSums {
-        let index = match self.per_payment.binary_search_by_key(&id, |(p, _)| *p) {
+        let all = Arc::make_mut(&mut self.per_payment);
+        let index = match all.binary_search_by_key(&id, |(p, _)| *p) {
             Ok(i) => i,
             Err(i) => {
-                self.per_payment.insert(i, (id, PaymentSums::default()));
+                all.insert(i, (id, PaymentSums::default()));
                 i
             }
         };
-        &mut self.per_payment[index].1
+        &mut all[index].1
     }
 
     /// Replaces `old`'s contribution (if any) with `new`'s.
@@ -106,9 +115,19 @@ impl Ledger {
         self.apply(new, policy, true);
         // A payment whose transfers were all reversed has nothing left: drop its entry so
         // the ledger is the same as one rebuilt from the transfers (its credits are zero
-        // then, so the totals need no correction).
-        self.per_payment
-            .retain(|(_, sums)| (sums.received, sums.counted, sums.any) != (0, 0, 0));
+        // then, so the totals need no correction). Only the payments of this transfer's
+        // two versions can have been emptied.
+        for id in [old.map(|t| t.payment_id), Some(new.payment_id)]
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(i) = self.per_payment.binary_search_by_key(&id, |(p, _)| *p) {
+                let sums = self.per_payment[i].1;
+                if (sums.received, sums.counted, sums.any) == (0, 0, 0) {
+                    Arc::make_mut(&mut self.per_payment).remove(i);
+                }
+            }
+        }
     }
 
     fn apply(&mut self, t: &Transfer, policy: ConfirmationPolicy, add: bool) {

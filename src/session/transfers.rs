@@ -74,7 +74,8 @@ impl CheckoutSession {
     }
 
     fn payment_for_invoice(&self, hash: crate::request::PaymentHash) -> Option<usize> {
-        self.payments.iter().position(|p| {
+        // Newest first: most payments go to the newest invoice.
+        self.payments.iter().rposition(|p| {
             p.request
                 .lightning
                 .as_ref()
@@ -90,11 +91,9 @@ impl CheckoutSession {
     ) {
         let index = match report.key {
             TransferKey::Lightning(hash) => self.payment_for_invoice(hash),
-            TransferKey::Onchain { .. } => self
-                .payments
-                .iter()
-                .position(|p| p.state.is_unpaid())
-                .or(self.payments.len().checked_sub(1)),
+            // The quotes share one address: funds go to the open one, which is the newest,
+            // or (none open) still to the newest.
+            TransferKey::Onchain { .. } => self.payments.len().checked_sub(1),
         };
         // check_destination guarantees a payment; stay total anyway.
         let Some(index) = index else { return };
@@ -142,7 +141,9 @@ impl CheckoutSession {
             );
         }
         self.put_transfer(transfer);
-        let payment = std::sync::Arc::make_mut(&mut self.payments[index]);
+        let Some(payment) = self.payment_mut(index) else {
+            return;
+        };
         // Its received amount changed, whatever happens to its status.
         payment.modified = now;
         if payment.state.is_unpaid() && !report.reversed {
@@ -204,8 +205,9 @@ impl CheckoutSession {
                     .transfer(key, amount),
             );
         }
-        if let Some(p) = self.payments.iter_mut().find(|p| p.id == payment) {
-            let p = std::sync::Arc::make_mut(p);
+        if let Some(i) = self.payments.iter().rposition(|p| p.id == payment)
+            && let Some(p) = self.payment_mut(i)
+        {
             p.modified = now;
         }
         self.put_transfer(next);
@@ -232,8 +234,7 @@ impl CheckoutSession {
             events.push(SessionEvent::new(EventType::CheckoutSessionPaid, now));
             // Nothing more is due: a quote still open (funds came in on an older one) ends
             // now, so the customer is not asked to pay twice.
-            for p in self.payments.iter_mut().filter(|p| p.state.is_unpaid()) {
-                let p = std::sync::Arc::make_mut(p);
+            if let Some(p) = self.unpaid_index().and_then(|i| self.payment_mut(i)) {
                 p.state = PaymentState::Expired { expired_at: now };
                 p.modified = now;
                 events.push(SessionEvent::new(EventType::PaymentExpired, now).payment(p.id));

@@ -232,7 +232,7 @@ pub(super) fn decode(
             branding,
         },
         state,
-        payments,
+        payments: payments.into(),
         transfers: Arc::new(transfers.cloned().unwrap_or_default()),
         ledger: Default::default(),
         onchain_address,
