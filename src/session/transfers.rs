@@ -141,17 +141,18 @@ impl CheckoutSession {
             );
         }
         self.put_transfer(transfer);
-        let Some(payment) = self.payment_mut(index) else {
-            return;
-        };
-        // Its received amount changed, whatever happens to its status.
-        payment.modified = now;
-        if payment.state.is_unpaid() && !report.reversed {
-            payment.state = PaymentState::Paid { paid_at: now };
-            events.push(SessionEvent::new(EventType::PaymentPaid, now).payment(payment_id));
-            events.push(
-                SessionEvent::new(EventType::CheckoutSessionPaymentPaid, now).payment(payment_id),
-            );
+        // `index` came from the payments just above: always found.
+        if let Some(payment) = self.payment_mut(index) {
+            // Its received amount changed, whatever happens to its status.
+            payment.modified = now;
+            if payment.state.is_unpaid() && !report.reversed {
+                payment.state = PaymentState::Paid { paid_at: now };
+                events.push(SessionEvent::new(EventType::PaymentPaid, now).payment(payment_id));
+                events.push(
+                    SessionEvent::new(EventType::CheckoutSessionPaymentPaid, now)
+                        .payment(payment_id),
+                );
+            }
         }
         self.settle(before, now, events);
     }
