@@ -23,19 +23,18 @@ impl Hash32 {
     pub const fn to_bytes(self) -> [u8; 32] {
         self.0
     }
-}
 
-impl Hash32 {
-    /// The 64 lowercase hex digits, without the formatting machinery (hashes are written
-    /// into every stored transfer and event).
-    fn hex(&self) -> [u8; 64] {
+    /// Calls `f` with the 64 lowercase hex digits, written without the formatting
+    /// machinery (hashes are in every stored transfer and event).
+    fn with_hex<R>(&self, f: impl FnOnce(&str) -> R) -> R {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 64];
         for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
             pair[0] = DIGITS[usize::from(b >> 4)];
             pair[1] = DIGITS[usize::from(b & 0x0f)];
         }
-        out
+        // Always ASCII; the fallback is unreachable but keeps this total.
+        f(std::str::from_utf8(&out).unwrap_or_default())
     }
 }
 
@@ -51,9 +50,7 @@ fn nibble(c: u8) -> Option<u8> {
 
 impl fmt::Display for Hash32 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hex = self.hex();
-        // Always ASCII; the fallback is unreachable but keeps this total.
-        f.write_str(std::str::from_utf8(&hex).unwrap_or_default())
+        self.with_hex(|hex| f.write_str(hex))
     }
 }
 
@@ -85,8 +82,7 @@ impl FromStr for Hash32 {
 
 impl Serialize for Hash32 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let hex = self.hex();
-        s.serialize_str(std::str::from_utf8(&hex).unwrap_or_default())
+        self.with_hex(|hex| s.serialize_str(hex))
     }
 }
 

@@ -244,12 +244,8 @@ impl Inner {
         for key in &changed {
             self.transfers.insert(*key, slot);
         }
-        // Like the SQL stores, the first session to claim a hash or address keeps it.
-        for p in s.payments() {
-            if let Some(inv) = &p.request().lightning {
-                self.hashes.entry(inv.payment_hash).or_insert(slot);
-            }
-        }
+        // Like the SQL stores, the first session to claim a hash or address keeps it (hashes
+        // are indexed below, as their payments are written).
         if let Some(addr) = s.onchain_address()
             && !self.addresses.contains_key(addr)
         {
@@ -307,6 +303,13 @@ impl Inner {
                 entry.payments.push(codec::encode_payment(s, p));
             } else if p.modified() == s.modified() {
                 entry.payments[i] = codec::encode_payment(s, p);
+            } else {
+                continue;
+            }
+            // Each payment is written when it is new, so this indexes every hash once
+            // without walking all of a session's payments on every commit.
+            if let Some(inv) = &p.request().lightning {
+                self.hashes.entry(inv.payment_hash).or_insert(slot);
             }
         }
         for key in changed {
