@@ -1,10 +1,16 @@
-//! The one error type of the crate.
+//! The core's error: what the domain itself refuses (bad values, broken limits, commands
+//! a state does not allow).
+//!
+//! Failures of the ports have errors of their own ([`StoreError`](crate::store::StoreError),
+//! [`RequestError`](crate::request::RequestError), [`RateError`](crate::rates::RateError)),
+//! and the service's [`ServiceError`](crate::service::ServiceError) wraps them all with a
+//! [`kind`](crate::service::ServiceError::kind) a caller can act on.
 
 use rust_decimal::Decimal;
 
-use crate::id::{PaymentId, SessionId};
+use crate::id::PaymentId;
 
-/// Everything that can go wrong, as a value to match on.
+/// What the core refuses, as a value to match on.
 ///
 /// Every variant leaves the state it was returned from unchanged: a command either
 /// applies completely or not at all. New variants may be added in minor releases.
@@ -50,24 +56,6 @@ pub enum Error {
         /// Target of the rate.
         got_target: &'static str,
     },
-    /// No rate source could give a rate for the pair.
-    #[error("no exchange rate for {base}->{target}")]
-    RateUnavailable {
-        /// Base currency code.
-        base: &'static str,
-        /// Target currency code.
-        target: &'static str,
-    },
-    /// The rate is older than the staleness limit.
-    #[error("exchange rate from {source_name} is {age_secs} s old, limit {limit_secs} s")]
-    RateStale {
-        /// The source that gave it.
-        source_name: String,
-        /// Its age in seconds.
-        age_secs: i64,
-        /// The limit in seconds.
-        limit_secs: i64,
-    },
 
     // ---- session parameters ------------------------------------------------------------
     /// Tolerance outside [0, 100).
@@ -96,9 +84,32 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
-    /// Metadata broke a limit (50 keys, 40-char keys, 500-char values, flat values).
-    #[error("metadata: {0}")]
-    InvalidMetadata(&'static str),
+    /// Metadata had more than 50 keys.
+    #[error("metadata has {count} keys, at most 50 are allowed")]
+    TooManyMetadataKeys {
+        /// How many keys were given.
+        count: usize,
+    },
+    /// A metadata key was empty or longer than 40 characters.
+    #[error("metadata keys must be 1 to 40 characters, got one of {chars}")]
+    InvalidMetadataKey {
+        /// Its length in characters.
+        chars: usize,
+    },
+    /// A metadata value was longer than 500 characters.
+    #[error("metadata value of {key:?} is {chars} characters long, at most 500 are allowed")]
+    MetadataValueTooLong {
+        /// The key (truncated).
+        key: String,
+        /// Its length in characters.
+        chars: usize,
+    },
+    /// A metadata key held a control character.
+    #[error("metadata key {key:?} holds a control character")]
+    MetadataKeyControlCharacter {
+        /// The key (truncated, control characters escaped by `Debug`).
+        key: String,
+    },
     /// The confirmation policy is not one of 0, 1, 2, 6.
     #[error("confirmations must be 0, 1, 2 or 6, got {0}")]
     InvalidConfirmationPolicy(u32),
@@ -121,12 +132,6 @@ pub enum Error {
     /// The link expired and opens no more sessions.
     #[error("the link has expired")]
     LinkExpired,
-    /// No link with this id.
-    #[error("no link {0}")]
-    UnknownLink(String),
-    /// No session with this id.
-    #[error("no checkout session {0}")]
-    UnknownSession(SessionId),
     /// A transfer's payment request belongs to no quote of the session.
     #[error("no payment of this session has that payment request")]
     UnknownPaymentRequest,
@@ -169,26 +174,12 @@ pub enum Error {
         last_ms: i128,
     },
 
-    // ---- service ------------------------------------------------------------------------
-    /// The idempotency key was used before with different parameters.
-    #[error("idempotency key was already used with different parameters")]
-    IdempotencyConflict,
-    /// The idempotency key is empty or longer than 255 characters.
-    #[error("idempotency key must be 1 to 255 characters")]
-    InvalidIdempotencyKey,
-    /// The store failed (see [`StoreError::is_retryable`](crate::store::StoreError::is_retryable)).
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    /// A payment request could not be generated or read.
-    #[error(transparent)]
-    Request(#[from] crate::request::RequestError),
-
+    // ---- time and JSON -------------------------------------------------------------------
     /// A time computed from the given one falls outside the representable range.
     #[error("time is out of range")]
     TimeOutOfRange,
 
-    // ---- JSON --------------------------------------------------------------------------
-    /// JSON could not be read into the type.
+    /// JSON could not be read into the type (the parser's message).
     #[error("invalid JSON: {0}")]
     Json(String),
 }

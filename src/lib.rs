@@ -1,14 +1,19 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+#[macro_use]
+mod forward;
+
 pub mod clock;
 pub mod error;
 pub mod event;
+pub mod hash;
 pub mod id;
 pub mod json;
 pub mod link;
 pub mod metadata;
 pub mod money;
+pub mod outbox;
 pub mod payment;
 pub mod qr;
 pub mod rates;
@@ -23,7 +28,8 @@ pub mod transfer;
 pub mod webhook;
 
 pub use error::Error;
-pub use event::{Event, EventType, SessionEvent};
+pub use event::{EventType, SessionEvent};
+pub use outbox::Event;
 pub use id::{CheckoutLinkId, EndpointId, EventId, PaymentId, PaymentLinkId, SessionId};
 pub use metadata::{Metadata, MetadataPatch, MetadataValue};
 pub use money::{Currency, ExchangeRate, Msats, Sats, TargetCurrency};

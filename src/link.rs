@@ -1,59 +1,15 @@
 //! Checkout links (`clink_…`, one session per link) and payment links (`plink_…`, a new
 //! session per open), as plain values like sessions: commands take `now` and return events.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::error::Error;
 use crate::event::{EventType, SessionEvent};
-use crate::id::{CheckoutLinkId, PaymentLinkId, SessionId};
+pub use crate::id::LinkId;
+use crate::id::SessionId;
 use crate::json::millis::truncate;
 use crate::session::{SessionParams, SessionStatus};
-
-/// The id of either kind of link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum LinkId {
-    /// A checkout link: one session.
-    Checkout(CheckoutLinkId),
-    /// A payment link: a session per open.
-    Payment(PaymentLinkId),
-}
-
-impl fmt::Display for LinkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Checkout(id) => id.fmt(f),
-            Self::Payment(id) => id.fmt(f),
-        }
-    }
-}
-
-impl FromStr for LinkId {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        if s.starts_with(CheckoutLinkId::PREFIX) {
-            s.parse().map(Self::Checkout)
-        } else {
-            s.parse().map(Self::Payment)
-        }
-    }
-}
-
-impl Serialize for LinkId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for LinkId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// A link's status: `active`, `paid` (checkout links whose session is paid) or
 /// `deactivated`.

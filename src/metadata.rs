@@ -147,22 +147,26 @@ impl Metadata {
     /// characters, values at most 500 characters.
     pub fn validate(&self) -> Result<(), Error> {
         if self.0.len() > MAX_KEYS {
-            return Err(Error::InvalidMetadata("more than 50 keys"));
+            return Err(Error::TooManyMetadataKeys {
+                count: self.0.len(),
+            });
         }
         for (k, v) in &self.0 {
             let key_len = k.chars().count();
             if key_len == 0 || key_len > MAX_KEY_CHARS {
-                return Err(Error::InvalidMetadata("keys must be 1 to 40 characters"));
+                return Err(Error::InvalidMetadataKey { chars: key_len });
             }
             if k.chars().any(char::is_control) {
-                return Err(Error::InvalidMetadata(
-                    "keys may not contain control characters",
-                ));
+                return Err(Error::MetadataKeyControlCharacter {
+                    key: crate::money::truncate_for_error(k),
+                });
             }
-            if v.char_len() > MAX_VALUE_CHARS {
-                return Err(Error::InvalidMetadata(
-                    "values must be at most 500 characters",
-                ));
+            let value_len = v.char_len();
+            if value_len > MAX_VALUE_CHARS {
+                return Err(Error::MetadataValueTooLong {
+                    key: crate::money::truncate_for_error(k),
+                    chars: value_len,
+                });
             }
         }
         Ok(())

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use crate::id::PaymentId;
 use crate::money::{ExchangeRate, Msats, Sats};
-use crate::request::PaymentRequest;
+use crate::hash::PaymentHash;
 
 /// Where a payment stands. `Unpaid` is the only state that changes; the others are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,4 +156,25 @@ impl Payment {
     pub fn is_due_to_expire(&self, now: OffsetDateTime) -> bool {
         self.state.is_unpaid() && now >= self.expires_at
     }
+}
+
+/// A BOLT11 invoice issued for one quote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LightningInvoice {
+    /// The BOLT11 string (`lnbc…`).
+    pub payment_request: String,
+    /// The invoice's payment hash: a payment to it is reported under this key.
+    pub payment_hash: PaymentHash,
+    /// When the invoice stops being payable; never after its quote's `expires_at`.
+    #[serde(with = "crate::json::millis")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// What a customer can pay for one quote: a Lightning invoice, an on-chain address, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PaymentRequest {
+    /// The quote's own invoice, when Lightning is enabled.
+    pub lightning: Option<LightningInvoice>,
+    /// The session's on-chain address, when on-chain is enabled (shared by its quotes).
+    pub onchain_address: Option<String>,
 }

@@ -19,44 +19,50 @@ pub trait RateSource: Send + Sync {
         base: Currency,
         target: TargetCurrency,
         now: OffsetDateTime,
-    ) -> Result<ExchangeRate, Error>;
+    ) -> Result<ExchangeRate, RateError>;
 }
 
-impl<T: RateSource + ?Sized> RateSource for &T {
-    fn rate(
-        &self,
-        b: Currency,
-        t: TargetCurrency,
-        now: OffsetDateTime,
-    ) -> Result<ExchangeRate, Error> {
-        (**self).rate(b, t, now)
+forward_port!(RateSource {
+    fn rate(&self, base: Currency, target: TargetCurrency, now: OffsetDateTime) -> Result<ExchangeRate, RateError>;
+});
+
+/// Why no rate could be given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RateError {
+    /// No source knows the pair (or every source of a chain failed with this).
+    #[error("no exchange rate for {base}->{target}")]
+    Unavailable {
+        /// Base currency code.
+        base: &'static str,
+        /// Target currency code.
+        target: &'static str,
+    },
+    /// The rate is older than the staleness limit (or dated too far in the future).
+    #[error("exchange rate from {source_name} is {age_secs} s old, limit {limit_secs} s")]
+    Stale {
+        /// The source that gave it.
+        source_name: String,
+        /// Its age in seconds.
+        age_secs: i64,
+        /// The limit in seconds.
+        limit_secs: i64,
+    },
+    /// The source gave a value the core refuses (zero, negative, out of exact range).
+    #[error("the rate source gave an invalid rate: {0}")]
+    Invalid(#[from] Error),
+}
+
+impl RateError {
+    /// Whether asking again later may succeed: a missing or stale rate may be there once
+    /// the source refreshes; an invalid one is a bug of the source.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::Stale { .. })
     }
 }
 
-impl<T: RateSource + ?Sized> RateSource for std::sync::Arc<T> {
-    fn rate(
-        &self,
-        b: Currency,
-        t: TargetCurrency,
-        now: OffsetDateTime,
-    ) -> Result<ExchangeRate, Error> {
-        (**self).rate(b, t, now)
-    }
-}
-
-impl<T: RateSource + ?Sized> RateSource for Box<T> {
-    fn rate(
-        &self,
-        b: Currency,
-        t: TargetCurrency,
-        now: OffsetDateTime,
-    ) -> Result<ExchangeRate, Error> {
-        (**self).rate(b, t, now)
-    }
-}
-
-fn unavailable(base: Currency, target: TargetCurrency) -> Error {
-    Error::RateUnavailable {
+fn unavailable(base: Currency, target: TargetCurrency) -> RateError {
+    RateError::Unavailable {
         base: base.code(),
         target: target.code(),
     }
@@ -89,10 +95,10 @@ impl RateSource for FixedRates {
         base: Currency,
         target: TargetCurrency,
         now: OffsetDateTime,
-    ) -> Result<ExchangeRate, Error> {
+    ) -> Result<ExchangeRate, RateError> {
         let same = |b: Currency, t: TargetCurrency| b == base && t == target;
         if let Some((_, _, r)) = self.rates.iter().find(|(b, t, _)| same(*b, *t)) {
-            return ExchangeRate::new(base, target, *r, "fixed", now);
+            return Ok(ExchangeRate::new(base, target, *r, "fixed", now)?);
         }
         // Bitcoin-denominated prices need no market rate.
         let identity = match (base, target) {
@@ -106,7 +112,7 @@ impl RateSource for FixedRates {
             _ => None,
         };
         match identity {
-            Some(r) => ExchangeRate::new(base, target, r, "unit", now),
+            Some(r) => Ok(ExchangeRate::new(base, target, r, "unit", now)?),
             None => Err(unavailable(base, target)),
         }
     }
@@ -143,7 +149,7 @@ impl RateSource for FallbackRates {
         base: Currency,
         target: TargetCurrency,
         now: OffsetDateTime,
-    ) -> Result<ExchangeRate, Error> {
+    ) -> Result<ExchangeRate, RateError> {
         let mut last = unavailable(base, target);
         for s in &self.sources {
             match s.rate(base, target, now) {
@@ -175,11 +181,11 @@ impl<R: RateSource> RateSource for MaxAge<R> {
         base: Currency,
         target: TargetCurrency,
         now: OffsetDateTime,
-    ) -> Result<ExchangeRate, Error> {
+    ) -> Result<ExchangeRate, RateError> {
         let r = self.inner.rate(base, target, now)?;
         let age = now - r.fetched_at();
         if age.abs() > self.max_age {
-            return Err(Error::RateStale {
+            return Err(RateError::Stale {
                 source_name: r.source().to_owned(),
                 age_secs: age.whole_seconds(),
                 limit_secs: self.max_age.whole_seconds(),
@@ -213,16 +219,16 @@ impl<R: RateSource> RateSource for Spread<R> {
         base: Currency,
         target: TargetCurrency,
         now: OffsetDateTime,
-    ) -> Result<ExchangeRate, Error> {
+    ) -> Result<ExchangeRate, RateError> {
         let r = self.inner.rate(base, target, now)?;
         let factor = Decimal::ONE + self.percent / Decimal::ONE_HUNDRED;
         let spread = r.rate().checked_mul(factor).ok_or(Error::InvalidRate)?;
-        ExchangeRate::new(
+        Ok(ExchangeRate::new(
             base,
             target,
             spread,
             format!("{}+{}%", r.source(), self.percent),
             r.fetched_at(),
-        )
+        )?)
     }
 }

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::error::Error;
 use crate::id::PaymentId;
 use crate::money::{Msats, Sats};
-use crate::request::{Hash32, PaymentHash};
+use crate::hash::{Hash32, PaymentHash};
 
 /// The natural id of a transfer: the Lightning payment hash, or the on-chain outpoint.
 ///

@@ -32,6 +32,26 @@ pub enum RequestError {
         got: String,
     },
 
+    // ---- backends ----------------------------------------------------------------------
+    /// The generator has no source for this method (a [`Disabled`](super::Disabled) source).
+    #[error("no {0} source is configured")]
+    MethodDisabled(&'static str),
+    /// A descriptor's derivation indexes are used up.
+    #[error("derivation indexes exhausted")]
+    IndexesExhausted,
+    /// The preimage of a new invoice could not be kept, so the invoice is not handed out.
+    #[error("the invoice's preimage could not be kept")]
+    PreimageNotKept,
+    /// A backend (a Lightning node, the store that reserves derivation indexes) failed;
+    /// `retryable` says whether the same call may succeed later.
+    #[error("payment request backend error: {message}")]
+    Backend {
+        /// What the backend said (never contains credentials).
+        message: String,
+        /// Whether retrying may help.
+        retryable: bool,
+    },
+
     // ---- networks ----------------------------------------------------------------------
     /// A key, address or invoice belongs to another network than the one configured.
     #[error("expected a {expected} key, address or invoice, got one for {found}")]
@@ -155,6 +175,14 @@ pub enum RequestError {
     /// The PNG encoder failed.
     #[error("PNG encoding failed: {0}")]
     PngEncoding(String),
+}
+
+impl RequestError {
+    /// Whether the same call may succeed later (a backend that is down); every other
+    /// variant is a bad input or configuration.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Backend { retryable: true, .. })
+    }
 }
 
 /// Keeps caller input in error messages short.

@@ -1,7 +1,6 @@
 //! The payment-request port: turns a quote's terms into what the customer pays.
 
-use crate::error::Error;
-use crate::request::{Hash32, LightningInvoice, PaymentRequest};
+use crate::request::{Hash32, LightningInvoice, PaymentRequest, RequestError};
 use crate::session::{CheckoutSession, QuoteTerms};
 use crate::transfer::PaymentMethod;
 
@@ -24,26 +23,12 @@ pub trait PaymentRequestGenerator: Send + Sync {
         &self,
         session: &CheckoutSession,
         terms: &QuoteTerms,
-    ) -> Result<PaymentRequest, Error>;
+    ) -> Result<PaymentRequest, RequestError>;
 }
 
-impl<T: PaymentRequestGenerator + ?Sized> PaymentRequestGenerator for &T {
-    fn generate(&self, s: &CheckoutSession, t: &QuoteTerms) -> Result<PaymentRequest, Error> {
-        (**self).generate(s, t)
-    }
-}
-
-impl<T: PaymentRequestGenerator + ?Sized> PaymentRequestGenerator for std::sync::Arc<T> {
-    fn generate(&self, s: &CheckoutSession, t: &QuoteTerms) -> Result<PaymentRequest, Error> {
-        (**self).generate(s, t)
-    }
-}
-
-impl<T: PaymentRequestGenerator + ?Sized> PaymentRequestGenerator for Box<T> {
-    fn generate(&self, s: &CheckoutSession, t: &QuoteTerms) -> Result<PaymentRequest, Error> {
-        (**self).generate(s, t)
-    }
-}
+forward_port!(PaymentRequestGenerator {
+    fn generate(&self, session: &CheckoutSession, terms: &QuoteTerms) -> Result<PaymentRequest, RequestError>;
+});
 
 /// **For tests only**: makes fake, unpayable requests deterministically from the ids.
 ///
@@ -75,7 +60,7 @@ impl PaymentRequestGenerator for TestRequestGenerator {
         &self,
         session: &CheckoutSession,
         terms: &QuoteTerms,
-    ) -> Result<PaymentRequest, Error> {
+    ) -> Result<PaymentRequest, RequestError> {
         let lightning = session
             .accepts(PaymentMethod::Lightning)
             .then(|| LightningInvoice {

@@ -503,7 +503,7 @@ impl crate::request::InvoiceSource for OfflineInvoices {
         &self,
         session: &crate::session::CheckoutSession,
         terms: &crate::session::QuoteTerms,
-    ) -> Result<LightningInvoice, crate::Error> {
+    ) -> Result<LightningInvoice, RequestError> {
         let memo = session
             .statement_descriptor()
             .map(str::to_owned)
@@ -517,7 +517,7 @@ impl crate::request::InvoiceSource for OfflineInvoices {
             (self.entropy)(),
         )?;
         (self.keep)(&signed)
-            .map_err(|_| crate::Error::RequestMismatch("the preimage could not be kept"))?;
+            .map_err(|_| RequestError::PreimageNotKept)?;
         Ok(signed.invoice)
     }
 }

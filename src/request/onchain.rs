@@ -278,7 +278,7 @@ impl<I: crate::request::AddressIndex> crate::request::AddressSource for DerivedA
     fn fresh_address(
         &self,
         _session: &crate::session::CheckoutSession,
-    ) -> Result<String, crate::Error> {
+    ) -> Result<String, RequestError> {
         // The descriptor string (public keys only) names the index sequence.
         let index = self.index.reserve(&self.deriver.descriptor())?;
         Ok(self.deriver.address_at(index)?)

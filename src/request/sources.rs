@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::generator::PaymentRequestGenerator;
-use super::{LightningInvoice, PaymentRequest};
-use crate::error::Error;
+use super::{LightningInvoice, PaymentRequest, RequestError};
 use crate::session::{CheckoutSession, QuoteTerms};
 use crate::transfer::PaymentMethod;
 
@@ -29,14 +28,14 @@ pub trait InvoiceSource: Send + Sync {
         &self,
         session: &CheckoutSession,
         terms: &QuoteTerms,
-    ) -> Result<LightningInvoice, Error>;
+    ) -> Result<LightningInvoice, RequestError>;
 }
 
 /// Gives each session its own on-chain address.
 pub trait AddressSource: Send + Sync {
     /// A fresh address for `session`, never handed to any other session. Implementations
     /// reserve it durably before returning it.
-    fn fresh_address(&self, session: &CheckoutSession) -> Result<String, Error>;
+    fn fresh_address(&self, session: &CheckoutSession) -> Result<String, RequestError>;
 }
 
 /// Durable reservation of derivation indexes: the next unused index of a descriptor.
@@ -46,7 +45,7 @@ pub trait AddressSource: Send + Sync {
 /// wallets tolerate within their gap limit).
 pub trait AddressIndex: Send + Sync {
     /// Reserves and returns the next index for `descriptor`.
-    fn reserve(&self, descriptor: &str) -> Result<u32, Error>;
+    fn reserve(&self, descriptor: &str) -> Result<u32, RequestError>;
 }
 
 /// Indexes kept in memory: for tests and single-process demos only (they restart at 0).
@@ -63,48 +62,40 @@ impl MemoryAddressIndex {
 }
 
 impl AddressIndex for MemoryAddressIndex {
-    fn reserve(&self, descriptor: &str) -> Result<u32, Error> {
+    fn reserve(&self, descriptor: &str) -> Result<u32, RequestError> {
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         let slot = next.entry(descriptor.to_owned()).or_insert(0);
         let index = *slot;
         *slot = index
             .checked_add(1)
-            .ok_or(Error::RequestMismatch("derivation indexes exhausted"))?;
+            .ok_or(RequestError::IndexesExhausted)?;
         Ok(index)
     }
 }
 
-macro_rules! forward {
-    ($trait:ident, $method:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        impl<T: $trait + ?Sized> $trait for &T {
-            fn $method(&self, $($arg: $ty),*) -> $ret { (**self).$method($($arg),*) }
-        }
-        impl<T: $trait + ?Sized> $trait for std::sync::Arc<T> {
-            fn $method(&self, $($arg: $ty),*) -> $ret { (**self).$method($($arg),*) }
-        }
-        impl<T: $trait + ?Sized> $trait for Box<T> {
-            fn $method(&self, $($arg: $ty),*) -> $ret { (**self).$method($($arg),*) }
-        }
-    };
-}
-
-forward!(InvoiceSource, invoice, (session: &CheckoutSession, terms: &QuoteTerms) -> Result<LightningInvoice, Error>);
-forward!(AddressSource, fresh_address, (session: &CheckoutSession) -> Result<String, Error>);
-forward!(AddressIndex, reserve, (descriptor: &str) -> Result<u32, Error>);
+forward_port!(InvoiceSource {
+    fn invoice(&self, session: &CheckoutSession, terms: &QuoteTerms) -> Result<LightningInvoice, RequestError>;
+});
+forward_port!(AddressSource {
+    fn fresh_address(&self, session: &CheckoutSession) -> Result<String, RequestError>;
+});
+forward_port!(AddressIndex {
+    fn reserve(&self, descriptor: &str) -> Result<u32, RequestError>;
+});
 
 /// Placeholder source for a generator without that method: always fails.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Disabled;
 
 impl InvoiceSource for Disabled {
-    fn invoice(&self, _: &CheckoutSession, _: &QuoteTerms) -> Result<LightningInvoice, Error> {
-        Err(Error::MethodNotEnabled("lightning"))
+    fn invoice(&self, _: &CheckoutSession, _: &QuoteTerms) -> Result<LightningInvoice, RequestError> {
+        Err(RequestError::MethodDisabled("lightning"))
     }
 }
 
 impl AddressSource for Disabled {
-    fn fresh_address(&self, _: &CheckoutSession) -> Result<String, Error> {
-        Err(Error::MethodNotEnabled("onchain"))
+    fn fresh_address(&self, _: &CheckoutSession) -> Result<String, RequestError> {
+        Err(RequestError::MethodDisabled("onchain"))
     }
 }
 
@@ -145,7 +136,7 @@ impl<L: InvoiceSource, A: AddressSource> PaymentRequestGenerator for RequestGene
         &self,
         session: &CheckoutSession,
         terms: &QuoteTerms,
-    ) -> Result<PaymentRequest, Error> {
+    ) -> Result<PaymentRequest, RequestError> {
         // The address first: it is reserved once per session and reused by later quotes.
         let onchain_address = if session.accepts(PaymentMethod::Onchain) {
             Some(match session.onchain_address() {
@@ -158,7 +149,9 @@ impl<L: InvoiceSource, A: AddressSource> PaymentRequestGenerator for RequestGene
         let lightning = if session.accepts(PaymentMethod::Lightning) {
             let invoice = self.lightning.invoice(session, terms)?;
             if invoice.expires_at > terms.expires_at() {
-                return Err(Error::RequestMismatch("invoice outlives its quote"));
+                return Err(RequestError::InvoiceOutlivesQuote {
+                    excess_secs: (invoice.expires_at - terms.expires_at()).whole_seconds(),
+                });
             }
             Some(invoice)
         } else {

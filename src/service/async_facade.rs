@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{Checkout, SweepReport};
+use super::{Checkout, ServiceError, SweepReport};
 use crate::clock::Clock;
-use crate::error::Error;
 use crate::id::SessionId;
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
@@ -53,13 +52,13 @@ where
 
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Checkout<S, R, G, C>) -> Result<T, Error> + Send + 'static,
-    ) -> Result<T, Error> {
+        f: impl FnOnce(&Checkout<S, R, G, C>) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || f(&inner))
             .await
             .map_err(|e| {
-                Error::Store(crate::store::StoreError::Backend {
+                ServiceError::Store(crate::store::StoreError::Backend {
                     message: format!("blocking task failed: {e}"),
                     retryable: false,
                 })
@@ -71,13 +70,13 @@ where
         &self,
         params: SessionParams,
         idempotency_key: Option<String>,
-    ) -> Result<CheckoutSession, Error> {
+    ) -> Result<CheckoutSession, ServiceError> {
         self.run(move |c| c.create(params, idempotency_key.as_deref()))
             .await
     }
 
     /// See [`Checkout::record_transfer`].
-    pub async fn record_transfer(&self, report: TransferReport) -> Result<CheckoutSession, Error> {
+    pub async fn record_transfer(&self, report: TransferReport) -> Result<CheckoutSession, ServiceError> {
         self.run(move |c| c.record_transfer(report)).await
     }
 
@@ -86,22 +85,22 @@ where
         &self,
         id: SessionId,
         update: SessionUpdate,
-    ) -> Result<CheckoutSession, Error> {
+    ) -> Result<CheckoutSession, ServiceError> {
         self.run(move |c| c.update(id, &update)).await
     }
 
     /// See [`Checkout::deactivate`].
-    pub async fn deactivate(&self, id: SessionId) -> Result<CheckoutSession, Error> {
+    pub async fn deactivate(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
         self.run(move |c| c.deactivate(id)).await
     }
 
     /// See [`Checkout::get`].
-    pub async fn get(&self, id: SessionId) -> Result<CheckoutSession, Error> {
+    pub async fn get(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
         self.run(move |c| c.get(id)).await
     }
 
     /// See [`Checkout::list`].
-    pub async fn list(&self, query: ListQuery) -> Result<Page, Error> {
+    pub async fn list(&self, query: ListQuery) -> Result<Page, ServiceError> {
         self.run(move |c| c.list(&query)).await
     }
 
@@ -110,12 +109,12 @@ where
         &self,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<StoredEvent>, ServiceError> {
         self.run(move |c| c.events_after(after, limit)).await
     }
 
     /// See [`Checkout::sweep`].
-    pub async fn sweep(&self, limit: usize) -> Result<SweepReport, Error> {
+    pub async fn sweep(&self, limit: usize) -> Result<SweepReport, ServiceError> {
         self.run(move |c| c.sweep(limit)).await
     }
 }

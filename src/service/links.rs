@@ -3,16 +3,17 @@
 
 use time::OffsetDateTime;
 
-use super::Checkout;
+use super::transact::QuoteMemo;
+use super::{Checkout, ServiceError};
 use crate::clock::Clock;
-use crate::error::Error;
-use crate::event::{Event, EventType, SessionEvent};
-use crate::id::{CheckoutLinkId, EventId, PaymentLinkId, SessionId};
-use crate::link::{Link, LinkId, Opening};
+use crate::event::{EventType, SessionEvent};
+use crate::id::{CheckoutLinkId, EventId, LinkId, PaymentLinkId, SessionId};
+use crate::link::{Link, Opening};
+use crate::outbox::Event;
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
-use crate::session::{CheckoutSession, SessionParams};
-use crate::store::{Commit, LinkCommit, LinkStore, StoreError};
+use crate::session::{CheckoutSession, SessionParams, SessionStatus};
+use crate::store::{Commit, LinkCommit, LinkStore};
 
 impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, R, G, C> {
     /// Creates a checkout link: opening it creates one session, and opening it again
@@ -21,12 +22,10 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
         &self,
         params: SessionParams,
         expires_at: Option<OffsetDateTime>,
-    ) -> Result<Link, Error> {
-        self.insert_link(
-            LinkId::Checkout(CheckoutLinkId::generate()),
-            params,
-            expires_at,
-        )
+    ) -> Result<Link, ServiceError> {
+        let now = self.clock.now();
+        let id = LinkId::Checkout(CheckoutLinkId::from_uuid(self.ids.next_uuid(now)));
+        self.insert_link(id, params, expires_at, now)
     }
 
     /// Creates a payment link: every open creates a new session.
@@ -34,12 +33,10 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
         &self,
         params: SessionParams,
         expires_at: Option<OffsetDateTime>,
-    ) -> Result<Link, Error> {
-        self.insert_link(
-            LinkId::Payment(PaymentLinkId::generate()),
-            params,
-            expires_at,
-        )
+    ) -> Result<Link, ServiceError> {
+        let now = self.clock.now();
+        let id = LinkId::Payment(PaymentLinkId::from_uuid(self.ids.next_uuid(now)));
+        self.insert_link(id, params, expires_at, now)
     }
 
     fn insert_link(
@@ -47,155 +44,142 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
         id: LinkId,
         params: SessionParams,
         expires_at: Option<OffsetDateTime>,
-    ) -> Result<Link, Error> {
-        let now = self.clock.now();
+        now: OffsetDateTime,
+    ) -> Result<Link, ServiceError> {
         let (link, events) = Link::create(id, params, expires_at, now)?;
         let commit = LinkCommit {
-            events: link_events(&events, &link, None),
+            events: self.link_events(&events, &link, None, now),
             link,
             expected_version: None,
             sessions: Vec::new(),
         };
-        self.store.commit_link(&commit)?;
+        self.transact(|_| Ok(self.store.commit_link(&commit)?))?;
         Ok(commit.link)
     }
 
     /// The link with this id.
-    pub fn get_link(&self, id: LinkId) -> Result<Link, Error> {
-        self.store
-            .load_link(id)?
-            .ok_or_else(|| Error::UnknownLink(id.to_string()))
+    pub fn get_link(&self, id: LinkId) -> Result<Link, ServiceError> {
+        self.retry_store(|| self.store.load_link(id))?
+            .ok_or(ServiceError::UnknownLink(id))
     }
 
     /// Opens a link: a checkout link's one session (created on the first open, even when
     /// many customers open it at once), or a new session of a payment link.
-    pub fn open_link(&self, id: LinkId) -> Result<CheckoutSession, Error> {
-        let mut last = Error::Store(StoreError::Conflict);
-        for attempt in 0..self.max_attempts {
-            let mut link = self.get_link(id)?;
+    pub fn open_link(&self, id: LinkId) -> Result<CheckoutSession, ServiceError> {
+        let mut memo = QuoteMemo::default();
+        // The new session's id is minted once: a retry opens the same session.
+        let mut new_session: Option<SessionId> = None;
+        self.transact(|_| {
+            let mut link = self.store.load_link(id)?.ok_or(ServiceError::UnknownLink(id))?;
             let expected = link.version();
             let now = self.clock.now();
-            let session_id = match link.open(SessionId::generate(), now)? {
-                Opening::Existing(existing) => return self.get(existing),
+            let candidate =
+                *new_session.get_or_insert_with(|| SessionId::from_uuid(self.ids.next_uuid(now)));
+            let session_id = match link.open(candidate, now)? {
+                Opening::Existing(existing) => {
+                    return self
+                        .store
+                        .load(existing)?
+                        .ok_or(ServiceError::UnknownSession(existing));
+                }
                 Opening::NewSession(new) => new,
             };
             let mut params = link.params().clone();
             params.link = Some(id);
-            let (mut session, mut events) = CheckoutSession::create(session_id, params, now)?;
-            self.quote(&mut session, now, &mut events)?;
-            let commit = LinkCommit {
+            let (mut session, mut change) = CheckoutSession::create(session_id, params, now)?;
+            self.quote(&mut session, now, &mut memo, &mut change)?;
+            let events = self.envelopes(change.events(), &session, now);
+            let mut commit = LinkCommit {
                 events: Vec::new(),
                 link,
                 expected_version: Some(expected),
-                sessions: vec![Commit {
-                    expected_version: None,
-                    changed_transfers: Vec::new(),
-                    events: self.envelopes(&events, &session),
-                    idempotency: None,
-                    session,
-                }],
+                sessions: vec![Commit::new(session, None, &change, events)],
             };
-            match self.store.commit_link(&commit) {
-                Ok(()) => {
-                    return commit
-                        .sessions
-                        .into_iter()
-                        .next()
-                        .map(|c| c.session)
-                        .ok_or(last);
-                }
-                Err(e) if e.is_retryable() => {
-                    super::backoff(attempt, &e);
-                    last = Error::Store(e);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(last)
+            self.store.commit_link(&commit)?;
+            let opened = commit.sessions.pop().map(|c| c.session);
+            opened.ok_or(ServiceError::UnknownSession(session_id))
+        })
     }
 
     /// Deactivates a link and, in the same commit, every active session it opened (their
     /// open quotes are cancelled).
-    pub fn deactivate_link(&self, id: LinkId) -> Result<Link, Error> {
-        let mut last = Error::Store(StoreError::Conflict);
-        for attempt in 0..self.max_attempts {
-            let mut link = self.get_link(id)?;
+    pub fn deactivate_link(&self, id: LinkId) -> Result<Link, ServiceError> {
+        self.transact(|_| {
+            let mut link = self.store.load_link(id)?.ok_or(ServiceError::UnknownLink(id))?;
             let expected = link.version();
             let now = self.clock.now();
             let deactivated = link.deactivate(now)?;
             let mut sessions = Vec::new();
             for sid in self.store.link_sessions(id)? {
-                let mut session = self.get(sid)?;
+                let mut session = self
+                    .store
+                    .load(sid)?
+                    .ok_or(ServiceError::UnknownSession(sid))?;
                 if session.state().is_terminal() {
                     continue;
                 }
                 let before = session.version();
                 let at = now.max(session.modified());
-                let events = session.deactivate(at)?;
-                sessions.push(Commit {
-                    expected_version: Some(before),
-                    changed_transfers: Vec::new(),
-                    events: self.envelopes(&events, &session),
-                    idempotency: None,
-                    session,
-                });
+                let change = session.deactivate(at)?;
+                let events = self.envelopes(change.events(), &session, at);
+                sessions.push(Commit::new(session, Some(before), &change, events));
             }
-            let session_status = link_session_status(&link, &sessions, self)?;
+            let session_status = self.link_session_status(&link, &sessions)?;
             let commit = LinkCommit {
-                events: link_events(&deactivated, &link, session_status),
+                events: self.link_events(&deactivated, &link, session_status, now),
                 link,
                 expected_version: Some(expected),
                 sessions,
             };
-            match self.store.commit_link(&commit) {
-                Ok(()) => return Ok(commit.link),
-                Err(e) if e.is_retryable() => {
-                    super::backoff(attempt, &e);
-                    last = Error::Store(e);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(last)
-    }
-}
-
-/// The status of a checkout link's session after the commit, for the link's JSON.
-fn link_session_status<S: LinkStore, R, G, C>(
-    link: &Link,
-    sessions: &[Commit],
-    checkout: &Checkout<S, R, G, C>,
-) -> Result<Option<crate::session::SessionStatus>, Error> {
-    let Some(sid) = link.session() else {
-        return Ok(None);
-    };
-    if let Some(c) = sessions.iter().find(|c| c.session.id() == sid) {
-        return Ok(Some(c.session.status()));
-    }
-    Ok(checkout.store.load(sid)?.map(|s| s.status()))
-}
-
-fn link_events(
-    events: &[SessionEvent],
-    link: &Link,
-    session: Option<crate::session::SessionStatus>,
-) -> Vec<Event> {
-    let json = link.to_json(session);
-    events
-        .iter()
-        .map(|e| Event {
-            id: EventId::generate(),
-            event_type: e.event_type.clone(),
-            session_id: None,
-            livemode: link.params().livemode,
-            created: e.at,
-            object: crate::event::raw_or_null(json.clone()),
+            self.store.commit_link(&commit)?;
+            Ok(commit.link)
         })
-        .collect()
+    }
+
+    /// The status of a checkout link's session after the commit, for the link's JSON.
+    fn link_session_status(
+        &self,
+        link: &Link,
+        sessions: &[Commit],
+    ) -> Result<Option<SessionStatus>, ServiceError> {
+        let Some(sid) = link.session() else {
+            return Ok(None);
+        };
+        if let Some(c) = sessions.iter().find(|c| c.session.id() == sid) {
+            return Ok(Some(c.session.status()));
+        }
+        Ok(self.store.load(sid)?.map(|s| s.status()))
+    }
+
+    fn link_events(
+        &self,
+        events: &[SessionEvent],
+        link: &Link,
+        session: Option<SessionStatus>,
+        now: OffsetDateTime,
+    ) -> Vec<Event> {
+        let json = link.to_json(session);
+        events
+            .iter()
+            .map(|e| Event {
+                id: self.event_id(now),
+                event_type: e.event_type.clone(),
+                session_id: None,
+                livemode: link.params().livemode,
+                created: e.at,
+                object: crate::outbox::raw_or_null(json.clone()),
+            })
+            .collect()
+    }
 }
 
-/// The `checkout_link.paid` event for a session of a checkout link that just got paid.
-pub(crate) fn checkout_link_paid(session: &CheckoutSession, at: OffsetDateTime) -> Option<Event> {
+/// The `checkout_link.paid` event (with id `id`) for a session of a checkout link that
+/// just got paid.
+pub(super) fn checkout_link_paid(
+    session: &CheckoutSession,
+    at: OffsetDateTime,
+    id: EventId,
+) -> Option<Event> {
     let LinkId::Checkout(link) = session.link()? else {
         return None;
     };
@@ -206,11 +190,11 @@ pub(crate) fn checkout_link_paid(session: &CheckoutSession, at: OffsetDateTime) 
         "checkout_session": session.id().to_string(),
     });
     Some(Event {
-        id: EventId::generate(),
+        id,
         event_type: EventType::CheckoutLinkPaid,
         session_id: Some(session.id()),
         livemode: session.livemode(),
         created: at,
-        object: crate::event::raw_or_null(json.to_string()),
+        object: crate::outbox::raw_or_null(json.to_string()),
     })
 }

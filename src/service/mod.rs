@@ -1,32 +1,43 @@
 //! The checkout service: drives sessions through the ports (store, rates, payment
-//! requests, clock).
+//! requests, clock, ids).
 //!
-//! Each operation loads the session, applies one core command at the clock's time, issues
-//! a new quote when the session needs one, and commits the new state with its events in
-//! one atomic compare-and-swap. A conflict (another process changed the session in between)
-//! is retried from a fresh load, so concurrent reports of the same or different transfers
-//! end with each counted exactly once.
+//! Each operation runs as one transaction ([`transact`]): it loads the session, applies
+//! one core command at the clock's time, issues a new quote when the session needs one,
+//! and commits the command's [`SessionChange`](crate::session::SessionChange) with its
+//! events in one atomic compare-and-swap. A conflict (another process changed the session
+//! in between) or a retryable store error is retried from a fresh load after a jittered
+//! backoff, so concurrent reports of the same or different transfers end with each counted
+//! exactly once. Side effects are never repeated by a retry: the rate is fetched and the
+//! payment request generated once per quote, and reused by later attempts while the quote
+//! they computed still fits.
 //!
 //! The service is synchronous and `Send + Sync` when its ports are; from async code use
 //! [`AsyncCheckout`] (feature `async`), which runs it on blocking threads.
 
 #[cfg(feature = "async")]
 mod async_facade;
+mod cache;
+mod error;
 mod links;
+mod transact;
 #[cfg(feature = "async")]
 pub use async_facade::AsyncCheckout;
+pub use error::{ErrorKind, ServiceError};
 
-use time::OffsetDateTime;
+use std::sync::Arc;
 
-use crate::clock::{Clock, SystemClock};
-use crate::error::Error;
-use crate::event::{Event, EventType, SessionEvent};
-use crate::id::{EventId, PaymentId, SessionId};
+use time::{Duration, OffsetDateTime};
+
+use crate::clock::{Clock, IdSource, RandomIds, SystemClock};
+use crate::id::SessionId;
+use crate::json::millis::truncate;
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
 use crate::session::{CheckoutSession, SessionParams, SessionUpdate};
 use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
 use crate::transfer::{TransferKey, TransferReport};
+use cache::SessionCache;
+use transact::QuoteMemo;
 
 /// Sessions kept in the service's cache by default.
 pub const DEFAULT_CACHE_SESSIONS: usize = 1_024;
@@ -34,7 +45,11 @@ pub const DEFAULT_CACHE_SESSIONS: usize = 1_024;
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
-/// The checkout service. Build it with [`Checkout::new`] and [`Checkout::with_clock`].
+/// How long a claimed idempotency key whose session never appeared blocks other requests
+/// with that key: after it, a retry takes the claim over (its first holder crashed).
+pub const IDEMPOTENCY_TAKEOVER: Duration = Duration::seconds(30);
+
+/// The checkout service. Build it with [`Checkout::new`] and the `with_` setters.
 ///
 /// ```
 /// use bitcoin_checkout::{Checkout, Currency, SessionParams, TargetCurrency};
@@ -51,25 +66,27 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// // Retrying with the same key returns the same session.
 /// let again = checkout.create(SessionParams::new(Decimal::new(2500, 2), usd), Some("order-1001"))?;
 /// assert_eq!(again.id(), session.id());
-/// # Ok::<(), bitcoin_checkout::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Checkout<S, R, G, C = SystemClock> {
     store: S,
     rates: R,
     generator: G,
     clock: C,
+    ids: Arc<dyn IdSource>,
     max_attempts: u32,
     cache: SessionCache,
 }
 
 impl<S, R, G> Checkout<S, R, G, SystemClock> {
-    /// A service over these ports, with the system clock.
+    /// A service over these ports, with the system clock and random ids.
     pub fn new(store: S, rates: R, generator: G) -> Self {
         Self {
             store,
             rates,
             generator,
             clock: SystemClock,
+            ids: Arc::new(RandomIds),
             max_attempts: 32,
             cache: SessionCache::new(DEFAULT_CACHE_SESSIONS),
         }
@@ -84,12 +101,21 @@ impl<S, R, G, C> Checkout<S, R, G, C> {
             rates: self.rates,
             generator: self.generator,
             clock,
+            ids: self.ids,
             max_attempts: self.max_attempts,
             cache: self.cache,
         }
     }
 
-    /// How many times an operation is tried when it meets concurrent changes (default 32).
+    /// Mints ids from `ids` instead of [`RandomIds`] (e.g. [`SeededIds`](crate::clock::SeededIds)
+    /// for reproducible runs).
+    pub fn with_ids(mut self, ids: impl IdSource + 'static) -> Self {
+        self.ids = Arc::new(ids);
+        self
+    }
+
+    /// How many times an operation is tried when it meets concurrent changes or retryable
+    /// store errors (default 32).
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
         self
@@ -122,7 +148,7 @@ pub struct SweepReport {
     /// Sessions whose quotes were expired or re-issued.
     pub updated: Vec<SessionId>,
     /// Sessions that could not get a new quote, with the reason (retried next sweep).
-    pub failed: Vec<(SessionId, Error)>,
+    pub failed: Vec<(SessionId, ServiceError)>,
 }
 
 impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, R, G, C> {
@@ -130,202 +156,110 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     ///
     /// With an idempotency key (Stripe semantics): the same key with the same parameters
     /// returns the session created the first time; with other parameters it is
-    /// [`Error::IdempotencyConflict`]. Concurrent calls with one key create one session.
+    /// [`ServiceError::IdempotencyConflict`]. The key is claimed in the store before the
+    /// quote is made, so of concurrent calls with one key exactly one fetches a rate,
+    /// generates a payment request and creates the session; the others wait for it and
+    /// return it (or [`ServiceError::IdempotencyKeyInUse`] if it takes too long).
     pub fn create(
         &self,
         params: SessionParams,
         idempotency_key: Option<&str>,
-    ) -> Result<CheckoutSession, Error> {
-        let request = match idempotency_key {
-            Some(key) => {
-                if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
-                    return Err(Error::InvalidIdempotencyKey);
-                }
-                let request =
-                    serde_json::to_string(&params).map_err(|e| Error::Json(e.to_string()))?;
-                if let Some(session) = self.replay(key, &request)? {
-                    return Ok(session);
-                }
-                Some((key, request))
-            }
-            None => None,
-        };
+    ) -> Result<CheckoutSession, ServiceError> {
         let now = self.clock.now();
-        let (mut session, mut events) =
-            CheckoutSession::create(SessionId::generate(), params, now)?;
-        self.quote(&mut session, now, &mut events)?;
-        let commit = Commit {
-            expected_version: None,
-            changed_transfers: Vec::new(),
-            events: self.envelopes(&events, &session),
-            idempotency: request.as_ref().map(|(key, req)| IdempotencyRecord {
-                key: (*key).to_owned(),
-                request: req.clone(),
-                session_id: session.id(),
-                created: now,
-            }),
-            session,
+        let session_id = match idempotency_key {
+            None => self.new_session_id(now),
+            Some(key) => match self.claim(key, &params, now)? {
+                Claim::Replay(session) => return Ok(*session),
+                Claim::Create(id) => id,
+            },
         };
-        match self.store.commit(&commit) {
-            Ok(()) => Ok(commit.session),
-            // Someone else committed this key first: replay theirs.
-            Err(StoreError::Conflict) if request.is_some() => {
-                let (key, req) = request
-                    .as_ref()
-                    .map(|(k, r)| (*k, r.as_str()))
-                    .unwrap_or_default();
-                self.replay(key, req)?
-                    .ok_or(Error::Store(StoreError::Conflict))
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.insert_session(session_id, params)
     }
 
-    fn replay(&self, key: &str, request: &str) -> Result<Option<CheckoutSession>, Error> {
-        match self.store.idempotency(key)? {
-            Some(rec) if rec.request == request => {
-                let session = self.store.load(rec.session_id)?;
-                session
-                    .map(Some)
-                    .ok_or(Error::UnknownSession(rec.session_id))
-            }
-            Some(_) => Err(Error::IdempotencyConflict),
-            None => Ok(None),
-        }
+    fn new_session_id(&self, now: OffsetDateTime) -> SessionId {
+        SessionId::from_uuid(self.ids.next_uuid(now))
     }
 
-    /// Expires the quotes that ran out and issues a new one if the session needs it,
-    /// pushing the events as it goes: if the new quote cannot be made, the expiry events
-    /// are already in `events` and the error says why no quote was issued.
-    fn quote(
+    /// Claims an idempotency key for a new session, or finds the session it stands for.
+    fn claim(
         &self,
-        session: &mut CheckoutSession,
+        key: &str,
+        params: &SessionParams,
         now: OffsetDateTime,
-        events: &mut Vec<SessionEvent>,
-    ) -> Result<(), Error> {
-        events.extend(session.expire_quotes(now)?);
-        if session.needs_quote(now) {
-            let rate = self
-                .rates
-                .rate(session.currency(), session.target_currency(), now)?;
-            let terms = session.next_quote(PaymentId::generate(), rate, now)?;
-            let request = self.generator.generate(session, &terms)?;
-            events.extend(session.issue_quote(terms, request, now)?);
+    ) -> Result<Claim, ServiceError> {
+        if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
+            return Err(ServiceError::InvalidIdempotencyKey);
         }
-        Ok(())
+        let request = params.canonical_json();
+        let record = IdempotencyRecord {
+            key: key.to_owned(),
+            request,
+            session_id: self.new_session_id(now),
+            created: truncate(now),
+        };
+        let held = self.retry_store(|| self.store.claim_idempotency(&record))?;
+        // `None`: ours. Our own record back: the store re-ran the claim after a lost
+        // connection and found the row its first run inserted.
+        let held = match held {
+            None => return Ok(Claim::Create(record.session_id)),
+            Some(held) if held == record => return Ok(Claim::Create(record.session_id)),
+            Some(held) => held,
+        };
+        if held.request != record.request {
+            return Err(ServiceError::IdempotencyConflict);
+        }
+        // Another request holds the key: wait for its session.
+        for attempt in 0..self.max_attempts {
+            if let Some(session) = self.retry_store(|| self.store.load(held.session_id))? {
+                return Ok(Claim::Replay(Box::new(session)));
+            }
+            transact::backoff(attempt, transact::Wait::Busy);
+        }
+        if self.clock.now() - held.created >= IDEMPOTENCY_TAKEOVER {
+            // Its holder never created the session (it crashed): create it under the
+            // claimed id, which only one insert can win.
+            return Ok(Claim::Create(held.session_id));
+        }
+        Err(ServiceError::IdempotencyKeyInUse)
     }
 
-    fn envelopes(&self, events: &[SessionEvent], session: &CheckoutSession) -> Vec<Event> {
-        let mut out = Event::all_for_session(events, session, EventId::generate);
-        // A checkout link is paid when its session is.
-        if let Some(paid) = events
-            .iter()
-            .find(|e| e.event_type == EventType::CheckoutSessionPaid)
-            && let Some(link_event) = links::checkout_link_paid(session, paid.at)
-        {
-            out.push(link_event);
-        }
-        out
-    }
-
-    /// Loads, applies `command`, re-quotes if needed, and commits; retried on conflicts.
-    /// When the re-quote fails after a successful command, the command is still committed
-    /// (funds are never dropped for want of a rate) and the next sweep re-quotes.
-    ///
-    /// The first attempt starts from the session cache when it holds the session: the
-    /// commit's compare-and-swap proves whether the cached copy was current, and a conflict
-    /// falls back to loading from the store.
-    fn mutate(
+    /// Creates session `id` with its first quote and inserts it. An insert that conflicts
+    /// found the session already there (a racing takeover of one idempotency claim): that
+    /// one is returned.
+    fn insert_session(
         &self,
         id: SessionId,
-        changed: Option<TransferKey>,
-        command: impl Fn(&mut CheckoutSession, OffsetDateTime) -> Result<Vec<SessionEvent>, Error>,
-    ) -> Result<CheckoutSession, Error> {
-        let mut last = Error::Store(StoreError::Conflict);
-        for attempt in 0..self.max_attempts {
-            let cached = if attempt == 0 {
-                self.cache.take(id)
-            } else {
-                None
-            };
-            let from_cache = cached.is_some();
-            let mut session = match cached {
-                Some(s) => s,
-                None => match self.store.load(id) {
-                    Ok(found) => found.ok_or(Error::UnknownSession(id))?,
-                    Err(e) if e.is_retryable() => {
-                        backoff(attempt, &e);
-                        last = Error::Store(e);
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                },
-            };
-            let before = session.version();
-            // Tolerate small clock skew between servers: time never runs backwards here.
-            let now = self.clock.now().max(session.modified());
-            let mut events = match command(&mut session, now) {
-                Ok(events) => events,
-                // A stale cached copy may refuse what the stored one accepts.
-                Err(_) if from_cache => continue,
-                Err(e) => return Err(e),
-            };
-            if events.is_empty() && session.version() == before {
-                if from_cache {
-                    // Nothing to commit, so nothing proved the copy current: read the store.
-                    continue;
-                }
-                self.cache.put(session.clone());
-                return Ok(session);
-            }
-            // A failed re-quote leaves the transfer to be committed; the sweep retries.
-            let _ = self.quote(&mut session, now, &mut events);
-            let commit = Commit {
-                expected_version: Some(before),
-                changed_transfers: changed.into_iter().collect(),
-                events: self.envelopes(&events, &session),
-                idempotency: None,
-                session,
-            };
-            match self.store.commit(&commit) {
-                Ok(()) => {
-                    self.cache.put(commit.session.clone());
-                    return Ok(commit.session);
-                }
-                Err(e) if e.is_retryable() => {
-                    backoff(attempt, &e);
-                    last = Error::Store(e);
-                }
-                Err(e) => return Err(e.into()),
-            }
+        params: SessionParams,
+    ) -> Result<CheckoutSession, ServiceError> {
+        let mut memo = QuoteMemo::default();
+        let result = self.transact(|_| {
+            let now = self.clock.now();
+            let (mut session, mut change) = CheckoutSession::create(id, params.clone(), now)?;
+            self.quote(&mut session, now, &mut memo, &mut change)?;
+            let events = self.envelopes(change.events(), &session, now);
+            let commit = Commit::new(session, None, &change, events);
+            self.store.commit(&commit)?;
+            Ok(commit.session)
+        });
+        match result {
+            Err(ServiceError::Store(StoreError::Conflict)) => self
+                .retry_store(|| self.store.load(id))?
+                .ok_or(ServiceError::Store(StoreError::Conflict)),
+            other => other,
         }
-        Err(last)
     }
 
     /// Records a report of funds on the session its invoice or address belongs to.
-    pub fn record_transfer(&self, report: TransferReport) -> Result<CheckoutSession, Error> {
-        let id = self.session_for(&report)?;
-        let key = report.key();
-        self.mutate(id, Some(key), |s, now| {
-            s.record_transfer(report.clone(), now)
-        })
+    pub fn record_transfer(
+        &self,
+        report: TransferReport,
+    ) -> Result<CheckoutSession, ServiceError> {
+        let id = self.retry_store_service(|| self.find_session(&report))?;
+        self.mutate(id, |s, now| s.record_transfer(report.clone(), now))
+            .map(|(session, _)| session)
     }
 
-    /// The session a report belongs to: by transfer key, then invoice hash or address.
-    fn session_for(&self, report: &TransferReport) -> Result<SessionId, Error> {
-        let mut attempt = 0;
-        loop {
-            match self.find_session(report) {
-                Err(Error::Store(e)) if e.is_retryable() && attempt + 1 < self.max_attempts => {
-                    backoff(attempt, &e);
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    fn find_session(&self, report: &TransferReport) -> Result<SessionId, Error> {
+    fn find_session(&self, report: &TransferReport) -> Result<SessionId, ServiceError> {
         let key = report.key();
         if let Some(id) = self.store.find_by_transfer(&key)? {
             return Ok(id);
@@ -335,27 +269,34 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
             (TransferKey::Onchain { .. }, Some(addr)) => self.store.find_by_address(addr)?,
             (TransferKey::Onchain { .. }, None) => None,
         };
-        found.ok_or(Error::UnknownPaymentRequest)
+        found.ok_or(ServiceError::Core(crate::Error::UnknownPaymentRequest))
     }
 
     /// Updates a session's mutable fields.
-    pub fn update(&self, id: SessionId, update: &SessionUpdate) -> Result<CheckoutSession, Error> {
-        self.mutate(id, None, |s, now| s.update(update, now))
+    pub fn update(
+        &self,
+        id: SessionId,
+        update: &SessionUpdate,
+    ) -> Result<CheckoutSession, ServiceError> {
+        self.mutate(id, |s, now| s.update(update, now))
+            .map(|(session, _)| session)
     }
 
     /// Deactivates an active session.
-    pub fn deactivate(&self, id: SessionId) -> Result<CheckoutSession, Error> {
-        self.mutate(id, None, |s, now| s.deactivate(now))
+    pub fn deactivate(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
+        self.mutate(id, |s, now| s.deactivate(now))
+            .map(|(session, _)| session)
     }
 
     /// The session with this id.
-    pub fn get(&self, id: SessionId) -> Result<CheckoutSession, Error> {
-        self.store.load(id)?.ok_or(Error::UnknownSession(id))
+    pub fn get(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
+        self.retry_store(|| self.store.load(id))?
+            .ok_or(ServiceError::UnknownSession(id))
     }
 
     /// Sessions newest first.
-    pub fn list(&self, query: &ListQuery) -> Result<Page, Error> {
-        Ok(self.store.list(query)?)
+    pub fn list(&self, query: &ListQuery) -> Result<Page, ServiceError> {
+        Ok(self.retry_store(|| self.store.list(query))?)
     }
 
     /// Events after an outbox cursor.
@@ -363,21 +304,21 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         &self,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error> {
-        Ok(self.store.events_after(after, limit)?)
+    ) -> Result<Vec<StoredEvent>, ServiceError> {
+        Ok(self.retry_store(|| self.store.events_after(after, limit))?)
     }
 
     /// Everything that happened to one session, in order.
-    pub fn timeline(&self, id: SessionId) -> Result<Vec<StoredEvent>, Error> {
-        Ok(self.store.session_events(id)?)
+    pub fn timeline(&self, id: SessionId) -> Result<Vec<StoredEvent>, ServiceError> {
+        Ok(self.retry_store(|| self.store.session_events(id))?)
     }
 
     /// Expires the quotes that ran out and issues new ones, for up to `limit` due
     /// sessions. Call it on a schedule (every few seconds) or before showing a session.
-    pub fn sweep(&self, limit: usize) -> Result<SweepReport, Error> {
+    pub fn sweep(&self, limit: usize) -> Result<SweepReport, ServiceError> {
         let now = self.clock.now();
         let mut report = SweepReport::default();
-        for id in self.store.due(now, limit)? {
+        for id in self.retry_store(|| self.store.due(now, limit))? {
             match self.refresh(id) {
                 Ok(true) => report.updated.push(id),
                 Ok(false) => {}
@@ -390,84 +331,28 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     /// Expires and re-quotes one session now; `Ok(false)` when nothing was due. If no
     /// quote can be made (no rate, generator down), the expiry is still committed and the
     /// error returned.
-    pub fn refresh(&self, id: SessionId) -> Result<bool, Error> {
-        for attempt in 0..self.max_attempts {
-            let mut session = self.get(id)?;
-            let before = session.version();
-            let now = self.clock.now().max(session.modified());
-            let mut events = Vec::new();
-            let quoted = self.quote(&mut session, now, &mut events);
-            if events.is_empty() {
-                return quoted.map(|()| false);
-            }
-            let commit = Commit {
-                expected_version: Some(before),
-                changed_transfers: Vec::new(),
-                events: self.envelopes(&events, &session),
-                idempotency: None,
-                session,
-            };
-            match self.store.commit(&commit) {
-                Ok(()) => {
-                    self.cache.put(commit.session);
-                    return quoted.map(|()| true);
-                }
-                Err(e) if e.is_retryable() => backoff(attempt, &e),
-                Err(e) => return Err(e.into()),
-            }
+    pub fn refresh(&self, id: SessionId) -> Result<bool, ServiceError> {
+        let (_, outcome) = self.mutate(id, |_, _| Ok(Default::default()))?;
+        match outcome {
+            Outcome::Unchanged => Ok(false),
+            Outcome::Committed { quote: Ok(()) } => Ok(true),
+            Outcome::Committed { quote: Err(e) } => Err(e),
         }
-        Err(Error::Store(StoreError::Conflict))
     }
 }
 
-/// Waits before retrying after a retryable backend error (a server restarting, a lost
-/// connection): 1 ms doubling to 256 ms, about two seconds over all attempts. A version
-/// conflict is retried at once: the other writer has already finished.
-fn backoff(attempt: u32, error: &StoreError) {
-    if matches!(error, StoreError::Backend { .. }) {
-        std::thread::sleep(std::time::Duration::from_millis(1 << attempt.min(8)));
-    }
+/// What claiming an idempotency key gave.
+enum Claim {
+    /// The key is ours: create the session with this id.
+    Create(SessionId),
+    /// The key's session exists: return it.
+    Replay(Box<CheckoutSession>),
 }
 
-/// The sessions this process changed last, so a busy session is not re-read from the store
-/// for every report. Bounded; correctness never depends on it (commits compare versions).
-struct SessionCache {
-    map: std::sync::Mutex<std::collections::HashMap<SessionId, CheckoutSession>>,
-    capacity: usize,
-}
-
-impl SessionCache {
-    fn new(capacity: usize) -> Self {
-        Self {
-            map: std::sync::Mutex::default(),
-            capacity,
-        }
-    }
-
-    fn take(&self, id: SessionId) -> Option<CheckoutSession> {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id)
-    }
-
-    fn put(&self, session: CheckoutSession) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.capacity && !map.contains_key(&session.id()) {
-            // Any entry will do: the cache only saves reads.
-            if let Some(victim) = map.keys().next().copied() {
-                map.remove(&victim);
-            }
-        }
-        // Keep the newest version when two threads race.
-        match map.get(&session.id()) {
-            Some(held) if held.version() > session.version() => {}
-            _ => {
-                map.insert(session.id(), session);
-            }
-        }
-    }
+/// What [`Checkout::mutate`] committed.
+enum Outcome {
+    /// The command changed nothing and no quote was due: nothing was written.
+    Unchanged,
+    /// The change was committed; `quote` says whether the re-quote after it succeeded.
+    Committed { quote: Result<(), ServiceError> },
 }

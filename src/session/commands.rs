@@ -3,14 +3,14 @@
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
 
-use super::{CheckoutSession, Details, SessionParams, SessionState};
+use super::{CheckoutSession, Details, SessionChange, SessionParams, SessionState};
 use crate::error::Error;
 use crate::event::{EventType, SessionEvent};
 use crate::id::{PaymentId, SessionId};
 use crate::json::millis::truncate;
 use crate::money::{ExchangeRate, Msats, Sats, from_minor_units};
 use crate::payment::{Payment, PaymentState};
-use crate::request::PaymentRequest;
+use crate::payment::PaymentRequest;
 use crate::transfer::PaymentMethod;
 
 /// The terms of a quote about to be issued: computed by
@@ -70,7 +70,7 @@ impl CheckoutSession {
         id: SessionId,
         params: SessionParams,
         now: OffsetDateTime,
-    ) -> Result<(Self, Vec<SessionEvent>), Error> {
+    ) -> Result<(Self, SessionChange), Error> {
         let now = truncate(now);
         let amount = params.validate()?;
         let session = Self {
@@ -112,8 +112,9 @@ impl CheckoutSession {
             modified: now,
             version: 0,
         };
-        let events = vec![SessionEvent::new(EventType::CheckoutSessionCreated, now)];
-        Ok((session, events))
+        let mut change = SessionChange::default();
+        change.push(SessionEvent::new(EventType::CheckoutSessionCreated, now));
+        Ok((session, change))
     }
 
     /// Whether the session should get a new quote at `now`: it is active, no quote is
@@ -190,7 +191,7 @@ impl CheckoutSession {
         terms: QuoteTerms,
         request: PaymentRequest,
         now: OffsetDateTime,
-    ) -> Result<Vec<SessionEvent>, Error> {
+    ) -> Result<SessionChange, Error> {
         let now = truncate(now);
         // Re-derive the terms: the session may have changed since they were computed.
         let fresh = self.next_quote(terms.payment_id, terms.rate.clone(), now)?;
@@ -207,7 +208,7 @@ impl CheckoutSession {
         if let Some(inv) = request.lightning.as_mut() {
             inv.expires_at = truncate(inv.expires_at);
         }
-        let mut events = self.expire_due(now);
+        let mut change = self.expire_due(now);
         if self.onchain_address.is_none() {
             self.onchain_address = request.onchain_address.clone();
         }
@@ -227,9 +228,10 @@ impl CheckoutSession {
             expires_at: terms.expires_at,
         }));
         self.ledger.make_room(self.payments.len());
-        events.push(SessionEvent::new(EventType::PaymentCreated, now).payment(terms.payment_id));
+        change.touch_payment(terms.payment_id);
+        change.push(SessionEvent::new(EventType::PaymentCreated, now).payment(terms.payment_id));
         self.touch(now);
-        Ok(events)
+        Ok(change)
     }
 
     fn check_request(
@@ -282,60 +284,64 @@ impl CheckoutSession {
 
     /// Expires the quotes that ran out at `now`. The session then needs a new quote
     /// ([`needs_quote`](Self::needs_quote)) if it is still active.
-    pub fn expire_quotes(&mut self, now: OffsetDateTime) -> Result<Vec<SessionEvent>, Error> {
+    pub fn expire_quotes(&mut self, now: OffsetDateTime) -> Result<SessionChange, Error> {
         let now = truncate(now);
         self.check_clock(now)?;
-        let events = self.expire_due(now);
-        if !events.is_empty() {
+        let change = self.expire_due(now);
+        if !change.is_empty() {
             self.touch(now);
         }
-        Ok(events)
+        Ok(change)
     }
 
     /// Marks unpaid quotes past their expiry as expired (no version bump: the caller's
     /// command does that).
-    pub(crate) fn expire_due(&mut self, now: OffsetDateTime) -> Vec<SessionEvent> {
-        let mut events = Vec::new();
-        self.expire_due_into(now, &mut events);
-        events
+    pub(crate) fn expire_due(&mut self, now: OffsetDateTime) -> SessionChange {
+        let mut change = SessionChange::default();
+        self.expire_due_into(now, &mut change);
+        change
     }
 
-    pub(super) fn expire_due_into(&mut self, now: OffsetDateTime, events: &mut Vec<SessionEvent>) {
+    pub(super) fn expire_due_into(&mut self, now: OffsetDateTime, change: &mut SessionChange) {
         let due = self
             .unpaid_index()
             .filter(|&i| self.payments[i].is_due_to_expire(now));
-        if let Some(p) = due.and_then(|i| self.payment_mut(i)) {
+        if let Some(p) = due.and_then(|i| self.payment_mut(i, change)) {
             p.state = PaymentState::Expired {
                 expired_at: p.expires_at,
             };
             p.modified = now;
-            events.push(SessionEvent::new(EventType::PaymentExpired, now).payment(p.id));
+            let id = p.id;
+            change.push(SessionEvent::new(EventType::PaymentExpired, now).payment(id));
         }
     }
 
     /// Deactivates an active session: its open quote is cancelled; funds already received
     /// stay recorded and are flagged [`RefundDue`](super::FlagKind::RefundDue).
-    pub fn deactivate(&mut self, now: OffsetDateTime) -> Result<Vec<SessionEvent>, Error> {
+    pub fn deactivate(&mut self, now: OffsetDateTime) -> Result<SessionChange, Error> {
         let now = truncate(now);
         self.check_clock(now)?;
         if !matches!(self.state, SessionState::Active) {
             return Err(self.invalid("deactivate"));
         }
-        let mut events = self.expire_due(now);
-        if let Some(p) = self.unpaid_index().and_then(|i| self.payment_mut(i)) {
+        let mut change = self.expire_due(now);
+        if let Some(i) = self.unpaid_index()
+            && let Some(p) = self.payment_mut(i, &mut change)
+        {
             p.state = PaymentState::Cancelled { cancelled_at: now };
             p.modified = now;
-            events.push(SessionEvent::new(EventType::PaymentCancelled, now).payment(p.id));
+            let id = p.id;
+            change.push(SessionEvent::new(EventType::PaymentCancelled, now).payment(id));
         }
         self.state = SessionState::Deactivated {
             deactivated_at: now,
         };
-        events.push(SessionEvent::new(
+        change.push(SessionEvent::new(
             EventType::CheckoutSessionDeactivated,
             now,
         ));
         self.touch(now);
-        Ok(events)
+        Ok(change)
     }
 
     pub(crate) fn check_clock(&self, now: OffsetDateTime) -> Result<(), Error> {

@@ -16,7 +16,7 @@ use crate::id::{PaymentId, SessionId};
 use crate::metadata::Metadata;
 use crate::money::{Currency, ExchangeRate, Sats, TargetCurrency};
 use crate::payment::{Payment, PaymentState, PaymentStatus};
-use crate::request::{LightningInvoice, PaymentRequest};
+use crate::payment::{LightningInvoice, PaymentRequest};
 use crate::transfer::{ConfirmationPolicy, PaymentMethod, Transfer};
 
 /// A payment method as read from JSON: unknown methods from newer API versions are kept
@@ -31,7 +31,7 @@ enum MethodWire {
 #[derive(Serialize, Deserialize)]
 struct LightningOption {
     payment_request: String,
-    payment_hash: crate::request::PaymentHash,
+    payment_hash: crate::hash::PaymentHash,
     #[serde(with = "crate::json::millis")]
     expires_at: OffsetDateTime,
 }
@@ -121,7 +121,7 @@ struct SessionWire {
     target_amount_pending: Option<Decimal>,
     onchain_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    link: Option<crate::link::LinkId>,
+    link: Option<crate::id::LinkId>,
     payments: Vec<PaymentWire>,
     /// How many payments the session has (the list may show only the newest).
     #[serde(default, skip_deserializing)]
@@ -274,91 +274,82 @@ impl CheckoutSession {
         serde_json::to_string(&self.payment_wire(p)).ok()
     }
 
-    /// The session's JSON without its list of transfers: what webhook payloads carry and
-    /// what stores keep beside one row per transfer. Totals and flags are included.
-    pub fn head_json(&self) -> String {
+    /// The session's JSON without its list of transfers (totals and flags included), with
+    /// every payment.
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
+    pub(crate) fn head_json(&self) -> String {
         serde_json::to_string(&self.head_wire(Payments::All)).unwrap_or_default()
     }
 
-    /// The session as event payloads carry it: like [`head_json`](Self::head_json) but
-    /// listing only the newest [`EVENT_PAYMENTS`] payments (`payments_count` says how many
-    /// there are), so a payload stays small however many partial payments a session had.
+    /// The session as event payloads carry it: its JSON without transfers, listing only the
+    /// newest [`EVENT_PAYMENTS`] payments (`payments_count` says how many there are), so a
+    /// payload stays small however many partial payments a session had.
     pub fn event_json(&self) -> String {
         serde_json::to_string(&self.head_wire(Payments::Newest(EVENT_PAYMENTS))).unwrap_or_default()
     }
 
-    /// The session's own row for stores that keep payments and transfers as rows of their
-    /// own: no payments, no transfers. Rebuild with [`from_storage`](Self::from_storage).
-    pub fn storage_json(&self) -> String {
+    /// The head of the session's row in stores that keep payments and transfers as rows of
+    /// their own: no payments, no transfers (see [`crate::store::rows`]).
+    pub(crate) fn row_head_json(&self) -> String {
         serde_json::to_string(&self.head_wire(Payments::Newest(0))).unwrap_or_default()
     }
 
-    /// The payments changed by the session's last change (their `modified` is the
-    /// session's): the payment rows a store writes with the commit of that change.
-    pub fn changed_payments(&self) -> impl Iterator<Item = &Payment> {
-        self.payments
-            .iter()
-            .map(|p| &**p)
-            .filter(move |p| p.modified == self.modified)
-    }
-
-    /// Rebuilds a session from [`storage_json`](Self::storage_json), its payments'
-    /// [`payment_json`](Self::payment_json) (any order) and its transfers.
-    pub fn from_storage<P: AsRef<str>>(
+    /// Rebuilds a session from [`row_head_json`](Self::row_head_json), its payments'
+    /// [`payment_json`](Self::payment_json) (any order) and its transfers; the error says
+    /// what does not fit.
+    pub(crate) fn from_rows<'a>(
         head: &str,
-        payments: impl IntoIterator<Item = P>,
+        payments: impl IntoIterator<Item = &'a str>,
         transfers: impl IntoIterator<Item = Transfer>,
-    ) -> Result<Self, Error> {
-        let mut session = Self::from_json(head)?;
+    ) -> Result<Self, String> {
+        let mut session: Self = serde_json::from_str(head).map_err(|e| e.to_string())?;
         let target = session.target_currency;
         for text in payments {
-            let wire: PaymentWire =
-                serde_json::from_str(text.as_ref()).map_err(|e| Error::Json(e.to_string()))?;
+            let wire: PaymentWire = serde_json::from_str(text).map_err(|e| e.to_string())?;
             if wire.checkout_session != session.id
                 || wire.currency != session.currency
                 || wire.target_currency != target
             {
-                return Err(Error::Json(format!(
-                    "payment {} belongs to another session",
-                    wire.id
-                )));
+                return Err(format!("payment {} belongs to another session", wire.id));
             }
             if session.payments.iter().any(|p| p.id == wire.id) {
-                return Err(Error::Json(format!("payment {} is listed twice", wire.id)));
+                return Err(format!("payment {} is listed twice", wire.id));
             }
-            session.payments_mut().push(std::sync::Arc::new(
-                payment_from_wire(wire, target).map_err(Error::Json)?,
-            ));
+            session
+                .payments_mut()
+                .push(std::sync::Arc::new(payment_from_wire(wire, target)?));
         }
         // Quotes are issued one after another: creation time, then the time-ordered id.
         session.payments_mut().sort_by_key(|p| (p.created, p.id));
-        only_newest_unpaid(&session.payments).map_err(Error::Json)?;
+        only_newest_unpaid(&session.payments)?;
         session.ledger.make_room(session.payments.len());
-        for t in transfers {
-            if !session.payments.iter().any(|p| p.id == t.payment_id) {
-                return Err(Error::Json(format!("transfer {} has no payment", t.key)));
-            }
-            if session.transfers.contains_key(&t.key) {
-                return Err(Error::Json(format!("transfer {} is listed twice", t.key)));
-            }
-            session.put_transfer(t);
-        }
+        session.add_transfers(transfers)?;
         Ok(session)
     }
 
     /// Rebuilds a session from [`head_json`](Self::head_json) and its transfers.
-    pub fn from_parts(
+    pub(crate) fn from_parts(
         head: &str,
         transfers: impl IntoIterator<Item = Transfer>,
-    ) -> Result<Self, Error> {
-        let mut session = Self::from_json(head)?;
-        for t in transfers {
-            if !session.payments.iter().any(|p| p.id == t.payment_id) {
-                return Err(Error::Json(format!("transfer {} has no payment", t.key)));
-            }
-            session.put_transfer(t);
-        }
+    ) -> Result<Self, String> {
+        let mut session: Self = serde_json::from_str(head).map_err(|e| e.to_string())?;
+        session.add_transfers(transfers)?;
         Ok(session)
+    }
+
+    /// Adds decoded transfers, each of which must belong to one of the payments and be
+    /// new.
+    fn add_transfers(&mut self, transfers: impl IntoIterator<Item = Transfer>) -> Result<(), String> {
+        for t in transfers {
+            if !self.payments.iter().any(|p| p.id == t.payment_id) {
+                return Err(format!("transfer {} has no payment", t.key));
+            }
+            if self.transfers.contains_key(&t.key) {
+                return Err(format!("transfer {} is listed twice", t.key));
+            }
+            self.put_transfer_fact(t);
+        }
+        Ok(())
     }
 
     /// Reads a session from its JSON (as written by `serde_json::to_string`).
@@ -532,15 +523,7 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
     };
     let mut session = session;
     session.ledger.make_room(session.payments.len());
-    for t in w.transfers {
-        if !session.payments.iter().any(|p| p.id == t.payment_id) {
-            return Err(format!("transfer {} has no payment", t.key));
-        }
-        if session.transfers.contains_key(&t.key) {
-            return Err(format!("transfer {} is listed twice", t.key));
-        }
-        session.put_transfer(t);
-    }
+    session.add_transfers(w.transfers)?;
     Ok(session)
 }
 

@@ -13,6 +13,7 @@
 //! outcome depends only on the session, the command and `now`.
 
 mod accounting;
+mod change;
 mod commands;
 mod json;
 mod ledger;
@@ -31,6 +32,7 @@ use time::OffsetDateTime;
 
 pub(crate) use accounting::Limits;
 pub use accounting::{Flag, FlagKind, Totals};
+pub use change::SessionChange;
 pub use commands::QuoteTerms;
 pub use json::EVENT_PAYMENTS;
 pub use params::{Branding, DEFAULT_FIAT_TTL_SECS, MAX_TTL_SECS, MIN_TTL_SECS, SessionParams};
@@ -144,7 +146,7 @@ pub struct CheckoutSession {
     pub(crate) transfers: std::sync::Arc<HashMap<TransferKey, Transfer>>,
     pub(crate) ledger: ledger::Ledger,
     pub(crate) onchain_address: Option<String>,
-    pub(crate) link: Option<crate::link::LinkId>,
+    pub(crate) link: Option<crate::id::LinkId>,
     pub(crate) created: OffsetDateTime,
     pub(crate) modified: OffsetDateTime,
     pub(crate) version: u64,
@@ -296,7 +298,7 @@ impl CheckoutSession {
     }
 
     /// The checkout link or payment link that opened it, if any.
-    pub fn link(&self) -> Option<crate::link::LinkId> {
+    pub fn link(&self) -> Option<crate::id::LinkId> {
         self.link
     }
 
@@ -316,8 +318,15 @@ impl CheckoutSession {
         self.version
     }
 
-    /// Inserts or replaces a transfer, keeping the ledger in step.
-    pub(crate) fn put_transfer(&mut self, t: Transfer) {
+    /// Inserts or replaces a transfer as part of `change`, keeping the ledger in step.
+    pub(crate) fn put_transfer(&mut self, t: Transfer, change: &mut SessionChange) {
+        change.touch_transfer(t.key);
+        self.put_transfer_fact(t);
+    }
+
+    /// Inserts or replaces a transfer, keeping the ledger in step (for decoding: what is
+    /// read back is no change).
+    pub(crate) fn put_transfer_fact(&mut self, t: Transfer) {
         use std::collections::hash_map::Entry;
         let id = t.payment_id;
         let before = self.ledger.sums(id);
@@ -366,11 +375,18 @@ impl CheckoutSession {
         std::sync::Arc::make_mut(&mut self.payments)
     }
 
-    /// One payment, to change it (copied first if it is shared).
-    pub(crate) fn payment_mut(&mut self, index: usize) -> Option<&mut Payment> {
-        self.payments_mut()
+    /// One payment, to change it as part of `change` (copied first if it is shared).
+    pub(crate) fn payment_mut(
+        &mut self,
+        index: usize,
+        change: &mut SessionChange,
+    ) -> Option<&mut Payment> {
+        let payment = self
+            .payments_mut()
             .get_mut(index)
-            .map(std::sync::Arc::make_mut)
+            .map(std::sync::Arc::make_mut)?;
+        change.touch_payment(payment.id);
+        Some(payment)
     }
 
     /// Marks one applied change.

@@ -106,7 +106,7 @@ pub struct SessionParams {
     pub(crate) livemode: bool,
     /// The link that opened the session (set by the service, never by callers).
     #[serde(skip)]
-    pub(crate) link: Option<crate::link::LinkId>,
+    pub(crate) link: Option<crate::id::LinkId>,
 }
 
 fn default_methods() -> BTreeSet<PaymentMethod> {
@@ -114,6 +114,13 @@ fn default_methods() -> BTreeSet<PaymentMethod> {
 }
 
 impl SessionParams {
+    /// The parameters' JSON as idempotency records compare it: the same parameters always
+    /// give the same text.
+    pub(crate) fn canonical_json(&self) -> String {
+        // Plain strings, numbers and maps: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
     /// A session for `amount` of `currency`, paid in SATS over Lightning and on-chain, with
     /// the default ttl, no tolerance and one confirmation.
     pub fn new(amount: Decimal, currency: Currency) -> Self {

@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use super::{CheckoutSession, SessionState};
+use super::{CheckoutSession, SessionChange, SessionState};
 use crate::error::Error;
 use crate::event::{EventType, SessionEvent};
 use crate::json::millis::truncate;
@@ -19,7 +19,7 @@ impl CheckoutSession {
         &mut self,
         report: TransferReport,
         now: OffsetDateTime,
-    ) -> Result<Vec<SessionEvent>, Error> {
+    ) -> Result<SessionChange, Error> {
         let now = truncate(now);
         self.check_clock(now)?;
         if report.amount == Msats::ZERO {
@@ -43,11 +43,11 @@ impl CheckoutSession {
         self.check_destination(&report)?;
         // Room for what a transfer usually causes (received, payment paid, session paid);
         // the rarer events (expiries, flags) grow the vector.
-        let mut events = Vec::with_capacity(4);
-        self.expire_due_into(now, &mut events);
-        self.insert_transfer(report, now, &mut events);
+        let mut change = SessionChange::with_capacity(4);
+        self.expire_due_into(now, &mut change);
+        self.insert_transfer(report, now, &mut change);
         self.touch(now);
-        Ok(events)
+        Ok(change)
     }
 
     /// Checks that a new transfer's invoice or address belongs to this session.
@@ -73,7 +73,7 @@ impl CheckoutSession {
         }
     }
 
-    fn payment_for_invoice(&self, hash: crate::request::PaymentHash) -> Option<usize> {
+    fn payment_for_invoice(&self, hash: crate::hash::PaymentHash) -> Option<usize> {
         // Newest first: most payments go to the newest invoice.
         self.payments.iter().rposition(|p| {
             p.request
@@ -87,7 +87,7 @@ impl CheckoutSession {
         &mut self,
         report: TransferReport,
         now: OffsetDateTime,
-        events: &mut Vec<SessionEvent>,
+        change: &mut SessionChange,
     ) {
         let index = match report.key {
             TransferKey::Lightning(hash) => self.payment_for_invoice(hash),
@@ -128,48 +128,48 @@ impl CheckoutSession {
             transfer.counted_at = Some(now);
         }
         let payment_id = transfer.payment_id;
-        events.push(
+        change.push(
             SessionEvent::new(EventType::TransferReceived, now)
                 .payment(payment_id)
                 .transfer(report.key, report.amount),
         );
         if report.reversed {
-            events.push(
+            change.push(
                 SessionEvent::new(EventType::TransferReversed, now)
                     .payment(payment_id)
                     .transfer(report.key, report.amount),
             );
         }
-        self.put_transfer(transfer);
+        self.put_transfer(transfer, change);
         // `index` came from the payments just above: always found.
-        if let Some(payment) = self.payment_mut(index) {
+        if let Some(payment) = self.payment_mut(index, change) {
             // Its received amount changed, whatever happens to its status.
             payment.modified = now;
             if payment.state.is_unpaid() && !report.reversed {
                 payment.state = PaymentState::Paid { paid_at: now };
-                events.push(SessionEvent::new(EventType::PaymentPaid, now).payment(payment_id));
-                events.push(
+                change.push(SessionEvent::new(EventType::PaymentPaid, now).payment(payment_id));
+                change.push(
                     SessionEvent::new(EventType::CheckoutSessionPaymentPaid, now)
                         .payment(payment_id),
                 );
             }
         }
-        self.settle(before, now, events);
+        self.settle(before, now, change);
     }
 
     fn update_transfer(
         &mut self,
         report: TransferReport,
         now: OffsetDateTime,
-    ) -> Vec<SessionEvent> {
+    ) -> SessionChange {
         let policy = self.confirmations;
         let before = self.snapshot_flags();
         let Some(t) = self.transfers.get(&report.key).cloned() else {
-            return Vec::new();
+            return SessionChange::default();
         };
         if t.reversed {
             // A reversal is final: later reports of the transfer change nothing.
-            return Vec::new();
+            return SessionChange::default();
         }
         let mut next = t.clone();
         next.confirmations = next.confirmations.max(report.confirmations);
@@ -179,42 +179,42 @@ impl CheckoutSession {
             next.counted_at = Some(now);
         }
         if next == t {
-            return Vec::new();
+            return SessionChange::default();
         }
-        let mut events = Vec::with_capacity(4);
-        self.expire_due_into(now, &mut events);
+        let mut change = SessionChange::with_capacity(4);
+        self.expire_due_into(now, &mut change);
         let (key, amount, payment) = (next.key, next.amount, next.payment_id);
         if next.counted_at.is_some() && t.counted_at.is_none() {
-            events.push(
+            change.push(
                 SessionEvent::new(EventType::TransferConfirmed, now)
                     .payment(payment)
                     .transfer(key, amount),
             );
         }
         if next.reversed && !t.reversed {
-            events.push(
+            change.push(
                 SessionEvent::new(EventType::TransferReversed, now)
                     .payment(payment)
                     .transfer(key, amount),
             );
         }
-        if events.is_empty() {
+        if change.events().is_empty() {
             // Only the confirmation count (or the RBF signal) moved: still a change.
-            events.push(
+            change.push(
                 SessionEvent::new(EventType::TransferUpdated, now)
                     .payment(payment)
                     .transfer(key, amount),
             );
         }
         if let Some(i) = self.payments.iter().rposition(|p| p.id == payment)
-            && let Some(p) = self.payment_mut(i)
+            && let Some(p) = self.payment_mut(i, &mut change)
         {
             p.modified = now;
         }
-        self.put_transfer(next);
-        self.settle(before, now, &mut events);
+        self.put_transfer(next, &mut change);
+        self.settle(before, now, &mut change);
         self.touch(now);
-        events
+        change
     }
 
     /// The overpaid, late and paid-after-expiry amounts, to see which grew.
@@ -229,16 +229,19 @@ impl CheckoutSession {
 
     /// After the facts changed: marks the session paid if the threshold is reached, and
     /// raises a flag event for each kind of unexpected money that grew.
-    fn settle(&mut self, before: [u128; 3], now: OffsetDateTime, events: &mut Vec<SessionEvent>) {
+    fn settle(&mut self, before: [u128; 3], now: OffsetDateTime, change: &mut SessionChange) {
         if matches!(self.state, SessionState::Active) && self.threshold_reached() {
             self.state = SessionState::Paid { paid_at: now };
-            events.push(SessionEvent::new(EventType::CheckoutSessionPaid, now));
+            change.push(SessionEvent::new(EventType::CheckoutSessionPaid, now));
             // Nothing more is due: a quote still open (funds came in on an older one) ends
             // now, so the customer is not asked to pay twice.
-            if let Some(p) = self.unpaid_index().and_then(|i| self.payment_mut(i)) {
+            if let Some(i) = self.unpaid_index()
+                && let Some(p) = self.payment_mut(i, change)
+            {
                 p.state = PaymentState::Expired { expired_at: now };
                 p.modified = now;
-                events.push(SessionEvent::new(EventType::PaymentExpired, now).payment(p.id));
+                let id = p.id;
+                change.push(SessionEvent::new(EventType::PaymentExpired, now).payment(id));
             }
         }
         let after = self.snapshot_flags();
@@ -250,7 +253,7 @@ impl CheckoutSession {
         for ((kind, b), a) in kinds.into_iter().zip(before).zip(after) {
             if a > b {
                 let grown = Msats::new(u64::try_from(a - b).unwrap_or(u64::MAX));
-                events.push(SessionEvent::new(kind, now).amount(grown));
+                change.push(SessionEvent::new(kind, now).amount(grown));
             }
         }
     }

@@ -9,6 +9,7 @@ use super::params::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
 use super::text::{check_text, check_url};
 use super::{Branding, CheckoutSession, Details};
 use crate::error::Error;
+use super::SessionChange;
 use crate::event::{EventType, SessionEvent};
 use crate::metadata::MetadataPatch;
 
@@ -195,18 +196,18 @@ impl CheckoutSession {
         &mut self,
         update: &SessionUpdate,
         now: OffsetDateTime,
-    ) -> Result<Vec<SessionEvent>, Error> {
+    ) -> Result<SessionChange, Error> {
         let now = crate::json::millis::truncate(now);
         self.check_clock(now)?;
         let next = update.apply_to(&self.details)?;
         if next == self.details {
-            return Ok(Vec::new());
+            return Ok(SessionChange::default());
         }
-        let mut events = self.expire_due(now);
+        let mut change = self.expire_due(now);
         self.details = next;
-        events.push(SessionEvent::new(EventType::CheckoutSessionUpdated, now));
+        change.push(SessionEvent::new(EventType::CheckoutSessionUpdated, now));
         self.touch(now);
-        Ok(events)
+        Ok(change)
     }
 }
 

@@ -3,10 +3,15 @@
 //! A store does not know the rules of a session; it keeps what the service commits:
 //!
 //! * **Atomic commits with compare-and-swap.** [`Store::commit`] writes a session's new
-//!   state, its changed transfers, the events the change caused (the outbox) and an optional
-//!   idempotency record in one transaction, and only if the stored version is still
-//!   [`Commit::expected_version`]. Otherwise nothing is written and
-//!   [`StoreError::Conflict`] is returned; the service reloads and retries.
+//!   state, exactly the payments and transfers its change names ([`Commit::payments`],
+//!   [`Commit::transfers`]) and the events the change caused (the outbox) in one
+//!   transaction, and only if the stored version is still [`Commit::expected_version`].
+//!   Otherwise nothing is written and [`StoreError::Conflict`] is returned; the service
+//!   reloads and retries. [`rows`] maps a commit to rows and rows back to a session, with
+//!   the integrity checks every store makes, for stores that keep rows.
+//! * **Idempotency claims.** [`Store::claim_idempotency`] inserts a key's record before the
+//!   session it names is created, so of concurrent creates with one key exactly one makes
+//!   the session (and its invoice and address).
 //! * **Lookups** by session id, by transfer key, by invoice payment hash and by on-chain
 //!   address, so a report of funds finds its session.
 //! * **Listing** newest first with a status filter and cursor pagination.
@@ -19,6 +24,7 @@
 //! blocking threads (see `docs/adr/0002-sync-ports-async-facade.md`).
 
 mod memory;
+pub mod rows;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
@@ -32,10 +38,11 @@ pub use sqlite::SqliteStore;
 
 use time::OffsetDateTime;
 
-use crate::event::Event;
-use crate::id::SessionId;
-use crate::request::PaymentHash;
-use crate::session::{CheckoutSession, SessionStatus};
+use crate::outbox::Event;
+use crate::hash::PaymentHash;
+use crate::id::{LinkId, PaymentId, SessionId};
+use crate::link::Link;
+use crate::session::{CheckoutSession, SessionChange, SessionStatus};
 use crate::transfer::TransferKey;
 
 /// What went wrong in a store.
@@ -58,9 +65,60 @@ pub enum StoreError {
         /// Whether retrying may help.
         retryable: bool,
     },
-    /// Stored data could not be read back.
+    /// Stored data could not be read back as what it claims to be.
     #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(#[from] Corruption),
+}
+
+/// What is wrong with a stored row: the same value in every store for the same damage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Corruption {
+    /// The row's content cannot be decoded.
+    #[error("{row} cannot be read: {reason}")]
+    Undecodable {
+        /// Which row (e.g. `session cs_…`, `transfer <key>`, `event 42`).
+        row: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The row holds another object than its key names (a row copied or edited by hand).
+    #[error("{row} holds {field} {found:?} where its key says {expected:?}")]
+    Mismatch {
+        /// Which row.
+        row: String,
+        /// Which field disagrees (`id`, `version`, `key`).
+        field: &'static str,
+        /// What the row's key says.
+        expected: String,
+        /// What the row holds.
+        found: String,
+    },
+}
+
+impl Corruption {
+    /// A row whose content cannot be decoded.
+    pub fn undecodable(row: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self::Undecodable {
+            row: row.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A row that holds another object than its key names.
+    pub fn mismatch(
+        row: impl Into<String>,
+        field: &'static str,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Self {
+        Self::Mismatch {
+            row: row.into(),
+            field,
+            expected: expected.into(),
+            found: found.into(),
+        }
+    }
 }
 
 impl StoreError {
@@ -74,21 +132,36 @@ impl StoreError {
     }
 }
 
+/// A store failure while reserving a derivation index, as the address port reports it.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn index_backend(e: StoreError) -> crate::request::RequestError {
+    crate::request::RequestError::Backend {
+        message: e.to_string(),
+        retryable: e.is_retryable(),
+    }
+}
+
 /// An idempotency record: the key a client sent with a create, the request it stood for
-/// and the session it created.
+/// and the session it creates. It is claimed before the session exists (see
+/// [`Store::claim_idempotency`]); times are kept to the millisecond.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
     /// The client's key (at most 255 characters).
     pub key: String,
     /// The request's canonical JSON: the same key with another request is refused.
     pub request: String,
-    /// The session the request created.
+    /// The session the request creates.
     pub session_id: SessionId,
-    /// When it was first used.
+    /// When it was first used (whole milliseconds).
     pub created: OffsetDateTime,
 }
 
 /// One atomic change: a session's new state with what changed and what it caused.
+///
+/// A store writes the session's own row, the payments in [`payments`](Self::payments) and
+/// the transfers in [`transfers`](Self::transfers), as they are in
+/// [`session`](Self::session), and appends the events; every other payment and transfer
+/// is unchanged. For a new session the lists name all of its payments and transfers.
 #[derive(Debug, Clone)]
 pub struct Commit {
     /// The session after the change (its `version` is above `expected_version`: one command
@@ -97,13 +170,31 @@ pub struct Commit {
     /// The version the change was computed from; `None` inserts a new session (which must
     /// not exist yet).
     pub expected_version: Option<u64>,
-    /// Keys of the transfers inserted or updated by the change; the others are unchanged.
-    pub changed_transfers: Vec<TransferKey>,
+    /// The payments the change inserted or modified, each once.
+    pub payments: Vec<PaymentId>,
+    /// The transfers the change inserted or modified, each once.
+    pub transfers: Vec<TransferKey>,
     /// The events the change caused, in order.
     pub events: Vec<Event>,
-    /// An idempotency record to insert with the session (creation only); its key must not
-    /// exist yet.
-    pub idempotency: Option<IdempotencyRecord>,
+}
+
+impl Commit {
+    /// The commit of `change`, made on `session` from `expected_version`, with its events
+    /// wrapped as `events`.
+    pub fn new(
+        session: CheckoutSession,
+        expected_version: Option<u64>,
+        change: &SessionChange,
+        events: Vec<Event>,
+    ) -> Self {
+        Self {
+            session,
+            expected_version,
+            payments: change.payments().to_vec(),
+            transfers: change.transfers().to_vec(),
+            events,
+        }
+    }
 }
 
 /// Which sessions to list.
@@ -182,53 +273,36 @@ pub trait Store: Send + Sync {
 
     /// The idempotency record for a key.
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Inserts `record` unless a record with its key exists, atomically: of concurrent
+    /// claims of one key exactly one inserts. Returns `None` when `record` was inserted,
+    /// else the record that holds the key (which may name another request or session).
+    fn claim_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
 }
 
-macro_rules! forward_store {
-    ($($ty:ty),*) => {$(
-        impl<S: Store + ?Sized> Store for $ty {
-            fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
-                (**self).load(id)
-            }
-            fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
-                (**self).commit(commit)
-            }
-            fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
-                (**self).find_by_transfer(key)
-            }
-            fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
-                (**self).find_by_payment_hash(hash)
-            }
-            fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
-                (**self).find_by_address(address)
-            }
-            fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-                (**self).list(query)
-            }
-            fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
-                (**self).due(now, limit)
-            }
-            fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-                (**self).events_after(after, limit)
-            }
-            fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
-                (**self).session_events(id)
-            }
-            fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-                (**self).idempotency(key)
-            }
-        }
-    )*};
-}
-
-forward_store!(std::sync::Arc<S>, &S, Box<S>);
+forward_port!(Store {
+    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError>;
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
+    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError>;
+    fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError>;
+    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError>;
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError>;
+    fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError>;
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+    fn claim_idempotency(&self, record: &IdempotencyRecord) -> Result<Option<IdempotencyRecord>, StoreError>;
+});
 
 /// One atomic change to a link and the sessions it concerns (opening a session, or
 /// deactivating the link with its active sessions).
 #[derive(Debug, Clone)]
 pub struct LinkCommit {
     /// The link after the change.
-    pub link: crate::link::Link,
+    pub link: Link,
     /// The version it was computed from; `None` inserts a new link.
     pub expected_version: Option<u64>,
     /// The link's own events.
@@ -245,35 +319,17 @@ pub struct LinkCommit {
 /// result is [`StoreError::Conflict`].
 pub trait LinkStore: Store {
     /// The link with this id.
-    fn load_link(&self, id: crate::link::LinkId) -> Result<Option<crate::link::Link>, StoreError>;
+    fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError>;
 
     /// Applies a link commit atomically.
     fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError>;
 
     /// The sessions a link opened (those whose `link()` is `id`), oldest first.
-    fn link_sessions(&self, id: crate::link::LinkId) -> Result<Vec<SessionId>, StoreError>;
+    fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError>;
 }
 
-impl<S: LinkStore + ?Sized> LinkStore for std::sync::Arc<S> {
-    fn load_link(&self, id: crate::link::LinkId) -> Result<Option<crate::link::Link>, StoreError> {
-        (**self).load_link(id)
-    }
-    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
-        (**self).commit_link(commit)
-    }
-    fn link_sessions(&self, id: crate::link::LinkId) -> Result<Vec<SessionId>, StoreError> {
-        (**self).link_sessions(id)
-    }
-}
-
-impl<S: LinkStore + ?Sized> LinkStore for &S {
-    fn load_link(&self, id: crate::link::LinkId) -> Result<Option<crate::link::Link>, StoreError> {
-        (**self).load_link(id)
-    }
-    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
-        (**self).commit_link(commit)
-    }
-    fn link_sessions(&self, id: crate::link::LinkId) -> Result<Vec<SessionId>, StoreError> {
-        (**self).link_sessions(id)
-    }
-}
+forward_port!(LinkStore {
+    fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError>;
+    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError>;
+    fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError>;
+});

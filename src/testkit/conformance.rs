@@ -46,16 +46,18 @@ use serde_json::value::RawValue;
 use time::{Duration, OffsetDateTime};
 
 use crate::clock::ManualClock;
-use crate::error::Error;
-use crate::event::{Event, EventType, SessionEvent};
+use crate::event::{EventType, SessionEvent};
+use crate::outbox::Event;
 use crate::id::{CheckoutLinkId, EventId, PaymentId, PaymentLinkId, SessionId};
 use crate::link::{Link, LinkId, Opening};
 use crate::metadata::{Metadata, MetadataValue};
 use crate::money::{Currency, Msats, Sats, TargetCurrency};
 use crate::rates::{FixedRates, RateSource};
 use crate::request::{AddressIndex, Hash32, PaymentRequestGenerator, TestRequestGenerator};
-use crate::service::Checkout;
-use crate::session::{Branding, CheckoutSession, SessionParams, SessionStatus, SessionUpdate};
+use crate::service::{Checkout, ServiceError};
+use crate::session::{
+    Branding, CheckoutSession, SessionChange, SessionParams, SessionStatus, SessionUpdate,
+};
 use crate::store::{
     Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Store, StoreError, StoredEvent,
 };
@@ -78,6 +80,7 @@ fn checks<S: Store>() -> Vec<(&'static str, Check<S>)> {
             check_insert_existing_conflict::<S>,
         ),
         ("check_idempotency", check_idempotency::<S>),
+        ("check_idempotency_race", check_idempotency_race::<S>),
         ("check_lookups", check_lookups::<S>),
         ("check_transfer_updated", check_transfer_updated::<S>),
         ("check_list", check_list::<S>),
@@ -142,21 +145,22 @@ struct Draft {
     /// The version in the store (`None` until inserted).
     stored: Option<u64>,
     events: Vec<Event>,
-    changed: Vec<TransferKey>,
+    /// What changed since the last commit.
+    change: SessionChange,
 }
 
 impl Draft {
     /// A new session with its first quote.
     fn new(params: SessionParams, now: OffsetDateTime) -> Self {
-        let (session, events) =
+        let (session, change) =
             CheckoutSession::create(SessionId::generate(), params, now).expect("core: create");
         let mut d = Self {
             session,
             stored: None,
             events: Vec::new(),
-            changed: Vec::new(),
+            change: SessionChange::default(),
         };
-        d.wrap(&events);
+        d.wrap(change);
         d.quote(now);
         d
     }
@@ -165,16 +169,19 @@ impl Draft {
         self.session.id()
     }
 
-    fn wrap(&mut self, events: &[SessionEvent]) {
-        for e in events {
+    /// Wraps the change's events for the outbox and adds it to what the next commit
+    /// carries.
+    fn wrap(&mut self, change: SessionChange) {
+        for e in change.events() {
             self.events
                 .push(Event::for_session(EventId::generate(), e, &self.session));
         }
+        self.change.merge(change);
     }
 
     /// Expires the quotes that ran out and issues a new one if the session needs it.
     fn quote(&mut self, now: OffsetDateTime) {
-        let mut events = self.session.expire_quotes(now).expect("core: expire");
+        let mut change = self.session.expire_quotes(now).expect("core: expire");
         if self.session.needs_quote(now) {
             let s = &self.session;
             let rate = rates()
@@ -186,35 +193,34 @@ impl Draft {
             let request = TestRequestGenerator
                 .generate(s, &terms)
                 .expect("test request");
-            events.extend(
+            change.merge(
                 self.session
                     .issue_quote(terms, request, now)
                     .expect("core: issue quote"),
             );
         }
-        self.wrap(&events);
+        self.wrap(change);
     }
 
     /// Records a report; returns how many events it caused.
     fn record(&mut self, report: TransferReport, now: OffsetDateTime) -> usize {
-        let key = report.key();
-        let events = self
+        let change = self
             .session
             .record_transfer(report, now)
             .expect("core: record transfer");
-        self.changed.push(key);
-        self.wrap(&events);
-        events.len()
+        let caused = change.events().len();
+        self.wrap(change);
+        caused
     }
 
     fn deactivate(&mut self, now: OffsetDateTime) {
-        let events = self.session.deactivate(now).expect("core: deactivate");
-        self.wrap(&events);
+        let change = self.session.deactivate(now).expect("core: deactivate");
+        self.wrap(change);
     }
 
     fn update(&mut self, update: &SessionUpdate, now: OffsetDateTime) {
-        let events = self.session.update(update, now).expect("core: update");
-        self.wrap(&events);
+        let change = self.session.update(update, now).expect("core: update");
+        self.wrap(change);
     }
 
     /// The payment hash of the open quote's invoice.
@@ -241,20 +247,19 @@ impl Draft {
         self.record(report, now);
     }
 
-    fn to_commit(&self, idempotency: Option<IdempotencyRecord>) -> Commit {
-        Commit {
-            session: self.session.clone(),
-            expected_version: self.stored,
-            changed_transfers: self.changed.clone(),
-            events: self.events.clone(),
-            idempotency,
-        }
+    fn to_commit(&self) -> Commit {
+        Commit::new(
+            self.session.clone(),
+            self.stored,
+            &self.change,
+            self.events.clone(),
+        )
     }
 
     /// After a successful commit: the draft now matches the store.
     fn committed(&mut self) -> Vec<Event> {
         self.stored = Some(self.session.version());
-        self.changed.clear();
+        self.change = SessionChange::default();
         std::mem::take(&mut self.events)
     }
 }
@@ -276,7 +281,7 @@ impl<'a, S: Store> Ck<'a, S> {
     }
 
     #[track_caller]
-    fn svc<T>(&self, what: &str, r: Result<T, Error>) -> T {
+    fn svc<T, E: Debug>(&self, what: &str, r: Result<T, E>) -> T {
         r.unwrap_or_else(|e| panic!("{}: {what}: unexpected error: {e:?}", self.name))
     }
 
@@ -330,7 +335,7 @@ impl<'a, S: Store> Ck<'a, S> {
     /// Commits the draft; returns the events it carried.
     #[track_caller]
     fn commit(&self, d: &mut Draft) -> Vec<Event> {
-        self.ok("commit", self.store.commit(&d.to_commit(None)));
+        self.ok("commit", self.store.commit(&d.to_commit()));
         d.committed()
     }
 
@@ -526,8 +531,7 @@ pub fn check_stale_version_conflict<S: Store>(store: &S) {
     let events_before = ck.ok("session_events", store.session_events(d.id()));
     let cursor = ck.last_seq();
 
-    // The stale change: a new quote (new invoice), an on-chain transfer, an idempotency
-    // record, events.
+    // The stale change: a new quote (new invoice), an on-chain transfer, events.
     let mut stale = stale;
     let t2 = t + Duration::minutes(11);
     stale.quote(t2);
@@ -535,16 +539,9 @@ pub fn check_stale_version_conflict<S: Store>(store: &S) {
     let report = TransferReport::onchain(fresh_hash(), 0, stale.address(), Sats::new(2_000), 1);
     let key = report.key();
     stale.record(report, t2);
-    let idem_key = format!("stale-{}", SessionId::generate());
-    let record = IdempotencyRecord {
-        key: idem_key.clone(),
-        request: "{}".into(),
-        session_id: stale.id(),
-        created: t2,
-    };
     ck.conflict(
         "commit from a stale version",
-        store.commit(&stale.to_commit(Some(record))),
+        store.commit(&stale.to_commit()),
     );
     ck.loads_as("the session after a refused commit", &d);
     ck.eq(
@@ -570,18 +567,13 @@ pub fn check_stale_version_conflict<S: Store>(store: &S) {
         ),
         None,
     );
-    ck.eq(
-        "idempotency record of the refused commit",
-        ck.ok("idempotency", store.idempotency(&idem_key)),
-        None,
-    );
 
     // A version from the future, and an update of a session never stored.
-    let mut ahead = d.to_commit(None);
+    let mut ahead = d.to_commit();
     ahead.expected_version = Some(d.session.version() + 7);
     ck.conflict("commit expecting a future version", store.commit(&ahead));
     let ghost = Draft::new(SessionParams::new(dollars(100), usd()), t);
-    let mut commit = ghost.to_commit(None);
+    let mut commit = ghost.to_commit();
     commit.expected_version = Some(0);
     ck.conflict("update of a session never stored", store.commit(&commit));
     ck.eq(
@@ -611,23 +603,19 @@ pub fn check_insert_existing_conflict<S: Store>(store: &S) {
         &SessionUpdate::new().description("changed"),
         t + Duration::seconds(1),
     );
-    let mut commit = again.to_commit(None);
+    let mut commit = again.to_commit();
     commit.expected_version = None;
     ck.conflict("insert of an existing session", store.commit(&commit));
 
-    let (other, events) =
+    let (other, change) =
         CheckoutSession::create(d.id(), SessionParams::new(dollars(999), usd()), t)
             .expect("core: create");
-    let commit = Commit {
-        events: events
-            .iter()
-            .map(|e| Event::for_session(EventId::generate(), e, &other))
-            .collect(),
-        session: other,
-        expected_version: None,
-        changed_transfers: Vec::new(),
-        idempotency: None,
-    };
+    let events = change
+        .events()
+        .iter()
+        .map(|e| Event::for_session(EventId::generate(), e, &other))
+        .collect();
+    let commit = Commit::new(other, None, &change, events);
     ck.conflict(
         "insert of another session with an existing id",
         store.commit(&commit),
@@ -640,64 +628,53 @@ pub fn check_insert_existing_conflict<S: Store>(store: &S) {
     );
 }
 
-/// An idempotency record is stored with its session and read back exactly; a second
-/// record with the same key is `Conflict` and nothing of that commit is written.
+/// `claim_idempotency` inserts a record whose key is new and reads it back exactly (to the
+/// millisecond); a second claim of the key inserts nothing and returns the first record,
+/// whatever it asks for; keys are compared exactly (case, Unicode).
 pub fn check_idempotency<S: Store>(store: &S) {
     let ck = Ck::new("check_idempotency", store);
     let t = t0() + Duration::milliseconds(7);
     let key = format!("idem-ключ-{}-{}", SessionId::generate(), "k".repeat(100));
-    let mut first = Draft::new(SessionParams::new(dollars(2500), usd()), t);
     let record = IdempotencyRecord {
         key: key.clone(),
         request: r#"{"amount":25.00,"currency":"USD","description":"é"}"#.into(),
-        session_id: first.id(),
+        session_id: SessionId::generate(),
         created: t,
     };
-    ck.ok(
-        "commit with an idempotency record",
-        store.commit(&first.to_commit(Some(record.clone()))),
-    );
-    first.committed();
     ck.eq(
-        "the stored idempotency record",
+        "idempotency of a key never claimed",
+        ck.ok("idempotency", store.idempotency(&key)),
+        None,
+    );
+    ck.eq(
+        "the first claim of a key",
+        ck.ok("claim_idempotency", store.claim_idempotency(&record)),
+        None,
+    );
+    ck.eq(
+        "the claimed idempotency record",
         ck.ok("idempotency", store.idempotency(&key)),
         Some(record.clone()),
     );
-    ck.loads_as("the session created with the record", &first);
     let cursor = ck.last_seq();
-
-    let second = Draft::new(SessionParams::new(dollars(2600), usd()), t);
     let duplicate = IdempotencyRecord {
         key: key.clone(),
         request: r#"{"amount":26.00}"#.into(),
-        session_id: second.id(),
+        session_id: SessionId::generate(),
         created: t + Duration::seconds(1),
     };
-    ck.conflict(
-        "insert with a used idempotency key",
-        store.commit(&second.to_commit(Some(duplicate))),
-    );
-    ck.eq("load of the refused session", ck.load(second.id()), None);
     ck.eq(
-        "the idempotency record after a refused duplicate",
+        "a second claim of the key returns the first record",
+        ck.ok("claim_idempotency", store.claim_idempotency(&duplicate)),
+        Some(record.clone()),
+    );
+    ck.eq(
+        "the idempotency record after a second claim",
         ck.ok("idempotency", store.idempotency(&key)),
-        Some(record),
+        Some(record.clone()),
     );
     ck.eq(
-        "find_by_payment_hash of the refused session's invoice",
-        ck.ok(
-            "find_by_payment_hash",
-            store.find_by_payment_hash(&second.open_hash()),
-        ),
-        None,
-    );
-    ck.eq(
-        "find_by_address of the refused session's address",
-        ck.ok("find_by_address", store.find_by_address(&second.address())),
-        None,
-    );
-    ck.eq(
-        "events after a refused duplicate",
+        "events after claims",
         ck.events_since(cursor).len(),
         0,
     );
@@ -705,6 +682,70 @@ pub fn check_idempotency<S: Store>(store: &S) {
         "idempotency of a key differing in case",
         ck.ok("idempotency", store.idempotency(&key.to_uppercase())),
         None,
+    );
+    // Sub-millisecond parts are not kept: every store keeps milliseconds.
+    let fine = IdempotencyRecord {
+        key: format!("{key}-ns"),
+        created: t + Duration::nanoseconds(123_456),
+        ..record
+    };
+    ck.eq(
+        "claim of a record with a sub-millisecond time",
+        ck.ok("claim_idempotency", store.claim_idempotency(&fine)),
+        None,
+    );
+    ck.eq(
+        "its time read back in whole milliseconds",
+        ck.ok("idempotency", store.idempotency(&fine.key)).map(|r| r.created),
+        Some(t),
+    );
+}
+
+/// Of many threads claiming one key at once, exactly one inserts; every other gets the
+/// winner's record.
+pub fn check_idempotency_race<S: Store>(store: &S) {
+    let ck = Ck::new("check_idempotency_race", store);
+    let key = format!("race-{}", SessionId::generate());
+    let records: Vec<IdempotencyRecord> = (0..8)
+        .map(|i| IdempotencyRecord {
+            key: key.clone(),
+            request: format!("{{\"n\":{i}}}"),
+            session_id: SessionId::generate(),
+            created: t0(),
+        })
+        .collect();
+    let barrier = Barrier::new(records.len());
+    let results: Vec<Option<IdempotencyRecord>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    store.claim_idempotency(r)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(r) => ck.ok("claim_idempotency", r),
+                Err(_) => panic!("check_idempotency_race: a claiming thread panicked"),
+            })
+            .collect()
+    });
+    let winners: Vec<usize> = (0..records.len()).filter(|&i| results[i].is_none()).collect();
+    ck.eq("claims that inserted", winners.len(), 1);
+    let winner = &records[winners[0]];
+    for (i, r) in results.iter().enumerate() {
+        if i != winners[0] {
+            ck.eq("a losing claim's answer", r.as_ref(), Some(winner));
+        }
+    }
+    ck.eq(
+        "the stored record",
+        ck.ok("idempotency", store.idempotency(&key)).as_ref(),
+        Some(winner),
     );
 }
 
@@ -825,7 +866,7 @@ pub fn check_transfer_updated<S: Store>(store: &S) {
         d.session.status(),
         SessionStatus::Paid,
     );
-    ck.eq("fixture: changed transfers", d.changed.clone(), vec![key]);
+    ck.eq("fixture: changed transfers", d.change.transfers().to_vec(), vec![key]);
     ck.commit(&mut d);
     ck.loads_as("the transfer confirmed", &d);
     let stored = ck.load(d.id()).and_then(|s| s.transfer(&key).cloned());
@@ -1071,7 +1112,7 @@ pub fn check_due<S: Store>(store: &S) {
     // Its quote ran out at 800 and was expired at 900: it waits for a new quote.
     let mut f = Draft::new(params(300), at(500));
     let expired = f.session.expire_quotes(at(900)).expect("core: expire");
-    f.wrap(&expired);
+    f.wrap(expired);
     let mut g = Draft::new(params(300), at(1_000));
     for d in [&mut a, &mut b, &mut c, &mut paid, &mut gone, &mut f, &mut g] {
         ck.commit(d);
@@ -1291,7 +1332,7 @@ pub fn check_racing_commits<S: Store>(store: &S) {
                 c
             })
             .collect();
-        let results = race(store, &candidates, |_| None);
+        let results = race(store, &candidates);
         let won: Vec<usize> = (0..THREADS).filter(|i| results[*i].is_ok()).collect();
         ck.that(
             won.len() <= 1,
@@ -1311,7 +1352,7 @@ pub fn check_racing_commits<S: Store>(store: &S) {
         match won.first() {
             Some(&w) => {
                 d = candidates[w].clone();
-                winners.extend(d.changed.iter().copied());
+                winners.extend(d.change.transfers().iter().copied());
                 timeline.extend(d.committed());
             }
             None => ck.that(
@@ -1327,52 +1368,16 @@ pub fn check_racing_commits<S: Store>(store: &S) {
     ck.eq("the winners' transfers", stored, winners);
     let got = ck.ok("session_events", store.session_events(d.id()));
     ck.eq("the winners' events", events_of(&got), timeline);
-
-    // One idempotency key, several sessions.
-    let key = format!("race-{}", SessionId::generate());
-    let candidates: Vec<Draft> = (0..THREADS)
-        .map(|_| Draft::new(SessionParams::new(dollars(2500), usd()), t))
-        .collect();
-    let results = race(store, &candidates, |c| {
-        Some(IdempotencyRecord {
-            key: key.clone(),
-            request: "{}".into(),
-            session_id: c.id(),
-            created: t,
-        })
-    });
-    let won: Vec<usize> = (0..THREADS).filter(|i| results[*i].is_ok()).collect();
-    ck.eq("inserts with one idempotency key that won", won.len(), 1);
-    let record = ck.ok("idempotency", store.idempotency(&key));
-    for (i, c) in candidates.iter().enumerate() {
-        let loaded = ck.load(c.id());
-        ck.eq(
-            "only the winning insert is stored",
-            loaded.is_some(),
-            won.contains(&i),
-        );
-        if won.contains(&i) {
-            ck.eq(
-                "the record names the winner",
-                record.as_ref().map(|r| r.session_id),
-                Some(c.id()),
-            );
-        }
-    }
 }
 
 /// Commits every candidate from its own thread, all released at once.
-fn race<S: Store>(
-    store: &S,
-    candidates: &[Draft],
-    idempotency: impl Fn(&Draft) -> Option<IdempotencyRecord> + Sync,
-) -> Vec<Result<(), StoreError>> {
+fn race<S: Store>(store: &S, candidates: &[Draft]) -> Vec<Result<(), StoreError>> {
     let barrier = Barrier::new(candidates.len());
     std::thread::scope(|scope| {
         let handles: Vec<_> = candidates
             .iter()
             .map(|c| {
-                let commit = c.to_commit(idempotency(c));
+                let commit = c.to_commit();
                 let barrier = &barrier;
                 scope.spawn(move || {
                     barrier.wait();
@@ -1428,7 +1433,7 @@ pub fn check_service_lifecycle<S: Store>(store: &S) {
     ck.eq(
         "create with a used key and other parameters",
         other.err(),
-        Some(Error::IdempotencyConflict),
+        Some(ServiceError::IdempotencyConflict),
     );
 
     // A partial Lightning payment: a new quote for the rest.
@@ -1650,7 +1655,7 @@ impl<S: LinkStore> Ck<'_, S> {
             link: link.clone(),
             expected_version: Some(expected),
             events: Vec::new(),
-            sessions: vec![d.to_commit(None)],
+            sessions: vec![d.to_commit()],
         };
         self.ok("commit_link (open)", self.store.commit_link(&commit));
         d.committed();
@@ -1755,18 +1760,11 @@ pub fn check_link_conflict_writes_nothing<S: LinkStore>(store: &S) {
     let mut a2 = a.clone();
     a2.deactivate(t2);
     let note = SessionEvent::new(EventType::Unknown("vendor.link_note".into()), t2);
-    let idem_key = format!("link-stale-{}", SessionId::generate());
-    let record = IdempotencyRecord {
-        key: idem_key.clone(),
-        request: "{}".into(),
-        session_id: b.id(),
-        created: t2,
-    };
     let mut commit = LinkCommit {
         events: link_events(&stale, &[note]),
         link: stale,
         expected_version: Some(stale_link.version()),
-        sessions: vec![b.to_commit(Some(record)), a2.to_commit(None)],
+        sessions: vec![b.to_commit(), a2.to_commit()],
     };
     ck.conflict(
         "link commit from a stale link version",
@@ -1786,11 +1784,6 @@ pub fn check_link_conflict_writes_nothing<S: LinkStore>(store: &S) {
             vec![a.id()],
         );
         ck.eq(&format!("{what}: events"), ck.events_since(cursor).len(), 0);
-        ck.eq(
-            &format!("{what}: idempotency record"),
-            ck.ok("idempotency", store.idempotency(&idem_key)),
-            None,
-        );
         ck.eq(
             &format!("{what}: b's invoice"),
             ck.ok("find_by_payment_hash", store.find_by_payment_hash(&b_hash)),
@@ -1814,7 +1807,7 @@ pub fn check_link_conflict_writes_nothing<S: LinkStore>(store: &S) {
         link: ghost_open,
         expected_version: Some(ghost.version()),
         events: Vec::new(),
-        sessions: vec![g.to_commit(None)],
+        sessions: vec![g.to_commit()],
     };
     ck.conflict("update of a link never stored", store.commit_link(&commit));
     ck.eq("the never-stored link", ck.load_link(ghost.id()), None);
@@ -1855,7 +1848,7 @@ pub fn check_link_stale_session_writes_nothing<S: LinkStore>(store: &S) {
             events: link_events(&l, &events),
             link: l,
             expected_version: Some(current.version()),
-            sessions: vec![a2.to_commit(None), b2.to_commit(None)],
+            sessions: vec![a2.to_commit(), b2.to_commit()],
         };
         (commit, a2, b2)
     };
@@ -1880,13 +1873,13 @@ pub fn check_link_stale_session_writes_nothing<S: LinkStore>(store: &S) {
     // A session insert of an id that exists.
     let mut opened = current.clone();
     let c = open_draft(&mut opened, t4);
-    let mut dup = b.to_commit(None);
+    let mut dup = b.to_commit();
     dup.expected_version = None;
     let commit = LinkCommit {
         link: opened,
         expected_version: Some(current.version()),
         events: Vec::new(),
-        sessions: vec![c.to_commit(None), dup],
+        sessions: vec![c.to_commit(), dup],
     };
     ck.conflict(
         "link commit inserting an existing session",
@@ -1985,7 +1978,7 @@ pub fn check_link_events_in_outbox<S: LinkStore>(store: &S) {
         link: opened,
         expected_version: Some(link.version()),
         events: link_side.clone(),
-        sessions: vec![d.to_commit(None)],
+        sessions: vec![d.to_commit()],
     };
     ck.ok("commit_link", store.commit_link(&commit));
     let session_side = d.committed();
@@ -2019,7 +2012,7 @@ pub fn check_link_service<S: LinkStore>(store: &S) {
         checkout.create_checkout_link(params.clone(), None),
     );
     let barrier = Barrier::new(THREADS);
-    let opened: Vec<Result<SessionId, Error>> = std::thread::scope(|scope| {
+    let opened: Vec<Result<SessionId, ServiceError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
             .map(|_| {
                 let (checkout, barrier, id) = (&checkout, &barrier, link.id());
@@ -2108,7 +2101,8 @@ mod delivery {
 
     use super::{Check, Ck, dollars, run_checks, t0, usd};
     use crate::clock::ManualClock;
-    use crate::event::{Event, EventType};
+    use crate::event::EventType;
+    use crate::outbox::Event;
     use crate::id::{EndpointId, EventId, SessionId};
     use crate::request::TestRequestGenerator;
     use crate::service::Checkout;

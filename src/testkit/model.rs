@@ -560,7 +560,9 @@ impl UpdateSpec {
             Self::Nothing => {}
         }
         if n.metadata.len() > MAX_KEYS {
-            return Err(Error::InvalidMetadata("more than 50 keys"));
+            return Err(Error::TooManyMetadataKeys {
+                count: n.metadata.len(),
+            });
         }
         if n.success_url.is_some() && n.success_message.is_some() {
             return Err(Error::SuccessUrlAndMessage);

@@ -125,4 +125,10 @@ impl<S: Store> Store for ObservedStore<'_, S> {
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.idempotency(key)
     }
+    fn claim_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.inner.claim_idempotency(record)
+    }
 }

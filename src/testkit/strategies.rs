@@ -73,6 +73,7 @@ use crate::money::{Currency, ExchangeRate, MSATS_PER_SAT, SATS_PER_BTC, Sats, Ta
 use crate::payment::{PaymentState, PaymentStatus};
 use crate::request::{Hash32, LightningInvoice, PaymentHash, PaymentRequest};
 use crate::session::{
+    SessionChange,
     CheckoutSession, QuoteTerms, SessionParams, SessionState, SessionStatus, SessionUpdate,
 };
 use crate::transfer::{ConfirmationPolicy, TransferKey, TransferReport};
@@ -876,7 +877,7 @@ impl Integration for CheckoutSession {
         request: PaymentRequest,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionEvent>, Error> {
-        CheckoutSession::issue_quote(self, terms, request, now)
+        CheckoutSession::issue_quote(self, terms, request, now).map(SessionChange::into_events)
     }
 
     fn record_transfer(
@@ -884,11 +885,11 @@ impl Integration for CheckoutSession {
         report: TransferReport,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionEvent>, Error> {
-        CheckoutSession::record_transfer(self, report, now)
+        CheckoutSession::record_transfer(self, report, now).map(SessionChange::into_events)
     }
 
     fn expire_quotes(&mut self, now: OffsetDateTime) -> Result<Vec<SessionEvent>, Error> {
-        CheckoutSession::expire_quotes(self, now)
+        CheckoutSession::expire_quotes(self, now).map(SessionChange::into_events)
     }
 
     fn update(
@@ -896,11 +897,11 @@ impl Integration for CheckoutSession {
         update: &SessionUpdate,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionEvent>, Error> {
-        CheckoutSession::update(self, update, now)
+        CheckoutSession::update(self, update, now).map(SessionChange::into_events)
     }
 
     fn deactivate(&mut self, now: OffsetDateTime) -> Result<Vec<SessionEvent>, Error> {
-        CheckoutSession::deactivate(self, now)
+        CheckoutSession::deactivate(self, now).map(SessionChange::into_events)
     }
 
     fn session(&self) -> Result<CheckoutSession, Error> {
@@ -1034,7 +1035,9 @@ pub fn run(spec: &SessionSpec, commands: &[Command]) -> Result<Harness, Failure>
 impl Harness<CheckoutSession> {
     /// A harness on a new [`CheckoutSession`] for `spec`, created at [`start_time`].
     pub fn new(spec: &SessionSpec) -> Result<Self, Failure> {
-        Self::with_integration(spec, CheckoutSession::create)
+        Self::with_integration(spec, |id, params, now| {
+            CheckoutSession::create(id, params, now).map(|(s, c)| (s, c.into_events()))
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use super::WebhookSecret;
 use crate::error::Error;
 use crate::event::EventType;
 use crate::id::{EndpointId, EventId, SessionId};
-use crate::store::StoreError;
+use crate::store::{Corruption, StoreError};
 
 /// Where events are sent.
 #[derive(Debug, Clone)]
@@ -74,17 +74,29 @@ impl Endpoint {
 
     /// Reads [`to_stored_json`](Self::to_stored_json).
     pub fn from_stored_json(text: &str) -> Result<Self, StoreError> {
+        // The parser's messages never quote the secret-bearing text.
+        let row = "endpoint row";
         let w: EndpointWire =
-            serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| Corruption::undecodable(row, e))?;
         Ok(Self {
             id: w.id,
             url: w.url,
-            secret: WebhookSecret::parse(&w.secret)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            secret: WebhookSecret::parse(&w.secret).map_err(|e| Corruption::undecodable(row, e))?,
             enabled_events: w.enabled_events,
             disabled_at: w.disabled_at,
             created: w.created,
         })
+    }
+
+    /// Reads an endpoint row (`id`, [`to_stored_json`](Self::to_stored_json)) back,
+    /// checking that it holds the endpoint its key names.
+    pub fn from_row(id: &str, body: &str) -> Result<Self, StoreError> {
+        let endpoint = Self::from_stored_json(body)?;
+        let found = endpoint.id.to_string();
+        if found != id {
+            return Err(Corruption::mismatch(format!("endpoint {id}"), "id", id, found).into());
+        }
+        Ok(endpoint)
     }
 }
 
@@ -156,6 +168,23 @@ pub struct Delivery {
     pub next_attempt_at: Option<OffsetDateTime>,
     /// Every attempt so far.
     pub attempts: Vec<Attempt>,
+}
+
+impl Delivery {
+    /// Reads a delivery row (keyed by endpoint and sequence number, its JSON as body)
+    /// back, checking that it holds the delivery its key names.
+    pub fn from_row(endpoint: &str, seq: i64, body: &str) -> Result<Self, StoreError> {
+        let row = || format!("delivery {seq} of {endpoint}");
+        let d: Self = serde_json::from_str(body).map_err(|e| Corruption::undecodable(row(), e))?;
+        let found = d.endpoint.to_string();
+        if found != endpoint {
+            return Err(Corruption::mismatch(row(), "endpoint", endpoint, found).into());
+        }
+        if u64::try_from(seq).ok() != Some(d.seq) {
+            return Err(Corruption::mismatch(row(), "seq", seq.to_string(), d.seq.to_string()).into());
+        }
+        Ok(d)
+    }
 }
 
 /// Persistence of endpoints and deliveries, so delivery survives restarts.

@@ -5,12 +5,31 @@ use std::collections::HashSet;
 
 use time::OffsetDateTime;
 
-use super::SignatureHeader;
+use super::{SignError, SignatureHeader};
 use super::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryStore, Endpoint, RetrySchedule};
 use crate::clock::Clock;
-use crate::error::Error;
 use crate::id::{EndpointId, SessionId};
 use crate::store::{Store, StoreError};
+
+/// Why a dispatcher call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// The store failed (see [`StoreError::is_retryable`]).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A message could not be signed (the endpoint's secret is unusable).
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// No delivery with this sequence number was scheduled for the endpoint.
+    #[error("no delivery {seq} for {endpoint}")]
+    UnknownDelivery {
+        /// The endpoint.
+        endpoint: EndpointId,
+        /// The event's sequence number.
+        seq: u64,
+    },
+}
 
 /// What the sender saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,14 +106,14 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
 
     /// Registers (or replaces) an endpoint. It receives the events created from its
     /// `created` time on.
-    pub fn add_endpoint(&self, endpoint: &Endpoint) -> Result<(), Error> {
+    pub fn add_endpoint(&self, endpoint: &Endpoint) -> Result<(), DispatchError> {
         Ok(self.store.save_endpoint(endpoint)?)
     }
 
     /// Schedules new events and makes every attempt that is due; call it in a loop (every
     /// second or so). Safe to run again after a crash: deliveries are recorded before they
     /// are attempted, and a delivery attempted twice is what at-least-once allows.
-    pub fn run_once(&self) -> Result<DispatchReport, Error> {
+    pub fn run_once(&self) -> Result<DispatchReport, DispatchError> {
         let now = self.clock.now();
         let mut report = DispatchReport::default();
         let endpoints = self.store.endpoints()?;
@@ -142,7 +161,7 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
         Ok(report)
     }
 
-    fn schedule_new(&self, ep: &Endpoint, now: OffsetDateTime) -> Result<usize, Error> {
+    fn schedule_new(&self, ep: &Endpoint, now: OffsetDateTime) -> Result<usize, DispatchError> {
         let mut scheduled = 0;
         loop {
             let cursor = self.store.cursor(ep.id)?;
@@ -174,20 +193,21 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
         ep: &Endpoint,
         d: &mut Delivery,
         now: OffsetDateTime,
-    ) -> Result<DeliveryStatus, Error> {
+    ) -> Result<DeliveryStatus, DispatchError> {
         let stored = self
             .store
             .events_after(Some(d.seq.saturating_sub(1)), 1)?
             .into_iter()
             .find(|e| e.seq == d.seq)
-            .ok_or(Error::Store(StoreError::Corrupt(format!(
-                "event {} missing",
-                d.seq
-            ))))?;
+            .ok_or_else(|| {
+                StoreError::from(crate::store::Corruption::undecodable(
+                    format!("event {}", d.seq),
+                    "missing from the outbox",
+                ))
+            })?;
         let body = stored.event.to_json();
         let id = stored.event.id.to_string();
-        let headers = SignatureHeader::new(&ep.secret, &id, now.unix_timestamp(), body.as_bytes())
-            .map_err(|e| Error::Json(e.to_string()))?
+        let headers = SignatureHeader::new(&ep.secret, &id, now.unix_timestamp(), body.as_bytes())?
             .into_headers()
             .pairs();
         let outcome = self.sender.send(&ep.url, &headers, &body);
@@ -219,7 +239,7 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
 
     /// Gives up the pending deliveries of a disabled endpoint (they stay in its log and can
     /// be redelivered by hand once it is back), so they are not read on every pass.
-    fn fail_pending(&self, endpoint: EndpointId) -> Result<usize, Error> {
+    fn fail_pending(&self, endpoint: EndpointId) -> Result<usize, DispatchError> {
         let mut failed = 0;
         for mut d in self.store.deliveries(endpoint)? {
             if d.status == DeliveryStatus::Pending {
@@ -234,13 +254,11 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
 
     /// Queues a delivery again for an immediate attempt (manual redelivery), whatever its
     /// status; its log is kept.
-    pub fn redeliver(&self, endpoint: EndpointId, seq: u64) -> Result<(), Error> {
-        let mut d =
-            self.store
-                .delivery(endpoint, seq)?
-                .ok_or(Error::Store(StoreError::Corrupt(format!(
-                    "no delivery {seq} for {endpoint}"
-                ))))?;
+    pub fn redeliver(&self, endpoint: EndpointId, seq: u64) -> Result<(), DispatchError> {
+        let mut d = self
+            .store
+            .delivery(endpoint, seq)?
+            .ok_or(DispatchError::UnknownDelivery { endpoint, seq })?;
         d.status = DeliveryStatus::Pending;
         d.next_attempt_at = Some(self.clock.now());
         self.store.save_delivery(&d)?;
@@ -248,7 +266,7 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
     }
 
     /// The delivery log of an endpoint.
-    pub fn log(&self, endpoint: EndpointId) -> Result<Vec<Delivery>, Error> {
+    pub fn log(&self, endpoint: EndpointId) -> Result<Vec<Delivery>, DispatchError> {
         Ok(self.store.deliveries(endpoint)?)
     }
 }

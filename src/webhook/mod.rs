@@ -42,7 +42,7 @@ mod sign;
 mod verify;
 
 pub use delivery::{Attempt, Delivery, DeliveryStatus, DeliveryStore, Endpoint, RetrySchedule};
-pub use dispatch::{DispatchReport, Dispatcher, SendOutcome, WebhookSender};
+pub use dispatch::{DispatchError, DispatchReport, Dispatcher, SendOutcome, WebhookSender};
 pub use secret::{SecretError, WebhookSecret};
 pub use sign::{SignError, Signature, SignatureHeader, sign};
 pub use verify::{Verifier, VerifyError};

@@ -79,12 +79,16 @@ pub fn quote(
         .next_quote(pid(n), rate(sats_per_usd, now), now)
         .expect("terms");
     let req = request_for(session, &terms, n);
-    session.issue_quote(terms, req, now).expect("issue")
+    session
+        .issue_quote(terms, req, now)
+        .expect("issue")
+        .into_events()
 }
 
 /// A session for `amount` USD with the first quote issued at 1000 sats/USD.
 pub fn session_with(params: SessionParams) -> (CheckoutSession, Vec<SessionEvent>) {
-    let (mut s, mut events) = CheckoutSession::create(sid(1), params, t0()).expect("create");
+    let (mut s, change) = CheckoutSession::create(sid(1), params, t0()).expect("create");
+    let mut events = change.into_events();
     events.extend(quote(&mut s, 1, "1000", t0()));
     (s, events)
 }

@@ -97,10 +97,6 @@ pub(super) fn encode_payment(s: &CheckoutSession, p: &Payment) -> Box<[u8]> {
     w.0.into_boxed_slice()
 }
 
-/// Whether `bytes` (from [`encode_payment`]) is the payment with this id.
-pub(super) fn is_payment(bytes: &[u8], id: PaymentId) -> bool {
-    bytes.get(..16) == Some(id.as_uuid().as_bytes().as_slice())
-}
 
 fn payment(w: &mut Writer, base: i128, p: &Payment, session_address: Option<&str>) {
     w.uuid(p.id.as_uuid());

@@ -19,7 +19,7 @@ use super::{
     Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, Store, StoreError,
     StoredEvent,
 };
-use crate::event::Event;
+use crate::outbox::Event;
 use crate::id::SessionId;
 use crate::link::{Link, LinkId};
 use crate::request::PaymentHash;
@@ -169,7 +169,7 @@ impl Inner {
         // A transfer belongs to one session: the same outpoint or payment hash claimed by
         // another session is refused, as the SQL stores' primary keys refuse it. Check the
         // same keys `apply` indexes.
-        if Self::indexed_keys(commit).iter().any(|k| {
+        if commit.transfers.iter().any(|k| {
             self.transfers
                 .get(k)
                 .and_then(|slot| self.id_at(*slot))
@@ -180,26 +180,12 @@ impl Inner {
                 retryable: false,
             });
         }
-        if let Some(rec) = &commit.idempotency
-            && self.idempotency.contains_key(&rec.key)
-        {
-            return Err(StoreError::Conflict);
-        }
         if self.slots.len() >= u32::MAX as usize
             || self.events.len() + commit.events.len() > u32::MAX as usize
         {
             return Err(full());
         }
         Ok(())
-    }
-
-    /// A new session is indexed whole; a change only by the transfers it touched.
-    fn indexed_keys(commit: &Commit) -> Vec<TransferKey> {
-        if commit.expected_version.is_none() {
-            commit.session.transfers().map(|t| t.key).collect()
-        } else {
-            commit.changed_transfers.clone()
-        }
     }
 
     fn push_whole(&mut self, e: &Event) -> u32 {
@@ -237,11 +223,7 @@ impl Inner {
                 slot
             }
         };
-        if let Some(rec) = &commit.idempotency {
-            self.idempotency.insert(rec.key.clone(), rec.clone());
-        }
-        let changed = Self::indexed_keys(commit);
-        for key in &changed {
+        for key in &commit.transfers {
             self.transfers.insert(*key, slot);
         }
         // Like the SQL stores, the first session to claim a hash or address keeps it (hashes
@@ -258,7 +240,7 @@ impl Inner {
         let mut classifier = commit
             .expected_version
             .is_none()
-            .then(|| Classifier::new(s));
+            .then(|| Classifier::new(s, &commit.payments));
         let mut positions = Vec::with_capacity(commit.events.len());
         for e in &commit.events {
             let kept = classifier
@@ -287,37 +269,33 @@ impl Inner {
         entry.status = s.status();
         entry.wake_at = s.wake_at();
         entry.bytes = codec::encode(s);
-        // Payments are only ever appended; a change rewrites those it touched (their
-        // `modified` is the session's), or all of them if the order is not the stored one.
-        let in_order = entry.payments.len() <= s.payments().len()
-            && entry
-                .payments
-                .iter()
-                .zip(s.payments())
-                .all(|(bytes, p)| codec::is_payment(bytes, p.id()));
-        if !in_order {
-            entry.payments.clear();
-        }
-        for (i, p) in s.payments().iter().enumerate() {
-            if i >= entry.payments.len() {
-                entry.payments.push(codec::encode_payment(s, p));
-            } else if p.modified() == s.modified() {
-                entry.payments[i] = codec::encode_payment(s, p);
-            } else {
+        // Payments are only ever appended: a change rewrites the ones it names and appends
+        // the new ones (with any before them the stored list lacks, so it stays in order).
+        for id in &commit.payments {
+            let Some(i) = s.payments().iter().rposition(|p| p.id() == *id) else {
+                continue;
+            };
+            let first_new = entry.payments.len();
+            if i < first_new {
+                entry.payments[i] = codec::encode_payment(s, &s.payments()[i]);
                 continue;
             }
-            // Each payment is written when it is new, so this indexes every hash once
-            // without walking all of a session's payments on every commit.
-            if let Some(inv) = &p.request().lightning {
-                self.hashes.entry(inv.payment_hash).or_insert(slot);
+            for p in &s.payments()[first_new..=i] {
+                entry.payments.push(codec::encode_payment(s, p));
+                // Each payment is appended once, so this indexes every hash once without
+                // walking all of a session's payments on every commit. The first session
+                // to claim a hash keeps it, as in the SQL stores.
+                if let Some(inv) = &p.request().lightning {
+                    self.hashes.entry(inv.payment_hash).or_insert(slot);
+                }
             }
         }
-        for key in changed {
-            if let Some(t) = s.transfer(&key) {
+        for key in &commit.transfers {
+            if let Some(t) = s.transfer(key) {
                 entry
                     .transfers
                     .get_or_insert_with(Box::default)
-                    .insert(key, t.clone());
+                    .insert(*key, t.clone());
             }
         }
     }
@@ -454,6 +432,21 @@ impl Store for MemoryStore {
 
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         Ok(self.lock()?.idempotency.get(key).cloned())
+    }
+
+    fn claim_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let mut inner = self.lock()?;
+        if let Some(held) = inner.idempotency.get(&record.key) {
+            return Ok(Some(held.clone()));
+        }
+        let mut record = record.clone();
+        // Kept to the millisecond, as every store keeps it.
+        record.created = crate::json::millis::truncate(record.created);
+        inner.idempotency.insert(record.key.clone(), record);
+        Ok(None)
     }
 }
 

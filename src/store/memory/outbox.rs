@@ -12,7 +12,8 @@
 use time::OffsetDateTime;
 
 use super::codec;
-use crate::event::{Event, EventType};
+use crate::event::EventType;
+use crate::outbox::Event;
 use crate::id::{EventId, PaymentId};
 use crate::session::CheckoutSession;
 use crate::store::{StoreError, StoredEvent};
@@ -41,14 +42,17 @@ pub(super) enum Payload {
 /// Says whether `event`'s payload is what `session` renders now (so it need not be kept).
 pub(super) struct Classifier<'a> {
     session: &'a CheckoutSession,
+    /// The payments the commit wrote: those a payment event of it can show.
+    written: &'a [PaymentId],
     head: Option<String>,
     payments: Option<Vec<(PaymentId, String)>>,
 }
 
 impl<'a> Classifier<'a> {
-    pub(super) fn new(session: &'a CheckoutSession) -> Self {
+    pub(super) fn new(session: &'a CheckoutSession, written: &'a [PaymentId]) -> Self {
         Self {
             session,
+            written,
             head: None,
             payments: None,
         }
@@ -65,8 +69,9 @@ impl<'a> Classifier<'a> {
         }
         if event.event_type.is_payment_event() {
             let payments = self.payments.get_or_insert_with(|| {
-                s.changed_payments()
-                    .filter_map(|p| Some((p.id(), s.payment_json(p.id())?)))
+                self.written
+                    .iter()
+                    .filter_map(|&id| Some((id, s.payment_json(id)?)))
                     .collect()
             });
             if let Some((id, _)) = payments.iter().find(|(_, json)| json == text) {
@@ -100,7 +105,7 @@ pub(super) fn render(record: &Record, session: &CheckoutSession) -> Event {
                 session_id: Some(session.id()),
                 livemode: session.livemode(),
                 created: *created,
-                object: crate::event::raw_or_null(json),
+                object: crate::outbox::raw_or_null(json),
             }
         }
     }

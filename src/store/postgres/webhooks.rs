@@ -4,9 +4,9 @@
 //! The `endpoints` rows hold [`Endpoint::to_stored_json`], which includes the signing
 //! secret.
 
-use super::{
-    Conn, Failure, Op, Out, PostgresStore, clamp_i64, corrupt, millis, to_i64, unexpected,
-};
+use super::ops::{Op, Out};
+use super::pool::{Conn, Failure};
+use super::{PostgresStore, clamp_i64, corrupt, millis, to_i64, unexpected};
 use crate::id::EndpointId;
 use crate::store::StoreError;
 use crate::webhook::{Delivery, DeliveryStatus, DeliveryStore, Endpoint};
@@ -102,18 +102,6 @@ impl DeliveryRows {
     }
 }
 
-/// Reads a delivery row back, checking that it holds the delivery its key names.
-fn decode_delivery(endpoint: &str, seq: i64, body: &str) -> Result<Delivery, StoreError> {
-    let d: Delivery = serde_json::from_str(body)
-        .map_err(|e| corrupt(&format!("delivery {seq} of {endpoint}"), e))?;
-    if d.endpoint.to_string() != endpoint || Some(d.seq) != u64::try_from(seq).ok() {
-        return Err(StoreError::Corrupt(format!(
-            "delivery row ({endpoint}, {seq}) holds delivery ({}, {})",
-            d.endpoint, d.seq
-        )));
-    }
-    Ok(d)
-}
 
 const SQL_SAVE_ENDPOINT: &str = "INSERT INTO endpoints (id, body) VALUES ($1, $2) \
      ON CONFLICT (id) DO UPDATE SET body = excluded.body";
@@ -245,7 +233,7 @@ impl PostgresStore {
             return Err(unexpected());
         };
         rows.iter()
-            .map(|(endpoint, seq, body)| decode_delivery(endpoint, *seq, body))
+            .map(|(endpoint, seq, body)| Delivery::from_row(endpoint, *seq, body))
             .collect()
     }
 }
@@ -264,18 +252,7 @@ impl DeliveryStore for PostgresStore {
             return Err(unexpected());
         };
         rows.iter()
-            .map(|(id, body)| {
-                // The parser's message never quotes the secret-bearing text.
-                let endpoint = Endpoint::from_stored_json(body)
-                    .map_err(|e| StoreError::Corrupt(format!("endpoint {id}: {e}")))?;
-                if endpoint.id.to_string() != *id {
-                    return Err(StoreError::Corrupt(format!(
-                        "endpoint row {id} holds endpoint {}",
-                        endpoint.id
-                    )));
-                }
-                Ok(endpoint)
-            })
+            .map(|(id, body)| Endpoint::from_row(id, body))
             .collect()
     }
 

@@ -2,8 +2,7 @@
 //! descriptor.
 
 use super::{SqliteStore, backend};
-use crate::error::Error;
-use crate::request::AddressIndex;
+use crate::request::{AddressIndex, RequestError};
 
 impl AddressIndex for SqliteStore {
     /// One `BEGIN IMMEDIATE` transaction running a single upsert that increments the
@@ -12,21 +11,22 @@ impl AddressIndex for SqliteStore {
     /// counter is committed before the index is returned, so no index is handed out twice,
     /// even across restarts. Like [`MemoryAddressIndex`](crate::request::MemoryAddressIndex),
     /// the last index (`u32::MAX`) is never returned: the indexes are then exhausted.
-    fn reserve(&self, descriptor: &str) -> Result<u32, Error> {
-        self.write(|tx| {
-            let index: i64 = tx
-                .prepare_cached(
+    fn reserve(&self, descriptor: &str) -> Result<u32, RequestError> {
+        let index: i64 = self
+            .write(|tx| {
+                tx.prepare_cached(
                     "INSERT INTO address_index (descriptor, next) VALUES (?1, 1)
                      ON CONFLICT (descriptor) DO UPDATE SET next = next + 1
                      RETURNING next - 1",
                 )
                 .and_then(|mut stmt| stmt.query_row([descriptor], |row| row.get(0)))
-                .map_err(backend)?;
-            // Returning the error rolls the increment back.
-            u32::try_from(index)
-                .ok()
-                .filter(|i| *i < u32::MAX)
-                .ok_or(Error::RequestMismatch("derivation indexes exhausted"))
-        })
+                .map_err(backend)
+            })
+            .map_err(super::super::index_backend)?;
+        // The last index is never handed out (the counter would have to pass u32::MAX).
+        u32::try_from(index)
+            .ok()
+            .filter(|i| *i < u32::MAX)
+            .ok_or(RequestError::IndexesExhausted)
     }
 }

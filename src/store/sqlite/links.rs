@@ -3,24 +3,11 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{EventRow, Prepared, SqliteStore, backend, insert_or_conflict, parse_id, to_i64};
+use super::{SqliteStore, backend, commit, insert_or_conflict, to_i64};
 use crate::id::SessionId;
 use crate::link::{Link, LinkId};
+use crate::store::rows::{self, CommitRows, EventRow};
 use crate::store::{LinkCommit, LinkStore, StoreError};
-
-/// Reads a link row back, checking that it holds the link its key names.
-fn decode_link(id: &str, version: i64, body: &str) -> Result<Link, StoreError> {
-    let link: Link =
-        serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("link {id}: {e}")))?;
-    if link.id().to_string() != id || Some(link.version()) != u64::try_from(version).ok() {
-        return Err(StoreError::Corrupt(format!(
-            "link row {id} (version {version}) holds link {} version {}",
-            link.id(),
-            link.version()
-        )));
-    }
-    Ok(link)
-}
 
 impl LinkStore for SqliteStore {
     fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
@@ -34,7 +21,7 @@ impl LinkStore for SqliteStore {
                 })
                 .optional()
                 .map_err(backend)?;
-            row.map(|(version, body)| decode_link(&id, version, &body))
+            row.map(|(version, body)| rows::decode_link(&id, version, &body))
                 .transpose()
         })
     }
@@ -52,11 +39,11 @@ impl LinkStore for SqliteStore {
             message: format!("link {id}: {e}"),
             retryable: false,
         })?;
-        let events: Vec<EventRow> = commit.events.iter().map(EventRow::new).collect();
+        let events: Vec<EventRow> = commit.events.iter().map(|e| EventRow::new(e, None)).collect();
         let sessions = commit
             .sessions
             .iter()
-            .map(|c| Prepared::new(c).map(|p| (c, p)))
+            .map(CommitRows::new)
             .collect::<Result<Vec<_>, _>>()?;
         self.write(|tx| {
             match commit.expected_version {
@@ -82,10 +69,10 @@ impl LinkStore for SqliteStore {
                 }
             }
             for event in &events {
-                event.insert(tx, None)?;
+                commit::insert_event(tx, event)?;
             }
-            for (c, prepared) in &sessions {
-                prepared.apply(tx, c)?;
+            for rows in &sessions {
+                commit::apply(tx, rows)?;
             }
             Ok(())
         })
@@ -104,7 +91,7 @@ impl LinkStore for SqliteStore {
                 .map_err(backend)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
-            ids.iter().map(|id| parse_id(id)).collect()
+            ids.iter().map(|id| rows::decode_session_id(id)).collect()
         })
     }
 }

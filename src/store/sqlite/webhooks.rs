@@ -45,18 +45,6 @@ impl DeliveryRow {
     }
 }
 
-/// Reads a delivery row back, checking that it holds the delivery its key names.
-fn decode_delivery(endpoint: &str, seq: i64, body: &str) -> Result<Delivery, StoreError> {
-    let d: Delivery = serde_json::from_str(body)
-        .map_err(|e| StoreError::Corrupt(format!("delivery {seq} of {endpoint}: {e}")))?;
-    if d.endpoint.to_string() != endpoint || Some(d.seq) != u64::try_from(seq).ok() {
-        return Err(StoreError::Corrupt(format!(
-            "delivery row ({endpoint}, {seq}) holds delivery ({}, {})",
-            d.endpoint, d.seq
-        )));
-    }
-    Ok(d)
-}
 
 /// Runs a query of (endpoint, seq, body) rows and decodes them.
 fn query_deliveries(
@@ -77,7 +65,7 @@ fn query_deliveries(
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;
     rows.iter()
-        .map(|(endpoint, seq, body)| decode_delivery(endpoint, *seq, body))
+        .map(|(endpoint, seq, body)| Delivery::from_row(endpoint, *seq, body))
         .collect()
 }
 
@@ -110,17 +98,7 @@ impl DeliveryStore for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
             rows.iter()
-                .map(|(id, body)| {
-                    let endpoint = Endpoint::from_stored_json(body)
-                        .map_err(|e| StoreError::Corrupt(format!("endpoint {id}: {e}")))?;
-                    if endpoint.id.to_string() != *id {
-                        return Err(StoreError::Corrupt(format!(
-                            "endpoint row {id} holds endpoint {}",
-                            endpoint.id
-                        )));
-                    }
-                    Ok(endpoint)
-                })
+                .map(|(id, body)| Endpoint::from_row(id, body))
                 .collect()
         })
     }

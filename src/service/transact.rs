@@ -1,0 +1,228 @@
+//! The one transaction loop every service operation runs in, and the quoting it shares.
+//!
+//! An attempt reads what it needs, applies core commands and commits; the loop retries an
+//! attempt that failed with a store conflict or a retryable store error, after a jittered
+//! backoff, up to the service's `max_attempts`. Nothing else is retried: a rate source or
+//! a payment-request generator that fails fails the operation, so no network call is made
+//! twice by the loop. What an attempt obtained from them (the rate, the quote's terms and
+//! its payment request) is kept in a [`QuoteMemo`] and reused by the next attempt while it
+//! still fits the session.
+
+use std::hash::{BuildHasher, Hasher};
+
+use time::OffsetDateTime;
+
+use super::{Outcome, ServiceError};
+use crate::clock::Clock;
+use crate::event::{EventType, SessionEvent};
+use crate::id::{EventId, PaymentId, SessionId};
+use crate::outbox::Event;
+use crate::payment::PaymentRequest;
+use crate::rates::RateSource;
+use crate::request::PaymentRequestGenerator;
+use crate::session::{CheckoutSession, QuoteTerms, SessionChange};
+use crate::store::{Commit, Store, StoreError};
+
+/// What one operation's attempts share so that a quote's side effects happen once: the
+/// terms computed and the request generated for them.
+#[derive(Default)]
+pub(super) struct QuoteMemo {
+    issued: Option<(QuoteTerms, PaymentRequest)>,
+}
+
+/// Why an attempt waits before the next.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Wait {
+    /// Another writer changed the session: it has finished, so retry almost at once.
+    Conflict,
+    /// A backend failed (a restart, a lost connection) or another request holds a claim:
+    /// give it time.
+    Busy,
+}
+
+/// Sleeps before attempt `attempt + 1`: a random time up to a ceiling that doubles with
+/// each attempt (full jitter, so racing writers spread out instead of colliding again).
+/// Conflicts start at 100 µs and stop doubling at 12.8 ms; busy backends start at 1 ms and
+/// stop at 256 ms (about 4 s over 32 attempts on average).
+pub(super) fn backoff(attempt: u32, wait: Wait) {
+    let (base_us, max_shift) = match wait {
+        Wait::Conflict => (100u64, 7),
+        Wait::Busy => (1_000u64, 8),
+    };
+    if matches!(wait, Wait::Conflict) && attempt == 0 {
+        // The first retry after a conflict goes at once: most conflicts are one writer.
+        return;
+    }
+    let ceiling = base_us << attempt.min(max_shift);
+    let jitter = random_u64() % ceiling.max(1);
+    std::thread::sleep(std::time::Duration::from_micros(ceiling / 2 + jitter / 2));
+}
+
+/// A random number for jitter, from the standard library's per-hasher random keys (no
+/// dependency; the quality needed is only that two processes differ).
+fn random_u64() -> u64 {
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Checkout<S, R, G, C> {
+    /// Runs `attempt` until it succeeds, fails with an error a retry cannot fix, or the
+    /// attempts run out (then the last error is returned). `attempt` gets its number.
+    pub(super) fn transact<T>(
+        &self,
+        mut attempt: impl FnMut(u32) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let mut n = 0;
+        loop {
+            match attempt(n) {
+                Err(ServiceError::Store(e)) if e.is_retryable() && n + 1 < self.max_attempts => {
+                    backoff(n, wait_for(&e));
+                    n += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A store read, retried like a transaction (reads are side-effect free).
+    pub(super) fn retry_store<T>(
+        &self,
+        mut read: impl FnMut() -> Result<T, StoreError>,
+    ) -> Result<T, ServiceError> {
+        self.transact(|_| Ok(read()?))
+    }
+
+    /// Like [`retry_store`](Self::retry_store) for reads that return service errors.
+    pub(super) fn retry_store_service<T>(
+        &self,
+        read: impl FnMut() -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let mut read = read;
+        self.transact(|_| read())
+    }
+
+    /// Loads session `id`, applies `command`, re-quotes if needed, and commits, in one
+    /// transaction. When the re-quote fails after a successful command, the command is
+    /// still committed (funds are never dropped for want of a rate) and the outcome
+    /// carries the error; the next sweep re-quotes.
+    ///
+    /// The first attempt starts from the session cache when it holds the session: the
+    /// commit's compare-and-swap proves whether the cached copy was current, and anything
+    /// else the copy decides (an error, nothing to do) is checked against the store.
+    pub(super) fn mutate(
+        &self,
+        id: SessionId,
+        command: impl Fn(&mut CheckoutSession, OffsetDateTime) -> Result<SessionChange, crate::Error>,
+    ) -> Result<(CheckoutSession, Outcome), ServiceError> {
+        let mut memo = QuoteMemo::default();
+        self.transact(|attempt| {
+            let cached = if attempt == 0 {
+                self.cache.take(id)
+            } else {
+                None
+            };
+            let from_cache = cached.is_some();
+            let mut session = match cached {
+                Some(s) => s,
+                None => self.store.load(id)?.ok_or(ServiceError::UnknownSession(id))?,
+            };
+            // A stale copy may refuse what the stored one accepts, or find nothing to do:
+            // both are retried from the store, as a conflict is.
+            let stale = || ServiceError::Store(StoreError::Conflict);
+            let before = session.version();
+            // Tolerate small clock skew between servers: time never runs backwards here.
+            let now = self.clock.now().max(session.modified());
+            let mut change = match command(&mut session, now) {
+                Ok(change) => change,
+                Err(_) if from_cache => return Err(stale()),
+                Err(e) => return Err(e.into()),
+            };
+            let quote = self.quote(&mut session, now, &mut memo, &mut change);
+            if change.is_empty() && session.version() == before {
+                if from_cache {
+                    return Err(stale());
+                }
+                self.cache.put(session.clone());
+                return match quote {
+                    Ok(()) => Ok((session, Outcome::Unchanged)),
+                    Err(e) => Err(e),
+                };
+            }
+            let events = self.envelopes(change.events(), &session, now);
+            let commit = Commit::new(session, Some(before), &change, events);
+            self.store.commit(&commit)?;
+            self.cache.put(commit.session.clone());
+            Ok((commit.session, Outcome::Committed { quote }))
+        })
+    }
+
+    /// Expires the quotes that ran out and issues a new one if the session needs it, adding
+    /// both to `change` as they happen: if the new quote cannot be made, the expiry is
+    /// already in `change` (the error says why no quote was issued, and the caller decides
+    /// whether to commit without it).
+    ///
+    /// A quote computed by an earlier attempt of the same operation is issued again when it
+    /// still fits (same remaining due, still valid); only otherwise are a rate fetched and
+    /// a request generated anew.
+    pub(super) fn quote(
+        &self,
+        session: &mut CheckoutSession,
+        now: OffsetDateTime,
+        memo: &mut QuoteMemo,
+        change: &mut SessionChange,
+    ) -> Result<(), ServiceError> {
+        change.merge(session.expire_quotes(now)?);
+        if !session.needs_quote(now) {
+            return Ok(());
+        }
+        if let Some((terms, request)) = memo.issued.as_ref()
+            && let Ok(issued) = session.issue_quote(terms.clone(), request.clone(), now)
+        {
+            change.merge(issued);
+            return Ok(());
+        }
+        // Nothing kept, or the session moved on (funds arrived, another server quoted):
+        // the kept request is for another amount, so it is never shown to anyone.
+        let rate = self
+            .rates
+            .rate(session.currency(), session.target_currency(), now)?;
+        let payment_id = PaymentId::from_uuid(self.ids.next_uuid(now));
+        let terms = session.next_quote(payment_id, rate, now)?;
+        let request = self.generator.generate(session, &terms)?;
+        memo.issued = Some((terms.clone(), request.clone()));
+        change.merge(session.issue_quote(terms, request, now)?);
+        Ok(())
+    }
+
+    /// Wraps a change's events into outbox envelopes with ids minted at `now`.
+    pub(super) fn envelopes(
+        &self,
+        events: &[SessionEvent],
+        session: &CheckoutSession,
+        now: OffsetDateTime,
+    ) -> Vec<Event> {
+        let mut out = Event::all_for_session(events, session, || self.event_id(now));
+        // A checkout link is paid when its session is.
+        if let Some(paid) = events
+            .iter()
+            .find(|e| e.event_type == EventType::CheckoutSessionPaid)
+            && let Some(link_event) =
+                super::links::checkout_link_paid(session, paid.at, self.event_id(now))
+        {
+            out.push(link_event);
+        }
+        out
+    }
+
+    pub(super) fn event_id(&self, now: OffsetDateTime) -> EventId {
+        EventId::from_uuid(self.ids.next_uuid(now))
+    }
+}
+
+fn wait_for(e: &StoreError) -> Wait {
+    match e {
+        StoreError::Conflict => Wait::Conflict,
+        _ => Wait::Busy,
+    }
+}

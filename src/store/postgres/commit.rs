@@ -1,0 +1,278 @@
+//! Commits on PostgreSQL: a commit's rows ([`CommitRows`]) as column arrays, and the
+//! transaction that writes them.
+
+use super::ops::Work;
+use super::pool::{Conn, Failure};
+use super::sql::*;
+use super::{LOCK_OUTBOX, fatal, lock_key, to_i64};
+use crate::store::rows::{CommitRows, EventRow};
+use crate::store::{LinkCommit, StoreError};
+
+/// A commit as the statements bind it: the row mapping's rows, with the payments,
+/// transfers and events as parallel arrays for `unnest`.
+pub(super) struct PgCommit {
+    id: String,
+    expected_version: Option<i64>,
+    version: i64,
+    created: i64,
+    status: &'static str,
+    wake_at: Option<i64>,
+    head: String,
+    link_id: Option<String>,
+    payment_ids: Vec<String>,
+    payment_bodies: Vec<String>,
+    /// The invoice hashes of the payments written.
+    hashes: Vec<String>,
+    /// The transfers the commit writes; each key is claimed for the session.
+    transfer_keys: Vec<String>,
+    transfer_bodies: Vec<String>,
+    address: Option<String>,
+    events: EventColumns,
+}
+
+impl PgCommit {
+    pub(super) fn new(rows: CommitRows) -> Self {
+        let s = rows.session;
+        let (payment_ids, payment_bodies) = rows.payments.iter().map(|p| (p.id.clone(), p.body.clone())).unzip();
+        let hashes = rows.payments.iter().filter_map(|p| p.payment_hash.clone()).collect();
+        let (transfer_keys, transfer_bodies) = rows.transfers.into_iter().map(|t| (t.key, t.body)).unzip();
+        Self {
+            id: s.id,
+            expected_version: rows.expected_version,
+            version: s.version,
+            created: s.created,
+            status: s.status,
+            wake_at: s.wake_at,
+            head: s.head,
+            link_id: s.link_id,
+            payment_ids,
+            payment_bodies,
+            hashes,
+            transfer_keys,
+            transfer_bodies,
+            address: rows.address,
+            events: EventColumns::new(rows.events),
+        }
+    }
+}
+
+/// Outbox events as column arrays.
+struct EventColumns {
+    ids: Vec<String>,
+    created: Vec<i64>,
+    bodies: Vec<String>,
+}
+
+impl EventColumns {
+    fn new(events: Vec<EventRow>) -> Self {
+        let mut columns = Self {
+            ids: Vec::with_capacity(events.len()),
+            created: Vec::with_capacity(events.len()),
+            bodies: Vec::with_capacity(events.len()),
+        };
+        for e in events {
+            columns.ids.push(e.id);
+            columns.created.push(e.created);
+            columns.bodies.push(e.body);
+        }
+        columns
+    }
+}
+
+/// A link commit turned into column values (on the caller's thread).
+pub(super) struct LinkCommitRows {
+    id: String,
+    /// `None` inserts the link; `Some(None)`: an expected version no stored link can have.
+    expected_version: Option<Option<i64>>,
+    version: i64,
+    body: String,
+    events: EventColumns,
+    sessions: Vec<PgCommit>,
+}
+
+impl LinkCommitRows {
+    pub(super) fn new(c: &LinkCommit) -> Result<Self, StoreError> {
+        let link = &c.link;
+        let id = link.id().to_string();
+        let body = serde_json::to_string(link)
+            .map_err(|e| fatal(format!("cannot write link {id}: {e}")))?;
+        Ok(Self {
+            expected_version: c.expected_version.map(|v| i64::try_from(v).ok()),
+            version: to_i64(link.version(), "link version")?,
+            body,
+            events: EventColumns::new(c.events.iter().map(|e| EventRow::new(e, None)).collect()),
+            sessions: c
+                .sessions
+                .iter()
+                .map(|s| CommitRows::new(s).map(PgCommit::new))
+                .collect::<Result<_, _>>()?,
+            id,
+        })
+    }
+}
+
+
+impl Conn {
+    /// Applies a session commit or a link commit in one READ COMMITTED transaction: commits
+    /// if every step succeeds, rolls back otherwise. The level is explicit because the
+    /// outbox ordering below relies on each statement taking a fresh snapshot, whatever the
+    /// database's default level is.
+    pub(super) async fn transaction(&mut self, work: Work<'_>, lock_suffix: u32) -> Result<(), Failure> {
+        self.client
+            .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(|e| Failure::Pg(e, false))?;
+        let body = match work {
+            Work::Session(rows) => self.commit_body(rows, lock_suffix).await,
+            Work::Link(rows) => self.commit_link_body(rows, lock_suffix).await,
+        };
+        match body {
+            Ok(()) => self
+                .client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| Failure::Pg(e, true)),
+            Err(f) => {
+                if self.client.batch_execute("ROLLBACK").await.is_err() {
+                    self.poisoned = true;
+                }
+                Err(f)
+            }
+        }
+    }
+
+    /// A session commit (as [`Store::commit`] applies it) on an open transaction.
+    async fn commit_body(&mut self, r: &PgCommit, lock_suffix: u32) -> Result<(), Failure> {
+        self.apply_session(r).await?;
+        self.insert_events(Some(&r.id), &r.events, lock_suffix)
+            .await
+    }
+
+    /// A link commit on an open transaction: the link's compare-and-swap, then every
+    /// session commit's rows exactly as [`commit_body`](Self::commit_body) writes them,
+    /// then (last, see [`insert_events`](Self::insert_events)) the link's events and each
+    /// session commit's events, in that order. Any conflict fails the whole transaction.
+    async fn commit_link_body(
+        &mut self,
+        r: &LinkCommitRows,
+        lock_suffix: u32,
+    ) -> Result<(), Failure> {
+        let written = match r.expected_version {
+            None => {
+                self.exec(SQL_INSERT_LINK, &[&r.id, &r.version, &r.body])
+                    .await?
+            }
+            // No stored version exceeds i64::MAX, so such an expectation cannot hold.
+            Some(None) => 0,
+            Some(Some(expected)) => {
+                self.exec(SQL_UPDATE_LINK, &[&r.id, &expected, &r.version, &r.body])
+                    .await?
+            }
+        };
+        if written == 0 {
+            return Err(Failure::Conflict);
+        }
+        for s in &r.sessions {
+            self.apply_session(s).await?;
+        }
+        self.insert_events(None, &r.events, lock_suffix).await?;
+        for s in &r.sessions {
+            self.insert_events(Some(&s.id), &s.events, lock_suffix)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a session commit's rows (everything but its events) on an open transaction.
+    async fn apply_session(&mut self, r: &PgCommit) -> Result<(), Failure> {
+        // Compare-and-swap: the new row only if there is none, the update only if the stored
+        // version is the expected one. Zero rows written: someone else won; roll back.
+        let written = match r.expected_version {
+            None => {
+                self.exec(
+                    SQL_INSERT_SESSION,
+                    &[
+                        &r.id, &r.created, &r.status, &r.version, &r.wake_at, &r.head, &r.link_id,
+                    ],
+                )
+                .await?
+            }
+            Some(expected) => {
+                self.exec(
+                    SQL_UPDATE_SESSION,
+                    &[
+                        &r.id, &r.created, &r.status, &r.version, &r.wake_at, &r.head, &r.link_id,
+                        &expected,
+                    ],
+                )
+                .await?
+            }
+        };
+        if written == 0 {
+            return Err(Failure::Conflict);
+        }
+        // The checks in the in-memory store's order: version (above), transfer owners.
+        if !r.transfer_keys.is_empty() {
+            self.exec(SQL_CLAIM_TRANSFER_KEYS, &[&r.id, &r.transfer_keys])
+                .await?;
+            let foreign = self
+                .query(SQL_FOREIGN_TRANSFER_KEY, &[&r.id, &r.transfer_keys])
+                .await?;
+            if !foreign.is_empty() {
+                return Err(Failure::Store(StoreError::Backend {
+                    message: "transfer already recorded on another session".into(),
+                    retryable: false,
+                }));
+            }
+            self.exec(
+                SQL_UPSERT_TRANSFERS,
+                &[&r.id, &r.transfer_keys, &r.transfer_bodies],
+            )
+            .await?;
+        }
+        if !r.payment_ids.is_empty() {
+            self.exec(
+                SQL_UPSERT_PAYMENTS,
+                &[&r.id, &r.payment_ids, &r.payment_bodies],
+            )
+            .await?;
+        }
+        if !r.hashes.is_empty() {
+            self.exec(SQL_INDEX_HASHES, &[&r.id, &r.hashes]).await?;
+        }
+        if let Some(address) = &r.address {
+            self.exec(SQL_INDEX_ADDRESS, &[&r.id, address]).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends events to the outbox (filed under `session_id`, NULL for a link's events) on
+    /// an open transaction. Callers write every row lock first and events last.
+    async fn insert_events(
+        &mut self,
+        session_id: Option<&String>,
+        e: &EventColumns,
+        lock_suffix: u32,
+    ) -> Result<(), Failure> {
+        if !e.ids.is_empty() {
+            // The outbox contract: a reader that has seen seq n never later sees a seq below
+            // n appear. A sequence (BIGSERIAL) does not give that: transaction A may draw 5,
+            // B draw 6 and commit first; a reader then sees 6 and, later, 5. So the numbers
+            // are assigned under a transaction-scoped advisory lock, taken last (after every
+            // row lock of the transaction, so it cannot deadlock with them; a link commit
+            // takes it once its sessions' rows are written) and held until COMMIT.
+            // PostgreSQL makes a commit visible before it releases the transaction's locks,
+            // and under READ COMMITTED the INSERT below takes its snapshot after the lock is
+            // granted, so MAX(seq) sees every earlier outbox commit: numbers are handed out
+            // in commit order, without gaps (a rolled-back transaction burns none).
+            let key = lock_key(LOCK_OUTBOX, lock_suffix);
+            self.exec(SQL_ADVISORY_LOCK, &[&key]).await?;
+            self.exec(
+                SQL_INSERT_EVENTS,
+                &[&session_id, &e.ids, &e.created, &e.bodies],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,516 @@
+//! The PostgreSQL store (feature `postgres`): for many application servers sharing one
+//! database.
+//!
+//! # Design
+//!
+//! The [`Store`] port is synchronous, tokio-postgres is asynchronous. A [`PostgresStore`]
+//! owns a dedicated background thread running a current-thread tokio runtime with a small
+//! pool of connections (4 by default). Each `Store` call turns its arguments into owned
+//! rows, sends a request to that thread over a channel and blocks on a reply channel. The
+//! caller never touches the runtime, so the store works from plain threads, from
+//! `spawn_blocking` threads and even (though it blocks a worker) from inside an async task,
+//! without "runtime within runtime" panics. JSON is written and parsed on the caller's
+//! thread; the background thread only does I/O.
+//!
+//! # Schema (migration 1)
+//!
+//! The rows are those of the crate's one row mapping ([`rows`](crate::store::rows)), which
+//! also decodes them with the same integrity checks as the SQLite store.
+//!
+//! * `sessions (id TEXT COLLATE "C" PRIMARY KEY, created BIGINT, status TEXT, version BIGINT,
+//!   wake_at BIGINT NULL, head TEXT)`: times are Unix milliseconds; `head` is the session
+//!   row's head ([`SessionRow::head`](crate::store::rows::SessionRow::head)) kept as TEXT
+//!   (JSONB would re-format its numbers). Ids
+//!   compare bytewise (`COLLATE "C"`), as [`SessionId`]s do, so listings and `due` order
+//!   ties exactly like the in-memory store.
+//! * `payments (session_id, id, body TEXT)`: one payment JSON per quote; a commit writes
+//!   only the payments its change names ([`Commit::payments`]), so its cost does not grow
+//!   with the session's history.
+//! * `transfers (session_id, key, body TEXT)`: one serde JSON row per transfer.
+//! * `transfer_keys (key PRIMARY KEY, session_id)`, `payment_hashes (hash PRIMARY KEY,
+//!   session_id)`, `addresses (address PRIMARY KEY, session_id)`: the lookup indexes. As in
+//!   the in-memory store, a transfer belongs to one session (claiming another session's is
+//!   refused) and the first session to claim an invoice hash or an address keeps it.
+//! * `events (seq BIGINT PRIMARY KEY, id, session_id, created, body TEXT)`: the outbox;
+//!   `body` is [`Event::to_json`]; `seq` is assigned in commit order (see the commit code).
+//! * `idempotency (key PRIMARY KEY, request, session_id, created)`: claimed before the
+//!   session is created (`created` in milliseconds since migration 4, as in SQLite).
+//! * `schema_migrations (version PRIMARY KEY, applied_at)`.
+//!
+//! Migration 2 adds `address_index (descriptor PRIMARY KEY, next)` (the derivation indexes
+//! of [`AddressIndex`](crate::request::AddressIndex)). Migration 3 adds:
+//!
+//! * `links (id PRIMARY KEY, version, body TEXT)`: the [`Link`] as JSON, compare-and-swapped
+//!   on `version` by [`LinkStore::commit_link`];
+//! * `sessions.link_id` (NULL or the link that opened the session, written by every commit,
+//!   indexed for [`LinkStore::link_sessions`]); `events.session_id` becomes nullable (link
+//!   events belong to no session);
+//! * `endpoints (id PRIMARY KEY, body TEXT)`: `Endpoint::to_stored_json()`, which **holds
+//!   the webhook signing secret**: protect the database and its backups accordingly;
+//!   `delivery_cursors (endpoint PRIMARY KEY, cursor)` and `deliveries (endpoint, seq,
+//!   status, next_attempt_at NULL, body TEXT)`: the webhook delivery log (feature
+//!   `webhooks`).
+//!
+//! Migration 4 drops `idempotency.created_nanos` (times are kept to the millisecond, as in
+//! every store).
+//!
+//! Migrations run in one transaction under `pg_advisory_xact_lock`, so servers starting
+//! together migrate once.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_postgres::Config;
+
+use super::rows::{self, CommitRows, IdempotencyRow};
+use super::{
+    Commit, Corruption, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, Store,
+    StoreError, StoredEvent,
+};
+use crate::hash::PaymentHash;
+use crate::id::{LinkId, SessionId};
+use crate::json::millis::to_millis as millis;
+use crate::link::Link;
+use crate::session::CheckoutSession;
+use crate::transfer::TransferKey;
+use commit::{LinkCommitRows, PgCommit};
+use ops::{Job, Lookup, Op, Out, SessionRows};
+use pool::{Shared, worker};
+
+mod commit;
+mod ops;
+mod pool;
+mod schema;
+mod sql;
+#[cfg(feature = "webhooks")]
+mod webhooks;
+
+/// Advisory-lock namespaces (high 32 bits of the lock key; the low 32 bits hash the schema,
+/// so stores in different schemas of one database do not wait for each other).
+const LOCK_MIGRATE: u32 = 0x6263_6d67;
+const LOCK_OUTBOX: u32 = 0x6263_6f62;
+
+/// How long to wait for a connection to the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A store in a PostgreSQL database (feature `postgres`), shared safely by any number of
+/// processes: commits are compare-and-swap transactions and the outbox is ordered across
+/// all of them.
+///
+/// ```no_run
+/// use bitcoin_checkout::store::{PostgresStore, Store};
+///
+/// let store = PostgresStore::connect("host=127.0.0.1 user=shop dbname=shop")?;
+/// let first_page = store.events_after(None, 100)?;
+/// # Ok::<(), bitcoin_checkout::store::StoreError>(())
+/// ```
+///
+/// Connections are made without TLS (`NoTls`): reach the server over a local socket, a
+/// private network or a TLS tunnel. Lost connections are replaced on the next call; calls
+/// that fail because of them return a retryable [`StoreError::Backend`] (the service
+/// retries those). After [`close`](Self::close), or once dropped, every call returns
+/// [`StoreError::Closed`].
+pub struct PostgresStore {
+    requests: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+    /// What `Debug` shows: where, never the password.
+    target: String,
+    pool_size: usize,
+}
+
+impl PostgresStore {
+    /// The number of connections a store keeps by default.
+    pub const DEFAULT_POOL_SIZE: usize = 4;
+
+    /// Connects with [`DEFAULT_POOL_SIZE`](Self::DEFAULT_POOL_SIZE) connections and migrates
+    /// the schema. `conn_str` is a libpq-style `key=value` string or a `postgres://` URL.
+    pub fn connect(conn_str: &str) -> Result<Self, StoreError> {
+        Self::start(conn_str, None, Self::DEFAULT_POOL_SIZE)
+    }
+
+    /// Connects with at most `pool_size` connections (at least 1) and migrates the schema.
+    pub fn connect_with_pool_size(conn_str: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Self::start(conn_str, None, pool_size)
+    }
+
+    /// Connects with its tables in `schema` (created if missing; letters, digits and `_`,
+    /// at most 63 bytes), e.g. one schema per tenant or per test, and migrates it.
+    pub fn connect_in_schema(
+        conn_str: &str,
+        schema: &str,
+        pool_size: usize,
+    ) -> Result<Self, StoreError> {
+        let valid = !schema.is_empty()
+            && schema.len() <= 63
+            && !schema.starts_with(|c: char| c.is_ascii_digit())
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(fatal(format!(
+                "invalid schema name {:?}: use letters, digits and '_'",
+                crate::money::truncate_for_error(schema)
+            )));
+        }
+        Self::start(conn_str, Some(schema.to_owned()), pool_size)
+    }
+
+    fn start(conn_str: &str, schema: Option<String>, pool_size: usize) -> Result<Self, StoreError> {
+        // The parser's messages may quote pieces of a malformed string (which could hold a
+        // password), so none of its text is passed on.
+        let mut config = Config::from_str(conn_str).map_err(|_| {
+            fatal(
+                "invalid connection string (details withheld: it may contain a password)"
+                    .to_owned(),
+            )
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let pool_size = pool_size.max(1);
+        let target = describe(&config, schema.as_deref());
+        let shared = Arc::new(Shared {
+            lock_suffix: fnv1a(schema.as_deref().unwrap_or("")),
+            search_path: schema
+                .as_deref()
+                .map(|s| format!("SET search_path TO {}", quote_ident(s))),
+            schema,
+            config,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(pool_size),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = std_mpsc::sync_channel(1);
+        let worker = std::thread::Builder::new()
+            .name("bitcoin-checkout-pg".into())
+            .spawn(move || worker(shared, rx, ready_tx))
+            .map_err(|e| fatal(format!("cannot start the store's thread: {e}")))?;
+        let store = Self {
+            requests: Mutex::new(Some(tx)),
+            worker: Mutex::new(Some(worker)),
+            closed: AtomicBool::new(false),
+            target,
+            pool_size,
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(fatal(
+                    "the store's thread stopped while starting".to_owned(),
+                ));
+            }
+        }
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Brings the schema to the newest version this crate knows (run by the `connect`
+    /// functions; running it again is harmless). Fails if the database was migrated by a
+    /// newer version of the crate.
+    pub fn migrate(&self) -> Result<(), StoreError> {
+        match self.call(Op::Migrate)? {
+            Out::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Closes the store: waits for the calls in flight, closes the connections; every later
+    /// call fails with [`StoreError::Closed`].
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        drop(lock(&self.requests).take());
+        if let Some(worker) = lock(&self.worker).take() {
+            // The worker only ends after the calls already sent have been answered.
+            let _ = worker.join();
+        }
+    }
+
+    /// How many connections the store may open.
+    pub fn pool_size(&self) -> usize {
+        self.pool_size
+    }
+
+    fn call(&self, op: Op) -> Result<Out, StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        let (reply_tx, reply_rx) = std_mpsc::sync_channel(1);
+        {
+            let requests = lock(&self.requests);
+            let sender = requests.as_ref().ok_or(StoreError::Closed)?;
+            sender
+                .send((op, reply_tx))
+                .map_err(|_| StoreError::Closed)?;
+        }
+        reply_rx.recv().unwrap_or_else(|_| {
+            Err(if self.closed.load(Ordering::SeqCst) {
+                StoreError::Closed
+            } else {
+                fatal("the store's thread stopped".to_owned())
+            })
+        })
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .field("pool_size", &self.pool_size)
+            .field("closed", &self.closed.load(Ordering::SeqCst))
+            .finish()
+    }
+}
+
+/// Where the store connects, without credentials.
+fn describe(config: &Config, schema: Option<&str>) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    let mut s = format!(
+        "host={} port={} user={} dbname={}",
+        hosts.join(","),
+        ports.join(","),
+        config.get_user().unwrap_or(""),
+        config.get_dbname().unwrap_or("")
+    );
+    if let Some(schema) = schema {
+        s.push_str(&format!(" schema={schema}"));
+    }
+    s
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn fatal(message: String) -> StoreError {
+    StoreError::Backend {
+        message: format!("postgres: {message}"),
+        retryable: false,
+    }
+}
+
+fn unexpected() -> StoreError {
+    fatal("internal error: unexpected reply from the store's thread".to_owned())
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    Corruption::undecodable(what, e).into()
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn lock_key(namespace: u32, suffix: u32) -> i64 {
+    i64::from_be_bytes(((u64::from(namespace) << 32) | u64::from(suffix)).to_be_bytes())
+}
+
+fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| fatal(format!("{what} {n} is out of range")))
+}
+
+fn clamp_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+
+impl Store for PostgresStore {
+    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
+        match self.call(Op::Load(id.to_string()))? {
+            Out::Session(row) => row.map(SessionRows::decode).transpose(),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        let rows = PgCommit::new(CommitRows::new(commit)?);
+        match self.call(Op::Commit(Box::new(rows)))? {
+            Out::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
+        self.find(Lookup::Transfer, key.to_string())
+    }
+
+    fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
+        self.find(Lookup::PaymentHash, hash.to_string())
+    }
+
+    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
+        self.find(Lookup::Address, address.to_owned())
+    }
+
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let limit = query.page_size();
+        let (cursor, newer) = match (query.ending_before, query.starting_after) {
+            (Some(before), _) => (Some(before.to_string()), true),
+            (None, Some(after)) => (Some(after.to_string()), false),
+            (None, None) => (None, false),
+        };
+        let op = Op::List {
+            status: query.status.map(|s| s.as_str()),
+            cursor,
+            newer,
+            // One more than asked tells whether there is more.
+            fetch: clamp_i64(limit + 1),
+        };
+        let Out::Sessions(rows) = self.call(op)? else {
+            return Err(unexpected());
+        };
+        let has_more = rows.len() > limit;
+        let mut data = rows
+            .into_iter()
+            .take(limit)
+            .map(SessionRows::decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        if newer {
+            // Fetched oldest first (the page just newer than the cursor): newest first.
+            data.reverse();
+        }
+        Ok(Page { data, has_more })
+    }
+
+    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        // Wake times are whole milliseconds, so `wake_at <= now` is `wake_at <= floor(now)`.
+        let op = Op::Due {
+            now: millis(now),
+            limit: clamp_i64(limit),
+        };
+        match self.call(op)? {
+            Out::Ids(ids) => ids.iter().map(|s| rows::decode_session_id(s)).collect(),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn events_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let op = Op::EventsAfter {
+            after: after.map_or(0, |a| i64::try_from(a).unwrap_or(i64::MAX)),
+            limit: clamp_i64(limit),
+        };
+        match self.call(op)? {
+            Out::Events(events) => decode_events(events),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
+        match self.call(Op::SessionEvents(id.to_string()))? {
+            Out::Events(events) => decode_events(events),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let Out::Idempotency(row) = self.call(Op::Idempotency(key.to_owned()))? else {
+            return Err(unexpected());
+        };
+        row.map(IdempotencyRow::decode).transpose()
+    }
+
+    fn claim_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let op = Op::ClaimIdempotency(IdempotencyRow::new(record));
+        let Out::Idempotency(row) = self.call(op)? else {
+            return Err(unexpected());
+        };
+        row.map(IdempotencyRow::decode).transpose()
+    }
+}
+
+impl PostgresStore {
+    fn find(&self, lookup: Lookup, key: String) -> Result<Option<SessionId>, StoreError> {
+        match self.call(Op::Find(lookup, key))? {
+            Out::Id(id) => id.as_deref().map(rows::decode_session_id).transpose(),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+fn decode_events(events: Vec<(i64, String)>) -> Result<Vec<StoredEvent>, StoreError> {
+    events
+        .iter()
+        .map(|(seq, body)| rows::decode_event(*seq, body))
+        .collect()
+}
+
+impl crate::request::AddressIndex for PostgresStore {
+    fn reserve(&self, descriptor: &str) -> Result<u32, crate::request::RequestError> {
+        let out = self
+            .call(Op::ReserveIndex(descriptor.to_owned()))
+            .map_err(super::index_backend)?;
+        let Out::Index(index) = out else {
+            return Err(super::index_backend(unexpected()));
+        };
+        u32::try_from(index)
+            .ok()
+            .filter(|i| *i < u32::MAX)
+            .ok_or(crate::request::RequestError::IndexesExhausted)
+    }
+}
+
+impl LinkStore for PostgresStore {
+    fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
+        let id = id.to_string();
+        let Out::Link(row) = self.call(Op::LoadLink(id.clone()))? else {
+            return Err(unexpected());
+        };
+        row.map(|(version, body)| rows::decode_link(&id, version, &body))
+            .transpose()
+    }
+
+    /// One READ COMMITTED transaction: the link's compare-and-swap (an insert when no
+    /// version is expected, else an update of the expected version), every session commit
+    /// exactly as [`Store::commit`] applies it, the link's events (filed under no session)
+    /// and the sessions' events, numbered under the same outbox lock as every commit. Any
+    /// conflict rolls all of it back.
+    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
+        let rows = LinkCommitRows::new(commit)?;
+        match self.call(Op::CommitLink(Box::new(rows)))? {
+            Out::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError> {
+        match self.call(Op::LinkSessions(id.to_string()))? {
+            Out::Ids(ids) => ids.iter().map(|s| rows::decode_session_id(s)).collect(),
+            _ => Err(unexpected()),
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The requests the store sends its background thread, and how a connection answers the
+//! ones that are not commits.
+
+use std::sync::mpsc as std_mpsc;
+
+use tokio_postgres::types::ToSql;
+
+use super::commit::{LinkCommitRows, PgCommit};
+use super::pool::{Conn, Failure, Shared};
+use super::sql::*;
+use super::unexpected;
+use crate::session::CheckoutSession;
+use crate::store::StoreError;
+use crate::store::rows::{self, IdempotencyRow};
+
+pub(super) type Reply = std_mpsc::SyncSender<Result<Out, StoreError>>;
+pub(super) type Job = (Op, Reply);
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lookup {
+    Transfer,
+    PaymentHash,
+    Address,
+}
+
+pub(super) enum Op {
+    Migrate,
+    Load(String),
+    Commit(Box<PgCommit>),
+    Find(Lookup, String),
+    List {
+        status: Option<&'static str>,
+        cursor: Option<String>,
+        newer: bool,
+        fetch: i64,
+    },
+    Due {
+        now: i64,
+        limit: i64,
+    },
+    EventsAfter {
+        after: i64,
+        limit: i64,
+    },
+    SessionEvents(String),
+    Idempotency(String),
+    /// Insert an idempotency row unless its key exists; answer the row that holds it.
+    ClaimIdempotency(IdempotencyRow),
+    /// Reserve the next derivation index of a descriptor.
+    ReserveIndex(String),
+    LoadLink(String),
+    LinkSessions(String),
+    CommitLink(Box<LinkCommitRows>),
+    #[cfg(feature = "webhooks")]
+    Webhook(super::webhooks::WebhookOp),
+}
+
+/// What a commit transaction applies.
+pub(super) enum Work<'a> {
+    Session(&'a PgCommit),
+    Link(&'a LinkCommitRows),
+}
+
+impl Op {
+    /// Whether running it again after a lost connection cannot do anything twice.
+    pub(super) fn is_read(&self) -> bool {
+        match self {
+            // A claim run again finds its own row, which the service recognises.
+            Op::Commit(_) | Op::CommitLink(_) | Op::Migrate => false,
+            #[cfg(feature = "webhooks")]
+            Op::Webhook(op) => op.is_read(),
+            _ => true,
+        }
+    }
+}
+
+pub(super) enum Out {
+    Unit,
+    /// A session's rows.
+    Session(Option<SessionRows>),
+    Sessions(Vec<SessionRows>),
+    Id(Option<String>),
+    Ids(Vec<String>),
+    Events(Vec<(i64, String)>),
+    Idempotency(Option<IdempotencyRow>),
+    Index(i64),
+    /// A link's version and body.
+    Link(Option<(i64, String)>),
+    #[cfg(feature = "webhooks")]
+    Webhook(super::webhooks::WebhookOut),
+}
+
+/// A session as stored: its row's id, version and head, its payments' bodies and its
+/// transfers' keys and bodies.
+pub(super) struct SessionRows {
+    id: String,
+    version: i64,
+    head: String,
+    payments: Vec<String>,
+    transfer_keys: Vec<String>,
+    transfers: Vec<String>,
+}
+
+impl SessionRows {
+    fn from_row(r: tokio_postgres::Row) -> Result<Self, Failure> {
+        let pg = |e| Failure::Pg(e, false);
+        Ok(Self {
+            id: r.try_get(0).map_err(pg)?,
+            version: r.try_get(1).map_err(pg)?,
+            head: r.try_get(2).map_err(pg)?,
+            payments: r.try_get(3).map_err(pg)?,
+            transfer_keys: r.try_get(4).map_err(pg)?,
+            transfers: r.try_get(5).map_err(pg)?,
+        })
+    }
+
+    /// The session, through the row mapping's checks.
+    pub(super) fn decode(self) -> Result<CheckoutSession, StoreError> {
+        if self.transfer_keys.len() != self.transfers.len() {
+            return Err(super::corrupt(&format!("session {}", self.id), "transfer rows changed while read"));
+        }
+        rows::decode_session(
+            &self.id,
+            self.version,
+            &self.head,
+            self.payments.iter().map(String::as_str),
+            self.transfer_keys
+                .iter()
+                .zip(&self.transfers)
+                .map(|(k, b)| (k.as_str(), b.as_str())),
+        )
+    }
+}
+
+
+impl Conn {
+    pub(super) async fn execute(&mut self, op: &Op, ctx: &Shared) -> Result<Out, Failure> {
+        let pg = |e| Failure::Pg(e, false);
+        match op {
+            Op::Migrate => self.migrate(ctx).await.map(|()| Out::Unit),
+            Op::Commit(rows) => self
+                .transaction(Work::Session(rows), ctx.lock_suffix)
+                .await
+                .map(|()| Out::Unit),
+            Op::CommitLink(rows) => self
+                .transaction(Work::Link(rows), ctx.lock_suffix)
+                .await
+                .map(|()| Out::Unit),
+            Op::LoadLink(id) => {
+                let rows = self.query(SQL_LOAD_LINK, &[id]).await?;
+                let row = rows
+                    .into_iter()
+                    .next()
+                    .map(|r| {
+                        Ok::<_, Failure>((r.try_get(0).map_err(pg)?, r.try_get(1).map_err(pg)?))
+                    })
+                    .transpose()?;
+                Ok(Out::Link(row))
+            }
+            Op::LinkSessions(id) => {
+                let rows = self.query(SQL_LINK_SESSIONS, &[id]).await?;
+                let ids = rows
+                    .into_iter()
+                    .map(|r| r.try_get(0).map_err(pg))
+                    .collect::<Result<Vec<String>, _>>()?;
+                Ok(Out::Ids(ids))
+            }
+            #[cfg(feature = "webhooks")]
+            Op::Webhook(op) => self.webhook(op).await,
+            Op::Load(id) => {
+                let rows = self.query(SQL_LOAD, &[id]).await?;
+                let row = rows.into_iter().next();
+                Ok(Out::Session(row.map(SessionRows::from_row).transpose()?))
+            }
+            Op::Find(lookup, key) => {
+                let sql = match lookup {
+                    Lookup::Transfer => SQL_FIND_TRANSFER,
+                    Lookup::PaymentHash => SQL_FIND_HASH,
+                    Lookup::Address => SQL_FIND_ADDRESS,
+                };
+                let rows = self.query(sql, &[key]).await?;
+                let id = rows
+                    .into_iter()
+                    .next()
+                    .map(|r| r.try_get(0).map_err(pg))
+                    .transpose()?;
+                Ok(Out::Id(id))
+            }
+            Op::List {
+                status,
+                cursor,
+                newer,
+                fetch,
+            } => {
+                let which = match (cursor, newer) {
+                    (None, _) => 0,
+                    (Some(_), false) => 1,
+                    (Some(_), true) => 2,
+                };
+                let sql = SQL_LIST[usize::from(status.is_some())][which];
+                let mut params: Vec<&(dyn ToSql + Sync)> = vec![fetch];
+                if let Some(c) = cursor {
+                    params.push(c);
+                }
+                if let Some(s) = status {
+                    params.push(s);
+                }
+                let rows = self.query(sql, &params).await?;
+                let sessions = rows
+                    .into_iter()
+                    .map(SessionRows::from_row)
+                    .collect::<Result<Vec<_>, Failure>>()?;
+                Ok(Out::Sessions(sessions))
+            }
+            Op::Due { now, limit } => {
+                let rows = self.query(SQL_DUE, &[now, limit]).await?;
+                let ids = rows
+                    .into_iter()
+                    .map(|r| r.try_get(0).map_err(pg))
+                    .collect::<Result<Vec<String>, _>>()?;
+                Ok(Out::Ids(ids))
+            }
+            Op::EventsAfter { after, limit } => {
+                let rows = self.query(SQL_EVENTS_AFTER, &[after, limit]).await?;
+                Ok(Out::Events(event_rows(rows)?))
+            }
+            Op::SessionEvents(id) => {
+                let rows = self.query(SQL_SESSION_EVENTS, &[id]).await?;
+                Ok(Out::Events(event_rows(rows)?))
+            }
+            Op::Idempotency(key) => {
+                let rows = self.query(SQL_IDEMPOTENCY, &[key]).await?;
+                Ok(Out::Idempotency(rows.into_iter().next().map(idempotency_row).transpose()?))
+            }
+            Op::ClaimIdempotency(r) => {
+                let inserted = self
+                    .exec(
+                        SQL_CLAIM_IDEMPOTENCY,
+                        &[&r.key, &r.request, &r.session_id, &r.created],
+                    )
+                    .await?;
+                if inserted == 1 {
+                    return Ok(Out::Idempotency(None));
+                }
+                // ON CONFLICT waited for the row's inserter to commit; this statement's
+                // fresh snapshot sees it.
+                let rows = self.query(SQL_IDEMPOTENCY, &[&r.key]).await?;
+                Ok(Out::Idempotency(rows.into_iter().next().map(idempotency_row).transpose()?))
+            }
+            Op::ReserveIndex(descriptor) => {
+                // One statement, so the increment and its result are atomic; a rerun after a
+                // lost connection can only skip an index, never hand one out twice.
+                let rows = self.query(SQL_RESERVE_INDEX, &[descriptor]).await?;
+                let next: i64 = match rows.first() {
+                    Some(r) => r.try_get(0).map_err(pg)?,
+                    None => return Err(Failure::Store(unexpected())),
+                };
+                Ok(Out::Index(next))
+            }
+        }
+    }
+
+}
+
+fn event_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<(i64, String)>, Failure> {
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0).map_err(|e| Failure::Pg(e, false))?,
+                r.try_get(1).map_err(|e| Failure::Pg(e, false))?,
+            ))
+        })
+        .collect()
+}
+
+
+fn idempotency_row(r: tokio_postgres::Row) -> Result<IdempotencyRow, Failure> {
+    let pg = |e| Failure::Pg(e, false);
+    Ok(IdempotencyRow {
+        key: r.try_get(0).map_err(pg)?,
+        request: r.try_get(1).map_err(pg)?,
+        session_id: r.try_get(2).map_err(pg)?,
+        created: r.try_get(3).map_err(pg)?,
+    })
+}

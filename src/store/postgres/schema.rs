@@ -1,0 +1,173 @@
+//! The PostgreSQL schema: the migration list and the migration run.
+
+use super::pool::{Conn, Failure, Shared};
+use super::sql::SQL_ADVISORY_LOCK;
+use super::{LOCK_MIGRATE, fatal, lock_key, quote_ident};
+
+/// The schema migrations, in order. Never edit a released one: append a new version.
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
+CREATE TABLE sessions (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    created BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    wake_at BIGINT,
+    head TEXT NOT NULL
+);
+CREATE INDEX sessions_by_created ON sessions (created, id);
+CREATE INDEX sessions_by_status ON sessions (status, created, id);
+CREATE INDEX sessions_by_wake_at ON sessions (wake_at, id) WHERE wake_at IS NOT NULL;
+CREATE TABLE payments (
+    session_id TEXT COLLATE "C" NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, id)
+);
+CREATE TABLE transfers (
+    session_id TEXT COLLATE "C" NOT NULL,
+    key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, key)
+);
+CREATE TABLE transfer_keys (
+    key TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL
+);
+CREATE TABLE payment_hashes (
+    hash TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL
+);
+CREATE TABLE addresses (
+    address TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL
+);
+CREATE TABLE events (
+    seq BIGINT PRIMARY KEY,
+    id TEXT NOT NULL,
+    session_id TEXT COLLATE "C" NOT NULL,
+    created BIGINT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX events_by_session ON events (session_id, seq);
+CREATE TABLE idempotency (
+    key TEXT PRIMARY KEY,
+    request TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    created BIGINT NOT NULL,
+    created_nanos INTEGER NOT NULL
+);
+"#,
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE address_index (
+    descriptor TEXT PRIMARY KEY,
+    next BIGINT NOT NULL CHECK (next >= 0)
+);
+"#,
+    ),
+    (
+        3,
+        r#"
+CREATE TABLE links (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    version BIGINT NOT NULL CHECK (version >= 0),
+    body TEXT NOT NULL
+);
+ALTER TABLE sessions ADD COLUMN link_id TEXT COLLATE "C" NULL;
+UPDATE sessions SET link_id = head::json ->> 'link'
+    WHERE json_typeof(head::json -> 'link') = 'string';
+CREATE INDEX sessions_by_link ON sessions (link_id, created, id) WHERE link_id IS NOT NULL;
+-- Link events are filed under no session.
+ALTER TABLE events ALTER COLUMN session_id DROP NOT NULL;
+-- `body` is `Endpoint::to_stored_json()`: it CONTAINS THE ENDPOINT'S SIGNING SECRET in
+-- clear (`whsec_...`). Protect the database and its backups like the secret itself.
+CREATE TABLE endpoints (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE delivery_cursors (
+    endpoint TEXT COLLATE "C" PRIMARY KEY,
+    cursor BIGINT NOT NULL CHECK (cursor >= 0)
+);
+CREATE TABLE deliveries (
+    endpoint TEXT COLLATE "C" NOT NULL,
+    seq BIGINT NOT NULL CHECK (seq >= 0),
+    status TEXT NOT NULL,
+    next_attempt_at BIGINT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (endpoint, seq)
+);
+CREATE INDEX deliveries_by_status ON deliveries (status, endpoint, seq);
+"#,
+    ),
+    (
+        4,
+        r#"
+ALTER TABLE idempotency DROP COLUMN created_nanos;
+"#,
+    ),
+];
+
+impl Conn {
+    pub(super) async fn migrate(&mut self, ctx: &Shared) -> Result<(), Failure> {
+        let pg = |e| Failure::Pg(e, false);
+        let key = lock_key(LOCK_MIGRATE, ctx.lock_suffix);
+        let tx = self
+            .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(pg)?;
+        // Servers starting together wait here, then find the work done.
+        tx.execute(SQL_ADVISORY_LOCK, &[&key]).await.map_err(pg)?;
+        // `SET search_path` names the schema before it exists; create it under the lock.
+        if let Some(schema) = &ctx.schema {
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(schema)
+            ))
+            .await
+            .map_err(pg)?;
+        }
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await
+        .map_err(pg)?;
+        let current: i32 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .try_get(0)
+            .map_err(pg)?;
+        let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        if current > newest {
+            return Err(Failure::Store(fatal(format!(
+                "the database schema is at version {current}, newer than this crate's {newest}: upgrade the crate"
+            ))));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tx.batch_execute(sql).await.map_err(pg)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) \
+                 VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)",
+                &[version],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(|e| Failure::Pg(e, true))?;
+        // Statements prepared before the tables existed (none today) would be stale.
+        self.statements.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! The statements of the PostgreSQL store.
+
+use tokio_postgres::types::ToSql;
+
+/// What every session read selects: its row, its payments and its transfers, in one
+/// statement (one snapshot, so a transfer never arrives without its payment).
+macro_rules! session_columns {
+    () => {
+        "SELECT s.id, s.version, s.head, \
+         ARRAY(SELECT p.body FROM payments p WHERE p.session_id = s.id ORDER BY p.id), \
+         ARRAY(SELECT t.key FROM transfers t WHERE t.session_id = s.id ORDER BY t.key), \
+         ARRAY(SELECT t.body FROM transfers t WHERE t.session_id = s.id ORDER BY t.key) "
+    };
+}
+
+pub(super) const SQL_LOAD: &str = concat!(session_columns!(), "FROM sessions s WHERE s.id = $1");
+pub(super) const SQL_FIND_TRANSFER: &str = "SELECT session_id FROM transfer_keys WHERE key = $1";
+pub(super) const SQL_FIND_HASH: &str = "SELECT session_id FROM payment_hashes WHERE hash = $1";
+pub(super) const SQL_FIND_ADDRESS: &str = "SELECT session_id FROM addresses WHERE address = $1";
+pub(super) const SQL_DUE: &str = "SELECT id FROM sessions WHERE wake_at <= $1 ORDER BY wake_at, id LIMIT $2";
+pub(super) const SQL_EVENTS_AFTER: &str = "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+pub(super) const SQL_SESSION_EVENTS: &str = "SELECT seq, body FROM events WHERE session_id = $1 ORDER BY seq";
+pub(super) const SQL_RESERVE_INDEX: &str = "INSERT INTO address_index (descriptor, next) VALUES ($1, 1) \
+     ON CONFLICT (descriptor) DO UPDATE SET next = address_index.next + 1 RETURNING next - 1";
+pub(super) const SQL_LOAD_LINK: &str = "SELECT version, body FROM links WHERE id = $1";
+pub(super) const SQL_LINK_SESSIONS: &str =
+    "SELECT id FROM sessions WHERE link_id = $1 ORDER BY created ASC, id ASC";
+pub(super) const SQL_INSERT_LINK: &str =
+    "INSERT INTO links (id, version, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
+pub(super) const SQL_UPDATE_LINK: &str =
+    "UPDATE links SET version = $3, body = $4 WHERE id = $1 AND version = $2";
+pub(super) const SQL_IDEMPOTENCY: &str =
+    "SELECT key, request, session_id, created FROM idempotency WHERE key = $1";
+
+/// The listing queries: [status filter][cursor: none, older than, newer than].
+pub(super) const SQL_LIST: [[&str; 3]; 2] = [
+    [
+        concat!(
+            session_columns!(),
+            "FROM sessions s ORDER BY s.created DESC, s.id DESC LIMIT $1"
+        ),
+        concat!(
+            session_columns!(),
+            "FROM sessions s, sessions c WHERE c.id = $2 AND (s.created, s.id) < (c.created, c.id) \
+         ORDER BY s.created DESC, s.id DESC LIMIT $1"
+        ),
+        concat!(
+            session_columns!(),
+            "FROM sessions s, sessions c WHERE c.id = $2 AND (s.created, s.id) > (c.created, c.id) \
+         ORDER BY s.created, s.id LIMIT $1"
+        ),
+    ],
+    [
+        concat!(
+            session_columns!(),
+            "FROM sessions s WHERE s.status = $2 ORDER BY s.created DESC, s.id DESC LIMIT $1"
+        ),
+        concat!(
+            session_columns!(),
+            "FROM sessions s, sessions c WHERE c.id = $2 AND s.status = $3 AND (s.created, s.id) < (c.created, c.id) \
+         ORDER BY s.created DESC, s.id DESC LIMIT $1"
+        ),
+        concat!(
+            session_columns!(),
+            "FROM sessions s, sessions c WHERE c.id = $2 AND s.status = $3 AND (s.created, s.id) > (c.created, c.id) \
+         ORDER BY s.created, s.id LIMIT $1"
+        ),
+    ],
+];
+
+pub(super) const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (id, created, status, version, wake_at, head, link_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
+pub(super) const SQL_UPDATE_SESSION: &str = "UPDATE sessions SET created = $2, status = $3, version = $4, wake_at = $5, head = $6, \
+     link_id = $7 WHERE id = $1 AND version = $8";
+pub(super) const SQL_CLAIM_IDEMPOTENCY: &str = "INSERT INTO idempotency (key, request, session_id, created) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING";
+pub(super) const SQL_UPSERT_TRANSFERS: &str = "INSERT INTO transfers (session_id, key, body) \
+     SELECT $1, u.key, u.body FROM unnest($2::text[], $3::text[]) AS u(key, body) \
+     ON CONFLICT (session_id, key) DO UPDATE SET body = excluded.body";
+pub(super) const SQL_UPSERT_PAYMENTS: &str = "INSERT INTO payments (session_id, id, body) \
+     SELECT $1, u.id, u.body FROM unnest($2::text[], $3::text[]) AS u(id, body) \
+     ON CONFLICT (session_id, id) DO UPDATE SET body = excluded.body";
+// A transfer belongs to one session. Claiming first (waiting for a concurrent claimer to
+// finish) and then looking for another owner in a new statement (a new snapshot) makes the
+// check hold between processes.
+pub(super) const SQL_CLAIM_TRANSFER_KEYS: &str = "INSERT INTO transfer_keys (key, session_id) \
+     SELECT u.key, $1 FROM unnest($2::text[]) AS u(key) ON CONFLICT (key) DO NOTHING";
+pub(super) const SQL_FOREIGN_TRANSFER_KEY: &str =
+    "SELECT key FROM transfer_keys WHERE key = ANY($2::text[]) AND session_id <> $1 LIMIT 1";
+// The first session to claim an invoice hash or an address keeps it.
+pub(super) const SQL_INDEX_HASHES: &str = "INSERT INTO payment_hashes (hash, session_id) \
+     SELECT u.hash, $1 FROM unnest($2::text[]) AS u(hash) ON CONFLICT (hash) DO NOTHING";
+pub(super) const SQL_INDEX_ADDRESS: &str = "INSERT INTO addresses (address, session_id) VALUES ($2, $1) \
+     ON CONFLICT (address) DO NOTHING";
+pub(super) const SQL_ADVISORY_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+pub(super) const SQL_INSERT_EVENTS: &str = "INSERT INTO events (seq, id, session_id, created, body) \
+     SELECT last.seq + u.n, u.id, $1::text, u.created, u.body \
+     FROM unnest($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS u(id, created, body, n), \
+          (SELECT COALESCE(MAX(seq), 0) AS seq FROM events) AS last";
+
+pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+

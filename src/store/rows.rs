@@ -1,0 +1,362 @@
+//! The one row mapping of the crate's stores: how a [`Commit`] becomes rows, and how rows
+//! become a session again, with the same integrity checks in every store.
+//!
+//! SQLite and PostgreSQL both use it, and so can a third-party store that keeps rows:
+//!
+//! | row | key | columns |
+//! | --- | --- | --- |
+//! | [`SessionRow`] | `id` | `created`, `status`, `version`, `wake_at` (for listing and sweeping), `link_id`, `head` (the session's JSON without payments and transfers) |
+//! | [`PaymentRow`] | (`session_id`, `id`) | `payment_hash` (its invoice's, for lookups), `body` (Speed's payment JSON) |
+//! | [`TransferRow`] | `key` (`<hash>` or `<txid>:<vout>`) | `session_id`, `body` (the transfer's JSON) |
+//! | lookups | invoice hash, on-chain address, transfer key | `session_id`; the first session to claim a key keeps it |
+//! | [`EventRow`] | a store-wide sequence number | `id`, `session_id`, `created`, `event_type`, `body` ([`Event::to_json`]) |
+//! | [`IdempotencyRow`] | `key` | `request`, `session_id`, `created` |
+//!
+//! Times are Unix milliseconds, the precision of the JSON forms. Decoding
+//! ([`decode_session`], [`decode_event`], [`IdempotencyRow::decode`]) checks that each row
+//! holds what its key names (the session row's id and version, each transfer row's key,
+//! each payment's session) and reports anything else as [`StoreError::Corrupt`].
+//!
+//! ```
+//! use bitcoin_checkout::store::rows::{decode_session, session_rows};
+//! # use bitcoin_checkout::{CheckoutSession, Currency, SessionParams};
+//! # use rust_decimal::Decimal;
+//! # let usd = Currency::from_code("USD")?;
+//! # let (session, _change) = CheckoutSession::create(
+//! #     bitcoin_checkout::SessionId::generate(), SessionParams::new(Decimal::ONE, usd),
+//! #     time::OffsetDateTime::UNIX_EPOCH)?;
+//! let rows = session_rows(&session)?;
+//! let back = decode_session(
+//!     &rows.session.id,
+//!     rows.session.version,
+//!     &rows.session.head,
+//!     rows.payments.iter().map(|p| p.body.as_str()),
+//!     rows.transfers.iter().map(|t| (t.key.as_str(), t.body.as_str())),
+//! )?;
+//! assert_eq!(back, session);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use time::OffsetDateTime;
+
+use super::{Commit, Corruption, IdempotencyRecord, StoreError, StoredEvent};
+use crate::id::SessionId;
+use crate::json::millis;
+use crate::link::Link;
+use crate::outbox::Event;
+use crate::session::CheckoutSession;
+use crate::transfer::Transfer;
+
+/// A session's own row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// The session id (`cs_…`), the row's key.
+    pub id: String,
+    /// Creation time, Unix ms (listing order).
+    pub created: i64,
+    /// `active`, `paid` or `deactivated` (listing filter).
+    pub status: &'static str,
+    /// The version, compared and swapped by every commit.
+    pub version: i64,
+    /// When the sweep should look at it next, Unix ms; `None`: never without new funds.
+    pub wake_at: Option<i64>,
+    /// The link that opened it, if any.
+    pub link_id: Option<String>,
+    /// The session's JSON without payments and transfers.
+    pub head: String,
+}
+
+/// One payment (quote) of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRow {
+    /// The payment id (`pi_…`); the key is (session id, payment id).
+    pub id: String,
+    /// Its invoice's payment hash, for the hash lookup.
+    pub payment_hash: Option<String>,
+    /// Speed's payment JSON.
+    pub body: String,
+}
+
+/// One transfer of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRow {
+    /// The transfer key (`<payment hash>` or `<txid>:<vout>`), the row's key.
+    pub key: String,
+    /// The transfer's JSON.
+    pub body: String,
+}
+
+/// One outbox event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    /// The event id (`evt_…`).
+    pub id: String,
+    /// The session it is filed under (`None` for link events).
+    pub session_id: Option<String>,
+    /// When it happened, Unix ms.
+    pub created: i64,
+    /// Its type, e.g. `checkout_session.paid`.
+    pub event_type: String,
+    /// [`Event::to_json`].
+    pub body: String,
+}
+
+impl EventRow {
+    /// The row of `event`, filed under `session_id`.
+    pub fn new(event: &Event, session_id: Option<&str>) -> Self {
+        Self {
+            id: event.id.to_string(),
+            session_id: session_id.map(str::to_owned),
+            created: millis::to_millis(event.created),
+            event_type: event.event_type.as_str().to_owned(),
+            body: event.to_json(),
+        }
+    }
+}
+
+/// A whole session as rows (what a new session's commit writes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRows {
+    /// Its own row.
+    pub session: SessionRow,
+    /// Every payment, oldest first.
+    pub payments: Vec<PaymentRow>,
+    /// Every transfer, by key.
+    pub transfers: Vec<TransferRow>,
+}
+
+/// A commit as rows: what a store writes in its transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitRows {
+    /// The session's new row.
+    pub session: SessionRow,
+    /// The version the stored row must still have; `None` inserts the row.
+    pub expected_version: Option<i64>,
+    /// The payments to write (insert or replace): exactly those the commit names.
+    pub payments: Vec<PaymentRow>,
+    /// The transfers to write (insert or replace): exactly those the commit names. Each
+    /// key is claimed for the session; a key another session holds refuses the commit.
+    pub transfers: Vec<TransferRow>,
+    /// The session's on-chain address, for the address lookup.
+    pub address: Option<String>,
+    /// The events to append, in order, filed under the session.
+    pub events: Vec<EventRow>,
+}
+
+impl CommitRows {
+    /// The rows of `commit`. An expected version no stored row can have (above
+    /// `i64::MAX`) is a [`StoreError::Conflict`] before anything is written.
+    pub fn new(commit: &Commit) -> Result<Self, StoreError> {
+        let s = &commit.session;
+        let expected_version = match commit.expected_version {
+            None => None,
+            Some(v) => Some(i64::try_from(v).map_err(|_| StoreError::Conflict)?),
+        };
+        let mut payments = Vec::with_capacity(commit.payments.len());
+        for &id in &commit.payments {
+            let p = s
+                .payments()
+                .iter()
+                .rev()
+                .find(|p| p.id() == id)
+                .ok_or_else(|| unwritable(format!("payment {id} is not in the session")))?;
+            payments.push(payment_row(s, p)?);
+        }
+        let mut transfers = Vec::with_capacity(commit.transfers.len());
+        for key in &commit.transfers {
+            let t = s
+                .transfer(key)
+                .ok_or_else(|| unwritable(format!("transfer {key} is not in the session")))?;
+            transfers.push(transfer_row(t)?);
+        }
+        let id = s.id().to_string();
+        Ok(Self {
+            session: session_row(s)?,
+            expected_version,
+            payments,
+            transfers,
+            address: s.onchain_address().map(str::to_owned),
+            events: commit
+                .events
+                .iter()
+                .map(|e| EventRow::new(e, Some(&id)))
+                .collect(),
+        })
+    }
+}
+
+/// A whole session as rows.
+pub fn session_rows(session: &CheckoutSession) -> Result<SessionRows, StoreError> {
+    let mut transfers: Vec<TransferRow> = session
+        .transfers()
+        .map(transfer_row)
+        .collect::<Result<_, _>>()?;
+    transfers.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(SessionRows {
+        session: session_row(session)?,
+        payments: session
+            .payments()
+            .iter()
+            .map(|p| payment_row(session, p))
+            .collect::<Result<_, _>>()?,
+        transfers,
+    })
+}
+
+fn session_row(s: &CheckoutSession) -> Result<SessionRow, StoreError> {
+    Ok(SessionRow {
+        id: s.id().to_string(),
+        created: millis::to_millis(s.created()),
+        status: s.status().as_str(),
+        version: i64::try_from(s.version())
+            .map_err(|_| unwritable(format!("session {} version out of range", s.id())))?,
+        wake_at: s.wake_at().map(millis::to_millis),
+        link_id: s.link().map(|l| l.to_string()),
+        head: s.row_head_json(),
+    })
+}
+
+fn payment_row(
+    s: &CheckoutSession,
+    p: &crate::payment::Payment,
+) -> Result<PaymentRow, StoreError> {
+    let body = s
+        .payment_json(p.id())
+        .ok_or_else(|| unwritable(format!("payment {} cannot be written", p.id())))?;
+    Ok(PaymentRow {
+        id: p.id().to_string(),
+        payment_hash: p
+            .request()
+            .lightning
+            .as_ref()
+            .map(|inv| inv.payment_hash.to_string()),
+        body,
+    })
+}
+
+fn transfer_row(t: &Transfer) -> Result<TransferRow, StoreError> {
+    let body = serde_json::to_string(t)
+        .map_err(|e| unwritable(format!("transfer {}: {e}", t.key)))?;
+    Ok(TransferRow {
+        key: t.key.to_string(),
+        body,
+    })
+}
+
+fn unwritable(message: String) -> StoreError {
+    StoreError::Backend {
+        message,
+        retryable: false,
+    }
+}
+
+/// Rebuilds a session from its row (`row_id`, `row_version`, `head`), its payment bodies
+/// (any order) and its transfer rows (`(key, body)`, any order), checking that the session
+/// row holds session `row_id` at `row_version`, that each payment belongs to it and each
+/// transfer row holds the transfer its key names.
+pub fn decode_session<'a>(
+    row_id: &str,
+    row_version: i64,
+    head: &str,
+    payments: impl IntoIterator<Item = &'a str>,
+    transfers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<CheckoutSession, StoreError> {
+    let row = || format!("session {row_id}");
+    let mut decoded = Vec::new();
+    for (key, body) in transfers {
+        let t: Transfer = serde_json::from_str(body)
+            .map_err(|e| Corruption::undecodable(format!("transfer {key}"), e))?;
+        let found = t.key.to_string();
+        if found != key {
+            return Err(Corruption::mismatch(format!("transfer {key}"), "key", key, found).into());
+        }
+        decoded.push(t);
+    }
+    let session = CheckoutSession::from_rows(head, payments, decoded)
+        .map_err(|reason| Corruption::undecodable(row(), reason))?;
+    let found_id = session.id().to_string();
+    if found_id != row_id {
+        return Err(Corruption::mismatch(row(), "id", row_id, found_id).into());
+    }
+    if i64::try_from(session.version()).ok() != Some(row_version) {
+        let found = session.version().to_string();
+        return Err(Corruption::mismatch(row(), "version", row_version.to_string(), found).into());
+    }
+    Ok(session)
+}
+
+/// Reads an outbox row back.
+pub fn decode_event(seq: i64, body: &str) -> Result<StoredEvent, StoreError> {
+    let row = || format!("event {seq}");
+    let seq = u64::try_from(seq)
+        .map_err(|_| Corruption::undecodable(row(), "negative sequence number"))?;
+    let event = Event::from_json(body).map_err(|e| Corruption::undecodable(row(), e))?;
+    Ok(StoredEvent { seq, event })
+}
+
+/// An idempotency record as a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRow {
+    /// The client's key.
+    pub key: String,
+    /// The request's canonical JSON.
+    pub request: String,
+    /// The session it creates.
+    pub session_id: String,
+    /// When it was claimed, Unix ms.
+    pub created: i64,
+}
+
+impl IdempotencyRow {
+    /// The row of `record` (its time kept to the millisecond).
+    pub fn new(record: &IdempotencyRecord) -> Self {
+        Self {
+            key: record.key.clone(),
+            request: record.request.clone(),
+            session_id: record.session_id.to_string(),
+            created: millis::to_millis(record.created),
+        }
+    }
+
+    /// The record back.
+    pub fn decode(self) -> Result<IdempotencyRecord, StoreError> {
+        let row = || format!("idempotency {}", self.key);
+        let session_id: SessionId = self
+            .session_id
+            .parse()
+            .map_err(|e| Corruption::undecodable(row(), e))?;
+        let created = time_from_millis(self.created).map_err(|e| Corruption::undecodable(row(), e))?;
+        Ok(IdempotencyRecord {
+            key: self.key,
+            request: self.request,
+            session_id,
+            created,
+        })
+    }
+}
+
+/// Reads a link row back, checking that it holds the link its key names at its version.
+pub fn decode_link(row_id: &str, row_version: i64, body: &str) -> Result<Link, StoreError> {
+    let row = || format!("link {row_id}");
+    let link: Link = serde_json::from_str(body).map_err(|e| Corruption::undecodable(row(), e))?;
+    let found = link.id().to_string();
+    if found != row_id {
+        return Err(Corruption::mismatch(row(), "id", row_id, found).into());
+    }
+    if i64::try_from(link.version()).ok() != Some(row_version) {
+        let found = link.version().to_string();
+        return Err(Corruption::mismatch(row(), "version", row_version.to_string(), found).into());
+    }
+    Ok(link)
+}
+
+/// A session id read from a lookup or listing row.
+pub fn decode_session_id(text: &str) -> Result<SessionId, StoreError> {
+    text.parse()
+        .map_err(|e| Corruption::undecodable(format!("session id {text:?}"), e).into())
+}
+
+/// A time from Unix milliseconds, as rows keep it.
+pub fn time_from_millis(ms: i64) -> Result<OffsetDateTime, String> {
+    millis::from_millis(ms)
+}

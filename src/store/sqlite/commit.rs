@@ -1,0 +1,140 @@
+//! Writing a commit's rows ([`CommitRows`]) and claiming idempotency keys.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{backend, insert_or_conflict};
+use crate::store::StoreError;
+use crate::store::rows::{CommitRows, EventRow, IdempotencyRow};
+
+/// Applies a commit's rows inside the caller's open write transaction: the compare-and-swap
+/// on the session's version, the payments and transfers it names, the lookup rows and the
+/// events. The one code path of [`Store::commit`](crate::store::Store::commit) and of each
+/// session commit of a link commit. An error leaves the transaction to be rolled back.
+pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), StoreError> {
+    let s = &rows.session;
+    match rows.expected_version {
+        None => insert_or_conflict(
+            tx.prepare_cached(
+                "INSERT INTO sessions (id, created, status, version, wake_at, head, link_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    s.id, s.created, s.status, s.version, s.wake_at, s.head, s.link_id
+                ])
+            }),
+        )?,
+        Some(expected) => {
+            let updated = tx
+                .prepare_cached(
+                    "UPDATE sessions
+                     SET status = ?3, version = ?4, wake_at = ?5, head = ?6, link_id = ?7
+                     WHERE id = ?1 AND version = ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        s.id, expected, s.status, s.version, s.wake_at, s.head, s.link_id
+                    ])
+                })
+                .map_err(backend)?;
+            if updated != 1 {
+                return Err(StoreError::Conflict);
+            }
+        }
+    }
+    let mut payment = tx
+        .prepare_cached(
+            "INSERT INTO payments (session_id, id, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (session_id, id) DO UPDATE SET body = excluded.body",
+        )
+        .map_err(backend)?;
+    let mut hash = tx
+        .prepare_cached("INSERT OR IGNORE INTO payment_hashes (hash, session_id) VALUES (?1, ?2)")
+        .map_err(backend)?;
+    for p in &rows.payments {
+        payment
+            .execute(params![s.id, p.id, p.body])
+            .map_err(backend)?;
+        // The first session to claim an invoice hash keeps it.
+        if let Some(h) = &p.payment_hash {
+            hash.execute(params![h, s.id]).map_err(backend)?;
+        }
+    }
+    let mut upsert = tx
+        .prepare_cached(
+            "INSERT INTO transfers (key, session_id, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET body = excluded.body
+             WHERE transfers.session_id = excluded.session_id",
+        )
+        .map_err(backend)?;
+    for t in &rows.transfers {
+        let written = upsert
+            .execute(params![t.key, s.id, t.body])
+            .map_err(backend)?;
+        if written == 0 {
+            // The same funds cannot count on two sessions.
+            return Err(StoreError::Backend {
+                message: format!("transfer {} is already recorded on another session", t.key),
+                retryable: false,
+            });
+        }
+    }
+    if let Some(address) = &rows.address {
+        tx.prepare_cached("INSERT OR IGNORE INTO addresses (address, session_id) VALUES (?1, ?2)")
+            .and_then(|mut stmt| stmt.execute(params![address, s.id]))
+            .map_err(backend)?;
+    }
+    for event in &rows.events {
+        insert_event(tx, event)?;
+    }
+    Ok(())
+}
+
+/// Appends an event to the outbox (the sequence number is the AUTOINCREMENT row id, in
+/// commit order: SQLite has one writer at a time).
+pub(super) fn insert_event(tx: &Transaction<'_>, e: &EventRow) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO events (id, session_id, created, event_type, body)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![e.id, e.session_id, e.created, e.event_type, e.body]))
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Inserts an idempotency row unless its key exists; returns the row that holds the key.
+pub(super) fn claim_idempotency(
+    tx: &Transaction<'_>,
+    row: &IdempotencyRow,
+) -> Result<Option<IdempotencyRow>, StoreError> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO idempotency (key, request, session_id, created)
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut stmt| stmt.execute(params![row.key, row.request, row.session_id, row.created]))
+        .map_err(backend)?;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    read_idempotency(tx, &row.key)
+}
+
+/// The idempotency row of a key.
+pub(super) fn read_idempotency(
+    conn: &rusqlite::Connection,
+    key: &str,
+) -> Result<Option<IdempotencyRow>, StoreError> {
+    conn.prepare_cached("SELECT request, session_id, created FROM idempotency WHERE key = ?1")
+        .map_err(backend)?
+        .query_row([key], |row| {
+            Ok(IdempotencyRow {
+                key: key.to_owned(),
+                request: row.get(0)?,
+                session_id: row.get(1)?,
+                created: row.get(2)?,
+            })
+        })
+        .optional()
+        .map_err(backend)
+}

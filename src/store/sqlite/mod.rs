@@ -1,0 +1,312 @@
+//! The SQLite store (feature `sqlite`); see [`SqliteStore`].
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, ffi};
+
+use super::{Corruption, StoreError};
+use schema::{MIGRATIONS, migrate};
+
+mod address_index;
+mod commit;
+mod links;
+mod reads;
+mod schema;
+#[cfg(feature = "webhooks")]
+mod webhooks;
+
+/// How long a writer waits for another connection's write transaction by default.
+const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+
+/// A [`Store`] in an SQLite database file (or in memory), shared safely by several
+/// threads and processes.
+///
+/// # Durability
+///
+/// The database runs in WAL mode with `synchronous=NORMAL`: a committed transaction
+/// survives a crash of the process, but the last few transactions may be lost if the
+/// machine loses power or the operating system crashes before the WAL is synced (the
+/// database itself never becomes corrupt). Call [`SqliteStore::with_synchronous_full`] to
+/// sync the WAL on every commit instead, at the cost of one `fsync` per commit.
+///
+/// # Concurrency
+///
+/// Each `SqliteStore` owns one connection behind a mutex, so one instance can be shared
+/// between threads (`Send + Sync`; wrap it in an `Arc`). Several instances, in one process
+/// or in several, may open the same file: every commit is one `BEGIN IMMEDIATE`
+/// transaction whose compare-and-swap on the session's version decides which concurrent
+/// change wins, and a busy timeout (5 s by default) makes writers wait for each other. A
+/// writer that still finds the database locked gets a retryable
+/// [`StoreError::Backend`]. Reads run in a read transaction, so a session and its
+/// transfers are always read from one snapshot.
+///
+/// # Schema
+///
+/// `STRICT` tables, versioned with `PRAGMA user_version`; opening a database applies the
+/// migrations it lacks in one transaction (and refuses a database from a newer version of
+/// this crate):
+///
+/// | table | columns |
+/// | --- | --- |
+/// | `sessions` | `id` TEXT PK, `created` INTEGER (Unix ms), `status` TEXT, `version` INTEGER, `wake_at` INTEGER NULL (Unix ms), `head` TEXT ([`CheckoutSession::storage_json`]: JSON without payments and transfers), `link_id` TEXT NULL |
+/// | `payments` | (`session_id` TEXT, `id` TEXT) PK, `body` TEXT ([`CheckoutSession::payment_json`]) |
+/// | `transfers` | `key` TEXT PK, `session_id` TEXT, `body` TEXT (JSON) |
+/// | `payment_hashes` | `hash` TEXT PK, `session_id` TEXT |
+/// | `addresses` | `address` TEXT PK, `session_id` TEXT |
+/// | `events` | `seq` INTEGER PK AUTOINCREMENT, `id` TEXT, `session_id` TEXT NULL, `created` INTEGER, `event_type` TEXT, `body` TEXT (JSON) |
+/// | `idempotency` | `key` TEXT PK, `request` TEXT, `session_id` TEXT, `created` INTEGER |
+/// | `links` | `id` TEXT PK, `version` INTEGER, `body` TEXT (the [`Link`](crate::link::Link) as JSON) |
+/// | `endpoints` | `id` TEXT PK, `body` TEXT (`Endpoint::to_stored_json()`, **secret included**) |
+/// | `delivery_cursors` | `endpoint` TEXT PK, `cursor` INTEGER |
+/// | `deliveries` | (`endpoint` TEXT, `seq` INTEGER) PK, `status` TEXT, `next_attempt_at` INTEGER NULL (Unix ms), `body` TEXT (JSON) |
+/// | `address_index` | `descriptor` TEXT PK, `next` INTEGER |
+///
+/// Schema version 2 added `links`, the webhook tables, `address_index` and the
+/// `sessions.link_id` column (NULL or the id of the link that opened the session, written
+/// by every commit, indexed for [`link_sessions`](super::LinkStore::link_sessions)).
+/// Schema version 3 added `payments`: each session's payments moved out of its `head`
+/// into rows of their own (the upgrade rewrites every stored session).
+///
+/// Besides [`Store`], the store implements [`LinkStore`](super::LinkStore) (a link
+/// commit, its events and its sessions' commits are one transaction),
+/// [`AddressIndex`](crate::request::AddressIndex) (one `UPSERT … RETURNING` per
+/// reservation: no index is handed out twice, across threads, processes and restarts) and,
+/// with the `webhooks` feature, `DeliveryStore`, so a webhook dispatcher resumes where it
+/// stopped after a restart. The `endpoints` table holds webhook signing secrets: protect
+/// the file (and its backups) accordingly.
+///
+/// A session is stored as its head JSON plus one row per payment and one per transfer, and
+/// a commit writes only the payments ([`CheckoutSession::changed_payments`]) and transfers
+/// it changed, so recording a transfer costs the same however many payments and transfers
+/// the session already has; sessions are rebuilt with [`CheckoutSession::from_storage`]. Times are kept in milliseconds, the precision of the JSON forms.
+/// Events are filed under the session whose commit carried them (its
+/// [`session_events`](Store::session_events)). A transfer belongs to one session: a commit
+/// that would record a transfer key already held by another session is refused with a
+/// non-retryable [`StoreError::Backend`] (the same funds cannot count twice). Corrupt rows
+/// are reported as [`StoreError::Corrupt`].
+///
+/// ```
+/// use bitcoin_checkout::store::{SqliteStore, Store};
+/// use bitcoin_checkout::SessionId;
+///
+/// let store = SqliteStore::open_in_memory()?;
+/// assert_eq!(store.load(SessionId::generate())?, None);
+/// // A file shared by several processes: SqliteStore::open("checkout.db")?
+/// # Ok::<(), bitcoin_checkout::store::StoreError>(())
+/// ```
+pub struct SqliteStore {
+    /// `None` once closed.
+    conn: Mutex<Option<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`, switches it to WAL mode with
+    /// `synchronous=NORMAL` and a 5 s busy timeout, and applies missing migrations.
+    ///
+    /// Several stores, in this process or others, may open the same file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        // Opening races with other processes creating or migrating the same file; those
+        // steps wait on the busy timeout, but switching the journal mode may still report
+        // the file busy, so the whole setup is retried a few times.
+        let mut attempt = 0;
+        loop {
+            let result = Connection::open(path)
+                .map_err(backend)
+                .and_then(|conn| Self::setup(conn, true));
+            match result {
+                Err(e) if e.is_retryable() && attempt < 50 => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A private in-memory database (for tests): gone when the store is dropped.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(backend)?;
+        Self::setup(conn, false)
+    }
+
+    fn setup(mut conn: Connection, file: bool) -> Result<Self, StoreError> {
+        conn.busy_timeout(DEFAULT_BUSY_TIMEOUT).map_err(backend)?;
+        if file {
+            // Returns the mode in force; a file system without shared memory keeps the
+            // rollback journal, which still works (with less concurrency).
+            let _mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+                .map_err(backend)?;
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(backend)?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(Some(conn)),
+        })
+    }
+
+    /// Syncs the WAL on every commit (`synchronous=FULL`): committed transactions then also
+    /// survive a power loss or an operating-system crash, at the cost of an `fsync` per
+    /// commit.
+    pub fn with_synchronous_full(self) -> Result<Self, StoreError> {
+        self.with_conn(|conn| {
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(backend)
+        })?;
+        Ok(self)
+    }
+
+    /// How long a writer waits for another connection's write transaction before failing
+    /// with a retryable [`StoreError::Backend`] (5 s by default).
+    pub fn with_busy_timeout(self, timeout: Duration) -> Result<Self, StoreError> {
+        self.with_conn(|conn| conn.busy_timeout(timeout).map_err(backend))?;
+        Ok(self)
+    }
+
+    /// The schema version of the open database (the number of migrations applied).
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        self.with_conn(|conn| {
+            let v: i64 = conn
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .map_err(backend)?;
+            u32::try_from(v)
+                .map_err(|_| Corruption::undecodable("schema version", v).into())
+        })
+    }
+
+    /// The schema version this build of the crate writes.
+    pub const fn latest_schema_version() -> u32 {
+        MIGRATIONS.len() as u32
+    }
+
+    /// Closes the connection. Every later call (including `close`) fails with
+    /// [`StoreError::Closed`]; a failure to close cleanly is reported, and the store is
+    /// closed all the same.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let conn = self.lock().take().ok_or(StoreError::Closed)?;
+        conn.close().map_err(|(_conn, e)| backend(e))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
+        // A panic while the lock was held cannot leave a half-written commit: the open
+        // transaction is rolled back when it is dropped during unwinding.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.lock();
+        let conn = guard.as_mut().ok_or(StoreError::Closed)?;
+        f(conn)
+    }
+
+    /// Runs `f` in a read transaction: everything it reads comes from one snapshot.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Deferred)
+                .map_err(backend)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits it; on any error the
+    /// transaction is rolled back and nothing of it is written.
+    fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut guard = self.lock();
+        let conn = guard.as_mut().ok_or(StoreError::Closed)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        // Dropping the transaction on an early return rolls it back.
+        let out = f(&tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
+}
+
+/// Maps a SQLite error: busy and locked are retryable, damaged files are corrupt.
+fn backend(e: rusqlite::Error) -> StoreError {
+    use rusqlite::Error as E;
+    match &e {
+        E::SqliteFailure(err, _) => match err.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Backend {
+                message: e.to_string(),
+                retryable: true,
+            },
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                Corruption::undecodable("database file", &e).into()
+            }
+            _ => StoreError::Backend {
+                message: e.to_string(),
+                retryable: false,
+            },
+        },
+        E::FromSqlConversionFailure(..)
+        | E::IntegralValueOutOfRange(..)
+        | E::InvalidColumnType(..)
+        | E::Utf8Error(..) => Corruption::undecodable("column", &e).into(),
+        _ => StoreError::Backend {
+            message: e.to_string(),
+            retryable: false,
+        },
+    }
+}
+
+/// Whether the error is a PRIMARY KEY or UNIQUE violation.
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(err, _)
+            if err.code == ErrorCode::ConstraintViolation
+                && (err.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    || err.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE)
+    )
+}
+
+/// An insert whose key may already exist: a duplicate is [`StoreError::Conflict`].
+fn insert_or_conflict(result: rusqlite::Result<usize>) -> Result<(), StoreError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
+        Err(e) => Err(backend(e)),
+    }
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Backend {
+        message: format!("{what} {value} does not fit in SQLite's INTEGER"),
+        retryable: false,
+    })
+}
+
+fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| Corruption::undecodable(what.to_owned(), format!("negative value {value}")).into())
+}
+
+/// A row count or limit as SQLite's INTEGER (saturating: no table holds more rows).
+fn limit_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

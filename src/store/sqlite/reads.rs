@@ -1,0 +1,283 @@
+//! Reading sessions, lookups, listings and the outbox back, through the row mapping.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use time::OffsetDateTime;
+
+use super::{SqliteStore, backend, commit, limit_i64};
+use crate::hash::PaymentHash;
+use crate::id::SessionId;
+use crate::json::millis::to_millis;
+use crate::session::CheckoutSession;
+use crate::store::rows::{self, CommitRows, IdempotencyRow};
+use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
+use crate::transfer::TransferKey;
+
+/// The `(key, body)` transfer rows of a session.
+pub(super) fn transfer_rows(conn: &Connection, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+    conn.prepare_cached("SELECT key, body FROM transfers WHERE session_id = ?1")
+        .map_err(backend)?
+        .query_map([id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)
+}
+
+/// Rebuilds a session from its row, its payment rows and its transfer rows (in the
+/// caller's snapshot).
+fn assemble(
+    conn: &Connection,
+    id: &str,
+    head: &str,
+    version: i64,
+) -> Result<CheckoutSession, StoreError> {
+    let payments = conn
+        .prepare_cached("SELECT body FROM payments WHERE session_id = ?1")
+        .map_err(backend)?
+        .query_map([id], |row| row.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    let transfers = transfer_rows(conn, id)?;
+    rows::decode_session(
+        id,
+        version,
+        head,
+        payments.iter().map(String::as_str),
+        transfers.iter().map(|(k, b)| (k.as_str(), b.as_str())),
+    )
+}
+
+fn load_in(conn: &Connection, id: &str) -> Result<Option<CheckoutSession>, StoreError> {
+    let row = conn
+        .prepare_cached("SELECT head, version FROM sessions WHERE id = ?1")
+        .map_err(backend)?
+        .query_row([id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })
+        .optional()
+        .map_err(backend)?;
+    match row {
+        Some((head, version)) => assemble(conn, id, &head, version).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn find_session(conn: &Connection, sql: &str, key: &str) -> Result<Option<SessionId>, StoreError> {
+    let found = conn
+        .prepare_cached(sql)
+        .map_err(backend)?
+        .query_row([key], |row| row.get::<_, String>(0))
+        .optional()
+        .map_err(backend)?;
+    found.as_deref().map(rows::decode_session_id).transpose()
+}
+
+impl Store for SqliteStore {
+    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
+        let id = id.to_string();
+        self.read(|conn| load_in(conn, &id))
+    }
+
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        let rows = CommitRows::new(commit)?;
+        self.write(|tx| commit::apply(tx, &rows))
+    }
+
+    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
+        let key = key.to_string();
+        self.with_conn(|conn| {
+            find_session(
+                conn,
+                "SELECT session_id FROM transfers WHERE key = ?1",
+                &key,
+            )
+        })
+    }
+
+    fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
+        let hash = hash.to_string();
+        self.with_conn(|conn| {
+            find_session(
+                conn,
+                "SELECT session_id FROM payment_hashes WHERE hash = ?1",
+                &hash,
+            )
+        })
+    }
+
+    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
+        self.with_conn(|conn| {
+            find_session(
+                conn,
+                "SELECT session_id FROM addresses WHERE address = ?1",
+                address,
+            )
+        })
+    }
+
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let limit = query.page_size();
+        let status = query.status.map(|s| s.as_str());
+        let fetch = limit_i64(limit.saturating_add(1));
+        self.read(|conn| {
+            // The cursor's position; an unknown cursor gives an empty page.
+            let position = |cursor: SessionId| -> Result<Option<(i64, String)>, StoreError> {
+                let id = cursor.to_string();
+                let created = conn
+                    .prepare_cached("SELECT created FROM sessions WHERE id = ?1")
+                    .map_err(backend)?
+                    .query_row([&id], |row| row.get::<_, i64>(0))
+                    .optional()
+                    .map_err(backend)?;
+                Ok(created.map(|c| (c, id)))
+            };
+            // ?1, ?2: the cursor's (created, id); ?3: the status or NULL; ?4: the row count.
+            const COLUMNS: &str = "SELECT id, head, version FROM sessions";
+            const FILTER: &str = "(?3 IS NULL OR status = ?3)";
+            let (sql, cursor, newer) = if let Some(before) = query.ending_before {
+                let Some(pos) = position(before)? else {
+                    return Ok(Page {
+                        data: Vec::new(),
+                        has_more: false,
+                    });
+                };
+                let sql = format!(
+                    "{COLUMNS} WHERE (created, id) > (?1, ?2) AND {FILTER}
+                     ORDER BY created ASC, id ASC LIMIT ?4"
+                );
+                (sql, Some(pos), true)
+            } else if let Some(after) = query.starting_after {
+                let Some(pos) = position(after)? else {
+                    return Ok(Page {
+                        data: Vec::new(),
+                        has_more: false,
+                    });
+                };
+                let sql = format!(
+                    "{COLUMNS} WHERE (created, id) < (?1, ?2) AND {FILTER}
+                     ORDER BY created DESC, id DESC LIMIT ?4"
+                );
+                (sql, Some(pos), false)
+            } else {
+                let sql = format!(
+                    "{COLUMNS} WHERE ?1 IS NULL AND ?2 IS NULL AND {FILTER}
+                     ORDER BY created DESC, id DESC LIMIT ?4"
+                );
+                (sql, None, false)
+            };
+            let (c, i) = match &cursor {
+                Some((created, id)) => (Some(*created), Some(id.as_str())),
+                None => (None, None),
+            };
+            let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(params![c, i, status, fetch], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            let has_more = rows.len() > limit;
+            let mut data = rows
+                .iter()
+                .take(limit)
+                .map(|(id, head, version)| assemble(conn, id, head, *version))
+                .collect::<Result<Vec<_>, _>>()?;
+            if newer {
+                data.reverse();
+            }
+            Ok(Page { data, has_more })
+        })
+    }
+
+    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        // Stored sessions carry millisecond times, so comparing in whole milliseconds is
+        // exact: wake_at (ms) <= now iff wake_at <= floor(now).
+        let now = to_millis(now);
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id FROM sessions WHERE wake_at IS NOT NULL AND wake_at <= ?1
+                     ORDER BY wake_at ASC, id ASC LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let ids = stmt
+                .query_map(params![now, limit_i64(limit)], |row| {
+                    row.get::<_, String>(0)
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            ids.iter().map(|id| rows::decode_session_id(id)).collect()
+        })
+    }
+
+    fn events_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        // Sequence numbers are positive and fit in i64: a cursor beyond that has nothing after it.
+        let Ok(after) = i64::try_from(after.unwrap_or(0)) else {
+            return Ok(Vec::new());
+        };
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq ASC LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![after, limit_i64(limit)], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            rows.iter()
+                .map(|(seq, body)| rows::decode_event(*seq, body))
+                .collect()
+        })
+    }
+
+    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, body FROM events WHERE session_id = ?1 ORDER BY seq ASC",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([&id], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            rows.iter()
+                .map(|(seq, body)| rows::decode_event(*seq, body))
+                .collect()
+        })
+    }
+
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.with_conn(|conn| commit::read_idempotency(conn, key))?
+            .map(IdempotencyRow::decode)
+            .transpose()
+    }
+
+    fn claim_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let row = IdempotencyRow::new(record);
+        self.write(|tx| commit::claim_idempotency(tx, &row))?
+            .map(IdempotencyRow::decode)
+            .transpose()
+    }
+}

@@ -1,0 +1,203 @@
+//! The SQLite schema: the migration list and the upgrade of older databases.
+
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+
+use super::backend;
+use crate::session::CheckoutSession;
+use crate::store::rows;
+use crate::store::{Corruption, StoreError};
+
+/// A step of a migration run in Rust after its script, in the migration's transaction.
+type Fill = fn(&Transaction<'_>) -> Result<(), StoreError>;
+
+/// The schema migrations, in order: migration `i` (its script, then its fill if any) brings
+/// `user_version` from `i` to `i + 1`. Never edit a migration once released: databases
+/// created with it must upgrade; add one.
+pub(super) const MIGRATIONS: &[(&str, Option<Fill>)] = &[
+    // 1: sessions, transfers, lookups, the outbox and idempotency records.
+    (
+        r#"
+CREATE TABLE sessions (
+    id      TEXT    NOT NULL PRIMARY KEY,
+    created INTEGER NOT NULL,
+    status  TEXT    NOT NULL,
+    version INTEGER NOT NULL CHECK (version >= 0),
+    wake_at INTEGER,
+    head    TEXT    NOT NULL
+) STRICT;
+CREATE INDEX sessions_by_created ON sessions (created, id);
+CREATE INDEX sessions_by_status ON sessions (status, created, id);
+CREATE INDEX sessions_by_wake ON sessions (wake_at, id) WHERE wake_at IS NOT NULL;
+
+CREATE TABLE transfers (
+    key        TEXT NOT NULL PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    body       TEXT NOT NULL
+) STRICT;
+CREATE INDEX transfers_by_session ON transfers (session_id);
+
+CREATE TABLE payment_hashes (
+    hash       TEXT NOT NULL PRIMARY KEY,
+    session_id TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE addresses (
+    address    TEXT NOT NULL PRIMARY KEY,
+    session_id TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE events (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT    NOT NULL,
+    session_id TEXT,
+    created    INTEGER NOT NULL,
+    event_type TEXT    NOT NULL,
+    body       TEXT    NOT NULL
+) STRICT;
+CREATE INDEX events_by_session ON events (session_id, seq);
+
+CREATE TABLE idempotency (
+    key        TEXT    NOT NULL PRIMARY KEY,
+    request    TEXT    NOT NULL,
+    session_id TEXT    NOT NULL,
+    created    INTEGER NOT NULL
+) STRICT;
+"#,
+        None,
+    ),
+    // 2: links, the link that opened each session, webhook delivery and derivation indexes.
+    (
+        r#"
+CREATE TABLE links (
+    id      TEXT    NOT NULL PRIMARY KEY,
+    version INTEGER NOT NULL CHECK (version >= 0),
+    body    TEXT    NOT NULL
+) STRICT;
+
+ALTER TABLE sessions ADD COLUMN link_id TEXT;
+UPDATE sessions SET link_id = json_extract(head, '$.link')
+    WHERE json_valid(head) AND json_type(head, '$.link') = 'text';
+CREATE INDEX sessions_by_link ON sessions (link_id, created, id) WHERE link_id IS NOT NULL;
+
+-- `body` is `Endpoint::to_stored_json()`: it CONTAINS THE ENDPOINT'S SIGNING SECRET in
+-- clear (`whsec_...`). Protect the database file and its backups like the secret itself.
+CREATE TABLE endpoints (
+    id   TEXT NOT NULL PRIMARY KEY,
+    body TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE delivery_cursors (
+    endpoint TEXT    NOT NULL PRIMARY KEY,
+    cursor   INTEGER NOT NULL CHECK (cursor >= 0)
+) STRICT;
+
+CREATE TABLE deliveries (
+    endpoint        TEXT    NOT NULL,
+    seq             INTEGER NOT NULL CHECK (seq >= 0),
+    status          TEXT    NOT NULL,
+    next_attempt_at INTEGER,
+    body            TEXT    NOT NULL,
+    PRIMARY KEY (endpoint, seq)
+) STRICT;
+CREATE INDEX deliveries_by_status ON deliveries (status, endpoint, seq);
+
+CREATE TABLE address_index (
+    descriptor TEXT    NOT NULL PRIMARY KEY,
+    next       INTEGER NOT NULL CHECK (next >= 0)
+) STRICT;
+"#,
+        None,
+    ),
+    // 3: payments as rows of their own; each session's head loses its payments.
+    (
+        r#"
+CREATE TABLE payments (
+    session_id TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (session_id, id)
+) STRICT;
+"#,
+        Some(split_payments),
+    ),
+];
+
+/// Applies the migrations the database lacks, in one write transaction.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let current: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(backend)?;
+    let latest = MIGRATIONS.len();
+    let current = usize::try_from(current)
+        .map_err(|_| Corruption::undecodable("schema version", current))?;
+    if current > latest {
+        return Err(StoreError::Backend {
+            message: format!(
+                "the database has schema version {current}, newer than this library's {latest}"
+            ),
+            retryable: false,
+        });
+    }
+    for (index, (script, fill)) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.execute_batch(script).map_err(backend)?;
+        if let Some(fill) = fill {
+            fill(&tx)?;
+        }
+        tx.pragma_update(None, "user_version", index + 1)
+            .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
+/// Migration 3's fill: every session row's head (which listed all its payments) becomes
+/// the head of [`rows::SessionRow`] plus one `payments` row per payment. A row that does
+/// not read back is reported as [`StoreError::Corrupt`] (and nothing is migrated).
+fn split_payments(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let ids = tx
+        .prepare("SELECT id FROM sessions ORDER BY id")
+        .map_err(backend)?
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    let mut read_head = tx
+        .prepare("SELECT head FROM sessions WHERE id = ?1")
+        .map_err(backend)?;
+    let mut write_head = tx
+        .prepare("UPDATE sessions SET head = ?2 WHERE id = ?1")
+        .map_err(backend)?;
+    let mut write_payment = tx
+        .prepare("INSERT INTO payments (session_id, id, body) VALUES (?1, ?2, ?3)")
+        .map_err(backend)?;
+    for id in &ids {
+        let head: String = read_head
+            .query_row([id], |row| row.get(0))
+            .map_err(backend)?;
+        let row = || format!("session {id}");
+        let mut transfers = Vec::new();
+        for (key, body) in super::reads::transfer_rows(tx, id)? {
+            transfers.push(
+                serde_json::from_str(&body)
+                    .map_err(|e| Corruption::undecodable(format!("transfer {key}"), e))?,
+            );
+        }
+        let session = CheckoutSession::from_parts(&head, transfers)
+            .map_err(|e| Corruption::undecodable(row(), e))?;
+        if session.id().to_string() != *id {
+            return Err(Corruption::mismatch(row(), "id", id, session.id().to_string()).into());
+        }
+        let rows = rows::session_rows(&session)?;
+        write_head
+            .execute(params![id, rows.session.head])
+            .map_err(backend)?;
+        for p in rows.payments {
+            write_payment
+                .execute(params![id, p.id, p.body])
+                .map_err(backend)?;
+        }
+    }
+    Ok(())
+}
