@@ -20,14 +20,15 @@ use bitcoin_checkout::clock::{Clock, ManualClock};
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::rates::RateSource;
 use bitcoin_checkout::request::{Hash32, PaymentRequestGenerator, TestRequestGenerator};
-use bitcoin_checkout::session::SessionUpdate;
+use bitcoin_checkout::service::ServiceError;
+use bitcoin_checkout::session::{SessionChange, SessionUpdate};
 use bitcoin_checkout::store::{
     Commit, IdempotencyRecord, ListQuery, MemoryStore, Page, PostgresStore, Store, StoreError,
     StoredEvent,
 };
 use bitcoin_checkout::testkit::{ObservedStore, conformance};
 use bitcoin_checkout::{
-    Checkout, CheckoutSession, Currency, Error, Event, EventId, EventType, Msats, PaymentHash,
+    Checkout, CheckoutSession, Currency, Event, EventId, EventType, Msats, PaymentHash,
     PaymentId, PaymentRequest, Sats, SessionId, SessionParams, SessionStatus, TargetCurrency,
     TransferKey, TransferReport,
 };
@@ -148,8 +149,8 @@ fn first_hash(session: &CheckoutSession) -> PaymentHash {
     TestRequestGenerator::payment_hash(session.payments()[0].id())
 }
 
-fn is_retryable(e: &Error) -> bool {
-    matches!(e, Error::Store(s) if s.is_retryable())
+fn is_retryable(e: &ServiceError) -> bool {
+    matches!(e, ServiceError::Store(s) if s.is_retryable())
 }
 
 /// Reads the whole outbox in pages, checking each page continues the last one without gaps.
@@ -282,6 +283,16 @@ impl Store for Mirror<'_> {
             self.postgres.idempotency(key),
         )
     }
+    fn claim_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.same(
+            "claim_idempotency",
+            self.memory.claim_idempotency(record),
+            self.postgres.claim_idempotency(record),
+        )
+    }
 }
 
 #[test]
@@ -293,7 +304,7 @@ fn behaves_like_the_memory_store() {
         postgres: &postgres,
     };
     // A clock with sub-millisecond digits: stores keep what the core truncates, and the
-    // idempotency record's time exactly.
+    // idempotency record's time to the millisecond (as every store does).
     let clock = Arc::new(ManualClock::new(t0() + Duration::nanoseconds(123_456_789)));
     let checkout =
         Checkout::new(&mirror, rates(), TestRequestGenerator).with_clock(Arc::clone(&clock));
@@ -317,7 +328,7 @@ fn behaves_like_the_memory_store() {
     }
     assert!(matches!(
         checkout.create(SessionParams::new(dollars(1), usd()), Some("order-0")),
-        Err(Error::IdempotencyConflict)
+        Err(ServiceError::IdempotencyConflict)
     ));
 
     // Funds: Lightning, on-chain pending then confirmed, a duplicate, an overpayment.
@@ -460,7 +471,7 @@ fn quoted_session(
     payment: PaymentId,
     request: Option<PaymentRequest>,
 ) -> (CheckoutSession, Commit) {
-    let (mut s, mut events) = CheckoutSession::create(
+    let (mut s, mut change) = CheckoutSession::create(
         SessionId::generate(),
         SessionParams::new(dollars(2_500), usd()),
         t0(),
@@ -472,18 +483,18 @@ fn quoted_session(
     let terms = s.next_quote(payment, rate, t0()).expect("terms");
     let request =
         request.unwrap_or_else(|| TestRequestGenerator.generate(&s, &terms).expect("request"));
-    events.extend(s.issue_quote(terms, request, t0()).expect("issue"));
-    let commit = Commit {
-        session: s.clone(),
-        expected_version: None,
-        changed_transfers: Vec::new(),
-        events: events
-            .iter()
-            .map(|e| Event::for_session(EventId::generate(), e, &s))
-            .collect(),
-        idempotency: None,
-    };
+    change.merge(s.issue_quote(terms, request, t0()).expect("issue"));
+    let commit = Commit::new(s.clone(), None, &change, envelopes(&change, &s));
     (s, commit)
+}
+
+/// The outbox envelopes of a change's events.
+fn envelopes(change: &SessionChange, s: &CheckoutSession) -> Vec<Event> {
+    change
+        .events()
+        .iter()
+        .map(|e| Event::for_session(EventId::generate(), e, s))
+        .collect()
 }
 
 /// A session with its first quote, committed; returns it as stored.
@@ -505,20 +516,17 @@ fn transfers_invoices_and_addresses_have_one_owner() {
     mirror.commit(&insert_a).expect("insert a");
     let mut paid_a = a.clone();
     let report = TransferReport::lightning(first_hash(&a), Msats::new(1_000_000));
-    let events = paid_a
+    let change = paid_a
         .record_transfer(report.clone(), t0() + Duration::seconds(1))
         .expect("core record");
+    assert_eq!(change.transfers(), [report.key()]);
     mirror
-        .commit(&Commit {
-            events: events
-                .iter()
-                .map(|e| Event::for_session(EventId::generate(), e, &paid_a))
-                .collect(),
-            session: paid_a.clone(),
-            expected_version: Some(a.version()),
-            changed_transfers: vec![report.key()],
-            idempotency: None,
-        })
+        .commit(&Commit::new(
+            paid_a.clone(),
+            Some(a.version()),
+            &change,
+            envelopes(&change, &paid_a),
+        ))
         .expect("record on a");
 
     // Session b reuses a's payment id (so its invoice hash) and a's address.
@@ -541,16 +549,16 @@ fn transfers_invoices_and_addresses_have_one_owner() {
     );
     // b claiming a's transfer is refused (not retryable) and writes nothing.
     let mut claim = b.clone();
-    claim
+    let change = claim
         .record_transfer(report.clone(), t0() + Duration::seconds(2))
-        .ok();
-    let refused = mirror.commit(&Commit {
-        session: claim,
-        expected_version: Some(b.version()),
-        changed_transfers: vec![report.key()],
-        events: Vec::new(),
-        idempotency: None,
-    });
+        .expect("core record on b");
+    assert_eq!(change.transfers(), [report.key()]);
+    let refused = mirror.commit(&Commit::new(
+        claim,
+        Some(b.version()),
+        &change,
+        Vec::new(),
+    ));
     assert!(
         matches!(
             refused,
@@ -567,22 +575,29 @@ fn transfers_invoices_and_addresses_have_one_owner() {
         Some(a.id())
     );
 
-    // A new session inserted with a transfer it does not list as changed is indexed too.
-    let (mut c, _) = quoted_session(PaymentId::generate(), None);
+    // A new session inserted with a transfer already recorded is indexed too (the insert
+    // names all of the new session's payments and transfers: its creation, quote and
+    // transfer changes merged).
+    let (mut c, insert_c) = quoted_session(PaymentId::generate(), None);
     let report_c = TransferReport::lightning(first_hash(&c), Msats::new(2_000_000));
-    let events = c
+    let recorded = c
         .record_transfer(report_c.clone(), t0() + Duration::seconds(3))
         .expect("core record");
+    let mut events = insert_c.events;
+    events.extend(envelopes(&recorded, &c));
+    let mut payments = insert_c.payments;
+    for id in recorded.payments() {
+        if !payments.contains(id) {
+            payments.push(*id);
+        }
+    }
     mirror
         .commit(&Commit {
-            events: events
-                .iter()
-                .map(|e| Event::for_session(EventId::generate(), e, &c))
-                .collect(),
             session: c.clone(),
             expected_version: None,
-            changed_transfers: Vec::new(),
-            idempotency: None,
+            payments,
+            transfers: recorded.transfers().to_vec(),
+            events,
         })
         .expect("insert c");
     assert_eq!(
@@ -603,30 +618,21 @@ fn a_conflicting_commit_writes_nothing() {
     // A change computed from a stale version: a new transfer, events, a new quote hash.
     let mut changed = s.clone();
     let report = TransferReport::lightning(first_hash(&s), Msats::new(1_000_000));
-    let events = changed
+    let change = changed
         .record_transfer(report.clone(), t0() + Duration::seconds(5))
         .expect("core record");
-    let envelopes: Vec<_> = events
-        .iter()
-        .map(|e| Event::for_session(EventId::generate(), e, &changed))
-        .collect();
-    let stale = Commit {
-        session: changed.clone(),
-        expected_version: Some(s.version() + 1),
-        changed_transfers: vec![report.key()],
-        events: envelopes.clone(),
-        idempotency: None,
-    };
+    let envelopes = envelopes(&change, &changed);
+    let stale = Commit::new(
+        changed.clone(),
+        Some(s.version() + 1),
+        &change,
+        envelopes.clone(),
+    );
     assert_eq!(store.commit(&stale), Err(StoreError::Conflict));
-    // Inserting an existing session, even with a fresh idempotency key, conflicts too.
+    // Inserting an existing session conflicts too. (Idempotency records are no longer part
+    // of a commit: they are claimed with `claim_idempotency` before the session exists.)
     let reinsert = Commit {
         expected_version: None,
-        idempotency: Some(IdempotencyRecord {
-            key: "k-reinsert".into(),
-            request: "{}".into(),
-            session_id: s.id(),
-            created: t0(),
-        }),
         ..stale.clone()
     };
     assert_eq!(store.commit(&reinsert), Err(StoreError::Conflict));
@@ -658,48 +664,50 @@ fn a_conflicting_commit_writes_nothing() {
 }
 
 #[test]
-fn an_idempotency_key_is_used_once_and_its_time_kept_exactly() {
+fn an_idempotency_key_is_used_once_and_its_time_kept_to_the_millisecond() {
+    // Idempotency records are claimed before their session exists
+    // (`Store::claim_idempotency`), and every store keeps their time in whole milliseconds.
     let schemas = Schemas::new();
     let store = schemas.store();
     let created = t0() + Duration::nanoseconds(987_654_321);
-    let commit_with = |key: &str| {
-        let (s, _) = CheckoutSession::create(
-            SessionId::generate(),
-            SessionParams::new(dollars(100), usd()),
-            t0(),
-        )
-        .expect("create");
-        Commit {
-            idempotency: Some(IdempotencyRecord {
-                key: key.into(),
-                request: r#"{"amount":1.00}"#.into(),
-                session_id: s.id(),
-                created,
-            }),
-            session: s,
-            expected_version: None,
-            changed_transfers: Vec::new(),
-            events: Vec::new(),
-        }
+    let kept = t0() + Duration::milliseconds(987);
+    let record_with = |key: &str| IdempotencyRecord {
+        key: key.into(),
+        request: r#"{"amount":1.00}"#.into(),
+        session_id: SessionId::generate(),
+        created,
     };
-    let first = commit_with("key-1");
-    store.commit(&first).expect("first");
-    let second = commit_with("key-1");
-    assert_eq!(store.commit(&second), Err(StoreError::Conflict));
+    let first = record_with("key-1");
+    assert_eq!(store.claim_idempotency(&first).expect("first"), None);
+    let first_kept = IdempotencyRecord {
+        created: kept,
+        ..first.clone()
+    };
+    let second = record_with("key-1");
     assert_eq!(
-        store.load(second.session.id()).expect("load"),
-        None,
-        "the losing session was rolled back"
+        store.claim_idempotency(&second).expect("second"),
+        Some(first_kept.clone()),
+        "the key is held by the first claim"
     );
-    assert_eq!(store.idempotency("key-1").expect("get"), first.idempotency);
+    assert_eq!(
+        store.load(second.session_id).expect("load"),
+        None,
+        "the losing claim wrote no session"
+    );
+    assert_eq!(store.idempotency("key-1").expect("get"), Some(first_kept));
     let long_key = "é".repeat(255);
-    store.commit(&commit_with(&long_key)).expect("long key");
+    assert_eq!(
+        store
+            .claim_idempotency(&record_with(&long_key))
+            .expect("long key"),
+        None
+    );
     assert_eq!(
         store
             .idempotency(&long_key)
             .expect("get")
             .map(|r| r.created),
-        Some(created)
+        Some(kept)
     );
 }
 
@@ -936,7 +944,7 @@ fn servers_starting_together_migrate_once() {
     // Each migration applied once.
     assert_eq!(
         versions,
-        ["1", "2", "3"].map(|v| Some(v.to_owned())).to_vec()
+        ["1", "2", "3", "4"].map(|v| Some(v.to_owned())).to_vec()
     );
     // A database migrated by a newer crate is refused rather than misread.
     admin(&format!(

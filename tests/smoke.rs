@@ -13,7 +13,8 @@ fn full_lightning_payment_pays() {
             TransferReport::lightning(hash(1), Msats::new(25_000_000)),
             at(10),
         )
-        .expect("record");
+        .expect("record")
+        .into_events();
     println!("{}", s.to_json());
     assert_eq!(
         types(&ev),

@@ -138,3 +138,71 @@ fn core_kind(e: &Error) -> ErrorKind {
         _ => ErrorKind::InvalidInput,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::SessionId;
+
+    #[test]
+    fn each_failure_has_the_kind_and_status_its_docs_say() {
+        let store = |e| ServiceError::Store(e);
+        let backend = |retryable| StoreError::Backend {
+            message: String::new(),
+            retryable,
+        };
+        let cases: Vec<(ServiceError, ErrorKind, u16, bool)> = vec![
+            (Error::AmountTooLarge.into(), ErrorKind::InvalidInput, 400, false),
+            (
+                Error::InvalidTransition {
+                    action: "deactivate",
+                    status: "paid",
+                }
+                .into(),
+                ErrorKind::Conflict,
+                409,
+                false,
+            ),
+            (Error::UnknownPaymentRequest.into(), ErrorKind::NotFound, 404, false),
+            (Error::RequestMismatch("x").into(), ErrorKind::Internal, 500, false),
+            (
+                ServiceError::UnknownSession(SessionId::generate()),
+                ErrorKind::NotFound,
+                404,
+                false,
+            ),
+            (ServiceError::IdempotencyConflict, ErrorKind::InvalidInput, 400, false),
+            (ServiceError::IdempotencyKeyInUse, ErrorKind::Conflict, 409, true),
+            (store(StoreError::Conflict), ErrorKind::Conflict, 409, true),
+            (store(backend(true)), ErrorKind::Unavailable, 503, true),
+            (store(backend(false)), ErrorKind::Internal, 500, false),
+            (store(StoreError::Closed), ErrorKind::Unavailable, 503, false),
+            (
+                RateError::Unavailable {
+                    base: "USD",
+                    target: "SATS",
+                }
+                .into(),
+                ErrorKind::Unavailable,
+                503,
+                true,
+            ),
+            (
+                RequestError::Backend {
+                    message: String::new(),
+                    retryable: true,
+                }
+                .into(),
+                ErrorKind::Unavailable,
+                503,
+                true,
+            ),
+            (RequestError::IndexesExhausted.into(), ErrorKind::Internal, 500, false),
+        ];
+        for (error, kind, status, retryable) in cases {
+            assert_eq!(error.kind(), kind, "{error:?}");
+            assert_eq!(error.kind().http_status(), status, "{error:?}");
+            assert_eq!(error.is_retryable(), retryable, "{error:?}");
+        }
+    }
+}

@@ -166,14 +166,28 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         idempotency_key: Option<&str>,
     ) -> Result<CheckoutSession, ServiceError> {
         let now = self.clock.now();
-        let session_id = match idempotency_key {
-            None => self.new_session_id(now),
+        // Bad parameters are refused before a key is claimed: a refusal never holds a key.
+        params.validate()?;
+        let (session_id, claim) = match idempotency_key {
+            None => (self.new_session_id(now), None),
             Some(key) => match self.claim(key, &params, now)? {
                 Claim::Replay(session) => return Ok(*session),
-                Claim::Create(id) => id,
+                Claim::Create(record) => (record.session_id, Some(record)),
             },
         };
-        self.insert_session(session_id, params)
+        let created = self.insert_session(session_id, params);
+        if let (Err(e), Some(record)) = (&created, &claim)
+            && matches!(
+                e,
+                ServiceError::Core(_) | ServiceError::Rate(_) | ServiceError::Request(_)
+            )
+        {
+            // Nothing was committed (these fail before the commit): free the key so a
+            // retry is not kept waiting for a session that will never appear. A failed
+            // release only delays that retry until the takeover window.
+            let _ = self.store.release_idempotency(record);
+        }
+        created
     }
 
     fn new_session_id(&self, now: OffsetDateTime) -> SessionId {
@@ -201,8 +215,8 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         // `None`: ours. Our own record back: the store re-ran the claim after a lost
         // connection and found the row its first run inserted.
         let held = match held {
-            None => return Ok(Claim::Create(record.session_id)),
-            Some(held) if held == record => return Ok(Claim::Create(record.session_id)),
+            None => return Ok(Claim::Create(record)),
+            Some(held) if held == record => return Ok(Claim::Create(record)),
             Some(held) => held,
         };
         if held.request != record.request {
@@ -218,7 +232,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         if self.clock.now() - held.created >= IDEMPOTENCY_TAKEOVER {
             // Its holder never created the session (it crashed): create it under the
             // claimed id, which only one insert can win.
-            return Ok(Claim::Create(held.session_id));
+            return Ok(Claim::Create(held));
         }
         Err(ServiceError::IdempotencyKeyInUse)
     }
@@ -232,21 +246,23 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         params: SessionParams,
     ) -> Result<CheckoutSession, ServiceError> {
         let mut memo = QuoteMemo::default();
-        let result = self.transact(|_| {
+        self.transact(|_| {
             let now = self.clock.now();
             let (mut session, mut change) = CheckoutSession::create(id, params.clone(), now)?;
             self.quote(&mut session, now, &mut memo, &mut change)?;
             let events = self.envelopes(change.events(), &session, now);
             let commit = Commit::new(session, None, &change, events);
-            self.store.commit(&commit)?;
-            Ok(commit.session)
-        });
-        match result {
-            Err(ServiceError::Store(StoreError::Conflict)) => self
-                .retry_store(|| self.store.load(id))?
-                .ok_or(ServiceError::Store(StoreError::Conflict)),
-            other => other,
-        }
+            match self.store.commit(&commit) {
+                Ok(()) => Ok(commit.session),
+                // The id is taken: by this session, inserted by a racing takeover (or by
+                // an earlier attempt whose outcome was unknown). Not retried blindly.
+                Err(StoreError::Conflict) => self
+                    .store
+                    .load(id)?
+                    .ok_or(ServiceError::Store(StoreError::Conflict)),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     /// Records a report of funds on the session its invoice or address belongs to.
@@ -343,8 +359,8 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
 
 /// What claiming an idempotency key gave.
 enum Claim {
-    /// The key is ours: create the session with this id.
-    Create(SessionId),
+    /// The key is ours (this record holds it): create the session it names.
+    Create(IdempotencyRecord),
     /// The key's session exists: return it.
     Replay(Box<CheckoutSession>),
 }

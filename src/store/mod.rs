@@ -281,6 +281,12 @@ pub trait Store: Send + Sync {
         &self,
         record: &IdempotencyRecord,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Removes the claim `record` made, if the store still holds exactly it (same key,
+    /// request and session); any other record of the key stays. The service calls it when
+    /// the create that claimed the key failed before committing (no rate, generator down),
+    /// so a retry with the key is not kept waiting for a session that will never appear.
+    fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError>;
 }
 
 forward_port!(Store {
@@ -295,6 +301,7 @@ forward_port!(Store {
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError>;
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     fn claim_idempotency(&self, record: &IdempotencyRecord) -> Result<Option<IdempotencyRecord>, StoreError>;
+    fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError>;
 });
 
 /// One atomic change to a link and the sessions it concerns (opening a session, or

@@ -131,4 +131,7 @@ impl<S: Store> Store for ObservedStore<'_, S> {
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.claim_idempotency(record)
     }
+    fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
+        self.inner.release_idempotency(record)
+    }
 }

@@ -290,35 +290,13 @@ fn jitter_points(event: EventId, attempt: usize, percent: u8) -> i32 {
     i32::try_from(point).unwrap_or(0)
 }
 
-macro_rules! forward_delivery_store {
-    ($($ty:ty),*) => {$(
-        impl<S: DeliveryStore + ?Sized> DeliveryStore for $ty {
-            fn save_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
-                (**self).save_endpoint(endpoint)
-            }
-            fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
-                (**self).endpoints()
-            }
-            fn cursor(&self, endpoint: EndpointId) -> Result<u64, StoreError> {
-                (**self).cursor(endpoint)
-            }
-            fn schedule(&self, endpoint: EndpointId, cursor: u64, deliveries: &[Delivery]) -> Result<(), StoreError> {
-                (**self).schedule(endpoint, cursor, deliveries)
-            }
-            fn pending(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-                (**self).pending(limit)
-            }
-            fn save_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
-                (**self).save_delivery(delivery)
-            }
-            fn delivery(&self, endpoint: EndpointId, seq: u64) -> Result<Option<Delivery>, StoreError> {
-                (**self).delivery(endpoint, seq)
-            }
-            fn deliveries(&self, endpoint: EndpointId) -> Result<Vec<Delivery>, StoreError> {
-                (**self).deliveries(endpoint)
-            }
-        }
-    )*};
-}
-
-forward_delivery_store!(std::sync::Arc<S>, &S);
+forward_port!(DeliveryStore {
+    fn save_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError>;
+    fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError>;
+    fn cursor(&self, endpoint: EndpointId) -> Result<u64, StoreError>;
+    fn schedule(&self, endpoint: EndpointId, cursor: u64, deliveries: &[Delivery]) -> Result<(), StoreError>;
+    fn pending(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+    fn save_delivery(&self, delivery: &Delivery) -> Result<(), StoreError>;
+    fn delivery(&self, endpoint: EndpointId, seq: u64) -> Result<Option<Delivery>, StoreError>;
+    fn deliveries(&self, endpoint: EndpointId) -> Result<Vec<Delivery>, StoreError>;
+});

@@ -48,17 +48,9 @@ pub trait WebhookSender: Send + Sync {
     fn send(&self, url: &str, headers: &[(&'static str, String)], body: &str) -> SendOutcome;
 }
 
-impl<T: WebhookSender + ?Sized> WebhookSender for &T {
-    fn send(&self, url: &str, headers: &[(&'static str, String)], body: &str) -> SendOutcome {
-        (**self).send(url, headers, body)
-    }
-}
-
-impl<T: WebhookSender + ?Sized> WebhookSender for std::sync::Arc<T> {
-    fn send(&self, url: &str, headers: &[(&'static str, String)], body: &str) -> SendOutcome {
-        (**self).send(url, headers, body)
-    }
-}
+forward_port!(WebhookSender {
+    fn send(&self, url: &str, headers: &[(&'static str, String)], body: &str) -> SendOutcome;
+});
 
 /// What one [`Dispatcher::run_once`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -448,6 +448,17 @@ impl Store for MemoryStore {
         inner.idempotency.insert(record.key.clone(), record);
         Ok(None)
     }
+
+    fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let ours = inner.idempotency.get(&record.key).is_some_and(|held| {
+            held.session_id == record.session_id && held.request == record.request
+        });
+        if ours {
+            inner.idempotency.remove(&record.key);
+        }
+        Ok(())
+    }
 }
 
 impl LinkStore for MemoryStore {

@@ -451,6 +451,13 @@ impl Store for PostgresStore {
         };
         row.map(IdempotencyRow::decode).transpose()
     }
+
+    fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
+        match self.call(Op::ReleaseIdempotency(IdempotencyRow::new(record)))? {
+            Out::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
 }
 
 impl PostgresStore {

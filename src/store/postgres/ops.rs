@@ -46,6 +46,8 @@ pub(super) enum Op {
     Idempotency(String),
     /// Insert an idempotency row unless its key exists; answer the row that holds it.
     ClaimIdempotency(IdempotencyRow),
+    /// Delete an idempotency row if it is exactly this one (running it twice is harmless).
+    ReleaseIdempotency(IdempotencyRow),
     /// Reserve the next derivation index of a descriptor.
     ReserveIndex(String),
     LoadLink(String),
@@ -246,6 +248,11 @@ impl Conn {
                 // fresh snapshot sees it.
                 let rows = self.query(SQL_IDEMPOTENCY, &[&r.key]).await?;
                 Ok(Out::Idempotency(rows.into_iter().next().map(idempotency_row).transpose()?))
+            }
+            Op::ReleaseIdempotency(r) => {
+                self.exec(SQL_RELEASE_IDEMPOTENCY, &[&r.key, &r.request, &r.session_id])
+                    .await?;
+                Ok(Out::Unit)
             }
             Op::ReserveIndex(descriptor) => {
                 // One statement, so the increment and its result are atomic; a rerun after a

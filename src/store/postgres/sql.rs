@@ -72,6 +72,8 @@ pub(super) const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (id, created, 
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
 pub(super) const SQL_UPDATE_SESSION: &str = "UPDATE sessions SET created = $2, status = $3, version = $4, wake_at = $5, head = $6, \
      link_id = $7 WHERE id = $1 AND version = $8";
+pub(super) const SQL_RELEASE_IDEMPOTENCY: &str =
+    "DELETE FROM idempotency WHERE key = $1 AND request = $2 AND session_id = $3";
 pub(super) const SQL_CLAIM_IDEMPOTENCY: &str = "INSERT INTO idempotency (key, request, session_id, created) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING";
 pub(super) const SQL_UPSERT_TRANSFERS: &str = "INSERT INTO transfers (session_id, key, body) \

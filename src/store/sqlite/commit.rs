@@ -120,6 +120,19 @@ pub(super) fn claim_idempotency(
     read_idempotency(tx, &row.key)
 }
 
+/// Deletes an idempotency row if it is exactly `row` (key, request and session).
+pub(super) fn release_idempotency(
+    tx: &Transaction<'_>,
+    row: &IdempotencyRow,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "DELETE FROM idempotency WHERE key = ?1 AND request = ?2 AND session_id = ?3",
+    )
+    .and_then(|mut stmt| stmt.execute(params![row.key, row.request, row.session_id]))
+    .map_err(backend)?;
+    Ok(())
+}
+
 /// The idempotency row of a key.
 pub(super) fn read_idempotency(
     conn: &rusqlite::Connection,

@@ -280,4 +280,9 @@ impl Store for SqliteStore {
             .map(IdempotencyRow::decode)
             .transpose()
     }
+
+    fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
+        let row = IdempotencyRow::new(record);
+        self.write(|tx| commit::release_idempotency(tx, &row))
+    }
 }
