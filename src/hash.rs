@@ -94,4 +94,3 @@ impl<'de> Deserialize<'de> for Hash32 {
 
 /// The hash a Lightning payment is locked to; it identifies the invoice and its payment.
 pub type PaymentHash = Hash32;
-

@@ -29,10 +29,10 @@ pub mod webhook;
 
 pub use error::Error;
 pub use event::{EventType, SessionEvent};
-pub use outbox::Event;
 pub use id::{CheckoutLinkId, EndpointId, EventId, PaymentId, PaymentLinkId, SessionId};
 pub use metadata::{Metadata, MetadataPatch, MetadataValue};
 pub use money::{Currency, ExchangeRate, Msats, Sats, TargetCurrency};
+pub use outbox::Event;
 pub use payment::{Payment, PaymentState, PaymentStatus};
 pub use request::{LightningInvoice, PaymentHash, PaymentRequest};
 pub use service::Checkout;

@@ -4,9 +4,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::hash::PaymentHash;
 use crate::id::PaymentId;
 use crate::money::{ExchangeRate, Msats, Sats};
-use crate::hash::PaymentHash;
 
 /// Where a payment stands. `Unpaid` is the only state that changes; the others are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

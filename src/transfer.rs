@@ -8,9 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 
 use crate::error::Error;
+use crate::hash::{Hash32, PaymentHash};
 use crate::id::PaymentId;
 use crate::money::{Msats, Sats};
-use crate::hash::{Hash32, PaymentHash};
 
 /// The natural id of a transfer: the Lightning payment hash, or the on-chain outpoint.
 ///

@@ -181,7 +181,13 @@ impl RequestError {
     /// Whether the same call may succeed later (a backend that is down); every other
     /// variant is a bad input or configuration.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Backend { retryable: true, .. })
+        matches!(
+            self,
+            Self::Backend {
+                retryable: true,
+                ..
+            }
+        )
     }
 }
 

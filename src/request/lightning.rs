@@ -516,8 +516,7 @@ impl crate::request::InvoiceSource for OfflineInvoices {
             (self.entropy)(),
             (self.entropy)(),
         )?;
-        (self.keep)(&signed)
-            .map_err(|_| RequestError::PreimageNotKept)?;
+        (self.keep)(&signed).map_err(|_| RequestError::PreimageNotKept)?;
         Ok(signed.invoice)
     }
 }

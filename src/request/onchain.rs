@@ -281,6 +281,6 @@ impl<I: crate::request::AddressIndex> crate::request::AddressSource for DerivedA
     ) -> Result<String, RequestError> {
         // The descriptor string (public keys only) names the index sequence.
         let index = self.index.reserve(&self.deriver.descriptor())?;
-        Ok(self.deriver.address_at(index)?)
+        self.deriver.address_at(index)
     }
 }

@@ -66,9 +66,7 @@ impl AddressIndex for MemoryAddressIndex {
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         let slot = next.entry(descriptor.to_owned()).or_insert(0);
         let index = *slot;
-        *slot = index
-            .checked_add(1)
-            .ok_or(RequestError::IndexesExhausted)?;
+        *slot = index.checked_add(1).ok_or(RequestError::IndexesExhausted)?;
         Ok(index)
     }
 }
@@ -88,7 +86,11 @@ forward_port!(AddressIndex {
 pub struct Disabled;
 
 impl InvoiceSource for Disabled {
-    fn invoice(&self, _: &CheckoutSession, _: &QuoteTerms) -> Result<LightningInvoice, RequestError> {
+    fn invoice(
+        &self,
+        _: &CheckoutSession,
+        _: &QuoteTerms,
+    ) -> Result<LightningInvoice, RequestError> {
         Err(RequestError::MethodDisabled("lightning"))
     }
 }

@@ -76,7 +76,10 @@ where
     }
 
     /// See [`Checkout::record_transfer`].
-    pub async fn record_transfer(&self, report: TransferReport) -> Result<CheckoutSession, ServiceError> {
+    pub async fn record_transfer(
+        &self,
+        report: TransferReport,
+    ) -> Result<CheckoutSession, ServiceError> {
         self.run(move |c| c.record_transfer(report)).await
     }
 

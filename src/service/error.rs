@@ -152,7 +152,12 @@ mod tests {
             retryable,
         };
         let cases: Vec<(ServiceError, ErrorKind, u16, bool)> = vec![
-            (Error::AmountTooLarge.into(), ErrorKind::InvalidInput, 400, false),
+            (
+                Error::AmountTooLarge.into(),
+                ErrorKind::InvalidInput,
+                400,
+                false,
+            ),
             (
                 Error::InvalidTransition {
                     action: "deactivate",
@@ -163,20 +168,45 @@ mod tests {
                 409,
                 false,
             ),
-            (Error::UnknownPaymentRequest.into(), ErrorKind::NotFound, 404, false),
-            (Error::RequestMismatch("x").into(), ErrorKind::Internal, 500, false),
+            (
+                Error::UnknownPaymentRequest.into(),
+                ErrorKind::NotFound,
+                404,
+                false,
+            ),
+            (
+                Error::RequestMismatch("x").into(),
+                ErrorKind::Internal,
+                500,
+                false,
+            ),
             (
                 ServiceError::UnknownSession(SessionId::generate()),
                 ErrorKind::NotFound,
                 404,
                 false,
             ),
-            (ServiceError::IdempotencyConflict, ErrorKind::InvalidInput, 400, false),
-            (ServiceError::IdempotencyKeyInUse, ErrorKind::Conflict, 409, true),
+            (
+                ServiceError::IdempotencyConflict,
+                ErrorKind::InvalidInput,
+                400,
+                false,
+            ),
+            (
+                ServiceError::IdempotencyKeyInUse,
+                ErrorKind::Conflict,
+                409,
+                true,
+            ),
             (store(StoreError::Conflict), ErrorKind::Conflict, 409, true),
             (store(backend(true)), ErrorKind::Unavailable, 503, true),
             (store(backend(false)), ErrorKind::Internal, 500, false),
-            (store(StoreError::Closed), ErrorKind::Unavailable, 503, false),
+            (
+                store(StoreError::Closed),
+                ErrorKind::Unavailable,
+                503,
+                false,
+            ),
             (
                 RateError::Unavailable {
                     base: "USD",
@@ -197,7 +227,12 @@ mod tests {
                 503,
                 true,
             ),
-            (RequestError::IndexesExhausted.into(), ErrorKind::Internal, 500, false),
+            (
+                RequestError::IndexesExhausted.into(),
+                ErrorKind::Internal,
+                500,
+                false,
+            ),
         ];
         for (error, kind, status, retryable) in cases {
             assert_eq!(error.kind(), kind, "{error:?}");

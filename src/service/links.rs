@@ -70,7 +70,10 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
         // The new session's id is minted once: a retry opens the same session.
         let mut new_session: Option<SessionId> = None;
         self.transact(|_| {
-            let mut link = self.store.load_link(id)?.ok_or(ServiceError::UnknownLink(id))?;
+            let mut link = self
+                .store
+                .load_link(id)?
+                .ok_or(ServiceError::UnknownLink(id))?;
             let expected = link.version();
             let now = self.clock.now();
             let candidate =
@@ -105,7 +108,10 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
     /// open quotes are cancelled).
     pub fn deactivate_link(&self, id: LinkId) -> Result<Link, ServiceError> {
         self.transact(|_| {
-            let mut link = self.store.load_link(id)?.ok_or(ServiceError::UnknownLink(id))?;
+            let mut link = self
+                .store
+                .load_link(id)?
+                .ok_or(ServiceError::UnknownLink(id))?;
             let expected = link.version();
             let now = self.clock.now();
             let deactivated = link.deactivate(now)?;

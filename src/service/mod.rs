@@ -266,10 +266,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     }
 
     /// Records a report of funds on the session its invoice or address belongs to.
-    pub fn record_transfer(
-        &self,
-        report: TransferReport,
-    ) -> Result<CheckoutSession, ServiceError> {
+    pub fn record_transfer(&self, report: TransferReport) -> Result<CheckoutSession, ServiceError> {
         let id = self.retry_store_service(|| self.find_session(&report))?;
         self.mutate(id, |s, now| s.record_transfer(report.clone(), now))
             .map(|(session, _)| session)
@@ -312,7 +309,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
 
     /// Sessions newest first.
     pub fn list(&self, query: &ListQuery) -> Result<Page, ServiceError> {
-        Ok(self.retry_store(|| self.store.list(query))?)
+        self.retry_store(|| self.store.list(query))
     }
 
     /// Events after an outbox cursor.
@@ -321,12 +318,12 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, ServiceError> {
-        Ok(self.retry_store(|| self.store.events_after(after, limit))?)
+        self.retry_store(|| self.store.events_after(after, limit))
     }
 
     /// Everything that happened to one session, in order.
     pub fn timeline(&self, id: SessionId) -> Result<Vec<StoredEvent>, ServiceError> {
-        Ok(self.retry_store(|| self.store.session_events(id))?)
+        self.retry_store(|| self.store.session_events(id))
     }
 
     /// Expires the quotes that ran out and issues new ones, for up to `limit` due

@@ -125,7 +125,10 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
             let from_cache = cached.is_some();
             let mut session = match cached {
                 Some(s) => s,
-                None => self.store.load(id)?.ok_or(ServiceError::UnknownSession(id))?,
+                None => self
+                    .store
+                    .load(id)?
+                    .ok_or(ServiceError::UnknownSession(id))?,
             };
             // A stale copy may refuse what the stored one accepts, or find nothing to do:
             // both are retried from the store, as a conflict is.

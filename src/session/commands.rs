@@ -9,8 +9,8 @@ use crate::event::{EventType, SessionEvent};
 use crate::id::{PaymentId, SessionId};
 use crate::json::millis::truncate;
 use crate::money::{ExchangeRate, Msats, Sats, from_minor_units};
-use crate::payment::{Payment, PaymentState};
 use crate::payment::PaymentRequest;
+use crate::payment::{Payment, PaymentState};
 use crate::transfer::PaymentMethod;
 
 /// The terms of a quote about to be issued: computed by

@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::id::{PaymentId, SessionId};
 use crate::metadata::Metadata;
 use crate::money::{Currency, ExchangeRate, Sats, TargetCurrency};
-use crate::payment::{Payment, PaymentState, PaymentStatus};
 use crate::payment::{LightningInvoice, PaymentRequest};
+use crate::payment::{Payment, PaymentState, PaymentStatus};
 use crate::transfer::{ConfirmationPolicy, PaymentMethod, Transfer};
 
 /// A payment method as read from JSON: unknown methods from newer API versions are kept
@@ -339,7 +339,10 @@ impl CheckoutSession {
 
     /// Adds decoded transfers, each of which must belong to one of the payments and be
     /// new.
-    fn add_transfers(&mut self, transfers: impl IntoIterator<Item = Transfer>) -> Result<(), String> {
+    fn add_transfers(
+        &mut self,
+        transfers: impl IntoIterator<Item = Transfer>,
+    ) -> Result<(), String> {
         for t in transfers {
             if !self.payments.iter().any(|p| p.id == t.payment_id) {
                 return Err(format!("transfer {} has no payment", t.key));

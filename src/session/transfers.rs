@@ -157,11 +157,7 @@ impl CheckoutSession {
         self.settle(before, now, change);
     }
 
-    fn update_transfer(
-        &mut self,
-        report: TransferReport,
-        now: OffsetDateTime,
-    ) -> SessionChange {
+    fn update_transfer(&mut self, report: TransferReport, now: OffsetDateTime) -> SessionChange {
         let policy = self.confirmations;
         let before = self.snapshot_flags();
         let Some(t) = self.transfers.get(&report.key).cloned() else {

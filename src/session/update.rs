@@ -5,11 +5,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
+use super::SessionChange;
 use super::params::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
 use super::text::{check_text, check_url};
 use super::{Branding, CheckoutSession, Details};
 use crate::error::Error;
-use super::SessionChange;
 use crate::event::{EventType, SessionEvent};
 use crate::metadata::MetadataPatch;
 

@@ -24,9 +24,9 @@
 //! blocking threads (see `docs/adr/0002-sync-ports-async-facade.md`).
 
 mod memory;
-pub mod rows;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub mod rows;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -38,10 +38,10 @@ pub use sqlite::SqliteStore;
 
 use time::OffsetDateTime;
 
-use crate::outbox::Event;
 use crate::hash::PaymentHash;
 use crate::id::{LinkId, PaymentId, SessionId};
 use crate::link::Link;
+use crate::outbox::Event;
 use crate::session::{CheckoutSession, SessionChange, SessionStatus};
 use crate::transfer::TransferKey;
 

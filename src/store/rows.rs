@@ -216,10 +216,7 @@ fn session_row(s: &CheckoutSession) -> Result<SessionRow, StoreError> {
     })
 }
 
-fn payment_row(
-    s: &CheckoutSession,
-    p: &crate::payment::Payment,
-) -> Result<PaymentRow, StoreError> {
+fn payment_row(s: &CheckoutSession, p: &crate::payment::Payment) -> Result<PaymentRow, StoreError> {
     let body = s
         .payment_json(p.id())
         .ok_or_else(|| unwritable(format!("payment {} cannot be written", p.id())))?;
@@ -235,8 +232,8 @@ fn payment_row(
 }
 
 fn transfer_row(t: &Transfer) -> Result<TransferRow, StoreError> {
-    let body = serde_json::to_string(t)
-        .map_err(|e| unwritable(format!("transfer {}: {e}", t.key)))?;
+    let body =
+        serde_json::to_string(t).map_err(|e| unwritable(format!("transfer {}: {e}", t.key)))?;
     Ok(TransferRow {
         key: t.key.to_string(),
         body,
@@ -325,7 +322,8 @@ impl IdempotencyRow {
             .session_id
             .parse()
             .map_err(|e| Corruption::undecodable(row(), e))?;
-        let created = time_from_millis(self.created).map_err(|e| Corruption::undecodable(row(), e))?;
+        let created =
+            time_from_millis(self.created).map_err(|e| Corruption::undecodable(row(), e))?;
         Ok(IdempotencyRecord {
             key: self.key,
             request: self.request,

@@ -181,7 +181,9 @@ impl Delivery {
             return Err(Corruption::mismatch(row(), "endpoint", endpoint, found).into());
         }
         if u64::try_from(seq).ok() != Some(d.seq) {
-            return Err(Corruption::mismatch(row(), "seq", seq.to_string(), d.seq.to_string()).into());
+            return Err(
+                Corruption::mismatch(row(), "seq", seq.to_string(), d.seq.to_string()).into(),
+            );
         }
         Ok(d)
     }

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use time::OffsetDateTime;
 
-use super::{SignError, SignatureHeader};
 use super::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryStore, Endpoint, RetrySchedule};
+use super::{SignError, SignatureHeader};
 use crate::clock::Clock;
 use crate::id::{EndpointId, SessionId};
 use crate::store::{Store, StoreError};

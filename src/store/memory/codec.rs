@@ -97,7 +97,6 @@ pub(super) fn encode_payment(s: &CheckoutSession, p: &Payment) -> Box<[u8]> {
     w.0.into_boxed_slice()
 }
 
-
 fn payment(w: &mut Writer, base: i128, p: &Payment, session_address: Option<&str>) {
     w.uuid(p.id.as_uuid());
     w.decimal(p.due);

@@ -19,9 +19,9 @@ use super::{
     Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, Store, StoreError,
     StoredEvent,
 };
-use crate::outbox::Event;
 use crate::id::SessionId;
 use crate::link::{Link, LinkId};
+use crate::outbox::Event;
 use crate::request::PaymentHash;
 use crate::session::{CheckoutSession, SessionStatus};
 use crate::transfer::TransferKey;

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 
 use super::codec;
 use crate::event::EventType;
-use crate::outbox::Event;
 use crate::id::{EventId, PaymentId};
+use crate::outbox::Event;
 use crate::session::CheckoutSession;
 use crate::store::{StoreError, StoredEvent};
 

@@ -33,9 +33,18 @@ pub(super) struct PgCommit {
 impl PgCommit {
     pub(super) fn new(rows: CommitRows) -> Self {
         let s = rows.session;
-        let (payment_ids, payment_bodies) = rows.payments.iter().map(|p| (p.id.clone(), p.body.clone())).unzip();
-        let hashes = rows.payments.iter().filter_map(|p| p.payment_hash.clone()).collect();
-        let (transfer_keys, transfer_bodies) = rows.transfers.into_iter().map(|t| (t.key, t.body)).unzip();
+        let (payment_ids, payment_bodies) = rows
+            .payments
+            .iter()
+            .map(|p| (p.id.clone(), p.body.clone()))
+            .unzip();
+        let hashes = rows
+            .payments
+            .iter()
+            .filter_map(|p| p.payment_hash.clone())
+            .collect();
+        let (transfer_keys, transfer_bodies) =
+            rows.transfers.into_iter().map(|t| (t.key, t.body)).unzip();
         Self {
             id: s.id,
             expected_version: rows.expected_version,
@@ -111,13 +120,16 @@ impl LinkCommitRows {
     }
 }
 
-
 impl Conn {
     /// Applies a session commit or a link commit in one READ COMMITTED transaction: commits
     /// if every step succeeds, rolls back otherwise. The level is explicit because the
     /// outbox ordering below relies on each statement taking a fresh snapshot, whatever the
     /// database's default level is.
-    pub(super) async fn transaction(&mut self, work: Work<'_>, lock_suffix: u32) -> Result<(), Failure> {
+    pub(super) async fn transaction(
+        &mut self,
+        work: Work<'_>,
+        lock_suffix: u32,
+    ) -> Result<(), Failure> {
         self.client
             .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             .await

@@ -341,7 +341,6 @@ fn clamp_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-
 impl Store for PostgresStore {
     fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
         match self.call(Op::Load(id.to_string()))? {

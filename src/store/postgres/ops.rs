@@ -119,7 +119,10 @@ impl SessionRows {
     /// The session, through the row mapping's checks.
     pub(super) fn decode(self) -> Result<CheckoutSession, StoreError> {
         if self.transfer_keys.len() != self.transfers.len() {
-            return Err(super::corrupt(&format!("session {}", self.id), "transfer rows changed while read"));
+            return Err(super::corrupt(
+                &format!("session {}", self.id),
+                "transfer rows changed while read",
+            ));
         }
         rows::decode_session(
             &self.id,
@@ -133,7 +136,6 @@ impl SessionRows {
         )
     }
 }
-
 
 impl Conn {
     pub(super) async fn execute(&mut self, op: &Op, ctx: &Shared) -> Result<Out, Failure> {
@@ -232,7 +234,9 @@ impl Conn {
             }
             Op::Idempotency(key) => {
                 let rows = self.query(SQL_IDEMPOTENCY, &[key]).await?;
-                Ok(Out::Idempotency(rows.into_iter().next().map(idempotency_row).transpose()?))
+                Ok(Out::Idempotency(
+                    rows.into_iter().next().map(idempotency_row).transpose()?,
+                ))
             }
             Op::ClaimIdempotency(r) => {
                 let inserted = self
@@ -247,11 +251,16 @@ impl Conn {
                 // ON CONFLICT waited for the row's inserter to commit; this statement's
                 // fresh snapshot sees it.
                 let rows = self.query(SQL_IDEMPOTENCY, &[&r.key]).await?;
-                Ok(Out::Idempotency(rows.into_iter().next().map(idempotency_row).transpose()?))
+                Ok(Out::Idempotency(
+                    rows.into_iter().next().map(idempotency_row).transpose()?,
+                ))
             }
             Op::ReleaseIdempotency(r) => {
-                self.exec(SQL_RELEASE_IDEMPOTENCY, &[&r.key, &r.request, &r.session_id])
-                    .await?;
+                self.exec(
+                    SQL_RELEASE_IDEMPOTENCY,
+                    &[&r.key, &r.request, &r.session_id],
+                )
+                .await?;
                 Ok(Out::Unit)
             }
             Op::ReserveIndex(descriptor) => {
@@ -266,7 +275,6 @@ impl Conn {
             }
         }
     }
-
 }
 
 fn event_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<(i64, String)>, Failure> {
@@ -279,7 +287,6 @@ fn event_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<(i64, String)>, Fail
         })
         .collect()
 }
-
 
 fn idempotency_row(r: tokio_postgres::Row) -> Result<IdempotencyRow, Failure> {
     let pg = |e| Failure::Pg(e, false);

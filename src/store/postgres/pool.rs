@@ -239,12 +239,15 @@ impl Conn {
             .map_err(|e| Failure::Pg(e, false))
     }
 
-    pub(super) async fn exec(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, Failure> {
+    pub(super) async fn exec(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<u64, Failure> {
         let s = self.statement(sql).await?;
         self.client
             .execute(&s, params)
             .await
             .map_err(|e| Failure::Pg(e, false))
     }
-
 }

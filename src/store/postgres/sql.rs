@@ -17,9 +17,12 @@ pub(super) const SQL_LOAD: &str = concat!(session_columns!(), "FROM sessions s W
 pub(super) const SQL_FIND_TRANSFER: &str = "SELECT session_id FROM transfer_keys WHERE key = $1";
 pub(super) const SQL_FIND_HASH: &str = "SELECT session_id FROM payment_hashes WHERE hash = $1";
 pub(super) const SQL_FIND_ADDRESS: &str = "SELECT session_id FROM addresses WHERE address = $1";
-pub(super) const SQL_DUE: &str = "SELECT id FROM sessions WHERE wake_at <= $1 ORDER BY wake_at, id LIMIT $2";
-pub(super) const SQL_EVENTS_AFTER: &str = "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
-pub(super) const SQL_SESSION_EVENTS: &str = "SELECT seq, body FROM events WHERE session_id = $1 ORDER BY seq";
+pub(super) const SQL_DUE: &str =
+    "SELECT id FROM sessions WHERE wake_at <= $1 ORDER BY wake_at, id LIMIT $2";
+pub(super) const SQL_EVENTS_AFTER: &str =
+    "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+pub(super) const SQL_SESSION_EVENTS: &str =
+    "SELECT seq, body FROM events WHERE session_id = $1 ORDER BY seq";
 pub(super) const SQL_RESERVE_INDEX: &str = "INSERT INTO address_index (descriptor, next) VALUES ($1, 1) \
      ON CONFLICT (descriptor) DO UPDATE SET next = address_index.next + 1 RETURNING next - 1";
 pub(super) const SQL_LOAD_LINK: &str = "SELECT version, body FROM links WHERE id = $1";
@@ -101,4 +104,3 @@ pub(super) const SQL_INSERT_EVENTS: &str = "INSERT INTO events (seq, id, session
           (SELECT COALESCE(MAX(seq), 0) AS seq FROM events) AS last";
 
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
-

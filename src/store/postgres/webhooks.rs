@@ -102,7 +102,6 @@ impl DeliveryRows {
     }
 }
 
-
 const SQL_SAVE_ENDPOINT: &str = "INSERT INTO endpoints (id, body) VALUES ($1, $2) \
      ON CONFLICT (id) DO UPDATE SET body = excluded.body";
 const SQL_ENDPOINTS: &str = "SELECT id, body FROM endpoints ORDER BY id ASC";

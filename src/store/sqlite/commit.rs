@@ -112,7 +112,9 @@ pub(super) fn claim_idempotency(
             "INSERT OR IGNORE INTO idempotency (key, request, session_id, created)
              VALUES (?1, ?2, ?3, ?4)",
         )
-        .and_then(|mut stmt| stmt.execute(params![row.key, row.request, row.session_id, row.created]))
+        .and_then(|mut stmt| {
+            stmt.execute(params![row.key, row.request, row.session_id, row.created])
+        })
         .map_err(backend)?;
     if inserted == 1 {
         return Ok(None);

@@ -39,7 +39,11 @@ impl LinkStore for SqliteStore {
             message: format!("link {id}: {e}"),
             retryable: false,
         })?;
-        let events: Vec<EventRow> = commit.events.iter().map(|e| EventRow::new(e, None)).collect();
+        let events: Vec<EventRow> = commit
+            .events
+            .iter()
+            .map(|e| EventRow::new(e, None))
+            .collect();
         let sessions = commit
             .sessions
             .iter()

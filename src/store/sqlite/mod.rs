@@ -20,7 +20,6 @@ mod webhooks;
 /// How long a writer waits for another connection's write transaction by default.
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-
 /// A [`Store`] in an SQLite database file (or in memory), shared safely by several
 /// threads and processes.
 ///
@@ -180,8 +179,7 @@ impl SqliteStore {
             let v: i64 = conn
                 .pragma_query_value(None, "user_version", |row| row.get(0))
                 .map_err(backend)?;
-            u32::try_from(v)
-                .map_err(|_| Corruption::undecodable("schema version", v).into())
+            u32::try_from(v).map_err(|_| Corruption::undecodable("schema version", v).into())
         })
     }
 
@@ -302,8 +300,9 @@ fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
 }
 
 fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value)
-        .map_err(|_| Corruption::undecodable(what.to_owned(), format!("negative value {value}")).into())
+    u64::try_from(value).map_err(|_| {
+        Corruption::undecodable(what.to_owned(), format!("negative value {value}")).into()
+    })
 }
 
 /// A row count or limit as SQLite's INTEGER (saturating: no table holds more rows).

@@ -13,10 +13,15 @@ use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError
 use crate::transfer::TransferKey;
 
 /// The `(key, body)` transfer rows of a session.
-pub(super) fn transfer_rows(conn: &Connection, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+pub(super) fn transfer_rows(
+    conn: &Connection,
+    id: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
     conn.prepare_cached("SELECT key, body FROM transfers WHERE session_id = ?1")
         .map_err(backend)?
-        .query_map([id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+        .query_map([id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)

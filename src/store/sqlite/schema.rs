@@ -131,8 +131,8 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(backend)?;
     let latest = MIGRATIONS.len();
-    let current = usize::try_from(current)
-        .map_err(|_| Corruption::undecodable("schema version", current))?;
+    let current =
+        usize::try_from(current).map_err(|_| Corruption::undecodable("schema version", current))?;
     if current > latest {
         return Err(StoreError::Backend {
             message: format!(

@@ -45,7 +45,6 @@ impl DeliveryRow {
     }
 }
 
-
 /// Runs a query of (endpoint, seq, body) rows and decodes them.
 fn query_deliveries(
     conn: &Connection,

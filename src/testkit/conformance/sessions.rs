@@ -262,7 +262,8 @@ pub fn check_insert_existing_conflict<S: Store>(store: &S) {
 
 /// `claim_idempotency` inserts a record whose key is new and reads it back exactly (to the
 /// millisecond); a second claim of the key inserts nothing and returns the first record,
-/// whatever it asks for; keys are compared exactly (case, Unicode).
+/// whatever it asks for; keys are compared exactly (case, Unicode). `release_idempotency`
+/// removes the exact record held and nothing else.
 pub fn check_idempotency<S: Store>(store: &S) {
     let ck = Ck::new("check_idempotency", store);
     let t = t0() + Duration::milliseconds(7);
@@ -315,7 +316,7 @@ pub fn check_idempotency<S: Store>(store: &S) {
     let fine = IdempotencyRecord {
         key: format!("{key}-ns"),
         created: t + Duration::nanoseconds(123_456),
-        ..record
+        ..record.clone()
     };
     ck.eq(
         "claim of a record with a sub-millisecond time",
@@ -327,6 +328,37 @@ pub fn check_idempotency<S: Store>(store: &S) {
         ck.ok("idempotency", store.idempotency(&fine.key))
             .map(|r| r.created),
         Some(t),
+    );
+
+    // Releasing: only the exact record held is removed.
+    let stranger = IdempotencyRecord {
+        session_id: SessionId::generate(),
+        ..record.clone()
+    };
+    ck.ok(
+        "release_idempotency of another claim",
+        store.release_idempotency(&stranger),
+    );
+    ck.eq(
+        "the record after releasing another claim",
+        ck.ok("idempotency", store.idempotency(&key)),
+        Some(record.clone()),
+    );
+    ck.ok("release_idempotency", store.release_idempotency(&record));
+    ck.eq(
+        "the record after its release",
+        ck.ok("idempotency", store.idempotency(&key)),
+        None,
+    );
+    ck.eq(
+        "a new claim of a released key",
+        ck.ok("claim_idempotency", store.claim_idempotency(&duplicate)),
+        None,
+    );
+    ck.eq(
+        "the new record",
+        ck.ok("idempotency", store.idempotency(&key)),
+        Some(duplicate),
     );
 }
 
