@@ -35,7 +35,8 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        (100u32..50_000, any::<bool>()).prop_map(|(cents, onchain)| Step::Create { cents, onchain }),
+        (100u32..50_000, any::<bool>())
+            .prop_map(|(cents, onchain)| Step::Create { cents, onchain }),
         (any::<usize>(), 1u8..=12).prop_map(|(n, tenths)| Step::PayLightning { n, tenths }),
         (any::<usize>(), 1u32..30_000, 0u32..3).prop_map(|(n, sats, confs)| Step::PayOnchain {
             n,
@@ -88,8 +89,10 @@ fn replay<S: Store>(store: S, seed: u64, steps: &[Step]) -> (Vec<String>, Vec<(u
                     && let Some(inv) = &p.request().lightning
                 {
                     let msats = p.target_msats().get() / 10 * u64::from(tenths);
-                    let _ = checkout
-                        .record_transfer(TransferReport::lightning(inv.payment_hash, Msats::new(msats.max(1_000))));
+                    let _ = checkout.record_transfer(TransferReport::lightning(
+                        inv.payment_hash,
+                        Msats::new(msats.max(1_000)),
+                    ));
                 }
             }
             Step::PayOnchain { n, sats, confs } => {
@@ -118,7 +121,10 @@ fn replay<S: Store>(store: S, seed: u64, steps: &[Step]) -> (Vec<String>, Vec<(u
             }
             Step::Update { n, text } => {
                 if let Some(id) = pick(n) {
-                    let _ = checkout.update(id, &SessionUpdate::new().description(format!("note {text}")));
+                    let _ = checkout.update(
+                        id,
+                        &SessionUpdate::new().description(format!("note {text}")),
+                    );
                 }
             }
             Step::Deactivate { n } => {
@@ -154,7 +160,10 @@ fn postgres() -> PostgresStore {
         .ok()
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| panic!("BITCOIN_CHECKOUT_PG is not set: run scripts/test"));
-    let schema = format!("det_{}", bitcoin_checkout::SessionId::generate().as_uuid().simple());
+    let schema = format!(
+        "det_{}",
+        bitcoin_checkout::SessionId::generate().as_uuid().simple()
+    );
     PostgresStore::connect_in_schema(&url, &schema, 2).expect("connect")
 }
 

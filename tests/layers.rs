@@ -202,19 +202,40 @@ fn a_core_module_importing_an_adapter_fails_the_check() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("session")).expect("temp dir");
     let write = |rel: &str, text: &str| std::fs::write(dir.join(rel), text).expect("write");
-    write("money.rs", "use crate::error::Error;\n/// [`X`](crate::store::Store)\n");
-    write("session/mod.rs", "use crate::{id::SessionId, payment::{Payment}};\n");
+    write(
+        "money.rs",
+        "use crate::error::Error;\n/// [`X`](crate::store::Store)\n",
+    );
+    write(
+        "session/mod.rs",
+        "use crate::{id::SessionId, payment::{Payment}};\n",
+    );
     assert_eq!(violations(&dir), Vec::<String>::new(), "clean tree");
     for (file, text, target) in [
         ("money.rs", "use crate::store::Store;\n", "store"),
-        ("session/json.rs", "use crate::{id::SessionId, request::{RequestError}};\n", "request"),
-        ("event.rs", "fn f() { crate::webhook::sign(); }\n", "webhook"),
-        ("outbox.rs", "use crate::{\n    service::Checkout,\n};\n", "service"),
+        (
+            "session/json.rs",
+            "use crate::{id::SessionId, request::{RequestError}};\n",
+            "request",
+        ),
+        (
+            "event.rs",
+            "fn f() { crate::webhook::sign(); }\n",
+            "webhook",
+        ),
+        (
+            "outbox.rs",
+            "use crate::{\n    service::Checkout,\n};\n",
+            "service",
+        ),
     ] {
         write(file, text);
         let found = violations(&dir);
         assert_eq!(found.len(), 1, "{file}: {found:?}");
-        assert!(found[0].contains(&format!("imports crate::{target}")), "{found:?}");
+        assert!(
+            found[0].contains(&format!("imports crate::{target}")),
+            "{found:?}"
+        );
         assert!(found[0].contains("the domain core"), "{found:?}");
         std::fs::remove_file(dir.join(file)).expect("remove");
     }

@@ -14,13 +14,11 @@ use bitcoin_checkout::request::{
     TestRequestGenerator,
 };
 use bitcoin_checkout::session::QuoteTerms;
-use bitcoin_checkout::store::{
-    Commit, IdempotencyRecord, ListQuery, MemoryStore, Page, SqliteStore, Store, StoreError,
-    StoredEvent,
-};
+use bitcoin_checkout::store::{Commit, MemoryStore, SqliteStore, Store, StoreError};
+use bitcoin_checkout::testkit::ObservedStore;
 use bitcoin_checkout::{
-    Checkout, CheckoutSession, Currency, Msats, PaymentHash, SessionId, SessionParams, TargetCurrency,
-    TransferKey, TransferReport,
+    Checkout, CheckoutSession, Currency, Msats, SessionId, SessionParams, TargetCurrency,
+    TransferReport,
 };
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
@@ -68,80 +66,28 @@ impl RateSource for CountingRates {
     }
 }
 
-/// Refuses the first `conflicts` commits of every session with `Conflict` (writing nothing),
-/// as if another server had won each race.
-struct ConflictingStore {
-    inner: MemoryStore,
-    conflicts: u32,
-    refused: AtomicU32,
-    seen: std::sync::Mutex<std::collections::HashMap<(SessionId, Option<u64>), u32>>,
-}
-
-impl ConflictingStore {
-    fn new(conflicts: u32) -> Self {
-        Self {
-            inner: MemoryStore::new(),
-            conflicts,
-            refused: AtomicU32::new(0),
-            seen: Default::default(),
-        }
-    }
-}
-
-impl Store for ConflictingStore {
-    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
-        self.inner.load(id)
-    }
-    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
-        let key = (commit.session.id(), commit.expected_version);
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let n = seen.entry(key).or_insert(0);
-        if *n < self.conflicts {
+/// Refuses the first `conflicts` commits of every change with `Conflict` (writing
+/// nothing), as if another server had won each race; counts the refusals.
+fn conflicting_store(conflicts: u32, refused: &AtomicU32) -> ObservedStore<'_, MemoryStore> {
+    let seen = std::sync::Mutex::new(std::collections::HashMap::new());
+    ObservedStore::new(MemoryStore::new()).intercept_commit(move |inner, commit: &Commit| {
+        let key: (SessionId, Option<u64>) = (commit.session.id(), commit.expected_version);
+        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        let n: &mut u32 = seen.entry(key).or_insert(0);
+        if *n < conflicts {
             *n += 1;
-            self.refused.fetch_add(1, Ordering::SeqCst);
+            refused.fetch_add(1, Ordering::SeqCst);
             return Err(StoreError::Conflict);
         }
         drop(seen);
-        self.inner.commit(commit)
-    }
-    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_transfer(key)
-    }
-    fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_payment_hash(hash)
-    }
-    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_address(address)
-    }
-    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        self.inner.list(query)
-    }
-    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
-        self.inner.due(now, limit)
-    }
-    fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.events_after(after, limit)
-    }
-    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.session_events(id)
-    }
-    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.inner.idempotency(key)
-    }
-    fn claim_idempotency(
-        &self,
-        record: &IdempotencyRecord,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.inner.claim_idempotency(record)
-    }
-    fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
-        self.inner.release_idempotency(record)
-    }
+        inner.commit(commit)
+    })
 }
 
 #[test]
 fn one_rate_and_one_request_per_quote_under_forced_conflicts() {
-    let store = ConflictingStore::new(5);
+    let refused = AtomicU32::new(0);
+    let store = conflicting_store(5, &refused);
     let rates = CountingRates {
         inner: FixedRates::new().with(usd(), TargetCurrency::Sats, Decimal::from(1_000)),
         calls: AtomicUsize::new(0),
@@ -157,15 +103,28 @@ fn one_rate_and_one_request_per_quote_under_forced_conflicts() {
     let s = checkout
         .create(SessionParams::new(Decimal::new(2500, 2), usd()), None)
         .expect("created through the conflicts");
-    assert_eq!(store.refused.load(Ordering::SeqCst), 5);
-    assert_eq!(generator.calls.load(Ordering::SeqCst), 1, "requests for the first quote");
-    assert_eq!(rates.calls.load(Ordering::SeqCst), 1, "rates for the first quote");
+    assert_eq!(refused.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        generator.calls.load(Ordering::SeqCst),
+        1,
+        "requests for the first quote"
+    );
+    assert_eq!(
+        rates.calls.load(Ordering::SeqCst),
+        1,
+        "rates for the first quote"
+    );
     let first = s.open_payment().expect("a quote").clone();
     assert_eq!(first.target().get(), 25_000);
 
     // A partial payment: the re-quote for the rest meets five conflicts, and is made once.
     clock.advance(Duration::seconds(10));
-    let hash = first.request().lightning.as_ref().expect("invoice").payment_hash;
+    let hash = first
+        .request()
+        .lightning
+        .as_ref()
+        .expect("invoice")
+        .payment_hash;
     let paid = checkout
         .record_transfer(TransferReport::lightning(hash, first.target_msats()))
         .expect("recorded");
@@ -178,7 +137,12 @@ fn one_rate_and_one_request_per_quote_under_forced_conflicts() {
         .expect("second session");
     assert_eq!(generator.calls.load(Ordering::SeqCst), 2);
     let quote = s.open_payment().expect("a quote").clone();
-    let hash = quote.request().lightning.as_ref().expect("invoice").payment_hash;
+    let hash = quote
+        .request()
+        .lightning
+        .as_ref()
+        .expect("invoice")
+        .payment_hash;
     clock.advance(Duration::seconds(10));
     let partial = checkout
         .record_transfer(TransferReport::lightning(
@@ -195,7 +159,7 @@ fn one_rate_and_one_request_per_quote_under_forced_conflicts() {
     );
     assert_eq!(rates.calls.load(Ordering::SeqCst), 3);
     // Five refusals for each of the four changes.
-    assert_eq!(store.refused.load(Ordering::SeqCst), 20);
+    assert_eq!(refused.load(Ordering::SeqCst), 20);
     // What was committed is what the one request made.
     let stored = store.load(s.id()).expect("load").expect("stored");
     assert_eq!(stored, partial);
@@ -236,18 +200,30 @@ fn a_create_that_failed_before_committing_frees_its_idempotency_key() {
     let err = checkout
         .create(params.clone(), Some("order-7"))
         .expect_err("no rate");
-    assert!(matches!(err, bitcoin_checkout::service::ServiceError::Rate(_)), "{err:?}");
+    assert!(
+        matches!(err, bitcoin_checkout::service::ServiceError::Rate(_)),
+        "{err:?}"
+    );
     assert!(err.is_retryable());
-    assert_eq!(store.idempotency("order-7").expect("read"), None, "the key is free again");
+    assert_eq!(
+        store.idempotency("order-7").expect("read"),
+        None,
+        "the key is free again"
+    );
     // The retry goes through at once (no wait for a session that never came).
     rates.up.store(true, Ordering::SeqCst);
     let started = std::time::Instant::now();
-    let s = checkout.create(params.clone(), Some("order-7")).expect("created");
+    let s = checkout
+        .create(params.clone(), Some("order-7"))
+        .expect("created");
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
     let again = checkout.create(params, Some("order-7")).expect("replayed");
     assert_eq!(again.id(), s.id());
     // A refused request never claims the key.
-    let bad = checkout.create(SessionParams::new(Decimal::new(1, 3), usd()), Some("order-8"));
+    let bad = checkout.create(
+        SessionParams::new(Decimal::new(1, 3), usd()),
+        Some("order-8"),
+    );
     assert!(bad.is_err());
     assert_eq!(store.idempotency("order-8").expect("read"), None);
 }
@@ -288,11 +264,26 @@ fn racing_creates_reserve_one_index<S: Store + AddressIndex + Clone + 'static>(s
             .collect()
     });
     let id = sessions[0].id();
-    assert!(sessions.iter().all(|s| s.id() == id), "one session for one key");
-    assert!(sessions.iter().all(|s| s.onchain_address() == sessions[0].onchain_address()));
-    assert_eq!(generator.calls.load(Ordering::SeqCst), 1, "one payment request");
+    assert!(
+        sessions.iter().all(|s| s.id() == id),
+        "one session for one key"
+    );
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s.onchain_address() == sessions[0].onchain_address())
+    );
+    assert_eq!(
+        generator.calls.load(Ordering::SeqCst),
+        1,
+        "one payment request"
+    );
     // The next reservation gets index 1: only index 0 was taken.
-    assert_eq!(store.reserve(&descriptor).expect("reserve"), 1, "derivation indexes reserved");
+    assert_eq!(
+        store.reserve(&descriptor).expect("reserve"),
+        1,
+        "derivation indexes reserved"
+    );
 }
 
 #[test]

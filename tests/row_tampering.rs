@@ -123,7 +123,10 @@ fn tampered_rows_give_the_same_corruption_on_sqlite_and_postgres() {
         .expect("search path");
     let pg_errors = errors_after(
         &|target| pg.load(target).map(|_| ()),
-        &|sql| rt.block_on(client.batch_execute(sql)).expect("tamper postgres"),
+        &|sql| {
+            rt.block_on(client.batch_execute(sql))
+                .expect("tamper postgres")
+        },
         id,
     );
     pg.close();

@@ -13,6 +13,11 @@ use crate::transfer::TransferKey;
 /// What an [`ObservedStore`] calls after each commit, with the commit and its result.
 pub type CommitObserver<'a> = Box<dyn Fn(&Commit, &Result<(), StoreError>) + Send + Sync + 'a>;
 
+/// What an [`ObservedStore`] commits with instead of the inner store's `commit`: it gets
+/// the inner store and the commit, and may change, delay or refuse it (to inject faults).
+pub type CommitInterceptor<'a, S> =
+    Box<dyn Fn(&S, &Commit) -> Result<(), StoreError> + Send + Sync + 'a>;
+
 /// Forwards everything to `inner`, counts the commits and those refused with
 /// [`StoreError::Conflict`] (evidence that writers really raced), and shows every commit,
 /// with its result, to an optional observer (to keep the events as the service made them,
@@ -38,6 +43,7 @@ pub struct ObservedStore<'a, S> {
     commits: AtomicU64,
     conflicts: AtomicU64,
     observer: Option<CommitObserver<'a>>,
+    interceptor: Option<CommitInterceptor<'a, S>>,
 }
 
 impl<'a, S> ObservedStore<'a, S> {
@@ -48,7 +54,31 @@ impl<'a, S> ObservedStore<'a, S> {
             commits: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
             observer: None,
+            interceptor: None,
         }
+    }
+
+    /// Commits through `interceptor` (given the inner store and the commit) instead of
+    /// the inner store's `commit`: a fault-injecting store in a few lines.
+    ///
+    /// ```
+    /// use bitcoin_checkout::store::{MemoryStore, Store, StoreError};
+    /// use bitcoin_checkout::testkit::ObservedStore;
+    ///
+    /// // A store that drops the transfers of every change (and fails the conformance suite).
+    /// let lossy = ObservedStore::new(MemoryStore::new()).intercept_commit(|inner, commit| {
+    ///     let mut commit = commit.clone();
+    ///     commit.transfers.clear();
+    ///     inner.commit(&commit)
+    /// });
+    /// # let _ = lossy;
+    /// ```
+    pub fn intercept_commit(
+        mut self,
+        interceptor: impl Fn(&S, &Commit) -> Result<(), StoreError> + Send + Sync + 'a,
+    ) -> Self {
+        self.interceptor = Some(Box::new(interceptor));
+        self
     }
 
     /// Calls `observer` after each commit, once the store answered it.
@@ -87,7 +117,10 @@ impl<S: Store> Store for ObservedStore<'_, S> {
         self.inner.load(id)
     }
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
-        let result = self.inner.commit(commit);
+        let result = match &self.interceptor {
+            Some(intercept) => intercept(&self.inner, commit),
+            None => self.inner.commit(commit),
+        };
         self.commits.fetch_add(1, Ordering::Relaxed);
         if result == Err(StoreError::Conflict) {
             self.conflicts.fetch_add(1, Ordering::Relaxed);
