@@ -76,10 +76,10 @@ fn replay<S: Store>(store: S, seed: u64, steps: &[Step]) -> (Vec<String>, Vec<(u
                     params = params.payment_methods([PaymentMethod::Lightning]);
                 }
                 let key = format!("key-{}", cents % 7);
-                if let Ok(s) = checkout.create(params, Some(&key)) {
-                    if !ids.contains(&s.id()) {
-                        ids.push(s.id());
-                    }
+                if let Ok(s) = checkout.create(params, Some(&key))
+                    && !ids.contains(&s.id())
+                {
+                    ids.push(s.id());
                 }
             }
             Step::PayLightning { n, tenths } => {
