@@ -7,6 +7,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use bitcoin_checkout::session::SessionChange;
 use bitcoin_checkout::*;
 use time::Duration;
 
@@ -49,6 +50,8 @@ static ALLOCATOR: Counting = Counting;
 
 /// The heap buffers a returned change holds: one per non-empty list (events, payments,
 /// transfers); an empty list allocates nothing.
+/// How many of the change's lists are filled (events, touched payments, touched
+/// transfers); only the events live on the heap, the touched ids are kept inline.
 fn change_buffers(change: &SessionChange) -> usize {
     usize::from(!change.events().is_empty())
         + usize::from(!change.payments().is_empty())
@@ -63,32 +66,42 @@ fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
 }
 
 #[test]
-fn a_first_transfer_allocates_its_slot_and_the_events_only() {
+fn a_first_transfer_allocates_its_slot_and_the_change_only() {
     let mut s = session();
     let now = t0() + Duration::seconds(10);
     let report = onchain(7, 1_000);
-    let (n, events) = allocations(|| s.record_transfer(report, now));
-    let events = events.unwrap();
+    let (n, change) = allocations(|| s.record_transfer(report, now));
+    let change = change.unwrap();
+    // The change: its events, the payment credited and the new transfer.
+    assert_eq!(change_buffers(&change), 3, "{change:?}");
     assert_eq!(
-        events.into_events().into_iter().map(|e| e.event_type).collect::<Vec<_>>(),
+        change
+            .into_events()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect::<Vec<_>>(),
         [
             EventType::TransferReceived,
             EventType::PaymentPaid,
             EventType::CheckoutSessionPaymentPaid
         ]
     );
-    // The transfer map's table and the returned vector.
+    // The transfer map's table and the returned events.
     assert_eq!(n, 2, "allocations for the first transfer");
 }
 
 #[test]
-fn a_later_transfer_allocates_the_events_only() {
+fn a_later_transfer_allocates_the_change_only() {
     let mut s = session();
     let now = t0() + Duration::seconds(10);
-    s.record_transfer(onchain(7, 1_000), now).unwrap();
+    let _ = s.record_transfer(onchain(7, 1_000), now).unwrap();
     let report = onchain(8, 1_000);
-    let (n, events) = allocations(|| s.record_transfer(report, now));
-    assert_eq!(events.unwrap().events().len(), 1);
+    let (n, change) = allocations(|| s.record_transfer(report, now));
+    let change = change.unwrap();
+    assert_eq!(change.events().len(), 1);
+    assert_eq!(change_buffers(&change), 3, "{change:?}");
+    // The returned events; the transfer map has room already and the touched ids are
+    // kept inline.
     assert_eq!(n, 1, "allocations for the second transfer");
 }
 
@@ -97,15 +110,17 @@ fn the_transfer_that_pays_the_session_fits_the_first_allocation() {
     let mut s = session();
     let now = t0() + Duration::seconds(10);
     let report = onchain(7, 25_000);
-    let (n, events) = allocations(|| s.record_transfer(report, now));
-    let types: Vec<_> = events
-        .unwrap()
+    let (n, change) = allocations(|| s.record_transfer(report, now));
+    let change = change.unwrap();
+    assert_eq!(change_buffers(&change), 3, "{change:?}");
+    let types: Vec<_> = change
         .into_events()
         .into_iter()
         .map(|e| e.event_type)
         .collect();
     assert_eq!(types.len(), 4, "{types:?}");
     assert_eq!(types.last(), Some(&EventType::CheckoutSessionPaid));
+    // Four events fit the events list's first allocation: no reallocation.
     assert_eq!(n, 2, "allocations for the paying transfer");
     assert_eq!(s.status(), SessionStatus::Paid);
 }
@@ -114,10 +129,10 @@ fn the_transfer_that_pays_the_session_fits_the_first_allocation() {
 fn a_repeated_report_allocates_nothing() {
     let mut s = session();
     let now = t0() + Duration::seconds(10);
-    s.record_transfer(onchain(7, 1_000), now).unwrap();
+    let _ = s.record_transfer(onchain(7, 1_000), now).unwrap();
     let report = onchain(7, 1_000);
-    let (n, events) = allocations(|| s.record_transfer(report, now));
-    let change = events.unwrap();
+    let (n, change) = allocations(|| s.record_transfer(report, now));
+    let change = change.unwrap();
     assert!(change.events().is_empty());
     // Nothing touched either: the duplicate changes nothing a store would write.
     assert!(change.is_empty(), "{change:?}");
@@ -132,7 +147,9 @@ fn a_session_read_back_from_json_has_room_for_its_sums_too() {
     assert_eq!(back, s);
     let now = t0() + Duration::seconds(10);
     let report = onchain(7, 1_000);
-    let (n, events) = allocations(|| back.record_transfer(report, now));
-    assert_eq!(events.unwrap().events().len(), 3);
+    let (n, change) = allocations(|| back.record_transfer(report, now));
+    let change = change.unwrap();
+    assert_eq!(change.events().len(), 3);
+    assert_eq!(change_buffers(&change), 3, "{change:?}");
     assert_eq!(n, 2, "allocations for the first transfer after a read");
 }

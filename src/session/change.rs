@@ -22,9 +22,76 @@ use crate::transfer::TransferKey;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionChange {
     events: Vec<SessionEvent>,
-    payments: Vec<PaymentId>,
-    transfers: Vec<TransferKey>,
+    // A command touches one or two payments and at most one transfer: kept inline, so
+    // recording a transfer allocates nothing for them (a report is the hot path).
+    payments: Touched<PaymentId, 2>,
+    transfers: Touched<TransferKey, 1>,
 }
+
+/// A list of distinct values kept inline up to `N`, spilled whole to the heap beyond (so
+/// it is always one slice).
+#[derive(Debug, Clone)]
+struct Touched<T, const N: usize> {
+    len: usize,
+    inline: [T; N],
+    spilled: Vec<T>,
+}
+
+/// A value to fill the unused inline slots with (never read as data).
+trait Filler: Copy {
+    const FILLER: Self;
+}
+
+impl Filler for PaymentId {
+    const FILLER: Self = PaymentId::from_uuid(uuid::Uuid::nil());
+}
+
+impl Filler for TransferKey {
+    const FILLER: Self = TransferKey::Lightning(crate::hash::Hash32::from_bytes([0; 32]));
+}
+
+impl<T: Filler, const N: usize> Default for Touched<T, N> {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            inline: [T::FILLER; N],
+            spilled: Vec::new(),
+        }
+    }
+}
+
+impl<T: Filler + PartialEq, const N: usize> Touched<T, N> {
+    fn as_slice(&self) -> &[T] {
+        match self.inline.get(..self.len) {
+            Some(inline) if self.spilled.is_empty() => inline,
+            _ => &self.spilled,
+        }
+    }
+
+    /// Adds `value` unless it is in the list already.
+    fn insert(&mut self, value: T) {
+        if self.as_slice().contains(&value) {
+            return;
+        }
+        if self.spilled.is_empty() && self.len < N {
+            self.inline[self.len] = value;
+            self.len += 1;
+            return;
+        }
+        if self.spilled.is_empty() {
+            self.spilled.extend_from_slice(&self.inline[..self.len]);
+        }
+        self.spilled.push(value);
+    }
+}
+
+impl<T: Filler + PartialEq, const N: usize> PartialEq for Touched<T, N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<T: Filler + Eq, const N: usize> Eq for Touched<T, N> {}
 
 impl SessionChange {
     /// The events caused, in order.
@@ -32,30 +99,30 @@ impl SessionChange {
         &self.events
     }
 
-    /// The payments inserted or modified, each once.
+    /// The payments inserted or modified, each once, in the order first touched.
     pub fn payments(&self) -> &[PaymentId] {
-        &self.payments
+        self.payments.as_slice()
     }
 
-    /// The transfers inserted or modified, each once.
+    /// The transfers inserted or modified, each once, in the order first touched.
     pub fn transfers(&self) -> &[TransferKey] {
-        &self.transfers
+        self.transfers.as_slice()
     }
 
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.payments.is_empty() && self.transfers.is_empty()
+        self.events.is_empty() && self.payments().is_empty() && self.transfers().is_empty()
     }
 
     /// Appends a later change (of the same session) to this one.
     pub fn merge(&mut self, later: Self) {
-        self.events.extend(later.events);
-        for id in later.payments {
+        for &id in later.payments() {
             self.touch_payment(id);
         }
-        for key in later.transfers {
+        for &key in later.transfers() {
             self.touch_transfer(key);
         }
+        self.events.extend(later.events);
     }
 
     /// The events, dropping the rest.
@@ -66,8 +133,7 @@ impl SessionChange {
     pub(crate) fn with_capacity(events: usize) -> Self {
         Self {
             events: Vec::with_capacity(events),
-            payments: Vec::new(),
-            transfers: Vec::new(),
+            ..Self::default()
         }
     }
 
@@ -77,14 +143,10 @@ impl SessionChange {
 
     pub(crate) fn touch_payment(&mut self, id: PaymentId) {
         // A change touches one or two payments: a scan beats a set.
-        if !self.payments.contains(&id) {
-            self.payments.push(id);
-        }
+        self.payments.insert(id);
     }
 
     pub(crate) fn touch_transfer(&mut self, key: TransferKey) {
-        if !self.transfers.contains(&key) {
-            self.transfers.push(key);
-        }
+        self.transfers.insert(key);
     }
 }

@@ -276,7 +276,7 @@ impl CheckoutSession {
 
     /// The session's JSON without its list of transfers (totals and flags included), with
     /// every payment.
-    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
+    #[cfg(any(feature = "sqlite", feature = "testkit"))]
     pub(crate) fn head_json(&self) -> String {
         serde_json::to_string(&self.head_wire(Payments::All)).unwrap_or_default()
     }
@@ -327,7 +327,9 @@ impl CheckoutSession {
         Ok(session)
     }
 
-    /// Rebuilds a session from [`head_json`](Self::head_json) and its transfers.
+    /// Rebuilds a session from [`head_json`](Self::head_json) and its transfers (the
+    /// SQLite store's upgrade of schema 2 rows, and the test kit's round trips).
+    #[cfg(any(feature = "sqlite", feature = "testkit"))]
     pub(crate) fn from_parts(
         head: &str,
         transfers: impl IntoIterator<Item = Transfer>,
