@@ -67,7 +67,7 @@ struct Core {
 
 impl Side for Core {
     type Input = CheckoutSession;
-    type Output = Result<Vec<SessionEvent>, Error>;
+    type Output = Result<session::SessionChange, Error>;
     fn setup(&self) -> CheckoutSession {
         session()
     }

@@ -42,6 +42,7 @@ use bitcoin_checkout::request::lightning::{Bolt11Signer, OfflineInvoices};
 use bitcoin_checkout::request::onchain::{AddressDeriver, DerivedAddresses, Network};
 use bitcoin_checkout::request::unified::UnifiedUri;
 use bitcoin_checkout::request::{MemoryAddressIndex, RequestGenerator};
+use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::session::SessionParams;
 use bitcoin_checkout::store::MemoryStore;
 use rust_decimal::Decimal;
@@ -73,6 +74,8 @@ enum AppError {
     Money(#[from] bitcoin_checkout::Error),
     #[error(transparent)]
     Request(#[from] RequestError),
+    #[error(transparent)]
+    Checkout(#[from] ServiceError),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,

@@ -10,6 +10,7 @@
 
 mod common;
 
+use bitcoin_checkout::store::rows::{decode_session, session_rows};
 use bitcoin_checkout::*;
 use common::*;
 
@@ -87,19 +88,20 @@ fn session_update_json_keeps_an_immutable_field() {
     }
 }
 
-/// Rebuilds `session` the way a store with payment and transfer rows does.
+/// Rebuilds `session` the way a store with payment and transfer rows does (the stores' one
+/// row mapping, `store::rows`).
 fn through_storage(session: &CheckoutSession) -> CheckoutSession {
-    let payments: Vec<String> = session
-        .payments()
-        .iter()
-        .map(|p| session.payment_json(p.id()).expect("payment_json"))
-        .collect();
-    CheckoutSession::from_storage(
-        &session.storage_json(),
-        &payments,
-        session.transfers().cloned(),
+    let rows = session_rows(session).expect("session_rows");
+    decode_session(
+        &rows.session.id,
+        rows.session.version,
+        &rows.session.head,
+        rows.payments.iter().map(|p| p.body.as_str()),
+        rows.transfers
+            .iter()
+            .map(|t| (t.key.as_str(), t.body.as_str())),
     )
-    .expect("from_storage")
+    .expect("decode_session")
 }
 
 /// Found by the `json_session` target in its first seconds: `from_json` accepts two payments
@@ -111,7 +113,7 @@ fn through_storage(session: &CheckoutSession) -> CheckoutSession {
 
 fn from_json_with_duplicate_payment_ids_survives_storage_or_is_refused() {
     let (mut s, _) = session_with(SessionParams::new(dec("25"), usd()));
-    s.expire_quotes(at(700)).expect("expire");
+    let _ = s.expire_quotes(at(700)).expect("expire");
     quote(&mut s, 2, "1100", at(700));
     let json = s.to_json().replace(
         &pid(2).to_string(),
@@ -123,15 +125,16 @@ fn from_json_with_duplicate_payment_ids_survives_storage_or_is_refused() {
 }
 
 /// Found by the `json_session` target: `from_json` keeps payments in the order listed, while
-/// `from_storage` sorts them by creation time (`open_payment`, `current_payment` and event
-/// payloads depend on that order). JSON listing the newest payment first, as APIs often do,
-/// gives a session that the storage form silently reorders. Fix: sort (or refuse unsorted)
-/// payments in `from_json` as `from_storage` does.
+/// the storage form (`from_storage` then, `store::rows::decode_session` now) sorts them by
+/// creation time (`open_payment`, `current_payment` and event payloads depend on that
+/// order). JSON listing the newest payment first, as APIs often do, gives a session that
+/// the storage form silently reorders. Fix: sort (or refuse unsorted) payments in
+/// `from_json` as the storage form does.
 #[test]
 
 fn from_json_with_payments_newest_first_survives_storage_or_is_refused() {
     let (mut s, _) = session_with(SessionParams::new(dec("25"), usd()));
-    s.expire_quotes(at(700)).expect("expire");
+    let _ = s.expire_quotes(at(700)).expect("expire");
     quote(&mut s, 2, "1100", at(700));
     let mut value: serde_json::Value = serde_json::from_str(&s.to_json()).expect("JSON");
     if let Some(payments) = value["payments"].as_array_mut() {
@@ -148,17 +151,18 @@ fn from_json_with_payments_newest_first_survives_storage_or_is_refused() {
 /// credit is recomputed (`Ledger::set_credits`); the old payment keeps the credit of money
 /// that is no longer recorded. Totals (`amount_paid`), the paid threshold and the flags then
 /// count phantom funds until the session is read again; `from_json(to_json(s))` differs.
-/// Fix: refuse duplicate transfer keys in `from_json`/`from_parts`/`from_storage`, or
+/// Fix: refuse duplicate transfer keys in `from_json` and the storage forms, or
 /// recompute the old payment's credit in `put_transfer` when the payment changes.
 #[test]
 
 fn from_json_with_a_transfer_listed_twice_keeps_its_totals_or_is_refused() {
     let (mut s, _) = session_with(SessionParams::new(dec("25"), usd()));
-    s.record_transfer(
-        TransferReport::lightning(hash(1), Msats::new(5_000_000)),
-        at(30),
-    )
-    .expect("a partial payment");
+    let _ = s
+        .record_transfer(
+            TransferReport::lightning(hash(1), Msats::new(5_000_000)),
+            at(30),
+        )
+        .expect("a partial payment");
     quote(&mut s, 2, "1100", at(60));
     let mut value: serde_json::Value = serde_json::from_str(&s.to_json()).expect("JSON");
     let transfers = value["transfers"].as_array_mut().expect("transfers");

@@ -19,11 +19,12 @@ use std::sync::Arc;
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::link::{Link, LinkId};
 use bitcoin_checkout::money::MAX_MONEY_SATS;
-use bitcoin_checkout::rates::{FixedRates, Spread};
+use bitcoin_checkout::rates::{FixedRates, RateError, Spread};
 use bitcoin_checkout::request::unified::UnifiedUri;
 use bitcoin_checkout::request::{
     Hash32, PaymentRequestGenerator, RequestError, TestRequestGenerator,
 };
+use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{
     IdempotencyRecord, LinkStore, ListQuery, MemoryStore, Store, StoredEvent,
 };
@@ -40,7 +41,12 @@ type Service = Checkout<Arc<MemoryStore>, FixedRates, TestRequestGenerator, Arc<
 /// What a case was refused with: one of the crate's typed errors, or serde's for JSON.
 #[derive(Debug)]
 enum Refusal {
+    /// What the core refused, returned by the core itself or by the service
+    /// (`ServiceError::Core`): the case names the exact core variant either way.
     Checkout(Error),
+    /// What only the service decides or a port of it failed with (unknown ids,
+    /// idempotency, rates, stores, payment requests); never `ServiceError::Core`.
+    Service(ServiceError),
     Verify(VerifyError),
     Secret(SecretError),
     Uri(RequestError),
@@ -50,6 +56,15 @@ enum Refusal {
 impl From<Error> for Refusal {
     fn from(e: Error) -> Self {
         Self::Checkout(e)
+    }
+}
+
+impl From<ServiceError> for Refusal {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Core(e) => Self::Checkout(e),
+            e => Self::Service(e),
+        }
     }
 }
 
@@ -201,7 +216,7 @@ fn ctx() -> Ctx {
     assert_eq!(s.payments().len(), 2, "the pending transfer re-quoted");
     let core = s.clone();
     let mut core_dead = s.clone();
-    core_dead.deactivate(at(5)).expect("core deactivate");
+    let _ = core_dead.deactivate(at(5)).expect("core deactivate");
     let (mut core_ln, _) = CheckoutSession::create(
         sid(7),
         p("25.00", "USD").payment_methods([PaymentMethod::Lightning]),
@@ -407,7 +422,7 @@ fn backwards(r: &Refusal, now: OffsetDateTime, last: OffsetDateTime) -> bool {
 
 #[rustfmt::skip]
 fn catalogue() -> Vec<Case> {
-    use Refusal::{Checkout as E, Json, Secret, Uri, Verify};
+    use Refusal::{Checkout as E, Json, Secret, Service as S, Uri, Verify};
     vec![
         // ---- amounts ---------------------------------------------------------------------
         case!("amount zero", |x| x.create(p("0", "USD")), E(Error::AmountNotPositive)),
@@ -465,7 +480,7 @@ fn catalogue() -> Vec<Case> {
             Json(e) if e.to_string().len() < 200),
         case!("target currency EUR in JSON", |x| x.create_json(r#"{"amount":1,"currency":"USD","target_currency":"EUR"}"#),
             Json(_)),
-        case!("no rate for the pair", |x| x.create(p("10", "EUR")), E(Error::RateUnavailable { base: "EUR", target: "SATS" })),
+        case!("no rate for the pair", |x| x.create(p("10", "EUR")), S(ServiceError::Rate(RateError::Unavailable { base: "EUR", target: "SATS" }))),
 
         // ---- tolerance, ttl, methods, confirmations -------------------------------------
         case!("tolerance 100", |x| x.create(p("10", "USD").tolerance(dec("100"))), E(Error::InvalidTolerance(t)) if *t == dec("100")),
@@ -484,25 +499,25 @@ fn catalogue() -> Vec<Case> {
 
         // ---- metadata --------------------------------------------------------------------
         case!("metadata 51 keys", |_x| Metadata::from_pairs((0..51).map(|i| (format!("k{i}"), "v"))).refused(),
-            E(Error::InvalidMetadata(_))),
+            E(Error::TooManyMetadataKeys { count: 51 })),
         case!("metadata 51st key by update", |x| x.update(SessionUpdate::new().metadata(MetadataPatch::new().set("k50", "v"))),
-            E(Error::InvalidMetadata("more than 50 keys"))),
+            E(Error::TooManyMetadataKeys { count: 51 })),
         case!("metadata 41-char key", |x| x.update(SessionUpdate::new().metadata(MetadataPatch::new().remove("k00").set("k".repeat(41), "v"))),
-            E(Error::InvalidMetadata("keys must be 1 to 40 characters"))),
-        case!("metadata empty key", |_x| Metadata::from_pairs([("", "v")]).refused(), E(Error::InvalidMetadata(_))),
+            E(Error::InvalidMetadataKey { chars: 41 })),
+        case!("metadata empty key", |_x| Metadata::from_pairs([("", "v")]).refused(), E(Error::InvalidMetadataKey { chars: 0 })),
         case!("metadata 501-char value", |x| x.update(SessionUpdate::new().metadata(MetadataPatch::new().set("k00", "v".repeat(501)))),
-            E(Error::InvalidMetadata("values must be at most 500 characters"))),
+            E(Error::MetadataValueTooLong { key, chars: 501 }) if key == "k00"),
         case!("metadata 100 kB value", |x| x.update(SessionUpdate::new().metadata(MetadataPatch::new().set("k00", "v".repeat(100_000)))),
-            E(Error::InvalidMetadata(_))),
+            E(Error::MetadataValueTooLong { chars: 100_000, .. })),
         case!("metadata control character in key", |x| x.update(SessionUpdate::new().metadata(MetadataPatch::new().remove("k01").set("k00\u{7}", "v"))),
-            E(Error::InvalidMetadata("keys may not contain control characters"))),
+            E(Error::MetadataKeyControlCharacter { key }) if key == "k00\u{7}"),
         case!("metadata nested object in JSON", |x| x.create_json(r#"{"amount":1,"currency":"USD","metadata":{"a":{"b":1}}}"#),
             Json(e) if e.to_string().contains("not nested")),
         case!("metadata array value in JSON", |x| x.create_json(r#"{"amount":1,"currency":"USD","metadata":{"a":[1,2]}}"#),
             Json(e) if e.to_string().contains("not nested")),
         case!("metadata array value in an update", |x| x.update_json(r#"{"metadata":{"k00":["x"]}}"#), Json(_)),
         case!("metadata 51 keys in JSON", |x| x.create_json(&format!(r#"{{"amount":1,"currency":"USD","metadata":{{{}}}}}"#,
-            (0..51).map(|i| format!(r#""k{i}":"v""#)).collect::<Vec<_>>().join(","))), Json(e) if e.to_string().contains("more than 50 keys")),
+            (0..51).map(|i| format!(r#""k{i}":"v""#)).collect::<Vec<_>>().join(","))), Json(e) if e.to_string().contains("metadata has 51 keys, at most 50 are allowed")),
 
         // ---- deeply nested JSON ----------------------------------------------------------
         case!("10k-deep array as session params", |_x| serde_json::from_str::<SessionParams>(&deep(10_000)).refused(), Json(_)),
@@ -521,7 +536,7 @@ fn catalogue() -> Vec<Case> {
                 let unit = ExchangeRate::new(Currency::Btc, TargetCurrency::Btc, Decimal::ONE, "unit", now())?;
                 let terms = s.next_quote(pid(104), unit, now())?;
                 let request = request_for(&s, &terms, 104);
-                s.issue_quote(terms, request, now())?;
+                let _ = s.issue_quote(terms, request, now())?;
                 let json = s.to_json();
                 let field = "\"target_amount\":0.00025";
                 assert!(json.contains(field), "fixture: {json}");
@@ -629,7 +644,7 @@ fn catalogue() -> Vec<Case> {
         bug!("hash spelled with '+' signs",
             "BUG: Hash32::from_str parses each pair of characters with u8::from_str_radix, which accepts a leading '+': \"+a+a…\" (64 chars) is read as 0x0a0a…, so a non-hex string is accepted as a payment hash or txid (and one hash has several spellings)",
             |_x| Hash32::from_str(&"+a".repeat(32)).refused(), E(Error::InvalidHash { .. })),
-        case!("unknown session", |x| x.c.get(SessionId::generate()).refused(), E(Error::UnknownSession(_))),
+        case!("unknown session", |x| x.c.get(SessionId::generate()).refused(), S(ServiceError::UnknownSession(_))),
 
         // ---- webhooks --------------------------------------------------------------------
         case!("webhook without id", |x| x.verify(None, Some(&x.ts.to_string()), Some(&x.sig), &x.body),
@@ -722,9 +737,9 @@ fn catalogue() -> Vec<Case> {
         case!("deactivate twice (core)", |x| x.core_dead.deactivate(now()).refused(),
             E(Error::InvalidTransition { action: "deactivate", status: "deactivated" })),
         case!("deactivate a paid session", |x| x.c.deactivate(x.paid).refused(), E(Error::InvalidTransition { action: "deactivate", status: "paid" })),
-        case!("deactivate an unknown session", |x| x.c.deactivate(SessionId::generate()).refused(), E(Error::UnknownSession(_))),
+        case!("deactivate an unknown session", |x| x.c.deactivate(SessionId::generate()).refused(), S(ServiceError::UnknownSession(_))),
         case!("update an unknown session", |x| x.c.update(SessionId::generate(), &SessionUpdate::new().description("x")).refused(),
-            E(Error::UnknownSession(_))),
+            S(ServiceError::UnknownSession(_))),
         case!("quote a deactivated session (core)", |x| x.core_dead.next_quote(pid(92), rate("1000", at(700)), at(700)).refused(),
             E(Error::InvalidTransition { action: "quote", status: "deactivated" })),
         case!("update amount from JSON", |x| x.update_json(r#"{"amount": 5}"#), E(Error::ImmutableField("amount"))),
@@ -799,7 +814,7 @@ fn catalogue() -> Vec<Case> {
         case!("issue a quote with stale terms", |x| {
             // Terms computed before 2,000 more sats arrived: the due has changed since.
             let mut earlier = x.core.clone();
-            earlier.record_transfer(TransferReport::onchain(txid(2), 0, x.address(), Sats::new(2_000), 0), at(700))?;
+            let _ = earlier.record_transfer(TransferReport::onchain(txid(2), 0, x.address(), Sats::new(2_000), 0), at(700))?;
             let terms = earlier.next_quote(pid(101), rate("1000", at(700)), at(700))?;
             let request = TestRequestGenerator.generate(&x.core, &terms)?;
             x.core.issue_quote(terms, request, at(700)).refused()
@@ -807,22 +822,23 @@ fn catalogue() -> Vec<Case> {
 
         // ---- idempotency -----------------------------------------------------------------
         case!("idempotency key reused with other params", |x| x.c.create(p("26.00", "USD"), Some("order-1")).refused(),
-            E(Error::IdempotencyConflict)),
+            S(ServiceError::IdempotencyConflict)),
         case!("new idempotency key with bad params", |x| x.c.create(p("0.001", "USD"), Some("order-2")).refused(),
             E(Error::TooManyDecimals { .. })),
-        case!("idempotency key empty", |x| x.c.create(p("25.00", "USD"), Some("")).refused(), E(Error::InvalidIdempotencyKey)),
+        case!("idempotency key empty", |x| x.c.create(p("25.00", "USD"), Some("")).refused(), S(ServiceError::InvalidIdempotencyKey)),
         case!("idempotency key of 256 chars", |x| x.c.create(p("25.00", "USD"), Some(&"k".repeat(256))).refused(),
-            E(Error::InvalidIdempotencyKey)),
+            S(ServiceError::InvalidIdempotencyKey)),
         case!("idempotency key of 256 multibyte chars", |x| x.c.create(p("25.00", "USD"), Some(&"é".repeat(256))).refused(),
-            E(Error::InvalidIdempotencyKey)),
+            S(ServiceError::InvalidIdempotencyKey)),
 
         // ---- links -----------------------------------------------------------------------
         case!("open an expired link", |x| x.c.open_link(x.expired_link).refused(), E(Error::LinkExpired)),
         case!("open a deactivated link", |x| x.c.open_link(x.dead_link).refused(),
             E(Error::InvalidTransition { action: "open", status: "deactivated" })),
-        case!("open an unknown link", |x| x.c.open_link(LinkId::Payment(PaymentLinkId::generate())).refused(), E(Error::UnknownLink(_))),
+        case!("open an unknown link", |x| x.c.open_link(LinkId::Payment(PaymentLinkId::generate())).refused(),
+            S(ServiceError::UnknownLink(LinkId::Payment(_)))),
         case!("open an unknown checkout link", |x| x.c.open_link(LinkId::Checkout(CheckoutLinkId::generate())).refused(),
-            E(Error::UnknownLink(_))),
+            S(ServiceError::UnknownLink(LinkId::Checkout(_)))),
         case!("deactivate a link twice", |x| x.c.deactivate_link(x.dead_link).refused(),
             E(Error::InvalidTransition { action: "deactivate", status: "deactivated" })),
         case!("create a link that expired already", |x| x.c.create_payment_link(p("5.00", "USD"), Some(at(5))).refused(), E(Error::LinkExpired)),
@@ -959,5 +975,30 @@ fn hostile_inputs_are_refused_with_typed_errors_and_change_nothing() {
     println!(
         "hostile inputs: {} tried, {} refused with the expected typed error, nothing changed",
         out.tried, out.refused
+    );
+}
+
+/// The harness itself: a service error that wraps a core error is matched as that core
+/// error, and nothing else is (a rate source's invalid rate is the rate's failure, not the
+/// core refusing the caller's input).
+#[test]
+fn service_errors_become_the_refusal_they_are() {
+    let core: Refusal = ServiceError::Core(Error::AmountTooLarge).into();
+    assert!(
+        matches!(core, Refusal::Checkout(Error::AmountTooLarge)),
+        "{core:?}"
+    );
+    let rate: Refusal = ServiceError::Rate(RateError::Invalid(Error::InvalidRate)).into();
+    assert!(
+        matches!(
+            rate,
+            Refusal::Service(ServiceError::Rate(RateError::Invalid(Error::InvalidRate)))
+        ),
+        "{rate:?}"
+    );
+    let unknown: Refusal = ServiceError::UnknownSession(sid(1)).into();
+    assert!(
+        matches!(unknown, Refusal::Service(ServiceError::UnknownSession(id)) if id == sid(1)),
+        "{unknown:?}"
     );
 }

@@ -7,6 +7,10 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
+use bitcoin_checkout::session::SessionChange;
+use bitcoin_checkout::store::rows::{decode_session, session_rows};
 use bitcoin_checkout::*;
 use common::*;
 use time::Duration;
@@ -145,8 +149,9 @@ fn snapshot_new_session_with_an_unpaid_quote() {
 fn snapshot_partially_paid_session() {
     let mut s = rich_session();
     // $10.00 over Lightning, then 5000 sats on-chain waiting for its confirmation.
-    s.record_transfer(ln(1, 10_000_000), at(30)).expect("ln");
-    s.record_transfer(chain(1, 5_000, 0), at(45))
+    let _ = s.record_transfer(ln(1, 10_000_000), at(30)).expect("ln");
+    let _ = s
+        .record_transfer(chain(1, 5_000, 0), at(45))
         .expect("chain");
     assert_eq!(s.status(), SessionStatus::Active);
     assert_reads_back(&s);
@@ -156,7 +161,7 @@ fn snapshot_partially_paid_session() {
 #[test]
 fn snapshot_paid_session_with_an_overpayment() {
     let mut s = rich_session();
-    s.record_transfer(ln(1, 26_500_000), at(30)).expect("ln");
+    let _ = s.record_transfer(ln(1, 26_500_000), at(30)).expect("ln");
     assert_eq!(s.status(), SessionStatus::Paid);
     assert_eq!(s.flagged(FlagKind::Overpaid), Msats::new(1_500_000));
     assert_reads_back(&s);
@@ -166,15 +171,16 @@ fn snapshot_paid_session_with_an_overpayment() {
 #[test]
 fn snapshot_deactivated_session() {
     let mut s = rich_session();
-    s.record_transfer(ln(1, 5_000_000), at(30))
+    let _ = s
+        .record_transfer(ln(1, 5_000_000), at(30))
         .expect("partial");
     let terms = s
         .next_quote(pid(2), rate("1100", at(60)), at(60))
         .expect("terms");
     let req = request_for(&s, &terms, 2);
-    s.issue_quote(terms, req, at(60)).expect("issue");
-    s.deactivate(at(120)).expect("deactivate");
-    s.record_transfer(ln(2, 1_000_000), at(180)).expect("late");
+    let _ = s.issue_quote(terms, req, at(60)).expect("issue");
+    let _ = s.deactivate(at(120)).expect("deactivate");
+    let _ = s.record_transfer(ln(2, 1_000_000), at(180)).expect("late");
     assert_reads_back(&s);
     insta::assert_snapshot!("deactivated_session", pretty(&s.to_json()));
 }
@@ -182,7 +188,7 @@ fn snapshot_deactivated_session() {
 #[test]
 fn snapshot_payment_object() {
     let mut s = rich_session();
-    s.record_transfer(ln(1, 10_000_000), at(30)).expect("ln");
+    let _ = s.record_transfer(ln(1, 10_000_000), at(30)).expect("ln");
     let json = s.payment_json(pid(1)).expect("payment");
     insta::assert_snapshot!("payment", pretty(&json));
     assert_eq!(s.payment_json(pid(99)), None);
@@ -191,10 +197,14 @@ fn snapshot_payment_object() {
 #[test]
 fn snapshot_session_events() {
     let mut s = rich_session();
-    let mut events = s.record_transfer(ln(1, 26_500_000), at(30)).expect("ln");
+    let mut events = s
+        .record_transfer(ln(1, 26_500_000), at(30))
+        .expect("ln")
+        .into_events();
     events.extend(
         s.record_transfer(chain(7, 1_000, 0), at(40))
-            .expect("chain"),
+            .expect("chain")
+            .into_events(),
     );
     let json = serde_json::to_string(&events).expect("events JSON");
     insta::assert_snapshot!("session_events", pretty(&json));
@@ -219,7 +229,15 @@ fn snapshot_error_messages() {
             field: "success_url",
         },
         Error::SuccessUrlAndMessage,
-        Error::InvalidMetadata("more than 50 keys"),
+        Error::TooManyMetadataKeys { count: 51 },
+        Error::InvalidMetadataKey { chars: 41 },
+        Error::MetadataKeyControlCharacter {
+            key: "order\nid".into(),
+        },
+        Error::MetadataValueTooLong {
+            key: "note".into(),
+            chars: 501,
+        },
         ConfirmationPolicy::from_confirmations(3).expect_err("3"),
         Error::RateMismatch {
             want_base: "USD",
@@ -305,18 +323,18 @@ fn amounts_are_json_numbers_read_exactly() {
 fn totals_and_rates_are_exact_numbers() {
     let mut s = rich_session();
     // $0.10 at 1000 sats/USD, then $0.20 at 1000.0001 sats/USD.
-    s.record_transfer(ln(1, 100_000), at(1)).expect("ln");
+    let _ = s.record_transfer(ln(1, 100_000), at(1)).expect("ln");
     let terms = s
         .next_quote(pid(2), rate("1000.0001", at(2)), at(2))
         .expect("terms");
     assert_eq!(terms.target(), Sats::new(24_901)); // ceil(24.90 × 1000.0001) = ceil(24900.002490)
     let req = request_for(&s, &terms, 2);
-    s.issue_quote(terms, req, at(2)).expect("issue");
+    let _ = s.issue_quote(terms, req, at(2)).expect("issue");
     // The least that credits 20 cents: ceil(20 × 24_901_000 / 2490) = 200_009 msat.
     let mut probe = s.clone();
-    probe.record_transfer(ln(2, 200_008), at(3)).expect("ln");
+    let _ = probe.record_transfer(ln(2, 200_008), at(3)).expect("ln");
     assert_eq!(probe.totals().amount_paid, dec("0.29"));
-    s.record_transfer(ln(2, 200_009), at(3)).expect("ln");
+    let _ = s.record_transfer(ln(2, 200_009), at(3)).expect("ln");
     let json = s.to_json();
     assert!(
         json.contains(r#""amount_paid":0.3,"target_amount_paid":300.009,"#),
@@ -338,7 +356,7 @@ fn totals_and_rates_are_exact_numbers() {
 #[test]
 fn unknown_fields_are_tolerated() {
     let mut s = rich_session();
-    s.record_transfer(ln(1, 10_000_000), at(30)).expect("ln");
+    let _ = s.record_transfer(ln(1, 10_000_000), at(30)).expect("ln");
     let json = s.to_json();
     let extended = json
         .replacen(
@@ -444,7 +462,7 @@ fn timestamps_are_unix_milliseconds() {
         CheckoutSession::create(sid(6), SessionParams::new(dec("1.00"), usd()), created)
             .expect("create");
     assert_eq!(
-        serde_json::to_string(&events[0]).expect("event"),
+        serde_json::to_string(&events.events()[0]).expect("event"),
         r#"{"event_type":"checkout_session.created","at":1767225601234}"#
     );
     let json = s.to_json();
@@ -458,7 +476,7 @@ fn timestamps_are_unix_milliseconds() {
         .next_quote(pid(1), rate("1000", later), later)
         .expect("terms");
     let req = request_for(&s, &terms, 1);
-    s.issue_quote(terms, req, later).expect("issue");
+    let _ = s.issue_quote(terms, req, later).expect("issue");
     assert_eq!(s.modified(), t0() + Duration::milliseconds(1_239));
     assert!(s.to_json().contains(
         r#""created":1767225601239,"modified":1767225601239,"expires_at":1767226201239"#
@@ -478,8 +496,9 @@ fn timestamps_are_unix_milliseconds() {
 #[test]
 fn round_trip_after_a_reversal_equals_the_original() {
     let (mut s, _) = session_with(SessionParams::new(dec("25.00"), usd()));
-    s.record_transfer(ln(1, 25_000_000), at(1)).expect("pay");
-    s.record_transfer(ln(1, 25_000_000).reversed(), at(2))
+    let _ = s.record_transfer(ln(1, 25_000_000), at(1)).expect("pay");
+    let _ = s
+        .record_transfer(ln(1, 25_000_000).reversed(), at(2))
         .expect("reverse");
     let back = CheckoutSession::from_json(&s.to_json()).expect("reads back");
     assert_eq!(back.to_json(), s.to_json());
@@ -493,7 +512,8 @@ fn round_trip_after_a_reversal_equals_the_original() {
 #[test]
 fn unknown_flag_kinds_in_the_derived_flags_are_tolerated() {
     let (mut s, _) = session_with(SessionParams::new(dec("10.00"), usd()));
-    s.record_transfer(ln(1, 12_000_000), at(1))
+    let _ = s
+        .record_transfer(ln(1, 12_000_000), at(1))
         .expect("overpay");
     let json = s.to_json();
     let newer = json.replacen(
@@ -520,54 +540,96 @@ fn pretty_only_adds_whitespace() {
 /// change names exactly the payment rows it touched.
 #[test]
 fn storage_rows_rebuild_the_session_and_changes_name_their_payments() {
-    let (mut s, _) = session_with(SessionParams::new(dec("30.00"), usd()));
-    let write = |s: &CheckoutSession| -> Vec<String> {
-        s.changed_payments()
-            .map(|p| s.payment_json(p.id()).expect("json"))
-            .collect()
-    };
-    let mut rows: std::collections::BTreeMap<PaymentId, String> = std::collections::BTreeMap::new();
-    let mut save = |s: &CheckoutSession| {
-        for p in s.changed_payments() {
-            rows.insert(p.id(), s.payment_json(p.id()).expect("json"));
+    // What a store with payment and transfer rows holds, written change by change: the
+    // rows each change names, nothing else.
+    #[derive(Default)]
+    struct Rows {
+        payments: BTreeMap<PaymentId, String>,
+        transfers: BTreeMap<String, String>,
+    }
+    impl Rows {
+        fn save(&mut self, s: &CheckoutSession, change: &SessionChange) {
+            let all = session_rows(s).expect("rows");
+            for id in change.payments() {
+                let row = all.payments.iter().find(|p| p.id == id.to_string());
+                let row = row.expect("a named payment is in the session");
+                self.payments.insert(*id, row.body.clone());
+            }
+            for key in change.transfers() {
+                let row = all.transfers.iter().find(|t| t.key == key.to_string());
+                let row = row.expect("a named transfer is in the session");
+                self.transfers.insert(row.key.clone(), row.body.clone());
+            }
+            // Exactly: the rows no change named are still what the session holds.
+            for p in &all.payments {
+                let id: PaymentId = p.id.parse().expect("payment id");
+                assert_eq!(self.payments.get(&id), Some(&p.body), "payment row {id}");
+            }
+            for t in &all.transfers {
+                assert_eq!(
+                    self.transfers.get(&t.key),
+                    Some(&t.body),
+                    "transfer row {}",
+                    t.key
+                );
+            }
         }
-        rows.clone()
-    };
-    save(&s);
-    assert_eq!(write(&s).len(), 1, "the new quote");
-    s.record_transfer(
-        TransferReport::lightning(hash(1), Msats::new(10_000_000)),
-        at(10),
+    }
+    let (mut s, mut change) =
+        CheckoutSession::create(sid(1), SessionParams::new(dec("30.00"), usd()), t0())
+            .expect("create");
+    change.merge(quote_at(&mut s, 1, t0()));
+    let mut rows = Rows::default();
+    assert_eq!(change.payments(), [pid(1)], "the new quote");
+    rows.save(&s, &change);
+    let change = s
+        .record_transfer(
+            TransferReport::lightning(hash(1), Msats::new(10_000_000)),
+            at(10),
+        )
+        .expect("partial");
+    assert_eq!(change.payments(), [pid(1)], "the paid quote");
+    rows.save(&s, &change);
+    let change = quote_at(&mut s, 2, at(11));
+    assert_eq!(change.payments(), [pid(2)]);
+    rows.save(&s, &change);
+    let change = s
+        .record_transfer(
+            TransferReport::onchain(txid(1), 0, ADDRESS, Sats::new(20_000), 1),
+            at(20),
+        )
+        .expect("rest");
+    rows.save(&s, &change);
+    let head = session_rows(&s).expect("rows").session;
+    let back = decode_session(
+        &head.id,
+        head.version,
+        &head.head,
+        rows.payments.values().map(String::as_str),
+        rows.transfers.iter().map(|(k, b)| (k.as_str(), b.as_str())),
     )
-    .expect("partial");
-    assert_eq!(s.changed_payments().count(), 1, "the paid quote");
-    save(&s);
-    quote(&mut s, 2, "1000", at(11));
-    assert_eq!(
-        s.changed_payments().map(|p| p.id()).collect::<Vec<_>>(),
-        [pid(2)]
-    );
-    save(&s);
-    s.record_transfer(
-        TransferReport::onchain(txid(1), 0, ADDRESS, Sats::new(20_000), 1),
-        at(20),
-    )
-    .expect("rest");
-    let rows = save(&s);
-    let transfers: Vec<Transfer> = s.transfers().cloned().collect();
-    let back = CheckoutSession::from_storage(&s.storage_json(), rows.values(), transfers)
-        .expect("rebuilt");
+    .expect("rebuilt");
     assert_eq!(back, s);
     assert_eq!(back.status(), SessionStatus::Paid);
     // The storage row itself carries no payment or transfer list.
     assert!(
-        s.storage_json()
-            .contains(r#""payments":[],"payments_count":2"#),
+        head.head.contains(r#""payments":[],"payments_count":2"#),
         "{}",
-        s.storage_json()
+        head.head
     );
-    // Event payloads list only the newest payments.
-    assert!(s.event_json().len() < s.head_json().len() + 1);
+    assert!(!head.head.contains(r#""transfers""#), "{}", head.head);
+    // Event payloads list only the newest payments: no longer than the session's JSON
+    // without its transfers (with both payments, as here, the same object).
+    let mut without_transfers: serde_json::Value =
+        serde_json::from_str(&s.to_json()).expect("session JSON");
+    without_transfers
+        .as_object_mut()
+        .expect("an object")
+        .remove("transfers")
+        .expect("a transfer list");
+    let payload: serde_json::Value = serde_json::from_str(&s.event_json()).expect("payload");
+    assert_eq!(payload, without_transfers);
+    assert!(s.event_json().len() < s.to_json().len());
 }
 
 /// An event's payload stays under 20 kB with 50 metadata keys, however many partial
@@ -590,35 +652,36 @@ fn event_payloads_stay_small_with_fifty_metadata_keys() {
             .as_ref()
             .expect("invoice")
             .payment_hash;
-        s.record_transfer(
-            TransferReport::lightning(hash, Msats::new(1_000_000)),
-            at(i64::from(n) * 10),
-        )
-        .expect("partial");
-        quote_at(&mut s, n + 1, at(i64::from(n) * 10));
+        let _ = s
+            .record_transfer(
+                TransferReport::lightning(hash, Msats::new(1_000_000)),
+                at(i64::from(n) * 10),
+            )
+            .expect("partial");
+        let _ = quote_at(&mut s, n + 1, at(i64::from(n) * 10));
     }
     assert_eq!(s.payments().len(), 21);
     let events = s
         .update(&SessionUpdate::new().description("still paying"), at(400))
         .expect("update");
-    let event = Event::for_session(EventId::generate(), &events[0], &s);
+    let event = Event::for_session(EventId::generate(), &events.events()[0], &s);
     let json = event.to_json();
     assert!(json.len() < 20_000, "{} bytes", json.len());
     assert!(json.contains(r#""payments_count":21"#));
 }
 
-fn quote_at(s: &mut CheckoutSession, n: u32, now: time::OffsetDateTime) {
+fn quote_at(s: &mut CheckoutSession, n: u32, now: time::OffsetDateTime) -> SessionChange {
     let terms = s.next_quote(pid(n), rate("1000", now), now).expect("terms");
     let req = request_for(s, &terms, n);
-    s.issue_quote(terms, req, now).expect("issue");
+    s.issue_quote(terms, req, now).expect("issue")
 }
 
 #[test]
 fn a_session_whose_older_payment_is_unpaid_is_refused() {
     // A partial payment, then a second quote: the first is paid, the second open.
     let mut s = rich_session();
-    s.record_transfer(ln(1, 10_000_000), at(30)).expect("ln");
-    quote_at(&mut s, 2, at(31));
+    let _ = s.record_transfer(ln(1, 10_000_000), at(30)).expect("ln");
+    let _ = quote_at(&mut s, 2, at(31));
     assert_eq!(s.payments().len(), 2);
     assert_reads_back(&s);
     // Mark the older one unpaid, as no sequence of commands can.

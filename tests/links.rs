@@ -8,6 +8,7 @@ use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::link::{LinkId, LinkStatus};
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::TestRequestGenerator;
+use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{LinkStore, MemoryStore, Store};
 use bitcoin_checkout::*;
 use common::*;
@@ -118,11 +119,11 @@ fn deactivating_a_link_deactivates_its_active_sessions_in_one_commit() {
     );
     assert!(matches!(
         c.open_link(link.id()),
-        Err(Error::InvalidTransition { .. })
+        Err(ServiceError::Core(Error::InvalidTransition { .. }))
     ));
     assert!(matches!(
         c.deactivate_link(link.id()),
-        Err(Error::InvalidTransition { .. })
+        Err(ServiceError::Core(Error::InvalidTransition { .. }))
     ));
 }
 
@@ -161,9 +162,18 @@ fn a_checkout_link_is_paid_with_its_session_and_expired_links_open_nothing() {
         )
         .expect("link");
     clock.advance(Duration::hours(2));
-    assert_eq!(c.open_link(late.id()).unwrap_err(), Error::LinkExpired);
+    assert_eq!(
+        c.open_link(late.id()).unwrap_err(),
+        ServiceError::Core(Error::LinkExpired)
+    );
     let unknown = LinkId::Payment(PaymentLinkId::generate());
-    assert!(matches!(c.open_link(unknown), Err(Error::UnknownLink(_))));
+    assert_eq!(
+        c.open_link(unknown).unwrap_err(),
+        ServiceError::UnknownLink(unknown)
+    );
     let bad = c.create_payment_link(SessionParams::new(dec("0"), usd()), None);
-    assert_eq!(bad.unwrap_err(), Error::AmountNotPositive);
+    assert_eq!(
+        bad.unwrap_err(),
+        ServiceError::Core(Error::AmountNotPositive)
+    );
 }

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 
+use bitcoin_checkout::session::SessionChange;
 use bitcoin_checkout::testkit::model::{Rate, Report, SessionSpec, check_invariants};
 use bitcoin_checkout::testkit::strategies::{
     self, ADDRESS, Command, Harness, invoice_hash, rate_for, reorderings, session_spec, txid,
@@ -225,7 +226,9 @@ proptest! {
             let mut now = base.now();
             for &i in order {
                 now += time::Duration::seconds(1);
-                let events = s.record_transfer(reports[i].to_transfer_report(), now);
+                let events = s
+                    .record_transfer(reports[i].to_transfer_report(), now)
+                    .map(SessionChange::into_events);
                 prop_assert!(events.is_ok(), "report refused: {:?}", events);
                 prop_assert_eq!(events, model.record(&reports[i], now));
             }

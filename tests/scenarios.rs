@@ -54,7 +54,7 @@ fn chain(tx: u32, sats: u64, confirmations: u32) -> TransferReport {
 /// Records a report that must be accepted; returns its events as lines.
 fn record(s: &mut CheckoutSession, report: TransferReport, now: OffsetDateTime) -> Vec<String> {
     let events = s.record_transfer(report, now).expect("transfer accepted");
-    evs(&events, now)
+    evs(events.events(), now)
 }
 
 /// Issues quote `n` at `rate` (any currency pair) and returns its events as lines.
@@ -67,7 +67,7 @@ fn quote_at(
     let terms = s.next_quote(pid(n), rate, now).expect("terms");
     let req = request_for(s, &terms, n);
     let events = s.issue_quote(terms, req, now).expect("issue");
-    evs(&events, now)
+    evs(events.events(), now)
 }
 
 fn usd_quote(
@@ -233,7 +233,7 @@ fn partial_payment_then_deactivated() {
 
     let events = s.deactivate(at(120)).expect("deactivate");
     assert_eq!(
-        evs(&events, at(120)),
+        evs(events.events(), at(120)),
         ["payment.cancelled p2", "checkout_session.deactivated"]
     );
     assert_eq!(
@@ -280,7 +280,7 @@ fn quote_expiry_then_requote_at_a_new_rate_then_paid() {
         Some(Sats::new(20_000))
     );
     // Not yet: the quote runs until 600 s.
-    assert_eq!(s.expire_quotes(at(599)).expect("expire"), []);
+    assert_eq!(s.expire_quotes(at(599)).expect("expire").into_events(), []);
     assert!(!s.needs_quote(at(599)));
     assert!(s.needs_quote(at(600)));
     assert_refused(&mut s, Error::QuoteAlreadyOpen(pid(1)), |s| {
@@ -321,7 +321,7 @@ fn quote_expiry_then_requote_at_a_new_rate_then_paid() {
 fn expire_quotes_alone_emits_payment_expired_once() {
     let (mut s, _) = usd_session("20.00");
     let events = s.expire_quotes(at(900)).expect("expire");
-    assert_eq!(evs(&events, at(900)), ["payment.expired p1"]);
+    assert_eq!(evs(events.events(), at(900)), ["payment.expired p1"]);
     assert_eq!(
         s.payments()[0].state(),
         PaymentState::Expired {
@@ -330,7 +330,7 @@ fn expire_quotes_alone_emits_payment_expired_once() {
     );
     assert_eq!(s.version(), 2);
     // Again: nothing more, no version bump.
-    assert_eq!(s.expire_quotes(at(1000)).expect("expire"), []);
+    assert_eq!(s.expire_quotes(at(1000)).expect("expire").into_events(), []);
     assert_eq!(s.version(), 2);
     assert!(s.needs_quote(at(1000)));
 }
@@ -360,7 +360,7 @@ fn late_payment_after_deactivation() {
     let (mut s, _) = usd_session("10.00");
     let events = s.deactivate(at(10)).expect("deactivate");
     assert_eq!(
-        evs(&events, at(10)),
+        evs(events.events(), at(10)),
         ["payment.cancelled p1", "checkout_session.deactivated"]
     );
 
@@ -933,7 +933,7 @@ fn update_merges_metadata_and_changes_the_description() {
         r#"{"description": "Order #1 (gift)", "metadata": {"a": null, "c": 5, "d": "x"}}"#,
     );
     let events = s.update(&u, at(10)).expect("update");
-    assert_eq!(evs(&events, at(10)), ["checkout_session.updated"]);
+    assert_eq!(evs(events.events(), at(10)), ["checkout_session.updated"]);
     assert_eq!(s.description(), Some("Order #1 (gift)"));
     let meta: Vec<(&str, MetadataValue)> =
         s.metadata().iter().map(|(k, v)| (k, v.clone())).collect();
@@ -952,9 +952,14 @@ fn update_merges_metadata_and_changes_the_description() {
     );
 
     // The same update again changes nothing: no event, no version bump.
-    assert_eq!(s.update(&u, at(20)).expect("update"), []);
+    assert_eq!(s.update(&u, at(20)).expect("update").into_events(), []);
     assert_eq!(s.version(), 2);
-    assert_eq!(s.update(&SessionUpdate::new(), at(20)).expect("update"), []);
+    assert_eq!(
+        s.update(&SessionUpdate::new(), at(20))
+            .expect("update")
+            .into_events(),
+        []
+    );
     assert_round_trip(&s);
 }
 
@@ -970,7 +975,7 @@ fn update_clears_the_success_message_then_sets_a_success_url() {
     let events = s
         .update(&json_update(r#"{"success_message": null}"#), at(20))
         .expect("update");
-    assert_eq!(evs(&events, at(20)), ["checkout_session.updated"]);
+    assert_eq!(evs(events.events(), at(20)), ["checkout_session.updated"]);
     assert_eq!(s.success_message(), None);
     let events = s
         .update(
@@ -978,7 +983,7 @@ fn update_clears_the_success_message_then_sets_a_success_url() {
             at(30),
         )
         .expect("update");
-    assert_eq!(evs(&events, at(30)), ["checkout_session.updated"]);
+    assert_eq!(evs(events.events(), at(30)), ["checkout_session.updated"]);
     assert_eq!(s.success_url(), Some("https://shop.example/done"));
     // Both at once are refused, even when they replace each other.
     let both = SessionUpdate::new()
@@ -1025,7 +1030,7 @@ fn update_refuses_immutable_fields() {
             at(20),
         )
         .expect("update");
-    assert_eq!(evs(&events, at(20)), ["checkout_session.updated"]);
+    assert_eq!(evs(events.events(), at(20)), ["checkout_session.updated"]);
 }
 
 #[test]
@@ -1036,26 +1041,28 @@ fn update_rejects_over_limit_metadata_and_changes_nothing() {
         p.set(format!("k{i}"), i64::from(i))
     });
     let u = SessionUpdate::new().description("changed").metadata(patch);
-    assert_refused(&mut s, Error::InvalidMetadata("more than 50 keys"), |s| {
+    assert_refused(&mut s, Error::TooManyMetadataKeys { count: 51 }, |s| {
         s.update(&u, at(10))
     });
     let long_key = SessionUpdate::new().metadata(MetadataPatch::new().set("k".repeat(41), "v"));
-    assert_refused(
-        &mut s,
-        Error::InvalidMetadata("keys must be 1 to 40 characters"),
-        |s| s.update(&long_key, at(30)),
-    );
+    assert_refused(&mut s, Error::InvalidMetadataKey { chars: 41 }, |s| {
+        s.update(&long_key, at(30))
+    });
     let long_value = SessionUpdate::new().metadata(MetadataPatch::new().set("a", "v".repeat(501)));
     assert_refused(
         &mut s,
-        Error::InvalidMetadata("values must be at most 500 characters"),
+        Error::MetadataValueTooLong {
+            key: "a".into(),
+            chars: 501,
+        },
         |s| s.update(&long_value, at(30)),
     );
     // 48 more make exactly 50: accepted.
     let patch = (0..48).fold(MetadataPatch::new(), |p, i| {
         p.set(format!("k{i}"), i64::from(i))
     });
-    s.update(&SessionUpdate::new().metadata(patch), at(20))
+    let _ = s
+        .update(&SessionUpdate::new().metadata(patch), at(20))
         .expect("50 keys");
     assert_eq!(s.metadata().len(), 50);
 
@@ -1070,13 +1077,13 @@ fn updates_are_allowed_in_every_status() {
     let events = s
         .update(&SessionUpdate::new().description("paid order"), at(20))
         .expect("update");
-    assert_eq!(evs(&events, at(20)), ["checkout_session.updated"]);
+    assert_eq!(evs(events.events(), at(20)), ["checkout_session.updated"]);
     let mut s = update_session();
-    s.deactivate(at(10)).expect("deactivate");
+    let _ = s.deactivate(at(10)).expect("deactivate");
     let events = s
         .update(&SessionUpdate::new().description("cancelled order"), at(20))
         .expect("update");
-    assert_eq!(evs(&events, at(20)), ["checkout_session.updated"]);
+    assert_eq!(evs(events.events(), at(20)), ["checkout_session.updated"]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1163,7 +1170,8 @@ fn exactly_one_paid_event_per_session() {
     {
         all.extend(
             s.record_transfer(report, at(10 + i64::try_from(i).unwrap()))
-                .expect("record"),
+                .expect("record")
+                .into_events(),
         );
     }
     let paid = all
@@ -1381,19 +1389,20 @@ fn create_rejects_metadata_over_the_limits() {
     assert!(Metadata::from_pairs(keys(50)).is_ok());
     assert_eq!(
         Metadata::from_pairs(keys(51)).err(),
-        Some(Error::InvalidMetadata("more than 50 keys"))
+        Some(Error::TooManyMetadataKeys { count: 51 })
     );
     assert!(Metadata::from_pairs([("k".repeat(40), "v")]).is_ok());
     assert_eq!(
         Metadata::from_pairs([("k".repeat(41), "v")]).err(),
-        Some(Error::InvalidMetadata("keys must be 1 to 40 characters"))
+        Some(Error::InvalidMetadataKey { chars: 41 })
     );
     assert!(Metadata::from_pairs([("k", "v".repeat(500))]).is_ok());
     assert_eq!(
         Metadata::from_pairs([("k", "v".repeat(501))]).err(),
-        Some(Error::InvalidMetadata(
-            "values must be at most 500 characters"
-        ))
+        Some(Error::MetadataValueTooLong {
+            key: "k".into(),
+            chars: 501
+        })
     );
     // Through JSON, the same limits apply to SessionParams.
     let many = (0..51)
@@ -1405,7 +1414,8 @@ fn create_rejects_metadata_over_the_limits() {
     ))
     .expect_err("51 keys");
     assert!(
-        err.to_string().starts_with("metadata: more than 50 keys"),
+        err.to_string()
+            .starts_with("metadata has 51 keys, at most 50 are allowed"),
         "{err}"
     );
 }

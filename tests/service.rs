@@ -5,8 +5,9 @@ mod common;
 use std::sync::Arc;
 
 use bitcoin_checkout::clock::ManualClock;
-use bitcoin_checkout::rates::{FixedRates, MaxAge, RateSource};
+use bitcoin_checkout::rates::{FixedRates, MaxAge, RateError, RateSource};
 use bitcoin_checkout::request::TestRequestGenerator;
+use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{ListQuery, MemoryStore, Store, StoreError};
 use bitcoin_checkout::*;
 use common::*;
@@ -68,19 +69,19 @@ fn idempotent_create_replays_and_refuses_other_parameters() {
     let again = c.create(params(), Some("order-1")).expect("replayed");
     assert_eq!(again, first);
     let other = c.create(SessionParams::new(dec("26.00"), usd()), Some("order-1"));
-    assert_eq!(other.unwrap_err(), Error::IdempotencyConflict);
+    assert_eq!(other.unwrap_err(), ServiceError::IdempotencyConflict);
     assert_eq!(
         store.list(&ListQuery::default()).expect("list").data.len(),
         1
     );
     assert_eq!(
         c.create(params(), Some("")).unwrap_err(),
-        Error::InvalidIdempotencyKey
+        ServiceError::InvalidIdempotencyKey
     );
     let long = "k".repeat(256);
     assert_eq!(
         c.create(params(), Some(&long)).unwrap_err(),
-        Error::InvalidIdempotencyKey
+        ServiceError::InvalidIdempotencyKey
     );
 }
 
@@ -156,7 +157,10 @@ fn a_transfer_is_recorded_even_when_no_new_quote_can_be_made() {
     assert!(s.open_payment().is_none(), "no quote without a fresh rate");
     let report = c.sweep(10).expect("sweep");
     assert_eq!(report.failed.len(), 1);
-    assert!(matches!(report.failed[0].1, Error::RateStale { .. }));
+    assert!(matches!(
+        report.failed[0].1,
+        ServiceError::Rate(RateError::Stale { .. })
+    ));
 }
 
 /// A source whose rates are all fetched at `start` (so they age).
@@ -168,7 +172,7 @@ impl RateSource for StaleAfterStart {
         b: Currency,
         t: TargetCurrency,
         _now: time::OffsetDateTime,
-    ) -> Result<ExchangeRate, Error> {
+    ) -> Result<ExchangeRate, RateError> {
         self.0.rate(b, t, self.1)
     }
 }
@@ -179,40 +183,46 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
     let s = c.create(params(), None).expect("created");
     let before = store.events_after(None, 1000).expect("events");
     let unknown = SessionId::generate();
-    assert_eq!(c.get(unknown).unwrap_err(), Error::UnknownSession(unknown));
+    assert_eq!(
+        c.get(unknown).unwrap_err(),
+        ServiceError::UnknownSession(unknown)
+    );
     assert_eq!(
         c.deactivate(unknown).unwrap_err(),
-        Error::UnknownSession(unknown)
+        ServiceError::UnknownSession(unknown)
     );
     let stray = TransferReport::lightning(hash(999), Msats::new(1_000));
     assert_eq!(
         c.record_transfer(stray).unwrap_err(),
-        Error::UnknownPaymentRequest
+        ServiceError::Core(Error::UnknownPaymentRequest)
     );
     let wrong_addr = TransferReport::onchain(txid(1), 0, "bcrt1qsomeoneelse", Sats::new(1_000), 1);
     assert_eq!(
         c.record_transfer(wrong_addr).unwrap_err(),
-        Error::UnknownPaymentRequest
+        ServiceError::Core(Error::UnknownPaymentRequest)
     );
     let eur = SessionParams::new(dec("10"), Currency::from_code("EUR").expect("EUR"));
     assert!(matches!(
         c.create(eur, None).unwrap_err(),
-        Error::RateUnavailable { .. }
+        ServiceError::Rate(RateError::Unavailable { .. })
     ));
     let update = SessionUpdate::new()
         .success_url("https://shop.example/ok")
         .success_message("thanks");
     assert_eq!(
         c.update(s.id(), &update).unwrap_err(),
-        Error::SuccessUrlAndMessage
+        ServiceError::Core(Error::SuccessUrlAndMessage)
     );
     assert_eq!(store.load(s.id()).expect("load"), Some(s.clone()));
     assert_eq!(store.events_after(None, 1000).expect("events"), before);
     store.close();
-    assert_eq!(c.get(s.id()).unwrap_err(), Error::Store(StoreError::Closed));
+    assert_eq!(
+        c.get(s.id()).unwrap_err(),
+        ServiceError::Store(StoreError::Closed)
+    );
     assert_eq!(
         c.create(params(), None).unwrap_err(),
-        Error::Store(StoreError::Closed)
+        ServiceError::Store(StoreError::Closed)
     );
 }
 

@@ -43,6 +43,7 @@ use axum::response::{Html, IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::TestRequestGenerator;
+use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::session::{MAX_TTL_SECS, MIN_TTL_SECS};
 #[cfg(feature = "sqlite")]
 use bitcoin_checkout::store::SqliteStore;
@@ -213,7 +214,7 @@ async fn sweep_forever(app: Shared) {
 /// `--sqlite` it does file I/O, which must not stall the async workers.
 async fn blocking<T: Send + 'static>(
     app: &Shared,
-    call: impl FnOnce(&Service) -> Result<T, Error> + Send + 'static,
+    call: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, Failure> {
     let app = Arc::clone(app);
     tokio::task::spawn_blocking(move || call(&app.checkout))
@@ -230,14 +231,29 @@ enum Failure {
     Internal(String),
 }
 
+/// What the core refused (here: the shop's own fixed inputs, or an id from the URL).
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         match e {
-            Error::UnknownSession(_) | Error::InvalidId { .. } => Self::NotFound,
-            Error::InvalidIdempotencyKey | Error::IdempotencyConflict => {
+            Error::InvalidId { .. } => Self::NotFound,
+            Error::InvalidTransition { .. } => Self::Conflict(e.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// What the service failed with: unknown sessions and bad idempotency keys are the
+/// request's fault, the core's refusals as above, the rest (store, rates) internal.
+impl From<ServiceError> for Failure {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Core(e) => e.into(),
+            ServiceError::UnknownSession(_) => Self::NotFound,
+            ServiceError::InvalidIdempotencyKey | ServiceError::IdempotencyConflict => {
                 Self::BadRequest(e.to_string())
             }
-            Error::InvalidTransition { .. } => Self::Conflict(e.to_string()),
+            // A double-clicked Buy button still being created: the retry will replay it.
+            ServiceError::IdempotencyKeyInUse => Self::Conflict(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -19,13 +19,19 @@
 //! * at most one quote is open, none once the session is terminal;
 //! * the events so far add up (one `paid` iff paid, one `deactivated` iff deactivated, one
 //!   `payment.created` per quote, one `transfer_received` per transfer);
-//! * the session survives its JSON forms (`to_json`/`from_json`, `head_json` + transfers,
-//!   `storage_json` + payment rows + transfers), and the events' webhook JSON parses back.
+//! * the session survives its JSON forms (`to_json`/`from_json`, and the stores' rows of
+//!   `store::rows`: `decode_session` of `session_rows`, given in reverse order), and the
+//!   events' webhook JSON parses back;
+//! * each command's `SessionChange` names exactly what it touched: a store that wrote only
+//!   the session row and the payment and transfer rows the changes named, change after
+//!   change, decodes the session as it is now.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use bitcoin_checkout::money::{ExchangeRate, MAX_MONEY_SATS, MSATS_PER_SAT, Msats, Sats};
 use bitcoin_checkout::request::Hash32;
+use bitcoin_checkout::session::SessionChange;
+use bitcoin_checkout::store::rows::{decode_session, session_rows};
 use bitcoin_checkout::{
     Arrival, CheckoutSession, ConfirmationPolicy, Currency, Error, Event, EventType, FlagKind,
     LightningInvoice, Metadata, MetadataPatch, PaymentHash, PaymentId, PaymentMethod,
@@ -34,6 +40,7 @@ use bitcoin_checkout::{
 };
 use libfuzzer_sys::fuzz_target;
 use rust_decimal::Decimal;
+use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime};
 
 const ADDRESS: &str = "bcrt1qtestaddress0000000000000000000000000";
@@ -369,12 +376,52 @@ impl Report {
     }
 }
 
+/// A store's rows of the session, by key: payment id → body, transfer key → body.
+#[derive(Debug, Default)]
+struct Stored {
+    payments: BTreeMap<PaymentId, String>,
+    transfers: BTreeMap<String, String>,
+}
+
+impl Stored {
+    /// Writes the rows `change` names, as they are in `session`.
+    fn write(&mut self, session: &CheckoutSession, change: &SessionChange, at: &str) {
+        let rows =
+            session_rows(session).unwrap_or_else(|e| panic!("session_rows fails: {e} ({at})"));
+        for id in change.payments() {
+            let text = id.to_string();
+            let row = rows
+                .payments
+                .iter()
+                .find(|p| p.id == text)
+                .unwrap_or_else(|| {
+                    panic!("the change names payment {id}, not in the session ({at})")
+                });
+            self.payments.insert(*id, row.body.clone());
+        }
+        for key in change.transfers() {
+            let text = key.to_string();
+            let row = rows
+                .transfers
+                .iter()
+                .find(|t| t.key == text)
+                .unwrap_or_else(|| {
+                    panic!("the change names transfer {key}, not in the session ({at})")
+                });
+            self.transfers.insert(text, row.body.clone());
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The run
 // ---------------------------------------------------------------------------------------
 
 struct Run {
     session: CheckoutSession,
+    /// What a store holds that wrote, for every change, the session row and only the
+    /// payment and transfer rows the change named.
+    stored: Stored,
     now: OffsetDateTime,
     /// Quote numbers issued so far (the next is `quotes + 1`).
     quotes: u32,
@@ -441,11 +488,15 @@ impl Run {
         };
         let now = OffsetDateTime::from_unix_timestamp(START).expect("a valid time");
         let id: SessionId = hex_id("cs_", 7);
-        let (session, events) = CheckoutSession::create(id, params, now).ok()?;
+        let (session, change) = CheckoutSession::create(id, params, now).ok()?;
+        let mut stored = Stored::default();
+        stored.write(&session, &change, "create");
+        let events = change.into_events();
         let amount_minor = u128::from(amount_minor);
         let threshold_minor = amount_minor - amount_minor * u128::from(tolerance) / 10_000;
         let run = Self {
             session,
+            stored,
             now,
             quotes: 0,
             txids: 0,
@@ -501,7 +552,7 @@ impl Run {
     fn step(&mut self, step: usize, command: &Command) {
         let before = self.session.clone();
         let mut must_fail = false;
-        let result: Result<Vec<SessionEvent>, Error> = match command {
+        let result: Result<SessionChange, Error> = match command {
             Command::IssueQuote { mantissa, scale } => {
                 let Some(rate) = self.rate(*mantissa, *scale) else {
                     return;
@@ -731,10 +782,10 @@ impl Run {
             Command::Duplicate { report } => {
                 let Some(r) = self.pick(*report) else { return };
                 let result = self.session.record_transfer(r.build(), self.now);
-                if let Ok(events) = &result {
+                if let Ok(change) = &result {
                     assert!(
-                        events.is_empty(),
-                        "a duplicate report made events: {events:?}"
+                        change.events().is_empty(),
+                        "a duplicate report made events: {change:?}"
                     );
                 }
                 result
@@ -828,7 +879,7 @@ impl Run {
                         };
                         self.session
                             .next_quote(payment_id(self.quotes + 1), rate, then)
-                            .map(|_| Vec::new())
+                            .map(|_| SessionChange::default())
                     }
                 };
                 assert!(
@@ -848,7 +899,7 @@ impl Run {
         Some(self.reports[usize::from(i) % self.reports.len()].clone())
     }
 
-    fn record(&mut self, report: Report) -> Result<Vec<SessionEvent>, Error> {
+    fn record(&mut self, report: Report) -> Result<SessionChange, Error> {
         let result = self.session.record_transfer(report.build(), self.now);
         if result.is_ok() {
             self.reports.push(report);
@@ -861,7 +912,7 @@ impl Run {
         step: usize,
         command: &Command,
         before: CheckoutSession,
-        result: Result<Vec<SessionEvent>, Error>,
+        result: Result<SessionChange, Error>,
         must_fail: bool,
     ) {
         let at = format!("step {step}: {command:?} -> {result:?}");
@@ -871,13 +922,18 @@ impl Run {
                 self.session, before,
                 "a refused command changed the session ({at})"
             ),
-            Ok(events) if events.is_empty() => {
+            Ok(change) if change.events().is_empty() => {
                 assert_eq!(
                     self.session, before,
                     "a command without events changed the session ({at})"
-                )
+                );
+                assert!(
+                    change.is_empty(),
+                    "a command without events names rows it touched ({at})"
+                );
             }
-            Ok(events) => {
+            Ok(change) => {
+                let events = change.events();
                 assert!(!must_fail, "a bad command was accepted ({at})");
                 assert_eq!(
                     self.session.version(),
@@ -905,6 +961,7 @@ impl Run {
                     assert_eq!(back, event, "event round trip ({at})");
                 }
                 self.events.extend(events.iter().cloned());
+                self.stored.write(&self.session, change, &at);
             }
         }
         if must_fail {
@@ -1069,22 +1126,37 @@ impl Run {
             .unwrap_or_else(|e| panic!("from_json(to_json) fails: {e} ({at})\n{json}"));
         assert_eq!(&back, s, "from_json(to_json(s)) != s ({at})\n{json}");
         assert_eq!(back.to_json(), json, "to_json not stable ({at})");
-        let parts = CheckoutSession::from_parts(&s.head_json(), s.transfers().cloned())
-            .unwrap_or_else(|e| panic!("from_parts fails: {e} ({at})"));
-        assert_eq!(&parts, s, "from_parts(head_json(s), transfers) != s ({at})");
-        let payments: Vec<String> = s
-            .payments()
-            .iter()
-            .rev()
-            .map(|p| {
-                s.payment_json(p.id())
-                    .expect("payment_json of a listed payment")
-            })
-            .collect();
-        let rebuilt =
-            CheckoutSession::from_storage(&s.storage_json(), &payments, s.transfers().cloned())
-                .unwrap_or_else(|e| panic!("from_storage fails: {e} ({at})"));
-        assert_eq!(&rebuilt, s, "from_storage(storage_json(s), …) != s ({at})");
+        // The stores' rows of the whole session, in reverse order.
+        let rows = session_rows(s).unwrap_or_else(|e| panic!("session_rows fails: {e} ({at})"));
+        let head = &rows.session;
+        let rebuilt = decode_session(
+            &head.id,
+            head.version,
+            &head.head,
+            rows.payments.iter().rev().map(|p| p.body.as_str()),
+            rows.transfers
+                .iter()
+                .rev()
+                .map(|t| (t.key.as_str(), t.body.as_str())),
+        )
+        .unwrap_or_else(|e| panic!("decode_session(session_rows(s)) fails: {e} ({at})"));
+        assert_eq!(&rebuilt, s, "decode_session(session_rows(s)) != s ({at})");
+        // The rows written change by change: exactly the ones each change named.
+        let written = decode_session(
+            &head.id,
+            head.version,
+            &head.head,
+            self.stored.payments.values().map(String::as_str),
+            self.stored
+                .transfers
+                .iter()
+                .map(|(k, b)| (k.as_str(), b.as_str())),
+        )
+        .unwrap_or_else(|e| panic!("the rows the changes named do not decode: {e} ({at})"));
+        assert_eq!(
+            &written, s,
+            "the rows the changes named are not the session ({at})"
+        );
     }
 }
 

@@ -107,10 +107,15 @@ fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(text: &str) -
 }
 
 fn create(params: SessionParams) {
-    let Ok((session, events)) = CheckoutSession::create(session_id(), params, start()) else {
+    let Ok((session, change)) = CheckoutSession::create(session_id(), params, start()) else {
         return;
     };
+    let events = change.events();
     assert_eq!(events.len(), 1, "create makes one event");
+    assert!(
+        change.payments().is_empty() && change.transfers().is_empty(),
+        "create touches no payment or transfer: {change:?}"
+    );
     let json = session.to_json();
     let back = CheckoutSession::from_json(&json)
         .unwrap_or_else(|e| panic!("a created session's JSON is refused: {e}\n{json}"));
