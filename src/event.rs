@@ -127,7 +127,7 @@ impl<'de> Deserialize<'de> for EventType {
 
 /// One thing that happened to a session, as returned by its commands.
 ///
-/// It names what changed; the service wraps it into a webhook [`Event`] with an
+/// It names what changed; the service wraps it into a webhook [`Event`](crate::outbox::Event) with an
 /// id and a snapshot of the object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionEvent {

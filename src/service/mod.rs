@@ -1,7 +1,7 @@
 //! The checkout service: drives sessions through the ports (store, rates, payment
 //! requests, clock, ids).
 //!
-//! Each operation runs as one transaction ([`transact`]): it loads the session, applies
+//! Each operation runs as one transaction (`service/transact.rs`): it loads the session, applies
 //! one core command at the clock's time, issues a new quote when the session needs one,
 //! and commits the command's [`SessionChange`](crate::session::SessionChange) with its
 //! events in one atomic compare-and-swap. A conflict (another process changed the session

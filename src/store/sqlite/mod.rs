@@ -20,7 +20,7 @@ mod webhooks;
 /// How long a writer waits for another connection's write transaction by default.
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A [`Store`] in an SQLite database file (or in memory), shared safely by several
+/// A [`Store`](super::Store) in an SQLite database file (or in memory), shared safely by several
 /// threads and processes.
 ///
 /// # Durability
@@ -50,8 +50,8 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// | table | columns |
 /// | --- | --- |
-/// | `sessions` | `id` TEXT PK, `created` INTEGER (Unix ms), `status` TEXT, `version` INTEGER, `wake_at` INTEGER NULL (Unix ms), `head` TEXT ([`CheckoutSession::storage_json`]: JSON without payments and transfers), `link_id` TEXT NULL |
-/// | `payments` | (`session_id` TEXT, `id` TEXT) PK, `body` TEXT ([`CheckoutSession::payment_json`]) |
+/// | `sessions` | `id` TEXT PK, `created` INTEGER (Unix ms), `status` TEXT, `version` INTEGER, `wake_at` INTEGER NULL (Unix ms), `head` TEXT ([`SessionRow::head`](super::rows::SessionRow::head): JSON without payments and transfers), `link_id` TEXT NULL |
+/// | `payments` | (`session_id` TEXT, `id` TEXT) PK, `body` TEXT ([`CheckoutSession::payment_json`](crate::session::CheckoutSession::payment_json)) |
 /// | `transfers` | `key` TEXT PK, `session_id` TEXT, `body` TEXT (JSON) |
 /// | `payment_hashes` | `hash` TEXT PK, `session_id` TEXT |
 /// | `addresses` | `address` TEXT PK, `session_id` TEXT |
@@ -69,7 +69,7 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Schema version 3 added `payments`: each session's payments moved out of its `head`
 /// into rows of their own (the upgrade rewrites every stored session).
 ///
-/// Besides [`Store`], the store implements [`LinkStore`](super::LinkStore) (a link
+/// Besides [`Store`](super::Store), the store implements [`LinkStore`](super::LinkStore) (a link
 /// commit, its events and its sessions' commits are one transaction),
 /// [`AddressIndex`](crate::request::AddressIndex) (one `UPSERT … RETURNING` per
 /// reservation: no index is handed out twice, across threads, processes and restarts) and,
@@ -77,12 +77,15 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// stopped after a restart. The `endpoints` table holds webhook signing secrets: protect
 /// the file (and its backups) accordingly.
 ///
-/// A session is stored as its head JSON plus one row per payment and one per transfer, and
-/// a commit writes only the payments ([`CheckoutSession::changed_payments`]) and transfers
-/// it changed, so recording a transfer costs the same however many payments and transfers
-/// the session already has; sessions are rebuilt with [`CheckoutSession::from_storage`]. Times are kept in milliseconds, the precision of the JSON forms.
+/// The rows are those of the crate's one row mapping ([`rows`](super::rows)): a session is
+/// stored as its head plus one row per payment and one per transfer, a commit writes only
+/// the payments and transfers it names ([`Commit::payments`](super::Commit::payments),
+/// [`Commit::transfers`](super::Commit::transfers)), so recording a transfer costs the same
+/// however many payments and transfers the session already has, and sessions are read back
+/// through [`rows::decode_session`](super::rows::decode_session) with its integrity checks.
+/// Times are kept in milliseconds, the precision of the JSON forms.
 /// Events are filed under the session whose commit carried them (its
-/// [`session_events`](Store::session_events)). A transfer belongs to one session: a commit
+/// [`session_events`](super::Store::session_events)). A transfer belongs to one session: a commit
 /// that would record a transfer key already held by another session is refused with a
 /// non-retryable [`StoreError::Backend`] (the same funds cannot count twice). Corrupt rows
 /// are reported as [`StoreError::Corrupt`].

@@ -381,7 +381,7 @@ pub enum UpdateSpec {
     },
     /// Removes metadata key `"key{n % 8}"`.
     RemoveMetadata(u8),
-    /// Adds 51 metadata keys: refused ([`Error::InvalidMetadata`]).
+    /// Adds 51 metadata keys: refused ([`Error::TooManyMetadataKeys`]).
     TooManyMetadataKeys,
     /// Sets the success URL ([`SUCCESS_URL`]).
     SuccessUrl,
