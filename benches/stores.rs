@@ -21,6 +21,8 @@ use std::sync::Mutex;
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::Hash32;
 use bitcoin_checkout::request::TestRequestGenerator;
+use bitcoin_checkout::service::ServiceError;
+use bitcoin_checkout::store::rows::CommitRows;
 use bitcoin_checkout::store::{Commit, SqliteStore, Store};
 use bitcoin_checkout::testkit::ObservedStore;
 use bitcoin_checkout::*;
@@ -64,7 +66,7 @@ fn interleaved(b: &mut Bencher<'_>, mut measured: impl FnMut(), mut other: impl 
 }
 
 /// Create, pay 10,000 sats, 5,000 sats, then the rest: four commits.
-fn lifecycle<S: Store>(c: &Service<S>) -> Result<(), Error> {
+fn lifecycle<S: Store>(c: &Service<S>) -> Result<(), ServiceError> {
     let s = c.create(SessionParams::new(Decimal::new(2500, 2), usd()), None)?;
     for part in [10_000_000u64, 5_000_000, 0] {
         let current = c.get(s.id())?;
@@ -112,61 +114,35 @@ struct Rows {
     events: Vec<(String, i64, String, String)>,
 }
 
+/// The rows of one commit exactly as the stores write them (`store::rows::CommitRows`):
+/// the session row, the payments and transfers the commit names, the invoice hashes of
+/// those payments, the address and the events.
 fn rows_of(commit: &Commit) -> Rows {
-    let s = &commit.session;
+    let rows = CommitRows::new(commit).unwrap_or_else(|e| panic!("rows of a commit: {e}"));
     Rows {
-        insert: commit.expected_version.is_none(),
-        session_id: s.id().to_string(),
-        created: s.created().unix_timestamp() * 1000,
-        status: s.status().as_str().to_owned(),
-        version: i64::try_from(s.version()).unwrap_or(0),
-        expected: commit
-            .expected_version
-            .and_then(|v| i64::try_from(v).ok())
-            .unwrap_or(0),
-        head: s.storage_json(),
-        payments: s
-            .changed_payments()
-            .map(|p| {
-                (
-                    p.id().to_string(),
-                    s.payment_json(p.id()).unwrap_or_default(),
-                )
-            })
-            .collect(),
-        transfers: commit
-            .changed_transfers
+        insert: rows.expected_version.is_none(),
+        session_id: rows.session.id,
+        created: rows.session.created,
+        status: rows.session.status.to_owned(),
+        version: rows.session.version,
+        expected: rows.expected_version.unwrap_or(0),
+        head: rows.session.head,
+        hashes: rows
+            .payments
             .iter()
-            .filter_map(|k| s.transfer(k))
-            .map(|t| {
-                (
-                    t.key.to_string(),
-                    serde_json::to_string(t).unwrap_or_default(),
-                )
-            })
+            .filter_map(|p| p.payment_hash.clone())
             .collect(),
-        hashes: s
-            .payments()
-            .iter()
-            .filter_map(|p| {
-                p.request()
-                    .lightning
-                    .as_ref()
-                    .map(|l| l.payment_hash.to_string())
-            })
+        payments: rows.payments.into_iter().map(|p| (p.id, p.body)).collect(),
+        transfers: rows
+            .transfers
+            .into_iter()
+            .map(|t| (t.key, t.body))
             .collect(),
-        address: s.onchain_address().map(str::to_owned),
-        events: commit
+        address: rows.address,
+        events: rows
             .events
-            .iter()
-            .map(|e| {
-                (
-                    e.id.to_string(),
-                    e.created.unix_timestamp() * 1000,
-                    e.event_type.to_string(),
-                    e.to_json(),
-                )
-            })
+            .into_iter()
+            .map(|e| (e.id, e.created, e.event_type, e.body))
             .collect(),
     }
 }
@@ -271,7 +247,11 @@ fn temp_db(name: &str) -> std::path::PathBuf {
 }
 
 /// A session priced high enough to stay active, with `n` on-chain transfers already.
-fn session_with_transfers<S: Store>(c: &Service<S>, n: u64, base: u64) -> Result<SessionId, Error> {
+fn session_with_transfers<S: Store>(
+    c: &Service<S>,
+    n: u64,
+    base: u64,
+) -> Result<SessionId, ServiceError> {
     let s = c.create(SessionParams::new(Decimal::from(1_000_000), usd()), None)?;
     let address = s.onchain_address().unwrap_or_default().to_owned();
     for i in 0..n {

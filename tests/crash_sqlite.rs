@@ -1162,13 +1162,24 @@ impl Verifier {
 
 /// A session's own consistency: JSON round trips, totals, status.
 fn check_state(s: &CheckoutSession, ctx: &str) {
-    // JSON: the whole session, and the stored form (head + transfers).
+    // JSON: the whole session, and the stored form (the rows of `store::rows`: head,
+    // payments, transfers).
     let back = CheckoutSession::from_json(&s.to_json())
         .unwrap_or_else(|e| panic!("{ctx}: JSON does not read back: {e:?}"));
     assert_eq!(&back, s, "{ctx}: JSON round trip");
-    let parts = CheckoutSession::from_parts(&s.head_json(), s.transfers().cloned())
-        .unwrap_or_else(|e| panic!("{ctx}: head + transfers do not read back: {e:?}"));
-    assert_eq!(&parts, s, "{ctx}: head + transfers round trip");
+    let rows = bitcoin_checkout::store::rows::session_rows(s)
+        .unwrap_or_else(|e| panic!("{ctx}: the session cannot be written as rows: {e:?}"));
+    let parts = bitcoin_checkout::store::rows::decode_session(
+        &rows.session.id,
+        rows.session.version,
+        &rows.session.head,
+        rows.payments.iter().map(|p| p.body.as_str()),
+        rows.transfers
+            .iter()
+            .map(|t| (t.key.as_str(), t.body.as_str())),
+    )
+    .unwrap_or_else(|e| panic!("{ctx}: head + payments + transfers do not read back: {e:?}"));
+    assert_eq!(&parts, s, "{ctx}: head + payments + transfers round trip");
 
     // Totals: the sums of the transfers, credited at their quotes' rates.
     let policy = s.confirmation_policy();

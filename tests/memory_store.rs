@@ -19,13 +19,15 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use time::{Duration, UtcOffset};
 
+/// Inserts `session` as it is: a new session's commit names all of its payments and
+/// transfers.
 fn insert(store: &MemoryStore, session: &CheckoutSession) -> Result<(), StoreError> {
     store.commit(&Commit {
         session: session.clone(),
         expected_version: None,
-        changed_transfers: Vec::new(),
+        payments: session.payments().iter().map(|p| p.id()).collect(),
+        transfers: session.transfers().map(|t| t.key).collect(),
         events: Vec::new(),
-        idempotency: None,
     })
 }
 

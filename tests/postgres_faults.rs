@@ -18,12 +18,13 @@ use std::time::{Duration as StdDuration, Instant};
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::{Hash32, TestRequestGenerator};
+use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{
     Commit, IdempotencyRecord, ListQuery, Page, PostgresStore, Store, StoreError, StoredEvent,
 };
 use bitcoin_checkout::{
-    Checkout, CheckoutSession, Currency, Error, EventType, PaymentHash, Sats, SessionId,
-    SessionParams, SessionStatus, TargetCurrency, TransferKey, TransferReport,
+    Checkout, CheckoutSession, Currency, EventType, PaymentHash, Sats, SessionId, SessionParams,
+    SessionStatus, TargetCurrency, TransferKey, TransferReport,
 };
 use rust_decimal::Decimal;
 use time::OffsetDateTime;
@@ -164,8 +165,8 @@ impl Rng {
     }
 }
 
-fn is_retryable(e: &Error) -> bool {
-    matches!(e, Error::Store(s) if s.is_retryable())
+fn is_retryable(e: &ServiceError) -> bool {
+    matches!(e, ServiceError::Store(s) if s.is_retryable())
 }
 
 /// A store that counts the retryable errors its calls meet (to show the faults landed).
@@ -225,6 +226,15 @@ impl Store for Counting<'_> {
     }
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.tally(self.inner.idempotency(key))
+    }
+    fn claim_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.tally(self.inner.claim_idempotency(record))
+    }
+    fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
+        self.tally(self.inner.release_idempotency(record))
     }
 }
 

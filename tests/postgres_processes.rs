@@ -18,9 +18,10 @@ use std::time::{Duration as StdDuration, Instant};
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::{Hash32, TestRequestGenerator};
+use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{PostgresStore, Store, StoredEvent};
 use bitcoin_checkout::{
-    Checkout, CheckoutSession, Currency, Error, EventType, Msats, Sats, SessionId, SessionParams,
+    Checkout, CheckoutSession, Currency, EventType, Msats, Sats, SessionId, SessionParams,
     SessionStatus, TargetCurrency, TransferKey, TransferReport,
 };
 use rust_decimal::Decimal;
@@ -114,7 +115,7 @@ fn worker_process() {
                     loop {
                         match checkout.record_transfer(r.clone()) {
                             Ok(_) => break,
-                            Err(Error::Store(e)) if e.is_retryable() => {}
+                            Err(ServiceError::Store(e)) if e.is_retryable() => {}
                             Err(e) => panic!("worker {worker}.{thread}: {e}"),
                         }
                     }

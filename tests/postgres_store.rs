@@ -28,9 +28,9 @@ use bitcoin_checkout::store::{
 };
 use bitcoin_checkout::testkit::{ObservedStore, conformance};
 use bitcoin_checkout::{
-    Checkout, CheckoutSession, Currency, Event, EventId, EventType, Msats, PaymentHash,
-    PaymentId, PaymentRequest, Sats, SessionId, SessionParams, SessionStatus, TargetCurrency,
-    TransferKey, TransferReport,
+    Checkout, CheckoutSession, Currency, Event, EventId, EventType, Msats, PaymentHash, PaymentId,
+    PaymentRequest, Sats, SessionId, SessionParams, SessionStatus, TargetCurrency, TransferKey,
+    TransferReport,
 };
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
@@ -293,6 +293,13 @@ impl Store for Mirror<'_> {
             self.postgres.claim_idempotency(record),
         )
     }
+    fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
+        self.same(
+            "release_idempotency",
+            self.memory.release_idempotency(record),
+            self.postgres.release_idempotency(record),
+        )
+    }
 }
 
 #[test]
@@ -553,12 +560,7 @@ fn transfers_invoices_and_addresses_have_one_owner() {
         .record_transfer(report.clone(), t0() + Duration::seconds(2))
         .expect("core record on b");
     assert_eq!(change.transfers(), [report.key()]);
-    let refused = mirror.commit(&Commit::new(
-        claim,
-        Some(b.version()),
-        &change,
-        Vec::new(),
-    ));
+    let refused = mirror.commit(&Commit::new(claim, Some(b.version()), &change, Vec::new()));
     assert!(
         matches!(
             refused,
@@ -1103,11 +1105,14 @@ fn many_servers_record_overlapping_transfers() {
                 })
             })
             .collect();
-        for w in workers {
-            w.join().expect("worker");
-        }
+        // Every worker is joined and the watcher stopped before a worker's panic is passed
+        // on (the watcher would otherwise poll forever and the test hang).
+        let joined: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
         done.store(true, Ordering::SeqCst);
         let (readings, last) = watcher.join().expect("watcher");
+        for w in joined {
+            w.expect("worker");
+        }
         eprintln!("outbox watcher: {readings} readings up to seq {last}");
     });
     check_end_state(&setup, &ids);

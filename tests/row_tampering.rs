@@ -142,3 +142,43 @@ fn tampered_rows_give_the_same_corruption_on_sqlite_and_postgres() {
         assert!(!e.is_retryable());
     }
 }
+
+/// Quotes issued in one millisecond (a partial payment and its re-quote, many times over)
+/// keep their order when a store rebuilds the session from its rows: the service gives
+/// each quote an id that sorts after the newest (`CheckoutSession::next_payment_id`),
+/// whatever its id source says, and the core refuses one that does not.
+#[test]
+fn quotes_of_one_millisecond_keep_their_order_in_the_stores() {
+    let dir = std::env::temp_dir().join(format!("one-ms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("q.db");
+    let _ = std::fs::remove_file(&path);
+    let store = SqliteStore::open(&path).expect("open");
+    let clock = ManualClock::new(OffsetDateTime::UNIX_EPOCH + Duration::days(20_600));
+    let usd = Currency::from_code("USD").expect("USD");
+    let rates = FixedRates::new().with(usd, TargetCurrency::Sats, Decimal::from(1_000));
+    // Ids from the system's randomness: in one millisecond their order is random.
+    let checkout = Checkout::new(&store, rates, TestRequestGenerator)
+        .with_clock(&clock)
+        .with_session_cache(0);
+    for _ in 0..10 {
+        let s = checkout
+            .create(SessionParams::new(Decimal::new(2500, 2), usd), None)
+            .expect("create");
+        clock.advance(Duration::minutes(1));
+        let mut issued = vec![s.open_payment().expect("quote").id()];
+        for _ in 0..4 {
+            let current = checkout.get(s.id()).expect("load");
+            let open = current.open_payment().expect("an open quote");
+            let hash = TestRequestGenerator::payment_hash(open.id());
+            let paid = checkout
+                .record_transfer(TransferReport::lightning(hash, Msats::new(2_000_000)))
+                .expect("partial payment");
+            issued.push(paid.open_payment().expect("the re-quote").id());
+        }
+        let loaded = store.load(s.id()).expect("readable").expect("stored");
+        let order: Vec<_> = loaded.payments().iter().map(|p| p.id()).collect();
+        assert_eq!(order, issued, "issue order");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -18,9 +18,10 @@ use std::time::Instant;
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::{Hash32, TestRequestGenerator};
+use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{ListQuery, SqliteStore, Store, StoredEvent};
 use bitcoin_checkout::{
-    Checkout, CheckoutSession, Currency, Error, EventType, Msats, PaymentMethod, Sats, SessionId,
+    Checkout, CheckoutSession, Currency, EventType, Msats, PaymentMethod, Sats, SessionId,
     SessionParams, SessionStatus, TargetCurrency, TransferKey, TransferReport,
 };
 use rust_decimal::Decimal;
@@ -136,7 +137,7 @@ fn record(c: &Service, r: &TransferReport) -> u32 {
     for attempt in 0..200 {
         match c.record_transfer(r.clone()) {
             Ok(_) => return attempt,
-            Err(Error::Store(e)) if e.is_retryable() => {}
+            Err(ServiceError::Store(e)) if e.is_retryable() => {}
             Err(e) => panic!("report {:?} failed: {e:?}", r.key()),
         }
     }

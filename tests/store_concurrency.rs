@@ -15,10 +15,11 @@ use std::time::Instant;
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::{Hash32, TestRequestGenerator};
+use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{MemoryStore, Store, StoredEvent};
 use bitcoin_checkout::testkit::ObservedStore;
 use bitcoin_checkout::{
-    Checkout, CheckoutSession, Currency, Error, EventType, Msats, PaymentMethod, Sats, SessionId,
+    Checkout, CheckoutSession, Currency, EventType, Msats, PaymentMethod, Sats, SessionId,
     SessionParams, SessionStatus, TargetCurrency, TransferKey, TransferReport,
 };
 use rust_decimal::Decimal;
@@ -144,7 +145,7 @@ fn report<S: Store>(c: &Service<S>, r: &TransferReport, retries: &Mutex<u64>) {
     for _ in 0..100 {
         match c.record_transfer(r.clone()) {
             Ok(_) => return,
-            Err(Error::Store(e)) if e.is_retryable() => {
+            Err(ServiceError::Store(e)) if e.is_retryable() => {
                 *retries.lock().unwrap_or_else(|p| p.into_inner()) += 1;
             }
             Err(e) => panic!("report {:?} failed: {e:?}", r.key()),

@@ -42,10 +42,11 @@ use std::time::{Duration as StdDuration, Instant};
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::{Hash32, TestRequestGenerator};
+use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{MemoryStore, Store, StoredEvent};
 use bitcoin_checkout::testkit::ObservedStore;
 use bitcoin_checkout::{
-    Arrival, Checkout, ConfirmationPolicy, Currency, Error, EventType, Msats, Sats, SessionId,
+    Arrival, Checkout, ConfirmationPolicy, Currency, EventType, Msats, Sats, SessionId,
     SessionParams, SessionStatus, TargetCurrency, TransferKey, TransferReport,
 };
 use rust_decimal::Decimal;
@@ -260,7 +261,7 @@ fn report<S: Store>(
     for _ in 0..CALLER_RETRIES {
         match c.record_transfer(r.clone()) {
             Ok(_) => return,
-            Err(Error::Store(e)) if e.is_retryable() => {
+            Err(ServiceError::Store(e)) if e.is_retryable() => {
                 retries.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
@@ -282,7 +283,7 @@ fn resolve<S: Store>(
     session: usize,
     slot: usize,
     resolved: &Mutex<HashMap<usize, (usize, TransferReport)>>,
-) -> Result<TransferReport, Error> {
+) -> Result<TransferReport, ServiceError> {
     let mut map = lock(resolved);
     if let Some((_, r)) = map.get(&slot) {
         return Ok(r.clone());

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use bitcoin_checkout::request::Hash32;
+use bitcoin_checkout::session::SessionChange;
 use bitcoin_checkout::testkit::model::{Rate, ReferenceSession, SessionSpec};
 use bitcoin_checkout::testkit::strategies::{
     self, Amount, Command, Harness, Integration, Pick, SESSION_ID, start_time,
@@ -45,9 +46,9 @@ impl JsonStored {
         params: SessionParams,
         now: OffsetDateTime,
     ) -> Result<(Self, Vec<SessionEvent>), Error> {
-        let (session, events) = CheckoutSession::create(id, params, now)?;
+        let (session, change) = CheckoutSession::create(id, params, now)?;
         let json = session.to_json();
-        Ok((Self { json }, events))
+        Ok((Self { json }, change.into_events()))
     }
 
     fn with<T>(
@@ -78,22 +79,27 @@ impl Integration for JsonStored {
         now: OffsetDateTime,
     ) -> Outcome {
         self.with(|s| s.issue_quote(terms, request, now))
+            .map(SessionChange::into_events)
     }
 
     fn record_transfer(&mut self, report: TransferReport, now: OffsetDateTime) -> Outcome {
         self.with(|s| s.record_transfer(report, now))
+            .map(SessionChange::into_events)
     }
 
     fn expire_quotes(&mut self, now: OffsetDateTime) -> Outcome {
         self.with(|s| s.expire_quotes(now))
+            .map(SessionChange::into_events)
     }
 
     fn update(&mut self, update: &SessionUpdate, now: OffsetDateTime) -> Outcome {
         self.with(|s| s.update(update, now))
+            .map(SessionChange::into_events)
     }
 
     fn deactivate(&mut self, now: OffsetDateTime) -> Outcome {
         self.with(|s| s.deactivate(now))
+            .map(SessionChange::into_events)
     }
 
     fn session(&self) -> Result<CheckoutSession, Error> {
@@ -142,7 +148,8 @@ impl ForgetfulDedup {
         params: SessionParams,
         now: OffsetDateTime,
     ) -> Result<(Self, Vec<SessionEvent>), Error> {
-        let (session, events) = CheckoutSession::create(id, params, now)?;
+        let (session, change) = CheckoutSession::create(id, params, now)?;
+        let events = change.into_events();
         let dedup = Self {
             session,
             seen: HashSet::new(),
@@ -168,7 +175,9 @@ impl Integration for ForgetfulDedup {
         request: PaymentRequest,
         now: OffsetDateTime,
     ) -> Outcome {
-        self.session.issue_quote(terms, request, now)
+        self.session
+            .issue_quote(terms, request, now)
+            .map(SessionChange::into_events)
     }
 
     fn record_transfer(&mut self, report: TransferReport, now: OffsetDateTime) -> Outcome {
@@ -193,7 +202,10 @@ impl Integration for ForgetfulDedup {
                 };
             }
         }
-        let out = self.session.record_transfer(report, now);
+        let out = self
+            .session
+            .record_transfer(report, now)
+            .map(SessionChange::into_events);
         if out.is_ok() {
             self.seen.insert(key);
         }
@@ -201,15 +213,19 @@ impl Integration for ForgetfulDedup {
     }
 
     fn expire_quotes(&mut self, now: OffsetDateTime) -> Outcome {
-        self.session.expire_quotes(now)
+        self.session
+            .expire_quotes(now)
+            .map(SessionChange::into_events)
     }
 
     fn update(&mut self, update: &SessionUpdate, now: OffsetDateTime) -> Outcome {
-        self.session.update(update, now)
+        self.session
+            .update(update, now)
+            .map(SessionChange::into_events)
     }
 
     fn deactivate(&mut self, now: OffsetDateTime) -> Outcome {
-        self.session.deactivate(now)
+        self.session.deactivate(now).map(SessionChange::into_events)
     }
 
     fn session(&self) -> Result<CheckoutSession, Error> {
@@ -303,23 +319,43 @@ impl Integration for SwallowsErrors {
         request: PaymentRequest,
         now: OffsetDateTime,
     ) -> Outcome {
-        Ok(self.0.issue_quote(terms, request, now).unwrap_or_default())
+        Ok(self
+            .0
+            .issue_quote(terms, request, now)
+            .map(SessionChange::into_events)
+            .unwrap_or_default())
     }
 
     fn record_transfer(&mut self, report: TransferReport, now: OffsetDateTime) -> Outcome {
-        Ok(self.0.record_transfer(report, now).unwrap_or_default())
+        Ok(self
+            .0
+            .record_transfer(report, now)
+            .map(SessionChange::into_events)
+            .unwrap_or_default())
     }
 
     fn expire_quotes(&mut self, now: OffsetDateTime) -> Outcome {
-        Ok(self.0.expire_quotes(now).unwrap_or_default())
+        Ok(self
+            .0
+            .expire_quotes(now)
+            .map(SessionChange::into_events)
+            .unwrap_or_default())
     }
 
     fn update(&mut self, update: &SessionUpdate, now: OffsetDateTime) -> Outcome {
-        Ok(self.0.update(update, now).unwrap_or_default())
+        Ok(self
+            .0
+            .update(update, now)
+            .map(SessionChange::into_events)
+            .unwrap_or_default())
     }
 
     fn deactivate(&mut self, now: OffsetDateTime) -> Outcome {
-        Ok(self.0.deactivate(now).unwrap_or_default())
+        Ok(self
+            .0
+            .deactivate(now)
+            .map(SessionChange::into_events)
+            .unwrap_or_default())
     }
 
     fn session(&self) -> Result<CheckoutSession, Error> {
@@ -331,7 +367,8 @@ impl Integration for SwallowsErrors {
 fn the_harness_catches_swallowed_errors() {
     let spec = SessionSpec::new(2500, usd());
     let mut harness = Harness::with_integration(&spec, |id, params, now| {
-        CheckoutSession::create(id, params, now).map(|(s, events)| (SwallowsErrors(s), events))
+        CheckoutSession::create(id, params, now)
+            .map(|(s, change)| (SwallowsErrors(s), change.into_events()))
     })
     .unwrap();
     harness

@@ -190,7 +190,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
         let rate = self
             .rates
             .rate(session.currency(), session.target_currency(), now)?;
-        let payment_id = PaymentId::from_uuid(self.ids.next_uuid(now));
+        let payment_id = session.next_payment_id(PaymentId::from_uuid(self.ids.next_uuid(now)));
         let terms = session.next_quote(payment_id, rate, now)?;
         let request = self.generator.generate(session, &terms)?;
         memo.issued = Some((terms.clone(), request.clone()));

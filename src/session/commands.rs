@@ -135,6 +135,20 @@ impl CheckoutSession {
         (active && self.received_credit() < self.threshold_minor()).then_some(self.modified)
     }
 
+    /// The id the next quote gets: `candidate`, unless it does not sort after the newest
+    /// payment's id, then the first id after that one. A session's payments are in issue
+    /// order when sorted by (creation time, id), which is how stores rebuild the list: two
+    /// quotes issued in one millisecond (a partial payment and its re-quote), or by servers
+    /// whose clocks or id sources differ, still keep their order.
+    pub fn next_payment_id(&self, candidate: PaymentId) -> PaymentId {
+        match self.payments.last() {
+            Some(newest) if candidate <= newest.id => PaymentId::from_uuid(uuid::Uuid::from_u128(
+                newest.id.as_uuid().as_u128().saturating_add(1),
+            )),
+            _ => candidate,
+        }
+    }
+
     /// The terms of the next quote at `rate`: the remaining due, converted with rule 1 of the
     /// money docs, valid for the session's ttl from `now`.
     pub fn next_quote(
@@ -202,6 +216,15 @@ impl CheckoutSession {
         }
         if self.payments.iter().any(|p| p.id == terms.payment_id) {
             return Err(Error::RequestMismatch("payment id already used"));
+        }
+        // Stores rebuild the list in (creation time, id) order: a quote must sort after the
+        // newest one (see `next_payment_id`).
+        if let Some(newest) = self.payments.last()
+            && (now, terms.payment_id) <= (newest.created, newest.id)
+        {
+            return Err(Error::RequestMismatch(
+                "payment id does not sort after the newest payment",
+            ));
         }
         self.check_request(&terms, &request, now)?;
         let mut request = request;

@@ -90,7 +90,7 @@ impl Draft {
                 .rate(s.currency(), s.target_currency(), now)
                 .expect("fixture rate");
             let terms = s
-                .next_quote(PaymentId::generate(), rate, now)
+                .next_quote(s.next_payment_id(PaymentId::generate()), rate, now)
                 .expect("core: next quote");
             let request = TestRequestGenerator
                 .generate(s, &terms)
