@@ -1,6 +1,6 @@
 //! The service over the in-memory store: idempotency, re-quoting, sweeps and bad input.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The webhook dispatcher over the in-memory store: retries, 410, order, filters, redelivery.
 #![cfg(feature = "webhooks")]
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

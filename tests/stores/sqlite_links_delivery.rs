@@ -5,7 +5,7 @@
 //! across processes (this test binary run again as workers).
 #![cfg(feature = "sqlite")]
 
-mod common;
+use crate::common;
 
 use common::TempDir;
 use std::collections::BTreeSet;
@@ -683,7 +683,7 @@ fn reserved_indexes_are_unique_across_processes() {
             Command::new(&exe)
                 .args([
                     "--exact",
-                    "address_index_worker",
+                    "sqlite_links_delivery::address_index_worker",
                     "--nocapture",
                     "--test-threads=1",
                 ])

@@ -1,6 +1,6 @@
 //! Checkout links and payment links through the service over the in-memory store.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The async facade from a tokio application.
 #![cfg(feature = "async")]
 
-mod common;
+use crate::common;
 
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::TestRequestGenerator;

@@ -4,7 +4,7 @@
 //! versions and corrupt rows.
 #![cfg(feature = "testkit")]
 
-mod common;
+use crate::common;
 
 use bitcoin_checkout::request::MemoryAddressIndex;
 use bitcoin_checkout::store::{MemoryStore, Store, StoreError};

@@ -31,7 +31,7 @@
 //! Run over the in-memory store (one shared `Checkout`) and over SQLite (one `Checkout` and
 //! one `SqliteStore` per worker, all on one database file). Each run prints its figures.
 
-mod common;
+use crate::common;
 
 use common::TempDir;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

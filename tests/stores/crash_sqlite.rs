@@ -3,7 +3,7 @@
 //! again and again; after each kill the parent reopens the file and checks that nothing
 //! committed was lost and nothing half-done is visible.
 //!
-//! The worker is this test binary run again (`--exact crash_worker`, told what to do through
+//! The worker is this test binary run again (`--exact crash_sqlite::crash_worker`, told what to do through
 //! environment variables). It prints one line per operation it saw committed, flushed as
 //! soon as the call returned `Ok`: a printed line is certainly committed; the operation in
 //! flight when the kill came may be committed without its line (at most one per worker).
@@ -622,7 +622,7 @@ fn run_worker(
     delay_ms: u64,
 ) -> Vec<String> {
     let mut child: Child = Command::new(exe)
-        .args(["--exact", "crash_worker", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "crash_sqlite::crash_worker", "--nocapture", "--test-threads=1"])
         .env(WORKER_DB, db)
         .env(WORKER_INDEX, n.to_string())
         .env(WORKER_SEED, seed.to_string())

@@ -6,7 +6,7 @@
 //! session has exactly one `checkout_session.paid` event in the outbox.
 #![cfg(feature = "sqlite")]
 
-mod common;
+use crate::common;
 
 use common::TempDir;
 use std::collections::{BTreeMap, BTreeSet};
@@ -224,7 +224,7 @@ fn processes_share_one_sqlite_file() {
             Command::new(&exe)
                 .args([
                     "--exact",
-                    "sqlite_worker",
+                    "sqlite_processes::sqlite_worker",
                     "--nocapture",
                     "--test-threads=1",
                 ])

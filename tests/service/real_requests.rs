@@ -2,7 +2,7 @@
 //! the service: every request is attributable back to its session and quote.
 #![cfg(all(feature = "lightning", feature = "onchain"))]
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

@@ -1,7 +1,7 @@
 //! Readable lifecycle scenarios: each asserts statuses, totals, flags and the exact list of
 //! events of every step, with exact sats, msats and decimals.
 
-mod common;
+use crate::common;
 
 use bitcoin_checkout::*;
 use common::*;

@@ -6,7 +6,7 @@
 //! Needs `BITCOIN_CHECKOUT_PG` (run `scripts/test`, or `eval "$(scripts/postgres start)"`).
 #![cfg(all(feature = "postgres", feature = "testkit"))]
 
-mod common;
+use crate::common;
 
 use common::shuffle;
 use std::collections::{BTreeMap, BTreeSet};
@@ -199,7 +199,7 @@ fn processes_record_overlapping_transfers() {
                 Command::new(&exe)
                     .args([
                         "--exact",
-                        "worker_process",
+                        "postgres_processes::worker_process",
                         "--nocapture",
                         "--test-threads=1",
                     ])

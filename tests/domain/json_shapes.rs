@@ -5,7 +5,7 @@
 //! adds whitespace outside strings: numbers keep their exact text (nothing goes through
 //! `f64` or `serde_json::Value`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -10,7 +10,7 @@
 //! Cases that once exposed a bug in `src/` are kept in the table with a note of the bug they
 //! guard against; they run like every other case.
 
-mod common;
+use crate::common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::str::FromStr;

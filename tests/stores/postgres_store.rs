@@ -8,7 +8,7 @@
 //! works in schemas of its own, dropped when it ends.
 #![cfg(all(feature = "postgres", feature = "testkit"))]
 
-mod common;
+use crate::common;
 
 use common::shuffle;
 use std::collections::{BTreeMap, BTreeSet};

@@ -5,7 +5,7 @@
 //! Run through one shared service over the in-memory store and over the SQLite store, and
 //! with one service (and one SQLite connection) per thread on one database file.
 
-mod common;
+use crate::common;
 
 use common::TempDir;
 use std::collections::{BTreeMap, BTreeSet};

@@ -8,7 +8,7 @@
 //! `FUZZ_STRICT=1` is set, so a fuzz run keeps looking for new ones (drop the skip with the
 //! fix too: search the targets for the test's name).
 
-mod common;
+use crate::common;
 
 use bitcoin_checkout::store::rows::{decode_session, session_rows};
 use bitcoin_checkout::*;

@@ -2,7 +2,7 @@
 //! not at all (they are rendered from the session while it has not changed since). These
 //! tests hold it to giving back exactly what was committed.
 
-mod common;
+use crate::common;
 
 use std::sync::Mutex;
 

@@ -1,4 +1,4 @@
-mod common;
+use crate::common;
 use bitcoin_checkout::*;
 use common::*;
 
