@@ -1,5 +1,8 @@
 //! The sans-I/O core against plain collections doing the same bookkeeping.
 
+// A benchmark harness: a setup that fails stops the run, loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::hint::black_box;
 

@@ -4,6 +4,10 @@
 //! Counts the bytes the global allocator has live; no timing is involved. The number of
 //! sessions can be lowered with `MEMORY_SESSIONS` for a quick look.
 
+// A benchmark harness: a setup that fails stops the run, loudly. The counting global
+// allocator is the one unsafe code of the project: it forwards to the system allocator.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -89,7 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ids.push(checkout.create(params.clone(), None)?.id());
     }
     drop(checkout);
-    let ids_bytes = ids.capacity() * std::mem::size_of::<SessionId>();
+    let ids_bytes = ids.capacity() * size_of::<SessionId>();
     let store_bytes = live() - before - ids_bytes;
     let store_rss = resident().saturating_sub(rss_before + ids_bytes);
 

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 /// Which of criterion's estimates a row compares.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum Stat {
     /// The mean time per iteration: what a long run costs, rare slow events included.
     Mean,

@@ -16,6 +16,9 @@
 //!   turn, so that each measured report is about the 1,000th of its session); interleaved
 //!   too.
 
+// A benchmark harness: a setup that fails stops the run, loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Mutex;
 
 use bitcoin_checkout::rates::FixedRates;

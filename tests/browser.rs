@@ -11,6 +11,9 @@
 //! and `.html`; passing runs leave screenshots of the unpaid, partly paid and paid page
 //! there too. Servers, drivers and browsers are stopped when their guards drop.
 
+// Tests assert by unwrapping, expecting and panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "support/webdriver.rs"]
 mod webdriver;
 

@@ -129,7 +129,7 @@ pub struct CheckoutSession {
     pub(crate) payment_methods: BTreeSet<PaymentMethod>,
     pub(crate) ttl_secs: i64,
     pub(crate) tolerance: Decimal,
-    pub(crate) limits: accounting::Limits,
+    pub(crate) limits: Limits,
     pub(crate) confirmations: ConfirmationPolicy,
     pub(crate) statement_descriptor: Option<String>,
     pub(crate) source: Option<String>,

@@ -1,6 +1,6 @@
 //! Shared fixtures for the integration tests: a fixed clock, fake payment requests and rates.
-#![allow(dead_code)]
 
+use bitcoin_checkout::request::Hash32;
 use bitcoin_checkout::*;
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
@@ -97,10 +97,10 @@ pub fn types(events: &[SessionEvent]) -> Vec<&str> {
     events.iter().map(|e| e.event_type.as_str()).collect()
 }
 
-pub fn txid(n: u32) -> bitcoin_checkout::request::Hash32 {
+pub fn txid(n: u32) -> Hash32 {
     let mut b = [0xabu8; 32];
     b[28..].copy_from_slice(&n.to_be_bytes());
-    bitcoin_checkout::request::Hash32::from_bytes(b)
+    Hash32::from_bytes(b)
 }
 
 /// A fresh directory under the system temp dir, removed when dropped.

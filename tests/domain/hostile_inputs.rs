@@ -16,7 +16,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use bitcoin_checkout::clock::ManualClock;
+use bitcoin_checkout::clock::{Clock, ManualClock};
 use bitcoin_checkout::link::{Link, LinkId};
 use bitcoin_checkout::money::MAX_MONEY_SATS;
 use bitcoin_checkout::rates::{FixedRates, RateError, Spread};
@@ -309,7 +309,7 @@ impl Ctx {
                 self.core_dead.clone(),
                 self.core_ln.clone(),
             ],
-            clock: bitcoin_checkout::clock::Clock::now(&*self.clock),
+            clock: Clock::now(&*self.clock),
         }
     }
 

@@ -3,14 +3,17 @@
 //! One test binary per area (each file a module), so CI links the crate a few times
 //! instead of once per file.
 
+// Tests assert by unwrapping, expecting and panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../common/mod.rs"]
 #[allow(dead_code)]
 mod common;
 
-mod smoke;
+mod fuzz_regressions;
+mod hostile_inputs;
 mod json_shapes;
+mod layers;
 mod properties;
 mod scenarios;
-mod hostile_inputs;
-mod fuzz_regressions;
-mod layers;
+mod smoke;

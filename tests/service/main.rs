@@ -3,16 +3,19 @@
 //! One test binary per area (each file a module), so CI links the crate a few times
 //! instead of once per file.
 
+// Tests assert by unwrapping, expecting and panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../common/mod.rs"]
 #[allow(dead_code)]
 mod common;
 
-mod service;
 mod async_service;
 mod links;
+mod payment_requests;
 mod quote_once;
+mod real_requests;
+mod service;
+mod testkit;
 mod webhook_delivery;
 mod webhook_signing;
-mod real_requests;
-mod payment_requests;
-mod testkit;

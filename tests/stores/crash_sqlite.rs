@@ -622,7 +622,12 @@ fn run_worker(
     delay_ms: u64,
 ) -> Vec<String> {
     let mut child: Child = Command::new(exe)
-        .args(["--exact", "crash_sqlite::crash_worker", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_sqlite::crash_worker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(WORKER_DB, db)
         .env(WORKER_INDEX, n.to_string())
         .env(WORKER_SEED, seed.to_string())

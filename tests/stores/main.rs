@@ -3,20 +3,23 @@
 //! One test binary per area (each file a module), so CI links the crate a few times
 //! instead of once per file.
 
+// Tests assert by unwrapping, expecting and panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../common/mod.rs"]
 #[allow(dead_code)]
 mod common;
 
-mod store_conformance;
 mod conformance_negatives;
-mod memory_store;
-mod store_concurrency;
-mod sqlite_links_delivery;
 mod crash_sqlite;
-mod sqlite_processes;
-mod postgres_store;
+mod determinism;
+mod memory_store;
 mod postgres_faults;
 mod postgres_processes;
-mod stress;
-mod determinism;
+mod postgres_store;
 mod row_tampering;
+mod sqlite_links_delivery;
+mod sqlite_processes;
+mod store_concurrency;
+mod store_conformance;
+mod stress;

@@ -7,7 +7,7 @@ use crate::common;
 use std::sync::Mutex;
 
 use bitcoin_checkout::clock::ManualClock;
-use bitcoin_checkout::metadata::{MetadataPatch, MetadataValue as MetaValue};
+use bitcoin_checkout::metadata::{Metadata, MetadataPatch, MetadataValue as MetaValue};
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::TestRequestGenerator;
 use bitcoin_checkout::store::{Commit, MemoryStore, Store, StoreError};
@@ -56,7 +56,7 @@ fn odd_times_and_every_optional_field_survive() -> Result<(), Box<dyn std::error
     let params = SessionParams::new(Decimal::new(1999, 2), usd())
         .payment_methods([PaymentMethod::Onchain])
         .description("Ünïcode ✓ description")
-        .metadata(bitcoin_checkout::metadata::Metadata::from_pairs([
+        .metadata(Metadata::from_pairs([
             ("order", MetaValue::from("1001")),
             ("paid", MetaValue::from(true)),
         ])?)

@@ -296,6 +296,7 @@ mod delivery {
     use std::sync::{Arc, Mutex};
 
     use bitcoin_checkout::clock::{Clock, ManualClock};
+    use bitcoin_checkout::request::TestRequestGenerator;
     use bitcoin_checkout::store::Store;
     use bitcoin_checkout::webhook::*;
     use bitcoin_checkout::*;
@@ -377,7 +378,7 @@ mod delivery {
     fn pay<S: Store>(c: &super::Service<S>, id: SessionId) {
         let s = c.get(id).expect("session");
         let p = s.open_payment().expect("an open quote");
-        let hash = bitcoin_checkout::request::TestRequestGenerator::payment_hash(p.id());
+        let hash = TestRequestGenerator::payment_hash(p.id());
         c.record_transfer(TransferReport::lightning(hash, p.target_msats()))
             .expect("paid");
     }
