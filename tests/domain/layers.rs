@@ -189,7 +189,7 @@ fn every_top_level_module_has_a_layer() {
     for module in declared {
         assert!(
             module == "forward" || layer_of(module).is_some(),
-            "module {module} is in no layer of tests/layers.rs"
+            "module {module} is in no layer of tests/domain/layers.rs"
         );
     }
 }
