@@ -62,6 +62,7 @@ impl Link {
     /// Creates a link whose sessions use `params`. The parameters are validated now, so
     /// opening the link cannot fail on them later. `expires_at`, if given, must be after
     /// `now`.
+    #[must_use = "the link and its events must be committed"]
     pub fn create(
         id: LinkId,
         params: SessionParams,
@@ -144,6 +145,7 @@ impl Link {
 
     /// Opens the link at `now`. A checkout link returns its session once it has one; a
     /// payment link always asks for a new session (with the id given).
+    #[must_use = "the opening says which session to create or return"]
     pub fn open(&mut self, new_session: SessionId, now: OffsetDateTime) -> Result<Opening, Error> {
         let now = truncate(now);
         if let Some(existing) = self.session {
@@ -169,6 +171,7 @@ impl Link {
 
     /// Deactivates the link. The caller deactivates its active sessions in the same
     /// commit (the service does).
+    #[must_use = "the events must be committed with the link"]
     pub fn deactivate(&mut self, now: OffsetDateTime) -> Result<Vec<SessionEvent>, Error> {
         let now = truncate(now);
         if self.deactivated_at.is_some() {
