@@ -150,3 +150,10 @@ impl SessionChange {
         self.transfers.insert(key);
     }
 }
+
+impl From<SessionChange> for Vec<SessionEvent> {
+    /// The change's events (what an integration that only reports events returns).
+    fn from(change: SessionChange) -> Self {
+        change.into_events()
+    }
+}

@@ -360,7 +360,10 @@ impl Report {
 /// let mut model = ReferenceSession::new(&spec, now)?;
 /// let (mut session, _) = CheckoutSession::create(SessionId::generate(), spec.params(), now)?;
 /// for update in [UpdateSpec::SuccessUrl, UpdateSpec::SuccessMessage] {
-///     assert_eq!(session.update(&update.to_update(), now), model.update(&update, now));
+///     assert_eq!(
+///         session.update(&update.to_update(), now).map(|c| c.into_events()),
+///         model.update(&update, now)
+///     );
 /// }
 /// assert_eq!(model.update(&UpdateSpec::SuccessMessage, now), Err(Error::SuccessUrlAndMessage));
 /// # Ok::<(), Box<dyn std::error::Error>>(())

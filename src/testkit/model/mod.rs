@@ -45,12 +45,12 @@
 //! let terms = session.next_quote(payment_id(1), rate.exchange_rate(spec.currency, spec.target_currency, now)?, now)?;
 //! let request = request_for(&spec, &terms, 1);
 //! let expected = model.issue_quote(payment_id(1), &rate, &request, now)?;
-//! assert_eq!(session.issue_quote(terms, request, now)?, expected);
+//! assert_eq!(session.issue_quote(terms, request, now)?.into_events(), expected);
 //!
 //! // The customer pays the invoice exactly.
 //! let report = Report::Lightning { hash: invoice_hash(1), msats: 25_000_000, reversed: false };
 //! let expected = model.record(&report, now)?;
-//! assert_eq!(session.record_transfer(report.to_transfer_report(), now)?, expected);
+//! assert_eq!(session.record_transfer(report.to_transfer_report(), now)?.into_events(), expected);
 //!
 //! // Every field agrees.
 //! model.check_against_at(&session, now)?;

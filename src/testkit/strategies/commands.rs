@@ -450,14 +450,11 @@ impl Scenario {
 
     /// Runs the scenario on the integration `create` makes (see
     /// [`Harness::with_integration`]) and the model.
-    pub fn run_with<I, F>(&self, create: F) -> Result<Harness<I>, Failure>
+    pub fn run_with<I, F, E>(&self, create: F) -> Result<Harness<I>, Failure>
     where
         I: Integration,
-        F: FnOnce(
-            SessionId,
-            SessionParams,
-            OffsetDateTime,
-        ) -> Result<(I, Vec<SessionEvent>), Error>,
+        F: FnOnce(SessionId, SessionParams, OffsetDateTime) -> Result<(I, E), Error>,
+        E: Into<Vec<SessionEvent>>,
     {
         let mut harness =
             Harness::with_integration(&self.session, create)?.auto_quote(self.auto_quote.clone());

@@ -72,9 +72,7 @@ pub fn run(spec: &SessionSpec, commands: &[Command]) -> Result<Harness, Failure>
 impl Harness<CheckoutSession> {
     /// A harness on a new [`CheckoutSession`] for `spec`, created at [`start_time`].
     pub fn new(spec: &SessionSpec) -> Result<Self, Failure> {
-        Self::with_integration(spec, |id, params, now| {
-            CheckoutSession::create(id, params, now).map(|(s, c)| (s, c.into_events()))
-        })
+        Self::with_integration(spec, CheckoutSession::create)
     }
 }
 
@@ -127,19 +125,17 @@ pub(super) fn same<T: PartialEq + fmt::Debug>(
 impl<I: Integration> Harness<I> {
     /// A harness on the integration `create` makes from the session's id, parameters and
     /// creation time (pass [`CheckoutSession::create`] or your own constructor); the
-    /// creation events must be the model's.
-    pub fn with_integration<F>(spec: &SessionSpec, create: F) -> Result<Self, Failure>
+    /// creation events must be the model's. `create` returns the events, or anything that
+    /// turns into them (a [`SessionChange`](crate::session::SessionChange)).
+    pub fn with_integration<F, E>(spec: &SessionSpec, create: F) -> Result<Self, Failure>
     where
-        F: FnOnce(
-            SessionId,
-            SessionParams,
-            OffsetDateTime,
-        ) -> Result<(I, Vec<SessionEvent>), Error>,
+        F: FnOnce(SessionId, SessionParams, OffsetDateTime) -> Result<(I, E), Error>,
+        E: Into<Vec<SessionEvent>>,
     {
         let now = start_time();
         let failure = |mismatch| Failure::new(None, None, mismatch, Vec::new());
         let expected = ReferenceSession::create(spec, now);
-        let got = create(SESSION_ID, spec.params(), now);
+        let got = create(SESSION_ID, spec.params(), now).map(|(i, e)| (i, e.into()));
         let (model, integration, events) = match (expected, got) {
             (Ok((model, expected)), Ok((integration, events))) => {
                 same("events of create", &expected, &events).map_err(failure)?;
