@@ -179,12 +179,12 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
     }
 }
 
-/// The `checkout_link.paid` event (with id `id`) for a session of a checkout link that
-/// just got paid.
+/// The `checkout_link.paid` event (with an id from `id`, minted only when there is an
+/// event) for a session of a checkout link that just got paid.
 pub(super) fn checkout_link_paid(
     session: &CheckoutSession,
     at: OffsetDateTime,
-    id: EventId,
+    id: impl FnOnce() -> EventId,
 ) -> Option<Event> {
     let LinkId::Checkout(link) = session.link()? else {
         return None;
@@ -196,7 +196,7 @@ pub(super) fn checkout_link_paid(
         "checkout_session": session.id().to_string(),
     });
     Some(Event {
-        id,
+        id: id(),
         event_type: EventType::CheckoutLinkPaid,
         session_id: Some(session.id()),
         livemode: session.livemode(),

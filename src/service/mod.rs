@@ -267,7 +267,8 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
 
     /// Records a report of funds on the session its invoice or address belongs to.
     pub fn record_transfer(&self, report: TransferReport) -> Result<CheckoutSession, ServiceError> {
-        let id = self.retry_store_service(|| self.find_session(&report))?;
+        // Lookups are reads: retried like a transaction.
+        let id = self.transact(|_| self.find_session(&report))?;
         self.mutate(id, |s, now| s.record_transfer(report.clone(), now))
             .map(|(session, _)| session)
     }

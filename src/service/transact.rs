@@ -93,15 +93,6 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
         self.transact(|_| Ok(read()?))
     }
 
-    /// Like [`retry_store`](Self::retry_store) for reads that return service errors.
-    pub(super) fn retry_store_service<T>(
-        &self,
-        read: impl FnMut() -> Result<T, ServiceError>,
-    ) -> Result<T, ServiceError> {
-        let mut read = read;
-        self.transact(|_| read())
-    }
-
     /// Loads session `id`, applies `command`, re-quotes if needed, and commits, in one
     /// transaction. When the re-quote fails after a successful command, the command is
     /// still committed (funds are never dropped for want of a rate) and the outcome
@@ -211,7 +202,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
             .iter()
             .find(|e| e.event_type == EventType::CheckoutSessionPaid)
             && let Some(link_event) =
-                super::links::checkout_link_paid(session, paid.at, self.event_id(now))
+                super::links::checkout_link_paid(session, paid.at, || self.event_id(now))
         {
             out.push(link_event);
         }
