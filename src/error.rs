@@ -179,6 +179,55 @@ pub enum Error {
     #[error("time is out of range")]
     TimeOutOfRange,
 
+    /// A value that should be a decimal number was something else.
+    #[error("expected a decimal number, got {got}")]
+    NotADecimal {
+        /// What was given (truncated).
+        got: String,
+    },
+    /// A decimal number has more digits than a `Decimal` holds (28 decimal places, 96 bits
+    /// of coefficient): refused, because reading it would round it.
+    #[error(
+        "{number} cannot be held exactly (at most 28 decimal places and 29 digits); it is refused, not rounded"
+    )]
+    InexactDecimal {
+        /// The number as written (truncated).
+        number: String,
+    },
+    /// A status, payment method or other enumerated value this version does not know (an
+    /// object from a newer API version). [`SessionSnapshot`](crate::snapshot::SessionSnapshot)
+    /// and its siblings read such objects without this error.
+    #[error("unknown {field} {value:?} (from a newer API version?); read it as a snapshot")]
+    UnknownValue {
+        /// The field (`status`, `payment_methods`, …).
+        field: &'static str,
+        /// The value as written (truncated).
+        value: String,
+    },
+    /// An object had a field this version does not know; reading it into a domain type
+    /// would drop it. The snapshot types keep every field.
+    #[error("unknown field {field:?} in a {object} object; read it as a snapshot")]
+    UnknownField {
+        /// The object (`checkout_session`, `payment`).
+        object: &'static str,
+        /// The field's name (truncated).
+        field: String,
+    },
+    /// A field derived from the session's facts (a total, the number of payments) does not
+    /// match what the facts give: the JSON is not a whole session (a webhook payload lists
+    /// only the newest payments and no transfers) or was edited.
+    #[error(
+        "{field} is {written} in the JSON but {derived} from its payments and transfers; not a whole session (a webhook payload? read it as a snapshot)"
+    )]
+    DerivedMismatch {
+        /// The derived field.
+        field: &'static str,
+        /// What the JSON says (`null` when absent).
+        written: String,
+        /// What the facts give.
+        derived: String,
+    },
+
     /// JSON could not be read into the type (the parser's message).
     #[error("invalid JSON: {0}")]
     Json(String),

@@ -6,6 +6,8 @@
 //! `serde_json::from_str`/`from_slice`/`from_reader`, which is how this crate's JSON is
 //! meant to be read.
 
+use crate::error::Error;
+
 /// `Decimal` as an exact JSON number.
 pub mod decimal_number {
     use rust_decimal::Decimal;
@@ -19,36 +21,130 @@ pub mod decimal_number {
         raw.serialize(s)
     }
 
-    /// Reads a JSON number (or a string holding one) into a decimal, exactly.
+    /// Reads a JSON number (or a string holding one) into a decimal, exactly: a number a
+    /// `Decimal` cannot hold exactly is refused ([`Error::InexactDecimal`](crate::Error)),
+    /// never rounded.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
         let raw = <Box<RawValue>>::deserialize(d)?;
-        parse(raw.get()).map_err(serde::de::Error::custom)
+        super::exact_decimal(raw.get()).map_err(super::refuse)
     }
+}
 
-    pub(crate) fn parse(text: &str) -> Result<Decimal, String> {
-        let text = text.trim();
-        let unquoted = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-            Some(inner) => inner,
-            None => text,
-        };
-        let looks_numeric = !unquoted.is_empty()
-            && unquoted
-                .bytes()
-                .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
-        if !looks_numeric {
-            return Err(format!("expected a decimal number, got {}", short(text)));
+/// Reads the text of a JSON number, or of a string holding one, into the decimal it
+/// denotes, or refuses it: [`Error::NotADecimal`] for anything but a number,
+/// [`Error::InexactDecimal`] for a number a `Decimal` cannot hold exactly (more than 28
+/// decimal places after dropping trailing zeros, or a coefficient beyond 96 bits).
+///
+/// `rust_decimal`'s own parser rounds such numbers (`9.99…9` with 31 nines becomes 10);
+/// for amounts and rates that is a silent change of what the caller wrote.
+pub(crate) fn exact_decimal(text: &str) -> Result<rust_decimal::Decimal, Error> {
+    use rust_decimal::Decimal;
+    let text = text.trim();
+    let unquoted = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) => inner,
+        None => text,
+    };
+    let not_a_decimal = || Error::NotADecimal {
+        got: crate::money::truncate_for_error(text),
+    };
+    let inexact = || Error::InexactDecimal {
+        number: crate::money::truncate_for_error(unquoted),
+    };
+    let (negative, body) = match unquoted.as_bytes().first() {
+        Some(b'-') => (true, &unquoted[1..]),
+        Some(b'+') => (false, &unquoted[1..]),
+        _ => (false, unquoted),
+    };
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], Some(&body[i + 1..])),
+        None => (body, None),
+    };
+    let (int_part, frac_part) = match mantissa.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (mantissa, ""),
+    };
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int_part.is_empty() && frac_part.is_empty()
+        || !all_digits(int_part)
+        || !all_digits(frac_part)
+    {
+        return Err(not_a_decimal());
+    }
+    // The exponent: digits with an optional sign; a huge one is out of range either way.
+    let exponent: i64 = match exponent {
+        None => 0,
+        Some(e) => {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if digits.is_empty() || !all_digits(digits) {
+                return Err(not_a_decimal());
+            }
+            match e.parse::<i64>() {
+                Ok(v) if v.abs() <= 1_000 => v,
+                // Only zero survives an exponent this large; anything else cannot fit.
+                _ if int_part.bytes().chain(frac_part.bytes()).all(|b| b == b'0') => 0,
+                _ => return Err(inexact()),
+            }
         }
-        let parsed = if unquoted.contains(['e', 'E']) {
-            Decimal::from_scientific(unquoted)
-        } else {
-            unquoted.parse::<Decimal>()
-        };
-        parsed.map_err(|_| format!("number out of exact decimal range: {}", short(text)))
+    };
+    // The coefficient's digits, without the leading zeros and with the scale they imply.
+    let digits: String = int_part.chars().chain(frac_part.chars()).collect();
+    let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        return Ok(Decimal::ZERO);
     }
+    let mut scale = i64::try_from(frac_part.len()).map_err(|_| inexact())? - exponent;
+    let mut digits = digits.to_owned();
+    // Trailing zeros of the fraction say nothing: dropping them is exact.
+    while scale > 0 && digits.ends_with('0') {
+        digits.pop();
+        scale -= 1;
+    }
+    if scale < 0 {
+        let zeros = usize::try_from(-scale).map_err(|_| inexact())?;
+        if digits.len() + zeros > 29 {
+            return Err(inexact());
+        }
+        digits.extend(std::iter::repeat_n('0', zeros));
+        scale = 0;
+    }
+    let scale = u32::try_from(scale).map_err(|_| inexact())?;
+    if digits.len() > 29 || scale > 28 {
+        return Err(inexact());
+    }
+    let coefficient: i128 = digits.parse().map_err(|_| inexact())?;
+    let signed = if negative { -coefficient } else { coefficient };
+    // Beyond 96 bits of coefficient `Decimal` cannot hold the number at all.
+    Decimal::try_from_i128_with_scale(signed, scale).map_err(|_| inexact())
+}
 
-    fn short(s: &str) -> String {
-        s.chars().take(40).collect()
-    }
+/// Reads `T` borrowing from `text` (raw values, field maps), with [`read`]'s errors.
+pub(crate) fn read_borrowed<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, Error> {
+    REFUSED.with(|slot| slot.borrow_mut().take());
+    serde_json::from_str(text).map_err(|e| {
+        REFUSED
+            .with(|slot| slot.borrow_mut().take())
+            .unwrap_or_else(|| Error::Json(e.to_string()))
+    })
+}
+
+thread_local! {
+    /// The typed error behind the last [`refuse`] on this thread, for [`read`].
+    static REFUSED: std::cell::RefCell<Option<Error>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A deserializer error for `error` that [`read`] turns back into `error` itself (serde
+/// carries only its message; the typed value waits here, on the deserializing thread).
+pub(crate) fn refuse<E: serde::de::Error>(error: Error) -> E {
+    let message = error.to_string();
+    REFUSED.with(|slot| *slot.borrow_mut() = Some(error));
+    E::custom(message)
+}
+
+/// Reads `T` from JSON text: the first typed refusal of the crate's own deserializers
+/// (an inexact decimal, an unknown status, …) as itself, any other failure as
+/// [`Error::Json`] with the parser's message.
+pub(crate) fn read<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
+    read_borrowed(text)
 }
 
 /// `Option<Decimal>` as an exact JSON number or `null`.
@@ -71,9 +167,9 @@ pub mod decimal_number_option {
         match raw {
             None => Ok(None),
             Some(r) if r.get().trim() == "null" => Ok(None),
-            Some(r) => super::decimal_number::parse(r.get())
+            Some(r) => super::exact_decimal(r.get())
                 .map(Some)
-                .map_err(serde::de::Error::custom),
+                .map_err(super::refuse),
         }
     }
 }
@@ -138,5 +234,87 @@ pub mod millis_option {
                 .map_err(serde::de::Error::custom),
             None => Ok(None),
         }
+    }
+}
+
+/// A value of an enumeration as read from JSON: one this version knows, or the text of
+/// one it does not (a status or payment method added by a newer API version).
+///
+/// The read-only [snapshots](crate::snapshot) hold enumerations this way, so an object from
+/// a newer version reads without error and writes back unchanged. Domain types refuse an
+/// unknown value instead ([`Error::UnknownValue`]): a session cannot run commands in a
+/// state it does not know.
+///
+/// ```
+/// use bitcoin_checkout::json::MaybeKnown;
+/// use bitcoin_checkout::SessionStatus;
+///
+/// let known: MaybeKnown<SessionStatus> = serde_json::from_str(r#""paid""#)?;
+/// assert_eq!(known, MaybeKnown::Known(SessionStatus::Paid));
+/// let newer: MaybeKnown<SessionStatus> = serde_json::from_str(r#""processing""#)?;
+/// assert_eq!(newer, MaybeKnown::Unknown("processing".into()));
+/// assert_eq!(serde_json::to_string(&newer)?, r#""processing""#);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MaybeKnown<T> {
+    /// A value this version knows.
+    Known(T),
+    /// The text of a value it does not know.
+    Unknown(String),
+}
+
+impl<T> MaybeKnown<T> {
+    /// The known value, or [`Error::UnknownValue`] naming `field` and the text.
+    pub fn known(self, field: &'static str) -> Result<T, Error> {
+        match self {
+            Self::Known(value) => Ok(value),
+            Self::Unknown(value) => Err(Error::UnknownValue {
+                field,
+                value: crate::money::truncate_for_error(&value),
+            }),
+        }
+    }
+
+    /// The known value, if it is one.
+    pub fn as_known(&self) -> Option<&T> {
+        match self {
+            Self::Known(value) => Some(value),
+            Self::Unknown(_) => None,
+        }
+    }
+}
+
+impl<T: serde::Serialize> serde::Serialize for MaybeKnown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Known(value) => value.serialize(s),
+            Self::Unknown(text) => s.serialize_str(text),
+        }
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for MaybeKnown<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<T: serde::de::DeserializeOwned> serde::de::Visitor<'_> for Visit<T> {
+            type Value = MaybeKnown<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                use serde::de::IntoDeserializer;
+                // The enumerations are unit variants named by strings: a string
+                // deserializer tries the known names without buffering anything.
+                let known = T::deserialize(
+                    IntoDeserializer::<serde::de::value::Error>::into_deserializer(v),
+                );
+                Ok(match known {
+                    Ok(value) => MaybeKnown::Known(value),
+                    Err(_) => MaybeKnown::Unknown(v.to_owned()),
+                })
+            }
+        }
+        d.deserialize_str(Visit(std::marker::PhantomData))
     }
 }

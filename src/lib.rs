@@ -20,6 +20,7 @@ pub mod rates;
 pub mod request;
 pub mod service;
 pub mod session;
+pub mod snapshot;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -23,9 +23,6 @@ pub enum LinkStatus {
     Paid,
     /// Deactivated by hand.
     Deactivated,
-    /// A status from a newer API version.
-    #[serde(other)]
-    Unknown,
 }
 
 /// What opening a link gave.

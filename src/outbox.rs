@@ -112,9 +112,11 @@ impl Event {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Reads an event from JSON (unknown fields and event types are tolerated).
+    /// Reads an event from JSON (unknown fields and event types are tolerated: the
+    /// envelope is read for delivery, its object kept as it is; read that with
+    /// [`ObjectSnapshot::of`](crate::snapshot::ObjectSnapshot::of)).
     pub fn from_json(text: &str) -> Result<Self, crate::Error> {
-        serde_json::from_str(text).map_err(|e| crate::Error::Json(e.to_string()))
+        crate::json::read(text)
     }
 }
 

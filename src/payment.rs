@@ -61,9 +61,6 @@ pub enum PaymentStatus {
     Expired,
     /// The session was deactivated.
     Cancelled,
-    /// A status from a newer API version.
-    #[serde(other)]
-    Unknown,
 }
 
 impl PaymentStatus {
@@ -74,7 +71,6 @@ impl PaymentStatus {
             Self::Paid => "paid",
             Self::Expired => "expired",
             Self::Cancelled => "cancelled",
-            Self::Unknown => "unknown",
         }
     }
 }

@@ -13,19 +13,155 @@ use time::OffsetDateTime;
 use super::{Branding, CheckoutSession, Details, Flag, SessionState, SessionStatus};
 use crate::error::Error;
 use crate::id::{PaymentId, SessionId};
+use crate::json::MaybeKnown;
 use crate::metadata::Metadata;
 use crate::money::{Currency, ExchangeRate, Sats, TargetCurrency};
 use crate::payment::{LightningInvoice, PaymentRequest};
 use crate::payment::{Payment, PaymentState, PaymentStatus};
 use crate::transfer::{ConfirmationPolicy, PaymentMethod, Transfer};
 
-/// A payment method as read from JSON: unknown methods from newer API versions are kept
-/// apart instead of failing the whole object.
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum MethodWire {
-    Known(PaymentMethod),
-    Other(String),
+/// The fields of the objects this version writes: [`CheckoutSession::from_json`] refuses
+/// any other ([`Error::UnknownField`]), since reading it would drop it. The snapshot types
+/// read objects with other fields.
+const SESSION_FIELDS: &[&str] = &[
+    "id",
+    "object",
+    "livemode",
+    "status",
+    "currency",
+    "amount",
+    "target_currency",
+    "ttl",
+    "payment_methods",
+    "confirmations",
+    "amount_paid_tolerance",
+    "statement_descriptor",
+    "description",
+    "success_url",
+    "success_message",
+    "cancel_url",
+    "title",
+    "title_description",
+    "title_image",
+    "source",
+    "source_id",
+    "metadata",
+    "amount_paid",
+    "target_amount_paid",
+    "target_amount_pending",
+    "onchain_address",
+    "link",
+    "payments",
+    "payments_count",
+    "transfers",
+    "flags",
+    "paid_at",
+    "deactivated_at",
+    "created",
+    "modified",
+    "version",
+];
+const PAYMENT_FIELDS: &[&str] = &[
+    "id",
+    "object",
+    "status",
+    "checkout_session",
+    "currency",
+    "amount",
+    "exchange_rate",
+    "exchange_rate_source",
+    "exchange_rate_fetched_at",
+    "target_currency",
+    "target_amount",
+    "target_amount_paid",
+    "payment_method_options",
+    "created",
+    "modified",
+    "expires_at",
+    "paid_at",
+    "expired_at",
+    "cancelled_at",
+];
+const OPTION_FIELDS: &[&str] = &["lightning", "onchain"];
+const LIGHTNING_FIELDS: &[&str] = &["payment_request", "payment_hash", "expires_at"];
+const ONCHAIN_FIELDS: &[&str] = &["address"];
+const TRANSFER_FIELDS: &[&str] = &[
+    "key",
+    "payment_id",
+    "amount_msat",
+    "arrival",
+    "confirmations",
+    "rbf",
+    "reversed",
+    "first_seen",
+    "counted_at",
+];
+
+type Fields<'a> = std::collections::BTreeMap<String, &'a serde_json::value::RawValue>;
+
+/// Refuses a field of `text` (an object, or `null`) that is not in `known`, then runs
+/// `inner` on the fields.
+fn known_fields<'a>(
+    object: &'static str,
+    text: &'a str,
+    known: &[&str],
+    inner: impl FnOnce(&Fields<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if text.trim() == "null" {
+        return Ok(());
+    }
+    let fields: Fields<'a> = crate::json::read_borrowed(text)?;
+    if let Some(field) = fields.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(Error::UnknownField {
+            object,
+            field: crate::money::truncate_for_error(field),
+        });
+    }
+    inner(&fields)
+}
+
+/// Runs `each` on every element of the array field `name`, if there is one.
+fn each_of<'a>(
+    fields: &Fields<'a>,
+    name: &str,
+    each: impl Fn(&'a str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let Some(raw) = fields.get(name) else {
+        return Ok(());
+    };
+    let items: Vec<&'a serde_json::value::RawValue> = crate::json::read_borrowed(raw.get())?;
+    items.iter().try_for_each(|item| each(item.get()))
+}
+
+/// Refuses JSON with fields this version does not write, at every level it reads.
+fn only_known_fields(text: &str) -> Result<(), Error> {
+    let none = |_: &Fields<'_>| Ok(());
+    known_fields("checkout_session", text, SESSION_FIELDS, |session| {
+        each_of(session, "transfers", |t| {
+            known_fields("transfer", t, TRANSFER_FIELDS, none)
+        })?;
+        each_of(session, "payments", |p| {
+            known_fields("payment", p, PAYMENT_FIELDS, |payment| {
+                let Some(options) = payment.get("payment_method_options") else {
+                    return Ok(());
+                };
+                known_fields(
+                    "payment_method_options",
+                    options.get(),
+                    OPTION_FIELDS,
+                    |o| {
+                        if let Some(l) = o.get("lightning") {
+                            known_fields("lightning", l.get(), LIGHTNING_FIELDS, none)?;
+                        }
+                        match o.get("onchain") {
+                            Some(c) => known_fields("onchain", c.get(), ONCHAIN_FIELDS, none),
+                            None => Ok(()),
+                        }
+                    },
+                )
+            })
+        })
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,7 +190,7 @@ struct MethodOptions {
 struct PaymentWire {
     id: PaymentId,
     object: String,
-    status: PaymentStatus,
+    status: MaybeKnown<PaymentStatus>,
     checkout_session: SessionId,
     currency: Currency,
     #[serde(with = "crate::json::decimal_number")]
@@ -91,13 +227,13 @@ struct SessionWire {
     id: SessionId,
     object: String,
     livemode: bool,
-    status: SessionStatus,
+    status: MaybeKnown<SessionStatus>,
     currency: Currency,
     #[serde(with = "crate::json::decimal_number")]
     amount: Decimal,
     target_currency: TargetCurrency,
     ttl: i64,
-    payment_methods: Vec<MethodWire>,
+    payment_methods: Vec<MaybeKnown<PaymentMethod>>,
     confirmations: ConfirmationPolicy,
     #[serde(with = "crate::json::decimal_number")]
     amount_paid_tolerance: Decimal,
@@ -124,7 +260,7 @@ struct SessionWire {
     link: Option<crate::id::LinkId>,
     payments: Vec<PaymentWire>,
     /// How many payments the session has (the list may show only the newest).
-    #[serde(default, skip_deserializing)]
+    #[serde(default)]
     payments_count: Option<usize>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     transfers: Vec<Transfer>,
@@ -169,7 +305,7 @@ impl CheckoutSession {
         PaymentWire {
             id: p.id,
             object: "payment".into(),
-            status: p.status(),
+            status: MaybeKnown::Known(p.status()),
             checkout_session: self.id,
             currency: self.currency,
             amount: p.due,
@@ -227,7 +363,7 @@ impl CheckoutSession {
             id: self.id,
             object: "checkout_session".into(),
             livemode: self.livemode,
-            status: self.status(),
+            status: MaybeKnown::Known(self.status()),
             currency: self.currency,
             amount: self.amount,
             target_currency: target,
@@ -235,7 +371,7 @@ impl CheckoutSession {
             payment_methods: self
                 .payment_methods
                 .iter()
-                .map(|m| MethodWire::Known(*m))
+                .map(|m| MaybeKnown::Known(*m))
                 .collect(),
             confirmations: self.confirmations,
             amount_paid_tolerance: self.tolerance,
@@ -302,10 +438,10 @@ impl CheckoutSession {
         payments: impl IntoIterator<Item = &'a str>,
         transfers: impl IntoIterator<Item = Transfer>,
     ) -> Result<Self, String> {
-        let mut session: Self = serde_json::from_str(head).map_err(|e| e.to_string())?;
+        let mut session = stored_session(head)?;
         let target = session.target_currency;
         for text in payments {
-            let wire: PaymentWire = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            let wire: PaymentWire = crate::json::read(text).map_err(|e| e.to_string())?;
             if wire.checkout_session != session.id
                 || wire.currency != session.currency
                 || wire.target_currency != target
@@ -315,15 +451,17 @@ impl CheckoutSession {
             if session.payments.iter().any(|p| p.id == wire.id) {
                 return Err(format!("payment {} is listed twice", wire.id));
             }
-            session
-                .payments_mut()
-                .push(std::sync::Arc::new(payment_from_wire(wire, target)?));
+            session.payments_mut().push(std::sync::Arc::new(
+                payment_from_wire(wire, target).map_err(|e| e.to_string())?,
+            ));
         }
         // Quotes are issued one after another: creation time, then the time-ordered id.
         session.payments_mut().sort_by_key(|p| (p.created, p.id));
-        only_newest_unpaid(&session.payments)?;
+        only_newest_unpaid(&session.payments).map_err(|e| e.to_string())?;
         session.ledger.make_room(session.payments.len());
-        session.add_transfers(transfers)?;
+        session
+            .add_transfers(transfers)
+            .map_err(|e| e.to_string())?;
         Ok(session)
     }
 
@@ -334,8 +472,10 @@ impl CheckoutSession {
         head: &str,
         transfers: impl IntoIterator<Item = Transfer>,
     ) -> Result<Self, String> {
-        let mut session: Self = serde_json::from_str(head).map_err(|e| e.to_string())?;
-        session.add_transfers(transfers)?;
+        let mut session = stored_session(head)?;
+        session
+            .add_transfers(transfers)
+            .map_err(|e| e.to_string())?;
         Ok(session)
     }
 
@@ -344,22 +484,37 @@ impl CheckoutSession {
     fn add_transfers(
         &mut self,
         transfers: impl IntoIterator<Item = Transfer>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         for t in transfers {
             if !self.payments.iter().any(|p| p.id == t.payment_id) {
-                return Err(format!("transfer {} has no payment", t.key));
+                return Err(Error::Json(format!("transfer {} has no payment", t.key)));
             }
             if self.transfers.contains_key(&t.key) {
-                return Err(format!("transfer {} is listed twice", t.key));
+                return Err(Error::Json(format!("transfer {} is listed twice", t.key)));
             }
             self.put_transfer_fact(t);
         }
         Ok(())
     }
 
-    /// Reads a session from its JSON (as written by `serde_json::to_string`).
+    /// Reads a session from its JSON (as [`to_json`](Self::to_json) writes it), exactly
+    /// or not at all.
+    ///
+    /// Refused, each with a typed error: a decimal a `Decimal` cannot hold exactly
+    /// ([`Error::InexactDecimal`]); a status or payment method this version does not know
+    /// ([`Error::UnknownValue`]) or a field it does not write ([`Error::UnknownField`]), as
+    /// an object from a newer API version has; and JSON that is not a whole session, whose
+    /// totals or `payments_count` differ from what its payments and transfers give
+    /// ([`Error::DerivedMismatch`]), as a webhook payload's `data.object` (which lists only
+    /// the newest payments and no transfers). Read those with
+    /// [`SessionSnapshot`](crate::snapshot::SessionSnapshot), which keeps every field.
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        serde_json::from_str(text).map_err(|e| Error::Json(e.to_string()))
+        only_known_fields(text)?;
+        let wire: SessionWire = crate::json::read(text)?;
+        let written = Written::of(&wire);
+        let session = session_from_wire(wire)?;
+        written.check(&session)?;
+        Ok(session)
     }
 
     /// Writes the session as JSON.
@@ -375,18 +530,21 @@ impl Serialize for CheckoutSession {
     }
 }
 
-fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, String> {
+fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, Error> {
+    let id = w.id;
+    let invalid = |reason: &str| Error::Json(format!("payment {id}: {reason}"));
     let due_minor = crate::money::to_minor_units(w.amount, w.currency.scale())
         .and_then(|m| u128::try_from(m).ok())
-        .ok_or("payment amount has more decimals than its currency")?;
-    let state = match (w.status, w.paid_at, w.expired_at, w.cancelled_at) {
+        .ok_or_else(|| invalid("amount has more decimals than its currency"))?;
+    let status = w.status.known("status")?;
+    let state = match (status, w.paid_at, w.expired_at, w.cancelled_at) {
         (PaymentStatus::Unpaid, ..) => PaymentState::Unpaid,
         (PaymentStatus::Paid, Some(paid_at), ..) => PaymentState::Paid { paid_at },
         (PaymentStatus::Expired, _, Some(expired_at), _) => PaymentState::Expired { expired_at },
         (PaymentStatus::Cancelled, _, _, Some(cancelled_at)) => {
             PaymentState::Cancelled { cancelled_at }
         }
-        (status, ..) => return Err(format!("payment status {status:?} without its time")),
+        (status, ..) => return Err(invalid(&format!("status {status:?} without its time"))),
     };
     let sats = match target {
         TargetCurrency::Sats => Some(w.target_amount),
@@ -394,19 +552,18 @@ fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, 
             .target_amount
             .checked_mul(Decimal::from(crate::money::SATS_PER_BTC)),
     }
-    .ok_or("target_amount out of range")?;
+    .ok_or_else(|| invalid("target_amount out of range"))?;
     if !sats.fract().is_zero() {
-        return Err("target_amount is not a whole number of sats".into());
+        return Err(invalid("target_amount is not a whole number of sats"));
     }
-    let sats = u64::try_from(sats).map_err(|_| "target_amount out of range".to_string())?;
+    let sats = u64::try_from(sats).map_err(|_| invalid("target_amount out of range"))?;
     let rate = ExchangeRate::new(
         w.currency,
         w.target_currency,
         w.exchange_rate,
         w.exchange_rate_source,
         w.exchange_rate_fetched_at,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     // JSON drops trailing zeros; show the due amount at its currency's scale again.
     let mut due = w.amount;
     due.rescale(w.currency.scale());
@@ -414,7 +571,7 @@ fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, 
         id: w.id,
         due,
         due_minor,
-        target: Sats::checked(sats).map_err(|e| e.to_string())?,
+        target: Sats::checked(sats)?,
         rate,
         request: PaymentRequest {
             lightning: w
@@ -437,37 +594,127 @@ fn payment_from_wire(w: PaymentWire, target: TargetCurrency) -> Result<Payment, 
 /// Refuses payments where one but the newest is unpaid: the commands never make such a
 /// session (a quote is issued only once the one before is no longer open), and the
 /// session relies on it to look for the open quote at the newest alone.
-fn only_newest_unpaid(payments: &[std::sync::Arc<Payment>]) -> Result<(), String> {
+fn only_newest_unpaid(payments: &[std::sync::Arc<Payment>]) -> Result<(), Error> {
     match payments.iter().rev().skip(1).find(|p| p.state.is_unpaid()) {
-        Some(p) => Err(format!("payment {} is unpaid but not the newest", p.id)),
+        Some(p) => Err(Error::Json(format!(
+            "payment {} is unpaid but not the newest",
+            p.id
+        ))),
         None => Ok(()),
     }
 }
 
-fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
-    let state = match (w.status, w.paid_at, w.deactivated_at) {
+/// A session from a store's row head: this crate's own JSON, read without the checks of
+/// [`CheckoutSession::from_json`] (the head lists no payments or transfers but carries
+/// the totals they give).
+fn stored_session(head: &str) -> Result<CheckoutSession, String> {
+    let wire: SessionWire = crate::json::read(head).map_err(|e| e.to_string())?;
+    session_from_wire(wire).map_err(|e| e.to_string())
+}
+
+/// The derived fields a session's JSON states, kept to compare with what its facts give.
+struct Written {
+    amount_paid: Option<Decimal>,
+    target_amount_paid: Option<Decimal>,
+    target_amount_pending: Option<Decimal>,
+    payments_count: Option<usize>,
+    listed: usize,
+    payments: Vec<(PaymentId, Option<Decimal>)>,
+}
+
+impl Written {
+    fn of(w: &SessionWire) -> Self {
+        Self {
+            amount_paid: w.amount_paid,
+            target_amount_paid: w.target_amount_paid,
+            target_amount_pending: w.target_amount_pending,
+            payments_count: w.payments_count,
+            listed: w.payments.len(),
+            payments: w
+                .payments
+                .iter()
+                .map(|p| (p.id, p.target_amount_paid))
+                .collect(),
+        }
+    }
+
+    /// Refuses JSON whose derived fields differ from the session's (a field absent or
+    /// `null` states zero, as Speed writes `null` until something is paid).
+    fn check(&self, s: &CheckoutSession) -> Result<(), Error> {
+        let mismatch = |field, written: Option<String>, derived: Option<String>| {
+            Err(Error::DerivedMismatch {
+                field,
+                written: written.unwrap_or_else(|| "null".into()),
+                derived: derived.unwrap_or_else(|| "null".into()),
+            })
+        };
+        if let Some(count) = self.payments_count.filter(|&c| c != self.listed) {
+            return mismatch(
+                "payments_count",
+                Some(count.to_string()),
+                Some(self.listed.to_string()),
+            );
+        }
+        let totals = s.totals();
+        let target = s.target_currency;
+        let derived = [
+            ("amount_paid", self.amount_paid, nonzero(totals.amount_paid)),
+            (
+                "target_amount_paid",
+                self.target_amount_paid,
+                nonzero(target.from_msats(totals.counted)),
+            ),
+            (
+                "target_amount_pending",
+                self.target_amount_pending,
+                nonzero(target.from_msats(totals.pending)),
+            ),
+        ];
+        let payments = self.payments.iter().map(|(id, written)| {
+            let got = nonzero(target.from_msats(s.received_for(*id)));
+            ("payments[].target_amount_paid", *written, got)
+        });
+        for (field, written, derived) in derived.into_iter().chain(payments) {
+            if written != derived {
+                return mismatch(
+                    field,
+                    written.map(|d| d.normalize().to_string()),
+                    derived.map(|d| d.normalize().to_string()),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, Error> {
+    let status = w.status.known("status")?;
+    let state = match (status, w.paid_at, w.deactivated_at) {
         (SessionStatus::Active, ..) => SessionState::Active,
         (SessionStatus::Paid, Some(paid_at), _) => SessionState::Paid { paid_at },
         (SessionStatus::Deactivated, _, Some(deactivated_at)) => {
             SessionState::Deactivated { deactivated_at }
         }
-        (status, ..) => return Err(format!("session status {status:?} without its time")),
+        (status, ..) => {
+            return Err(Error::Json(format!(
+                "session status {status:?} without its time"
+            )));
+        }
     };
     let methods: BTreeSet<PaymentMethod> = w
         .payment_methods
         .into_iter()
-        .filter_map(|m| match m {
-            MethodWire::Known(m) => Some(m),
-            MethodWire::Other(_) => None,
-        })
-        .collect();
+        .map(|m| m.known("payment_methods"))
+        .collect::<Result<_, _>>()?;
     let target = w.target_currency;
     // A session's payments are in its own currencies, each listed once; they are kept in
     // the order they were issued whatever order the JSON lists them in.
     if w.payments.iter().any(|p| {
         p.currency != w.currency || p.target_currency != target || p.checkout_session != w.id
     }) {
-        return Err("a payment is in other currencies or of another session".into());
+        return Err(Error::Json(
+            "a payment is in other currencies or of another session".into(),
+        ));
     }
     let mut payments = w
         .payments
@@ -477,18 +724,15 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
     payments.sort_by_key(|p| (p.created, p.id));
     only_newest_unpaid(&payments)?;
     if payments.windows(2).any(|w| w[0].id == w[1].id) {
-        return Err("a payment is listed twice".into());
+        return Err(Error::Json("a payment is listed twice".into()));
     }
-    let amount = w
-        .currency
-        .validate_amount(w.amount)
-        .map_err(|e| e.to_string())?;
+    let amount = w.currency.validate_amount(w.amount)?;
     // The same limits as creation: a stored session outside them cannot be trusted.
     if !(super::MIN_TTL_SECS..=super::MAX_TTL_SECS).contains(&w.ttl) {
-        return Err(Error::InvalidTtl(w.ttl).to_string());
+        return Err(Error::InvalidTtl(w.ttl));
     }
     if w.amount_paid_tolerance < Decimal::ZERO || w.amount_paid_tolerance >= Decimal::ONE_HUNDRED {
-        return Err(Error::InvalidTolerance(w.amount_paid_tolerance).to_string());
+        return Err(Error::InvalidTolerance(w.amount_paid_tolerance));
     }
     let session = CheckoutSession {
         id: w.id,
@@ -532,9 +776,11 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, String> {
     Ok(session)
 }
 
+/// Reads as [`CheckoutSession::from_json`] does (with the same refusals); like the
+/// crate's decimals it needs `serde_json`'s `from_str`/`from_slice`/`from_reader`.
 impl<'de> Deserialize<'de> for CheckoutSession {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let wire = SessionWire::deserialize(d)?;
-        session_from_wire(wire).map_err(serde::de::Error::custom)
+        let raw = <Box<serde_json::value::RawValue>>::deserialize(d)?;
+        CheckoutSession::from_json(raw.get()).map_err(crate::json::refuse)
     }
 }

@@ -90,9 +90,6 @@ pub enum SessionStatus {
     Paid,
     /// Deactivated.
     Deactivated,
-    /// A status from a newer API version.
-    #[serde(other)]
-    Unknown,
 }
 
 impl SessionStatus {
@@ -102,7 +99,6 @@ impl SessionStatus {
             Self::Active => "active",
             Self::Paid => "paid",
             Self::Deactivated => "deactivated",
-            Self::Unknown => "unknown",
         }
     }
 }

@@ -121,6 +121,26 @@ impl SessionParams {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// Reads parameters from Speed's create-session JSON. Fields this version does not
+    /// know are ignored (a request, not an object read back); a decimal that a `Decimal`
+    /// cannot hold exactly is refused ([`Error::InexactDecimal`]), never rounded.
+    ///
+    /// ```
+    /// use bitcoin_checkout::{Currency, Error, SessionParams};
+    /// use rust_decimal::Decimal;
+    ///
+    /// let params = SessionParams::from_json(r#"{"amount": 25.5, "currency": "USD"}"#)?;
+    /// assert_eq!(params, SessionParams::new(Decimal::new(255, 1), Currency::from_code("USD")?));
+    /// let rounded = SessionParams::from_json(
+    ///     r#"{"amount": 9.9999999999999999999999999999999, "currency": "USD"}"#,
+    /// );
+    /// assert!(matches!(rounded, Err(Error::InexactDecimal { .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        crate::json::read(text)
+    }
+
     /// A session for `amount` of `currency`, paid in SATS over Lightning and on-chain, with
     /// the default ttl, no tolerance and one confirmation.
     pub fn new(amount: Decimal, currency: Currency) -> Self {

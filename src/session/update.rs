@@ -104,6 +104,11 @@ impl SessionUpdate {
         Self::default()
     }
 
+    /// Reads Speed's update JSON (missing = unchanged, `null` = clear).
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        crate::json::read(text)
+    }
+
     setters! {
         /// Sets the description.
         description, clear_description;

@@ -50,7 +50,19 @@ enum Refusal {
     Verify(VerifyError),
     Secret(SecretError),
     Uri(RequestError),
-    Json(serde_json::Error),
+    /// JSON the parser refused: serde's message, or the crate's `Error::Json` from the
+    /// readers that return the crate's error (`SessionParams::from_json`, …).
+    Json(String),
+}
+
+impl Refusal {
+    /// The crate's error from a JSON reader: its parser failures as `Json`, like serde's.
+    fn from_reader(e: Error) -> Self {
+        match e {
+            Error::Json(message) => Self::Json(message),
+            e => Self::Checkout(e),
+        }
+    }
 }
 
 impl From<Error> for Refusal {
@@ -88,7 +100,7 @@ impl From<RequestError> for Refusal {
 
 impl From<serde_json::Error> for Refusal {
     fn from(e: serde_json::Error) -> Self {
-        Self::Json(e)
+        Self::Json(e.to_string())
     }
 }
 
@@ -346,13 +358,13 @@ impl Ctx {
 
     /// Reads session parameters from JSON and, if they parse, creates a session with them.
     fn create_json(&self, json: &str) -> Result<(), Refusal> {
-        let params: SessionParams = serde_json::from_str(json)?;
+        let params = SessionParams::from_json(json).map_err(Refusal::from_reader)?;
         self.c.create(params, None).refused()
     }
 
     /// Reads an update from JSON and, if it parses, applies it to `s`.
     fn update_json(&self, json: &str) -> Result<(), Refusal> {
-        let update: SessionUpdate = serde_json::from_str(json)?;
+        let update = SessionUpdate::from_json(json).map_err(Refusal::from_reader)?;
         self.c.update(self.s.id(), &update).refused()
     }
 
@@ -430,7 +442,43 @@ fn catalogue() -> Vec<Case> {
         case!("amount 1e-28 USD (smallest decimal)", |x| x.create(SessionParams::new(Decimal::new(1, 28), usd())),
             E(Error::TooManyDecimals { currency: "USD", max: 2 })),
         case!("amount 1e-30 in JSON", |x| x.create_json(r#"{"amount":1e-30,"currency":"USD"}"#),
-            Json(e) if e.to_string().contains("out of exact decimal range")),
+            E(Error::InexactDecimal { .. })),
+        case!("amount 9.99… (31 nines) in JSON, which rust_decimal rounds to 10", |x| x.create_json(r#"{"amount":9.9999999999999999999999999999999,"currency":"USD"}"#),
+            E(Error::InexactDecimal { .. })),
+        case!("amount of 30 significant digits in JSON", |x| x.create_json(r#"{"amount":"123456789012345678901.123456789","currency":"USD"}"#),
+            E(Error::InexactDecimal { .. })),
+        case!("amount that is no number in JSON", |x| x.create_json(r#"{"amount":"12abc","currency":"USD"}"#),
+            E(Error::NotADecimal { .. })),
+        case!("tolerance of 29 decimal places in JSON", |x| x.create_json(r#"{"amount":1,"currency":"USD","amount_paid_tolerance":0.00000000000000000000000000001}"#),
+            E(Error::InexactDecimal { .. })),
+        case!("session JSON with an inexact exchange rate", |x| {
+                let json = x.core.to_json();
+                let field = "\"exchange_rate\":1000,";
+                assert!(json.contains(field), "fixture: {json}");
+                CheckoutSession::from_json(&json.replacen(field, "\"exchange_rate\":0.1000000000000000055511151231257827,", 1)).refused()
+            }, E(Error::InexactDecimal { .. })),
+        case!("session JSON with an unknown status", |x| {
+                let json = x.core.to_json();
+                CheckoutSession::from_json(&json.replacen("\"status\":\"active\"", "\"status\":\"processing\"", 1)).refused()
+            }, E(Error::UnknownValue { field: "status", .. })),
+        case!("session JSON with an unknown payment status", |x| {
+                let json = x.core.to_json();
+                CheckoutSession::from_json(&json.replacen("\"status\":\"unpaid\"", "\"status\":\"refunded\"", 1)).refused()
+            }, E(Error::UnknownValue { field: "status", .. })),
+        case!("session JSON with an unknown payment method", |x| {
+                let json = x.core.to_json();
+                CheckoutSession::from_json(&json.replacen("\"payment_methods\":[\"lightning\"", "\"payment_methods\":[\"liquid\",\"lightning\"", 1)).refused()
+            }, E(Error::UnknownValue { field: "payment_methods", .. })),
+        case!("session JSON with an unknown field", |x| {
+                let json = x.core.to_json();
+                CheckoutSession::from_json(&json.replacen("{", "{\"x_newer\":1,", 1)).refused()
+            }, E(Error::UnknownField { object: "checkout_session", .. })),
+        case!("session JSON with a payments_count above the payments listed", |x| {
+                let json = x.core.to_json();
+                let count = format!("\"payments_count\":{}", x.core.payments().len());
+                assert!(json.contains(&count), "fixture: {json}");
+                CheckoutSession::from_json(&json.replacen(&count, "\"payments_count\":60", 1)).refused()
+            }, E(Error::DerivedMismatch { field: "payments_count", .. })),
         case!("amount 1.001 USD", |x| x.create(p("1.001", "USD")), E(Error::TooManyDecimals { currency: "USD", max: 2 })),
         case!("amount 0.5 JPY", |x| x.create(p("0.5", "JPY")), E(Error::TooManyDecimals { currency: "JPY", max: 0 })),
         case!("amount 1.5 SATS", |x| x.create(p("1.5", "SATS")), E(Error::TooManyDecimals { currency: "SATS", max: 0 })),
@@ -458,7 +506,7 @@ fn catalogue() -> Vec<Case> {
                 s.next_quote(pid(91), rate, now()).refused()
             }, E(Error::AmountBelowOneSat)),
         case!("amount not a number in JSON", |x| x.create_json(r#"{"amount":"NaN","currency":"USD"}"#),
-            Json(e) if e.to_string().contains("expected a decimal number")),
+            E(Error::NotADecimal { .. })),
         case!("exchange rate zero", |_x| ExchangeRate::new(usd(), TargetCurrency::Sats, Decimal::ZERO, "x", now()).refused(),
             E(Error::InvalidRate)),
         case!("exchange rate negative", |_x| ExchangeRate::new(usd(), TargetCurrency::Sats, dec("-1000"), "x", now()).refused(),
@@ -523,7 +571,7 @@ fn catalogue() -> Vec<Case> {
         case!("10k-deep array as session params", |_x| serde_json::from_str::<SessionParams>(&deep(10_000)).refused(), Json(_)),
         case!("10k-deep array as metadata value", |x| x.create_json(&format!(r#"{{"amount":1,"currency":"USD","metadata":{{"k":{}}}}}"#, deep(10_000))),
             Json(_)),
-        case!("10k-deep array as amount", |x| x.create_json(&format!(r#"{{"amount":{},"currency":"USD"}}"#, deep(10_000))), Json(_)),
+        case!("10k-deep array as amount", |x| x.create_json(&format!(r#"{{"amount":{},"currency":"USD"}}"#, deep(10_000))), E(Error::NotADecimal { .. })),
         case!("10k-deep array as update", |x| x.update_json(&deep(10_000)), Json(_)),
         case!("10k-deep array as update description", |x| x.update_json(&format!(r#"{{"description":{}}}"#, deep(10_000))), Json(_)),
         case!("10k-deep array as update metadata value", |x| x.update_json(&format!(r#"{{"metadata":{{"k00":{}}}}}"#, deep(10_000))), Json(_)),
@@ -551,7 +599,7 @@ fn catalogue() -> Vec<Case> {
                 assert!(json.contains(field), "fixture: {json}");
                 let s = CheckoutSession::from_json(&json.replacen(field, &format!("\"ttl\":{}", i64::MAX), 1))?;
                 s.next_quote(pid(102), rate("1000", at(700)), at(700)).refused()
-            }, E(Error::Json(_))),
+            }, E(Error::InvalidTtl(_))),
         case!("10k-deep array as event JSON", |_x| Event::from_json(&deep(10_000)).refused(), E(Error::Json(_))),
 
         // ---- text ------------------------------------------------------------------------

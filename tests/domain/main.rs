@@ -10,6 +10,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod fidelity;
 mod fuzz_regressions;
 mod hostile_inputs;
 mod json_shapes;
