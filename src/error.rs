@@ -64,6 +64,17 @@ pub enum Error {
     /// ttl outside 300 s ..= 1 year.
     #[error("ttl must be between 300 and 31536000 seconds, got {0}")]
     InvalidTtl(i64),
+    /// A session's `expires_at` was less than 5 minutes or more than a year after its
+    /// creation.
+    #[error(
+        "expires_at must be between 5 minutes and 1 year after creation, got {expires_at_ms} ms for a session created at {created_ms} ms"
+    )]
+    InvalidExpiry {
+        /// The `expires_at` given, Unix ms.
+        expires_at_ms: i64,
+        /// The creation time, Unix ms.
+        created_ms: i64,
+    },
     /// No payment method, or one this build cannot serve.
     #[error("at least one payment method (lightning, onchain) is required")]
     NoPaymentMethod,

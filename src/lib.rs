@@ -38,8 +38,8 @@ pub use payment::{Payment, PaymentState, PaymentStatus};
 pub use request::{LightningInvoice, PaymentHash, PaymentRequest};
 pub use service::Checkout;
 pub use session::{
-    Branding, CheckoutSession, Flag, FlagKind, QuoteTerms, SessionParams, SessionState,
-    SessionStatus, SessionUpdate, Totals,
+    Branding, CheckoutSession, DeactivationReason, Flag, FlagKind, QuoteTerms, SessionParams,
+    SessionState, SessionStatus, SessionUpdate, Totals,
 };
 pub use transfer::{
     Arrival, ConfirmationPolicy, PaymentMethod, Transfer, TransferKey, TransferReport,

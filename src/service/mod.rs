@@ -37,7 +37,7 @@ use crate::session::{CheckoutSession, SessionParams, SessionUpdate};
 use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
 use crate::transfer::{TransferKey, TransferReport};
 use cache::SessionCache;
-use transact::QuoteMemo;
+use transact::{QuoteMemo, Quoting};
 
 /// Sessions kept in the service's cache by default.
 pub const DEFAULT_CACHE_SESSIONS: usize = 1_024;
@@ -269,8 +269,12 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     pub fn record_transfer(&self, report: TransferReport) -> Result<CheckoutSession, ServiceError> {
         // Lookups are reads: retried like a transaction.
         let id = self.transact(|_| self.find_session(&report))?;
-        self.mutate(id, |s, now| s.record_transfer(report.clone(), now))
-            .map(|(session, _)| session)
+        // A partial payment is quoted again at once: the customer is there, waiting to pay
+        // the rest.
+        self.mutate(id, Quoting::OnDemand, |s, now| {
+            s.record_transfer(report.clone(), now)
+        })
+        .map(|(session, _)| session)
     }
 
     fn find_session(&self, report: &TransferReport) -> Result<SessionId, ServiceError> {
@@ -292,20 +296,39 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         id: SessionId,
         update: &SessionUpdate,
     ) -> Result<CheckoutSession, ServiceError> {
-        self.mutate(id, |s, now| s.update(update, now))
+        self.mutate(id, Quoting::Never, |s, now| s.update(update, now))
             .map(|(session, _)| session)
     }
 
     /// Deactivates an active session.
     pub fn deactivate(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
-        self.mutate(id, |s, now| s.deactivate(now))
+        self.mutate(id, Quoting::Never, |s, now| s.deactivate(now))
             .map(|(session, _)| session)
     }
 
-    /// The session with this id.
+    /// The session with this id, as a customer opening its page should see it: what ran
+    /// out is expired, and an active session without a valid quote gets one now (quotes
+    /// are made on demand, ADR 8), so a fetched active session always shows a valid quote.
+    ///
+    /// If that quote cannot be made (no rate, the generator down) the session is returned
+    /// without an open quote ([`CheckoutSession::open_payment`] is `None`) rather than
+    /// failing the read; the next fetch tries again.
     pub fn get(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
-        self.retry_store(|| self.store.load(id))?
-            .ok_or(ServiceError::UnknownSession(id))
+        let session = self
+            .retry_store(|| self.store.load(id))?
+            .ok_or(ServiceError::UnknownSession(id))?;
+        let now = self.clock.now();
+        let due = session.wake_at().is_some_and(|w| w <= now);
+        if !due && !session.needs_quote(now) {
+            return Ok(session);
+        }
+        match self.mutate(id, Quoting::OnDemand, |_, _| Ok(Default::default())) {
+            Ok((session, _)) => Ok(session),
+            Err(ServiceError::Rate(_) | ServiceError::Request(_)) => self
+                .retry_store(|| self.store.load(id))?
+                .ok_or(ServiceError::UnknownSession(id)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sessions newest first.
@@ -327,26 +350,31 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         self.retry_store(|| self.store.session_events(id))
     }
 
-    /// Expires the quotes that ran out and issues new ones, for up to `limit` due
-    /// sessions. Call it on a schedule (every few seconds) or before showing a session.
+    /// Expires what ran out, for up to `limit` due sessions: quotes past their expiry, and
+    /// sessions past their optional `expires_at` (deactivated, with their events). Call it
+    /// on a schedule (every few seconds), so events go out when things expire.
+    ///
+    /// It issues no quotes: a session whose quote ran out gets the next one when someone
+    /// looks ([`get`](Self::get), [`refresh`](Self::refresh)), so an abandoned session
+    /// costs one expiry, not a new invoice, two events and a payment row every ttl.
     pub fn sweep(&self, limit: usize) -> Result<SweepReport, ServiceError> {
         let now = self.clock.now();
         let mut report = SweepReport::default();
         for id in self.retry_store(|| self.store.due(now, limit))? {
-            match self.refresh(id) {
-                Ok(true) => report.updated.push(id),
-                Ok(false) => {}
+            match self.mutate(id, Quoting::Never, |_, _| Ok(Default::default())) {
+                Ok((_, Outcome::Committed { .. })) => report.updated.push(id),
+                Ok((_, Outcome::Unchanged)) => {}
                 Err(e) => report.failed.push((id, e)),
             }
         }
         Ok(report)
     }
 
-    /// Expires and re-quotes one session now; `Ok(false)` when nothing was due. If no
-    /// quote can be made (no rate, generator down), the expiry is still committed and the
-    /// error returned.
+    /// Expires what ran out and, if the session is active without a valid quote, issues
+    /// one now; `Ok(false)` when nothing was due. If no quote can be made (no rate,
+    /// generator down), the expiry is still committed and the error returned.
     pub fn refresh(&self, id: SessionId) -> Result<bool, ServiceError> {
-        let (_, outcome) = self.mutate(id, |_, _| Ok(Default::default()))?;
+        let (_, outcome) = self.mutate(id, Quoting::OnDemand, |_, _| Ok(Default::default()))?;
         match outcome {
             Outcome::Unchanged => Ok(false),
             Outcome::Committed { quote: Ok(()) } => Ok(true),

@@ -30,6 +30,17 @@ pub(super) struct QuoteMemo {
     issued: Option<(QuoteTerms, PaymentRequest)>,
 }
 
+/// Whether an operation issues a new quote when the session needs one (quotes on demand,
+/// ADR 8): operations that mean a customer is there do; the others only expire what ran
+/// out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Quoting {
+    /// Issue one if needed: creation, a fetch, a partial payment.
+    OnDemand,
+    /// Never: updates, deactivations, the sweep.
+    Never,
+}
+
 /// Why an attempt waits before the next.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Wait {
@@ -104,6 +115,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
     pub(super) fn mutate(
         &self,
         id: SessionId,
+        quoting: Quoting,
         command: impl Fn(&mut CheckoutSession, OffsetDateTime) -> Result<SessionChange, crate::Error>,
     ) -> Result<(CheckoutSession, Outcome), ServiceError> {
         let mut memo = QuoteMemo::default();
@@ -132,7 +144,13 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
                 Err(_) if from_cache => return Err(stale()),
                 Err(e) => return Err(e.into()),
             };
-            let quote = self.quote(&mut session, now, &mut memo, &mut change);
+            let quote = match quoting {
+                Quoting::OnDemand => self.quote(&mut session, now, &mut memo, &mut change),
+                Quoting::Never => session
+                    .expire_quotes(now)
+                    .map(|expired| change.merge(expired))
+                    .map_err(ServiceError::from),
+            };
             if change.is_empty() && session.version() == before {
                 if from_cache {
                     return Err(stale());

@@ -73,6 +73,7 @@ impl CheckoutSession {
     ) -> Result<(Self, SessionChange), Error> {
         let now = truncate(now);
         let amount = params.validate()?;
+        params.check_expiry(now)?;
         let session = Self {
             id,
             livemode: params.livemode,
@@ -108,6 +109,7 @@ impl CheckoutSession {
             ledger: Default::default(),
             onchain_address: None,
             link: params.link,
+            expires_at: params.expires_at,
             created: now,
             modified: now,
             version: 0,
@@ -119,20 +121,30 @@ impl CheckoutSession {
 
     /// Whether the session should get a new quote at `now`: it is active, no quote is
     /// open (after expiring those that ran out) and what it received is below the threshold.
+    ///
+    /// Quotes are made on demand: when the session is created, when a customer opens or
+    /// fetches it, and after a partial payment; never by the passing of time alone.
     pub fn needs_quote(&self, now: OffsetDateTime) -> bool {
         matches!(self.state, SessionState::Active)
+            && self.expires_at.is_none_or(|e| now < e)
             && self.open_payment().is_none_or(|p| now >= p.expires_at)
             && self.received_credit() < self.threshold_minor()
     }
 
-    /// When the session next needs the service's attention: now if it needs a quote, else
-    /// when its open quote runs out; `None` if nothing will happen without new funds.
+    /// When something happens to the session by the passing of time alone: its open quote
+    /// runs out, or the session itself expires (whichever is first); `None` if nothing
+    /// will happen without a command. A session whose quote expired is not woken to be
+    /// quoted again: the next quote waits until someone looks (see
+    /// [`needs_quote`](Self::needs_quote)), so sessions nobody looks at cost nothing.
     pub fn wake_at(&self) -> Option<OffsetDateTime> {
-        if let Some(open) = self.open_payment() {
-            return Some(open.expires_at);
+        let quote = self.open_payment().map(|p| p.expires_at);
+        let session = self
+            .expires_at
+            .filter(|_| matches!(self.state, SessionState::Active));
+        match (quote, session) {
+            (Some(q), Some(s)) => Some(q.min(s)),
+            (q, s) => q.or(s),
         }
-        let active = matches!(self.state, SessionState::Active);
-        (active && self.received_credit() < self.threshold_minor()).then_some(self.modified)
     }
 
     /// The id the next quote gets: `candidate`, unless it does not sort after the newest
@@ -182,10 +194,18 @@ impl CheckoutSession {
             // payment is simply rounded up to one sat (rule 1).
             rate.check_at_least_one_sat(self.amount)?;
         }
+        if self.expires_at.is_some_and(|e| now >= e) {
+            return Err(self.invalid("quote an expired"));
+        }
         let target = rate.quote_sats(due)?;
+        // A quote never outlives its session.
         let expires_at = now
             .checked_add(Duration::seconds(self.ttl_secs))
-            .ok_or(Error::TimeOutOfRange)?;
+            .ok_or(Error::TimeOutOfRange)?
+            .min(
+                self.expires_at
+                    .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc()),
+            );
         Ok(QuoteTerms {
             payment_id,
             due,
@@ -337,10 +357,25 @@ impl CheckoutSession {
             let id = p.id;
             change.push(SessionEvent::new(EventType::PaymentExpired, now).payment(id));
         }
+        // The session's own expiry: its quotes ran out with it (they never outlive it),
+        // so only the session itself is left to close.
+        if let (SessionState::Active, Some(expires_at)) = (self.state, self.expires_at)
+            && now >= expires_at
+        {
+            self.state = SessionState::Deactivated {
+                deactivated_at: expires_at,
+                reason: super::DeactivationReason::Expired,
+            };
+            change.push(SessionEvent::new(
+                EventType::CheckoutSessionDeactivated,
+                now,
+            ));
+        }
     }
 
     /// Deactivates an active session: its open quote is cancelled; funds already received
-    /// stay recorded and are flagged [`RefundDue`](super::FlagKind::RefundDue).
+    /// stay recorded and are flagged [`RefundDue`](super::FlagKind::RefundDue). A session
+    /// found past its `expires_at` is deactivated as expired.
     pub fn deactivate(&mut self, now: OffsetDateTime) -> Result<SessionChange, Error> {
         let now = truncate(now);
         self.check_clock(now)?;
@@ -348,6 +383,10 @@ impl CheckoutSession {
             return Err(self.invalid("deactivate"));
         }
         let mut change = self.expire_due(now);
+        if !matches!(self.state, SessionState::Active) {
+            self.touch(now);
+            return Ok(change);
+        }
         if let Some(i) = self.unpaid_index()
             && let Some(p) = self.payment_mut(i, &mut change)
         {
@@ -358,6 +397,7 @@ impl CheckoutSession {
         }
         self.state = SessionState::Deactivated {
             deactivated_at: now,
+            reason: super::DeactivationReason::Requested,
         };
         change.push(SessionEvent::new(
             EventType::CheckoutSessionDeactivated,

@@ -10,7 +10,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 
-use super::{Branding, CheckoutSession, Details, Flag, SessionState, SessionStatus};
+use super::{
+    Branding, CheckoutSession, DeactivationReason, Details, Flag, SessionState, SessionStatus,
+};
 use crate::error::Error;
 use crate::id::{PaymentId, SessionId};
 use crate::json::MaybeKnown;
@@ -57,6 +59,8 @@ const SESSION_FIELDS: &[&str] = &[
     "flags",
     "paid_at",
     "deactivated_at",
+    "deactivation_reason",
+    "expires_at",
     "created",
     "modified",
     "version",
@@ -271,6 +275,16 @@ struct SessionWire {
     paid_at: Option<OffsetDateTime>,
     #[serde(default, with = "crate::json::millis_option")]
     deactivated_at: Option<OffsetDateTime>,
+    /// Why it was deactivated (absent while it is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deactivation_reason: Option<MaybeKnown<DeactivationReason>>,
+    /// When it deactivates itself if not paid (absent: never, as on Speed).
+    #[serde(
+        default,
+        with = "crate::json::millis_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    expires_at: Option<OffsetDateTime>,
     #[serde(with = "crate::json::millis")]
     created: OffsetDateTime,
     #[serde(with = "crate::json::millis")]
@@ -353,10 +367,13 @@ impl CheckoutSession {
         };
         let totals = self.totals();
         let target = self.target_currency;
-        let (paid_at, deactivated_at) = match self.state {
-            SessionState::Active => (None, None),
-            SessionState::Paid { paid_at } => (Some(paid_at), None),
-            SessionState::Deactivated { deactivated_at } => (None, Some(deactivated_at)),
+        let (paid_at, deactivated_at, deactivation_reason) = match self.state {
+            SessionState::Active => (None, None, None),
+            SessionState::Paid { paid_at } => (Some(paid_at), None, None),
+            SessionState::Deactivated {
+                deactivated_at,
+                reason,
+            } => (None, Some(deactivated_at), Some(MaybeKnown::Known(reason))),
         };
         let d = &self.details;
         SessionWire {
@@ -397,6 +414,8 @@ impl CheckoutSession {
             flags: self.flags(),
             paid_at,
             deactivated_at,
+            deactivation_reason,
+            expires_at: self.expires_at,
             created: self.created,
             modified: self.modified,
             version: self.version,
@@ -692,9 +711,14 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, Error> {
     let state = match (status, w.paid_at, w.deactivated_at) {
         (SessionStatus::Active, ..) => SessionState::Active,
         (SessionStatus::Paid, Some(paid_at), _) => SessionState::Paid { paid_at },
-        (SessionStatus::Deactivated, _, Some(deactivated_at)) => {
-            SessionState::Deactivated { deactivated_at }
-        }
+        (SessionStatus::Deactivated, _, Some(deactivated_at)) => SessionState::Deactivated {
+            deactivated_at,
+            // Sessions written before reasons were recorded were all deactivated by hand.
+            reason: match w.deactivation_reason {
+                Some(reason) => reason.known("deactivation_reason")?,
+                None => DeactivationReason::Requested,
+            },
+        },
         (status, ..) => {
             return Err(Error::Json(format!(
                 "session status {status:?} without its time"
@@ -766,6 +790,7 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, Error> {
         ledger: Default::default(),
         onchain_address: w.onchain_address,
         link: w.link,
+        expires_at: w.expires_at,
         created: w.created,
         modified: w.modified,
         version: w.version,

@@ -56,11 +56,24 @@ pub enum SessionState {
         /// When the threshold was reached.
         paid_at: OffsetDateTime,
     },
-    /// Closed by hand or by its link before it was paid.
+    /// Closed before it was paid: by hand, by its link, or at its expiry.
     Deactivated {
-        /// When it was deactivated.
+        /// When it was deactivated (for an expiry: the session's `expires_at`).
         deactivated_at: OffsetDateTime,
+        /// Why.
+        reason: DeactivationReason,
     },
+}
+
+/// Why a session was deactivated (`deactivation_reason` in its JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeactivationReason {
+    /// Deactivated through the API, or by deactivating the link that opened it.
+    Requested,
+    /// Its `expires_at` passed before it was paid.
+    Expired,
 }
 
 impl SessionState {
@@ -143,6 +156,8 @@ pub struct CheckoutSession {
     pub(crate) ledger: ledger::Ledger,
     pub(crate) onchain_address: Option<String>,
     pub(crate) link: Option<crate::id::LinkId>,
+    /// When the session deactivates itself if it is not paid by then (optional).
+    pub(crate) expires_at: Option<OffsetDateTime>,
     pub(crate) created: OffsetDateTime,
     pub(crate) modified: OffsetDateTime,
     pub(crate) version: u64,
@@ -291,6 +306,12 @@ impl CheckoutSession {
     /// The session's on-chain address (shared by its quotes), once issued.
     pub fn onchain_address(&self) -> Option<&str> {
         self.onchain_address.as_deref()
+    }
+
+    /// When the session deactivates itself if not paid by then (`None`: never, as on
+    /// Speed).
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.expires_at
     }
 
     /// The checkout link or payment link that opened it, if any.

@@ -104,6 +104,13 @@ pub struct SessionParams {
     pub(crate) source_id: Option<String>,
     #[serde(default)]
     pub(crate) livemode: bool,
+    /// When the session deactivates itself if it is not paid (Stripe's `expires_at`).
+    #[serde(
+        default,
+        with = "crate::json::millis_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) expires_at: Option<time::OffsetDateTime>,
     /// The link that opened the session (set by the service, never by callers).
     #[serde(skip)]
     pub(crate) link: Option<crate::id::LinkId>,
@@ -164,6 +171,7 @@ impl SessionParams {
             source: None,
             source_id: None,
             livemode: false,
+            expires_at: None,
             link: None,
         }
     }
@@ -266,6 +274,30 @@ impl SessionParams {
     }
 
     /// The ttl that applies: the given one, or the default for the base currency.
+    /// Deactivates the session at `at` if it is not paid by then (reason
+    /// [`Expired`](crate::session::DeactivationReason::Expired), with its events); its
+    /// quotes never run past it. Off by default, as on Speed, where a session stays active
+    /// until it is paid or deactivated. Must be 5 minutes to 1 year after creation.
+    pub fn expires_at(mut self, at: time::OffsetDateTime) -> Self {
+        self.expires_at = Some(crate::json::millis::truncate(at));
+        self
+    }
+
+    /// Checks `expires_at` against the creation time `now`.
+    pub(crate) fn check_expiry(&self, now: time::OffsetDateTime) -> Result<(), Error> {
+        let Some(at) = self.expires_at else {
+            return Ok(());
+        };
+        let after = at - now;
+        if after < time::Duration::seconds(MIN_TTL_SECS) || after > time::Duration::days(365) {
+            return Err(Error::InvalidExpiry {
+                expires_at_ms: crate::json::millis::to_millis(at),
+                created_ms: crate::json::millis::to_millis(now),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn effective_ttl(&self) -> i64 {
         self.ttl.unwrap_or(if self.currency.is_fiat() {
             DEFAULT_FIAT_TTL_SECS

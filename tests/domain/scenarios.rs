@@ -239,7 +239,8 @@ fn partial_payment_then_deactivated() {
     assert_eq!(
         s.state(),
         SessionState::Deactivated {
-            deactivated_at: at(120)
+            deactivated_at: at(120),
+            reason: DeactivationReason::Requested,
         }
     );
     assert_eq!(
@@ -395,7 +396,8 @@ fn late_payment_after_deactivation() {
     assert_eq!(
         s.state(),
         SessionState::Deactivated {
-            deactivated_at: at(10)
+            deactivated_at: at(10),
+            reason: DeactivationReason::Requested,
         }
     );
     assert_round_trip(&s);

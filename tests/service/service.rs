@@ -130,14 +130,17 @@ fn partial_payment_requotes_the_remaining_due() {
 }
 
 #[test]
-fn sweep_expires_quotes_and_requotes_at_the_current_rate() {
+fn sweep_expires_quotes_and_a_fetch_requotes_at_the_current_rate() {
     let (c, clock, store) = service(rates());
     let s = c.create(params(), None).expect("created");
     assert!(c.sweep(10).expect("sweep").updated.is_empty());
     clock.advance(Duration::seconds(600));
     let report = c.sweep(10).expect("sweep");
     assert_eq!(report.updated, [s.id()]);
-    let s = store.load(s.id()).expect("load").expect("exists");
+    let stored = store.load(s.id()).expect("load").expect("exists");
+    assert_eq!(stored.payments().len(), 1, "the sweep issues no quote");
+    assert_eq!(stored.payments()[0].status(), PaymentStatus::Expired);
+    let s = c.get(s.id()).expect("fetched");
     assert_eq!(s.payments().len(), 2);
     assert_eq!(s.payments()[0].status(), PaymentStatus::Expired);
     assert_eq!(s.payments()[1].status(), PaymentStatus::Unpaid);
@@ -155,12 +158,14 @@ fn a_transfer_is_recorded_even_when_no_new_quote_can_be_made() {
     let s = pay(&c, s.id(), 5_000_000);
     assert_eq!(s.totals().counted, Msats::new(5_000_000));
     assert!(s.open_payment().is_none(), "no quote without a fresh rate");
-    let report = c.sweep(10).expect("sweep");
-    assert_eq!(report.failed.len(), 1);
     assert!(matches!(
-        report.failed[0].1,
-        ServiceError::Rate(RateError::Stale { .. })
+        c.refresh(s.id()),
+        Err(ServiceError::Rate(RateError::Stale { .. }))
     ));
+    // A fetch still reads the session (without a quote) rather than failing.
+    let fetched = c.get(s.id()).expect("read");
+    assert!(fetched.open_payment().is_none());
+    assert_eq!(fetched.totals().counted, Msats::new(5_000_000));
 }
 
 /// A source whose rates are all fetched at `start` (so they age).

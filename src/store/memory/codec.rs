@@ -66,10 +66,21 @@ pub(super) fn encode(s: &CheckoutSession) -> Box<[u8]> {
             w.u8(1);
             w.time(base, paid_at);
         }
-        SessionState::Deactivated { deactivated_at } => {
+        SessionState::Deactivated {
+            deactivated_at,
+            reason,
+        } => {
             w.u8(2);
             w.time(base, deactivated_at);
+            w.json(&reason);
         }
+    }
+    match s.expires_at {
+        Some(at) => {
+            w.u8(1);
+            w.time(base, at);
+        }
+        None => w.u8(0),
     }
     w.opt_str(s.onchain_address.as_deref());
     match &s.link {
@@ -179,8 +190,13 @@ pub(super) fn decode(
         },
         2 => SessionState::Deactivated {
             deactivated_at: r.time(base)?,
+            reason: r.json()?,
         },
         _ => return Err(Corrupt),
+    };
+    let expires_at = match r.u8()? {
+        0 => None,
+        _ => Some(r.time(base)?),
     };
     let onchain_address = r.opt_str()?;
     let link = match r.u8()? {
@@ -232,6 +248,7 @@ pub(super) fn decode(
         ledger: Default::default(),
         onchain_address,
         link,
+        expires_at,
         created,
         modified,
         version,

@@ -301,17 +301,18 @@ impl ReferenceSession {
 ///    least what arrived after the session was paid, and excess is only flagged once the
 ///    amount was received; reversed flags never exceed what was reversed; a deactivated
 ///    session flags everything it kept as refund due;
-/// 4. `wake_at` is the unpaid quote's expiry, else set exactly when a quote is needed;
+/// 4. `wake_at` is the unpaid quote's expiry, else the active session's own expiry;
 /// 5. JSON round-trips ([`check_round_trips`]).
 pub fn check_invariants(session: &CheckoutSession, now: OffsetDateTime) -> Result<(), Mismatch> {
     check_accounting(session, now)?;
     check_round_trips(session)
 }
 
-/// Properties 1 to 4 of [`check_invariants`].
+/// Properties 1 to 4 of [`check_invariants`]. They hold at any time: `_now` is kept for
+/// the callers, which pass the time of the last command.
 pub(crate) fn check_accounting(
     session: &CheckoutSession,
-    now: OffsetDateTime,
+    _now: OffsetDateTime,
 ) -> Result<(), Mismatch> {
     let totals = session.totals();
     let policy = session.confirmation_policy();
@@ -494,16 +495,22 @@ pub(crate) fn check_accounting(
             Some(open.expires_at()),
             session.wake_at(),
         )?,
-        None => {
-            same(
-                "wake_at set iff needs_quote(now)",
-                session.needs_quote(now),
-                session.wake_at().is_some(),
-            )?;
+        // No open quote: only the session's own expiry can wake it (quotes on demand).
+        // (A quote never outlives its session: checked below.)
+        None => same(
+            "wake_at = the session's expiry while active",
+            session
+                .expires_at()
+                .filter(|_| session.status() == SessionStatus::Active),
+            session.wake_at(),
+        )?,
+    }
+    if let Some(expires_at) = session.expires_at() {
+        for p in session.payments() {
             property(
-                "wake_at not after now",
-                session.wake_at().is_none_or(|w| w <= now),
-                || (format!("<= {now}"), format!("{:?}", session.wake_at())),
+                "a quote never outlives its session",
+                p.expires_at() <= expires_at,
+                || (format!("<= {expires_at}"), format!("{}", p.expires_at())),
             )?;
         }
     }

@@ -276,14 +276,11 @@ impl ReferenceSession {
             && self.received_credit_minor() < self.threshold_minor()
     }
 
-    /// When the session next needs attention: its unpaid quote's expiry, else its last
-    /// change if it is active and needs a quote, else `None`.
+    /// When time alone changes the session: its unpaid quote's expiry, else `None` (the
+    /// model's sessions have no expiry of their own; quotes are made on demand, never
+    /// because time passed).
     pub fn wake_at(&self) -> Option<OffsetDateTime> {
-        if let Some(open) = self.open_payment() {
-            return Some(open.expires_at);
-        }
-        (self.active() && self.received_credit_minor() < self.threshold_minor())
-            .then_some(self.modified)
+        self.open_payment().map(|open| open.expires_at)
     }
 
     /// The description.

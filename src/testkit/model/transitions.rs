@@ -340,6 +340,7 @@ impl ReferenceSession {
             events.push(ev_p(EventType::PaymentCancelled, now, p.id));
         }
         self.state = SessionState::Deactivated {
+            reason: crate::session::DeactivationReason::Requested,
             deactivated_at: now,
         };
         events.push(ev(EventType::CheckoutSessionDeactivated, now));
