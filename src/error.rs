@@ -176,6 +176,16 @@ pub enum Error {
         /// Amount in the new report, msat.
         again: u64,
     },
+    /// A flag resolution asked for more than the flag's unresolved amount.
+    #[error("cannot resolve {requested} msat of the {kind} flag: {unresolved} msat are unresolved")]
+    ResolutionExceedsFlag {
+        /// The flag kind (`overpaid`, …).
+        kind: &'static str,
+        /// The amount given, msat.
+        requested: u64,
+        /// What is unresolved, msat.
+        unresolved: u64,
+    },
     /// The time given is before the session's last change (clock went backwards).
     #[error("time went backwards: command at {now_ms} ms, session last changed at {last_ms} ms")]
     ClockWentBackwards {

@@ -72,6 +72,8 @@ event_types! {
     LatePayment => "checkout_session.late_payment",
     /// Funds arrived for a quote after it expired and count at its rate (flag: rate risk).
     PaidAfterExpiry => "checkout_session.paid_after_expiry",
+    /// The merchant recorded what was done with flagged money (refunded or accepted).
+    FlagResolved => "checkout_session.flag_resolved",
     /// A quote was issued.
     PaymentCreated => "payment.created",
     /// A quote received its first funds.

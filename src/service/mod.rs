@@ -33,7 +33,7 @@ use crate::id::SessionId;
 use crate::json::millis::truncate;
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
-use crate::session::{CheckoutSession, SessionParams, SessionUpdate};
+use crate::session::{CheckoutSession, FlagResolution, SessionParams, SessionUpdate};
 use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
 use crate::transfer::{TransferKey, TransferReport};
 use cache::SessionCache;
@@ -303,6 +303,17 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     /// Deactivates an active session.
     pub fn deactivate(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
         self.mutate(id, Quoting::Never, |s, now| s.deactivate(now))
+            .map(|(session, _)| session)
+    }
+
+    /// Records what the merchant did with flagged money (refunded, with the refund's
+    /// reference, or accepted): see [`CheckoutSession::resolve_flag`].
+    pub fn resolve_flag(
+        &self,
+        id: SessionId,
+        resolution: &FlagResolution,
+    ) -> Result<CheckoutSession, ServiceError> {
+        self.mutate(id, Quoting::Never, |s, now| s.resolve_flag(resolution, now))
             .map(|(session, _)| session)
     }
 

@@ -43,14 +43,40 @@ pub enum FlagKind {
     RefundDue,
 }
 
-/// An amount of unexpected money the merchant should review.
+impl FlagKind {
+    /// The name as in JSON (`overpaid`, `refund_due`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Overpaid => "overpaid",
+            Self::Late => "late",
+            Self::PaidAfterExpiry => "paid_after_expiry",
+            Self::Reversed => "reversed",
+            Self::RefundDue => "refund_due",
+        }
+    }
+}
+
+/// An amount of unexpected money the merchant should review, and how much of it their
+/// [resolutions](crate::session::Resolution) cover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Flag {
     /// What it is.
     pub kind: FlagKind,
     /// How much, in msats.
     #[serde(rename = "amount_msat")]
     pub amount: Msats,
+    /// How much of it resolutions cover (refunded or accepted), in msats; may exceed
+    /// `amount` if the flag shrank after it was resolved (a reversal).
+    #[serde(rename = "resolved_msat", default)]
+    pub resolved: Msats,
+}
+
+impl Flag {
+    /// The flagged amount no resolution covers yet.
+    pub fn unresolved(&self) -> Msats {
+        self.amount.saturating_sub(self.resolved)
+    }
 }
 
 impl CheckoutSession {
@@ -173,11 +199,12 @@ impl CheckoutSession {
         .map(|(kind, amount)| Flag {
             kind,
             amount: Msats::new(u64::try_from(amount).unwrap_or(u64::MAX)),
+            resolved: self.resolved(kind),
         })
         .collect()
     }
 
-    /// The flagged amount of one kind.
+    /// The flagged amount of one kind (resolved or not).
     pub fn flagged(&self, kind: FlagKind) -> Msats {
         self.flags()
             .into_iter()

@@ -107,6 +107,7 @@ impl CheckoutSession {
             payments: Default::default(),
             transfers: Default::default(),
             ledger: Default::default(),
+            resolutions: Default::default(),
             onchain_address: None,
             link: params.link,
             expires_at: params.expires_at,

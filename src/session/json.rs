@@ -61,6 +61,7 @@ const SESSION_FIELDS: &[&str] = &[
     "deactivated_at",
     "deactivation_reason",
     "expires_at",
+    "resolutions",
     "created",
     "modified",
     "version",
@@ -87,6 +88,7 @@ const PAYMENT_FIELDS: &[&str] = &[
     "cancelled_at",
 ];
 const OPTION_FIELDS: &[&str] = &["lightning", "onchain"];
+const RESOLUTION_FIELDS: &[&str] = &["kind", "amount_msat", "outcome", "reference", "at"];
 const LIGHTNING_FIELDS: &[&str] = &["payment_request", "payment_hash", "expires_at"];
 const ONCHAIN_FIELDS: &[&str] = &["address"];
 const TRANSFER_FIELDS: &[&str] = &[
@@ -143,6 +145,9 @@ fn only_known_fields(text: &str) -> Result<(), Error> {
     known_fields("checkout_session", text, SESSION_FIELDS, |session| {
         each_of(session, "transfers", |t| {
             known_fields("transfer", t, TRANSFER_FIELDS, none)
+        })?;
+        each_of(session, "resolutions", |r| {
+            known_fields("resolution", r, RESOLUTION_FIELDS, none)
         })?;
         each_of(session, "payments", |p| {
             known_fields("payment", p, PAYMENT_FIELDS, |payment| {
@@ -271,6 +276,9 @@ struct SessionWire {
     // Derived: written for readers, never read back (so unknown kinds cannot fail a read).
     #[serde(default, skip_deserializing)]
     flags: Vec<Flag>,
+    /// What the merchant did about flagged money (facts, kept as recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    resolutions: Vec<super::Resolution>,
     #[serde(default, with = "crate::json::millis_option")]
     paid_at: Option<OffsetDateTime>,
     #[serde(default, with = "crate::json::millis_option")]
@@ -412,6 +420,8 @@ impl CheckoutSession {
             payments_count: Some(self.payments.len()),
             transfers: Vec::new(),
             flags: self.flags(),
+            // Rare and small: a copy costs nothing on the sessions that have none.
+            resolutions: self.resolutions.to_vec(),
             paid_at,
             deactivated_at,
             deactivation_reason,
@@ -788,6 +798,7 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, Error> {
         payments: payments.into(),
         transfers: Default::default(),
         ledger: Default::default(),
+        resolutions: std::sync::Arc::new(w.resolutions),
         onchain_address: w.onchain_address,
         link: w.link,
         expires_at: w.expires_at,

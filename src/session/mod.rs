@@ -18,6 +18,7 @@ mod commands;
 mod json;
 mod ledger;
 mod params;
+mod resolutions;
 mod text;
 mod transfers;
 #[cfg(feature = "webhooks")]
@@ -36,6 +37,7 @@ pub use change::SessionChange;
 pub use commands::QuoteTerms;
 pub use json::EVENT_PAYMENTS;
 pub use params::{Branding, DEFAULT_FIAT_TTL_SECS, MAX_TTL_SECS, MIN_TTL_SECS, SessionParams};
+pub use resolutions::{FlagOutcome, FlagResolution, MAX_REFERENCE_CHARS, Resolution};
 pub use update::SessionUpdate;
 
 use crate::id::SessionId;
@@ -154,6 +156,8 @@ pub struct CheckoutSession {
     /// made before it is still alive.
     pub(crate) transfers: std::sync::Arc<HashMap<TransferKey, Transfer>>,
     pub(crate) ledger: ledger::Ledger,
+    /// What the merchant did about flagged money: facts, insert-only.
+    pub(crate) resolutions: std::sync::Arc<Vec<Resolution>>,
     pub(crate) onchain_address: Option<String>,
     pub(crate) link: Option<crate::id::LinkId>,
     /// When the session deactivates itself if it is not paid by then (optional).

@@ -16,5 +16,6 @@ mod hostile_inputs;
 mod json_shapes;
 mod layers;
 mod properties;
+mod resolutions;
 mod scenarios;
 mod smoke;

@@ -82,6 +82,8 @@ pub(super) fn encode(s: &CheckoutSession) -> Box<[u8]> {
         }
         None => w.u8(0),
     }
+    // Rare (a merchant's review), so kept as JSON rather than packed.
+    w.json(&*s.resolutions);
     w.opt_str(s.onchain_address.as_deref());
     match &s.link {
         Some(link) => {
@@ -198,6 +200,7 @@ pub(super) fn decode(
         0 => None,
         _ => Some(r.time(base)?),
     };
+    let resolutions: Vec<crate::session::Resolution> = r.json()?;
     let onchain_address = r.opt_str()?;
     let link = match r.u8()? {
         0 => None,
@@ -246,6 +249,7 @@ pub(super) fn decode(
         payments: payments.into(),
         transfers: Arc::new(transfers.cloned().unwrap_or_default()),
         ledger: Default::default(),
+        resolutions: Arc::new(resolutions),
         onchain_address,
         link,
         expires_at,

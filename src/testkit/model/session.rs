@@ -258,6 +258,7 @@ impl ReferenceSession {
         self.flag_map()
             .into_iter()
             .map(|(kind, amount)| Flag {
+                resolved: Msats::ZERO,
                 kind,
                 amount: to_msats(amount),
             })
