@@ -124,10 +124,12 @@ impl CheckoutSession {
             MAX_REFERENCE_CHARS,
             false,
         )?;
-        // What was flagged as of now (quotes that ran out are expired first, like every
-        // command): the flag may have grown or shrunk since the merchant looked.
-        let mut change = self.expire_due(now);
-        let unresolved = self.unresolved(r.kind);
+        // What was flagged as of now (what ran out is expired first, like every command;
+        // an expiring session raises its refund due): on a copy, so that a refusal changes
+        // nothing. The copy shares the payments and transfers (`Arc`); resolutions are rare.
+        let mut next = self.clone();
+        let mut change = next.expire_due(now);
+        let unresolved = next.unresolved(r.kind);
         if r.amount > unresolved {
             return Err(Error::ResolutionExceedsFlag {
                 kind: r.kind.as_str(),
@@ -135,6 +137,7 @@ impl CheckoutSession {
                 unresolved: unresolved.get(),
             });
         }
+        *self = next;
         std::sync::Arc::make_mut(&mut self.resolutions).push(Resolution {
             kind: r.kind,
             amount: r.amount,

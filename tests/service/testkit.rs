@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use bitcoin_checkout::request::Hash32;
-use bitcoin_checkout::session::SessionChange;
+use bitcoin_checkout::session::{FlagResolution, SessionChange};
 use bitcoin_checkout::testkit::model::{Rate, ReferenceSession, SessionSpec};
 use bitcoin_checkout::testkit::strategies::{
     self, Amount, Command, Harness, Integration, Pick, SESSION_ID, start_time,
@@ -99,6 +99,11 @@ impl Integration for JsonStored {
 
     fn deactivate(&mut self, now: OffsetDateTime) -> Outcome {
         self.with(|s| s.deactivate(now))
+            .map(SessionChange::into_events)
+    }
+
+    fn resolve_flag(&mut self, resolution: &FlagResolution, now: OffsetDateTime) -> Outcome {
+        self.with(|s| s.resolve_flag(resolution, now))
             .map(SessionChange::into_events)
     }
 
@@ -228,6 +233,12 @@ impl Integration for ForgetfulDedup {
         self.session.deactivate(now).map(SessionChange::into_events)
     }
 
+    fn resolve_flag(&mut self, resolution: &FlagResolution, now: OffsetDateTime) -> Outcome {
+        self.session
+            .resolve_flag(resolution, now)
+            .map(SessionChange::into_events)
+    }
+
     fn session(&self) -> Result<CheckoutSession, Error> {
         Ok(self.session.clone())
     }
@@ -354,6 +365,14 @@ impl Integration for SwallowsErrors {
         Ok(self
             .0
             .deactivate(now)
+            .map(SessionChange::into_events)
+            .unwrap_or_default())
+    }
+
+    fn resolve_flag(&mut self, resolution: &FlagResolution, now: OffsetDateTime) -> Outcome {
+        Ok(self
+            .0
+            .resolve_flag(resolution, now)
             .map(SessionChange::into_events)
             .unwrap_or_default())
     }

@@ -218,8 +218,8 @@ pub fn check_list<S: Store>(store: &S) {
 }
 
 /// `due(now, limit)`: the sessions whose `wake_at` is at or before `now`, in wake order
-/// (an open quote to expire, or an expired one to replace), at most `limit`; never paid
-/// or deactivated sessions, nor those waking later.
+/// (an open quote to expire, or a session reaching its `expires_at`), at most `limit`;
+/// never paid or deactivated sessions, nor those waking later.
 pub fn check_due<S: Store>(store: &S) {
     let ck = Ck::new("check_due", store);
     // 1971: before any session of the other checks (or of a real application).
@@ -233,10 +233,9 @@ pub fn check_due<S: Store>(store: &S) {
     paid.pay(at(301));
     let mut gone = Draft::new(params(300), at(400));
     gone.deactivate(at(401));
-    // Its quote ran out at 800 and was expired at 900: it waits for a new quote.
-    let mut f = Draft::new(params(300), at(500));
-    let expired = f.session.expire_quotes(at(900)).expect("core: expire");
-    f.wrap(expired);
+    // The session itself expires at 900, before its quote would (at 1100): its quote is
+    // cut to 900, and it wakes then to be deactivated.
+    let mut f = Draft::new(params(600).expires_at(at(900)), at(500));
     let mut g = Draft::new(params(300), at(1_000));
     for d in [&mut a, &mut b, &mut c, &mut paid, &mut gone, &mut f, &mut g] {
         ck.commit(d);

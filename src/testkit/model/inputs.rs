@@ -65,6 +65,9 @@ pub struct SessionSpec {
     pub description: Option<String>,
     /// The initial metadata.
     pub metadata: Metadata,
+    /// When the session deactivates itself if it is not paid (valid 5 minutes to a year
+    /// after creation); `None`, the default, for never.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 impl SessionSpec {
@@ -83,6 +86,7 @@ impl SessionSpec {
             ttl_secs: DEFAULT_FIAT_TTL_SECS,
             description: None,
             metadata: Metadata::new(),
+            expires_at: None,
         }
     }
 
@@ -125,6 +129,10 @@ impl SessionSpec {
             .confirmations(self.confirmations)
             .ttl_secs(self.ttl_secs)
             .metadata(self.metadata.clone());
+        let params = match self.expires_at {
+            Some(at) => params.expires_at(at),
+            None => params,
+        };
         match &self.description {
             Some(d) => params.description(d.clone()),
             None => params,

@@ -59,6 +59,15 @@ impl ReferenceSession {
                 });
             }
         }
+        if let Some(at) = spec.expires_at {
+            let after = at - now;
+            if after < time::Duration::seconds(MIN_TTL_SECS) || after > time::Duration::days(365) {
+                return Err(Error::InvalidExpiry {
+                    expires_at_ms: unix_ms(at) as i64,
+                    created_ms: unix_ms(now) as i64,
+                });
+            }
+        }
         let model = Self {
             currency: spec.currency,
             target_currency: spec.target_currency,
@@ -69,6 +78,7 @@ impl ReferenceSession {
             lightning: spec.lightning,
             onchain: spec.onchain,
             ttl_secs: spec.ttl_secs,
+            expires_at: spec.expires_at.map(truncate),
             state: SessionState::Active,
             payments: Vec::new(),
             transfers: BTreeMap::new(),
@@ -86,6 +96,7 @@ impl ReferenceSession {
                 success_url: None,
                 success_message: None,
             },
+            resolved: BTreeMap::new(),
         };
         Ok((model, vec![ev(EventType::CheckoutSessionCreated, now)]))
     }
@@ -258,7 +269,7 @@ impl ReferenceSession {
         self.flag_map()
             .into_iter()
             .map(|(kind, amount)| Flag {
-                resolved: Msats::ZERO,
+                resolved: Msats::new(self.resolved.get(&kind).copied().unwrap_or(0)),
                 kind,
                 amount: to_msats(amount),
             })
@@ -273,15 +284,27 @@ impl ReferenceSession {
     /// Whether the session needs a new quote at `now`.
     pub fn needs_quote(&self, now: OffsetDateTime) -> bool {
         self.active()
+            && self.expires_at.is_none_or(|e| now < e)
             && self.open_payment_at(now).is_none()
             && self.received_credit_minor() < self.threshold_minor()
     }
 
-    /// When time alone changes the session: its unpaid quote's expiry, else `None` (the
-    /// model's sessions have no expiry of their own; quotes are made on demand, never
+    /// When time alone changes the session: its unpaid quote's expiry or, while it is
+    /// active, its own, whichever is first; else `None` (quotes are made on demand, never
     /// because time passed).
     pub fn wake_at(&self) -> Option<OffsetDateTime> {
-        self.open_payment().map(|open| open.expires_at)
+        let quote = self.open_payment().map(|open| open.expires_at);
+        let own = self.expires_at.filter(|_| self.active());
+        match (quote, own) {
+            (Some(q), Some(s)) => Some(q.min(s)),
+            (q, s) => q.or(s),
+        }
+    }
+
+    /// The flagged msats of `kind` no resolution covers.
+    pub fn unresolved(&self, kind: FlagKind) -> Msats {
+        let resolved = self.resolved.get(&kind).copied().unwrap_or(0);
+        to_msats(self.flag(kind)).saturating_sub(Msats::new(resolved))
     }
 
     /// The description.
@@ -457,6 +480,13 @@ impl ReferenceSession {
                 expired_at: p.expires_at,
             };
             events.push(ev_p(EventType::PaymentExpired, now, p.id));
+        }
+        if let Some(expires_at) = self.expires_at.filter(|e| self.active() && now >= *e) {
+            self.state = SessionState::Deactivated {
+                deactivated_at: expires_at,
+                reason: crate::session::DeactivationReason::Expired,
+            };
+            events.push(ev(EventType::CheckoutSessionDeactivated, now));
         }
         events
     }

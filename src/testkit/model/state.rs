@@ -136,6 +136,7 @@ pub struct ReferenceSession {
     pub(super) lightning: bool,
     pub(super) onchain: bool,
     pub(super) ttl_secs: i64,
+    pub(super) expires_at: Option<OffsetDateTime>,
     pub(super) state: SessionState,
     pub(super) payments: Vec<ModelPayment>,
     pub(super) transfers: BTreeMap<TransferKey, ModelTransfer>,
@@ -144,6 +145,8 @@ pub struct ReferenceSession {
     pub(super) modified: OffsetDateTime,
     pub(super) version: u64,
     pub(super) details: Details,
+    /// Msats resolved per flag kind (refunded or accepted).
+    pub(super) resolved: BTreeMap<crate::session::FlagKind, u64>,
 }
 
 /// Times are kept to the millisecond.

@@ -57,6 +57,9 @@ impl ReferenceSession {
         {
             return Err(Error::AmountBelowOneSat);
         }
+        if self.expires_at.is_some_and(|e| now >= e) {
+            return Err(self.invalid("quote an expired"));
+        }
         let target = mul_div_ceil(due, numerator, denominator);
         if target == 0 {
             return Err(Error::AmountBelowOneSat);
@@ -69,9 +72,11 @@ impl ReferenceSession {
             due_minor: due,
             target: Sats::new(target),
             issued_at: now,
+            // A quote never outlives its session.
             expires_at: now
                 .checked_add(Duration::seconds(self.ttl_secs))
-                .ok_or(Error::TimeOutOfRange)?,
+                .ok_or(Error::TimeOutOfRange)?
+                .min(self.expires_at.unwrap_or(now + Duration::days(366 * 100))),
         })
     }
 
@@ -335,6 +340,11 @@ impl ReferenceSession {
             return Err(self.invalid("deactivate"));
         }
         let mut events = self.expire_due(now);
+        if !self.active() {
+            // It expired at or before `now`: deactivated as expired.
+            self.touch(now);
+            return Ok(events);
+        }
         for p in self.payments.iter_mut().filter(|p| p.unpaid()) {
             p.state = PaymentState::Cancelled { cancelled_at: now };
             events.push(ev_p(EventType::PaymentCancelled, now, p.id));
@@ -363,6 +373,45 @@ impl ReferenceSession {
         let mut events = self.expire_due(now);
         self.details = next;
         events.push(ev(EventType::CheckoutSessionUpdated, now));
+        self.touch(now);
+        Ok(events)
+    }
+}
+
+impl ReferenceSession {
+    /// Records a resolution of `amount` msats of the `kind` flag (a refund with a
+    /// reference, or an acceptance), or the error the core must return.
+    pub fn resolve(
+        &mut self,
+        kind: crate::session::FlagKind,
+        amount: u64,
+        refunded: bool,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionEvent>, Error> {
+        let now = truncate(now);
+        self.clock(now)?;
+        if amount == 0 {
+            return Err(Error::AmountNotPositive);
+        }
+        // The model's refunds always carry a reference: `refunded` only picks the outcome.
+        let _ = refunded;
+        let mut next = self.clone();
+        let mut events = next.expire_due(now);
+        let unresolved = next.unresolved(kind).get();
+        if amount > unresolved {
+            return Err(Error::ResolutionExceedsFlag {
+                kind: kind.as_str(),
+                requested: amount,
+                unresolved,
+            });
+        }
+        *self = next;
+        let entry = self.resolved.entry(kind).or_insert(0);
+        *entry = entry.saturating_add(amount);
+        events.push(SessionEvent {
+            amount: Some(crate::money::Msats::new(amount)),
+            ..ev(EventType::FlagResolved, now)
+        });
         self.touch(now);
         Ok(events)
     }

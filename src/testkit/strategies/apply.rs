@@ -11,9 +11,9 @@ use super::fixtures::{
 use super::harness::{Harness, same};
 use super::integration::Integration;
 use crate::error::Error;
-use crate::money::MSATS_PER_SAT;
+use crate::money::{MSATS_PER_SAT, Msats};
 use crate::request::Hash32;
-use crate::session::CheckoutSession;
+use crate::session::{CheckoutSession, FlagResolution};
 use crate::testkit::model::{Mismatch, Rate, ReferenceSession, Report, UpdateSpec, unix_ms};
 use crate::transfer::TransferKey;
 
@@ -329,6 +329,34 @@ impl<I: Integration> Harness<I> {
                     "deactivate".into(),
                     |i| i.deactivate(now),
                     |m| m.deactivate(now),
+                )?;
+            }
+            Command::ResolveFlag {
+                kind,
+                permille,
+                refunded,
+            } => {
+                let unresolved = self.model.unresolved(*kind).get();
+                let amount = if *permille > 1000 {
+                    unresolved.saturating_add(1)
+                } else {
+                    let share = u128::from(unresolved) * u128::from(*permille) / 1000;
+                    u64::try_from(share).unwrap_or(u64::MAX)
+                };
+                let resolution = if *refunded {
+                    FlagResolution::refunded(*kind, Msats::new(amount), "re_1")
+                } else {
+                    FlagResolution::accepted(*kind, Msats::new(amount))
+                };
+                let _ = self.apply(
+                    format!(
+                        "resolve {} msat of {} ({})",
+                        amount,
+                        kind.as_str(),
+                        if *refunded { "refunded" } else { "accepted" }
+                    ),
+                    |i| i.resolve_flag(&resolution, now),
+                    |m| m.resolve(*kind, amount, *refunded, now),
                 )?;
             }
             Command::MismatchedAmount { transfer, extra } => {

@@ -281,6 +281,16 @@ pub enum Command {
     Update(UpdateSpec),
     /// Deactivates the session.
     Deactivate,
+    /// Resolves part of a flag: `permille` thousandths of the kind's unresolved amount
+    /// (0 is refused; above 1000, one msat more than is unresolved, also refused).
+    ResolveFlag {
+        /// The kind.
+        kind: crate::session::FlagKind,
+        /// Thousandths of what is unresolved (up to 1100).
+        permille: u16,
+        /// A refund (with a reference) or an acceptance.
+        refunded: bool,
+    },
     /// Bad: a known transfer reported again with a larger amount.
     MismatchedAmount {
         /// The transfer.
@@ -345,6 +355,18 @@ fn command_with(rates: BoxedStrategy<Rate>) -> BoxedStrategy<Command> {
         1 => Just(Command::Expire),
         2 => update().prop_map(Command::Update),
         1 => Just(Command::Deactivate),
+        2 => (
+            prop::sample::select(vec![
+                crate::session::FlagKind::Overpaid,
+                crate::session::FlagKind::Late,
+                crate::session::FlagKind::PaidAfterExpiry,
+                crate::session::FlagKind::Reversed,
+                crate::session::FlagKind::RefundDue,
+            ]),
+            prop_oneof![1 => Just(0u16), 6 => 1u16..=1000, 1 => 1001u16..=1100],
+            any::<bool>(),
+        )
+            .prop_map(|(kind, permille, refunded)| Command::ResolveFlag { kind, permille, refunded }),
         1 => Just(Command::UnknownInvoice),
         1 => Just(Command::UnknownAddress),
         1 => Just(Command::ZeroAmount),

@@ -8,7 +8,7 @@ use crate::event::SessionEvent;
 use crate::id::PaymentId;
 use crate::money::ExchangeRate;
 use crate::request::PaymentRequest;
-use crate::session::{CheckoutSession, QuoteTerms, SessionChange, SessionUpdate};
+use crate::session::{CheckoutSession, FlagResolution, QuoteTerms, SessionChange, SessionUpdate};
 use crate::transfer::TransferReport;
 
 /// What the harness drives: the commands of a [`CheckoutSession`], and a way to read the
@@ -54,6 +54,13 @@ pub trait Integration {
     /// [`CheckoutSession::deactivate`].
     fn deactivate(&mut self, now: OffsetDateTime) -> Result<Vec<SessionEvent>, Error>;
 
+    /// [`CheckoutSession::resolve_flag`].
+    fn resolve_flag(
+        &mut self,
+        resolution: &FlagResolution,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionEvent>, Error>;
+
     /// The session as it is now (for a persisting integration: as stored).
     fn session(&self) -> Result<CheckoutSession, Error>;
 }
@@ -95,6 +102,14 @@ impl Integration for CheckoutSession {
         now: OffsetDateTime,
     ) -> Result<Vec<SessionEvent>, Error> {
         CheckoutSession::update(self, update, now).map(SessionChange::into_events)
+    }
+
+    fn resolve_flag(
+        &mut self,
+        resolution: &FlagResolution,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionEvent>, Error> {
+        CheckoutSession::resolve_flag(self, resolution, now).map(SessionChange::into_events)
     }
 
     fn deactivate(&mut self, now: OffsetDateTime) -> Result<Vec<SessionEvent>, Error> {

@@ -91,10 +91,13 @@ pub fn session_spec() -> impl Strategy<Value = SessionSpec> {
                 confirmation_policy(),
                 prop_oneof![1 => Just((true, false)), 1 => Just((false, true)), 2 => Just((true, true))],
                 300i64..=1200,
+                // A session expiry in one spec of four, 5 to 40 minutes after the harness's
+                // creation time (so quotes are cut by it and it passes in many runs).
+                prop_oneof![3 => Just(None), 1 => (300i64..=2400).prop_map(Some)],
             )
         })
         .prop_map(
-            |(currency, amount_minor, target, tolerance, confirmations, (ln, oc), ttl)| {
+            |(currency, amount_minor, target, tolerance, confirmations, (ln, oc), ttl, expiry)| {
                 let mut spec = SessionSpec::new(amount_minor, currency);
                 spec.target_currency = target;
                 spec.tolerance_hundredths = tolerance;
@@ -102,6 +105,8 @@ pub fn session_spec() -> impl Strategy<Value = SessionSpec> {
                 spec.lightning = ln;
                 spec.onchain = oc;
                 spec.ttl_secs = ttl;
+                spec.expires_at =
+                    expiry.map(|secs| super::fixtures::start_time() + time::Duration::seconds(secs));
                 spec.description = Some("initial".into());
                 spec.metadata = Metadata::from_pairs([("order", "1001")]).unwrap_or_default();
                 spec
