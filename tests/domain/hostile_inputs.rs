@@ -25,6 +25,7 @@ use bitcoin_checkout::request::{
     Hash32, PaymentRequestGenerator, RequestError, TestRequestGenerator,
 };
 use bitcoin_checkout::service::ServiceError;
+use bitcoin_checkout::session::FlagResolution;
 use bitcoin_checkout::store::{
     IdempotencyRecord, LinkStore, ListQuery, MemoryStore, Store, StoredEvent,
 };
@@ -439,6 +440,24 @@ fn catalogue() -> Vec<Case> {
         // ---- amounts ---------------------------------------------------------------------
         case!("amount zero", |x| x.create(p("0", "USD")), E(Error::AmountNotPositive)),
         case!("amount negative", |x| x.create(p("-1.00", "USD")), E(Error::AmountNotPositive)),
+        case!("session expiry 4 minutes after creation", |x| x.create(p("10", "USD").expires_at(now() + time::Duration::minutes(4))),
+            E(Error::InvalidExpiry { .. })),
+        case!("session expiry in the past", |x| x.create(p("10", "USD").expires_at(at(0))),
+            E(Error::InvalidExpiry { .. })),
+        case!("session expiry over a year ahead", |x| x.create(p("10", "USD").expires_at(now() + time::Duration::days(366))),
+            E(Error::InvalidExpiry { .. })),
+        case!("session expiry beyond any date in JSON", |x| x.create_json(r#"{"amount":1,"currency":"USD","expires_at":9223372036854775807}"#),
+            Json(_)),
+        case!("resolving a flag the session does not have", |x| x.core.resolve_flag(&FlagResolution::accepted(FlagKind::Overpaid, Msats::new(1)), now()).refused(),
+            E(Error::ResolutionExceedsFlag { kind: "overpaid", requested: 1, unresolved: 0 })),
+        case!("resolving zero msat", |x| x.core.resolve_flag(&FlagResolution::accepted(FlagKind::Overpaid, Msats::ZERO), now()).refused(),
+            E(Error::AmountNotPositive)),
+        case!("a refund without its reference", |x| x.core.resolve_flag(&FlagResolution::refunded(FlagKind::Late, Msats::new(1), ""), now()).refused(),
+            E(Error::InvalidText { field: "reference", .. })),
+        case!("a refund reference of 201 characters", |x| x.core.resolve_flag(&FlagResolution::refunded(FlagKind::Late, Msats::new(1), "r".repeat(201)), now()).refused(),
+            E(Error::InvalidText { field: "reference", .. })),
+        case!("resolving more than a paid session's flags through the service", |x| x.c.resolve_flag(x.paid, &FlagResolution::refunded(FlagKind::Overpaid, Msats::new(u64::MAX), "re_1")).refused(),
+            E(Error::ResolutionExceedsFlag { kind: "overpaid", .. })),
         case!("amount 1e-28 USD (smallest decimal)", |x| x.create(SessionParams::new(Decimal::new(1, 28), usd())),
             E(Error::TooManyDecimals { currency: "USD", max: 2 })),
         case!("amount 1e-30 in JSON", |x| x.create_json(r#"{"amount":1e-30,"currency":"USD"}"#),
