@@ -26,7 +26,8 @@
 //!
 //! **Test mode**: payment requests come from `TestRequestGenerator`, so the QR codes look
 //! real but no wallet can pay them; the page says so. A background task sweeps every
-//! second, so an expired quote is replaced and the page picks up the new one by itself.
+//! second (expiring what ran out); the page's next poll fetches the session, which issues
+//! the new quote (quotes on demand), and the page picks it up by itself.
 
 mod page;
 
@@ -201,7 +202,7 @@ async fn sweep_forever(app: Shared) {
         match tokio::task::spawn_blocking(move || app.checkout.sweep(SWEEP_LIMIT)).await {
             Ok(Ok(report)) => {
                 for (id, e) in report.failed {
-                    eprintln!("sweep: no new quote for {id}: {e}");
+                    eprintln!("sweep: could not expire what ran out on {id}: {e}");
                 }
             }
             Ok(Err(e)) => eprintln!("sweep failed: {e}"),
@@ -329,26 +330,12 @@ async fn create_checkout(
     Ok(Redirect::to(&format!("/pay/{}", session.id())))
 }
 
-/// The session, with its quote brought up to date: a quote that ran out since the last
-/// sweep is replaced before it is shown.
+/// The session as its customer should see it: `Checkout::get` expires what ran out and
+/// issues a new quote if the session needs one (quotes on demand). If none can be made
+/// (no rate), the page says "getting a new quote" and the next load tries again.
 async fn current(app: &Shared, id: &str) -> Result<CheckoutSession, Failure> {
     let id: SessionId = id.parse().map_err(|_| Failure::NotFound)?;
-    blocking(app, move |c| {
-        let session = c.get(id)?;
-        let now = OffsetDateTime::now_utc();
-        let stale = session
-            .open_payment()
-            .is_some_and(|p| p.is_due_to_expire(now));
-        if !(stale || session.needs_quote(now)) {
-            return Ok(session);
-        }
-        if let Err(e) = c.refresh(id) {
-            // Shown as "getting a new quote" until a sweep succeeds.
-            eprintln!("refresh {id}: {e}");
-        }
-        c.get(id)
-    })
-    .await
+    blocking(app, move |c| c.get(id)).await
 }
 
 /// `GET /pay/{id}`: the hosted payment page.

@@ -372,7 +372,7 @@ fn behaves_like_the_memory_store() {
         .expect("update");
     checkout.deactivate(ids[4]).expect("deactivate");
 
-    // Quotes run out: the sweep expires and re-issues them (through `due`).
+    // Quotes run out: the sweep expires them (through `due`); a fetch re-issues one.
     clock.advance(Duration::hours(2));
     let swept = checkout.sweep(100).expect("sweep");
     assert!(!swept.updated.is_empty(), "nothing was due: {swept:?}");
