@@ -440,11 +440,11 @@ fn catalogue() -> Vec<Case> {
         // ---- amounts ---------------------------------------------------------------------
         case!("amount zero", |x| x.create(p("0", "USD")), E(Error::AmountNotPositive)),
         case!("amount negative", |x| x.create(p("-1.00", "USD")), E(Error::AmountNotPositive)),
-        case!("session expiry 4 minutes after creation", |x| x.create(p("10", "USD").expires_at(now() + time::Duration::minutes(4))),
+        case!("session expiry 4 minutes after creation", |x| x.create(p("10", "USD").expires_at(now() + Duration::minutes(4))),
             E(Error::InvalidExpiry { .. })),
         case!("session expiry in the past", |x| x.create(p("10", "USD").expires_at(at(0))),
             E(Error::InvalidExpiry { .. })),
-        case!("session expiry over a year ahead", |x| x.create(p("10", "USD").expires_at(now() + time::Duration::days(366))),
+        case!("session expiry over a year ahead", |x| x.create(p("10", "USD").expires_at(now() + Duration::days(366))),
             E(Error::InvalidExpiry { .. })),
         case!("session expiry beyond any date in JSON", |x| x.create_json(r#"{"amount":1,"currency":"USD","expires_at":9223372036854775807}"#),
             Json(_)),
