@@ -65,7 +65,8 @@ pub fn confirmation_policy() -> impl Strategy<Value = ConfirmationPolicy> {
 /// Valid session specs: any [`currency`] with a fitting amount, SATS or BTC as the target
 /// currency, any [`tolerance_hundredths`] and [`confirmation_policy`], Lightning, on-chain or
 /// both, a ttl of 5 to 20 minutes, the description `"initial"` and the metadata
-/// `{"order": "1001"}`.
+/// `{"order": "1001"}`; one spec in four with a session expiry 5 to 40 minutes after
+/// [`start_time`](super::start_time), the time specs are valid at (create sessions then).
 ///
 /// ```
 /// use bitcoin_checkout::testkit::model::ReferenceSession;
@@ -162,10 +163,9 @@ pub fn rate() -> impl Strategy<Value = Rate> {
 /// 1 to 100,000 sats per unit for the others; divided by 100,000,000 for a BTC target.
 ///
 /// ```
-/// use bitcoin_checkout::testkit::strategies::{rate_for, session_spec};
+/// use bitcoin_checkout::testkit::strategies::{rate_for, session_spec, start_time};
 /// use bitcoin_checkout::testkit::model::ReferenceSession;
 /// use proptest::prelude::*;
-/// use time::OffsetDateTime;
 ///
 /// proptest! {
 ///     #![proptest_config(ProptestConfig::with_cases(16))]
@@ -175,7 +175,8 @@ pub fn rate() -> impl Strategy<Value = Rate> {
 ///             (Just(spec), rate)
 ///         }),
 ///     ) {
-///         let now = OffsetDateTime::UNIX_EPOCH;
+///         // Specs are for sessions created at `start_time()` (their expiry is after it).
+///         let now = start_time();
 ///         let model = ReferenceSession::new(&spec, now)?;
 ///         let quoted = model.next_quote(&rate, now);
 ///         prop_assert!(
