@@ -123,9 +123,21 @@ pub enum Error {
         /// What was given (truncated).
         got: String,
     },
-    /// A hash or txid was not 64 hex digits.
+    /// A payment hash was not 64 hex digits.
     #[error("invalid hash {got:?}: expected 64 hex digits")]
     InvalidHash {
+        /// What was given (truncated).
+        got: String,
+    },
+    /// A txid was not 64 hex digits.
+    #[error("invalid txid {got:?}: expected 64 hex digits")]
+    InvalidTxid {
+        /// What was given (truncated).
+        got: String,
+    },
+    /// An outpoint was not `<txid>:<vout>` (a valid txid, a colon, a decimal `u32`).
+    #[error("invalid outpoint {got:?}: expected <64 hex digits>:<output index>")]
+    InvalidOutPoint {
         /// What was given (truncated).
         got: String,
     },
