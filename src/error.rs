@@ -67,7 +67,8 @@ pub enum Error {
     /// No payment method, or one this build cannot serve.
     #[error("at least one payment method (lightning, onchain) is required")]
     NoPaymentMethod,
-    /// A URL was not an absolute http(s) URL.
+    /// A URL did not parse, or was not an absolute `http://` or `https://` URL with a host
+    /// and no user info.
     #[error("{field} must be an absolute http or https URL")]
     InvalidUrl {
         /// The field name.

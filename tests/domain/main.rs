@@ -1,4 +1,4 @@
-//! The domain core through its public API: shapes, properties, scenarios, hostile input, fuzz regressions, chain data types and the layering of the crate.
+//! The domain core through its public API: shapes, properties, scenarios, hostile input, fuzz regressions, chain data types, URL validation and the layering of the crate.
 //!
 //! One test binary per area (each file a module), so CI links the crate a few times
 //! instead of once per file.
@@ -18,3 +18,4 @@ mod layers;
 mod properties;
 mod scenarios;
 mod smoke;
+mod urls;
