@@ -105,6 +105,15 @@ pub fn txid(n: u32) -> Txid {
     Txid::from_byte_array(b)
 }
 
+/// The PostgreSQL test server's connection string; a test that needs one fails (never
+/// skips) without it.
+pub fn pg_url() -> String {
+    std::env::var("BITCOIN_CHECKOUT_PG")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| panic!("BITCOIN_CHECKOUT_PG is not set: run scripts/test"))
+}
+
 /// A fresh directory under the system temp dir, removed when dropped.
 pub struct TempDir(std::path::PathBuf);
 
