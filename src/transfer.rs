@@ -222,9 +222,9 @@ impl TransferReport {
         }
     }
 
-    /// Sets the confirmations the transaction has (0 if unconfirmed, the default). Reports
-    /// with more confirmations than an earlier one raise the transfer's count; fewer never
-    /// lower it. Lightning transfers ignore it.
+    /// Sets the confirmations the transaction has (0 if unconfirmed, the default). A report
+    /// with more confirmations than an earlier one raises the transfer's; fewer never lower
+    /// them. A Lightning report keeps 0: it has no confirmations.
     ///
     /// ```
     /// use bitcoin_checkout::{OutPoint, Sats, TransferReport, Txid};
@@ -236,7 +236,9 @@ impl TransferReport {
     /// ```
     #[must_use]
     pub fn confirmations(mut self, confirmations: u32) -> Self {
-        self.confirmations = confirmations;
+        if let TransferKey::Onchain(_) = self.key {
+            self.confirmations = confirmations;
+        }
         self
     }
 
