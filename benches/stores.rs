@@ -22,7 +22,6 @@
 use std::sync::Mutex;
 
 use bitcoin_checkout::rates::FixedRates;
-use bitcoin_checkout::request::Hash32;
 use bitcoin_checkout::request::TestRequestGenerator;
 use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::rows::CommitRows;
@@ -47,10 +46,10 @@ fn service<S: Store>(store: S) -> Service<S> {
     Checkout::new(store, rates, TestRequestGenerator)
 }
 
-fn txid(n: u64) -> Hash32 {
+fn txid(n: u64) -> Txid {
     let mut b = [0x5au8; 32];
     b[..8].copy_from_slice(&n.to_be_bytes());
-    Hash32::from_bytes(b)
+    Txid::from_byte_array(b)
 }
 
 /// Times `measured` alone, running `other` (untimed) after each of its iterations: see the
@@ -258,13 +257,14 @@ fn session_with_transfers<S: Store>(
     let s = c.create(SessionParams::new(Decimal::from(1_000_000), usd()), None)?;
     let address = s.onchain_address().unwrap_or_default().to_owned();
     for i in 0..n {
-        c.record_transfer(TransferReport::onchain(
-            txid(base + i),
-            0,
-            address.as_str(),
-            Sats::new(1_000),
-            1,
-        ))?;
+        c.record_transfer(
+            TransferReport::onchain(
+                OutPoint::new(txid(base + i), 0),
+                address.as_str(),
+                Sats::new(1_000),
+            )
+            .confirmations(1),
+        )?;
     }
     Ok(s.id())
 }
@@ -281,7 +281,9 @@ fn bench_growth<S: Store>(
     // One report to `address`, timed.
     let mut record = |address: &str| {
         next += 1;
-        let report = TransferReport::onchain(txid(next), 0, address, Sats::new(1_000), 1);
+        let report =
+            TransferReport::onchain(OutPoint::new(txid(next), 0), address, Sats::new(1_000))
+                .confirmations(1);
         let started = std::time::Instant::now();
         let done = svc.record_transfer(report);
         let took = started.elapsed();

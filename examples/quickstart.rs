@@ -13,6 +13,7 @@
 
 use std::error::Error;
 
+use bitcoin_checkout::OutPoint;
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::TestRequestGenerator;
@@ -84,7 +85,12 @@ fn main() -> Result<(), Box<dyn Error>> {
                     .ok_or("no address")?;
                 let txid =
                     "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b".parse()?;
-                TransferReport::onchain(txid, 0, address, bitcoin_checkout::Sats::new(5_000), 1)
+                TransferReport::onchain(
+                    OutPoint::new(txid, 0),
+                    address,
+                    bitcoin_checkout::Sats::new(5_000),
+                )
+                .confirmations(1)
             }
             _ => {
                 let invoice = quote.request().lightning.as_ref().ok_or("no invoice")?;

@@ -78,7 +78,8 @@ pub enum Error {
     /// No payment method, or one this build cannot serve.
     #[error("at least one payment method (lightning, onchain) is required")]
     NoPaymentMethod,
-    /// A URL was not an absolute http(s) URL.
+    /// A URL did not parse, or was not an absolute `http://` or `https://` URL with a host
+    /// and no user info.
     #[error("{field} must be an absolute http or https URL")]
     InvalidUrl {
         /// The field name.
@@ -134,9 +135,21 @@ pub enum Error {
         /// What was given (truncated).
         got: String,
     },
-    /// A hash or txid was not 64 hex digits.
+    /// A payment hash was not 64 hex digits.
     #[error("invalid hash {got:?}: expected 64 hex digits")]
     InvalidHash {
+        /// What was given (truncated).
+        got: String,
+    },
+    /// A txid was not 64 hex digits.
+    #[error("invalid txid {got:?}: expected 64 hex digits")]
+    InvalidTxid {
+        /// What was given (truncated).
+        got: String,
+    },
+    /// An outpoint was not `<txid>:<vout>` (a valid txid, a colon, a decimal `u32`).
+    #[error("invalid outpoint {got:?}: expected <64 hex digits>:<output index>")]
+    InvalidOutPoint {
         /// What was given (truncated).
         got: String,
     },

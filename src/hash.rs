@@ -1,5 +1,6 @@
-//! 32-byte hashes as the core keeps them: Lightning payment hashes (and, for now, txids),
-//! written as 64 lowercase hex digits.
+//! 32-byte hashes as the core keeps them: Lightning payment hashes, written as 64 lowercase
+//! hex digits in byte order. Txids have their own type, shown in reversed byte order
+//! ([`crate::chain::Txid`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,7 +9,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
 
-/// A 32-byte hash written as 64 lowercase hex digits (payment hashes, txids).
+/// A 32-byte hash written as 64 lowercase hex digits in byte order (payment hashes).
+///
+/// Not for txids: those are [`Txid`](crate::chain::Txid), whose text is the reversed byte
+/// order wallets and explorers show.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hash32([u8; 32]);
 
@@ -22,19 +26,40 @@ impl Hash32 {
     pub const fn to_bytes(self) -> [u8; 32] {
         self.0
     }
+}
 
-    /// Calls `f` with the 64 lowercase hex digits, written without the formatting
-    /// machinery (hashes are in every stored transfer and event).
-    fn with_hex<R>(&self, f: impl FnOnce(&str) -> R) -> R {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 64];
-        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0x0f)];
-        }
-        // Always ASCII; the fallback is unreachable but keeps this total.
-        f(std::str::from_utf8(&out).unwrap_or_default())
+/// Calls `f` with the 64 lowercase hex digits of `bytes`, written without the formatting
+/// machinery (hashes and txids are in every stored transfer and event). `reversed` writes
+/// the last byte first, as txids are shown.
+pub(crate) fn with_hex<R>(bytes: &[u8; 32], reversed: bool, f: impl FnOnce(&str) -> R) -> R {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut bytes = *bytes;
+    if reversed {
+        bytes.reverse();
     }
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    }
+    // Always ASCII; the fallback is unreachable but keeps this total.
+    f(std::str::from_utf8(&out).unwrap_or_default())
+}
+
+/// The 32 bytes written by 64 hex digits (either case), or `None`. `reversed` reads the
+/// last byte first, as txids are shown.
+pub(crate) fn parse_hex(s: &str, reversed: bool) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    if reversed {
+        out.reverse();
+    }
+    Some(out)
 }
 
 /// The value of one hex digit.
@@ -49,7 +74,7 @@ fn nibble(c: u8) -> Option<u8> {
 
 impl fmt::Display for Hash32 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.with_hex(|hex| f.write_str(hex))
+        with_hex(&self.0, false, |hex| f.write_str(hex))
     }
 }
 
@@ -62,26 +87,17 @@ impl fmt::Debug for Hash32 {
 impl FromStr for Hash32 {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        let invalid = || Error::InvalidHash {
-            got: crate::money::truncate_for_error(s),
-        };
-        if s.len() != 64 {
-            return Err(invalid());
-        }
-        let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-            match (nibble(pair[0]), nibble(pair[1])) {
-                (Some(hi), Some(lo)) => *byte = (hi << 4) | lo,
-                _ => return Err(invalid()),
-            }
-        }
-        Ok(Self(out))
+        parse_hex(s, false)
+            .map(Self)
+            .ok_or_else(|| Error::InvalidHash {
+                got: crate::money::truncate_for_error(s),
+            })
     }
 }
 
 impl Serialize for Hash32 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.with_hex(|hex| s.serialize_str(hex))
+        with_hex(&self.0, false, |hex| s.serialize_str(hex))
     }
 }
 

@@ -4,6 +4,7 @@
 #[macro_use]
 mod forward;
 
+pub mod chain;
 pub mod clock;
 pub mod error;
 pub mod event;
@@ -28,6 +29,7 @@ pub mod transfer;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
 
+pub use chain::{OutPoint, Txid};
 pub use error::Error;
 pub use event::{EventType, SessionEvent};
 pub use id::{CheckoutLinkId, EndpointId, EventId, PaymentId, PaymentLinkId, SessionId};

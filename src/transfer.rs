@@ -7,25 +7,30 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 
+use crate::chain::OutPoint;
 use crate::error::Error;
-use crate::hash::{Hash32, PaymentHash};
+use crate::hash::PaymentHash;
 use crate::id::PaymentId;
 use crate::money::{Msats, Sats};
 
 /// The natural id of a transfer: the Lightning payment hash, or the on-chain outpoint.
 ///
-/// Written as `ln:<payment hash>` or `<txid>:<vout>`.
+/// Written as `ln:<payment hash>` or `<txid>:<vout>` (the txid as wallets and explorers
+/// show it; see [`crate::chain`] for the byte order).
+///
+/// ```
+/// use bitcoin_checkout::{OutPoint, TransferKey, Txid};
+///
+/// let key = TransferKey::Onchain(OutPoint::new(Txid::from_byte_array([0xab; 32]), 2));
+/// assert_eq!(key.to_string().parse::<TransferKey>()?, key);
+/// # Ok::<(), bitcoin_checkout::Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TransferKey {
     /// A Lightning payment, identified by its payment hash.
     Lightning(PaymentHash),
-    /// An on-chain output, identified by its transaction id and output index.
-    Onchain {
-        /// Transaction id, as wallets and explorers print it.
-        txid: Hash32,
-        /// Output index.
-        vout: u32,
-    },
+    /// An on-chain output, identified by its outpoint.
+    Onchain(OutPoint),
 }
 
 impl TransferKey {
@@ -42,7 +47,7 @@ impl fmt::Display for TransferKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Lightning(h) => write!(f, "ln:{h}"),
-            Self::Onchain { txid, vout } => write!(f, "{txid}:{vout}"),
+            Self::Onchain(outpoint) => fmt::Display::fmt(outpoint, f),
         }
     }
 }
@@ -59,16 +64,7 @@ impl FromStr for TransferKey {
         if let Some(hash) = s.strip_prefix("ln:") {
             return Ok(Self::Lightning(hash.parse()?));
         }
-        let (txid, vout) = s.split_once(':').ok_or_else(|| Error::InvalidHash {
-            got: crate::money::truncate_for_error(s),
-        })?;
-        let vout = vout.parse::<u32>().map_err(|_| Error::InvalidHash {
-            got: crate::money::truncate_for_error(s),
-        })?;
-        Ok(Self::Onchain {
-            txid: txid.parse()?,
-            vout,
-        })
+        Ok(Self::Onchain(s.parse()?))
     }
 }
 
@@ -192,31 +188,69 @@ impl TransferReport {
         }
     }
 
-    /// An on-chain output `txid:vout` paying `amount` to `address`, seen with `confirmations`.
+    /// An on-chain output paying `amount` to `address`, seen with no confirmation yet;
+    /// [`confirmations`](Self::confirmations) and [`signals_rbf`](Self::signals_rbf) add what
+    /// the watcher knows.
+    ///
+    /// The output is anything that converts into an [`OutPoint`]: the crate's own, or (feature
+    /// `onchain`) a `bitcoin::OutPoint`. However the txid was obtained (from the `bitcoin`
+    /// crate, its bytes or its text) the transfer key is the same, so it is counted once.
+    ///
+    /// ```
+    /// use bitcoin_checkout::{OutPoint, Sats, TransferReport, Txid};
+    ///
+    /// let txid: Txid = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b".parse()?;
+    /// let report = TransferReport::onchain(OutPoint::new(txid, 0), "bcrt1qexample", Sats::new(5_000))
+    ///     .confirmations(1)
+    ///     .signals_rbf(false);
+    /// assert_eq!(report.key().to_string(), format!("{txid}:0"));
+    /// assert_eq!(report.address(), Some("bcrt1qexample"));
+    /// # Ok::<(), bitcoin_checkout::Error>(())
+    /// ```
     pub fn onchain(
-        txid: Hash32,
-        vout: u32,
+        outpoint: impl Into<OutPoint>,
         address: impl Into<String>,
         amount: Sats,
-        confirmations: u32,
     ) -> Self {
         Self {
-            key: TransferKey::Onchain { txid, vout },
+            key: TransferKey::Onchain(outpoint.into()),
             amount: amount.to_msats(),
             address: Some(address.into()),
-            confirmations,
+            confirmations: 0,
             rbf: false,
             reversed: false,
         }
     }
 
-    /// Marks the transaction as signalling replace-by-fee.
+    /// Sets the confirmations the transaction has (0 if unconfirmed, the default). A report
+    /// with more confirmations than an earlier one raises the transfer's; fewer never lower
+    /// them. A Lightning report keeps 0: it has no confirmations.
+    ///
+    /// ```
+    /// use bitcoin_checkout::{OutPoint, Sats, TransferReport, Txid};
+    ///
+    /// let output = OutPoint::new(Txid::from_byte_array([1; 32]), 0);
+    /// let seen = TransferReport::onchain(output, "bcrt1qexample", Sats::new(1_000));
+    /// let confirmed = seen.clone().confirmations(6);
+    /// assert_eq!(seen.key(), confirmed.key()); // the same transfer, further along
+    /// ```
+    #[must_use]
+    pub fn confirmations(mut self, confirmations: u32) -> Self {
+        if let TransferKey::Onchain(_) = self.key {
+            self.confirmations = confirmations;
+        }
+        self
+    }
+
+    /// Marks the transaction as signalling replace-by-fee (or not, the default).
+    #[must_use]
     pub fn signals_rbf(mut self, rbf: bool) -> Self {
         self.rbf = rbf;
         self
     }
 
     /// Marks the transfer as reversed (double spent, or its block reorganised away).
+    #[must_use]
     pub fn reversed(mut self) -> Self {
         self.reversed = true;
         self

@@ -28,6 +28,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
+use bitcoin_checkout::{OutPoint, Txid};
 use bitcoin_checkout::money::{ExchangeRate, MAX_MONEY_SATS, MSATS_PER_SAT, Msats, Sats};
 use bitcoin_checkout::request::Hash32;
 use bitcoin_checkout::session::SessionChange;
@@ -249,10 +250,10 @@ fn invoice_hash(n: u32) -> PaymentHash {
     Hash32::from_bytes(b)
 }
 
-fn txid(n: u32) -> Hash32 {
+fn txid(n: u32) -> Txid {
     let mut b = [0xabu8; 32];
     b[28..].copy_from_slice(&n.to_be_bytes());
-    Hash32::from_bytes(b)
+    Txid::from_byte_array(b)
 }
 
 fn currency(c: CurrencyChoice) -> Currency {
@@ -363,13 +364,7 @@ impl Report {
     fn build(&self) -> TransferReport {
         let r = match self.key {
             TransferKey::Lightning(hash) => TransferReport::lightning(hash, self.amount),
-            TransferKey::Onchain { txid, vout } => TransferReport::onchain(
-                txid,
-                vout,
-                self.address.clone().unwrap_or_default(),
-                Sats::new(self.amount.get() / MSATS_PER_SAT),
-                self.confirmations,
-            ),
+            TransferKey::Onchain(OutPoint { txid, vout }) => TransferReport::onchain(OutPoint::new(txid, vout), self.address.clone().unwrap_or_default(), Sats::new(self.amount.get() / MSATS_PER_SAT)).confirmations(self.confirmations),
         };
         let r = r.signals_rbf(self.rbf);
         if self.reversed { r.reversed() } else { r }
@@ -715,21 +710,12 @@ impl Run {
                 reversed,
             } => {
                 self.txids += 1;
-                let key = TransferKey::Onchain {
-                    txid: txid(self.txids),
-                    vout: u32::from(*vout),
-                };
+                let key = TransferKey::Onchain(OutPoint::new(txid(self.txids), u32::from(*vout)));
                 match self.onchain_quote_target() {
                     // No quote yet, so no address to pay.
                     None => {
                         must_fail = true;
-                        let r = TransferReport::onchain(
-                            txid(self.txids),
-                            0,
-                            ADDRESS,
-                            Sats::new(1000),
-                            1,
-                        );
+                        let r = TransferReport::onchain(OutPoint::new(txid(self.txids), 0), ADDRESS, Sats::new(1000)).confirmations(1);
                         self.session.record_transfer(r, self.now)
                     }
                     Some(target) => {
@@ -751,13 +737,7 @@ impl Run {
             Command::PayWrongAddress { sats } => {
                 must_fail = true;
                 self.txids += 1;
-                let r = TransferReport::onchain(
-                    txid(self.txids),
-                    0,
-                    WRONG_ADDRESS,
-                    Sats::new(u64::from(*sats).max(1)),
-                    6,
-                );
+                let r = TransferReport::onchain(OutPoint::new(txid(self.txids), 0), WRONG_ADDRESS, Sats::new(u64::from(*sats).max(1))).confirmations(6);
                 self.session.record_transfer(r, self.now)
             }
             Command::Rereport {

@@ -30,31 +30,43 @@ pub(crate) fn check_text(
     Ok(())
 }
 
-/// Checks an optional URL: absolute `http://` or `https://` with a host, no whitespace or
-/// control characters, at most 2048 bytes.
+/// Checks an optional URL: an absolute `http://` or `https://` URL that the WHATWG URL
+/// parser (the `url` crate, what browsers use) reads, with a host and no user info, at most
+/// 2048 bytes, no whitespace, control characters or backslashes.
 ///
-/// This is deliberately stricter than a general URL parser: redirect targets shown to
-/// customers should be plain absolute web URLs.
+/// The URL is stored as given, not in the parser's normalised form: the parser only
+/// decides, so what the merchant wrote is what they read back. Because of that, what the
+/// parser would silently repair is refused instead, so the stored text means the same to
+/// every reader: whitespace and control characters (the parser strips or drops them), a
+/// backslash (it reads it as `/`), and a scheme not followed by `//` and a host
+/// (`http:shop.example` and `http:///shop.example` parse as `http://shop.example/`). User
+/// info (`https://user:pw@host/`, even an empty one) is refused: it puts credentials where
+/// every page and webhook shows them, and `https://shop.example@evil.example/` is a classic
+/// phishing form.
 pub(crate) fn check_url(field: &'static str, value: Option<&str>) -> Result<(), Error> {
     let Some(v) = value else { return Ok(()) };
     let invalid = Error::InvalidUrl { field };
-    if v.len() > MAX_URL_LEN || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if v.len() > MAX_URL_LEN
+        || v.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
         return Err(invalid);
     }
-    let lower = v.get(..8).unwrap_or(v).to_ascii_lowercase();
-    let rest = if lower.starts_with("https://") {
-        &v[8..]
-    } else if lower.starts_with("http://") {
-        &v[7..]
-    } else {
+    let Ok(url) = url::Url::parse(v) else {
         return Err(invalid);
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    let host = host.split(':').next().unwrap_or("");
-    let host_ok = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']'));
-    if host_ok { Ok(()) } else { Err(invalid) }
+    // The authority as written: `http:///host` and `http:host` parse as `http://host/`, and
+    // `https://@host/` as `https://host/` (an empty user info is still one).
+    let authority = v
+        .get(url.scheme().len()..)
+        .and_then(|rest| rest.strip_prefix("://"))
+        .and_then(|rest| rest.split(['/', '?', '#']).next())
+        .unwrap_or_default();
+    let ok = matches!(url.scheme(), "http" | "https")
+        && !authority.is_empty()
+        && !authority.contains('@')
+        && url.host().is_some()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if ok { Ok(()) } else { Err(invalid) }
 }

@@ -1,6 +1,5 @@
 //! Shared fixtures for the integration tests: a fixed clock, fake payment requests and rates.
 
-use bitcoin_checkout::request::Hash32;
 use bitcoin_checkout::*;
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
@@ -97,10 +96,22 @@ pub fn types(events: &[SessionEvent]) -> Vec<&str> {
     events.iter().map(|e| e.event_type.as_str()).collect()
 }
 
-pub fn txid(n: u32) -> Hash32 {
+/// The `n`th txid, shown as `abab…ab` and `n` in 8 hex digits (as the snapshots hold it).
+pub fn txid(n: u32) -> Txid {
     let mut b = [0xabu8; 32];
     b[28..].copy_from_slice(&n.to_be_bytes());
-    Hash32::from_bytes(b)
+    // `b` is the order shown; a txid keeps the reverse (internal byte order).
+    b.reverse();
+    Txid::from_byte_array(b)
+}
+
+/// The PostgreSQL test server's connection string; a test that needs one fails (never
+/// skips) without it.
+pub fn pg_url() -> String {
+    std::env::var("BITCOIN_CHECKOUT_PG")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| panic!("BITCOIN_CHECKOUT_PG is not set: run scripts/test"))
 }
 
 /// A fresh directory under the system temp dir, removed when dropped.

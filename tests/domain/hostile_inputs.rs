@@ -192,11 +192,9 @@ fn ctx() -> Ctx {
         .expect("session");
     clock.set(at(1));
     let pending = TransferReport::onchain(
-        txid(1),
-        0,
+        OutPoint::new(txid(1), 0),
         TestRequestGenerator::address(s.id()),
         Sats::new(5_000),
-        0,
     );
     c.record_transfer(pending).expect("pending transfer");
 
@@ -676,6 +674,32 @@ fn catalogue() -> Vec<Case> {
             E(Error::SuccessUrlAndMessage)),
         case!("success_url by update onto a session with a message", |x| x.update(SessionUpdate::new().success_url("https://shop.example/ok")),
             E(Error::SuccessUrlAndMessage)),
+        case!("success_url http://[ (unclosed IPv6 host)", |x| x.create(p("10", "USD").success_url("http://[")),
+            E(Error::InvalidUrl { field: "success_url" })),
+        case!("success_url http://[::1 (unclosed IPv6 host)", |x| x.create(p("10", "USD").success_url("http://[::1/ok")),
+            E(Error::InvalidUrl { field: "success_url" })),
+        case!("success_url with a non-numeric port", |x| x.create(p("10", "USD").success_url("http://h:abc")),
+            E(Error::InvalidUrl { field: "success_url" })),
+        case!("success_url with a port above 65535", |x| x.create(p("10", "USD").success_url("https://shop.example:65536/ok")),
+            E(Error::InvalidUrl { field: "success_url" })),
+        case!("success_url with user and password", |x| x.create(p("10", "USD").success_url("http://user:pw@host/")),
+            E(Error::InvalidUrl { field: "success_url" })),
+        case!("success_url with a user name (phishing form)", |x| x.create(p("10", "USD").success_url("https://shop.example@evil.example/ok")),
+            E(Error::InvalidUrl { field: "success_url" })),
+        case!("success_url with an empty user info", |x| x.create(p("10", "USD").success_url("https://@shop.example/ok")),
+            E(Error::InvalidUrl { field: "success_url" })),
+        case!("success_url without slashes (http:host)", |x| x.create(p("10", "USD").success_url("http:shop.example/ok")),
+            E(Error::InvalidUrl { field: "success_url" })),
+        case!("success_url with a backslash (read as a slash)", |x| x.create(p("10", "USD").success_url("https://shop.example\\@evil.example/")),
+            E(Error::InvalidUrl { field: "success_url" })),
+        case!("success_url with a forbidden host character", |x| x.create(p("10", "USD").success_url("https://shop<example/ok")),
+            E(Error::InvalidUrl { field: "success_url" })),
+        case!("success_url with an invalid IPv4 host", |x| x.create(p("10", "USD").success_url("http://256.256.256.256/")),
+            E(Error::InvalidUrl { field: "success_url" })),
+        case!("cancel_url with user info by update", |x| x.update(SessionUpdate::new().cancel_url("https://user:pw@shop.example/cancel")),
+            E(Error::InvalidUrl { field: "cancel_url" })),
+        case!("title_image http://[ by update", |x| x.update(SessionUpdate::new().title_image("http://[")),
+            E(Error::InvalidUrl { field: "title_image" })),
         case!("success_url ftp: in update JSON", |x| x.update_json(r#"{"success_message":null,"success_url":"ftp://x.example"}"#),
             E(Error::InvalidUrl { field: "success_url" })),
 
@@ -705,9 +729,34 @@ fn catalogue() -> Vec<Case> {
             E(Error::InvalidId { expected_prefix: "pi_", .. })),
         case!("session id given as link id", |_x| LinkId::from_str(&format!("cs_{}", hex32())).refused(), E(Error::InvalidId { .. })),
         case!("transfer key with a short hash", |_x| TransferKey::from_str("ln:abcd").refused(), E(Error::InvalidHash { .. })),
-        case!("transfer key without vout", |_x| TransferKey::from_str(&"ab".repeat(32)).refused(), E(Error::InvalidHash { .. })),
+        case!("transfer key without vout", |_x| TransferKey::from_str(&"ab".repeat(32)).refused(), E(Error::InvalidOutPoint { .. })),
         case!("transfer key with non-hex txid", |_x| TransferKey::from_str(&format!("{}:0", "zz".repeat(32))).refused(),
-            E(Error::InvalidHash { .. })),
+            E(Error::InvalidTxid { .. })),
+        case!("transfer key with a '+1' vout (a second spelling of output 1)", |_x| TransferKey::from_str(&format!("{}:+1", "ab".repeat(32))).refused(),
+            E(Error::InvalidOutPoint { .. })),
+
+        // ---- chain data ------------------------------------------------------------------
+        case!("txid of 63 hex digits", |_x| Txid::from_str(&"a".repeat(63)).refused(), E(Error::InvalidTxid { .. })),
+        case!("txid of 65 hex digits", |_x| Txid::from_str(&"a".repeat(65)).refused(), E(Error::InvalidTxid { .. })),
+        case!("txid empty", |_x| Txid::from_str("").refused(), E(Error::InvalidTxid { got }) if got.is_empty()),
+        case!("txid with a non-hex digit", |_x| Txid::from_str(&format!("{}g", "a".repeat(63))).refused(), E(Error::InvalidTxid { .. })),
+        case!("txid spelled with '+' signs", |_x| Txid::from_str(&"+a".repeat(32)).refused(), E(Error::InvalidTxid { .. })),
+        case!("txid with a 0x prefix", |_x| Txid::from_str(&format!("0x{}", "a".repeat(62))).refused(), E(Error::InvalidTxid { .. })),
+        case!("txid of 64 non-ASCII bytes", |_x| Txid::from_str(&"é".repeat(32)).refused(), E(Error::InvalidTxid { .. })),
+        case!("txid of 1 MB (error truncated)", |_x| Txid::from_str(&"a".repeat(1 << 20)).refused(),
+            E(Error::InvalidTxid { got }) if got.chars().count() <= 16),
+        case!("txid as a number in JSON", |_x| serde_json::from_str::<Txid>("42").refused(), Json(_)),
+        case!("txid of 63 digits in JSON", |_x| serde_json::from_str::<Txid>(&format!("\"{}\"", "a".repeat(63))).refused(),
+            Json(e) if e.to_string().contains("invalid txid")),
+        case!("outpoint without vout", |_x| OutPoint::from_str(&"ab".repeat(32)).refused(), E(Error::InvalidOutPoint { .. })),
+        case!("outpoint with an empty vout", |_x| OutPoint::from_str(&format!("{}:", "ab".repeat(32))).refused(), E(Error::InvalidOutPoint { .. })),
+        case!("outpoint with a negative vout", |_x| OutPoint::from_str(&format!("{}:-1", "ab".repeat(32))).refused(), E(Error::InvalidOutPoint { .. })),
+        case!("outpoint with a leading zero in vout", |_x| OutPoint::from_str(&format!("{}:01", "ab".repeat(32))).refused(), E(Error::InvalidOutPoint { .. })),
+        case!("outpoint with vout 2^32", |_x| OutPoint::from_str(&format!("{}:4294967296", "ab".repeat(32))).refused(), E(Error::InvalidOutPoint { .. })),
+        case!("outpoint with a space before vout", |_x| OutPoint::from_str(&format!("{}: 1", "ab".repeat(32))).refused(), E(Error::InvalidOutPoint { .. })),
+        case!("outpoint with a short txid", |_x| OutPoint::from_str("abcd:0").refused(), E(Error::InvalidTxid { .. })),
+        case!("outpoint with two colons", |_x| OutPoint::from_str(&format!("{}:0:1", "ab".repeat(32))).refused(), E(Error::InvalidOutPoint { .. })),
+        case!("outpoint as an object in JSON", |_x| serde_json::from_str::<OutPoint>(r#"{"txid":"00","vout":0}"#).refused(), Json(_)),
         bug!("hash spelled with '+' signs",
             "BUG: Hash32::from_str parses each pair of characters with u8::from_str_radix, which accepts a leading '+': \"+a+a…\" (64 chars) is read as 0x0a0a…, so a non-hex string is accepted as a payment hash or txid (and one hash has several spellings)",
             |_x| Hash32::from_str(&"+a".repeat(32)).refused(), E(Error::InvalidHash { .. })),
@@ -770,31 +819,31 @@ fn catalogue() -> Vec<Case> {
         // ---- transfers -------------------------------------------------------------------
         case!("transfer to an unknown payment hash", |x| x.c.record_transfer(TransferReport::lightning(hash(999), Msats::new(1_000))).refused(),
             E(Error::UnknownPaymentRequest)),
-        case!("transfer to an unknown address", |x| x.c.record_transfer(TransferReport::onchain(txid(77), 0, BTC_ADDRESS, Sats::new(1_000), 1)).refused(),
+        case!("transfer to an unknown address", |x| x.c.record_transfer(TransferReport::onchain(OutPoint::new(txid(77), 0), BTC_ADDRESS, Sats::new(1_000)).confirmations(1)).refused(),
             E(Error::UnknownPaymentRequest)),
-        case!("on-chain transfer with no (empty) address", |x| x.c.record_transfer(TransferReport::onchain(txid(78), 0, "", Sats::new(1_000), 1)).refused(),
+        case!("on-chain transfer with no (empty) address", |x| x.c.record_transfer(TransferReport::onchain(OutPoint::new(txid(78), 0), "", Sats::new(1_000)).confirmations(1)).refused(),
             E(Error::UnknownPaymentRequest)),
-        case!("same transfer reported with another amount", |x| x.c.record_transfer(TransferReport::onchain(txid(1), 0, x.address(), Sats::new(6_000), 1)).refused(),
+        case!("same transfer reported with another amount", |x| x.c.record_transfer(TransferReport::onchain(OutPoint::new(txid(1), 0), x.address(), Sats::new(6_000)).confirmations(1)).refused(),
             E(Error::TransferAmountMismatch { first: 5_000_000, again: 6_000_000 })),
         case!("same transfer reported to another address", |x| {
             let other = TestRequestGenerator::address(x.dead);
-            x.c.record_transfer(TransferReport::onchain(txid(1), 0, other, Sats::new(5_000), 1)).refused()
+            x.c.record_transfer(TransferReport::onchain(OutPoint::new(txid(1), 0), other, Sats::new(5_000)).confirmations(1)).refused()
         }, E(Error::UnknownPaymentRequest)),
         case!("zero-amount Lightning transfer", |x| x.c.record_transfer(TransferReport::lightning(x.open_hash(), Msats::ZERO)).refused(),
             E(Error::AmountNotPositive)),
-        case!("zero-amount on-chain transfer", |x| x.c.record_transfer(TransferReport::onchain(txid(79), 0, x.address(), Sats::ZERO, 1)).refused(),
+        case!("zero-amount on-chain transfer", |x| x.c.record_transfer(TransferReport::onchain(OutPoint::new(txid(79), 0), x.address(), Sats::ZERO).confirmations(1)).refused(),
             E(Error::AmountNotPositive)),
         case!("Lightning transfer above 21M BTC", |x| x.c.record_transfer(TransferReport::lightning(x.open_hash(), Msats::new(MAX_MONEY_SATS * 1000 + 1))).refused(),
             E(Error::AmountTooLarge)),
         case!("Lightning transfer of u64::MAX msat", |x| x.c.record_transfer(TransferReport::lightning(x.open_hash(), Msats::new(u64::MAX))).refused(),
             E(Error::AmountTooLarge)),
-        case!("on-chain transfer above 21M BTC", |x| x.c.record_transfer(TransferReport::onchain(txid(80), 0, x.address(), Sats::new(MAX_MONEY_SATS + 1), 1)).refused(),
+        case!("on-chain transfer above 21M BTC", |x| x.c.record_transfer(TransferReport::onchain(OutPoint::new(txid(80), 0), x.address(), Sats::new(MAX_MONEY_SATS + 1)).confirmations(1)).refused(),
             E(Error::AmountTooLarge)),
         bug!("on-chain transfer of 2^64/1000 sats",
             "BUG: TransferReport::onchain converts with Sats::to_msats, an unchecked `sats * 1000` (Sats::new is public and unchecked): 18,446,744,073,709,552 sats overflow u64 msats, which panics ('attempt to multiply with overflow') in debug builds and in release builds wraps to 384 msat, a valid small amount that would be recorded instead of refused",
-            |x| x.c.record_transfer(TransferReport::onchain(txid(81), 0, x.address(), Sats::new(18_446_744_073_709_552), 1)).refused(),
+            |x| x.c.record_transfer(TransferReport::onchain(OutPoint::new(txid(81), 0), x.address(), Sats::new(18_446_744_073_709_552)).confirmations(1)).refused(),
             E(Error::AmountTooLarge)),
-        case!("on-chain transfer to a Lightning-only session (core)", |x| x.core_ln.record_transfer(TransferReport::onchain(txid(82), 0, ADDRESS, Sats::new(1_000), 1), now()).refused(),
+        case!("on-chain transfer to a Lightning-only session (core)", |x| x.core_ln.record_transfer(TransferReport::onchain(OutPoint::new(txid(82), 0), ADDRESS, Sats::new(1_000)).confirmations(1), now()).refused(),
             E(Error::MethodNotEnabled("onchain"))),
         case!("Lightning transfer to another session's invoice (core)", |x| x.core.record_transfer(TransferReport::lightning(hash(1), Msats::new(1_000)), now()).refused(),
             E(Error::UnknownPaymentRequest)),
@@ -881,7 +930,7 @@ fn catalogue() -> Vec<Case> {
         case!("issue a quote with stale terms", |x| {
             // Terms computed before 2,000 more sats arrived: the due has changed since.
             let mut earlier = x.core.clone();
-            let _ = earlier.record_transfer(TransferReport::onchain(txid(2), 0, x.address(), Sats::new(2_000), 0), at(700))?;
+            let _ = earlier.record_transfer(TransferReport::onchain(OutPoint::new(txid(2), 0), x.address(), Sats::new(2_000)), at(700))?;
             let terms = earlier.next_quote(pid(101), rate("1000", at(700)), at(700))?;
             let request = TestRequestGenerator.generate(&x.core, &terms)?;
             x.core.issue_quote(terms, request, at(700)).refused()

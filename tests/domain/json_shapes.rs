@@ -102,7 +102,8 @@ fn ln(n: u32, msat: u64) -> TransferReport {
 }
 
 fn chain(tx: u32, sats: u64, confirmations: u32) -> TransferReport {
-    TransferReport::onchain(txid(tx), 0, ADDRESS, Sats::new(sats), confirmations)
+    TransferReport::onchain(OutPoint::new(txid(tx), 0), ADDRESS, Sats::new(sats))
+        .confirmations(confirmations)
 }
 
 /// A $25.00 session with everything optional set, and its first quote at 1000 sats/USD.
@@ -539,7 +540,8 @@ fn storage_rows_rebuild_the_session_and_changes_name_their_payments() {
     rows.save(&s, &change);
     let change = s
         .record_transfer(
-            TransferReport::onchain(txid(1), 0, ADDRESS, Sats::new(20_000), 1),
+            TransferReport::onchain(OutPoint::new(txid(1), 0), ADDRESS, Sats::new(20_000))
+                .confirmations(1),
             at(20),
         )
         .expect("rest");

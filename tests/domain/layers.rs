@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// Top-level modules by layer, lowest first. Modules of one layer may use each other.
 const LAYERS: &[&[&str]] = &[
     // The domain core, values first.
-    &["json", "error", "money", "id", "hash", "metadata"],
+    &["json", "error", "money", "id", "hash", "chain", "metadata"],
     &["transfer"],
     &["payment"],
     &["event"],

@@ -1,4 +1,4 @@
-//! The domain core through its public API: shapes, properties, scenarios, hostile input, fuzz regressions and the layering of the crate.
+//! The domain core through its public API: shapes, properties, scenarios, hostile input, fuzz regressions, chain data types, URL validation and the layering of the crate.
 //!
 //! One test binary per area (each file a module), so CI links the crate a few times
 //! instead of once per file.
@@ -10,6 +10,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod chain_types;
 mod fidelity;
 mod fuzz_regressions;
 mod hostile_inputs;
@@ -19,3 +20,4 @@ mod properties;
 mod resolutions;
 mod scenarios;
 mod smoke;
+mod urls;

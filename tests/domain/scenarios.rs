@@ -30,8 +30,11 @@ fn evs(events: &[SessionEvent], now: OffsetDateTime) -> Vec<String> {
             }
             match e.transfer {
                 Some(TransferKey::Lightning(h)) => line += &format!(" ln#{}", tail(&h.to_bytes())),
-                Some(TransferKey::Onchain { txid, vout }) => {
-                    line += &format!(" tx#{}:{vout}", tail(&txid.to_bytes()))
+                Some(TransferKey::Onchain(OutPoint { txid, vout })) => {
+                    // The fixture's number is in the last digits shown: the first bytes kept.
+                    let mut shown = txid.to_byte_array();
+                    shown.reverse();
+                    line += &format!(" tx#{}:{vout}", tail(&shown))
                 }
                 None => {}
             }
@@ -48,7 +51,8 @@ fn ln(n: u32, msat: u64) -> TransferReport {
 }
 
 fn chain(tx: u32, sats: u64, confirmations: u32) -> TransferReport {
-    TransferReport::onchain(txid(tx), 0, ADDRESS, Sats::new(sats), confirmations)
+    TransferReport::onchain(OutPoint::new(txid(tx), 0), ADDRESS, Sats::new(sats))
+        .confirmations(confirmations)
 }
 
 /// Records a report that must be accepted; returns its events as lines.
@@ -419,11 +423,8 @@ fn payment_after_paid_is_overpaid() {
         ]
     );
     assert_eq!(
-        s.transfer(&TransferKey::Onchain {
-            txid: txid(1),
-            vout: 0
-        })
-        .map(|t| t.arrival),
+        s.transfer(&TransferKey::Onchain(OutPoint::new(txid(1), 0)))
+            .map(|t| t.arrival),
         Some(Arrival::AfterPaid)
     );
     assert_totals(&s, 10_000_000, 0, "10.00", "10.00");
@@ -662,13 +663,23 @@ fn a_later_rbf_signal_does_not_silently_uncount_a_counted_transfer() {
 #[test]
 fn onchain_transfer_to_another_address_is_refused() {
     let mut s = onchain_session(1);
-    let report = TransferReport::onchain(txid(1), 0, "bcrt1qsomebodyelse", Sats::new(10_000), 1);
+    let report = TransferReport::onchain(
+        OutPoint::new(txid(1), 0),
+        "bcrt1qsomebodyelse",
+        Sats::new(10_000),
+    )
+    .confirmations(1);
     assert_refused(&mut s, Error::UnknownPaymentRequest, |s| {
         s.record_transfer(report, at(10))
     });
     record(&mut s, chain(1, 10_000, 0), at(20));
     // A known output reported to another address is refused too.
-    let report = TransferReport::onchain(txid(1), 0, "bcrt1qsomebodyelse", Sats::new(10_000), 1);
+    let report = TransferReport::onchain(
+        OutPoint::new(txid(1), 0),
+        "bcrt1qsomebodyelse",
+        Sats::new(10_000),
+    )
+    .confirmations(1);
     assert_refused(&mut s, Error::UnknownPaymentRequest, |s| {
         s.record_transfer(report, at(30))
     });

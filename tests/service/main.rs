@@ -1,4 +1,4 @@
-//! The service and its ports: the checkout service, links, quoting once, webhooks, payment requests and the test kit.
+//! The service and its ports: the checkout service, servers with skewed clocks, links, quoting once, webhooks, payment requests and the test kit.
 //!
 //! One test binary per area (each file a module), so CI links the crate a few times
 //! instead of once per file.
@@ -11,6 +11,7 @@
 mod common;
 
 mod async_service;
+mod clock_skew;
 mod links;
 mod on_demand;
 mod payment_requests;

@@ -298,10 +298,7 @@ fn racing_creates_with_one_key_reserve_one_index_on_sqlite() {
 
 #[test]
 fn racing_creates_with_one_key_reserve_one_index_on_postgres() {
-    let url = std::env::var("BITCOIN_CHECKOUT_PG")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| panic!("BITCOIN_CHECKOUT_PG is not set: run scripts/test"));
+    let url = crate::common::pg_url();
     let schema = format!("q1_{}", SessionId::generate().as_uuid().simple());
     let store = Arc::new(
         bitcoin_checkout::store::PostgresStore::connect_in_schema(&url, &schema, 4)

@@ -119,7 +119,8 @@ fn each_session_gets_its_own_address_and_quotes_share_it() {
         "{addr_b}"
     );
     // A partial on-chain payment, then the rest to the same address on the next quote.
-    let half = TransferReport::onchain(txid(1), 0, addr_a, Sats::new(750), 1);
+    let half =
+        TransferReport::onchain(OutPoint::new(txid(1), 0), addr_a, Sats::new(750)).confirmations(1);
     let s = c.record_transfer(half).expect("recorded");
     let next = s.open_payment().expect("re-quoted");
     assert_eq!(next.request().onchain_address.as_deref(), Some(addr_a));
@@ -131,7 +132,8 @@ fn each_session_gets_its_own_address_and_quotes_share_it() {
             .as_ref()
             .map(|l| l.payment_hash)
     );
-    let rest = TransferReport::onchain(txid(2), 1, addr_a, next.target(), 1);
+    let rest =
+        TransferReport::onchain(OutPoint::new(txid(2), 1), addr_a, next.target()).confirmations(1);
     assert_eq!(
         c.record_transfer(rest).expect("recorded").status(),
         SessionStatus::Paid

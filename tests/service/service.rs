@@ -201,7 +201,12 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
         c.record_transfer(stray).unwrap_err(),
         ServiceError::Core(Error::UnknownPaymentRequest)
     );
-    let wrong_addr = TransferReport::onchain(txid(1), 0, "bcrt1qsomeoneelse", Sats::new(1_000), 1);
+    let wrong_addr = TransferReport::onchain(
+        OutPoint::new(txid(1), 0),
+        "bcrt1qsomeoneelse",
+        Sats::new(1_000),
+    )
+    .confirmations(1);
     assert_eq!(
         c.record_transfer(wrong_addr).unwrap_err(),
         ServiceError::Core(Error::UnknownPaymentRequest)

@@ -192,13 +192,12 @@ impl Integration for ForgetfulDedup {
             self.known_reports += 1;
             if self.known_reports.is_multiple_of(2) {
                 report = match key {
-                    TransferKey::Onchain { txid, vout } => TransferReport::onchain(
-                        txid,
-                        vout + 1000,
+                    TransferKey::Onchain(OutPoint { txid, vout }) => TransferReport::onchain(
+                        OutPoint::new(txid, vout + 1000),
                         report.address().unwrap_or_default(),
                         report.amount().to_sats_floor(),
-                        6,
-                    ),
+                    )
+                    .confirmations(6),
                     TransferKey::Lightning(hash) => {
                         let mut bytes = hash.to_bytes();
                         bytes[0] ^= 0xff;

@@ -65,6 +65,7 @@ use bitcoin_checkout::{
     PaymentId, PaymentMethod, PaymentStatus, Sats, SessionId, SessionParams, SessionState,
     SessionStatus, TargetCurrency, TransferKey, TransferReport,
 };
+use bitcoin_checkout::{OutPoint, Txid};
 use rust_decimal::Decimal;
 use time::OffsetDateTime;
 
@@ -419,12 +420,11 @@ impl Worker {
                 let sats = msats.div_ceil(1_000);
                 let confirmations = [0, 1, 1, 2, 0][self.rng.below(5) as usize];
                 TransferReport::onchain(
-                    self.txid(),
-                    self.rng.below(4) as u32,
+                    OutPoint::new(self.txid(), self.rng.below(4) as u32),
                     address,
                     Sats::new(sats),
-                    confirmations,
                 )
+                .confirmations(confirmations)
             }
             _ => return false,
         };
@@ -433,11 +433,11 @@ impl Worker {
     }
 
     /// A txid no other operation of the run uses.
-    fn txid(&self) -> Hash32 {
+    fn txid(&self) -> Txid {
         let mut b = [0xc5u8; 32];
         b[..4].copy_from_slice(&self.index.to_be_bytes());
         b[4..8].copy_from_slice(&self.op.to_be_bytes());
-        Hash32::from_bytes(b)
+        Txid::from_byte_array(b)
     }
 
     /// One more confirmation for an on-chain transfer of the working set.
@@ -457,16 +457,15 @@ impl Worker {
         };
         let s = &self.sessions[i];
         let t = s.transfer(&key).expect("transfer");
-        let TransferKey::Onchain { txid, vout } = key else {
+        let TransferKey::Onchain(OutPoint { txid, vout }) = key else {
             unreachable!()
         };
         let report = TransferReport::onchain(
-            txid,
-            vout,
+            OutPoint::new(txid, vout),
             s.onchain_address().expect("address"),
             Sats::new(t.amount.get() / 1_000),
-            t.confirmations + 1,
-        );
+        )
+        .confirmations(t.confirmations + 1);
         self.record(i, report, Some(true));
         true
     }
@@ -486,13 +485,12 @@ impl Worker {
         let t = s.transfer(&key).expect("transfer");
         let report = match key {
             TransferKey::Lightning(h) => TransferReport::lightning(h, t.amount),
-            TransferKey::Onchain { txid, vout } => TransferReport::onchain(
-                txid,
-                vout,
+            TransferKey::Onchain(OutPoint { txid, vout }) => TransferReport::onchain(
+                OutPoint::new(txid, vout),
                 s.onchain_address().expect("address"),
                 Sats::new(t.amount.get() / 1_000),
-                self.rng.range(0, u64::from(t.confirmations)) as u32,
-            ),
+            )
+            .confirmations(self.rng.range(0, u64::from(t.confirmations)) as u32),
         };
         self.record(i, report, Some(false));
         true

@@ -2,6 +2,7 @@
 //! clock and id seed, gives byte-identical sessions and events, twice on each store and on
 //! every store (memory, SQLite, PostgreSQL).
 
+use bitcoin_checkout::OutPoint;
 use bitcoin_checkout::clock::{ManualClock, SeededIds};
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::TestRequestGenerator;
@@ -105,14 +106,16 @@ fn replay<S: Store>(store: S, seed: u64, steps: &[Step]) -> (Vec<String>, Vec<(u
                             bitcoin_checkout::PaymentId::from_uuid(id.as_uuid())
                         }),
                     );
+                    let txid = bitcoin_checkout::Txid::from_byte_array(txid.to_bytes());
                     let vout = u32::try_from(i).unwrap_or(0);
-                    let _ = checkout.record_transfer(TransferReport::onchain(
-                        txid,
-                        vout,
-                        address.to_owned(),
-                        Sats::new(u64::from(sats)),
-                        confs,
-                    ));
+                    let _ = checkout.record_transfer(
+                        TransferReport::onchain(
+                            OutPoint::new(txid, vout),
+                            address.to_owned(),
+                            Sats::new(u64::from(sats)),
+                        )
+                        .confirmations(confs),
+                    );
                 }
             }
             Step::Advance { secs } => clock.advance(Duration::seconds(i64::from(secs))),

@@ -17,7 +17,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
-use bitcoin_checkout::request::{Hash32, TestRequestGenerator};
+use bitcoin_checkout::request::TestRequestGenerator;
 use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{
     Commit, IdempotencyRecord, ListQuery, Page, PostgresStore, Store, StoreError, StoredEvent,
@@ -26,6 +26,7 @@ use bitcoin_checkout::{
     Checkout, CheckoutSession, Currency, EventType, PaymentHash, Sats, SessionId, SessionParams,
     SessionStatus, TargetCurrency, TransferKey, TransferReport,
 };
+use bitcoin_checkout::{OutPoint, Txid};
 use rust_decimal::Decimal;
 use time::OffsetDateTime;
 
@@ -115,10 +116,10 @@ fn rates() -> FixedRates {
 }
 
 /// A 32-byte txid made from a session id and a number.
-fn txid(session: SessionId, n: u8) -> Hash32 {
+fn txid(session: SessionId, n: u8) -> Txid {
     let mut b = [n; 32];
     b[..16].copy_from_slice(session.as_uuid().as_bytes());
-    Hash32::from_bytes(b)
+    Txid::from_byte_array(b)
 }
 
 /// The size of each output of session `index`: every fifth session is underpaid
@@ -132,12 +133,14 @@ fn transfers_for(index: usize, session: SessionId) -> Vec<TransferReport> {
     (0..OUTPUTS)
         .map(|n| {
             TransferReport::onchain(
-                txid(session, u8::try_from(n % 8).expect("small")),
-                u32::try_from(n).expect("small"),
+                OutPoint::new(
+                    txid(session, u8::try_from(n % 8).expect("small")),
+                    u32::try_from(n).expect("small"),
+                ),
                 TestRequestGenerator::address(session),
                 Sats::new(output_sats(index)),
-                1,
             )
+            .confirmations(1)
         })
         .collect()
 }

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
+use bitcoin_checkout::OutPoint;
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
-use bitcoin_checkout::request::{Hash32, TestRequestGenerator};
+use bitcoin_checkout::request::TestRequestGenerator;
 use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{PostgresStore, Store, StoredEvent};
 use bitcoin_checkout::{
@@ -67,13 +68,14 @@ fn transfers_for(session: &CheckoutSession) -> Vec<TransferReport> {
     for n in 0..4u8 {
         let mut b = [n; 32];
         b[..16].copy_from_slice(session.id().as_uuid().as_bytes());
-        out.push(TransferReport::onchain(
-            Hash32::from_bytes(b),
-            u32::from(n),
-            TestRequestGenerator::address(session.id()),
-            Sats::new(2_500),
-            1,
-        ));
+        out.push(
+            TransferReport::onchain(
+                OutPoint::new(bitcoin_checkout::Txid::from_byte_array(b), u32::from(n)),
+                TestRequestGenerator::address(session.id()),
+                Sats::new(2_500),
+            )
+            .confirmations(1),
+        );
     }
     out
 }

@@ -19,7 +19,7 @@ use std::time::{Duration as StdDuration, Instant};
 use bitcoin_checkout::clock::{Clock, ManualClock};
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::rates::RateSource;
-use bitcoin_checkout::request::{Hash32, PaymentRequestGenerator, TestRequestGenerator};
+use bitcoin_checkout::request::{PaymentRequestGenerator, TestRequestGenerator};
 use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::session::{SessionChange, SessionUpdate};
 use bitcoin_checkout::store::{
@@ -32,6 +32,7 @@ use bitcoin_checkout::{
     PaymentRequest, Sats, SessionId, SessionParams, SessionStatus, TargetCurrency, TransferKey,
     TransferReport,
 };
+use bitcoin_checkout::{OutPoint, Txid};
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
 
@@ -139,10 +140,10 @@ fn dollars(cents: i64) -> Decimal {
 }
 
 /// A 32-byte hash made from a session id and a number (txids of made-up transactions).
-fn txid(session: SessionId, n: u8) -> Hash32 {
+fn txid(session: SessionId, n: u8) -> Txid {
     let mut b = [n; 32];
     b[..16].copy_from_slice(session.as_uuid().as_bytes());
-    Hash32::from_bytes(b)
+    Txid::from_byte_array(b)
 }
 
 fn first_hash(session: &CheckoutSession) -> PaymentHash {
@@ -348,7 +349,12 @@ fn behaves_like_the_memory_store() {
         .expect("lightning");
     let addr = TestRequestGenerator::address(ids[0]);
     let chain = |n: u8, conf: u32| {
-        TransferReport::onchain(txid(ids[0], n), 0, addr.clone(), Sats::new(3_000), conf)
+        TransferReport::onchain(
+            OutPoint::new(txid(ids[0], n), 0),
+            addr.clone(),
+            Sats::new(3_000),
+        )
+        .confirmations(conf)
     };
     checkout.record_transfer(chain(1, 0)).expect("pending");
     checkout.record_transfer(chain(1, 0)).expect("duplicate");
@@ -462,10 +468,7 @@ fn behaves_like_the_memory_store() {
     mirror.find_by_address(&addr).expect("address");
     mirror.find_by_address("bcrt1qnope").expect("address");
     mirror
-        .find_by_transfer(&TransferKey::Onchain {
-            txid: txid(ids[0], 2),
-            vout: 0,
-        })
+        .find_by_transfer(&TransferKey::Onchain(OutPoint::new(txid(ids[0], 2), 0)))
         .expect("transfer");
     mirror.find_by_payment_hash(&first_hash(&s1)).expect("hash");
 }
@@ -901,12 +904,11 @@ fn lost_connections_are_replaced() {
         kill();
         // Commits through the service (which retries retryable errors).
         let report = TransferReport::onchain(
-            txid(s.id(), round),
-            0,
+            OutPoint::new(txid(s.id(), round), 0),
             TestRequestGenerator::address(s.id()),
             Sats::new(1_000),
-            1,
-        );
+        )
+        .confirmations(1);
         checkout
             .record_transfer(report)
             .expect("record after reconnect");
@@ -970,13 +972,14 @@ fn transfers_for(session: &CheckoutSession) -> Vec<TransferReport> {
         Msats::new(2_000_000),
     )];
     for n in 0..4u8 {
-        out.push(TransferReport::onchain(
-            txid(session.id(), n),
-            u32::from(n),
-            TestRequestGenerator::address(session.id()),
-            Sats::new(2_500),
-            1,
-        ));
+        out.push(
+            TransferReport::onchain(
+                OutPoint::new(txid(session.id(), n), u32::from(n)),
+                TestRequestGenerator::address(session.id()),
+                Sats::new(2_500),
+            )
+            .confirmations(1),
+        );
     }
     out
 }

@@ -17,13 +17,14 @@ use std::time::Instant;
 
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
-use bitcoin_checkout::request::{Hash32, TestRequestGenerator};
+use bitcoin_checkout::request::TestRequestGenerator;
 use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{ListQuery, SqliteStore, Store, StoredEvent};
 use bitcoin_checkout::{
     Checkout, CheckoutSession, Currency, EventType, Msats, PaymentMethod, Sats, SessionId,
     SessionParams, SessionStatus, TargetCurrency, TransferKey, TransferReport,
 };
+use bitcoin_checkout::{OutPoint, Txid};
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
 
@@ -55,11 +56,11 @@ fn service(path: &Path, clock: &Arc<ManualClock>) -> Service {
     Checkout::new(store, rates, TestRequestGenerator).with_clock(Arc::clone(clock))
 }
 
-fn txid(session: SessionId, n: u32) -> Hash32 {
+fn txid(session: SessionId, n: u32) -> Txid {
     let mut b = [0u8; 32];
     b[..16].copy_from_slice(session.as_uuid().as_bytes());
     b[28..].copy_from_slice(&n.to_be_bytes());
-    Hash32::from_bytes(b)
+    Txid::from_byte_array(b)
 }
 
 /// The distinct transfers of the sessions (key → session, amount) and every report made
@@ -85,12 +86,11 @@ fn plan(
         for n in 0..OUTPUTS {
             let report = |confirmations| {
                 TransferReport::onchain(
-                    txid(s.id(), n),
-                    n,
+                    OutPoint::new(txid(s.id(), n), n),
                     TestRequestGenerator::address(s.id()),
                     Sats::new(OUTPUT_SATS),
-                    confirmations,
                 )
+                .confirmations(confirmations)
             };
             distinct.insert(report(1).key(), (s.id(), report(1).amount()));
             reports.push(report(0));

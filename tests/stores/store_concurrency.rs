@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
-use bitcoin_checkout::request::{Hash32, TestRequestGenerator};
+use bitcoin_checkout::request::TestRequestGenerator;
 use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{MemoryStore, Store, StoredEvent};
 use bitcoin_checkout::testkit::ObservedStore;
@@ -22,6 +22,7 @@ use bitcoin_checkout::{
     Checkout, CheckoutSession, Currency, EventType, Msats, PaymentMethod, Sats, SessionId,
     SessionParams, SessionStatus, TargetCurrency, TransferKey, TransferReport,
 };
+use bitcoin_checkout::{OutPoint, Txid};
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
 
@@ -52,11 +53,11 @@ fn service<S: Store>(store: S, clock: &Arc<ManualClock>) -> Service<S> {
 }
 
 /// The txid of output `n` paid to a session: distinct per session and output.
-fn txid(session: SessionId, n: u32) -> Hash32 {
+fn txid(session: SessionId, n: u32) -> Txid {
     let mut b = [0u8; 32];
     b[..16].copy_from_slice(session.as_uuid().as_bytes());
     b[28..].copy_from_slice(&n.to_be_bytes());
-    Hash32::from_bytes(b)
+    Txid::from_byte_array(b)
 }
 
 /// The transfers every thread reports, known before they start: per session, a Lightning
@@ -86,12 +87,11 @@ impl Plan {
             for n in 0..OUTPUTS {
                 let report = |confirmations| {
                     TransferReport::onchain(
-                        txid(s.id(), n),
-                        n,
+                        OutPoint::new(txid(s.id(), n), n),
                         address.clone(),
                         Sats::new(OUTPUT_SATS),
-                        confirmations,
                     )
+                    .confirmations(confirmations)
                 };
                 distinct.insert(report(1).key(), (s.id(), report(1).amount()));
                 reports.push(report(0));

@@ -423,14 +423,17 @@ CREATE TABLE address_index (
                 .expect("pay a part");
         }
         clock.advance(Duration::seconds(1));
-        let txid = TestRequestGenerator::payment_hash(bitcoin_checkout::PaymentId::generate());
-        c.record_transfer(TransferReport::onchain(
-            txid,
-            0,
-            TestRequestGenerator::address(s.id()),
-            bitcoin_checkout::Sats::new(1_000),
-            1,
-        ))
+        let txid = bitcoin_checkout::Txid::from_byte_array(
+            TestRequestGenerator::payment_hash(bitcoin_checkout::PaymentId::generate()).to_bytes(),
+        );
+        c.record_transfer(
+            TransferReport::onchain(
+                bitcoin_checkout::OutPoint::new(txid, 0),
+                TestRequestGenerator::address(s.id()),
+                bitcoin_checkout::Sats::new(1_000),
+            )
+            .confirmations(1),
+        )
         .expect("pay on chain");
         s.id()
     }
@@ -738,15 +741,16 @@ CREATE TABLE address_index (
         let b = c
             .create(SessionParams::new(Decimal::new(2500, 2), usd()), None)
             .expect("b");
-        let txid = TestRequestGenerator::payment_hash(bitcoin_checkout::PaymentId::generate());
+        let txid = bitcoin_checkout::Txid::from_byte_array(
+            TestRequestGenerator::payment_hash(bitcoin_checkout::PaymentId::generate()).to_bytes(),
+        );
         let to = |id| {
             TransferReport::onchain(
-                txid,
-                0,
+                bitcoin_checkout::OutPoint::new(txid, 0),
                 TestRequestGenerator::address(id),
                 bitcoin_checkout::Sats::new(1_000),
-                1,
             )
+            .confirmations(1)
         };
         clock.advance(Duration::seconds(1));
         c.record_transfer(to(a.id())).expect("recorded on a");

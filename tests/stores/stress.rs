@@ -41,7 +41,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use bitcoin_checkout::clock::ManualClock;
 use bitcoin_checkout::rates::FixedRates;
-use bitcoin_checkout::request::{Hash32, TestRequestGenerator};
+use bitcoin_checkout::request::TestRequestGenerator;
 use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{MemoryStore, Store, StoredEvent};
 use bitcoin_checkout::testkit::ObservedStore;
@@ -49,6 +49,7 @@ use bitcoin_checkout::{
     Arrival, Checkout, ConfirmationPolicy, Currency, EventType, Msats, Sats, SessionId,
     SessionParams, SessionStatus, TargetCurrency, TransferKey, TransferReport,
 };
+use bitcoin_checkout::{OutPoint, Txid};
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
 
@@ -158,11 +159,11 @@ fn service<S: Store>(store: S, clock: &Arc<ManualClock>) -> Service<S> {
 }
 
 /// The txid of on-chain output `k` to session `id`: distinct per session and output.
-fn txid(id: SessionId, k: u32) -> Hash32 {
+fn txid(id: SessionId, k: u32) -> Txid {
     let mut b = [0u8; 32];
     b[..16].copy_from_slice(id.as_uuid().as_bytes());
     b[28..].copy_from_slice(&k.to_be_bytes());
-    Hash32::from_bytes(b)
+    Txid::from_byte_array(b)
 }
 
 /// One report to make (several times if it was picked as a duplicate).
@@ -208,12 +209,11 @@ impl Plan {
                 outputs += 1;
                 let id = sessions[session];
                 let report = TransferReport::onchain(
-                    txid(id, k),
-                    k % 4,
+                    OutPoint::new(txid(id, k), k % 4),
                     TestRequestGenerator::address(id),
                     Sats::new(1_000 + 100 * u64::from(k % 5)),
-                    1,
-                );
+                )
+                .confirmations(1);
                 onchain.insert(report.key(), (session, report.amount()));
                 items.push(Item::Onchain(report));
             }

@@ -21,9 +21,11 @@ pub fn hash(n: u32) -> Hash32 {
     Hash32::from_bytes(b)
 }
 
-/// An on-chain report of `sats` to `ADDRESS` in transaction `hash(txid)`, unconfirmed.
+/// An on-chain report of `sats` to `ADDRESS` in the transaction with the bytes of
+/// `hash(txid)`, unconfirmed.
 pub fn onchain(txid: u32, sats: u64) -> TransferReport {
-    TransferReport::onchain(hash(txid), 0, ADDRESS, Sats::new(sats), 0)
+    let txid = Txid::from_byte_array(hash(txid).to_bytes());
+    TransferReport::onchain(OutPoint::new(txid, 0), ADDRESS, Sats::new(sats))
 }
 
 /// The session, with its quote issued at `t0`.

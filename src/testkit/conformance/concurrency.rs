@@ -6,7 +6,8 @@ use std::sync::Barrier;
 
 use time::{Duration, OffsetDateTime};
 
-use super::fixtures::{Ck, Draft, dollars, events_of, fresh_hash, paid_events, rates, t0, usd};
+use super::fixtures::{Ck, Draft, dollars, events_of, fresh_txid, paid_events, rates, t0, usd};
+use crate::chain::OutPoint;
 use crate::clock::ManualClock;
 use crate::id::SessionId;
 use crate::money::{Msats, Sats};
@@ -34,7 +35,12 @@ pub fn check_racing_commits<S: Store>(store: &S) {
                 let mut c = d.clone();
                 let vout = u32::try_from(i).unwrap_or(0);
                 c.record(
-                    TransferReport::onchain(fresh_hash(), vout, c.address(), Sats::new(1_000), 1),
+                    TransferReport::onchain(
+                        OutPoint::new(fresh_txid(), vout),
+                        c.address(),
+                        Sats::new(1_000),
+                    )
+                    .confirmations(1),
                     now,
                 );
                 c
@@ -178,14 +184,13 @@ pub fn check_service_lifecycle<S: Store>(store: &S) {
 
     // A partial on-chain payment, confirmed.
     clock.advance(Duration::seconds(5));
-    let txid = fresh_hash();
+    let txid = fresh_txid();
     let chain = TransferReport::onchain(
-        txid,
-        1,
+        OutPoint::new(txid, 1),
         TestRequestGenerator::address(id),
         Sats::new(5_000),
-        1,
-    );
+    )
+    .confirmations(1);
     let s = ck.svc(
         "partial on-chain payment",
         checkout.record_transfer(chain.clone()),

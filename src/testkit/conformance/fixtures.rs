@@ -6,6 +6,7 @@ use std::fmt::{Debug, Display};
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
 
+use crate::chain::Txid;
 use crate::event::EventType;
 use crate::id::{EventId, PaymentId, SessionId};
 use crate::money::{Currency, Msats, TargetCurrency};
@@ -35,9 +36,14 @@ pub(super) fn rates() -> FixedRates {
     FixedRates::new().with(usd(), TargetCurrency::Sats, Decimal::from(1_000))
 }
 
-/// A fresh, unique 32-byte hash (for txids and unknown payment hashes).
+/// A fresh, unique 32-byte hash (for unknown payment hashes).
 pub(super) fn fresh_hash() -> Hash32 {
     TestRequestGenerator::payment_hash(PaymentId::generate())
+}
+
+/// A fresh, unique txid.
+pub(super) fn fresh_txid() -> Txid {
+    Txid::from_byte_array(fresh_hash().to_bytes())
 }
 
 /// A session being built through the core, with what its next commit must carry.

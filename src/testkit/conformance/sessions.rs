@@ -6,7 +6,8 @@ use std::sync::Barrier;
 use rust_decimal::Decimal;
 use time::Duration;
 
-use super::fixtures::{Ck, Draft, dollars, fresh_hash, t0, usd};
+use super::fixtures::{Ck, Draft, dollars, fresh_hash, fresh_txid, t0, usd};
+use crate::chain::OutPoint;
 use crate::id::{EventId, SessionId};
 use crate::metadata::{Metadata, MetadataValue};
 use crate::money::{Currency, Msats, Sats, TargetCurrency};
@@ -91,9 +92,18 @@ pub fn check_round_trip<S: Store>(store: &S) {
     // Lightning funds for the expired quote (counted, flagged), an on-chain transfer
     // waiting for confirmations (RBF), and one confirmed that is reversed later.
     d.record(TransferReport::lightning(first, Msats::new(5_000_000)), t1);
-    let pending = TransferReport::onchain(fresh_hash(), 0, d.address(), Sats::new(3_000), 0);
+    let pending = TransferReport::onchain(
+        OutPoint::new(fresh_txid(), 0),
+        d.address(),
+        Sats::new(3_000),
+    );
     d.record(pending.signals_rbf(true), t1);
-    let reversed = TransferReport::onchain(fresh_hash(), 1, d.address(), Sats::new(4_000), 2);
+    let reversed = TransferReport::onchain(
+        OutPoint::new(fresh_txid(), 1),
+        d.address(),
+        Sats::new(4_000),
+    )
+    .confirmations(2);
     d.record(reversed.clone(), t1);
     d.quote(t1);
     ck.commit(&mut d);
@@ -129,10 +139,20 @@ pub fn check_round_trip<S: Store>(store: &S) {
         .target_currency(TargetCurrency::Btc)
         .payment_methods([PaymentMethod::Onchain]);
     let mut gone = Draft::new(params, t);
-    let part = TransferReport::onchain(fresh_hash(), 0, gone.address(), Sats::new(10_000), 1);
+    let part = TransferReport::onchain(
+        OutPoint::new(fresh_txid(), 0),
+        gone.address(),
+        Sats::new(10_000),
+    )
+    .confirmations(1);
     gone.record(part, t + Duration::seconds(1));
     gone.deactivate(t + Duration::seconds(2));
-    let late = TransferReport::onchain(fresh_hash(), 3, gone.address(), Sats::new(1_000), 6);
+    let late = TransferReport::onchain(
+        OutPoint::new(fresh_txid(), 3),
+        gone.address(),
+        Sats::new(1_000),
+    )
+    .confirmations(6);
     gone.record(late, t + Duration::seconds(3));
     ck.eq(
         "fixture: deactivated status",
@@ -168,7 +188,12 @@ pub fn check_stale_version_conflict<S: Store>(store: &S) {
     let t2 = t + Duration::minutes(11);
     stale.quote(t2);
     let new_hash = stale.open_hash();
-    let report = TransferReport::onchain(fresh_hash(), 0, stale.address(), Sats::new(2_000), 1);
+    let report = TransferReport::onchain(
+        OutPoint::new(fresh_txid(), 0),
+        stale.address(),
+        Sats::new(2_000),
+    )
+    .confirmations(1);
     let key = report.key();
     stale.record(report, t2);
     ck.conflict(
@@ -460,7 +485,11 @@ pub fn check_lookups<S: Store>(store: &S) {
 
     // An on-chain transfer in a later commit.
     let t2 = t + Duration::seconds(20);
-    let onchain = TransferReport::onchain(fresh_hash(), 5, a.address(), Sats::new(1_000), 0);
+    let onchain = TransferReport::onchain(
+        OutPoint::new(fresh_txid(), 5),
+        a.address(),
+        Sats::new(1_000),
+    );
     let onchain_key = onchain.key();
     a.record(onchain, t2);
     ck.commit(&mut a);
@@ -473,7 +502,12 @@ pub fn check_lookups<S: Store>(store: &S) {
     ck.eq("address of a, later", find_addr(&a.address()), Some(a.id()));
 
     // A transfer of b.
-    let for_b = TransferReport::onchain(fresh_hash(), 0, b.address(), Sats::new(1_000), 1);
+    let for_b = TransferReport::onchain(
+        OutPoint::new(fresh_txid(), 0),
+        b.address(),
+        Sats::new(1_000),
+    )
+    .confirmations(1);
     let b_key = for_b.key();
     b.record(for_b, t2);
     ck.commit(&mut b);
@@ -509,10 +543,12 @@ pub fn check_transfer_updated<S: Store>(store: &S) {
     ck.commit(&mut d);
 
     let sats = Sats::new(d.open_msats().get() / 1_000);
-    let txid = fresh_hash();
+    let txid = fresh_txid();
     let address = d.address();
-    let report =
-        |confirmations| TransferReport::onchain(txid, 0, address.clone(), sats, confirmations);
+    let report = |confirmations| {
+        TransferReport::onchain(OutPoint::new(txid, 0), address.clone(), sats)
+            .confirmations(confirmations)
+    };
     let key = report(0).key();
     d.record(report(0), t + Duration::seconds(2));
     ck.commit(&mut d);

@@ -9,12 +9,13 @@ use time::OffsetDateTime;
 use super::state::Details;
 #[cfg(doc)]
 use super::state::ReferenceSession;
+use crate::chain::{OutPoint, Txid};
 use crate::error::Error;
 use crate::metadata::{MAX_KEYS, Metadata, MetadataPatch, MetadataValue};
 use crate::money::{
     Currency, ExchangeRate, MAX_MONEY_SATS, MSATS_PER_SAT, Msats, Sats, TargetCurrency,
 };
-use crate::request::{Hash32, PaymentHash};
+use crate::request::PaymentHash;
 use crate::session::{DEFAULT_FIAT_TTL_SECS, SessionParams, SessionUpdate};
 use crate::transfer::{ConfirmationPolicy, PaymentMethod, TransferKey, TransferReport};
 
@@ -249,7 +250,7 @@ pub enum Report {
     /// An on-chain output.
     Onchain {
         /// The transaction id.
-        txid: Hash32,
+        txid: Txid,
         /// The output index.
         vout: u32,
         /// The address paid.
@@ -270,10 +271,7 @@ impl Report {
     pub fn key(&self) -> TransferKey {
         match self {
             Self::Lightning { hash, .. } => TransferKey::Lightning(*hash),
-            Self::Onchain { txid, vout, .. } => TransferKey::Onchain {
-                txid: *txid,
-                vout: *vout,
-            },
+            Self::Onchain { txid, vout, .. } => TransferKey::Onchain(OutPoint::new(*txid, *vout)),
         }
     }
 
@@ -346,9 +344,9 @@ impl Report {
                 reversed,
             } => {
                 let sats = Sats::new((*sats).min(MAX_MONEY_SATS + 1));
-                let r =
-                    TransferReport::onchain(*txid, *vout, address.clone(), sats, *confirmations)
-                        .signals_rbf(*rbf);
+                let r = TransferReport::onchain(OutPoint::new(*txid, *vout), address.clone(), sats)
+                    .confirmations(*confirmations)
+                    .signals_rbf(*rbf);
                 if *reversed { r.reversed() } else { r }
             }
         }

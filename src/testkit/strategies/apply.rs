@@ -10,9 +10,9 @@ use super::fixtures::{
 };
 use super::harness::{Harness, same};
 use super::integration::Integration;
+use crate::chain::{OutPoint, Txid};
 use crate::error::Error;
 use crate::money::{MSATS_PER_SAT, Msats};
-use crate::request::Hash32;
 use crate::session::{CheckoutSession, FlagResolution};
 use crate::testkit::model::{Mismatch, Rate, ReferenceSession, Report, UpdateSpec, unix_ms};
 use crate::transfer::TransferKey;
@@ -147,7 +147,7 @@ impl<I: Integration> Harness<I> {
                 msats: t.amount.get(),
                 reversed: false,
             },
-            TransferKey::Onchain { txid, vout } => Report::Onchain {
+            TransferKey::Onchain(OutPoint { txid, vout }) => Report::Onchain {
                 txid,
                 vout,
                 address: ADDRESS.into(),
@@ -183,7 +183,7 @@ impl<I: Integration> Harness<I> {
         u64::try_from(v).unwrap_or(u64::MAX)
     }
 
-    fn next_txid(&mut self) -> Hash32 {
+    fn next_txid(&mut self) -> Txid {
         let tx = txid(self.next_tx);
         self.next_tx = self.next_tx.wrapping_add(1);
         tx

@@ -4,6 +4,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::chain::Txid;
 use crate::id::{PaymentId, SessionId};
 use crate::request::{Hash32, LightningInvoice, PaymentHash, PaymentRequest};
 use crate::session::QuoteTerms;
@@ -35,11 +36,13 @@ pub fn invoice_hash(n: u32) -> PaymentHash {
     Hash32::from_bytes(b)
 }
 
-/// The `n`th transaction id.
-pub fn txid(n: u32) -> Hash32 {
+/// The `n`th transaction id, shown as `abab…ab` and `n` in 8 hex digits.
+pub fn txid(n: u32) -> Txid {
     let mut b = [0xabu8; 32];
     b[28..].copy_from_slice(&n.to_be_bytes());
-    Hash32::from_bytes(b)
+    // `b` is the order shown; a txid keeps the reverse (internal byte order).
+    b.reverse();
+    Txid::from_byte_array(b)
 }
 
 /// The payment request the harness makes for the `n`th quote: invoice [`invoice_hash`]`(n)`
