@@ -832,12 +832,12 @@ fn catalogue() -> Vec<Case> {
             S(ServiceError::InvalidIdempotencyKey)),
 
         // ---- links -----------------------------------------------------------------------
-        case!("open an expired link", |x| x.c.open_link(x.expired_link).refused(), E(Error::LinkExpired)),
-        case!("open a deactivated link", |x| x.c.open_link(x.dead_link).refused(),
+        case!("open an expired link", |x| x.c.open_link(x.expired_link, None).refused(), E(Error::LinkExpired)),
+        case!("open a deactivated link", |x| x.c.open_link(x.dead_link, None).refused(),
             E(Error::InvalidTransition { action: "open", status: "deactivated" })),
-        case!("open an unknown link", |x| x.c.open_link(LinkId::Payment(PaymentLinkId::generate())).refused(),
+        case!("open an unknown link", |x| x.c.open_link(LinkId::Payment(PaymentLinkId::generate()), None).refused(),
             S(ServiceError::UnknownLink(LinkId::Payment(_)))),
-        case!("open an unknown checkout link", |x| x.c.open_link(LinkId::Checkout(CheckoutLinkId::generate())).refused(),
+        case!("open an unknown checkout link", |x| x.c.open_link(LinkId::Checkout(CheckoutLinkId::generate()), None).refused(),
             S(ServiceError::UnknownLink(LinkId::Checkout(_)))),
         case!("deactivate a link twice", |x| x.c.deactivate_link(x.dead_link).refused(),
             E(Error::InvalidTransition { action: "deactivate", status: "deactivated" })),

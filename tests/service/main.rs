@@ -12,6 +12,7 @@ mod common;
 
 mod async_service;
 mod links;
+mod lost_commits;
 mod payment_requests;
 mod quote_once;
 mod real_requests;

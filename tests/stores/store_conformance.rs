@@ -312,7 +312,7 @@ CREATE TABLE idempotency (
         let link = c
             .create_payment_link(SessionParams::new(Decimal::new(500, 2), usd()), None)
             .expect("link");
-        let linked = c.open_link(link.id()).expect("open");
+        let linked = c.open_link(link.id(), None).expect("open");
         let plain = c
             .create(SessionParams::new(Decimal::new(700, 2), usd()), None)
             .expect("create");
@@ -355,7 +355,7 @@ CREATE TABLE idempotency (
         let again = c
             .create_checkout_link(SessionParams::new(Decimal::new(500, 2), usd()), None)
             .expect("link");
-        let opened = c.open_link(again.id()).expect("open");
+        let opened = c.open_link(again.id(), None).expect("open");
         assert_eq!(store.link_sessions(again.id()), Ok(vec![opened.id()]));
         store.close().expect("close");
         // Opening the upgraded file again applies nothing more.
