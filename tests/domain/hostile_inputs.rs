@@ -26,7 +26,8 @@ use bitcoin_checkout::request::{
 };
 use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::store::{
-    IdempotencyRecord, LinkStore, ListQuery, MemoryStore, Store, StoredEvent,
+    IdempotencyRecord, LinkStore, ListQuery, ListQueryError, MemoryStore, Store, StoreError,
+    StoredEvent,
 };
 use bitcoin_checkout::webhook::{
     SecretError, SignatureHeader, Verifier, VerifyError, WebhookSecret,
@@ -283,10 +284,7 @@ impl Ctx {
     fn snapshot(&self) -> Snapshot {
         let listed = self
             .store
-            .list(&ListQuery {
-                limit: Some(100),
-                ..ListQuery::default()
-            })
+            .list(&ListQuery::new().limit(100))
             .expect("list")
             .data;
         let mut ids: Vec<SessionId> = listed.iter().map(CheckoutSession::id).collect();
@@ -829,6 +827,18 @@ fn catalogue() -> Vec<Case> {
         case!("idempotency key of 256 chars", |x| x.c.create(p("25.00", "USD"), Some(&"k".repeat(256))).refused(),
             S(ServiceError::InvalidIdempotencyKey)),
         case!("idempotency key of 256 multibyte chars", |x| x.c.create(p("25.00", "USD"), Some(&"é".repeat(256))).refused(),
+            S(ServiceError::InvalidIdempotencyKey)),
+
+        // ---- lists ---------------------------------------------------------------------
+        case!("list with both cursors", |x| x.c.list(&ListQuery::new().starting_after(x.dead).ending_before(x.paid)).refused(),
+            S(ServiceError::Store(StoreError::InvalidQuery(ListQueryError::ConflictingCursors)))),
+        case!("list with limit 0", |x| x.c.list(&ListQuery::new().limit(0)).refused(),
+            S(ServiceError::Store(StoreError::InvalidQuery(ListQueryError::LimitOutOfRange { limit: 0, max: 100 })))),
+        case!("list with limit 101", |x| x.c.list(&ListQuery::new().limit(101)).refused(),
+            S(ServiceError::Store(StoreError::InvalidQuery(ListQueryError::LimitOutOfRange { limit: 101, max: 100 })))),
+        case!("list with limit usize::MAX", |x| x.c.list(&ListQuery::new().limit(usize::MAX)).refused(),
+            S(ServiceError::Store(StoreError::InvalidQuery(ListQueryError::LimitOutOfRange { .. })))),
+        case!("open a link with an empty idempotency key", |x| x.c.open_link(x.expired_link, Some("")).refused(),
             S(ServiceError::InvalidIdempotencyKey)),
 
         // ---- links -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ mod common;
 
 mod async_service;
 mod links;
+mod lookups;
 mod lost_commits;
 mod payment_requests;
 mod quote_once;

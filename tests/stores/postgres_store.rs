@@ -396,20 +396,17 @@ fn behaves_like_the_memory_store() {
         Some(SessionStatus::Deactivated),
     ] {
         for limit in [1, 2, 3, 100] {
-            let mut q = ListQuery {
-                status,
-                limit: Some(limit),
-                ..ListQuery::default()
-            };
+            let mut q = ListQuery::new().limit(limit);
+            q.status = status;
             loop {
                 let page = mirror.list(&q).expect("list");
                 let Some(last) = page.data.last() else { break };
                 let first = page.data[0].id();
                 mirror
-                    .list(&ListQuery {
-                        ending_before: Some(first),
-                        starting_after: None,
-                        ..q.clone()
+                    .list(&{
+                        let mut previous = q.clone().ending_before(first);
+                        previous.starting_after = None;
+                        previous
                     })
                     .expect("previous page");
                 if !page.has_more {
@@ -420,17 +417,17 @@ fn behaves_like_the_memory_store() {
         }
         // An unknown cursor: an empty page.
         mirror
-            .list(&ListQuery {
-                status,
-                starting_after: Some(SessionId::generate()),
-                ..ListQuery::default()
+            .list(&{
+                let mut q = ListQuery::new().starting_after(SessionId::generate());
+                q.status = status;
+                q
             })
             .expect("unknown cursor");
         mirror
-            .list(&ListQuery {
-                status,
-                ending_before: Some(SessionId::generate()),
-                ..ListQuery::default()
+            .list(&{
+                let mut q = ListQuery::new().ending_before(SessionId::generate());
+                q.status = status;
+                q
             })
             .expect("unknown cursor");
     }
@@ -745,12 +742,7 @@ fn lookups_list_and_due() {
         store.find_by_address("bcrt1qunknown").expect("address"),
         None
     );
-    let page = store
-        .list(&ListQuery {
-            limit: Some(2),
-            ..ListQuery::default()
-        })
-        .expect("list");
+    let page = store.list(&ListQuery::new().limit(2)).expect("list");
     assert_eq!(
         page.data
             .iter()
@@ -946,7 +938,9 @@ fn servers_starting_together_migrate_once() {
     // Each migration applied once.
     assert_eq!(
         versions,
-        ["1", "2", "3", "4"].map(|v| Some(v.to_owned())).to_vec()
+        ["1", "2", "3", "4", "5"]
+            .map(|v| Some(v.to_owned()))
+            .to_vec()
     );
     // A database migrated by a newer crate is refused rather than misread.
     admin(&format!(
