@@ -119,9 +119,19 @@ fn statement(shape: usize, dialect: Dialect) -> String {
         #[cfg(not(feature = "postgres"))]
         Dialect::Postgres => "",
     };
-    let mut from = String::from("FROM sessions s");
-    let mut filter = String::from(" WHERE 1 = 1");
     let has = |bit: usize| shape & bit != 0;
+    // The lookups start from their index whatever the planner guesses of the other
+    // filters (SQLite has no statistics unless ANALYZE ran): the metadata rows first (a
+    // CROSS JOIN keeps SQLite's join order; PostgreSQL plans it as any join), else the
+    // `source_id` index.
+    let mut from = match (has(METADATA), has(SOURCE), dialect) {
+        (true, _, _) => String::from("FROM session_metadata m CROSS JOIN sessions s"),
+        (false, true, Dialect::Sqlite) => {
+            String::from("FROM sessions s INDEXED BY sessions_by_source")
+        }
+        _ => String::from("FROM sessions s"),
+    };
+    let mut filter = String::from(" WHERE 1 = 1");
     let newer = has(CURSOR) && has(NEWER);
     if has(CURSOR) {
         from.push_str(", sessions c");
@@ -139,7 +149,6 @@ fn statement(shape: usize, dialect: Dialect) -> String {
     }
     if has(METADATA) {
         // From the metadata table's (key, value) index to the few sessions it names.
-        from.push_str(", session_metadata m");
         let (key, value) = (next(), next());
         filter.push_str(&format!(
             " AND m.key = {key} AND m.value = {value} AND s.id = m.session_id"

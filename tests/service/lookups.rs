@@ -1,7 +1,7 @@
 //! Finding sessions through the service (issue #13, point 10): by `source_id`, by a
 //! metadata key and value (how a shop finds the session of an order), by creation time,
-//! and the refusal of queries no page can answer, on the in-memory store and a real
-//! SQLite database.
+//! and the refusal of queries no page can answer, on the in-memory store, a real SQLite
+//! database and PostgreSQL.
 
 use crate::common;
 

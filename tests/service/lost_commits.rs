@@ -1,7 +1,7 @@
 //! Retries after a commit whose answer was lost (issue #13, point 7): the store wrote the
 //! commit, then failed as a PostgreSQL COMMIT cut off does, with a retryable backend error.
 //! The service retries; the retry must answer with what the first attempt did, and do it
-//! once. Run over the in-memory store and a real SQLite database.
+//! once. Run over the in-memory store, a real SQLite database and PostgreSQL.
 
 use crate::common;
 

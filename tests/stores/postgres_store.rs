@@ -1116,3 +1116,40 @@ fn many_servers_record_overlapping_transfers() {
         conflicts.load(Ordering::Relaxed)
     );
 }
+
+/// The lookup filters' statements can be answered from their indexes (issue #13: a shop's
+/// lookup by order number must not read every session). With sequential scans priced out,
+/// the plan of each statement shape `store::list_sql` builds names the index.
+#[test]
+fn the_lookup_filters_can_use_their_indexes_on_postgres() {
+    let schemas = Schemas::new();
+    let name = schemas.fresh();
+    let store = PostgresStore::connect_in_schema(&pg_url(), &name, 2).expect("connect");
+    for (sql, index) in [
+        (
+            "SELECT s.id FROM session_metadata m CROSS JOIN sessions s \
+             WHERE 1 = 1 AND m.key = 'order' AND m.value = '1001' AND s.id = m.session_id \
+             ORDER BY s.created DESC, s.id DESC LIMIT 11",
+            "session_metadata_pkey",
+        ),
+        (
+            "SELECT s.id FROM sessions s WHERE 1 = 1 AND s.source_id = 'wc_1001' \
+             ORDER BY s.created DESC, s.id DESC LIMIT 11",
+            "sessions_by_source",
+        ),
+    ] {
+        let plan: Vec<String> = admin(&format!(
+            "SET search_path TO \"{name}\"; SET enable_seqscan = off; EXPLAIN {sql}"
+        ))
+        .expect("explain")
+        .into_iter()
+        .flatten()
+        .collect();
+        assert!(plan.iter().any(|l| l.contains(index)), "{sql}: {plan:#?}");
+        assert!(
+            !plan.iter().any(|l| l.contains("Seq Scan")),
+            "{sql}: {plan:#?}"
+        );
+    }
+    store.close();
+}

@@ -247,3 +247,71 @@ impl Store for SqliteStore {
         self.write(|tx| commit::release_idempotency(tx, &row))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::list_sql::ListStatement;
+
+    /// What SQLite plans for a listing statement, one detail line per step.
+    fn plan(store: &SqliteStore, statement: &ListStatement) -> Vec<String> {
+        store
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql))
+                    .map_err(backend)?;
+                let params = statement.params.iter().map(|p| match p {
+                    ListParam::Int(i) => rusqlite::types::Value::Integer(*i),
+                    ListParam::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                });
+                stmt.query_map(rusqlite::params_from_iter(params), |row| {
+                    row.get::<_, String>(3)
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)
+            })
+            .expect("plan")
+    }
+
+    /// The `source_id` and metadata filters start from their index, never a scan of the
+    /// sessions (issue #13: a shop's lookup by order number must not read every session).
+    #[test]
+    fn the_lookup_filters_are_answered_from_their_indexes() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        for (query, index) in [
+            (ListQuery::new().source_id("wc_1001"), "sessions_by_source"),
+            (
+                ListQuery::new().metadata("order", "1001"),
+                "SEARCH m USING PRIMARY KEY",
+            ),
+            (
+                ListQuery::new()
+                    .metadata("order", "1001")
+                    .status(crate::SessionStatus::Paid)
+                    .starting_after(SessionId::generate()),
+                "SEARCH m USING PRIMARY KEY",
+            ),
+            (
+                ListQuery::new()
+                    .source_id("wc_1001")
+                    .status(crate::SessionStatus::Paid)
+                    .created_gte(OffsetDateTime::UNIX_EPOCH),
+                "sessions_by_source",
+            ),
+        ] {
+            let statement = list_statement(&query, Dialect::Sqlite).expect("statement");
+            let plan = plan(&store, &statement);
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{query:?}: {plan:?}"
+            );
+            assert!(
+                !plan
+                    .iter()
+                    .any(|step| step.starts_with("SCAN s") || step.starts_with("SCAN m")),
+                "{query:?} scans: {plan:?}"
+            );
+        }
+    }
+}
