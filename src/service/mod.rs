@@ -335,7 +335,25 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
             .ok_or(ServiceError::UnknownSession(id))
     }
 
-    /// Sessions newest first.
+    /// Sessions newest first, filtered and paged by `query` (by status, `source_id`, a
+    /// metadata key and value, a creation range; see [`ListQuery`]). A query with both
+    /// cursors or a limit outside 1 to 100 is refused
+    /// ([`StoreError::InvalidQuery`], kind [`ErrorKind::InvalidInput`]).
+    ///
+    /// ```
+    /// # use bitcoin_checkout::rates::FixedRates;
+    /// # use bitcoin_checkout::request::TestRequestGenerator;
+    /// # use bitcoin_checkout::store::{ListQuery, MemoryStore};
+    /// # use bitcoin_checkout::{Checkout, Currency, Decimal, Metadata, MetadataValue, SessionParams, TargetCurrency};
+    /// # let usd = Currency::from_code("USD")?;
+    /// # let rates = FixedRates::new().with(usd, TargetCurrency::Sats, Decimal::from(1_000));
+    /// let checkout = Checkout::new(MemoryStore::new(), rates, TestRequestGenerator);
+    /// let order = Metadata::from_pairs([("order", MetadataValue::from(1001))])?;
+    /// let s = checkout.create(SessionParams::new(Decimal::ONE, usd).metadata(order), None)?;
+    /// let found = checkout.list(&ListQuery::new().metadata("order", "1001"))?;
+    /// assert_eq!(found.data[0].id(), s.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn list(&self, query: &ListQuery) -> Result<Page, ServiceError> {
         self.retry_store(|| self.store.list(query))
     }
