@@ -3,6 +3,7 @@
 use time::OffsetDateTime;
 
 use crate::id::SessionId;
+use crate::json::millis::truncate;
 use crate::session::{CheckoutSession, SessionStatus};
 
 /// Most sessions one page holds.
@@ -45,9 +46,11 @@ pub struct ListQuery {
     /// Only sessions whose metadata has this key with a value written as this text
     /// (`"1001"` finds both `"order": "1001"` and `"order": 1001`).
     pub metadata: Option<(String, String)>,
-    /// Only sessions created at or after this time (whole milliseconds).
+    /// Only sessions created at or after this time (whole milliseconds: the part below a
+    /// millisecond is ignored).
     pub created_gte: Option<OffsetDateTime>,
-    /// Only sessions created before this time (whole milliseconds).
+    /// Only sessions created before this time (whole milliseconds: the part below a
+    /// millisecond is ignored).
     pub created_lt: Option<OffsetDateTime>,
 }
 
@@ -155,7 +158,52 @@ impl ListQuery {
                     .get(key)
                     .is_some_and(|v| v.text() == value)
             })
-            && self.created_gte.is_none_or(|t| created >= t)
-            && self.created_lt.is_none_or(|t| created < t)
+            // Bounds count in whole milliseconds, as stores keep times.
+            && self.created_gte.is_none_or(|t| created >= truncate(t))
+            && self.created_lt.is_none_or(|t| created < truncate(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{Metadata, MetadataValue};
+    use crate::money::Currency;
+    use crate::session::SessionParams;
+    use rust_decimal::Decimal;
+    use time::Duration;
+
+    #[test]
+    fn matches_is_every_filter_with_bounds_in_whole_milliseconds() {
+        let usd = Currency::from_code("USD").expect("USD");
+        let at = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let metadata =
+            Metadata::from_pairs([("order", MetadataValue::from(1001))]).expect("metadata");
+        let params = SessionParams::new(Decimal::ONE, usd)
+            .source("shop", "wc_1")
+            .metadata(metadata);
+        let (s, _) = CheckoutSession::create(SessionId::generate(), params, at).expect("session");
+        let half_ms = Duration::microseconds(500);
+        for (query, want) in [
+            (ListQuery::new(), true),
+            (
+                ListQuery::new().source_id("wc_1").metadata("order", "1001"),
+                true,
+            ),
+            (ListQuery::new().source_id("wc_2"), false),
+            (ListQuery::new().metadata("order", "1002"), false),
+            (ListQuery::new().metadata("cart", "1001"), false),
+            (ListQuery::new().status(SessionStatus::Paid), false),
+            (ListQuery::new().created_gte(at + half_ms), true),
+            (ListQuery::new().created_lt(at + half_ms), false),
+            (
+                ListQuery::new()
+                    .created_gte(at)
+                    .created_lt(at + Duration::milliseconds(1)),
+                true,
+            ),
+        ] {
+            assert_eq!(query.matches(&s), want, "{query:?}");
+        }
     }
 }

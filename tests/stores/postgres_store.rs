@@ -28,9 +28,9 @@ use bitcoin_checkout::store::{
 };
 use bitcoin_checkout::testkit::{ObservedStore, conformance};
 use bitcoin_checkout::{
-    Checkout, CheckoutSession, Currency, Event, EventId, EventType, Msats, PaymentHash, PaymentId,
-    PaymentRequest, Sats, SessionId, SessionParams, SessionStatus, TargetCurrency, TransferKey,
-    TransferReport,
+    Checkout, CheckoutSession, Currency, Event, EventId, EventType, Metadata, MetadataValue, Msats,
+    PaymentHash, PaymentId, PaymentRequest, Sats, SessionId, SessionParams, SessionStatus,
+    TargetCurrency, TransferKey, TransferReport,
 };
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
@@ -1150,6 +1150,51 @@ fn the_lookup_filters_can_use_their_indexes_on_postgres() {
             !plan.iter().any(|l| l.contains("Seq Scan")),
             "{sql}: {plan:#?}"
         );
+    }
+    store.close();
+}
+
+/// Migration 5 fills the lookup columns and the metadata table from sessions stored
+/// before it (a database of migration 4 upgraded in place): found by `source_id` and by
+/// metadata, a number value by its exact text.
+#[test]
+fn sessions_stored_before_migration_5_are_found_by_the_lookups() {
+    let schemas = Schemas::new();
+    let name = schemas.fresh();
+    let store = PostgresStore::connect_in_schema(&pg_url(), &name, 2).expect("connect");
+    let clock = Arc::new(ManualClock::new(t0()));
+    let checkout =
+        Checkout::new(&store, rates(), TestRequestGenerator).with_clock(Arc::clone(&clock));
+    let metadata = Metadata::from_pairs([
+        ("order", MetadataValue::from("1001")),
+        ("weight", MetadataValue::Number("12.50".into())),
+    ])
+    .expect("metadata");
+    let params = SessionParams::new(dollars(700), usd())
+        .source("shop", "wc_1001")
+        .metadata(metadata);
+    let session = checkout.create(params, None).expect("create");
+    drop(checkout);
+    store.close();
+    // Back to the schema of migration 4, keeping the session.
+    admin(&format!(
+        "SET search_path TO \"{name}\";
+         DROP TABLE session_metadata;
+         DROP TRIGGER sessions_metadata_insert ON sessions;
+         DROP TRIGGER sessions_metadata_update ON sessions;
+         DROP FUNCTION session_metadata_sync();
+         ALTER TABLE sessions DROP COLUMN source_id, DROP COLUMN metadata;
+         DELETE FROM schema_migrations WHERE version = 5;"
+    ))
+    .expect("downgrade");
+    let store = PostgresStore::connect_in_schema(&pg_url(), &name, 2).expect("upgrade");
+    for query in [
+        ListQuery::new().source_id("wc_1001"),
+        ListQuery::new().metadata("order", "1001"),
+        ListQuery::new().metadata("weight", "12.50"),
+    ] {
+        let found = store.list(&query).expect("list").data;
+        assert_eq!(found, vec![session.clone()], "{query:?}");
     }
     store.close();
 }
