@@ -45,9 +45,8 @@ use bitcoin_checkout::request::{MemoryAddressIndex, RequestGenerator};
 use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::session::SessionParams;
 use bitcoin_checkout::store::MemoryStore;
-use rust_decimal::Decimal;
+use bitcoin_checkout::{Decimal, Duration, OffsetDateTime};
 use serde::Serialize;
-use time::{Duration, OffsetDateTime};
 
 /// BIP84 account 0 of the public test mnemonic (m/84'/0'/0'); DEMO ONLY.
 const DEMO_MAINNET_DESCRIPTOR: &str = "wpkh([73c5da0a/84h/0h/0h]xpub6CatWdiZiodmUeTDp8LT5or8nmbKNcuyvz7WyksVFkKB4RHwCD3XyuvPEbvqAQY3rAPshWcMLoP2fMFMKHPJ4ZeZXYVUhLv1VMrjPC7PW6V/0/*)";

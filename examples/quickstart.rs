@@ -23,8 +23,7 @@ use bitcoin_checkout::webhook::{SignatureHeader, WebhookSecret};
 use bitcoin_checkout::{
     Checkout, Currency, Msats, PaymentMethod, SessionParams, TargetCurrency, TransferReport, qr,
 };
-use rust_decimal::Decimal;
-use time::{Duration, OffsetDateTime};
+use bitcoin_checkout::{Decimal, Duration, OffsetDateTime};
 
 fn main() -> Result<(), Box<dyn Error>> {
     let dir = std::env::temp_dir().join(format!(

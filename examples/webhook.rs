@@ -15,8 +15,8 @@
 use std::io::Read;
 use std::process::ExitCode;
 
+use bitcoin_checkout::OffsetDateTime;
 use bitcoin_checkout::webhook::{SignatureHeader, Verifier, WebhookHeaders, WebhookSecret};
-use time::OffsetDateTime;
 
 const USAGE: &str = "\
 usage: webhook sign   --secret <whsec_…> [--secret <…>] --id <msg id> --timestamp <unix s>

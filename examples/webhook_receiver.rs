@@ -25,8 +25,7 @@ use bitcoin_checkout::webhook::{
 use bitcoin_checkout::{
     Checkout, Currency, Event, EventType, SessionParams, TargetCurrency, TransferReport,
 };
-use rust_decimal::Decimal;
-use time::OffsetDateTime;
+use bitcoin_checkout::{Decimal, OffsetDateTime};
 use tokio::sync::mpsc;
 
 /// The receiving side: verify, then handle.

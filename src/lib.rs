@@ -30,6 +30,11 @@ pub mod transfer;
 pub mod webhook;
 
 pub use chain::{OutPoint, Txid};
+// The public API takes and returns these; re-exported so an application need not depend
+// on `rust_decimal` and `time` itself (and cannot pick an incompatible version).
+pub use rust_decimal::Decimal;
+pub use time::{Duration, OffsetDateTime};
+
 pub use error::Error;
 pub use event::{EventType, SessionEvent};
 pub use id::{CheckoutLinkId, EndpointId, EventId, PaymentId, PaymentLinkId, SessionId};
@@ -38,7 +43,7 @@ pub use money::{Currency, ExchangeRate, Msats, Sats, TargetCurrency};
 pub use outbox::Event;
 pub use payment::{Payment, PaymentState, PaymentStatus};
 pub use request::{LightningInvoice, PaymentHash, PaymentRequest};
-pub use service::Checkout;
+pub use service::{Checkout, ServiceError};
 pub use session::{
     Branding, CheckoutSession, DeactivationReason, Flag, FlagKind, QuoteTerms, SessionParams,
     SessionState, SessionStatus, SessionUpdate, Totals,

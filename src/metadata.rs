@@ -28,6 +28,16 @@ pub enum MetadataValue {
 }
 
 impl MetadataValue {
+    /// The value as written: a string's text, a number's digits, `true` or `false` (what a
+    /// listing's metadata filter compares).
+    pub fn text(&self) -> &str {
+        match self {
+            Self::String(s) | Self::Number(s) => s,
+            Self::Bool(true) => "true",
+            Self::Bool(false) => "false",
+        }
+    }
+
     fn char_len(&self) -> usize {
         match self {
             Self::String(s) | Self::Number(s) => s.chars().count(),

@@ -5,11 +5,14 @@ use std::sync::Arc;
 
 use super::{Checkout, ServiceError, SweepReport};
 use crate::clock::Clock;
-use crate::id::SessionId;
+use time::OffsetDateTime;
+
+use crate::id::{LinkId, SessionId};
+use crate::link::Link;
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
 use crate::session::{CheckoutSession, SessionParams, SessionUpdate};
-use crate::store::{ListQuery, Page, Store, StoredEvent};
+use crate::store::{LinkStore, ListQuery, Page, Store, StoredEvent};
 use crate::transfer::TransferReport;
 
 /// A cheaply cloneable async handle on a [`Checkout`].
@@ -69,10 +72,11 @@ where
     pub async fn create(
         &self,
         params: SessionParams,
-        idempotency_key: Option<String>,
+        idempotency_key: Option<&str>,
     ) -> Result<CheckoutSession, ServiceError> {
-        self.run(move |c| c.create(params, idempotency_key.as_deref()))
-            .await
+        // Owned before the blocking task starts: the key's borrow ends with this call.
+        let key = idempotency_key.map(str::to_owned);
+        self.run(move |c| c.create(params, key.as_deref())).await
     }
 
     /// See [`Checkout::record_transfer`].
@@ -116,8 +120,66 @@ where
         self.run(move |c| c.events_after(after, limit)).await
     }
 
+    /// See [`Checkout::timeline`].
+    pub async fn timeline(&self, id: SessionId) -> Result<Vec<StoredEvent>, ServiceError> {
+        self.run(move |c| c.timeline(id)).await
+    }
+
     /// See [`Checkout::sweep`].
     pub async fn sweep(&self, limit: usize) -> Result<SweepReport, ServiceError> {
         self.run(move |c| c.sweep(limit)).await
+    }
+
+    /// See [`Checkout::refresh`].
+    pub async fn refresh(&self, id: SessionId) -> Result<bool, ServiceError> {
+        self.run(move |c| c.refresh(id)).await
+    }
+}
+
+impl<S, R, G, C> AsyncCheckout<S, R, G, C>
+where
+    S: LinkStore + 'static,
+    R: RateSource + 'static,
+    G: PaymentRequestGenerator + 'static,
+    C: Clock + 'static,
+{
+    /// See [`Checkout::create_checkout_link`].
+    pub async fn create_checkout_link(
+        &self,
+        params: SessionParams,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<Link, ServiceError> {
+        self.run(move |c| c.create_checkout_link(params, expires_at))
+            .await
+    }
+
+    /// See [`Checkout::create_payment_link`].
+    pub async fn create_payment_link(
+        &self,
+        params: SessionParams,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<Link, ServiceError> {
+        self.run(move |c| c.create_payment_link(params, expires_at))
+            .await
+    }
+
+    /// See [`Checkout::get_link`].
+    pub async fn get_link(&self, id: LinkId) -> Result<Link, ServiceError> {
+        self.run(move |c| c.get_link(id)).await
+    }
+
+    /// See [`Checkout::open_link`].
+    pub async fn open_link(
+        &self,
+        id: LinkId,
+        idempotency_key: Option<&str>,
+    ) -> Result<CheckoutSession, ServiceError> {
+        let key = idempotency_key.map(str::to_owned);
+        self.run(move |c| c.open_link(id, key.as_deref())).await
+    }
+
+    /// See [`Checkout::deactivate_link`].
+    pub async fn deactivate_link(&self, id: LinkId) -> Result<Link, ServiceError> {
+        self.run(move |c| c.deactivate_link(id)).await
     }
 }

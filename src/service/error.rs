@@ -98,6 +98,7 @@ impl ServiceError {
                 StoreError::Conflict => ErrorKind::Conflict,
                 StoreError::Closed => ErrorKind::Unavailable,
                 StoreError::Backend { retryable, .. } if *retryable => ErrorKind::Unavailable,
+                StoreError::InvalidQuery(_) => ErrorKind::InvalidInput,
                 _ => ErrorKind::Internal,
             },
             Self::Request(e) if e.is_retryable() => ErrorKind::Unavailable,
@@ -201,6 +202,12 @@ mod tests {
             (store(StoreError::Conflict), ErrorKind::Conflict, 409, true),
             (store(backend(true)), ErrorKind::Unavailable, 503, true),
             (store(backend(false)), ErrorKind::Internal, 500, false),
+            (
+                store(crate::store::ListQueryError::ConflictingCursors.into()),
+                ErrorKind::InvalidInput,
+                400,
+                false,
+            ),
             (
                 store(StoreError::Closed),
                 ErrorKind::Unavailable,

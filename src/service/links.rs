@@ -3,8 +3,8 @@
 
 use time::OffsetDateTime;
 
-use super::transact::QuoteMemo;
-use super::{Checkout, ServiceError};
+use super::transact::{QuoteMemo, outcome_unknown};
+use super::{Checkout, Claim, ServiceError};
 use crate::clock::Clock;
 use crate::event::{EventType, SessionEvent};
 use crate::id::{CheckoutLinkId, EventId, LinkId, PaymentLinkId, SessionId};
@@ -13,7 +13,7 @@ use crate::outbox::Event;
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
 use crate::session::{CheckoutSession, SessionParams, SessionStatus};
-use crate::store::{Commit, LinkCommit, LinkStore};
+use crate::store::{Commit, LinkCommit, LinkStore, StoreError};
 
 impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, R, G, C> {
     /// Creates a checkout link: opening it creates one session, and opening it again
@@ -53,7 +53,17 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
             expected_version: None,
             sessions: Vec::new(),
         };
-        self.transact(|_| Ok(self.store.commit_link(&commit)?))?;
+        self.transact(|_| match self.store.commit_link(&commit) {
+            Ok(()) => Ok(()),
+            // The id is minted here, so a link already holding it is this one, inserted by
+            // an attempt whose outcome the store could not tell.
+            Err(StoreError::Conflict)
+                if self.store.load_link(id)?.as_ref() == Some(&commit.link) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        })?;
         Ok(commit.link)
     }
 
@@ -65,19 +75,65 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
 
     /// Opens a link: a checkout link's one session (created on the first open, even when
     /// many customers open it at once), or a new session of a payment link.
-    pub fn open_link(&self, id: LinkId) -> Result<CheckoutSession, ServiceError> {
+    ///
+    /// With an idempotency key (the same keys as [`create`](Checkout::create)'s), opening
+    /// a payment link again with the key returns the session the first open made instead
+    /// of a new one, so a client may retry an open whose answer it lost. A checkout link
+    /// has one session whoever opens it, so there the key is checked but not stored.
+    ///
+    /// ```
+    /// # use bitcoin_checkout::rates::FixedRates;
+    /// # use bitcoin_checkout::request::TestRequestGenerator;
+    /// # use bitcoin_checkout::store::MemoryStore;
+    /// # use bitcoin_checkout::{Checkout, Currency, Decimal, SessionParams, TargetCurrency};
+    /// # let usd = Currency::from_code("USD")?;
+    /// # let rates = FixedRates::new().with(usd, TargetCurrency::Sats, Decimal::from(1_000));
+    /// let checkout = Checkout::new(MemoryStore::new(), rates, TestRequestGenerator);
+    /// let link = checkout.create_payment_link(SessionParams::new(Decimal::ONE, usd), None)?;
+    /// let first = checkout.open_link(link.id(), Some("cart-77"))?;
+    /// let retried = checkout.open_link(link.id(), Some("cart-77"))?;
+    /// assert_eq!(retried.id(), first.id());
+    /// let other = checkout.open_link(link.id(), None)?;
+    /// assert_ne!(other.id(), first.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_link(
+        &self,
+        id: LinkId,
+        idempotency_key: Option<&str>,
+    ) -> Result<CheckoutSession, ServiceError> {
+        let now = self.clock.now();
+        if let Some(key) = idempotency_key {
+            super::check_idempotency_key(key)?;
+        }
+        // A checkout link's one session needs no key to be found again.
+        let key = idempotency_key.filter(|_| matches!(id, LinkId::Payment(_)));
+        let request = || serde_json::json!({ "open_link": id.to_string() }).to_string();
+        let (candidate, claim) = match self.claim_or_mint(key, request, now)? {
+            Claim::Replay(session) => return Ok(*session),
+            Claim::Create(candidate, claim) => (candidate, claim),
+        };
+        let opened = self.open_as(id, candidate);
+        self.release_unused(claim.as_ref(), &opened);
+        opened
+    }
+
+    /// Opens link `id`, making its new session (if it makes one) with id `candidate`.
+    fn open_as(&self, id: LinkId, candidate: SessionId) -> Result<CheckoutSession, ServiceError> {
         let mut memo = QuoteMemo::default();
-        // The new session's id is minted once: a retry opens the same session.
-        let mut new_session: Option<SessionId> = None;
+        // Set when a commit's outcome was unknown. The candidate id is minted by this call
+        // alone, so a session with it in the store is the one that commit made.
+        let mut unsure = false;
         self.transact(|_| {
+            if unsure && let Some(session) = self.store.load(candidate)? {
+                return Ok(session);
+            }
             let mut link = self
                 .store
                 .load_link(id)?
                 .ok_or(ServiceError::UnknownLink(id))?;
             let expected = link.version();
             let now = self.clock.now();
-            let candidate =
-                *new_session.get_or_insert_with(|| SessionId::from_uuid(self.ids.next_uuid(now)));
             let session_id = match link.open(candidate, now)? {
                 Opening::Existing(existing) => {
                     return self
@@ -98,7 +154,10 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
                 expected_version: Some(expected),
                 sessions: vec![Commit::new(session, None, &change, events)],
             };
-            self.store.commit_link(&commit)?;
+            if let Err(e) = self.store.commit_link(&commit) {
+                unsure |= outcome_unknown(&e);
+                return Err(e.into());
+            }
             let opened = commit.sessions.pop().map(|c| c.session);
             opened.ok_or(ServiceError::UnknownSession(session_id))
         })
@@ -106,12 +165,23 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
 
     /// Deactivates a link and, in the same commit, every active session it opened (their
     /// open quotes are cancelled).
+    ///
+    /// When the store could not tell whether an attempt's commit landed (a connection cut
+    /// during COMMIT) and the retry finds the link deactivated exactly as that commit left
+    /// it, the commit is taken as this call's and the link returned, not the refusal a
+    /// second deactivation meets. A deactivated link never changes again, so the stored
+    /// link equals the committed one exactly when that commit (or an identical one, made
+    /// by a concurrent request in the same millisecond) landed.
     pub fn deactivate_link(&self, id: LinkId) -> Result<Link, ServiceError> {
+        let mut unsure: Option<Link> = None;
         self.transact(|_| {
             let mut link = self
                 .store
                 .load_link(id)?
                 .ok_or(ServiceError::UnknownLink(id))?;
+            if unsure.as_ref() == Some(&link) {
+                return Ok(link);
+            }
             let expected = link.version();
             let now = self.clock.now();
             let deactivated = link.deactivate(now)?;
@@ -137,7 +207,12 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
                 expected_version: Some(expected),
                 sessions,
             };
-            self.store.commit_link(&commit)?;
+            if let Err(e) = self.store.commit_link(&commit) {
+                if outcome_unknown(&e) {
+                    unsure = Some(commit.link);
+                }
+                return Err(e.into());
+            }
             Ok(commit.link)
         })
     }

@@ -14,12 +14,18 @@
 //! The service is synchronous and `Send + Sync` when its ports are; from async code use
 //! [`AsyncCheckout`] (feature `async`), which runs it on blocking threads.
 
+mod aliases;
 #[cfg(feature = "async")]
 mod async_facade;
 mod cache;
 mod error;
 mod links;
 mod transact;
+#[cfg(feature = "postgres")]
+pub use aliases::PostgresCheckout;
+#[cfg(feature = "sqlite")]
+pub use aliases::SqliteCheckout;
+pub use aliases::{DynCheckout, DynClock, DynGenerator, DynRates, MemoryCheckout};
 #[cfg(feature = "async")]
 pub use async_facade::AsyncCheckout;
 pub use error::{ErrorKind, ServiceError};
@@ -168,43 +174,64 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         let now = self.clock.now();
         // Bad parameters are refused before a key is claimed: a refusal never holds a key.
         params.validate()?;
-        let (session_id, claim) = match idempotency_key {
-            None => (self.new_session_id(now), None),
-            Some(key) => match self.claim(key, &params, now)? {
+        let (session_id, claim) =
+            match self.claim_or_mint(idempotency_key, || params.canonical_json(), now)? {
                 Claim::Replay(session) => return Ok(*session),
-                Claim::Create(record) => (record.session_id, Some(record)),
-            },
-        };
+                Claim::Create(id, claim) => (id, claim),
+            };
         let created = self.insert_session(session_id, params);
-        if let (Err(e), Some(record)) = (&created, &claim)
+        self.release_unused(claim.as_ref(), &created);
+        created
+    }
+
+    /// Frees the claim of an operation that failed before committing (the core refused,
+    /// no rate, generator down), so a retry with the key is not kept waiting for a
+    /// session that will never appear. A failed release only delays that retry until the
+    /// takeover window.
+    fn release_unused<T>(
+        &self,
+        claim: Option<&IdempotencyRecord>,
+        result: &Result<T, ServiceError>,
+    ) {
+        if let (Err(e), Some(record)) = (result, claim)
             && matches!(
                 e,
                 ServiceError::Core(_) | ServiceError::Rate(_) | ServiceError::Request(_)
             )
         {
-            // Nothing was committed (these fail before the commit): free the key so a
-            // retry is not kept waiting for a session that will never appear. A failed
-            // release only delays that retry until the takeover window.
             let _ = self.store.release_idempotency(record);
         }
-        created
     }
 
     fn new_session_id(&self, now: OffsetDateTime) -> SessionId {
         SessionId::from_uuid(self.ids.next_uuid(now))
     }
 
-    /// Claims an idempotency key for a new session, or finds the session it stands for.
+    /// The id a request creates its session under, with the claim of its idempotency key
+    /// if it has one (`request` gives the request's canonical form), or the session an
+    /// earlier request with the key made.
+    fn claim_or_mint(
+        &self,
+        key: Option<&str>,
+        request: impl FnOnce() -> String,
+        now: OffsetDateTime,
+    ) -> Result<Claim, ServiceError> {
+        match key {
+            None => Ok(Claim::Create(self.new_session_id(now), None)),
+            Some(key) => self.claim(key, request(), now),
+        }
+    }
+
+    /// Claims an idempotency key for a new session made by `request` (its canonical
+    /// form: the same key with another request is refused), or finds the session it
+    /// stands for.
     fn claim(
         &self,
         key: &str,
-        params: &SessionParams,
+        request: String,
         now: OffsetDateTime,
     ) -> Result<Claim, ServiceError> {
-        if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
-            return Err(ServiceError::InvalidIdempotencyKey);
-        }
-        let request = params.canonical_json();
+        check_idempotency_key(key)?;
         let record = IdempotencyRecord {
             key: key.to_owned(),
             request,
@@ -215,8 +242,8 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         // `None`: ours. Our own record back: the store re-ran the claim after a lost
         // connection and found the row its first run inserted.
         let held = match held {
-            None => return Ok(Claim::Create(record)),
-            Some(held) if held == record => return Ok(Claim::Create(record)),
+            None => return Ok(Claim::create(record)),
+            Some(held) if held == record => return Ok(Claim::create(record)),
             Some(held) => held,
         };
         if held.request != record.request {
@@ -232,7 +259,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         if self.clock.now() - held.created >= IDEMPOTENCY_TAKEOVER {
             // Its holder never created the session (it crashed): create it under the
             // claimed id, which only one insert can win.
-            return Ok(Claim::Create(held));
+            return Ok(Claim::create(held));
         }
         Err(ServiceError::IdempotencyKeyInUse)
     }
@@ -342,7 +369,25 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         }
     }
 
-    /// Sessions newest first.
+    /// Sessions newest first, filtered and paged by `query` (by status, `source_id`, a
+    /// metadata key and value, a creation range; see [`ListQuery`]). A query with both
+    /// cursors or a limit outside 1 to 100 is refused
+    /// ([`StoreError::InvalidQuery`], kind [`ErrorKind::InvalidInput`]).
+    ///
+    /// ```
+    /// # use bitcoin_checkout::rates::FixedRates;
+    /// # use bitcoin_checkout::request::TestRequestGenerator;
+    /// # use bitcoin_checkout::store::{ListQuery, MemoryStore};
+    /// # use bitcoin_checkout::{Checkout, Currency, Decimal, Metadata, MetadataValue, SessionParams, TargetCurrency};
+    /// # let usd = Currency::from_code("USD")?;
+    /// # let rates = FixedRates::new().with(usd, TargetCurrency::Sats, Decimal::from(1_000));
+    /// let checkout = Checkout::new(MemoryStore::new(), rates, TestRequestGenerator);
+    /// let order = Metadata::from_pairs([("order", MetadataValue::from(1001))])?;
+    /// let s = checkout.create(SessionParams::new(Decimal::ONE, usd).metadata(order), None)?;
+    /// let found = checkout.list(&ListQuery::new().metadata("order", "1001"))?;
+    /// assert_eq!(found.data[0].id(), s.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn list(&self, query: &ListQuery) -> Result<Page, ServiceError> {
         self.retry_store(|| self.store.list(query))
     }
@@ -394,12 +439,26 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     }
 }
 
+/// Refuses an empty or over-long idempotency key.
+fn check_idempotency_key(key: &str) -> Result<(), ServiceError> {
+    if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
+        return Err(ServiceError::InvalidIdempotencyKey);
+    }
+    Ok(())
+}
+
 /// What claiming an idempotency key gave.
 enum Claim {
-    /// The key is ours (this record holds it): create the session it names.
-    Create(IdempotencyRecord),
+    /// Create the session with this id; the record, if any, holds the request's key.
+    Create(SessionId, Option<IdempotencyRecord>),
     /// The key's session exists: return it.
     Replay(Box<CheckoutSession>),
+}
+
+impl Claim {
+    fn create(record: IdempotencyRecord) -> Self {
+        Self::Create(record.session_id, Some(record))
+    }
 }
 
 /// What [`Checkout::mutate`] committed.

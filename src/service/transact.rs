@@ -119,7 +119,23 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
         command: impl Fn(&mut CheckoutSession, OffsetDateTime) -> Result<SessionChange, crate::Error>,
     ) -> Result<(CheckoutSession, Outcome), ServiceError> {
         let mut memo = QuoteMemo::default();
+        // The last commit whose outcome the store could not tell, with its re-quote's result.
+        let mut unsure: Option<(Commit, Result<(), ServiceError>)> = None;
         self.transact(|attempt| {
+            if let Some((commit, quote)) = &unsure {
+                let stored = self
+                    .store
+                    .load(id)?
+                    .ok_or(ServiceError::UnknownSession(id))?;
+                if self.landed(commit, &stored)? {
+                    // That attempt's commit is in the store: this call did what it was
+                    // asked, so it answers with that, not with the error a second run of
+                    // the command would meet (deactivating a deactivated session).
+                    self.cache.put(stored.clone());
+                    let quote = quote.clone();
+                    return Ok((stored, Outcome::Committed { quote }));
+                }
+            }
             let cached = if attempt == 0 {
                 self.cache.take(id)
             } else {
@@ -163,10 +179,37 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
             }
             let events = self.envelopes(change.events(), &session, now);
             let commit = Commit::new(session, Some(before), &change, events);
-            self.store.commit(&commit)?;
+            match self.store.commit(&commit) {
+                Ok(()) => {}
+                Err(e) => {
+                    if outcome_unknown(&e) {
+                        unsure = Some((commit, quote));
+                    }
+                    return Err(e.into());
+                }
+            }
             self.cache.put(commit.session.clone());
             Ok((commit.session, Outcome::Committed { quote }))
         })
+    }
+
+    /// Whether `commit`, whose outcome the store could not tell, is in the store, which
+    /// holds `stored` now.
+    ///
+    /// The events tell "this call did it" from "another request did the same earlier":
+    /// event ids are minted by this call and by no one else, so finding the commit's
+    /// first event in the session's timeline proves the commit landed, however far the
+    /// session moved on since. A commit without events (none makes one today) landed if
+    /// the store holds exactly the session it wrote.
+    fn landed(&self, commit: &Commit, stored: &CheckoutSession) -> Result<bool, ServiceError> {
+        let Some(first) = commit.events.first() else {
+            return Ok(*stored == commit.session);
+        };
+        if stored.version() < commit.session.version() {
+            return Ok(false);
+        }
+        let timeline = self.store.session_events(stored.id())?;
+        Ok(timeline.iter().any(|e| e.event.id == first.id))
     }
 
     /// Expires the quotes that ran out and issues a new one if the session needs it, adding
@@ -230,6 +273,12 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
     pub(super) fn event_id(&self, now: OffsetDateTime) -> EventId {
         EventId::from_uuid(self.ids.next_uuid(now))
     }
+}
+
+/// Whether a failed commit may nevertheless have been written: the backend failed (a
+/// connection cut during COMMIT cannot say), as opposed to a refused compare-and-swap.
+pub(super) fn outcome_unknown(e: &StoreError) -> bool {
+    matches!(e, StoreError::Backend { .. })
 }
 
 fn wait_for(e: &StoreError) -> Wait {

@@ -14,7 +14,10 @@
 //!   the session (and its invoice and address).
 //! * **Lookups** by session id, by transfer key, by invoice payment hash and by on-chain
 //!   address, so a report of funds finds its session.
-//! * **Listing** newest first with a status filter and cursor pagination.
+//! * **Listing** newest first with cursor pagination, filtered by status, `source_id`, a
+//!   metadata key and value and a creation time range ([`ListQuery`]); a query with both
+//!   cursors or a limit out of range is refused ([`StoreError::InvalidQuery`]), and the
+//!   `source_id` and metadata filters are answered from an index, not a scan.
 //! * **The outbox**: every committed event gets a store-wide sequence number; events are
 //!   read back in that order after a cursor. A reader that has seen sequence `n` never
 //!   later finds an event below `n` appear (stores must serialise the assignment of
@@ -23,9 +26,12 @@
 //! Stores are synchronous and `Send + Sync`; the async facade of the service runs them on
 //! blocking threads (see `docs/adr/0002-sync-ports-async-facade.md`).
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod list_sql;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod query;
 pub mod rows;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -33,6 +39,7 @@ mod sqlite;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+pub use query::{DEFAULT_LIST_LIMIT, ListQuery, ListQueryError, MAX_LIST_LIMIT};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -42,7 +49,7 @@ use crate::hash::PaymentHash;
 use crate::id::{LinkId, PaymentId, SessionId};
 use crate::link::Link;
 use crate::outbox::Event;
-use crate::session::{CheckoutSession, SessionChange, SessionStatus};
+use crate::session::{CheckoutSession, SessionChange};
 use crate::transfer::TransferKey;
 
 /// What went wrong in a store.
@@ -68,6 +75,9 @@ pub enum StoreError {
     /// Stored data could not be read back as what it claims to be.
     #[error("stored data is corrupt: {0}")]
     Corrupt(#[from] Corruption),
+    /// A listing asked for something no page can be (both cursors, a limit out of range).
+    #[error("invalid list query: {0}")]
+    InvalidQuery(#[from] ListQueryError),
 }
 
 /// What is wrong with a stored row: the same value in every store for the same damage.
@@ -127,7 +137,7 @@ impl StoreError {
         match self {
             Self::Conflict => true,
             Self::Backend { retryable, .. } => *retryable,
-            Self::Closed | Self::Corrupt(_) => false,
+            Self::Closed | Self::Corrupt(_) | Self::InvalidQuery(_) => false,
         }
     }
 }
@@ -197,26 +207,6 @@ impl Commit {
     }
 }
 
-/// Which sessions to list.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ListQuery {
-    /// Only sessions with this status.
-    pub status: Option<SessionStatus>,
-    /// At most this many (1 to 100; default 10).
-    pub limit: Option<usize>,
-    /// Sessions older than this one (the next page).
-    pub starting_after: Option<SessionId>,
-    /// Sessions newer than this one (the previous page).
-    pub ending_before: Option<SessionId>,
-}
-
-impl ListQuery {
-    /// The page size, clamped to 1..=100.
-    pub fn page_size(&self) -> usize {
-        self.limit.unwrap_or(10).clamp(1, 100)
-    }
-}
-
 /// One page of a listing, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -253,7 +243,10 @@ pub trait Store: Send + Sync {
     /// The session that owns this on-chain address.
     fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError>;
 
-    /// Sessions newest first (by creation time, then id), filtered and paginated.
+    /// Sessions newest first (by creation time, then id), filtered and paginated: those
+    /// for which [`ListQuery::matches`] holds, on the cursor's side of it. An unknown
+    /// cursor gives an empty page; a query whose [`ListQuery::page_size`] is an error is
+    /// refused with [`StoreError::InvalidQuery`].
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
     /// Active sessions whose `wake_at` is at or before `now` (a quote to expire or to

@@ -5,7 +5,7 @@
 //!
 //! | row | key | columns |
 //! | --- | --- | --- |
-//! | [`SessionRow`] | `id` | `created`, `status`, `version`, `wake_at` (for listing and sweeping), `link_id`, `head` (the session's JSON without payments and transfers) |
+//! | [`SessionRow`] | `id` | `created`, `status`, `version`, `wake_at` (for listing and sweeping), `link_id`, `source_id` and `metadata` (for the listing filters), `head` (the session's JSON without payments and transfers) |
 //! | [`PaymentRow`] | (`session_id`, `id`) | `payment_hash` (its invoice's, for lookups), `body` (Speed's payment JSON) |
 //! | [`TransferRow`] | `key` (`<hash>` or `<txid>:<vout>`) | `session_id`, `body` (the transfer's JSON) |
 //! | lookups | invoice hash, on-chain address, transfer key | `session_id`; the first session to claim a key keeps it |
@@ -62,6 +62,13 @@ pub struct SessionRow {
     pub wake_at: Option<i64>,
     /// The link that opened it, if any.
     pub link_id: Option<String>,
+    /// Its `source_id`, for the listing filter.
+    pub source_id: Option<String>,
+    /// Its metadata as a JSON object of each key's value as text
+    /// ([`MetadataValue::text`](crate::metadata::MetadataValue::text)), `None` when it has
+    /// none: the SQL stores index it in a table of (key, value, session) rows for the
+    /// listing's metadata filter.
+    pub metadata: Option<String>,
     /// The session's JSON without payments and transfers.
     pub head: String,
 }
@@ -212,8 +219,23 @@ fn session_row(s: &CheckoutSession) -> Result<SessionRow, StoreError> {
             .map_err(|_| unwritable(format!("session {} version out of range", s.id())))?,
         wake_at: s.wake_at().map(millis::to_millis),
         link_id: s.link().map(|l| l.to_string()),
+        source_id: s.source_id().map(str::to_owned),
+        metadata: metadata_index(s),
         head: s.row_head_json(),
     })
+}
+
+/// [`SessionRow::metadata`]: each key with its value's text.
+fn metadata_index(s: &CheckoutSession) -> Option<String> {
+    let metadata = s.metadata();
+    if metadata.is_empty() {
+        return None;
+    }
+    let object: serde_json::Map<String, serde_json::Value> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v.text())))
+        .collect();
+    Some(serde_json::Value::Object(object).to_string())
 }
 
 fn payment_row(s: &CheckoutSession, p: &crate::payment::Payment) -> Result<PaymentRow, StoreError> {

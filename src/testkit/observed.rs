@@ -4,10 +4,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use time::OffsetDateTime;
 
+use crate::id::LinkId;
 use crate::id::SessionId;
+use crate::link::Link;
 use crate::request::PaymentHash;
 use crate::session::CheckoutSession;
-use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
+use crate::store::{
+    Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, Store, StoreError,
+    StoredEvent,
+};
 use crate::transfer::TransferKey;
 
 /// What an [`ObservedStore`] calls after each commit, with the commit and its result.
@@ -17,6 +22,11 @@ pub type CommitObserver<'a> = Box<dyn Fn(&Commit, &Result<(), StoreError>) + Sen
 /// the inner store and the commit, and may change, delay or refuse it (to inject faults).
 pub type CommitInterceptor<'a, S> =
     Box<dyn Fn(&S, &Commit) -> Result<(), StoreError> + Send + Sync + 'a>;
+
+/// What an [`ObservedStore`] commits link changes with instead of the inner store's
+/// `commit_link` (see [`ObservedStore::intercept_commit_link`]).
+pub type LinkCommitInterceptor<'a, S> =
+    Box<dyn Fn(&S, &LinkCommit) -> Result<(), StoreError> + Send + Sync + 'a>;
 
 /// Forwards everything to `inner`, counts the commits and those refused with
 /// [`StoreError::Conflict`] (evidence that writers really raced), and shows every commit,
@@ -44,6 +54,7 @@ pub struct ObservedStore<'a, S> {
     conflicts: AtomicU64,
     observer: Option<CommitObserver<'a>>,
     interceptor: Option<CommitInterceptor<'a, S>>,
+    link_interceptor: Option<LinkCommitInterceptor<'a, S>>,
 }
 
 impl<'a, S> ObservedStore<'a, S> {
@@ -55,6 +66,7 @@ impl<'a, S> ObservedStore<'a, S> {
             conflicts: AtomicU64::new(0),
             observer: None,
             interceptor: None,
+            link_interceptor: None,
         }
     }
 
@@ -78,6 +90,28 @@ impl<'a, S> ObservedStore<'a, S> {
         interceptor: impl Fn(&S, &Commit) -> Result<(), StoreError> + Send + Sync + 'a,
     ) -> Self {
         self.interceptor = Some(Box::new(interceptor));
+        self
+    }
+
+    /// Commits link changes through `interceptor` instead of the inner store's
+    /// `commit_link`, as [`intercept_commit`](Self::intercept_commit) does for sessions.
+    ///
+    /// ```
+    /// use bitcoin_checkout::store::{LinkStore, MemoryStore, StoreError};
+    /// use bitcoin_checkout::testkit::ObservedStore;
+    ///
+    /// // The link change lands, but its answer is lost on the way back.
+    /// let cut = ObservedStore::new(MemoryStore::new()).intercept_commit_link(|inner, commit| {
+    ///     inner.commit_link(commit)?;
+    ///     Err(StoreError::Backend { message: "connection reset".into(), retryable: true })
+    /// });
+    /// # let _ = cut;
+    /// ```
+    pub fn intercept_commit_link(
+        mut self,
+        interceptor: impl Fn(&S, &LinkCommit) -> Result<(), StoreError> + Send + Sync + 'a,
+    ) -> Self {
+        self.link_interceptor = Some(Box::new(interceptor));
         self
     }
 
@@ -166,5 +200,22 @@ impl<S: Store> Store for ObservedStore<'_, S> {
     }
     fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
         self.inner.release_idempotency(record)
+    }
+}
+
+impl<S: LinkStore> LinkStore for ObservedStore<'_, S> {
+    fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
+        self.inner.load_link(id)
+    }
+    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
+        // Counted and observed like session commits are not: the observer's signature
+        // takes a session commit, and link tests read the store instead.
+        match &self.link_interceptor {
+            Some(intercept) => intercept(&self.inner, commit),
+            None => self.inner.commit_link(commit),
+        }
+    }
+    fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError> {
+        self.inner.link_sessions(id)
     }
 }

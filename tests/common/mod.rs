@@ -153,3 +153,15 @@ pub fn shuffle<T>(items: &mut [T], seed: u64) {
         items.swap(i, j);
     }
 }
+
+/// A PostgreSQL store in a fresh schema of the server `BITCOIN_CHECKOUT_PG` names
+/// (`scripts/test` starts one); the schema's name starts with `prefix`.
+#[cfg(feature = "postgres")]
+pub fn postgres_store(prefix: &str) -> store::PostgresStore {
+    let url = std::env::var("BITCOIN_CHECKOUT_PG")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| panic!("BITCOIN_CHECKOUT_PG is not set: run scripts/test"));
+    let schema = format!("{prefix}_{}", SessionId::generate().as_uuid().simple());
+    store::PostgresStore::connect_in_schema(&url, &schema, 2).expect("connect")
+}

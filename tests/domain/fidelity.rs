@@ -124,9 +124,9 @@ proptest! {
     /// the same digits with one more significant digit than a Decimal holds are refused.
     #[test]
     fn decimal_text_reads_back_exactly(mantissa in any::<i64>(), scale in 0u32..=28) {
-        let d = rust_decimal::Decimal::new(mantissa, scale.min(18));
+        let d = Decimal::new(mantissa, scale.min(18));
         let json = format!(r#"{{"amount": {d}, "currency": "USD"}}"#);
-        if d > rust_decimal::Decimal::ZERO && d.scale() <= 2 {
+        if d > Decimal::ZERO && d.scale() <= 2 {
             let params = SessionParams::from_json(&json).expect("exact");
             prop_assert_eq!(params, SessionParams::new(d, usd()));
         }

@@ -27,7 +27,8 @@ use bitcoin_checkout::request::{
 use bitcoin_checkout::service::ServiceError;
 use bitcoin_checkout::session::FlagResolution;
 use bitcoin_checkout::store::{
-    IdempotencyRecord, LinkStore, ListQuery, MemoryStore, Store, StoredEvent,
+    IdempotencyRecord, LinkStore, ListQuery, ListQueryError, MemoryStore, Store, StoreError,
+    StoredEvent,
 };
 use bitcoin_checkout::webhook::{
     SecretError, SignatureHeader, Verifier, VerifyError, WebhookSecret,
@@ -294,10 +295,7 @@ impl Ctx {
     fn snapshot(&self) -> Snapshot {
         let listed = self
             .store
-            .list(&ListQuery {
-                limit: Some(100),
-                ..ListQuery::default()
-            })
+            .list(&ListQuery::new().limit(100))
             .expect("list")
             .data;
         let mut ids: Vec<SessionId> = listed.iter().map(CheckoutSession::id).collect();
@@ -947,13 +945,25 @@ fn catalogue() -> Vec<Case> {
         case!("idempotency key of 256 multibyte chars", |x| x.c.create(p("25.00", "USD"), Some(&"é".repeat(256))).refused(),
             S(ServiceError::InvalidIdempotencyKey)),
 
+        // ---- lists ---------------------------------------------------------------------
+        case!("list with both cursors", |x| x.c.list(&ListQuery::new().starting_after(x.dead).ending_before(x.paid)).refused(),
+            S(ServiceError::Store(StoreError::InvalidQuery(ListQueryError::ConflictingCursors)))),
+        case!("list with limit 0", |x| x.c.list(&ListQuery::new().limit(0)).refused(),
+            S(ServiceError::Store(StoreError::InvalidQuery(ListQueryError::LimitOutOfRange { limit: 0, max: 100 })))),
+        case!("list with limit 101", |x| x.c.list(&ListQuery::new().limit(101)).refused(),
+            S(ServiceError::Store(StoreError::InvalidQuery(ListQueryError::LimitOutOfRange { limit: 101, max: 100 })))),
+        case!("list with limit usize::MAX", |x| x.c.list(&ListQuery::new().limit(usize::MAX)).refused(),
+            S(ServiceError::Store(StoreError::InvalidQuery(ListQueryError::LimitOutOfRange { .. })))),
+        case!("open a link with an empty idempotency key", |x| x.c.open_link(x.expired_link, Some("")).refused(),
+            S(ServiceError::InvalidIdempotencyKey)),
+
         // ---- links -----------------------------------------------------------------------
-        case!("open an expired link", |x| x.c.open_link(x.expired_link).refused(), E(Error::LinkExpired)),
-        case!("open a deactivated link", |x| x.c.open_link(x.dead_link).refused(),
+        case!("open an expired link", |x| x.c.open_link(x.expired_link, None).refused(), E(Error::LinkExpired)),
+        case!("open a deactivated link", |x| x.c.open_link(x.dead_link, None).refused(),
             E(Error::InvalidTransition { action: "open", status: "deactivated" })),
-        case!("open an unknown link", |x| x.c.open_link(LinkId::Payment(PaymentLinkId::generate())).refused(),
+        case!("open an unknown link", |x| x.c.open_link(LinkId::Payment(PaymentLinkId::generate()), None).refused(),
             S(ServiceError::UnknownLink(LinkId::Payment(_)))),
-        case!("open an unknown checkout link", |x| x.c.open_link(LinkId::Checkout(CheckoutLinkId::generate())).refused(),
+        case!("open an unknown checkout link", |x| x.c.open_link(LinkId::Checkout(CheckoutLinkId::generate()), None).refused(),
             S(ServiceError::UnknownLink(LinkId::Checkout(_)))),
         case!("deactivate a link twice", |x| x.c.deactivate_link(x.dead_link).refused(),
             E(Error::InvalidTransition { action: "deactivate", status: "deactivated" })),

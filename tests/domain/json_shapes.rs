@@ -616,7 +616,7 @@ fn event_payloads_stay_small_with_fifty_metadata_keys() {
     assert!(json.contains(r#""payments_count":21"#));
 }
 
-fn quote_at(s: &mut CheckoutSession, n: u32, now: time::OffsetDateTime) -> SessionChange {
+fn quote_at(s: &mut CheckoutSession, n: u32, now: OffsetDateTime) -> SessionChange {
     let terms = s.next_quote(pid(n), rate("1000", now), now).expect("terms");
     let req = request_for(s, &terms, n);
     s.issue_quote(terms, req, now).expect("issue")

@@ -225,7 +225,7 @@ proptest! {
             let (mut s, mut model) = (base.session().clone(), base.model().clone());
             let mut now = base.now();
             for &i in order {
-                now += time::Duration::seconds(1);
+                now += Duration::seconds(1);
                 let events = s
                     .record_transfer(reports[i].to_transfer_report(), now)
                     .map(SessionChange::into_events);

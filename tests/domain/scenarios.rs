@@ -1128,7 +1128,7 @@ fn bad_commands_are_refused_and_change_nothing() {
             now_ms: 1_767_225_609_999,
             last_ms: 1_767_225_610_000,
         },
-        |s| s.record_transfer(ln(1, 4_000_000), at(10) - time::Duration::milliseconds(1)),
+        |s| s.record_transfer(ln(1, 4_000_000), at(10) - Duration::milliseconds(1)),
     );
     assert_refused(&mut s, Error::AmountTooLarge, |s| {
         s.record_transfer(ln(1, 2_100_000_000_000_000_001), at(20))

@@ -19,7 +19,7 @@ async fn async_checkout_runs_on_a_single_threaded_runtime() {
         TestRequestGenerator,
     ));
     let s = checkout
-        .create(SessionParams::new(dec("1.00"), usd()), Some("k".into()))
+        .create(SessionParams::new(dec("1.00"), usd()), Some("k"))
         .await
         .expect("created");
     let quote = s.open_payment().expect("quote").clone();
@@ -39,4 +39,91 @@ async fn async_checkout_runs_on_a_single_threaded_runtime() {
     let s = checkout.get(s.id()).await.expect("get");
     assert_eq!(s.status(), SessionStatus::Paid);
     assert_eq!(s.totals().counted, Msats::new(1_000_000));
+}
+
+/// Every operation of the blocking service is on the async facade too (issue #13, point
+/// 12): links, timeline, refresh, events and sweep, over a real SQLite store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_checkout_has_every_operation_of_checkout() {
+    use bitcoin_checkout::link::LinkStatus;
+    use bitcoin_checkout::service::SqliteCheckout;
+    use bitcoin_checkout::store::{ListQuery, SqliteStore};
+
+    let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, dec("1000"));
+    let store = SqliteStore::open_in_memory().expect("sqlite");
+    let blocking: SqliteCheckout = Checkout::boxed(store, rates, TestRequestGenerator);
+    let c = AsyncCheckout::new(blocking);
+    let params = || SessionParams::new(dec("1.00"), usd());
+
+    let s = c.create(params(), Some("order-1")).await.expect("create");
+    assert_eq!(
+        c.create(params(), Some("order-1"))
+            .await
+            .expect("replay")
+            .id(),
+        s.id()
+    );
+    let page = c.list(ListQuery::default()).await.expect("list");
+    assert_eq!(page.data.len(), 1);
+    let timeline = c.timeline(s.id()).await.expect("timeline");
+    assert!(!timeline.is_empty());
+    assert_eq!(
+        c.events_after(None, 100).await.expect("events").len(),
+        timeline.len()
+    );
+    assert!(
+        !c.refresh(s.id()).await.expect("refresh"),
+        "nothing due yet"
+    );
+    assert!(c.sweep(10).await.expect("sweep").updated.is_empty());
+    let updated = c
+        .update(s.id(), SessionUpdate::new().description("renamed"))
+        .await
+        .expect("update");
+    assert_eq!(updated.description(), Some("renamed"));
+    assert_eq!(
+        c.deactivate(s.id()).await.expect("deactivate").status(),
+        SessionStatus::Deactivated
+    );
+
+    let clink = c
+        .create_checkout_link(params(), None)
+        .await
+        .expect("checkout link");
+    let plink = c
+        .create_payment_link(params(), None)
+        .await
+        .expect("payment link");
+    assert_eq!(c.get_link(clink.id()).await.expect("get link"), clink);
+    let one = c
+        .open_link(clink.id(), None)
+        .await
+        .expect("open checkout link");
+    assert_eq!(
+        c.open_link(clink.id(), Some("k"))
+            .await
+            .expect("again")
+            .id(),
+        one.id()
+    );
+    let first = c
+        .open_link(plink.id(), Some("cart-1"))
+        .await
+        .expect("open payment link");
+    assert_eq!(
+        c.open_link(plink.id(), Some("cart-1"))
+            .await
+            .expect("retry")
+            .id(),
+        first.id()
+    );
+    let dead = c
+        .deactivate_link(plink.id())
+        .await
+        .expect("deactivate link");
+    assert_eq!(dead.status(None), LinkStatus::Deactivated);
+    assert_eq!(
+        c.get(first.id()).await.expect("get").status(),
+        SessionStatus::Deactivated
+    );
 }

@@ -127,6 +127,9 @@ fn skewed_servers_share_a_session<S: Store>(open: impl Fn() -> S) {
         if by_sweep {
             let swept = checkout.sweep(100).unwrap();
             assert_eq!(swept.updated, [id], "{step}: sweep: {:?}", swept.failed);
+            // The sweep only expires (quotes on demand): the next fetch quotes.
+            let fetched = checkout.get(id).unwrap();
+            assert!(fetched.open_payment().is_some(), "{step}: no quote on fetch");
         } else {
             assert!(checkout.refresh(id).unwrap(), "{step}: nothing to refresh");
         }
@@ -171,10 +174,15 @@ fn skewed_servers_share_a_session<S: Store>(open: impl Fn() -> S) {
                     }
                 }
             }
+            // A customer fetches it through each server: a fetch quotes on demand when
+            // the quote ran out by that server's clock.
+            for c in [&ahead, &behind] {
+                let _ = c.get(id).unwrap();
+            }
             let s = load(&store, id, &step);
             assert_eq!(s.status(), SessionStatus::Active, "{step}");
             assert!(s.open_payment().is_some(), "{step}: no quote to pay");
-            // Both servers read it too (from their caches or the store).
+            // Both servers then read the same session (from their caches or the store).
             for c in [&ahead, &behind] {
                 assert_eq!(c.get(id).unwrap().version(), s.version(), "{step}");
             }

@@ -45,7 +45,7 @@ fn concurrent_opens_of_a_checkout_link_yield_one_session() {
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 let c = Arc::clone(&c);
-                scope.spawn(move || c.open_link(link_id).expect("opened").id())
+                scope.spawn(move || c.open_link(link_id, None).expect("opened").id())
             })
             .collect();
         handles
@@ -75,7 +75,7 @@ fn a_hundred_opens_of_a_payment_link_yield_a_hundred_sessions() {
         .create_payment_link(SessionParams::new(dec("1.00"), usd()), None)
         .expect("link");
     let mut ids: Vec<SessionId> = (0..100)
-        .map(|_| c.open_link(link.id()).expect("opened").id())
+        .map(|_| c.open_link(link.id(), None).expect("opened").id())
         .collect();
     ids.sort();
     ids.dedup();
@@ -94,8 +94,8 @@ fn deactivating_a_link_deactivates_its_active_sessions_in_one_commit() {
     let link = c
         .create_payment_link(SessionParams::new(dec("2.00"), usd()), None)
         .expect("link");
-    let a = c.open_link(link.id()).expect("a");
-    let b = c.open_link(link.id()).expect("b");
+    let a = c.open_link(link.id(), None).expect("a");
+    let b = c.open_link(link.id(), None).expect("b");
     // b is paid: deactivation leaves it paid.
     let hash = TestRequestGenerator::payment_hash(b.payments()[0].id());
     c.record_transfer(TransferReport::lightning(hash, Msats::new(2_000_000)))
@@ -118,7 +118,7 @@ fn deactivating_a_link_deactivates_its_active_sessions_in_one_commit() {
         ]
     );
     assert!(matches!(
-        c.open_link(link.id()),
+        c.open_link(link.id(), None),
         Err(ServiceError::Core(Error::InvalidTransition { .. }))
     ));
     assert!(matches!(
@@ -136,7 +136,7 @@ fn a_checkout_link_is_paid_with_its_session_and_expired_links_open_nothing() {
             Some(t0() + Duration::hours(1)),
         )
         .expect("link");
-    let s = c.open_link(link.id()).expect("opened");
+    let s = c.open_link(link.id(), None).expect("opened");
     let hash = TestRequestGenerator::payment_hash(s.payments()[0].id());
     c.record_transfer(TransferReport::lightning(hash, Msats::new(3_000_000)))
         .expect("paid");
@@ -153,7 +153,7 @@ fn a_checkout_link_is_paid_with_its_session_and_expired_links_open_nothing() {
         LinkStatus::Paid
     );
     // Opening again still returns the paid session.
-    assert_eq!(c.open_link(link.id()).expect("again").id(), s.id());
+    assert_eq!(c.open_link(link.id(), None).expect("again").id(), s.id());
 
     let late = c
         .create_payment_link(
@@ -163,12 +163,12 @@ fn a_checkout_link_is_paid_with_its_session_and_expired_links_open_nothing() {
         .expect("link");
     clock.advance(Duration::hours(2));
     assert_eq!(
-        c.open_link(late.id()).unwrap_err(),
+        c.open_link(late.id(), None).unwrap_err(),
         ServiceError::Core(Error::LinkExpired)
     );
     let unknown = LinkId::Payment(PaymentLinkId::generate());
     assert_eq!(
-        c.open_link(unknown).unwrap_err(),
+        c.open_link(unknown, None).unwrap_err(),
         ServiceError::UnknownLink(unknown)
     );
     let bad = c.create_payment_link(SessionParams::new(dec("0"), usd()), None);

@@ -13,6 +13,8 @@ mod common;
 mod async_service;
 mod clock_skew;
 mod links;
+mod lookups;
+mod lost_commits;
 mod on_demand;
 mod payment_requests;
 mod quote_once;

@@ -169,14 +169,14 @@ fn a_transfer_is_recorded_even_when_no_new_quote_can_be_made() {
 }
 
 /// A source whose rates are all fetched at `start` (so they age).
-struct StaleAfterStart(FixedRates, time::OffsetDateTime);
+struct StaleAfterStart(FixedRates, OffsetDateTime);
 
 impl RateSource for StaleAfterStart {
     fn rate(
         &self,
         b: Currency,
         t: TargetCurrency,
-        _now: time::OffsetDateTime,
+        _now: OffsetDateTime,
     ) -> Result<ExchangeRate, RateError> {
         self.0.rate(b, t, self.1)
     }

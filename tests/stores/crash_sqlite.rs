@@ -251,11 +251,10 @@ fn working_set(store: &SqliteStore) -> Vec<CheckoutSession> {
     let mut after = None;
     loop {
         let page = store
-            .list(&ListQuery {
-                status: Some(SessionStatus::Active),
-                limit: Some(100),
-                starting_after: after,
-                ..Default::default()
+            .list(&{
+                let mut q = ListQuery::new().status(SessionStatus::Active).limit(100);
+                q.starting_after = after;
+                q
             })
             .expect("worker: list active sessions");
         after = page.data.last().map(CheckoutSession::id);
@@ -265,11 +264,7 @@ fn working_set(store: &SqliteStore) -> Vec<CheckoutSession> {
         }
     }
     let paid = store
-        .list(&ListQuery {
-            status: Some(SessionStatus::Paid),
-            limit: Some(6),
-            ..Default::default()
-        })
+        .list(&ListQuery::new().status(SessionStatus::Paid).limit(6))
         .expect("worker: list paid sessions");
     out.extend(paid.data);
     out
@@ -1448,10 +1443,10 @@ fn all_sessions(store: &SqliteStore, kill: usize) -> Vec<CheckoutSession> {
     let mut out: Vec<CheckoutSession> = Vec::new();
     loop {
         let page = store
-            .list(&ListQuery {
-                limit: Some(100),
-                starting_after: out.last().map(CheckoutSession::id),
-                ..Default::default()
+            .list(&{
+                let mut q = ListQuery::new().limit(100);
+                q.starting_after = out.last().map(CheckoutSession::id);
+                q
             })
             .unwrap_or_else(|e| panic!("kill {kill}: list: {e:?}"));
         let more = page.has_more;

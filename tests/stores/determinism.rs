@@ -148,12 +148,7 @@ fn replay<S: Store>(store: S, seed: u64, steps: &[Step]) -> (Vec<String>, Vec<(u
         .map(|e| (e.seq, e.event.to_json()))
         .collect();
     // Listing sees the same sessions in the same order on every store.
-    let listed = checkout
-        .list(&ListQuery {
-            limit: Some(100),
-            ..ListQuery::default()
-        })
-        .expect("list");
+    let listed = checkout.list(&ListQuery::new().limit(100)).expect("list");
     assert_eq!(listed.data.len(), ids.len());
     (sessions, events)
 }

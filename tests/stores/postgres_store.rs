@@ -28,9 +28,9 @@ use bitcoin_checkout::store::{
 };
 use bitcoin_checkout::testkit::{ObservedStore, conformance};
 use bitcoin_checkout::{
-    Checkout, CheckoutSession, Currency, Event, EventId, EventType, Msats, PaymentHash, PaymentId,
-    PaymentRequest, Sats, SessionId, SessionParams, SessionStatus, TargetCurrency, TransferKey,
-    TransferReport,
+    Checkout, CheckoutSession, Currency, Event, EventId, EventType, Metadata, MetadataValue, Msats,
+    PaymentHash, PaymentId, PaymentRequest, Sats, SessionId, SessionParams, SessionStatus,
+    TargetCurrency, TransferKey, TransferReport,
 };
 use bitcoin_checkout::{OutPoint, Txid};
 use rust_decimal::Decimal;
@@ -402,20 +402,17 @@ fn behaves_like_the_memory_store() {
         Some(SessionStatus::Deactivated),
     ] {
         for limit in [1, 2, 3, 100] {
-            let mut q = ListQuery {
-                status,
-                limit: Some(limit),
-                ..ListQuery::default()
-            };
+            let mut q = ListQuery::new().limit(limit);
+            q.status = status;
             loop {
                 let page = mirror.list(&q).expect("list");
                 let Some(last) = page.data.last() else { break };
                 let first = page.data[0].id();
                 mirror
-                    .list(&ListQuery {
-                        ending_before: Some(first),
-                        starting_after: None,
-                        ..q.clone()
+                    .list(&{
+                        let mut previous = q.clone().ending_before(first);
+                        previous.starting_after = None;
+                        previous
                     })
                     .expect("previous page");
                 if !page.has_more {
@@ -426,17 +423,17 @@ fn behaves_like_the_memory_store() {
         }
         // An unknown cursor: an empty page.
         mirror
-            .list(&ListQuery {
-                status,
-                starting_after: Some(SessionId::generate()),
-                ..ListQuery::default()
+            .list(&{
+                let mut q = ListQuery::new().starting_after(SessionId::generate());
+                q.status = status;
+                q
             })
             .expect("unknown cursor");
         mirror
-            .list(&ListQuery {
-                status,
-                ending_before: Some(SessionId::generate()),
-                ..ListQuery::default()
+            .list(&{
+                let mut q = ListQuery::new().ending_before(SessionId::generate());
+                q.status = status;
+                q
             })
             .expect("unknown cursor");
     }
@@ -748,12 +745,7 @@ fn lookups_list_and_due() {
         store.find_by_address("bcrt1qunknown").expect("address"),
         None
     );
-    let page = store
-        .list(&ListQuery {
-            limit: Some(2),
-            ..ListQuery::default()
-        })
-        .expect("list");
+    let page = store.list(&ListQuery::new().limit(2)).expect("list");
     assert_eq!(
         page.data
             .iter()
@@ -948,7 +940,9 @@ fn servers_starting_together_migrate_once() {
     // Each migration applied once.
     assert_eq!(
         versions,
-        ["1", "2", "3", "4"].map(|v| Some(v.to_owned())).to_vec()
+        ["1", "2", "3", "4", "5"]
+            .map(|v| Some(v.to_owned()))
+            .to_vec()
     );
     // A database migrated by a newer crate is refused rather than misread.
     admin(&format!(
@@ -1124,4 +1118,86 @@ fn many_servers_record_overlapping_transfers() {
         started.elapsed(),
         conflicts.load(Ordering::Relaxed)
     );
+}
+
+/// The lookup filters' statements can be answered from their indexes (issue #13: a shop's
+/// lookup by order number must not read every session). With sequential scans priced out,
+/// the plan of each statement shape `store::list_sql` builds names the index.
+#[test]
+fn the_lookup_filters_can_use_their_indexes_on_postgres() {
+    let schemas = Schemas::new();
+    let name = schemas.fresh();
+    let store = PostgresStore::connect_in_schema(&pg_url(), &name, 2).expect("connect");
+    for (sql, index) in [
+        (
+            "SELECT s.id FROM session_metadata m CROSS JOIN sessions s \
+             WHERE 1 = 1 AND m.key = 'order' AND m.value = '1001' AND s.id = m.session_id \
+             ORDER BY s.created DESC, s.id DESC LIMIT 11",
+            "session_metadata_pkey",
+        ),
+        (
+            "SELECT s.id FROM sessions s WHERE 1 = 1 AND s.source_id = 'wc_1001' \
+             ORDER BY s.created DESC, s.id DESC LIMIT 11",
+            "sessions_by_source",
+        ),
+    ] {
+        let plan: Vec<String> = admin(&format!(
+            "SET search_path TO \"{name}\"; SET enable_seqscan = off; EXPLAIN {sql}"
+        ))
+        .expect("explain")
+        .into_iter()
+        .flatten()
+        .collect();
+        assert!(plan.iter().any(|l| l.contains(index)), "{sql}: {plan:#?}");
+        assert!(
+            !plan.iter().any(|l| l.contains("Seq Scan")),
+            "{sql}: {plan:#?}"
+        );
+    }
+    store.close();
+}
+
+/// Migration 5 fills the lookup columns and the metadata table from sessions stored
+/// before it (a database of migration 4 upgraded in place): found by `source_id` and by
+/// metadata, a number value by its exact text.
+#[test]
+fn sessions_stored_before_migration_5_are_found_by_the_lookups() {
+    let schemas = Schemas::new();
+    let name = schemas.fresh();
+    let store = PostgresStore::connect_in_schema(&pg_url(), &name, 2).expect("connect");
+    let clock = Arc::new(ManualClock::new(t0()));
+    let checkout =
+        Checkout::new(&store, rates(), TestRequestGenerator).with_clock(Arc::clone(&clock));
+    let metadata = Metadata::from_pairs([
+        ("order", MetadataValue::from("1001")),
+        ("weight", MetadataValue::Number("12.50".into())),
+    ])
+    .expect("metadata");
+    let params = SessionParams::new(dollars(700), usd())
+        .source("shop", "wc_1001")
+        .metadata(metadata);
+    let session = checkout.create(params, None).expect("create");
+    drop(checkout);
+    store.close();
+    // Back to the schema of migration 4, keeping the session.
+    admin(&format!(
+        "SET search_path TO \"{name}\";
+         DROP TABLE session_metadata;
+         DROP TRIGGER sessions_metadata_insert ON sessions;
+         DROP TRIGGER sessions_metadata_update ON sessions;
+         DROP FUNCTION session_metadata_sync();
+         ALTER TABLE sessions DROP COLUMN source_id, DROP COLUMN metadata;
+         DELETE FROM schema_migrations WHERE version = 5;"
+    ))
+    .expect("downgrade");
+    let store = PostgresStore::connect_in_schema(&pg_url(), &name, 2).expect("upgrade");
+    for query in [
+        ListQuery::new().source_id("wc_1001"),
+        ListQuery::new().metadata("order", "1001"),
+        ListQuery::new().metadata("weight", "12.50"),
+    ] {
+        let found = store.list(&query).expect("list").data;
+        assert_eq!(found, vec![session.clone()], "{query:?}");
+    }
+    store.close();
 }

@@ -69,7 +69,7 @@ fn open_concurrently<S: LinkStore>(services: &[Service<S>], link: LinkId) -> Vec
                 let barrier = &barrier;
                 scope.spawn(move || {
                     barrier.wait();
-                    c.open_link(link).expect("opened").id()
+                    c.open_link(link, None).expect("opened").id()
                 })
             })
             .collect();
@@ -165,7 +165,7 @@ fn a_hundred_opens_of_a_payment_link_yield_a_hundred_sessions() {
         .expect("link");
     let mut opened = Vec::new();
     for _ in 0..100 {
-        opened.push(c.open_link(link.id()).expect("opened").id());
+        opened.push(c.open_link(link.id(), None).expect("opened").id());
         clock.advance(Duration::milliseconds(10));
     }
     let mut ids = opened.clone();
@@ -190,8 +190,8 @@ fn deactivating_a_link_deactivates_its_active_sessions_in_one_commit() {
     let link = c
         .create_payment_link(SessionParams::new(dec("2.00"), usd()), None)
         .expect("link");
-    let a = c.open_link(link.id()).expect("a");
-    let b = c.open_link(link.id()).expect("b");
+    let a = c.open_link(link.id(), None).expect("a");
+    let b = c.open_link(link.id(), None).expect("b");
     // b is paid: deactivation leaves it paid.
     let hash = TestRequestGenerator::payment_hash(b.payments()[0].id());
     c.record_transfer(TransferReport::lightning(hash, Msats::new(2_000_000)))
@@ -232,7 +232,7 @@ fn deactivating_a_link_deactivates_its_active_sessions_in_one_commit() {
         events[before + 1..].to_vec()
     );
     assert!(matches!(
-        c.open_link(link.id()),
+        c.open_link(link.id(), None),
         Err(ServiceError::Core(Error::InvalidTransition { .. }))
     ));
     assert!(matches!(
@@ -252,7 +252,7 @@ fn a_checkout_link_is_paid_with_its_session_and_expired_links_open_nothing() {
             Some(t0() + Duration::hours(1)),
         )
         .expect("link");
-    let s = c.open_link(link.id()).expect("opened");
+    let s = c.open_link(link.id(), None).expect("opened");
     let hash = TestRequestGenerator::payment_hash(s.payments()[0].id());
     c.record_transfer(TransferReport::lightning(hash, Msats::new(3_000_000)))
         .expect("paid");
@@ -268,7 +268,7 @@ fn a_checkout_link_is_paid_with_its_session_and_expired_links_open_nothing() {
             .status(Some(SessionStatus::Paid)),
         LinkStatus::Paid
     );
-    assert_eq!(c.open_link(link.id()).expect("again").id(), s.id());
+    assert_eq!(c.open_link(link.id(), None).expect("again").id(), s.id());
 
     let late = c
         .create_payment_link(
@@ -278,12 +278,12 @@ fn a_checkout_link_is_paid_with_its_session_and_expired_links_open_nothing() {
         .expect("link");
     clock.advance(Duration::hours(2));
     assert_eq!(
-        c.open_link(late.id()).unwrap_err(),
+        c.open_link(late.id(), None).unwrap_err(),
         ServiceError::Core(Error::LinkExpired)
     );
     let unknown = LinkId::Payment(PaymentLinkId::generate());
     assert!(matches!(
-        c.open_link(unknown),
+        c.open_link(unknown, None),
         Err(ServiceError::UnknownLink(id)) if id == unknown
     ));
 }
@@ -419,7 +419,7 @@ mod delivery {
             let link = c
                 .create_payment_link(SessionParams::new(dec("2.00"), usd()), None)
                 .expect("link");
-            s2 = c.open_link(link.id()).expect("s2").id();
+            s2 = c.open_link(link.id(), None).expect("s2").id();
             clock.advance(Duration::seconds(1));
             pay(&c, s1);
             let first = d.run_once().expect("run");

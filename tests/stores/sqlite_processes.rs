@@ -121,13 +121,7 @@ fn shuffled(reports: &[TransferReport], n: usize) -> Vec<TransferReport> {
 
 /// The sessions in the file, oldest first.
 fn sessions_in(store: &SqliteStore) -> Vec<CheckoutSession> {
-    let mut page = store
-        .list(&ListQuery {
-            limit: Some(100),
-            ..Default::default()
-        })
-        .expect("list")
-        .data;
+    let mut page = store.list(&ListQuery::new().limit(100)).expect("list").data;
     page.reverse();
     page
 }

@@ -55,8 +55,8 @@ mod sqlite {
     };
     use bitcoin_checkout::testkit::conformance;
     use bitcoin_checkout::{
-        Checkout, CheckoutSession, Currency, Msats, SessionId, SessionParams, TargetCurrency,
-        TransferReport,
+        Checkout, CheckoutSession, Currency, Metadata, MetadataValue, Msats, SessionId,
+        SessionParams, TargetCurrency, TransferReport,
     };
     use rust_decimal::Decimal;
     use time::{Duration, OffsetDateTime};
@@ -312,9 +312,17 @@ CREATE TABLE idempotency (
         let link = c
             .create_payment_link(SessionParams::new(Decimal::new(500, 2), usd()), None)
             .expect("link");
-        let linked = c.open_link(link.id()).expect("open");
+        let linked = c.open_link(link.id(), None).expect("open");
+        let metadata =
+            Metadata::from_pairs([("order", MetadataValue::from("1001")), ("units", 3.into())])
+                .expect("metadata");
         let plain = c
-            .create(SessionParams::new(Decimal::new(700, 2), usd()), None)
+            .create(
+                SessionParams::new(Decimal::new(700, 2), usd())
+                    .source("shop", "wc_1001")
+                    .metadata(metadata),
+                None,
+            )
             .expect("create");
 
         // A database as version 1 of the schema left it, holding both.
@@ -343,10 +351,19 @@ CREATE TABLE idempotency (
         }
 
         let store = SqliteStore::open(&path).expect("upgrade");
-        assert_eq!(store.schema_version(), Ok(3));
-        assert_eq!(SqliteStore::latest_schema_version(), 3);
+        assert_eq!(store.schema_version(), Ok(4));
+        assert_eq!(SqliteStore::latest_schema_version(), 4);
         assert_eq!(store.load(linked.id()), Ok(Some(linked.clone())));
         assert_eq!(store.load(plain.id()), Ok(Some(plain.clone())));
+        // The listing filters find the sessions stored before they existed (migration 4).
+        for query in [
+            ListQuery::new().source_id("wc_1001"),
+            ListQuery::new().metadata("order", "1001"),
+            ListQuery::new().metadata("units", "3"),
+        ] {
+            let found = store.list(&query).expect("list").data;
+            assert_eq!(found, vec![plain.clone()], "{query:?}");
+        }
         // The new column was filled from the stored sessions.
         assert_eq!(store.link_sessions(link.id()), Ok(vec![linked.id()]));
         // The new tables work.
@@ -355,12 +372,12 @@ CREATE TABLE idempotency (
         let again = c
             .create_checkout_link(SessionParams::new(Decimal::new(500, 2), usd()), None)
             .expect("link");
-        let opened = c.open_link(again.id()).expect("open");
+        let opened = c.open_link(again.id(), None).expect("open");
         assert_eq!(store.link_sessions(again.id()), Ok(vec![opened.id()]));
         store.close().expect("close");
         // Opening the upgraded file again applies nothing more.
         let reopened = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(reopened.schema_version(), Ok(3));
+        assert_eq!(reopened.schema_version(), Ok(4));
         assert_eq!(reopened.reserve("wpkh(x)"), Ok(1));
     }
 
@@ -510,7 +527,7 @@ CREATE TABLE address_index (
         }
 
         let store = SqliteStore::open(&path).expect("upgrade");
-        assert_eq!(store.schema_version(), Ok(3));
+        assert_eq!(store.schema_version(), Ok(4));
         for s in &sessions {
             assert_eq!(store.load(s.id()).as_ref(), Ok(&Some(s.clone())));
         }
@@ -552,7 +569,7 @@ CREATE TABLE address_index (
         assert!(paid.transfers().count() == 1);
         store.close().expect("close");
         let reopened = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(reopened.schema_version(), Ok(3));
+        assert_eq!(reopened.schema_version(), Ok(4));
         assert_eq!(reopened.load(ids[2]), Ok(Some(paid)));
         assert_eq!(
             reopened.load(ids[0]).as_ref(),

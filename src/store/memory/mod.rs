@@ -8,6 +8,7 @@
 //! (see `benches/memory.rs`); loading a session decodes it (about a microsecond).
 
 mod codec;
+mod listing;
 mod outbox;
 
 use std::collections::{BTreeSet, HashMap};
@@ -51,7 +52,9 @@ struct Inner {
     slots: Vec<Slot>,
     ids: HashMap<SessionId, u32>,
     /// The listing order.
-    by_created: BTreeSet<(OffsetDateTime, SessionId)>,
+    by_created: BTreeSet<listing::Key>,
+    /// The listing filters' indexes.
+    filters: listing::FilterIndex,
     transfers: HashMap<TransferKey, u32>,
     hashes: HashMap<PaymentHash, u32>,
     addresses: HashMap<Box<str>, u32>,
@@ -199,6 +202,7 @@ impl Inner {
     fn apply(&mut self, commit: &Commit) {
         let s = &commit.session;
         let id = s.id();
+        let new = !self.ids.contains_key(&id);
         let slot = match self.ids.get(&id) {
             Some(&slot) => slot,
             None => {
@@ -223,6 +227,7 @@ impl Inner {
                 slot
             }
         };
+        self.filters.update(slot, s, new);
         for key in &commit.transfers {
             self.transfers.insert(*key, slot);
         }
@@ -346,57 +351,7 @@ impl Store for MemoryStore {
     }
 
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let inner = self.lock()?;
-        let limit = query.page_size();
-        let matches = |key: &(OffsetDateTime, SessionId)| {
-            let slot = *inner.ids.get(&key.1)?;
-            let s = inner.slots.get(slot as usize)?;
-            query.status.is_none_or(|st| s.status == st).then_some(slot)
-        };
-        let cursor_key = |id: SessionId| inner.slot_of(id).map(|s| (s.created, id));
-        let mut slots = Vec::new();
-        let has_more;
-        if let Some(before) = query.ending_before {
-            // The page just newer than `before`: walk upwards, then reverse to newest first.
-            let Some(key) = cursor_key(before) else {
-                return Ok(Page {
-                    data: Vec::new(),
-                    has_more: false,
-                });
-            };
-            let mut newer = inner
-                .by_created
-                .range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
-                .filter_map(matches);
-            slots.extend(newer.by_ref().take(limit));
-            has_more = newer.next().is_some();
-            slots.reverse();
-        } else {
-            let upper = match query.starting_after {
-                Some(after) => match cursor_key(after) {
-                    Some(key) => std::ops::Bound::Excluded(key),
-                    None => {
-                        return Ok(Page {
-                            data: Vec::new(),
-                            has_more: false,
-                        });
-                    }
-                },
-                None => std::ops::Bound::Unbounded,
-            };
-            let mut older = inner
-                .by_created
-                .range((std::ops::Bound::Unbounded, upper))
-                .rev()
-                .filter_map(matches);
-            slots.extend(older.by_ref().take(limit));
-            has_more = older.next().is_some();
-        }
-        let data = slots
-            .into_iter()
-            .map(|slot| inner.decode(slot))
-            .collect::<Result<_, _>>()?;
-        Ok(Page { data, has_more })
+        self.lock()?.list(query)
     }
 
     fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {

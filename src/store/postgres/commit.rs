@@ -1,6 +1,8 @@
 //! Commits on PostgreSQL: a commit's rows ([`CommitRows`]) as column arrays, and the
 //! transaction that writes them.
 
+use tokio_postgres::types::ToSql;
+
 use super::ops::Work;
 use super::pool::{Conn, Failure};
 use super::sql::*;
@@ -19,6 +21,8 @@ pub(super) struct PgCommit {
     wake_at: Option<i64>,
     head: String,
     link_id: Option<String>,
+    source_id: Option<String>,
+    metadata: Option<String>,
     payment_ids: Vec<String>,
     payment_bodies: Vec<String>,
     /// The invoice hashes of the payments written.
@@ -54,6 +58,8 @@ impl PgCommit {
             wake_at: s.wake_at,
             head: s.head,
             link_id: s.link_id,
+            source_id: s.source_id,
+            metadata: s.metadata,
             payment_ids,
             payment_bodies,
             hashes,
@@ -199,27 +205,17 @@ impl Conn {
     async fn apply_session(&mut self, r: &PgCommit) -> Result<(), Failure> {
         // Compare-and-swap: the new row only if there is none, the update only if the stored
         // version is the expected one. Zero rows written: someone else won; roll back.
-        let written = match r.expected_version {
-            None => {
-                self.exec(
-                    SQL_INSERT_SESSION,
-                    &[
-                        &r.id, &r.created, &r.status, &r.version, &r.wake_at, &r.head, &r.link_id,
-                    ],
-                )
-                .await?
-            }
-            Some(expected) => {
-                self.exec(
-                    SQL_UPDATE_SESSION,
-                    &[
-                        &r.id, &r.created, &r.status, &r.version, &r.wake_at, &r.head, &r.link_id,
-                        &expected,
-                    ],
-                )
-                .await?
-            }
+        let row: [&(dyn ToSql + Sync); 7] = [
+            &r.id, &r.created, &r.status, &r.version, &r.wake_at, &r.head, &r.link_id,
+        ];
+        // `source_id` is written once, with the new row; an update names the expected
+        // version instead.
+        let (sql, rest): (_, [&(dyn ToSql + Sync); 2]) = match &r.expected_version {
+            None => (SQL_INSERT_SESSION, [&r.source_id, &r.metadata]),
+            Some(expected) => (SQL_UPDATE_SESSION, [expected, &r.metadata]),
         };
+        let params: Vec<&(dyn ToSql + Sync)> = row.iter().chain(&rest).copied().collect();
+        let written = self.exec(sql, &params).await?;
         if written == 0 {
             return Err(Failure::Conflict);
         }

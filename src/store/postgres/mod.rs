@@ -67,6 +67,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_postgres::Config;
 
+use super::list_sql::{Dialect, list_statement};
 use super::rows::{self, CommitRows, IdempotencyRow};
 use super::{
     Commit, Corruption, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, Store,
@@ -87,6 +88,7 @@ mod ops;
 mod pool;
 mod schema;
 mod sql;
+pub(super) use sql::SESSION_COLUMNS;
 #[cfg(feature = "webhooks")]
 mod webhooks;
 
@@ -370,22 +372,16 @@ impl Store for PostgresStore {
     }
 
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let limit = query.page_size();
-        let (cursor, newer) = match (query.ending_before, query.starting_after) {
-            (Some(before), _) => (Some(before.to_string()), true),
-            (None, Some(after)) => (Some(after.to_string()), false),
-            (None, None) => (None, false),
-        };
+        let statement = list_statement(query, Dialect::Postgres)?;
+        let (limit, newer) = (statement.limit, statement.newer);
         let op = Op::List {
-            status: query.status.map(|s| s.as_str()),
-            cursor,
-            newer,
-            // One more than asked tells whether there is more.
-            fetch: clamp_i64(limit + 1),
+            sql: statement.sql,
+            params: statement.params,
         };
         let Out::Sessions(rows) = self.call(op)? else {
             return Err(unexpected());
         };
+        // An unknown cursor joins no row: an empty page.
         let has_more = rows.len() > limit;
         let mut data = rows
             .into_iter()

@@ -11,6 +11,7 @@ use super::sql::*;
 use super::unexpected;
 use crate::session::CheckoutSession;
 use crate::store::StoreError;
+use crate::store::list_sql::ListParam;
 use crate::store::rows::{self, IdempotencyRow};
 
 pub(super) type Reply = std_mpsc::SyncSender<Result<Out, StoreError>>;
@@ -28,11 +29,10 @@ pub(super) enum Op {
     Load(String),
     Commit(Box<PgCommit>),
     Find(Lookup, String),
+    /// A listing statement with its parameters (`store::list_sql`).
     List {
-        status: Option<&'static str>,
-        cursor: Option<String>,
-        newer: bool,
-        fetch: i64,
+        sql: &'static str,
+        params: Vec<ListParam>,
     },
     Due {
         now: i64,
@@ -190,25 +190,14 @@ impl Conn {
                     .transpose()?;
                 Ok(Out::Id(id))
             }
-            Op::List {
-                status,
-                cursor,
-                newer,
-                fetch,
-            } => {
-                let which = match (cursor, newer) {
-                    (None, _) => 0,
-                    (Some(_), false) => 1,
-                    (Some(_), true) => 2,
-                };
-                let sql = SQL_LIST[usize::from(status.is_some())][which];
-                let mut params: Vec<&(dyn ToSql + Sync)> = vec![fetch];
-                if let Some(c) = cursor {
-                    params.push(c);
-                }
-                if let Some(s) = status {
-                    params.push(s);
-                }
+            Op::List { sql, params } => {
+                let params: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| match p {
+                        ListParam::Int(i) => i as &(dyn ToSql + Sync),
+                        ListParam::Text(t) => t,
+                    })
+                    .collect();
                 let rows = self.query(sql, &params).await?;
                 let sessions = rows
                     .into_iter()

@@ -111,6 +111,49 @@ CREATE INDEX deliveries_by_status ON deliveries (status, endpoint, seq);
 ALTER TABLE idempotency DROP COLUMN created_nanos;
 "#,
     ),
+    // The listing filters: `source_id` with an index, and each session's metadata as
+    // (key, value) rows with an index, kept by triggers from the `metadata` column the
+    // store writes (rows::SessionRow::metadata), so a commit that leaves the metadata alone
+    // touches no metadata row. Existing sessions are filled from their heads.
+    (
+        5,
+        r#"
+ALTER TABLE sessions ADD COLUMN source_id TEXT NULL, ADD COLUMN metadata TEXT NULL;
+UPDATE sessions SET source_id = head::json ->> 'source_id'
+    WHERE json_typeof(head::json -> 'source_id') = 'string';
+CREATE INDEX sessions_by_source ON sessions (source_id, created, id) WHERE source_id IS NOT NULL;
+CREATE TABLE session_metadata (
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    session_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (key, value, session_id)
+);
+CREATE INDEX session_metadata_by_session ON session_metadata (session_id);
+CREATE FUNCTION session_metadata_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        DELETE FROM session_metadata WHERE session_id = OLD.id;
+    END IF;
+    IF NEW.metadata IS NOT NULL THEN
+        INSERT INTO session_metadata (key, value, session_id)
+            SELECT e.key, e.value, NEW.id FROM jsonb_each_text(NEW.metadata::jsonb) e;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER sessions_metadata_insert AFTER INSERT ON sessions
+    FOR EACH ROW WHEN (NEW.metadata IS NOT NULL) EXECUTE FUNCTION session_metadata_sync();
+CREATE TRIGGER sessions_metadata_update AFTER UPDATE OF metadata ON sessions
+    FOR EACH ROW WHEN (OLD.metadata IS DISTINCT FROM NEW.metadata)
+    EXECUTE FUNCTION session_metadata_sync();
+UPDATE sessions SET metadata = (
+    SELECT jsonb_object_agg(e.key, CASE json_typeof(e.value)
+                                       WHEN 'string' THEN e.value #>> '{}'
+                                       ELSE e.value::text END)::text
+    FROM json_each(head::json -> 'metadata') e
+) WHERE json_typeof(head::json -> 'metadata') = 'object';
+"#,
+    ),
 ];
 
 impl Conn {

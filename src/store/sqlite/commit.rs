@@ -15,12 +15,21 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
     match rows.expected_version {
         None => insert_or_conflict(
             tx.prepare_cached(
-                "INSERT INTO sessions (id, created, status, version, wake_at, head, link_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO sessions
+                     (id, created, status, version, wake_at, head, link_id, source_id, metadata)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
-                    s.id, s.created, s.status, s.version, s.wake_at, s.head, s.link_id
+                    s.id,
+                    s.created,
+                    s.status,
+                    s.version,
+                    s.wake_at,
+                    s.head,
+                    s.link_id,
+                    s.source_id,
+                    s.metadata
                 ])
             }),
         )?,
@@ -28,12 +37,16 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
             let updated = tx
                 .prepare_cached(
                     "UPDATE sessions
-                     SET status = ?3, version = ?4, wake_at = ?5, head = ?6, link_id = ?7
+                     SET status = ?3, version = ?4, wake_at = ?5, head = ?6, link_id = ?7,
+                         metadata = ?8
                      WHERE id = ?1 AND version = ?2",
                 )
                 .and_then(|mut stmt| {
+                    // `source_id` is set at creation only. The metadata rows follow the
+                    // column by trigger, and only when it changed (migration 4).
                     stmt.execute(params![
-                        s.id, expected, s.status, s.version, s.wake_at, s.head, s.link_id
+                        s.id, expected, s.status, s.version, s.wake_at, s.head, s.link_id,
+                        s.metadata
                     ])
                 })
                 .map_err(backend)?;

@@ -8,6 +8,7 @@ use crate::hash::PaymentHash;
 use crate::id::SessionId;
 use crate::json::millis::to_millis;
 use crate::session::CheckoutSession;
+use crate::store::list_sql::{Dialect, ListParam, list_statement};
 use crate::store::rows::{self, CommitRows, IdempotencyRow};
 use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
 use crate::transfer::TransferKey;
@@ -121,62 +122,17 @@ impl Store for SqliteStore {
     }
 
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let limit = query.page_size();
-        let status = query.status.map(|s| s.as_str());
-        let fetch = limit_i64(limit.saturating_add(1));
+        let statement = list_statement(query, Dialect::Sqlite)?;
+        let limit = statement.limit;
+        let params = statement.params.iter().map(|p| match p {
+            ListParam::Int(i) => rusqlite::types::Value::Integer(*i),
+            ListParam::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        });
         self.read(|conn| {
-            // The cursor's position; an unknown cursor gives an empty page.
-            let position = |cursor: SessionId| -> Result<Option<(i64, String)>, StoreError> {
-                let id = cursor.to_string();
-                let created = conn
-                    .prepare_cached("SELECT created FROM sessions WHERE id = ?1")
-                    .map_err(backend)?
-                    .query_row([&id], |row| row.get::<_, i64>(0))
-                    .optional()
-                    .map_err(backend)?;
-                Ok(created.map(|c| (c, id)))
-            };
-            // ?1, ?2: the cursor's (created, id); ?3: the status or NULL; ?4: the row count.
-            const COLUMNS: &str = "SELECT id, head, version FROM sessions";
-            const FILTER: &str = "(?3 IS NULL OR status = ?3)";
-            let (sql, cursor, newer) = if let Some(before) = query.ending_before {
-                let Some(pos) = position(before)? else {
-                    return Ok(Page {
-                        data: Vec::new(),
-                        has_more: false,
-                    });
-                };
-                let sql = format!(
-                    "{COLUMNS} WHERE (created, id) > (?1, ?2) AND {FILTER}
-                     ORDER BY created ASC, id ASC LIMIT ?4"
-                );
-                (sql, Some(pos), true)
-            } else if let Some(after) = query.starting_after {
-                let Some(pos) = position(after)? else {
-                    return Ok(Page {
-                        data: Vec::new(),
-                        has_more: false,
-                    });
-                };
-                let sql = format!(
-                    "{COLUMNS} WHERE (created, id) < (?1, ?2) AND {FILTER}
-                     ORDER BY created DESC, id DESC LIMIT ?4"
-                );
-                (sql, Some(pos), false)
-            } else {
-                let sql = format!(
-                    "{COLUMNS} WHERE ?1 IS NULL AND ?2 IS NULL AND {FILTER}
-                     ORDER BY created DESC, id DESC LIMIT ?4"
-                );
-                (sql, None, false)
-            };
-            let (c, i) = match &cursor {
-                Some((created, id)) => (Some(*created), Some(id.as_str())),
-                None => (None, None),
-            };
-            let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+            // An unknown cursor joins no row: an empty page.
+            let mut stmt = conn.prepare_cached(statement.sql).map_err(backend)?;
             let rows = stmt
-                .query_map(params![c, i, status, fetch], |row| {
+                .query_map(rusqlite::params_from_iter(params), |row| {
                     Ok((
                         row.get::<_, String>(0)?,
                         row.get::<_, String>(1)?,
@@ -192,7 +148,7 @@ impl Store for SqliteStore {
                 .take(limit)
                 .map(|(id, head, version)| assemble(conn, id, head, *version))
                 .collect::<Result<Vec<_>, _>>()?;
-            if newer {
+            if statement.newer {
                 data.reverse();
             }
             Ok(Page { data, has_more })
@@ -289,5 +245,73 @@ impl Store for SqliteStore {
     fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
         let row = IdempotencyRow::new(record);
         self.write(|tx| commit::release_idempotency(tx, &row))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::list_sql::ListStatement;
+
+    /// What SQLite plans for a listing statement, one detail line per step.
+    fn plan(store: &SqliteStore, statement: &ListStatement) -> Vec<String> {
+        store
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql))
+                    .map_err(backend)?;
+                let params = statement.params.iter().map(|p| match p {
+                    ListParam::Int(i) => rusqlite::types::Value::Integer(*i),
+                    ListParam::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                });
+                stmt.query_map(rusqlite::params_from_iter(params), |row| {
+                    row.get::<_, String>(3)
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)
+            })
+            .expect("plan")
+    }
+
+    /// The `source_id` and metadata filters start from their index, never a scan of the
+    /// sessions (issue #13: a shop's lookup by order number must not read every session).
+    #[test]
+    fn the_lookup_filters_are_answered_from_their_indexes() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        for (query, index) in [
+            (ListQuery::new().source_id("wc_1001"), "sessions_by_source"),
+            (
+                ListQuery::new().metadata("order", "1001"),
+                "SEARCH m USING PRIMARY KEY",
+            ),
+            (
+                ListQuery::new()
+                    .metadata("order", "1001")
+                    .status(crate::SessionStatus::Paid)
+                    .starting_after(SessionId::generate()),
+                "SEARCH m USING PRIMARY KEY",
+            ),
+            (
+                ListQuery::new()
+                    .source_id("wc_1001")
+                    .status(crate::SessionStatus::Paid)
+                    .created_gte(OffsetDateTime::UNIX_EPOCH),
+                "sessions_by_source",
+            ),
+        ] {
+            let statement = list_statement(&query, Dialect::Sqlite).expect("statement");
+            let plan = plan(&store, &statement);
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{query:?}: {plan:?}"
+            );
+            assert!(
+                !plan
+                    .iter()
+                    .any(|step| step.starts_with("SCAN s") || step.starts_with("SCAN m")),
+                "{query:?} scans: {plan:?}"
+            );
+        }
     }
 }

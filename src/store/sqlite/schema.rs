@@ -120,6 +120,50 @@ CREATE TABLE payments (
 "#,
         Some(split_payments),
     ),
+    // 4: the listing filters: `source_id` with an index, and the metadata of each session
+    // as (key, value) rows with an index, kept by triggers from the `metadata` column the
+    // store writes (rows::SessionRow::metadata), so a commit that leaves the metadata
+    // alone touches no metadata row. Existing sessions are filled from their heads (a
+    // number value in them is indexed as SQLite prints it: `12.50` as `12.5`).
+    (
+        r#"
+ALTER TABLE sessions ADD COLUMN source_id TEXT;
+ALTER TABLE sessions ADD COLUMN metadata TEXT;
+UPDATE sessions SET source_id = json_extract(head, '$.source_id')
+    WHERE json_valid(head) AND json_type(head, '$.source_id') = 'text';
+CREATE INDEX sessions_by_source ON sessions (source_id, created, id) WHERE source_id IS NOT NULL;
+
+CREATE TABLE session_metadata (
+    key        TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    PRIMARY KEY (key, value, session_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX session_metadata_by_session ON session_metadata (session_id);
+
+CREATE TRIGGER sessions_metadata_insert AFTER INSERT ON sessions
+WHEN NEW.metadata IS NOT NULL
+BEGIN
+    INSERT INTO session_metadata (key, value, session_id)
+        SELECT key, value, NEW.id FROM json_each(NEW.metadata);
+END;
+CREATE TRIGGER sessions_metadata_update AFTER UPDATE OF metadata ON sessions
+WHEN OLD.metadata IS NOT NEW.metadata
+BEGIN
+    DELETE FROM session_metadata WHERE session_id = OLD.id;
+    INSERT INTO session_metadata (key, value, session_id)
+        SELECT key, value, NEW.id FROM json_each(NEW.metadata) WHERE NEW.metadata IS NOT NULL;
+END;
+
+UPDATE sessions SET metadata = (
+    SELECT json_group_object(key, CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
+                                  ELSE CAST(value AS TEXT) END)
+    FROM json_each(head, '$.metadata')
+) WHERE json_valid(head) AND json_type(head, '$.metadata') = 'object'
+    AND EXISTS (SELECT 1 FROM json_each(head, '$.metadata'));
+"#,
+        None,
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.

@@ -487,7 +487,7 @@ pub fn check_link_service<S: LinkStore>(store: &S) {
                 let (checkout, barrier, id) = (&checkout, &barrier, link.id());
                 scope.spawn(move || {
                     barrier.wait();
-                    checkout.open_link(id).map(|s| s.id())
+                    checkout.open_link(id, None).map(|s| s.id())
                 })
             })
             .collect();
@@ -516,8 +516,8 @@ pub fn check_link_service<S: LinkStore>(store: &S) {
         "create_payment_link",
         checkout.create_payment_link(params, None),
     );
-    let a = ck.svc("open a", checkout.open_link(plink.id()));
-    let b = ck.svc("open b", checkout.open_link(plink.id()));
+    let a = ck.svc("open a", checkout.open_link(plink.id(), None));
+    let b = ck.svc("open b", checkout.open_link(plink.id(), None));
     ck.that(a.id() != b.id(), "a payment link opens a session per call");
     let hash = TestRequestGenerator::payment_hash(b.payments()[0].id());
     ck.svc(

@@ -41,6 +41,7 @@ mod address_index;
 mod concurrency;
 #[cfg(feature = "webhooks")]
 mod delivery;
+mod filters;
 mod fixtures;
 mod links;
 mod listing;
@@ -52,6 +53,9 @@ pub use address_index::{
 pub use concurrency::{check_racing_commits, check_service_lifecycle};
 #[cfg(feature = "webhooks")]
 pub use delivery::*;
+pub use filters::{
+    check_list_by_created, check_list_by_metadata, check_list_by_source_id, check_list_refusals,
+};
 pub use links::{
     check_link_conflict_writes_nothing, check_link_events_in_outbox, check_link_round_trip,
     check_link_service, check_link_sessions_order, check_link_stale_session_writes_nothing,
@@ -93,6 +97,10 @@ fn checks<S: Store>() -> Vec<(&'static str, Check<S>)> {
         ("check_lookups", check_lookups::<S>),
         ("check_transfer_updated", check_transfer_updated::<S>),
         ("check_list", check_list::<S>),
+        ("check_list_refusals", check_list_refusals::<S>),
+        ("check_list_by_source_id", check_list_by_source_id::<S>),
+        ("check_list_by_metadata", check_list_by_metadata::<S>),
+        ("check_list_by_created", check_list_by_created::<S>),
         ("check_due", check_due::<S>),
         ("check_events_after", check_events_after::<S>),
         ("check_session_events", check_session_events::<S>),
