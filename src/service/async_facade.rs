@@ -11,7 +11,7 @@ use crate::id::{LinkId, SessionId};
 use crate::link::Link;
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
-use crate::session::{CheckoutSession, SessionParams, SessionUpdate};
+use crate::session::{CheckoutSession, FlagResolution, SessionParams, SessionUpdate};
 use crate::store::{LinkStore, ListQuery, Page, Store, StoredEvent};
 use crate::transfer::TransferReport;
 
@@ -99,6 +99,15 @@ where
     /// See [`Checkout::deactivate`].
     pub async fn deactivate(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
         self.run(move |c| c.deactivate(id)).await
+    }
+
+    /// See [`Checkout::resolve_flag`].
+    pub async fn resolve_flag(
+        &self,
+        id: SessionId,
+        resolution: FlagResolution,
+    ) -> Result<CheckoutSession, ServiceError> {
+        self.run(move |c| c.resolve_flag(id, &resolution)).await
     }
 
     /// See [`Checkout::get`].

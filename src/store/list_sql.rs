@@ -43,7 +43,8 @@ const SOURCE: usize = 8;
 const METADATA: usize = 16;
 const GTE: usize = 32;
 const LT: usize = 64;
-const SHAPES: usize = 128;
+const REVIEW: usize = 128;
+const SHAPES: usize = 256;
 
 /// The statement and parameters answering `query` in `dialect`, selecting `columns`
 /// (with the session table named `s`); a query without a page is refused.
@@ -82,6 +83,9 @@ pub(super) fn list_statement(
             shape |= bit;
             params.push(ListParam::Int(millis::to_millis(at)));
         }
+    }
+    if query.unresolved_flags {
+        shape |= REVIEW;
     }
     Ok(ListStatement {
         sql: statements(dialect)[shape].as_str(),
@@ -159,6 +163,13 @@ fn statement(shape: usize, dialect: Dialect) -> String {
     }
     if has(LT) {
         filter.push_str(&format!(" AND s.created < {}", next()));
+    }
+    if has(REVIEW) {
+        // Written as the partial index's condition, so each planner can use it.
+        filter.push_str(match dialect {
+            Dialect::Sqlite => " AND s.review = 1",
+            Dialect::Postgres => " AND s.review",
+        });
     }
     let order = if newer {
         "s.created ASC, s.id ASC"

@@ -52,6 +52,9 @@ pub struct ListQuery {
     /// Only sessions created before this time (whole milliseconds: the part below a
     /// millisecond is ignored).
     pub created_lt: Option<OffsetDateTime>,
+    /// Only sessions with flagged money no resolution covers yet (the merchant's review
+    /// queue, ADR 9).
+    pub unresolved_flags: bool,
 }
 
 /// Why a [`ListQuery`] was refused: it asks for something no page can be.
@@ -143,6 +146,12 @@ impl ListQuery {
         }
     }
 
+    /// Only sessions with unresolved flags ([`CheckoutSession::has_unresolved_flags`]).
+    pub fn unresolved_flags(mut self) -> Self {
+        self.unresolved_flags = true;
+        self
+    }
+
     /// Whether `session` passes every filter (cursors and limit aside): the definition
     /// the stores' indexes implement, and what a store without them may check.
     pub fn matches(&self, session: &CheckoutSession) -> bool {
@@ -161,6 +170,7 @@ impl ListQuery {
             // Bounds count in whole milliseconds, as stores keep times.
             && self.created_gte.is_none_or(|t| created >= truncate(t))
             && self.created_lt.is_none_or(|t| created < truncate(t))
+            && (!self.unresolved_flags || session.has_unresolved_flags())
     }
 }
 

@@ -64,6 +64,8 @@ pub struct SessionRow {
     pub link_id: Option<String>,
     /// Its `source_id`, for the listing filter.
     pub source_id: Option<String>,
+    /// Whether it has flagged money no resolution covers (the review-queue filter).
+    pub review: bool,
     /// Its metadata as a JSON object of each key's value as text
     /// ([`MetadataValue::text`](crate::metadata::MetadataValue::text)), `None` when it has
     /// none: the SQL stores index it in a table of (key, value, session) rows for the
@@ -220,6 +222,7 @@ fn session_row(s: &CheckoutSession) -> Result<SessionRow, StoreError> {
         wake_at: s.wake_at().map(millis::to_millis),
         link_id: s.link().map(|l| l.to_string()),
         source_id: s.source_id().map(str::to_owned),
+        review: s.has_unresolved_flags(),
         metadata: metadata_index(s),
         head: s.row_head_json(),
     })

@@ -81,6 +81,32 @@ async fn async_checkout_has_every_operation_of_checkout() {
         .await
         .expect("update");
     assert_eq!(updated.description(), Some("renamed"));
+    // Overpaid: flagged money, resolved, and the review queue empties.
+    let quote = updated.open_payment().expect("a quote");
+    let over = c
+        .record_transfer(TransferReport::lightning(
+            TestRequestGenerator::payment_hash(quote.id()),
+            Msats::new(quote.target_msats().get() + 5_000),
+        ))
+        .await
+        .expect("overpaid");
+    assert_eq!(over.status(), SessionStatus::Paid);
+    let queue = || ListQuery::new().unresolved_flags();
+    assert_eq!(c.list(queue()).await.expect("queue").data.len(), 1);
+    let resolved = c
+        .resolve_flag(
+            s.id(),
+            session::FlagResolution::accepted(FlagKind::Overpaid, Msats::new(5_000)),
+        )
+        .await
+        .expect("resolve");
+    assert!(!resolved.has_unresolved_flags());
+    assert!(c.list(queue()).await.expect("queue").data.is_empty());
+    assert!(matches!(
+        c.deactivate(s.id()).await,
+        Err(ServiceError::Core(Error::InvalidTransition { .. }))
+    ));
+    let s = c.create(params(), None).await.expect("create");
     assert_eq!(
         c.deactivate(s.id()).await.expect("deactivate").status(),
         SessionStatus::Deactivated

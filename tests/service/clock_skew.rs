@@ -129,7 +129,10 @@ fn skewed_servers_share_a_session<S: Store>(open: impl Fn() -> S) {
             assert_eq!(swept.updated, [id], "{step}: sweep: {:?}", swept.failed);
             // The sweep only expires (quotes on demand): the next fetch quotes.
             let fetched = checkout.get(id).unwrap();
-            assert!(fetched.open_payment().is_some(), "{step}: no quote on fetch");
+            assert!(
+                fetched.open_payment().is_some(),
+                "{step}: no quote on fetch"
+            );
         } else {
             assert!(checkout.refresh(id).unwrap(), "{step}: nothing to refresh");
         }

@@ -940,7 +940,7 @@ fn servers_starting_together_migrate_once() {
     // Each migration applied once.
     assert_eq!(
         versions,
-        ["1", "2", "3", "4", "5"]
+        ["1", "2", "3", "4", "5", "6"]
             .map(|v| Some(v.to_owned()))
             .to_vec()
     );
@@ -1161,7 +1161,7 @@ fn the_lookup_filters_can_use_their_indexes_on_postgres() {
 /// before it (a database of migration 4 upgraded in place): found by `source_id` and by
 /// metadata, a number value by its exact text.
 #[test]
-fn sessions_stored_before_migration_5_are_found_by_the_lookups() {
+fn sessions_stored_before_migrations_5_and_6_are_found_by_the_lookups() {
     let schemas = Schemas::new();
     let name = schemas.fresh();
     let store = PostgresStore::connect_in_schema(&pg_url(), &name, 2).expect("connect");
@@ -1177,17 +1177,29 @@ fn sessions_stored_before_migration_5_are_found_by_the_lookups() {
         .source("shop", "wc_1001")
         .metadata(metadata);
     let session = checkout.create(params, None).expect("create");
+    // And one overpaid: flagged money, which must be in the review queue after migration 6.
+    let over = checkout
+        .create(SessionParams::new(dollars(100), usd()), None)
+        .expect("create");
+    let quote = over.open_payment().expect("a quote");
+    let over = checkout
+        .record_transfer(TransferReport::lightning(
+            TestRequestGenerator::payment_hash(quote.id()),
+            Msats::new(quote.target_msats().get() * 2),
+        ))
+        .expect("overpaid");
+    assert!(over.has_unresolved_flags());
     drop(checkout);
     store.close();
-    // Back to the schema of migration 4, keeping the session.
+    // Back to the schema of migration 4, keeping the sessions.
     admin(&format!(
         "SET search_path TO \"{name}\";
          DROP TABLE session_metadata;
          DROP TRIGGER sessions_metadata_insert ON sessions;
          DROP TRIGGER sessions_metadata_update ON sessions;
          DROP FUNCTION session_metadata_sync();
-         ALTER TABLE sessions DROP COLUMN source_id, DROP COLUMN metadata;
-         DELETE FROM schema_migrations WHERE version = 5;"
+         ALTER TABLE sessions DROP COLUMN source_id, DROP COLUMN metadata, DROP COLUMN review;
+         DELETE FROM schema_migrations WHERE version >= 5;"
     ))
     .expect("downgrade");
     let store = PostgresStore::connect_in_schema(&pg_url(), &name, 2).expect("upgrade");
@@ -1199,5 +1211,10 @@ fn sessions_stored_before_migration_5_are_found_by_the_lookups() {
         let found = store.list(&query).expect("list").data;
         assert_eq!(found, vec![session.clone()], "{query:?}");
     }
+    let queue = store
+        .list(&ListQuery::new().unresolved_flags())
+        .expect("list")
+        .data;
+    assert_eq!(queue, vec![over], "migration 6 fills the review queue");
     store.close();
 }

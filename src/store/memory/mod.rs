@@ -33,6 +33,8 @@ struct Slot {
     id: SessionId,
     version: u64,
     status: SessionStatus,
+    /// Whether it has unresolved flags (the review-queue filter).
+    review: bool,
     created: OffsetDateTime,
     wake_at: Option<OffsetDateTime>,
     bytes: Box<[u8]>,
@@ -212,6 +214,7 @@ impl Inner {
                     id,
                     version: 0,
                     status: s.status(),
+                    review: s.has_unresolved_flags(),
                     created: s.created(),
                     wake_at: None,
                     bytes: Box::default(),
@@ -272,6 +275,7 @@ impl Inner {
         entry.events.extend(positions);
         entry.version = s.version();
         entry.status = s.status();
+        entry.review = s.has_unresolved_flags();
         entry.wake_at = s.wake_at();
         entry.bytes = codec::encode(s);
         // Payments are only ever appended: a change rewrites the ones it names and appends

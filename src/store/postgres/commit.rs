@@ -23,6 +23,7 @@ pub(super) struct PgCommit {
     link_id: Option<String>,
     source_id: Option<String>,
     metadata: Option<String>,
+    review: bool,
     payment_ids: Vec<String>,
     payment_bodies: Vec<String>,
     /// The invoice hashes of the payments written.
@@ -60,6 +61,7 @@ impl PgCommit {
             link_id: s.link_id,
             source_id: s.source_id,
             metadata: s.metadata,
+            review: s.review,
             payment_ids,
             payment_bodies,
             hashes,
@@ -210,9 +212,9 @@ impl Conn {
         ];
         // `source_id` is written once, with the new row; an update names the expected
         // version instead.
-        let (sql, rest): (_, [&(dyn ToSql + Sync); 2]) = match &r.expected_version {
-            None => (SQL_INSERT_SESSION, [&r.source_id, &r.metadata]),
-            Some(expected) => (SQL_UPDATE_SESSION, [expected, &r.metadata]),
+        let (sql, rest): (_, [&(dyn ToSql + Sync); 3]) = match &r.expected_version {
+            None => (SQL_INSERT_SESSION, [&r.source_id, &r.metadata, &r.review]),
+            Some(expected) => (SQL_UPDATE_SESSION, [expected, &r.metadata, &r.review]),
         };
         let params: Vec<&(dyn ToSql + Sync)> = row.iter().chain(&rest).copied().collect();
         let written = self.exec(sql, &params).await?;

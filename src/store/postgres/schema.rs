@@ -154,6 +154,19 @@ UPDATE sessions SET metadata = (
 ) WHERE json_typeof(head::json -> 'metadata') = 'object';
 "#,
     ),
+    // The review queue (ADR 9): whether a session has unresolved flags, with a partial
+    // index of the few that do. Sessions stored before resolutions existed have none, so
+    // every flag in their head is unresolved.
+    (
+        6,
+        r#"
+ALTER TABLE sessions ADD COLUMN review BOOLEAN NOT NULL DEFAULT FALSE;
+UPDATE sessions SET review = TRUE
+    WHERE json_typeof(head::json -> 'flags') = 'array'
+    AND json_array_length(head::json -> 'flags') > 0;
+CREATE INDEX sessions_in_review ON sessions (created, id) WHERE review;
+"#,
+    ),
 ];
 
 impl Conn {

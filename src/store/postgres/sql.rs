@@ -38,12 +38,12 @@ pub(super) const SQL_IDEMPOTENCY: &str =
 /// What a listing selects (the session table named `s`).
 pub(in crate::store) const SESSION_COLUMNS: &str = session_columns!();
 
-pub(super) const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (id, created, status, version, wake_at, head, link_id, source_id, metadata) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING";
+pub(super) const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (id, created, status, version, wake_at, head, link_id, source_id, metadata, review) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING";
 /// `source_id` is set at creation only; the metadata rows follow the `metadata` column by
 /// trigger, and only when it changed (migration 5).
 pub(super) const SQL_UPDATE_SESSION: &str = "UPDATE sessions SET created = $2, status = $3, version = $4, wake_at = $5, head = $6, \
-     link_id = $7, metadata = $9 WHERE id = $1 AND version = $8";
+     link_id = $7, metadata = $9, review = $10 WHERE id = $1 AND version = $8";
 pub(super) const SQL_RELEASE_IDEMPOTENCY: &str =
     "DELETE FROM idempotency WHERE key = $1 AND request = $2 AND session_id = $3";
 pub(super) const SQL_CLAIM_IDEMPOTENCY: &str = "INSERT INTO idempotency (key, request, session_id, created) \

@@ -16,8 +16,9 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
         None => insert_or_conflict(
             tx.prepare_cached(
                 "INSERT INTO sessions
-                     (id, created, status, version, wake_at, head, link_id, source_id, metadata)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     (id, created, status, version, wake_at, head, link_id, source_id, metadata,
+                      review)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -29,7 +30,8 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
                     s.head,
                     s.link_id,
                     s.source_id,
-                    s.metadata
+                    s.metadata,
+                    s.review
                 ])
             }),
         )?,
@@ -38,7 +40,7 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
                 .prepare_cached(
                     "UPDATE sessions
                      SET status = ?3, version = ?4, wake_at = ?5, head = ?6, link_id = ?7,
-                         metadata = ?8
+                         metadata = ?8, review = ?9
                      WHERE id = ?1 AND version = ?2",
                 )
                 .and_then(|mut stmt| {
@@ -46,7 +48,7 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
                     // column by trigger, and only when it changed (migration 4).
                     stmt.execute(params![
                         s.id, expected, s.status, s.version, s.wake_at, s.head, s.link_id,
-                        s.metadata
+                        s.metadata, s.review
                     ])
                 })
                 .map_err(backend)?;

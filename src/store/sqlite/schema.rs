@@ -164,6 +164,19 @@ UPDATE sessions SET metadata = (
 "#,
         None,
     ),
+    // 5: the review queue (ADR 9): whether a session has unresolved flags, with a partial
+    // index of the few that do. Sessions stored before resolutions existed have none, so
+    // every flag in their head is unresolved.
+    (
+        r#"
+ALTER TABLE sessions ADD COLUMN review INTEGER NOT NULL DEFAULT 0;
+UPDATE sessions SET review = 1
+    WHERE json_valid(head) AND json_type(head, '$.flags') = 'array'
+    AND json_array_length(head, '$.flags') > 0;
+CREATE INDEX sessions_in_review ON sessions (created, id) WHERE review = 1;
+"#,
+        None,
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.

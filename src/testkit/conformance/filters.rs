@@ -1,13 +1,17 @@
 //! Checks of the listing filters and refusals: by `source_id`, by a metadata key and
-//! value, by creation time range, and queries no page can answer.
+//! value, by creation time range, by unresolved flags, and queries no page can answer.
 
 use time::Duration;
 
 use super::fixtures::{Ck, Draft, dollars, ids, usd};
 use crate::id::SessionId;
 use crate::metadata::{Metadata, MetadataPatch};
-use crate::session::{CheckoutSession, SessionParams, SessionStatus, SessionUpdate};
+use crate::money::Msats;
+use crate::session::{
+    CheckoutSession, FlagKind, FlagResolution, SessionParams, SessionStatus, SessionUpdate,
+};
 use crate::store::{ListQuery, ListQueryError, MAX_LIST_LIMIT, Store, StoreError};
+use crate::transfer::TransferReport;
 
 /// A creation time after every session already stored, so the sessions made from it are
 /// the newest.
@@ -313,4 +317,60 @@ pub fn check_list_refusals<S: Store>(store: &S) {
             format!("limit {limit} is accepted"),
         );
     }
+}
+
+/// The review queue (`ListQuery::unresolved_flags`): sessions with flagged money no
+/// resolution covers, newest first; a session leaves it when a commit resolves the rest
+/// and is back when new flagged money arrives.
+pub fn check_list_with_unresolved_flags<S: Store>(store: &S) {
+    let ck = Ck::new("check_list_with_unresolved_flags", store);
+    let base = after_everything(&ck);
+    let at = |secs: i64| base + Duration::seconds(secs);
+    let draft = |secs: i64| Draft::new(SessionParams::new(dollars(10), usd()), at(secs));
+    // Paid exactly: nothing flagged.
+    let mut exact = draft(0);
+    exact.pay(at(1));
+    // Overpaid by a tenth.
+    let mut over = draft(2);
+    let report = TransferReport::lightning(
+        over.open_hash(),
+        Msats::new(over.open_msats().get() * 11 / 10),
+    );
+    over.record(report, at(3));
+    // Partly paid, then deactivated: refund due.
+    let mut gone = draft(4);
+    let part = TransferReport::lightning(gone.open_hash(), Msats::new(gone.open_msats().get() / 4));
+    gone.record(part, at(5));
+    gone.deactivate(at(6));
+    for d in [&mut exact, &mut over, &mut gone] {
+        ck.commit(d);
+    }
+    let queue = || {
+        ids(&ck
+            .list(ListQuery::new().unresolved_flags().created_gte(base))
+            .data)
+    };
+    ck.eq("the queue", queue(), vec![gone.id(), over.id()]);
+    // The overpayment refunded: it leaves the queue.
+    let flagged = over.session.unresolved(FlagKind::Overpaid);
+    let refund = FlagResolution::refunded(FlagKind::Overpaid, flagged, "re_conformance");
+    let change = over
+        .session
+        .resolve_flag(&refund, at(7))
+        .expect("core: resolve");
+    over.wrap(change);
+    ck.commit(&mut over);
+    ck.eq("after the refund", queue(), vec![gone.id()]);
+    ck.eq(
+        "with another filter",
+        ids(&ck
+            .list(
+                ListQuery::new()
+                    .unresolved_flags()
+                    .status(SessionStatus::Active)
+                    .created_gte(base),
+            )
+            .data),
+        vec![],
+    );
 }

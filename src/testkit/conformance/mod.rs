@@ -55,6 +55,7 @@ pub use concurrency::{check_racing_commits, check_service_lifecycle};
 pub use delivery::*;
 pub use filters::{
     check_list_by_created, check_list_by_metadata, check_list_by_source_id, check_list_refusals,
+    check_list_with_unresolved_flags,
 };
 pub use links::{
     check_link_conflict_writes_nothing, check_link_events_in_outbox, check_link_round_trip,
@@ -101,6 +102,10 @@ fn checks<S: Store>() -> Vec<(&'static str, Check<S>)> {
         ("check_list_by_source_id", check_list_by_source_id::<S>),
         ("check_list_by_metadata", check_list_by_metadata::<S>),
         ("check_list_by_created", check_list_by_created::<S>),
+        (
+            "check_list_with_unresolved_flags",
+            check_list_with_unresolved_flags::<S>,
+        ),
         ("check_due", check_due::<S>),
         ("check_events_after", check_events_after::<S>),
         ("check_session_events", check_session_events::<S>),
