@@ -3,9 +3,10 @@
 //! `cargo run --example quickstart`
 //!
 //! Creates a $25.00 session paid in sats over Lightning or on-chain at a fixed rate of
-//! 1,000 sats per dollar, shows its unified payment URI as a QR code, records two partial
-//! payments and a final one, then prints the session's timeline and the webhook requests
-//! (signed per Standard Webhooks) an endpoint would receive.
+//! 1,000 sats per dollar, shows its unified payment URI as a QR code, records a partial
+//! payment on-chain (unconfirmed, then confirmed) and the rest over Lightning on the new
+//! quote, as wallets pay (docs/payments.md), then prints the session's timeline and the
+//! webhook requests (signed per Standard Webhooks) an endpoint would receive.
 //!
 //! The database is a file in a fresh temporary directory (printed first). Payment requests
 //! come from `TestRequestGenerator`: they look like real ones but no wallet can pay them;
@@ -64,32 +65,36 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("{}", qr::render_terminal(&uri)?);
     }
 
-    // 10,000 sats over Lightning, 5,000 sats on-chain to the session's address, then the rest.
+    // As wallets pay: a Lightning invoice is paid in full or not at all (nodes refuse less
+    // than its amount), an address takes any amount. So the partial payment comes on-chain:
+    // 10,000 sats, seen first unconfirmed, then with its confirmation; the session quotes
+    // the rest at once, and the customer pays that quote's invoice over Lightning.
+    let txid = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b".parse()?;
     for step in 0..3 {
         clock.advance(Duration::seconds(40));
         let current = checkout.get(session.id())?;
         let Some(quote) = current.open_payment() else {
             break;
         };
+        let what = match step {
+            0 => "10,000 sats on-chain, unconfirmed",
+            1 => "the same output, now confirmed",
+            _ => "the rest over Lightning",
+        };
         let report = match step {
-            0 => {
-                let invoice = quote.request().lightning.as_ref().ok_or("no invoice")?;
-                TransferReport::lightning(invoice.payment_hash, Msats::new(10_000_000))
-            }
-            1 => {
+            0 | 1 => {
                 let address = quote
                     .request()
                     .onchain_address
                     .clone()
                     .ok_or("no address")?;
-                let txid =
-                    "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b".parse()?;
+                // The same output, reported again when it confirms: counted once.
                 TransferReport::onchain(
                     OutPoint::new(txid, 0),
                     address,
-                    bitcoin_checkout::Sats::new(5_000),
+                    bitcoin_checkout::Sats::new(10_000),
                 )
-                .confirmations(1)
+                .confirmations(step)
             }
             _ => {
                 let invoice = quote.request().lightning.as_ref().ok_or("no invoice")?;
@@ -97,7 +102,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
         };
         println!(
-            "\nquote {}: {} USD due as {} sats; received {}",
+            "\n{what}; open quote {}: {} USD due as {} sats; reported {}",
             quote.id(),
             quote.due(),
             quote.target().get(),
@@ -105,9 +110,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         );
         let after = checkout.record_transfer(report)?;
         println!(
-            "  -> session {}, amount paid {} USD",
+            "  -> session {}, amount paid {} USD, pending {} msat",
             after.status().as_str(),
-            after.totals().amount_paid
+            after.totals().amount_paid,
+            after.totals().pending.get()
         );
     }
 
