@@ -259,3 +259,95 @@ fn skewed_servers_never_wedge_a_session_on_postgres() {
         store.close();
     }
 }
+
+/// One step of the property test: which server acts, and how.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Time passes (seconds).
+    Wait(u16),
+    /// A server fetches the session (a quote on demand if it needs one).
+    Fetch { ahead: bool },
+    /// A server sweeps (expires what ran out by its clock).
+    Sweep { ahead: bool },
+    /// A server records a new on-chain output of `sats`.
+    Pay { ahead: bool, sats: u16 },
+    /// A server reports the newest output again with a confirmation.
+    Confirm { ahead: bool },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        2 => (1u16..=400).prop_map(Step::Wait),
+        3 => any::<bool>().prop_map(|ahead| Step::Fetch { ahead }),
+        2 => any::<bool>().prop_map(|ahead| Step::Sweep { ahead }),
+        3 => (any::<bool>(), 1u16..=3_000).prop_map(|(ahead, sats)| Step::Pay { ahead, sats }),
+        2 => any::<bool>().prop_map(|ahead| Step::Confirm { ahead }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+
+    /// Any two skews within ±5 minutes, any interleaving of fetches, sweeps, payments and
+    /// confirmations by the two servers: the session always loads with its payments in
+    /// order, what counts is exactly what was reported and confirmed, and it is paid once
+    /// that reaches the price.
+    #[test]
+    fn any_skew_and_interleaving_keeps_the_session_loadable_and_exact(
+        skew_ahead in 0i64..=300_000,
+        skew_behind in 0i64..=300_000,
+        steps in proptest::collection::vec(step(), 1..40),
+    ) {
+        let store = Arc::new(MemoryStore::new());
+        let ahead_clock = Arc::new(ManualClock::new(t0() + Duration::milliseconds(skew_ahead)));
+        let behind_clock = Arc::new(ManualClock::new(t0() - Duration::milliseconds(skew_behind)));
+        let ahead = server(Arc::clone(&store), Arc::clone(&ahead_clock), RandomIds);
+        let behind = server(Arc::clone(&store), Arc::clone(&behind_clock), LowIds::default());
+        let params = SessionParams::new(Decimal::from(100), usd()).ttl_secs(TTL_SECS);
+        let id = ahead.create(params, None).unwrap().id();
+        let address = store.load(id).unwrap().unwrap().onchain_address().unwrap().to_owned();
+        let mut outputs: Vec<u64> = Vec::new();
+        for (n, s) in steps.iter().enumerate() {
+            let label = format!("step {n}: {s:?}");
+            let pick = |a: bool| if a { &ahead } else { &behind };
+            let report = |tx: usize, sats: u64, confirmations: u32| {
+                TransferReport::onchain(
+                    OutPoint::new(txid(u32::try_from(tx).unwrap()), 0),
+                    address.as_str(),
+                    Sats::new(sats),
+                )
+                .confirmations(confirmations)
+            };
+            match *s {
+                Step::Wait(secs) => {
+                    ahead_clock.advance(Duration::seconds(i64::from(secs)));
+                    behind_clock.advance(Duration::seconds(i64::from(secs)));
+                }
+                Step::Fetch { ahead } => { pick(ahead).get(id).unwrap(); }
+                Step::Sweep { ahead } => {
+                    let swept = pick(ahead).sweep(10).unwrap();
+                    proptest::prop_assert!(swept.failed.is_empty(), "{label}: {:?}", swept.failed);
+                }
+                Step::Pay { ahead, sats } => {
+                    pick(ahead).record_transfer(report(outputs.len(), u64::from(sats), 0)).unwrap();
+                    outputs.push(u64::from(sats));
+                }
+                Step::Confirm { ahead } => {
+                    if let Some(&sats) = outputs.last() {
+                        let tx = outputs.len() - 1;
+                        pick(ahead).record_transfer(report(tx, sats, 1)).unwrap();
+                    }
+                }
+            }
+            let s = load(&*store, id, &label);
+            // Every output reported is counted or pending, once, whichever server saw it.
+            let received: u64 = outputs.iter().sum::<u64>() * 1_000;
+            let t = s.totals();
+            proptest::prop_assert_eq!(t.counted.get() + t.pending.get(), received, "{}", label);
+            if s.status() == SessionStatus::Paid {
+                proptest::prop_assert!(t.counted.get() >= 100_000_000, "{}", label);
+            }
+        }
+    }
+}
