@@ -22,7 +22,7 @@ use bitcoin_checkout::request::unified::UnifiedUri;
 use bitcoin_checkout::store::SqliteStore;
 use bitcoin_checkout::webhook::{SignatureHeader, WebhookSecret};
 use bitcoin_checkout::{
-    Checkout, Currency, Msats, PaymentMethod, SessionParams, TargetCurrency, TransferReport, qr,
+    Checkout, Currency, PaymentMethod, SessionParams, TargetCurrency, TransferReport, qr,
 };
 use bitcoin_checkout::{Decimal, Duration, OffsetDateTime};
 
