@@ -19,6 +19,7 @@ mod json;
 mod ledger;
 mod params;
 mod resolutions;
+mod strict;
 mod text;
 mod transfers;
 #[cfg(feature = "webhooks")]
