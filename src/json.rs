@@ -79,7 +79,7 @@ pub(crate) fn exact_decimal(text: &str) -> Result<rust_decimal::Decimal, Error> 
                 return Err(not_a_decimal());
             }
             match e.parse::<i64>() {
-                Ok(v) if v.abs() <= 1_000 => v,
+                Ok(v) if v.unsigned_abs() <= 1_000 => v,
                 // Only zero survives an exponent this large; anything else cannot fit.
                 _ if int_part.bytes().chain(frac_part.bytes()).all(|b| b == b'0') => 0,
                 _ => return Err(inexact()),
