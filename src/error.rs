@@ -175,6 +175,18 @@ pub enum Error {
     /// A quote's payment request does not fit the quote (methods, expiry, address).
     #[error("payment request does not fit the quote: {0}")]
     RequestMismatch(&'static str),
+    /// A quote's invoice, read from its own string, does not ask what the quote asks (its
+    /// amount, payment hash or expiry differ from the quote's or the stated ones, or it
+    /// does not decode).
+    #[error("the invoice's {field} should be {expected}, it is {found}")]
+    InvoiceMismatch {
+        /// Which part: `amount_msat`, `payment_hash`, `expires_at`, `payment_request`.
+        field: &'static str,
+        /// What the quote (or the generator's stated fields) requires.
+        expected: String,
+        /// What the invoice says.
+        found: String,
+    },
     /// A field that never changes was given to update.
     #[error("{0} cannot be changed after creation")]
     ImmutableField(&'static str),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod hash;
 pub mod id;
+mod invoice;
 pub mod json;
 pub mod link;
 pub mod metadata;

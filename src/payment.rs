@@ -4,6 +4,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::error::Error;
 use crate::hash::PaymentHash;
 use crate::id::PaymentId;
 use crate::money::{ExchangeRate, Msats, Sats};
@@ -164,6 +165,38 @@ pub struct LightningInvoice {
     /// When the invoice stops being payable; never after its quote's `expires_at`.
     #[serde(with = "crate::json::millis")]
     pub expires_at: OffsetDateTime,
+}
+
+impl LightningInvoice {
+    /// Checks what the invoice's own string says against a quote: a BOLT11 invoice
+    /// (feature `lightning`) must ask exactly `target`, pay to the stated
+    /// [`payment_hash`](Self::payment_hash) and expire at the stated
+    /// [`expires_at`](Self::expires_at); a test invoice (`lntest<msats>n1…`) must name
+    /// `target`; and the invoice must expire no later than `quote_expires_at`. Issuing a
+    /// quote runs this check; generators and their tests can run it too.
+    ///
+    /// ```
+    /// use bitcoin_checkout::{Error, LightningInvoice, Msats, OffsetDateTime};
+    /// use bitcoin_checkout::request::Hash32;
+    ///
+    /// let invoice = LightningInvoice {
+    ///     payment_request: "lntest1000n1x".into(),
+    ///     payment_hash: Hash32::from_bytes([7; 32]),
+    ///     expires_at: OffsetDateTime::UNIX_EPOCH,
+    /// };
+    /// assert!(invoice.check_for_quote(Msats::new(1000), OffsetDateTime::UNIX_EPOCH).is_ok());
+    /// assert!(matches!(
+    ///     invoice.check_for_quote(Msats::new(1_000_000), OffsetDateTime::UNIX_EPOCH),
+    ///     Err(Error::InvoiceMismatch { field: "amount_msat", .. })
+    /// ));
+    /// ```
+    pub fn check_for_quote(
+        &self,
+        target: Msats,
+        quote_expires_at: OffsetDateTime,
+    ) -> Result<(), Error> {
+        crate::invoice::check(self, target, quote_expires_at)
+    }
 }
 
 /// What a customer can pay for one quote: a Lightning invoice, an on-chain address, or both.

@@ -295,6 +295,7 @@ impl CheckoutSession {
                 if inv.expires_at > terms.expires_at {
                     return Err(Error::RequestMismatch("invoice outlives its quote"));
                 }
+                inv.check_for_quote(terms.target_msats(), terms.expires_at)?;
                 let hash_taken = self.payments.iter().any(|p| {
                     p.request
                         .lightning

@@ -57,7 +57,7 @@ pub fn request_for(session: &CheckoutSession, terms: &QuoteTerms, n: u32) -> Pay
         lightning: session
             .accepts(PaymentMethod::Lightning)
             .then(|| LightningInvoice {
-                payment_request: format!("lnbcrt{}n1fake{n}", terms.target().get()),
+                payment_request: format!("lntest{}n1fake{n}", terms.target_msats().get()),
                 payment_hash: hash(n),
                 expires_at: terms.expires_at(),
             }),

@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     // The domain core, values first.
     &["json", "error", "money", "id", "hash", "chain", "metadata"],
     &["transfer"],
-    &["payment"],
+    &["payment", "invoice"],
     &["event"],
     &["session"],
     &["link"],

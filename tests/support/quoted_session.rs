@@ -49,7 +49,7 @@ pub fn quoted_session() -> CheckoutSession {
         .unwrap_or_else(|e| panic!("{e}"));
     let request = PaymentRequest {
         lightning: Some(LightningInvoice {
-            payment_request: "lnbc1".into(),
+            payment_request: format!("lntest{}n1", terms.target_msats().get()),
             payment_hash: hash(0),
             expires_at: terms.expires_at(),
         }),
