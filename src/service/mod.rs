@@ -196,7 +196,10 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         if let (Err(e), Some(record)) = (result, claim)
             && matches!(
                 e,
-                ServiceError::Core(_) | ServiceError::Rate(_) | ServiceError::Request(_)
+                ServiceError::Core(_)
+                    | ServiceError::Rate(_)
+                    | ServiceError::Request(_)
+                    | ServiceError::Store(StoreError::KeyTaken { .. })
             )
         {
             let _ = self.store.release_idempotency(record);
@@ -362,7 +365,11 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         }
         match self.mutate(id, Quoting::OnDemand, |_, _| Ok(Default::default())) {
             Ok((session, _)) => Ok(session),
-            Err(ServiceError::Rate(_) | ServiceError::Request(_)) => self
+            Err(
+                ServiceError::Rate(_)
+                | ServiceError::Request(_)
+                | ServiceError::Store(StoreError::KeyTaken { .. }),
+            ) => self
                 .retry_store(|| self.store.load(id))?
                 .ok_or(ServiceError::UnknownSession(id)),
             Err(e) => Err(e),

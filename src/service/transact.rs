@@ -21,7 +21,7 @@ use crate::payment::PaymentRequest;
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
 use crate::session::{CheckoutSession, QuoteTerms, SessionChange};
-use crate::store::{Commit, Store, StoreError};
+use crate::store::{Commit, RoutingKey, Store, StoreError};
 
 /// What one operation's attempts share so that a quote's side effects happen once: the
 /// terms computed and the request generated for them.
@@ -245,8 +245,37 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
         let payment_id = session.next_payment_id(PaymentId::from_uuid(self.ids.next_uuid(now)));
         let terms = session.next_quote(payment_id, rate, now)?;
         let request = self.generator.generate(session, &terms)?;
+        self.check_keys_free(session, &request)?;
         memo.issued = Some((terms.clone(), request.clone()));
         change.merge(session.issue_quote(terms, request, now)?);
+        Ok(())
+    }
+
+    /// Refuses a request whose invoice hash or (new) address another session holds, before
+    /// it is issued: funds sent to it would be credited to that session. The store refuses
+    /// the commit too (a race of two such quotes); checking first keeps the command the
+    /// quote follows, which is committed without the quote.
+    fn check_keys_free(
+        &self,
+        session: &CheckoutSession,
+        request: &PaymentRequest,
+    ) -> Result<(), ServiceError> {
+        let taken = |key, holder: Option<SessionId>| match holder {
+            Some(holder) if holder != session.id() => {
+                Err(ServiceError::Store(StoreError::KeyTaken { key, holder }))
+            }
+            _ => Ok(()),
+        };
+        if let Some(inv) = &request.lightning {
+            let holder = self.store.find_by_payment_hash(&inv.payment_hash)?;
+            taken(RoutingKey::PaymentHash(inv.payment_hash), holder)?;
+        }
+        if session.onchain_address().is_none()
+            && let Some(address) = &request.onchain_address
+        {
+            let holder = self.store.find_by_address(address)?;
+            taken(RoutingKey::Address(address.clone()), holder)?;
+        }
         Ok(())
     }
 

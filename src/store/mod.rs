@@ -75,9 +75,44 @@ pub enum StoreError {
     /// Stored data could not be read back as what it claims to be.
     #[error("stored data is corrupt: {0}")]
     Corrupt(#[from] Corruption),
+    /// The commit gave its session a payment hash or an on-chain address another session
+    /// already holds (or records a transfer another session holds). Nothing was written:
+    /// the session that claimed the key first keeps it, and funds sent to it are credited
+    /// there, never to the newcomer. A payment-request generator that repeats itself
+    /// causes this; it is not retryable.
+    #[error("{key} already belongs to session {holder}")]
+    KeyTaken {
+        /// The key.
+        key: RoutingKey,
+        /// The session that holds it.
+        holder: SessionId,
+    },
     /// A listing asked for something no page can be (both cursors, a limit out of range).
     #[error("invalid list query: {0}")]
     InvalidQuery(#[from] ListQueryError),
+}
+
+/// A key that routes reported funds to exactly one session: each belongs to the first
+/// session whose commit names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RoutingKey {
+    /// A quote's Lightning invoice payment hash.
+    PaymentHash(PaymentHash),
+    /// A session's on-chain receive address.
+    Address(String),
+    /// A recorded transfer.
+    Transfer(TransferKey),
+}
+
+impl std::fmt::Display for RoutingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::PaymentHash(h) => write!(f, "payment hash {h}"),
+            Self::Address(a) => write!(f, "address {a}"),
+            Self::Transfer(k) => write!(f, "transfer {k}"),
+        }
+    }
 }
 
 /// What is wrong with a stored row: the same value in every store for the same damage.
@@ -137,7 +172,9 @@ impl StoreError {
         match self {
             Self::Conflict => true,
             Self::Backend { retryable, .. } => *retryable,
-            Self::Closed | Self::Corrupt(_) | Self::InvalidQuery(_) => false,
+            Self::Closed | Self::Corrupt(_) | Self::KeyTaken { .. } | Self::InvalidQuery(_) => {
+                false
+            }
         }
     }
 }
@@ -148,6 +185,24 @@ fn index_backend(e: StoreError) -> crate::request::RequestError {
     crate::request::RequestError::Backend {
         message: e.to_string(),
         retryable: e.is_retryable(),
+    }
+}
+
+/// The refusal of a commit that names `key` (as a SQL store keeps it: text), which the
+/// session `holder` (its stored id) holds already.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn key_taken<K>(wrap: fn(K) -> RoutingKey, key: &str, holder: &str) -> StoreError
+where
+    K: std::str::FromStr,
+    K::Err: std::fmt::Display,
+{
+    let key = match key.parse::<K>() {
+        Ok(k) => wrap(k),
+        Err(e) => return Corruption::undecodable(format!("lookup key {key}"), e).into(),
+    };
+    match holder.parse::<SessionId>() {
+        Ok(holder) => StoreError::KeyTaken { key, holder },
+        Err(e) => Corruption::undecodable(format!("the holder of {key}"), e).into(),
     }
 }
 

@@ -12,6 +12,7 @@ mod common;
 
 mod async_service;
 mod clock_skew;
+mod key_claims;
 mod links;
 mod lookups;
 mod lost_commits;

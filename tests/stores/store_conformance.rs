@@ -780,12 +780,13 @@ CREATE TABLE address_index (
         assert_eq!(change.transfers(), [to(b.id()).key()]);
         let commit =
             bitcoin_checkout::store::Commit::new(session, Some(before), &change, Vec::new());
-        match store.commit(&commit) {
-            Err(StoreError::Backend {
-                retryable: false, ..
-            }) => {}
-            other => panic!("expected a refusal, got {other:?}"),
-        }
+        assert_eq!(
+            store.commit(&commit),
+            Err(StoreError::KeyTaken {
+                key: bitcoin_checkout::store::RoutingKey::Transfer(to(b.id()).key()),
+                holder: a.id()
+            })
+        );
         assert_eq!(
             store.load(b.id()).expect("load").map(|s| s.version()),
             Some(before)

@@ -17,8 +17,8 @@ use std::sync::{Mutex, MutexGuard};
 use time::OffsetDateTime;
 
 use super::{
-    Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, Store, StoreError,
-    StoredEvent,
+    Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, RoutingKey, Store,
+    StoreError, StoredEvent,
 };
 use crate::id::SessionId;
 use crate::link::{Link, LinkId};
@@ -171,19 +171,30 @@ impl Inner {
         if stored != commit.expected_version {
             return Err(StoreError::Conflict);
         }
-        // A transfer belongs to one session: the same outpoint or payment hash claimed by
-        // another session is refused, as the SQL stores' primary keys refuse it. Check the
-        // same keys `apply` indexes.
-        if commit.transfers.iter().any(|k| {
-            self.transfers
-                .get(k)
-                .and_then(|slot| self.id_at(*slot))
-                .is_some_and(|owner| owner != id)
-        }) {
-            return Err(StoreError::Backend {
-                message: "transfer already recorded on another session".into(),
-                retryable: false,
-            });
+        // A transfer, an invoice hash and an address each belong to one session: a key
+        // another session holds is refused, as the SQL stores refuse it. Check the same
+        // keys `apply` indexes.
+        let holder = |slot: Option<&u32>| slot.and_then(|s| self.id_at(*s)).filter(|h| *h != id);
+        let taken = |key: RoutingKey, holder: SessionId| StoreError::KeyTaken { key, holder };
+        for key in &commit.transfers {
+            if let Some(h) = holder(self.transfers.get(key)) {
+                return Err(taken(RoutingKey::Transfer(*key), h));
+            }
+        }
+        let s = &commit.session;
+        for pid in &commit.payments {
+            let payment = s.payments().iter().rfind(|p| p.id() == *pid);
+            let invoice = payment.and_then(|p| p.request().lightning.as_ref());
+            if let Some(inv) = invoice
+                && let Some(h) = holder(self.hashes.get(&inv.payment_hash))
+            {
+                return Err(taken(RoutingKey::PaymentHash(inv.payment_hash), h));
+            }
+        }
+        if let Some(addr) = s.onchain_address()
+            && let Some(h) = holder(self.addresses.get(addr))
+        {
+            return Err(taken(RoutingKey::Address(addr.to_owned()), h));
         }
         if self.slots.len() >= u32::MAX as usize
             || self.events.len() + commit.events.len() > u32::MAX as usize

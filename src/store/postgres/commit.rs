@@ -8,7 +8,7 @@ use super::pool::{Conn, Failure};
 use super::sql::*;
 use super::{LOCK_OUTBOX, fatal, lock_key, to_i64};
 use crate::store::rows::{CommitRows, EventRow};
-use crate::store::{LinkCommit, StoreError};
+use crate::store::{LinkCommit, RoutingKey, StoreError, key_taken};
 
 /// A commit as the statements bind it: the row mapping's rows, with the payments,
 /// transfers and events as parallel arrays for `unnest`.
@@ -228,12 +228,7 @@ impl Conn {
             let foreign = self
                 .query(SQL_FOREIGN_TRANSFER_KEY, &[&r.id, &r.transfer_keys])
                 .await?;
-            if !foreign.is_empty() {
-                return Err(Failure::Store(StoreError::Backend {
-                    message: "transfer already recorded on another session".into(),
-                    retryable: false,
-                }));
-            }
+            refuse_foreign(&foreign, RoutingKey::Transfer)?;
             self.exec(
                 SQL_UPSERT_TRANSFERS,
                 &[&r.id, &r.transfer_keys, &r.transfer_bodies],
@@ -249,9 +244,13 @@ impl Conn {
         }
         if !r.hashes.is_empty() {
             self.exec(SQL_INDEX_HASHES, &[&r.id, &r.hashes]).await?;
+            let foreign = self.query(SQL_FOREIGN_HASH, &[&r.id, &r.hashes]).await?;
+            refuse_foreign(&foreign, RoutingKey::PaymentHash)?;
         }
         if let Some(address) = &r.address {
             self.exec(SQL_INDEX_ADDRESS, &[&r.id, address]).await?;
+            let foreign = self.query(SQL_FOREIGN_ADDRESS, &[&r.id, address]).await?;
+            refuse_foreign(&foreign, RoutingKey::Address)?;
         }
         Ok(())
     }
@@ -285,4 +284,24 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// Refuses the commit if `foreign` (rows of `key, session_id` another session holds) is not
+/// empty: the first session to claim a key keeps it.
+fn refuse_foreign<K>(
+    foreign: &[tokio_postgres::Row],
+    wrap: fn(K) -> RoutingKey,
+) -> Result<(), Failure>
+where
+    K: std::str::FromStr,
+    K::Err: std::fmt::Display,
+{
+    let Some(row) = foreign.first() else {
+        return Ok(());
+    };
+    let text = |i| {
+        row.try_get::<_, String>(i)
+            .map_err(|e| Failure::Pg(e, false))
+    };
+    Err(Failure::Store(key_taken(wrap, &text(0)?, &text(1)?)))
 }

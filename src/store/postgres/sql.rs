@@ -59,11 +59,16 @@ pub(super) const SQL_UPSERT_PAYMENTS: &str = "INSERT INTO payments (session_id, 
 // check hold between processes.
 pub(super) const SQL_CLAIM_TRANSFER_KEYS: &str = "INSERT INTO transfer_keys (key, session_id) \
      SELECT u.key, $1 FROM unnest($2::text[]) AS u(key) ON CONFLICT (key) DO NOTHING";
-pub(super) const SQL_FOREIGN_TRANSFER_KEY: &str =
-    "SELECT key FROM transfer_keys WHERE key = ANY($2::text[]) AND session_id <> $1 LIMIT 1";
+pub(super) const SQL_FOREIGN_TRANSFER_KEY: &str = "SELECT key, session_id FROM transfer_keys WHERE key = ANY($2::text[]) AND session_id <> $1 LIMIT 1";
 // The first session to claim an invoice hash or an address keeps it.
 pub(super) const SQL_INDEX_HASHES: &str = "INSERT INTO payment_hashes (hash, session_id) \
      SELECT u.hash, $1 FROM unnest($2::text[]) AS u(hash) ON CONFLICT (hash) DO NOTHING";
+// Read in a new statement after the inserts (which wait for a concurrent claimer), as for
+// transfer keys.
+pub(super) const SQL_FOREIGN_HASH: &str = "SELECT hash, session_id FROM payment_hashes \
+     WHERE hash = ANY($2::text[]) AND session_id <> $1 LIMIT 1";
+pub(super) const SQL_FOREIGN_ADDRESS: &str =
+    "SELECT address, session_id FROM addresses WHERE address = $2 AND session_id <> $1";
 pub(super) const SQL_INDEX_ADDRESS: &str = "INSERT INTO addresses (address, session_id) VALUES ($2, $1) \
      ON CONFLICT (address) DO NOTHING";
 pub(super) const SQL_ADVISORY_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";

@@ -3,8 +3,8 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{backend, insert_or_conflict};
-use crate::store::StoreError;
 use crate::store::rows::{CommitRows, EventRow, IdempotencyRow};
+use crate::store::{RoutingKey, StoreError, key_taken};
 
 /// Applies a commit's rows inside the caller's open write transaction: the compare-and-swap
 /// on the session's version, the payments and transfers it names, the lookup rows and the
@@ -70,9 +70,17 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
         payment
             .execute(params![s.id, p.id, p.body])
             .map_err(backend)?;
-        // The first session to claim an invoice hash keeps it.
-        if let Some(h) = &p.payment_hash {
-            hash.execute(params![h, s.id]).map_err(backend)?;
+        // The first session to claim an invoice hash keeps it; a later one is refused.
+        if let Some(h) = &p.payment_hash
+            && hash.execute(params![h, s.id]).map_err(backend)? == 0
+        {
+            check_holder(
+                tx,
+                ("payment_hashes", "hash"),
+                RoutingKey::PaymentHash,
+                h,
+                &s.id,
+            )?;
         }
     }
     let mut upsert = tx
@@ -88,21 +96,64 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
             .map_err(backend)?;
         if written == 0 {
             // The same funds cannot count on two sessions.
-            return Err(StoreError::Backend {
-                message: format!("transfer {} is already recorded on another session", t.key),
-                retryable: false,
-            });
+            check_holder(
+                tx,
+                ("transfers", "key"),
+                RoutingKey::Transfer,
+                &t.key,
+                &s.id,
+            )?;
         }
     }
     if let Some(address) = &rows.address {
-        tx.prepare_cached("INSERT OR IGNORE INTO addresses (address, session_id) VALUES (?1, ?2)")
+        let written = tx
+            .prepare_cached("INSERT OR IGNORE INTO addresses (address, session_id) VALUES (?1, ?2)")
             .and_then(|mut stmt| stmt.execute(params![address, s.id]))
             .map_err(backend)?;
+        if written == 0 {
+            check_holder(
+                tx,
+                ("addresses", "address"),
+                RoutingKey::Address,
+                address,
+                &s.id,
+            )?;
+        }
     }
     for event in &rows.events {
         insert_event(tx, event)?;
     }
     Ok(())
+}
+
+/// Refuses the commit if the lookup row `key` of `table`, which the commit could not
+/// insert, belongs to another session than `session` (`wrap` types the key).
+fn check_holder<K>(
+    tx: &Transaction<'_>,
+    (table, column): (&str, &str),
+    wrap: fn(K) -> RoutingKey,
+    key: &str,
+    session: &str,
+) -> Result<(), StoreError>
+where
+    K: std::str::FromStr,
+    K::Err: std::fmt::Display,
+{
+    let holder: Option<String> = tx
+        .prepare_cached(&format!(
+            "SELECT session_id FROM {table} WHERE {column} = ?1"
+        ))
+        .and_then(|mut stmt| stmt.query_row([key], |row| row.get(0)).optional())
+        .map_err(backend)?;
+    match holder {
+        Some(h) if h == session => Ok(()),
+        Some(h) => Err(key_taken(wrap, key, &h)),
+        // The insert was ignored, so a row exists: it vanished under the transaction.
+        None => Err(StoreError::Backend {
+            message: format!("the {table} row {key} disappeared during a commit"),
+            retryable: true,
+        }),
+    }
 }
 
 /// Appends an event to the outbox (the sequence number is the AUTOINCREMENT row id, in

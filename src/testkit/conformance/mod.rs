@@ -45,6 +45,7 @@ mod filters;
 mod fixtures;
 mod links;
 mod listing;
+mod routing;
 mod sessions;
 
 pub use address_index::{
@@ -65,6 +66,7 @@ pub use links::{
 pub use listing::{
     check_due, check_event_round_trip, check_events_after, check_list, check_session_events,
 };
+pub use routing::check_keys_stay_with_their_first_session;
 pub use sessions::{
     check_idempotency, check_idempotency_race, check_insert_existing_conflict, check_load_missing,
     check_lookups, check_round_trip, check_stale_version_conflict, check_transfer_updated,
@@ -97,6 +99,10 @@ fn checks<S: Store>() -> Vec<(&'static str, Check<S>)> {
         ("check_idempotency_race", check_idempotency_race::<S>),
         ("check_lookups", check_lookups::<S>),
         ("check_transfer_updated", check_transfer_updated::<S>),
+        (
+            "check_keys_stay_with_their_first_session",
+            check_keys_stay_with_their_first_session::<S>,
+        ),
         ("check_list", check_list::<S>),
         ("check_list_refusals", check_list_refusals::<S>),
         ("check_list_by_source_id", check_list_by_source_id::<S>),
