@@ -18,6 +18,7 @@ mod postgres_faults;
 mod postgres_processes;
 mod postgres_store;
 mod row_tampering;
+mod service_model;
 mod sqlite_links_delivery;
 mod sqlite_processes;
 mod store_concurrency;

@@ -1212,3 +1212,12 @@ fn sessions_stored_before_migrations_5_and_6_are_found_by_the_lookups() {
     assert_eq!(queue, vec![over], "migration 6 fills the review queue");
     store.close();
 }
+
+/// The service against the reference model over PostgreSQL: 256 cases, each on a store in
+/// a fresh schema.
+#[cfg(feature = "testkit")]
+#[test]
+fn the_service_over_postgres_behaves_like_the_model() {
+    let schemas = Schemas::new();
+    bitcoin_checkout::testkit::service::check_store(|| schemas.store(), 256);
+}

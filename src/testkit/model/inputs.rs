@@ -267,6 +267,31 @@ pub enum Report {
 }
 
 impl Report {
+    /// The same on-chain output reported again with `more` confirmations (not reversed);
+    /// `None` for a Lightning payment.
+    pub fn confirmed(&self, more: u32) -> Option<Self> {
+        match self {
+            Self::Lightning { .. } => None,
+            Self::Onchain {
+                txid,
+                vout,
+                address,
+                sats,
+                confirmations,
+                rbf,
+                ..
+            } => Some(Self::Onchain {
+                txid: *txid,
+                vout: *vout,
+                address: address.clone(),
+                sats: *sats,
+                confirmations: confirmations.saturating_add(more),
+                rbf: *rbf,
+                reversed: false,
+            }),
+        }
+    }
+
     /// The transfer's natural id.
     pub fn key(&self) -> TransferKey {
         match self {

@@ -34,6 +34,57 @@ fn later(t: OffsetDateTime, millis: i64) -> Result<OffsetDateTime, Mismatch> {
         })
 }
 
+/// Msats for `amount` on quote `p` (1,000,000 when there is no quote).
+/// Transfer `pick` of `model`, as the report that would repeat it (current confirmations
+/// and RBF signal, not reversed; on-chain ones to `address`).
+pub(crate) fn known_report(model: &ReferenceSession, pick: Pick, address: &str) -> Option<Report> {
+    let transfers = model.transfers();
+    let t = transfers.get(pick.index(transfers.len()))?;
+    Some(match t.key {
+        TransferKey::Lightning(hash) => Report::Lightning {
+            hash,
+            msats: t.amount.get(),
+            reversed: false,
+        },
+        TransferKey::Onchain(OutPoint { txid, vout }) => Report::Onchain {
+            txid,
+            vout,
+            address: address.into(),
+            sats: t.amount.get() / MSATS_PER_SAT,
+            confirmations: t.confirmations,
+            rbf: t.rbf,
+            reversed: false,
+        },
+    })
+}
+
+pub(crate) fn msats_for(
+    model: &ReferenceSession,
+    p: Option<&crate::testkit::model::ModelPayment>,
+    amount: Amount,
+) -> u64 {
+    let Some(p) = p else { return 1_000_000 };
+    let t = p.target_msats();
+    let v = match amount {
+        Amount::Exact => t,
+        Amount::Partial { permille } => (t * u128::from(permille) / 1000).max(1),
+        Amount::Over { permille } => t + t * u128::from(permille) / 1000 + 1,
+        Amount::OneLess => t.saturating_sub(1).max(1),
+        Amount::Tiny { msats } => u128::from(msats),
+        Amount::Threshold { short_by_one } => {
+            let received = model.received_credit_minor();
+            let need = model.threshold_minor().saturating_sub(received).max(1);
+            let m = need.saturating_mul(t).div_ceil(p.due_minor().max(1));
+            if short_by_one {
+                m.saturating_sub(1).max(1)
+            } else {
+                m
+            }
+        }
+    };
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
 impl<I: Integration> Harness<I> {
     /// Applies a command to both sides and compares the outcomes; on error (or a no-op),
     /// checks that the session did not change.
@@ -139,48 +190,7 @@ impl<I: Integration> Harness<I> {
     /// A known transfer, as the report that would repeat its first one (with its current
     /// confirmations and RBF signal, not reversed).
     fn pick_known(&self, pick: Pick) -> Option<Report> {
-        let transfers = self.model.transfers();
-        let t = transfers.get(pick.index(transfers.len()))?;
-        Some(match t.key {
-            TransferKey::Lightning(hash) => Report::Lightning {
-                hash,
-                msats: t.amount.get(),
-                reversed: false,
-            },
-            TransferKey::Onchain(OutPoint { txid, vout }) => Report::Onchain {
-                txid,
-                vout,
-                address: ADDRESS.into(),
-                sats: t.amount.get() / MSATS_PER_SAT,
-                confirmations: t.confirmations,
-                rbf: t.rbf,
-                reversed: false,
-            },
-        })
-    }
-
-    /// Msats for `amount` on quote `p` (1,000,000 when there is no quote).
-    fn msats_for(&self, p: Option<&crate::testkit::model::ModelPayment>, amount: Amount) -> u64 {
-        let Some(p) = p else { return 1_000_000 };
-        let t = p.target_msats();
-        let v = match amount {
-            Amount::Exact => t,
-            Amount::Partial { permille } => (t * u128::from(permille) / 1000).max(1),
-            Amount::Over { permille } => t + t * u128::from(permille) / 1000 + 1,
-            Amount::OneLess => t.saturating_sub(1).max(1),
-            Amount::Tiny { msats } => u128::from(msats),
-            Amount::Threshold { short_by_one } => {
-                let received = self.model.received_credit_minor();
-                let need = self.model.threshold_minor().saturating_sub(received).max(1);
-                let m = need.saturating_mul(t).div_ceil(p.due_minor().max(1));
-                if short_by_one {
-                    m.saturating_sub(1).max(1)
-                } else {
-                    m
-                }
-            }
-        };
-        u64::try_from(v).unwrap_or(u64::MAX)
+        known_report(&self.model, pick, ADDRESS)
     }
 
     fn next_txid(&mut self) -> Txid {
@@ -212,7 +222,7 @@ impl<I: Integration> Harness<I> {
                 let hash = payment.and_then(|p| p.invoice()).unwrap_or_else(|| {
                     invoice_hash(index.map_or(1, |k| number(k).saturating_add(1)))
                 });
-                let msats = self.msats_for(payment, *amount);
+                let msats = msats_for(&self.model, payment, *amount);
                 let _ = self.record(
                     Report::Lightning {
                         hash,
@@ -230,8 +240,7 @@ impl<I: Integration> Harness<I> {
                 reversed,
             } => {
                 let payment = self.model.onchain_payment_at(now);
-                let sats = self
-                    .msats_for(payment, *amount)
+                let sats = msats_for(&self.model, payment, *amount)
                     .div_ceil(MSATS_PER_SAT)
                     .max(1);
                 let txid = self.next_txid();
@@ -249,28 +258,8 @@ impl<I: Integration> Harness<I> {
                 )?;
             }
             Command::Confirm { transfer, more } => {
-                if let Some(Report::Onchain {
-                    txid,
-                    vout,
-                    address,
-                    sats,
-                    confirmations,
-                    rbf,
-                    ..
-                }) = self.pick_known(*transfer)
-                {
-                    let _ = self.record(
-                        Report::Onchain {
-                            txid,
-                            vout,
-                            address,
-                            sats,
-                            confirmations: confirmations.saturating_add(*more),
-                            rbf,
-                            reversed: false,
-                        },
-                        now,
-                    )?;
+                if let Some(report) = self.pick_known(*transfer).and_then(|r| r.confirmed(*more)) {
+                    let _ = self.record(report, now)?;
                 }
             }
             Command::ReportFewerConfirmations { transfer } => {

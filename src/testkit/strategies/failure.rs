@@ -24,7 +24,7 @@ struct FailureDetails {
 }
 
 impl Failure {
-    pub(super) fn new(
+    pub(crate) fn new(
         step: Option<usize>,
         command: Option<String>,
         mismatch: Mismatch,

@@ -60,6 +60,7 @@ mod harness;
 mod integration;
 mod sessions;
 
+pub(crate) use apply::{known_report, msats_for};
 pub use commands::{
     Amount, ClockCommand, Command, Pick, Scenario, amount, command, command_sequence, commands_for,
     reorderings, scenario, transfer_report, update,
