@@ -58,6 +58,7 @@
 pub mod conformance;
 pub mod model;
 mod observed;
+pub mod ports;
 pub mod service;
 pub mod strategies;
 

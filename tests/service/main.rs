@@ -18,6 +18,7 @@ mod lookups;
 mod lost_commits;
 mod on_demand;
 mod payment_requests;
+mod port_suites;
 mod quote_once;
 mod real_requests;
 mod service;
