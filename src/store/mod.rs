@@ -21,7 +21,12 @@
 //! * **The outbox**: every committed event gets a store-wide sequence number; events are
 //!   read back in that order after a cursor. A reader that has seen sequence `n` never
 //!   later finds an event below `n` appear (stores must serialise the assignment of
-//!   sequence numbers with the commit that makes them visible).
+//!   sequence numbers with the commit that makes them visible). Sequence numbers are
+//!   above 0 and strictly increase in commit order, but **may have gaps**: a store may
+//!   draw them from a database sequence that a rolled-back transaction consumed. A gap
+//!   never means a lost event; readers use `seq` only as a cursor, never to count events.
+//!   Every committed event is returned exactly once to a reader that pages with
+//!   [`Store::events_after`], and an event's number never changes once it is visible.
 //!
 //! Stores are synchronous and `Send + Sync`; the async facade of the service runs them on
 //! blocking threads (see `docs/adr/0002-sync-ports-async-facade.md`).

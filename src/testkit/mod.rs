@@ -56,6 +56,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod conformance;
+pub mod diff;
 pub mod model;
 mod observed;
 pub mod ports;

@@ -1,10 +1,14 @@
 //! The conformance suite can fail: stores that drop one changed payment, drop one changed
-//! transfer, or skip the version check each fail it, and the in-memory store they wrap
-//! passes it.
+//! transfer, skip the version check, lose every 50th transfer, reorder a commit's events,
+//! renumber events between reads or let a later session take a payment hash each fail it,
+//! with a message naming the check and the problem; the in-memory store they wrap passes.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bitcoin_checkout::store::{Commit, MemoryStore, Store, StoreError};
+use bitcoin_checkout::SessionId;
+use bitcoin_checkout::request::PaymentHash;
+use bitcoin_checkout::store::{Commit, MemoryStore, RoutingKey, Store, StoreError, StoredEvent};
 use bitcoin_checkout::testkit::{ObservedStore, conformance};
 
 /// What a broken store does wrong.
@@ -16,10 +20,19 @@ enum Fault {
     DropsAChangedTransfer,
     /// Applies a commit whatever version is stored (no compare-and-swap).
     SkipsTheVersionCheck,
+    /// Writes every transfer but each 50th (counted across all commits of one store).
+    LosesEveryNthTransfer,
+    /// Writes a commit's events in reverse order.
+    ReordersEvents,
 }
 
 /// Commits `commit` to `inner` the way a store with `fault` would.
-fn broken_commit(fault: Fault, inner: &MemoryStore, commit: &Commit) -> Result<(), StoreError> {
+fn broken_commit(
+    fault: Fault,
+    inner: &MemoryStore,
+    commit: &Commit,
+    written: &AtomicUsize,
+) -> Result<(), StoreError> {
     let mut c = commit.clone();
     match fault {
         // Only changes of stored sessions: an insert writes the whole session here.
@@ -34,6 +47,15 @@ fn broken_commit(fault: Fault, inner: &MemoryStore, commit: &Commit) -> Result<(
                 c.expected_version = Some(stored.version());
             }
         }
+        Fault::LosesEveryNthTransfer => {
+            // Only changed transfers of stored sessions: the memory store keeps a new
+            // session whole.
+            if c.expected_version.is_some() {
+                c.transfers
+                    .retain(|_| (written.fetch_add(1, Ordering::Relaxed) + 1) % 50 != 0);
+            }
+        }
+        Fault::ReordersEvents => c.events.reverse(),
         _ => {}
     }
     inner.commit(&c)
@@ -46,11 +68,18 @@ fn failure_of(fault: Fault) -> Option<String> {
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         conformance::run_all(|| {
-            ObservedStore::new(MemoryStore::new())
-                .intercept_commit(move |inner, commit| broken_commit(fault, inner, commit))
+            let written = AtomicUsize::new(0);
+            ObservedStore::new(MemoryStore::new()).intercept_commit(move |inner, commit| {
+                broken_commit(fault, inner, commit, &written)
+            })
         })
     }));
     std::panic::set_hook(hook);
+    message_of(result)
+}
+
+/// The panic message of a failed run.
+fn message_of(result: std::thread::Result<()>) -> Option<String> {
     result.err().map(|payload| {
         payload
             .downcast_ref::<String>()
@@ -82,6 +111,143 @@ fn a_store_that_skips_the_version_check_fails() {
     let message = failure_of(Fault::SkipsTheVersionCheck).expect("the suite must fail");
     assert!(
         message.contains("check_stale_version_conflict"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_store_that_loses_every_50th_transfer_fails() {
+    let message = failure_of(Fault::LosesEveryNthTransfer).expect("the suite must fail");
+    assert!(message.starts_with("check_"), "names the check: {message}");
+}
+
+#[test]
+fn the_volume_check_alone_catches_every_50th_transfer_lost() {
+    let written = AtomicUsize::new(0);
+    let store = ObservedStore::new(MemoryStore::new()).intercept_commit(move |inner, commit| {
+        broken_commit(Fault::LosesEveryNthTransfer, inner, commit, &written)
+    });
+    let message = quietly(|| conformance::check_volume(&store)).expect("check_volume must fail");
+    assert!(
+        message.starts_with("check_volume: session 0 of 120"),
+        "{message}"
+    );
+    assert!(
+        message.contains("transfers"),
+        "points at the transfers: {message}"
+    );
+}
+
+#[test]
+fn a_store_that_reorders_events_fails() {
+    let message = failure_of(Fault::ReordersEvents).expect("the suite must fail");
+    assert!(message.starts_with("check_"), "names the check: {message}");
+    assert!(
+        message.contains("first difference at"),
+        "points at it: {message}"
+    );
+}
+
+/// Runs `f` with the panic output silenced; its panic message, if it panicked.
+fn quietly(f: impl FnOnce()) -> Option<String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    message_of(result)
+}
+
+/// Renumbers the outbox on every read: each read adds 1,000 to every sequence number
+/// (and takes it off the cursor), so an event's number changes between reads.
+struct Renumbering {
+    inner: MemoryStore,
+    reads: AtomicUsize,
+}
+
+impl Store for Renumbering {
+    fn events_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let shift = 1_000 * (self.reads.fetch_add(1, Ordering::Relaxed) as u64 % 3);
+        let after = after.map(|a| a.saturating_sub(shift));
+        let mut events = self.inner.events_after(after, limit)?;
+        for e in &mut events {
+            e.seq += shift;
+        }
+        Ok(events)
+    }
+
+    bitcoin_checkout::forward_store!(inner:
+        load, commit, find_by_transfer, find_by_payment_hash, find_by_address, list, due,
+        session_events, idempotency, claim_idempotency, release_idempotency);
+}
+
+#[test]
+fn a_store_that_renumbers_events_fails() {
+    let message = quietly(|| {
+        conformance::run_all(|| Renumbering {
+            inner: MemoryStore::new(),
+            reads: AtomicUsize::new(0),
+        })
+    })
+    .expect("the suite must fail");
+    assert!(message.starts_with("check_"), "names the check: {message}");
+}
+
+/// Lets a later session take a payment hash: when the memory store refuses a commit
+/// because another session holds a key, this store drops the refusal, reports success
+/// and routes the hash to the newcomer (as a store without a unique index would).
+struct HashThief {
+    inner: MemoryStore,
+    stolen: std::sync::Mutex<Vec<(PaymentHash, SessionId)>>,
+}
+
+impl Store for HashThief {
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        match self.inner.commit(commit) {
+            Err(StoreError::KeyTaken {
+                key: RoutingKey::PaymentHash(hash),
+                ..
+            }) => {
+                self.stolen
+                    .lock()
+                    .unwrap()
+                    .push((hash, commit.session.id()));
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
+        let stolen = self.stolen.lock().unwrap();
+        match stolen.iter().rev().find(|(h, _)| h == hash) {
+            Some((_, thief)) => Ok(Some(*thief)),
+            None => self.inner.find_by_payment_hash(hash),
+        }
+    }
+
+    bitcoin_checkout::forward_store!(inner:
+        load, find_by_transfer, find_by_address, list, due, events_after, session_events,
+        idempotency, claim_idempotency, release_idempotency);
+}
+
+#[test]
+fn a_store_that_lets_a_later_session_take_a_hash_fails() {
+    let store = HashThief {
+        inner: MemoryStore::new(),
+        stolen: Default::default(),
+    };
+    let message = quietly(|| conformance::check_keys_stay_with_their_first_session(&store))
+        .expect("the check must fail");
+    assert!(
+        message.starts_with("check_keys_stay_with_their_first_session"),
+        "{message}"
+    );
+    assert!(
+        message.contains("payment hash") || message.contains("KeyTaken"),
         "{message}"
     );
 }

@@ -10,16 +10,7 @@ use crate::request::AddressIndex;
 /// Runs every [`AddressIndex`] check, each on a fresh index
 /// from `fresh`, then all of them on one more. Panics on the first violation.
 pub fn run_address_index<I: AddressIndex>(fresh: impl FnMut() -> I) {
-    let all: Vec<(&'static str, Check<I>)> = vec![
-        (
-            "check_address_index_sequence",
-            check_address_index_sequence::<I>,
-        ),
-        (
-            "check_address_index_threads",
-            check_address_index_threads::<I>,
-        ),
-    ];
+    let all: Vec<(&'static str, Check<I>)> = crate::__address_index_checks!(list(I));
     run_checks(&all, fresh);
 }
 

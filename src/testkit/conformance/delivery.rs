@@ -23,24 +23,40 @@ use crate::webhook::{
 
 /// Every delivery check, by name.
 fn delivery_checks<S: Store + DeliveryStore>() -> Vec<(&'static str, Check<S>)> {
-    vec![
-        ("check_endpoint_round_trip", check_endpoint_round_trip::<S>),
-        ("check_delivery_cursor", check_delivery_cursor::<S>),
-        (
-            "check_schedule_keeps_existing",
-            check_schedule_keeps_existing::<S>,
-        ),
-        (
-            "check_pending_order_and_limit",
-            check_pending_order_and_limit::<S>,
-        ),
-        (
-            "check_save_and_get_delivery",
-            check_save_and_get_delivery::<S>,
-        ),
-        ("check_deliveries_log", check_deliveries_log::<S>),
-        ("check_dispatcher_resumes", check_dispatcher_resumes::<S>),
-    ]
+    crate::__delivery_checks!(list(S))
+}
+
+/// The webhook delivery-store checks: the one list behind [`run_delivery`] and
+/// [`delivery_store_tests!`](crate::delivery_store_tests).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __delivery_checks {
+    ($expand:ident $arg:tt) => {
+        $crate::__conformance!($expand $arg;
+            check_endpoint_round_trip,
+            check_delivery_cursor,
+            check_schedule_keeps_existing,
+            check_pending_order_and_limit,
+            check_save_and_get_delivery,
+            check_deliveries_log,
+            check_dispatcher_resumes,
+        )
+    };
+}
+
+/// One `#[test]` per webhook delivery-store check (feature `webhooks`), each on a fresh
+/// store from the expression.
+///
+/// ```
+/// mod my_delivery_store {
+///     bitcoin_checkout::delivery_store_tests!(bitcoin_checkout::store::MemoryStore::new());
+/// }
+/// ```
+#[macro_export]
+macro_rules! delivery_store_tests {
+    ($fresh:expr) => {
+        $crate::__delivery_checks!(tests($fresh));
+    };
 }
 
 /// Runs every webhook delivery check (the contract of [`DeliveryStore`]), each on a

@@ -203,7 +203,11 @@ impl<'a, S: Store> Ck<'a, S> {
     #[track_caller]
     pub(super) fn eq<T: PartialEq + Debug>(&self, what: &str, got: T, want: T) {
         if got != want {
-            panic!("{}: {what}\n  got:  {got:?}\n  want: {want:?}", self.name);
+            panic!(
+                "{}: {what}: {}",
+                self.name,
+                crate::testkit::diff::debug_difference(&got, &want)
+            );
         }
     }
 
@@ -226,18 +230,14 @@ impl<'a, S: Store> Ck<'a, S> {
         self.that(loaded.is_some(), format!("{what}: load found nothing"));
         let loaded = loaded.unwrap_or_else(|| d.session.clone());
         if loaded != d.session {
+            let (got, want) = (loaded.to_json(), d.session.to_json());
+            let difference = crate::testkit::diff::json_difference(&got, &want)
+                .unwrap_or_else(|| crate::testkit::diff::debug_difference(&loaded, &d.session));
             panic!(
-                "{}: {what}: the loaded session differs from the one committed\n  loaded:    {}\n  committed: {}",
-                self.name,
-                loaded.to_json(),
-                d.session.to_json()
+                "{}: {what}: the loaded session differs from the one committed: {difference}",
+                self.name
             );
         }
-        self.eq(
-            &format!("{what}: JSON"),
-            loaded.to_json(),
-            d.session.to_json(),
-        );
     }
 
     /// Commits the draft; returns the events it carried.

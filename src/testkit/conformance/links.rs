@@ -24,23 +24,7 @@ use crate::transfer::TransferReport;
 
 /// Every link check, by name.
 fn link_checks<S: LinkStore>() -> Vec<(&'static str, Check<S>)> {
-    vec![
-        ("check_link_round_trip", check_link_round_trip::<S>),
-        (
-            "check_link_conflict_writes_nothing",
-            check_link_conflict_writes_nothing::<S>,
-        ),
-        (
-            "check_link_stale_session_writes_nothing",
-            check_link_stale_session_writes_nothing::<S>,
-        ),
-        ("check_link_sessions_order", check_link_sessions_order::<S>),
-        (
-            "check_link_events_in_outbox",
-            check_link_events_in_outbox::<S>,
-        ),
-        ("check_link_service", check_link_service::<S>),
-    ]
+    crate::__link_checks!(list(S))
 }
 
 /// Runs every link check (the contract of [`LinkStore`]), each on a fresh store from

@@ -13,6 +13,13 @@
 //! was written to the outbox or listing meanwhile. [`check_due`] uses creation times in
 //! 1971 (before any real session) and deactivates its sessions when it is done.
 //!
+//! Beyond single operations, [`check_volume`] writes and reads back thousands of
+//! transfers and events across many sessions (a store losing one row in a thousand fails
+//! it), [`check_events_after_under_writers`] polls the outbox while 4 threads commit, and
+//! [`check_keys_stay_with_their_first_session`] checks who keeps a payment hash, an
+//! address or a transfer when a second session claims it. Failures name the check and
+//! the first differing field or index (see [`diff`](crate::testkit::diff)).
+//!
 //! Stores with more than sessions have suites of their own, run the same way:
 //! [`run_links`] for a [`LinkStore`] (checkout links and payment links),
 //! `run_delivery` for a webhook `DeliveryStore` (feature `webhooks`) and
@@ -36,6 +43,15 @@
 //! }
 //! # my_store_conforms();
 //! ```
+//!
+//! Or let [`store_tests!`](crate::store_tests) write one `#[test]` per check, so every
+//! failing check shows at once (and `cargo test check_volume` runs one):
+//!
+//! ```
+//! mod my_store {
+//!     bitcoin_checkout::store_tests!(bitcoin_checkout::store::MemoryStore::new());
+//! }
+//! ```
 
 mod address_index;
 mod concurrency;
@@ -47,6 +63,7 @@ mod links;
 mod listing;
 mod routing;
 mod sessions;
+mod volume;
 
 pub use address_index::{
     check_address_index_sequence, check_address_index_threads, run_address_index,
@@ -71,6 +88,7 @@ pub use sessions::{
     check_idempotency, check_idempotency_race, check_insert_existing_conflict, check_load_missing,
     check_lookups, check_round_trip, check_stale_version_conflict, check_transfer_updated,
 };
+pub use volume::{check_events_after_under_writers, check_volume};
 
 use crate::store::Store;
 #[cfg(doc)]
@@ -82,43 +100,151 @@ use crate::{
 /// A check of the suite.
 type Check<S> = fn(&S);
 
+/// The store checks, in the order [`run_all`] runs them: the one list behind
+/// [`run_all`] and [`store_tests!`](crate::store_tests).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_checks {
+    ($expand:ident $arg:tt) => {
+        $crate::__conformance!($expand $arg;
+            check_load_missing,
+            check_round_trip,
+            check_stale_version_conflict,
+            check_insert_existing_conflict,
+            check_idempotency,
+            check_idempotency_race,
+            check_lookups,
+            check_transfer_updated,
+            check_keys_stay_with_their_first_session,
+            check_list,
+            check_list_refusals,
+            check_list_by_source_id,
+            check_list_by_metadata,
+            check_list_by_created,
+            check_list_with_unresolved_flags,
+            check_due,
+            check_events_after,
+            check_session_events,
+            check_event_round_trip,
+            check_racing_commits,
+            check_events_after_under_writers,
+            check_service_lifecycle,
+            check_volume,
+        )
+    };
+}
+
+/// The link-store checks: the one list behind [`run_links`] and
+/// [`link_store_tests!`](crate::link_store_tests).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __link_checks {
+    ($expand:ident $arg:tt) => {
+        $crate::__conformance!($expand $arg;
+            check_link_round_trip,
+            check_link_conflict_writes_nothing,
+            check_link_stale_session_writes_nothing,
+            check_link_sessions_order,
+            check_link_events_in_outbox,
+            check_link_service,
+        )
+    };
+}
+
+/// The address-index checks: the one list behind [`run_address_index`] and
+/// [`address_index_tests!`](crate::address_index_tests).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __address_index_checks {
+    ($expand:ident $arg:tt) => {
+        $crate::__conformance!($expand $arg;
+            check_address_index_sequence,
+            check_address_index_threads,
+        )
+    };
+}
+
+/// Expands a check list: `list (T)` into a `Vec` of `(name, check)` for `T`, `tests
+/// (fresh)` into one `#[test]` per check on a store made by `fresh`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance {
+    (list ($ty:ty); $($check:ident),+ $(,)?) => {
+        vec![$((stringify!($check), $crate::testkit::conformance::$check::<$ty> as fn(&$ty))),+]
+    };
+    (tests ($fresh:expr); $($check:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let store = $fresh;
+                $crate::testkit::conformance::$check(&store);
+            }
+        )+
+    };
+}
+
+/// One `#[test]` per store check, each on a fresh store from the expression, plus
+/// `every_check_on_one_store` running them all on one (as [`run_all`] does last), so a
+/// failing store shows every check it fails at once.
+///
+/// ```
+/// mod my_store {
+///     bitcoin_checkout::store_tests!(bitcoin_checkout::store::MemoryStore::new());
+/// }
+/// ```
+#[macro_export]
+macro_rules! store_tests {
+    ($fresh:expr) => {
+        $crate::__store_checks!(tests($fresh));
+
+        #[test]
+        fn every_check_on_one_store() {
+            $crate::testkit::conformance::run_all_on(&$fresh);
+        }
+    };
+}
+
+/// One `#[test]` per link-store check (the contract of
+/// [`LinkStore`](crate::store::LinkStore)), each on a fresh store from the expression. A
+/// link store is a store: use [`store_tests!`](crate::store_tests) too (in another module).
+///
+/// ```
+/// mod my_link_store {
+///     bitcoin_checkout::link_store_tests!(bitcoin_checkout::store::MemoryStore::new());
+/// }
+/// ```
+#[macro_export]
+macro_rules! link_store_tests {
+    ($fresh:expr) => {
+        $crate::__link_checks!(tests($fresh));
+    };
+}
+
+/// One `#[test]` per address-index check, each on a fresh index from the expression.
+///
+/// ```
+/// mod my_index {
+///     bitcoin_checkout::address_index_tests!(bitcoin_checkout::request::MemoryAddressIndex::new());
+/// }
+/// ```
+#[macro_export]
+macro_rules! address_index_tests {
+    ($fresh:expr) => {
+        $crate::__address_index_checks!(tests($fresh));
+    };
+}
+
 /// Every check, by name.
 fn checks<S: Store>() -> Vec<(&'static str, Check<S>)> {
-    vec![
-        ("check_load_missing", check_load_missing::<S>),
-        ("check_round_trip", check_round_trip::<S>),
-        (
-            "check_stale_version_conflict",
-            check_stale_version_conflict::<S>,
-        ),
-        (
-            "check_insert_existing_conflict",
-            check_insert_existing_conflict::<S>,
-        ),
-        ("check_idempotency", check_idempotency::<S>),
-        ("check_idempotency_race", check_idempotency_race::<S>),
-        ("check_lookups", check_lookups::<S>),
-        ("check_transfer_updated", check_transfer_updated::<S>),
-        (
-            "check_keys_stay_with_their_first_session",
-            check_keys_stay_with_their_first_session::<S>,
-        ),
-        ("check_list", check_list::<S>),
-        ("check_list_refusals", check_list_refusals::<S>),
-        ("check_list_by_source_id", check_list_by_source_id::<S>),
-        ("check_list_by_metadata", check_list_by_metadata::<S>),
-        ("check_list_by_created", check_list_by_created::<S>),
-        (
-            "check_list_with_unresolved_flags",
-            check_list_with_unresolved_flags::<S>,
-        ),
-        ("check_due", check_due::<S>),
-        ("check_events_after", check_events_after::<S>),
-        ("check_session_events", check_session_events::<S>),
-        ("check_event_round_trip", check_event_round_trip::<S>),
-        ("check_racing_commits", check_racing_commits::<S>),
-        ("check_service_lifecycle", check_service_lifecycle::<S>),
-    ]
+    crate::__store_checks!(list(S))
+}
+
+/// Runs every store check on `store`, one after another (they share it; see the module
+/// docs for what sharing allows).
+pub fn run_all_on<S: Store>(store: &S) {
+    for (_name, check) in checks::<S>() {
+        check(store);
+    }
 }
 
 /// Runs every conformance check, each on a fresh store from `fresh`, then all of them
