@@ -6,29 +6,15 @@
 
 use crate::common;
 
-use bitcoin_checkout::request::MemoryAddressIndex;
 use bitcoin_checkout::store::{MemoryStore, Store, StoreError};
-use bitcoin_checkout::testkit::conformance;
 
-#[test]
-fn memory_store_conforms() {
-    conformance::run_all(MemoryStore::new);
-}
-
-#[test]
-fn memory_store_links_conform() {
-    conformance::run_links(MemoryStore::new);
-}
-
-#[cfg(feature = "webhooks")]
-#[test]
-fn memory_store_delivery_conforms() {
-    conformance::run_delivery(MemoryStore::new);
-}
-
-#[test]
-fn memory_address_index_conforms() {
-    conformance::run_address_index(MemoryAddressIndex::new);
+/// The in-memory store, one `#[test]` per check (the macros a store author uses).
+mod memory {
+    bitcoin_checkout::store_tests!(bitcoin_checkout::store::MemoryStore::new());
+    bitcoin_checkout::link_store_tests!(bitcoin_checkout::store::MemoryStore::new());
+    #[cfg(feature = "webhooks")]
+    bitcoin_checkout::delivery_store_tests!(bitcoin_checkout::store::MemoryStore::new());
+    bitcoin_checkout::address_index_tests!(bitcoin_checkout::request::MemoryAddressIndex::new());
 }
 
 #[test]
@@ -104,9 +90,16 @@ mod sqlite {
         Checkout::new(store, rates, TestRequestGenerator).with_clock(clock)
     }
 
-    #[test]
-    fn in_memory_sqlite_store_conforms() {
-        conformance::run_all(|| SqliteStore::open_in_memory().expect("open in memory"));
+    /// SQLite in memory, one `#[test]` per check.
+    mod in_memory {
+        fn open() -> bitcoin_checkout::store::SqliteStore {
+            bitcoin_checkout::store::SqliteStore::open_in_memory().expect("open in memory")
+        }
+        bitcoin_checkout::store_tests!(open());
+        bitcoin_checkout::link_store_tests!(open());
+        #[cfg(feature = "webhooks")]
+        bitcoin_checkout::delivery_store_tests!(open());
+        bitcoin_checkout::address_index_tests!(open());
     }
 
     #[test]
@@ -117,11 +110,6 @@ mod sqlite {
             n += 1;
             SqliteStore::open(dir.file(&format!("store-{n}.db"))).expect("open file")
         });
-    }
-
-    #[test]
-    fn in_memory_sqlite_store_links_conform() {
-        conformance::run_links(|| SqliteStore::open_in_memory().expect("open in memory"));
     }
 
     #[test]
@@ -136,12 +124,6 @@ mod sqlite {
 
     #[cfg(feature = "webhooks")]
     #[test]
-    fn in_memory_sqlite_store_delivery_conforms() {
-        conformance::run_delivery(|| SqliteStore::open_in_memory().expect("open in memory"));
-    }
-
-    #[cfg(feature = "webhooks")]
-    #[test]
     fn file_sqlite_store_delivery_conforms() {
         let dir = TempDir::new("conformance-delivery");
         let mut n = 0;
@@ -149,11 +131,6 @@ mod sqlite {
             n += 1;
             SqliteStore::open(dir.file(&format!("delivery-{n}.db"))).expect("open file")
         });
-    }
-
-    #[test]
-    fn in_memory_sqlite_address_index_conforms() {
-        conformance::run_address_index(|| SqliteStore::open_in_memory().expect("open in memory"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn delivery_checks<S: Store + DeliveryStore>() -> Vec<(&'static str, Check<S>)> 
 #[macro_export]
 macro_rules! __delivery_checks {
     ($expand:ident $arg:tt) => {
-        $crate::__conformance!($expand $arg;
+        $crate::__conformance! { $expand $arg;
             check_endpoint_round_trip,
             check_delivery_cursor,
             check_schedule_keeps_existing,
@@ -40,7 +40,7 @@ macro_rules! __delivery_checks {
             check_save_and_get_delivery,
             check_deliveries_log,
             check_dispatcher_resumes,
-        )
+        }
     };
 }
 

@@ -106,7 +106,7 @@ type Check<S> = fn(&S);
 #[macro_export]
 macro_rules! __store_checks {
     ($expand:ident $arg:tt) => {
-        $crate::__conformance!($expand $arg;
+        $crate::__conformance! { $expand $arg;
             check_load_missing,
             check_round_trip,
             check_stale_version_conflict,
@@ -130,7 +130,7 @@ macro_rules! __store_checks {
             check_events_after_under_writers,
             check_service_lifecycle,
             check_volume,
-        )
+        }
     };
 }
 
@@ -140,14 +140,14 @@ macro_rules! __store_checks {
 #[macro_export]
 macro_rules! __link_checks {
     ($expand:ident $arg:tt) => {
-        $crate::__conformance!($expand $arg;
+        $crate::__conformance! { $expand $arg;
             check_link_round_trip,
             check_link_conflict_writes_nothing,
             check_link_stale_session_writes_nothing,
             check_link_sessions_order,
             check_link_events_in_outbox,
             check_link_service,
-        )
+        }
     };
 }
 
@@ -157,10 +157,10 @@ macro_rules! __link_checks {
 #[macro_export]
 macro_rules! __address_index_checks {
     ($expand:ident $arg:tt) => {
-        $crate::__conformance!($expand $arg;
+        $crate::__conformance! { $expand $arg;
             check_address_index_sequence,
             check_address_index_threads,
-        )
+        }
     };
 }
 
