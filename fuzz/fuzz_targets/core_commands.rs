@@ -351,7 +351,7 @@ fn scaled(target: u64, amount: Amount, unit_max: u64) -> u64 {
 
 /// One accepted report, to replay or extend.
 #[derive(Debug, Clone)]
-struct Report {
+struct ReportSpec {
     key: TransferKey,
     amount: Msats,
     address: Option<String>,
@@ -360,7 +360,7 @@ struct Report {
     reversed: bool,
 }
 
-impl Report {
+impl ReportSpec {
     fn build(&self) -> TransferReport {
         let r = match self.key {
             TransferKey::Lightning(hash) => TransferReport::lightning(hash, self.amount),
@@ -421,7 +421,7 @@ struct Run {
     /// Quote numbers issued so far (the next is `quotes + 1`).
     quotes: u32,
     txids: u32,
-    reports: Vec<Report>,
+    reports: Vec<ReportSpec>,
     events: Vec<SessionEvent>,
     threshold_minor: u128,
     scale: u32,
@@ -683,7 +683,7 @@ impl Run {
                         if msats == 0 || msats > MAX_MONEY_SATS * MSATS_PER_SAT {
                             must_fail = true;
                         }
-                        self.record(Report {
+                        self.record(ReportSpec {
                             key: TransferKey::Lightning(hash),
                             amount: Msats::new(msats),
                             address: None,
@@ -723,7 +723,7 @@ impl Run {
                         if sats == 0 {
                             must_fail = true;
                         }
-                        self.record(Report {
+                        self.record(ReportSpec {
                             key,
                             amount: Sats::new(sats).to_msats(),
                             address: Some(ADDRESS.into()),
@@ -872,14 +872,14 @@ impl Run {
         self.finish(step, command, before, result, must_fail);
     }
 
-    fn pick(&self, i: u8) -> Option<Report> {
+    fn pick(&self, i: u8) -> Option<ReportSpec> {
         if self.reports.is_empty() {
             return None;
         }
         Some(self.reports[usize::from(i) % self.reports.len()].clone())
     }
 
-    fn record(&mut self, report: Report) -> Result<SessionChange, Error> {
+    fn record(&mut self, report: ReportSpec) -> Result<SessionChange, Error> {
         let result = self.session.record_transfer(report.build(), self.now);
         if result.is_ok() {
             self.reports.push(report);

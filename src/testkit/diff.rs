@@ -107,7 +107,10 @@ fn line_difference(got: &str, want: &str) -> String {
     let Some(at) = (0..g.len().max(w.len())).find(|&i| g.get(i) != w.get(i)) else {
         return "no difference".to_owned();
     };
-    let path = enclosing(&w[..at.min(w.len())]);
+    // The path down to the differing line, counting it as an item of its sequence.
+    let mut upto: Vec<&str> = w[..at.min(w.len())].to_vec();
+    upto.extend(w.get(at).or(g.get(at)).copied());
+    let path = enclosing(&upto);
     let line = |l: Option<&&str>| l.map_or("(end)".to_owned(), |l| l.trim().to_owned());
     format!(
         "first difference at {}line {}:\n  got:  {}\n  want: {}",

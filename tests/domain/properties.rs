@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 
 use bitcoin_checkout::session::SessionChange;
-use bitcoin_checkout::testkit::model::{Rate, Report, SessionSpec, check_invariants};
+use bitcoin_checkout::testkit::model::{RateSpec, ReportSpec, SessionSpec, check_invariants};
 use bitcoin_checkout::testkit::strategies::{
     self, ADDRESS, Command, Harness, invoice_hash, rate_for, reorderings, session_spec, txid,
 };
@@ -60,7 +60,7 @@ fn last_types(h: &Harness) -> Vec<String> {
 }
 
 /// Records `report` `millis` after the previous step; it must be accepted.
-fn record(h: &mut Harness, millis: u32, report: Report) -> Result<(), TestCaseError> {
+fn record(h: &mut Harness, millis: u32, report: ReportSpec) -> Result<(), TestCaseError> {
     h.step(&Command::AdvanceTime { millis })?;
     h.step(&Command::Report(report))?;
     prop_assert!(
@@ -72,7 +72,7 @@ fn record(h: &mut Harness, millis: u32, report: Report) -> Result<(), TestCaseEr
 }
 
 /// A spec from the kit with `adjust` applied, and a rate that fits it.
-fn spec_and_rate(adjust: fn(&mut SessionSpec)) -> impl Strategy<Value = (SessionSpec, Rate)> {
+fn spec_and_rate(adjust: fn(&mut SessionSpec)) -> impl Strategy<Value = (SessionSpec, RateSpec)> {
     spec_and_rates(adjust, 0).prop_map(|(spec, rate, _)| (spec, rate))
 }
 
@@ -80,7 +80,7 @@ fn spec_and_rate(adjust: fn(&mut SessionSpec)) -> impl Strategy<Value = (Session
 fn spec_and_rates(
     adjust: fn(&mut SessionSpec),
     more: impl Into<prop::collection::SizeRange>,
-) -> impl Strategy<Value = (SessionSpec, Rate, Vec<Rate>)> {
+) -> impl Strategy<Value = (SessionSpec, RateSpec, Vec<RateSpec>)> {
     let more = more.into();
     session_spec().prop_flat_map(move |mut spec| {
         adjust(&mut spec);
@@ -116,7 +116,7 @@ proptest! {
 #[derive(Debug, Clone)]
 struct Reorder {
     spec: SessionSpec,
-    rate: Rate,
+    rate: RateSpec,
     /// Lightning payment to the quote, in per mille of its target.
     ln_permille: Option<u16>,
     /// On-chain transfers: (per mille of the target, rbf, confirmation levels reported).
@@ -148,11 +148,11 @@ fn reorder_strategy() -> impl Strategy<Value = Reorder> {
 }
 
 /// The reports of a reorder case, in their natural order.
-fn reorder_reports(case: &Reorder, target_sats: u64) -> Vec<Report> {
+fn reorder_reports(case: &Reorder, target_sats: u64) -> Vec<ReportSpec> {
     let mut reports = Vec::new();
     if let Some(k) = case.ln_permille {
         let msats = (u128::from(target_sats) * u128::from(k)).max(1);
-        let report = Report::Lightning {
+        let report = ReportSpec::Lightning {
             hash: invoice_hash(1),
             msats: u64::try_from(msats).unwrap(),
             reversed: false,
@@ -164,7 +164,7 @@ fn reorder_reports(case: &Reorder, target_sats: u64) -> Vec<Report> {
     for (i, (k, rbf, levels)) in case.chain.iter().enumerate() {
         let sats = (target_sats * u64::from(*k) / 1000).max(1);
         for confirmations in levels {
-            reports.push(Report::Onchain {
+            reports.push(ReportSpec::Onchain {
                 txid: txid(100 + u32::try_from(i).unwrap()),
                 vout: 1,
                 address: ADDRESS.into(),
@@ -296,7 +296,7 @@ proptest! {
         prop_assert_eq!(thr, fresh.model().threshold_minor());
         let min_msat = (thr * target_msat).div_ceil(due);
         prop_assert!(min_msat <= target_msat);
-        let ln = |msats: u128| Report::Lightning {
+        let ln = |msats: u128| ReportSpec::Lightning {
             hash: invoice_hash(1),
             msats: u64::try_from(msats).unwrap(),
             reversed: false,
@@ -366,7 +366,7 @@ proptest! {
         for (k, rate) in parts.iter().zip(rates.iter().cycle()) {
             let p = h.session().payments().last().unwrap().clone();
             let msats = (u128::from(p.target_msats().get()) * u128::from(*k) / 1000).max(1);
-            record(&mut h, 10_000, Report::Lightning {
+            record(&mut h, 10_000, ReportSpec::Lightning {
                 hash: invoice_hash(q),
                 msats: u64::try_from(msats).unwrap(),
                 reversed: false,
@@ -380,7 +380,7 @@ proptest! {
         }
         if h.session().status() == SessionStatus::Active {
             let p = h.session().open_payment().expect("a quote is open").clone();
-            record(&mut h, 10_000, Report::Lightning {
+            record(&mut h, 10_000, ReportSpec::Lightning {
                 hash: invoice_hash(q),
                 msats: p.target_msats().get(),
                 reversed: false,

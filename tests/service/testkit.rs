@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use bitcoin_checkout::request::Hash32;
 use bitcoin_checkout::session::{FlagResolution, SessionChange};
-use bitcoin_checkout::testkit::model::{Rate, ReferenceSession, SessionSpec};
+use bitcoin_checkout::testkit::model::{RateSpec, ReferenceSession, SessionSpec};
 use bitcoin_checkout::testkit::strategies::{
     self, Amount, Command, Harness, Integration, Pick, SESSION_ID, start_time,
 };
@@ -126,7 +126,7 @@ proptest! {
     fn a_usd_session_behaves_like_the_model(commands in strategies::command_sequence(1..=25)) {
         let mut spec = SessionSpec::new(4999, usd());
         spec.tolerance_hundredths = 50;
-        let mut harness = Harness::new(&spec)?.auto_quote(vec![Rate::new(1150, 0)?]);
+        let mut harness = Harness::new(&spec)?.auto_quote(vec![RateSpec::new(1150, 0)?]);
         harness.run(&commands)?;
         prop_assert_eq!(harness.model().status(), harness.session().status());
         prop_assert_eq!(harness.model().flags(), harness.session().flags());
@@ -257,7 +257,7 @@ fn the_harness_catches_a_dropped_duplicate_check() {
     };
     harness
         .run(&[
-            Command::IssueQuote(Rate::new(1000, 0).unwrap()),
+            Command::IssueQuote(RateSpec::new(1000, 0).unwrap()),
             pay,
             // The first duplicate goes through the check...
             Command::Duplicate { report: Pick(0) },
@@ -390,7 +390,7 @@ fn the_harness_catches_swallowed_errors() {
     })
     .unwrap();
     harness
-        .step(&Command::IssueQuote(Rate::new(1000, 0).unwrap()))
+        .step(&Command::IssueQuote(RateSpec::new(1000, 0).unwrap()))
         .unwrap();
     let failure = harness.step(&Command::ZeroAmount).unwrap_err();
     assert_eq!(failure.mismatch().field(), "outcome");

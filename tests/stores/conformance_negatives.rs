@@ -47,13 +47,11 @@ fn broken_commit(
                 c.expected_version = Some(stored.version());
             }
         }
-        Fault::LosesEveryNthTransfer => {
-            // Only changed transfers of stored sessions: the memory store keeps a new
-            // session whole.
-            if c.expected_version.is_some() {
-                c.transfers
-                    .retain(|_| (written.fetch_add(1, Ordering::Relaxed) + 1) % 50 != 0);
-            }
+        // Only changed transfers of stored sessions: the memory store keeps a new session
+        // whole.
+        Fault::LosesEveryNthTransfer if c.expected_version.is_some() => {
+            c.transfers
+                .retain(|_| !(written.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(50));
         }
         Fault::ReordersEvents => c.events.reverse(),
         _ => {}

@@ -1,5 +1,5 @@
 //! The model's inputs, plain values a test can generate and print: [`SessionSpec`],
-//! [`Rate`], [`Report`] and [`UpdateSpec`] (with the success URL and message it sets).
+//! [`RateSpec`], [`ReportSpec`] and [`UpdateSpec`] (with the success URL and message it sets).
 
 use std::fmt;
 
@@ -145,19 +145,19 @@ impl SessionSpec {
 /// session's target currency per unit of its base currency (as [`ExchangeRate::rate`]).
 ///
 /// ```
-/// use bitcoin_checkout::testkit::model::Rate;
+/// use bitcoin_checkout::testkit::model::RateSpec;
 ///
-/// let rate = Rate::new(1_234_5678, 4)?; // 1234.5678 sats per unit
+/// let rate = RateSpec::new(1_234_5678, 4)?; // 1234.5678 sats per unit
 /// assert_eq!(rate.to_string(), "1234.5678");
 /// # Ok::<(), bitcoin_checkout::Error>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Rate {
+pub struct RateSpec {
     pub(super) mantissa: u64,
     pub(super) scale: u32,
 }
 
-impl Rate {
+impl RateSpec {
     /// The most decimals a rate may have, so that `due × rate` stays exact in the core's
     /// 28-digit decimals for every amount the strategies make.
     pub const MAX_SCALE: u32 = 16;
@@ -202,15 +202,15 @@ impl Rate {
     }
 }
 
-impl fmt::Display for Rate {
+impl fmt::Display for RateSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.to_decimal(), f)
     }
 }
 
-impl fmt::Debug for Rate {
+impl fmt::Debug for RateSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Rate({self})")
+        write!(f, "RateSpec({self})")
     }
 }
 
@@ -220,10 +220,10 @@ impl fmt::Debug for Rate {
 /// report, and the model can read it.
 ///
 /// ```
-/// use bitcoin_checkout::testkit::model::Report;
+/// use bitcoin_checkout::testkit::model::ReportSpec;
 /// use bitcoin_checkout::testkit::strategies::{txid, ADDRESS};
 ///
-/// let seen = Report::Onchain {
+/// let seen = ReportSpec::Onchain {
 ///     txid: txid(1),
 ///     vout: 0,
 ///     address: ADDRESS.into(),
@@ -237,7 +237,7 @@ impl fmt::Debug for Rate {
 /// assert_eq!(seen.to_transfer_report().amount().get(), 25_000_000);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Report {
+pub enum ReportSpec {
     /// A settled Lightning payment.
     Lightning {
         /// The invoice's payment hash.
@@ -266,7 +266,7 @@ pub enum Report {
     },
 }
 
-impl Report {
+impl ReportSpec {
     /// The same on-chain output reported again with `more` confirmations (not reversed);
     /// `None` for a Lightning payment.
     pub fn confirmed(&self, more: u32) -> Option<Self> {

@@ -9,14 +9,15 @@
 //! [`check_against_at`](ReferenceSession::check_against_at)), which names the first field
 //! where they disagree.
 //!
-//! The model's inputs are plain values a test can generate and print:
+//! The model's inputs are plain values a test can generate and print. Their names end in
+//! `Spec` and each becomes one of the crate's types with one call:
 //!
 //! * [`SessionSpec`]: the parameters of a session (amount in minor units, currency,
 //!   tolerance in hundredths of a percent, confirmation policy, methods, ttl, …), turned into
 //!   [`SessionParams`] by [`SessionSpec::params`];
-//! * [`Rate`]: an exchange rate as an exact decimal fraction;
-//! * [`Report`]: a transfer report, turned into a [`TransferReport`] by
-//!   [`Report::to_transfer_report`];
+//! * [`RateSpec`]: an exchange rate as an exact decimal fraction;
+//! * [`ReportSpec`]: a transfer report, turned into a [`TransferReport`] by
+//!   [`ReportSpec::to_transfer_report`];
 //! * [`UpdateSpec`]: an update from a fixed menu, turned into a [`SessionUpdate`] by
 //!   [`UpdateSpec::to_update`].
 //!
@@ -27,7 +28,7 @@
 //! # Example
 //!
 //! ```
-//! use bitcoin_checkout::testkit::model::{Rate, Report, ReferenceSession, SessionSpec};
+//! use bitcoin_checkout::testkit::model::{RateSpec, ReportSpec, ReferenceSession, SessionSpec};
 //! use bitcoin_checkout::testkit::strategies::{invoice_hash, payment_id, request_for};
 //! use bitcoin_checkout::{CheckoutSession, Currency, SessionId};
 //! use time::OffsetDateTime;
@@ -41,14 +42,14 @@
 //! let (mut session, _) = CheckoutSession::create(SessionId::generate(), spec.params(), now)?;
 //!
 //! // A quote at 1000 sats per dollar: 25,000 sats.
-//! let rate = Rate::new(1000, 0)?;
+//! let rate = RateSpec::new(1000, 0)?;
 //! let terms = session.next_quote(payment_id(1), rate.exchange_rate(spec.currency, spec.target_currency, now)?, now)?;
 //! let request = request_for(&spec, &terms, 1);
 //! let expected = model.issue_quote(payment_id(1), &rate, &request, now)?;
 //! assert_eq!(session.issue_quote(terms, request, now)?.into_events(), expected);
 //!
 //! // The customer pays the invoice exactly.
-//! let report = Report::Lightning { hash: invoice_hash(1), msats: 25_000_000, reversed: false };
+//! let report = ReportSpec::Lightning { hash: invoice_hash(1), msats: 25_000_000, reversed: false };
 //! let expected = model.record(&report, now)?;
 //! assert_eq!(session.record_transfer(report.to_transfer_report(), now)?.into_events(), expected);
 //!
@@ -67,7 +68,7 @@ mod session;
 mod state;
 mod transitions;
 
-pub use inputs::{Rate, Report, SUCCESS_MESSAGE, SUCCESS_URL, SessionSpec, UpdateSpec};
+pub use inputs::{RateSpec, ReportSpec, SUCCESS_MESSAGE, SUCCESS_URL, SessionSpec, UpdateSpec};
 pub use state::{ExpectedQuote, ModelPayment, ReferenceSession};
 pub(crate) use state::{mul_div_floor, unix_ms};
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
-use super::inputs::Rate;
+use super::inputs::RateSpec;
 use crate::event::{EventType, SessionEvent};
 use crate::id::PaymentId;
 use crate::metadata::MetadataValue;
@@ -29,7 +29,7 @@ pub struct ModelPayment {
     pub(super) id: PaymentId,
     pub(super) due_minor: u128,
     pub(super) target: Sats,
-    pub(super) rate: Rate,
+    pub(super) rate: RateSpec,
     pub(super) created: OffsetDateTime,
     pub(super) expires_at: OffsetDateTime,
     pub(super) state: PaymentState,
@@ -58,7 +58,7 @@ impl ModelPayment {
     }
 
     /// The locked rate.
-    pub fn rate(&self) -> Rate {
+    pub fn rate(&self) -> RateSpec {
         self.rate
     }
 

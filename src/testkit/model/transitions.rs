@@ -2,7 +2,7 @@
 
 use time::{Duration, OffsetDateTime};
 
-use super::inputs::{Rate, Report, UpdateSpec};
+use super::inputs::{RateSpec, ReportSpec, UpdateSpec};
 use super::state::{
     ExpectedQuote, ModelPayment, ModelTransfer, ReferenceSession, ev, ev_p, ev_t, mul_div_ceil,
     to_msats, truncate,
@@ -18,7 +18,7 @@ use crate::transfer::Arrival;
 
 impl ReferenceSession {
     /// The terms of the next quote at `rate`, or the error the core must return.
-    pub fn next_quote(&self, rate: &Rate, now: OffsetDateTime) -> Result<ExpectedQuote, Error> {
+    pub fn next_quote(&self, rate: &RateSpec, now: OffsetDateTime) -> Result<ExpectedQuote, Error> {
         let now = truncate(now);
         self.clock(now)?;
         if !self.active() {
@@ -85,7 +85,7 @@ impl ReferenceSession {
     pub fn issue_quote(
         &mut self,
         payment_id: PaymentId,
-        rate: &Rate,
+        rate: &RateSpec,
         request: &PaymentRequest,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionEvent>, Error> {
@@ -182,7 +182,7 @@ impl ReferenceSession {
     /// Records a transfer report.
     pub fn record(
         &mut self,
-        report: &Report,
+        report: &ReportSpec,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionEvent>, Error> {
         let now = truncate(now);
@@ -201,7 +201,7 @@ impl ReferenceSession {
         }
         // A new transfer: its invoice or address must belong to this session.
         let index = match report {
-            Report::Lightning { hash, .. } => {
+            ReportSpec::Lightning { hash, .. } => {
                 if !self.lightning {
                     return Err(Error::MethodNotEnabled("lightning"));
                 }
@@ -210,7 +210,7 @@ impl ReferenceSession {
                     .position(|p| p.invoice == Some(*hash))
                     .ok_or(Error::UnknownPaymentRequest)?
             }
-            Report::Onchain { address, .. } => {
+            ReportSpec::Onchain { address, .. } => {
                 if !self.onchain {
                     return Err(Error::MethodNotEnabled("onchain"));
                 }
@@ -245,7 +245,7 @@ impl ReferenceSession {
             confirmations: report.confirmations(),
             rbf: report.rbf(),
             reversed: report.is_reversed(),
-            onchain: matches!(report, Report::Onchain { .. }),
+            onchain: matches!(report, ReportSpec::Onchain { .. }),
             first_seen: now,
             counted_at: None,
         };
@@ -272,7 +272,7 @@ impl ReferenceSession {
     /// can change it.
     fn update_transfer(
         &mut self,
-        report: &Report,
+        report: &ReportSpec,
         known: ModelTransfer,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionEvent>, Error> {

@@ -7,7 +7,7 @@ use std::fmt;
 use proptest::collection::{SizeRange, vec};
 use proptest::prelude::*;
 
-use crate::testkit::model::{Rate, ReferenceSession, SessionSpec, UpdateSpec};
+use crate::testkit::model::{RateSpec, ReferenceSession, SessionSpec, UpdateSpec};
 use crate::testkit::strategies::{
     Amount, Pick, amount, rate_for, session_spec, start_time, update,
 };
@@ -100,7 +100,7 @@ pub struct ServiceCase {
     /// The session.
     pub spec: SessionSpec,
     /// The rate of the session's pair (target units per unit).
-    pub rate: Rate,
+    pub rate: RateSpec,
     /// The commands, in order.
     pub commands: Vec<ServiceCommand>,
 }

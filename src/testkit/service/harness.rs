@@ -17,7 +17,7 @@ use crate::service::{Checkout, ServiceError};
 use crate::session::CheckoutSession;
 use crate::store::Store;
 use crate::testkit::model::{
-    Mismatch, Rate, ReferenceSession, Report, SessionSpec, check_invariants,
+    Mismatch, RateSpec, ReferenceSession, ReportSpec, SessionSpec, check_invariants,
 };
 use crate::testkit::strategies::{Failure, Pick, known_report, msats_for, start_time, txid};
 
@@ -34,13 +34,13 @@ use crate::testkit::strategies::{Failure, Pick, known_report, msats_for, start_t
 ///
 /// ```
 /// use bitcoin_checkout::store::MemoryStore;
-/// use bitcoin_checkout::testkit::model::{Rate, SessionSpec};
+/// use bitcoin_checkout::testkit::model::{RateSpec, SessionSpec};
 /// use bitcoin_checkout::testkit::service::{ServiceCommand, ServiceHarness};
 /// use bitcoin_checkout::testkit::strategies::{Amount, Pick};
 /// use bitcoin_checkout::{Currency, SessionStatus};
 ///
 /// let spec = SessionSpec::new(2500, Currency::from_code("USD")?);
-/// let rate = Rate::new(1000, 0)?; // 1,000 sats per dollar
+/// let rate = RateSpec::new(1000, 0)?; // 1,000 sats per dollar
 /// let mut harness = ServiceHarness::with_store(&spec, rate, MemoryStore::new())?;
 /// harness.run(&[ServiceCommand::PayLightning { quote: Pick(0), amount: Amount::Exact }])?;
 /// assert_eq!(harness.session()?.status(), SessionStatus::Paid);
@@ -51,9 +51,9 @@ pub struct ServiceHarness<S, R, G> {
     clock: Arc<ManualClock>,
     id: SessionId,
     model: ReferenceSession,
-    rate: Rate,
+    rate: RateSpec,
     events: Vec<SessionEvent>,
-    accepted: Vec<Report>,
+    accepted: Vec<ReportSpec>,
     next_tx: u32,
     steps: usize,
     log: Vec<String>,
@@ -72,7 +72,7 @@ impl<S, R, G> std::fmt::Debug for ServiceHarness<S, R, G> {
 impl<S: Store> ServiceHarness<S, FixedRates, TestRequestGenerator> {
     /// A harness on `store`, with [`FixedRates`] answering `rate` for the spec's pair and
     /// the [`TestRequestGenerator`]: what a store author needs.
-    pub fn with_store(spec: &SessionSpec, rate: Rate, store: S) -> Result<Self, Failure> {
+    pub fn with_store(spec: &SessionSpec, rate: RateSpec, store: S) -> Result<Self, Failure> {
         let rates = FixedRates::new().with(spec.currency, spec.target_currency, rate.to_decimal());
         Self::new(spec, rate, store, rates, TestRequestGenerator)
     }
@@ -83,7 +83,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator> ServiceHarness<S, R, G
     /// `generator`; `rate` is what `rates` must answer for the spec's pair.
     pub fn new(
         spec: &SessionSpec,
-        rate: Rate,
+        rate: RateSpec,
         store: S,
         rates: R,
         generator: G,
@@ -193,7 +193,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator> ServiceHarness<S, R, G
                 };
                 let msats = msats_for(&self.model, Some(p), *amount);
                 self.record(
-                    Report::Lightning {
+                    ReportSpec::Lightning {
                         hash,
                         msats,
                         reversed: false,
@@ -215,7 +215,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator> ServiceHarness<S, R, G
                 let txid = txid(self.next_tx);
                 self.next_tx = self.next_tx.wrapping_add(1);
                 self.record(
-                    Report::Onchain {
+                    ReportSpec::Onchain {
                         txid,
                         vout: 0,
                         address,
@@ -286,12 +286,12 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator> ServiceHarness<S, R, G
     }
 
     /// A known transfer, as the report that repeats it (current confirmations, not reversed).
-    fn known(&self, pick: Pick) -> Option<Report> {
+    fn known(&self, pick: Pick) -> Option<ReportSpec> {
         let address = self.model.onchain_address().unwrap_or_default();
         known_report(&self.model, pick, address)
     }
 
-    fn record(&mut self, report: Report, now: OffsetDateTime) -> Result<(), Mismatch> {
+    fn record(&mut self, report: ReportSpec, now: OffsetDateTime) -> Result<(), Mismatch> {
         let got = self.checkout.record_transfer(report.to_transfer_report());
         let want = self.model.clone().record(&report, now);
         let applied = self.compare(format!("record {report:?}"), got, want, |m| {

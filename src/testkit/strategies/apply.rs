@@ -14,7 +14,9 @@ use crate::chain::{OutPoint, Txid};
 use crate::error::Error;
 use crate::money::{MSATS_PER_SAT, Msats};
 use crate::session::{CheckoutSession, FlagResolution};
-use crate::testkit::model::{Mismatch, Rate, ReferenceSession, Report, UpdateSpec, unix_ms};
+use crate::testkit::model::{
+    Mismatch, RateSpec, ReferenceSession, ReportSpec, UpdateSpec, unix_ms,
+};
 use crate::transfer::TransferKey;
 
 /// A count as a `u32` (saturating).
@@ -37,16 +39,20 @@ fn later(t: OffsetDateTime, millis: i64) -> Result<OffsetDateTime, Mismatch> {
 /// Msats for `amount` on quote `p` (1,000,000 when there is no quote).
 /// Transfer `pick` of `model`, as the report that would repeat it (current confirmations
 /// and RBF signal, not reversed; on-chain ones to `address`).
-pub(crate) fn known_report(model: &ReferenceSession, pick: Pick, address: &str) -> Option<Report> {
+pub(crate) fn known_report(
+    model: &ReferenceSession,
+    pick: Pick,
+    address: &str,
+) -> Option<ReportSpec> {
     let transfers = model.transfers();
     let t = transfers.get(pick.index(transfers.len()))?;
     Some(match t.key {
-        TransferKey::Lightning(hash) => Report::Lightning {
+        TransferKey::Lightning(hash) => ReportSpec::Lightning {
             hash,
             msats: t.amount.get(),
             reversed: false,
         },
-        TransferKey::Onchain(OutPoint { txid, vout }) => Report::Onchain {
+        TransferKey::Onchain(OutPoint { txid, vout }) => ReportSpec::Onchain {
             txid,
             vout,
             address: address.into(),
@@ -116,7 +122,7 @@ impl<I: Integration> Harness<I> {
         Ok(got)
     }
 
-    fn record(&mut self, report: Report, now: OffsetDateTime) -> Result<Outcome, Mismatch> {
+    fn record(&mut self, report: ReportSpec, now: OffsetDateTime) -> Result<Outcome, Mismatch> {
         let transfer = report.to_transfer_report();
         let what = format!(
             "record {report:?} at +{} ms",
@@ -136,7 +142,7 @@ impl<I: Integration> Harness<I> {
 
     /// Computes the next quote on both sides and, if allowed, issues it; returns the error
     /// it was refused with, if any.
-    fn quote(&mut self, rate: Rate, now: OffsetDateTime) -> Result<Option<Error>, Mismatch> {
+    fn quote(&mut self, rate: RateSpec, now: OffsetDateTime) -> Result<Option<Error>, Mismatch> {
         let n = number(self.model.payments().len()).saturating_add(1);
         let id = payment_id(n);
         let exchange_rate = rate
@@ -189,7 +195,7 @@ impl<I: Integration> Harness<I> {
 
     /// A known transfer, as the report that would repeat its first one (with its current
     /// confirmations and RBF signal, not reversed).
-    fn pick_known(&self, pick: Pick) -> Option<Report> {
+    fn pick_known(&self, pick: Pick) -> Option<ReportSpec> {
         known_report(&self.model, pick, ADDRESS)
     }
 
@@ -224,7 +230,7 @@ impl<I: Integration> Harness<I> {
                 });
                 let msats = msats_for(&self.model, payment, *amount);
                 let _ = self.record(
-                    Report::Lightning {
+                    ReportSpec::Lightning {
                         hash,
                         msats,
                         reversed: false,
@@ -245,7 +251,7 @@ impl<I: Integration> Harness<I> {
                     .max(1);
                 let txid = self.next_txid();
                 let _ = self.record(
-                    Report::Onchain {
+                    ReportSpec::Onchain {
                         txid,
                         vout: *vout,
                         address: ADDRESS.into(),
@@ -264,7 +270,7 @@ impl<I: Integration> Harness<I> {
             }
             Command::ReportFewerConfirmations { transfer } => {
                 if let Some(mut report) = self.pick_known(*transfer) {
-                    if let Report::Onchain { confirmations, .. } = &mut report {
+                    if let ReportSpec::Onchain { confirmations, .. } = &mut report {
                         *confirmations = confirmations.saturating_sub(1);
                     }
                     let out = self.record(report, now)?;
@@ -352,10 +358,10 @@ impl<I: Integration> Harness<I> {
                 if let Some(mut report) = self.pick_known(*transfer) {
                     let first = report.msats();
                     match &mut report {
-                        Report::Lightning { msats, .. } => {
+                        ReportSpec::Lightning { msats, .. } => {
                             *msats = msats.saturating_add(u64::from(*extra))
                         }
-                        Report::Onchain { sats, .. } => {
+                        ReportSpec::Onchain { sats, .. } => {
                             *sats = sats.saturating_add(u64::from(*extra))
                         }
                     }
@@ -373,7 +379,7 @@ impl<I: Integration> Harness<I> {
                 }
             }
             Command::KnownTransferToWrongAddress { transfer } => {
-                if let Some(Report::Onchain {
+                if let Some(ReportSpec::Onchain {
                     txid,
                     vout,
                     sats,
@@ -383,7 +389,7 @@ impl<I: Integration> Harness<I> {
                 }) = self.pick_known(*transfer)
                 {
                     let out = self.record(
-                        Report::Onchain {
+                        ReportSpec::Onchain {
                             txid,
                             vout,
                             address: WRONG_ADDRESS.into(),
@@ -403,7 +409,7 @@ impl<I: Integration> Harness<I> {
             }
             Command::UnknownInvoice => {
                 let out = self.record(
-                    Report::Lightning {
+                    ReportSpec::Lightning {
                         hash: invoice_hash(999_999),
                         msats: 1000,
                         reversed: false,
@@ -424,7 +430,7 @@ impl<I: Integration> Harness<I> {
             Command::UnknownAddress => {
                 let txid = self.next_txid();
                 let out = self.record(
-                    Report::Onchain {
+                    ReportSpec::Onchain {
                         txid,
                         vout: 0,
                         address: WRONG_ADDRESS.into(),
@@ -448,7 +454,7 @@ impl<I: Integration> Harness<I> {
             }
             Command::ZeroAmount => {
                 let out = self.record(
-                    Report::Lightning {
+                    ReportSpec::Lightning {
                         hash: invoice_hash(1),
                         msats: 0,
                         reversed: false,
@@ -471,7 +477,7 @@ impl<I: Integration> Harness<I> {
                 let got = match which {
                     ClockCommand::Record => self
                         .record(
-                            Report::Lightning {
+                            ReportSpec::Lightning {
                                 hash: invoice_hash(1),
                                 msats: 1000,
                                 reversed: false,
@@ -503,7 +509,7 @@ impl<I: Integration> Harness<I> {
                             |m| m.expire(past),
                         )?
                         .err(),
-                    ClockCommand::Quote => self.quote(Rate::from_parts(1000, 0), past)?,
+                    ClockCommand::Quote => self.quote(RateSpec::from_parts(1000, 0), past)?,
                 };
                 same("a command in the past is refused", Some(want), got)?;
             }

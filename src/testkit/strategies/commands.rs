@@ -23,7 +23,7 @@ use crate::request::PaymentHash;
 #[cfg(doc)]
 use crate::session::CheckoutSession;
 use crate::session::SessionParams;
-use crate::testkit::model::{Rate, Report, SessionSpec, UpdateSpec};
+use crate::testkit::model::{RateSpec, ReportSpec, SessionSpec, UpdateSpec};
 
 /// How much a payment command pays, relative to the quote it pays (for on-chain payments the
 /// msats are rounded up to whole sats).
@@ -93,7 +93,7 @@ pub fn transfer_report(
     invoice: Option<PaymentHash>,
     address: Option<String>,
     target: Sats,
-) -> BoxedStrategy<Report> {
+) -> BoxedStrategy<ReportSpec> {
     let target_msats = u128::from(target.get()) * u128::from(MSATS_PER_SAT);
     let msats = prop_oneof![2 => Just(1000u32), 6 => 1u32..1000, 2 => 1001u32..=2000].prop_map(
         move |permille| {
@@ -101,11 +101,11 @@ pub fn transfer_report(
             u64::try_from(v).unwrap_or(u64::MAX)
         },
     );
-    let mut arms: Vec<BoxedStrategy<Report>> = Vec::new();
+    let mut arms: Vec<BoxedStrategy<ReportSpec>> = Vec::new();
     if let Some(hash) = invoice {
         arms.push(
             (msats.clone(), prop::bool::weighted(0.05))
-                .prop_map(move |(msats, reversed)| Report::Lightning {
+                .prop_map(move |(msats, reversed)| ReportSpec::Lightning {
                     hash,
                     msats,
                     reversed,
@@ -123,8 +123,8 @@ pub fn transfer_report(
                 any::<u32>(),
                 prop::bool::weighted(0.05),
             )
-                .prop_map(
-                    move |(msats, confirmations, rbf, vout, tx, reversed)| Report::Onchain {
+                .prop_map(move |(msats, confirmations, rbf, vout, tx, reversed)| {
+                    ReportSpec::Onchain {
                         txid: txid(tx),
                         vout,
                         address: address.clone(),
@@ -132,15 +132,15 @@ pub fn transfer_report(
                         confirmations,
                         rbf,
                         reversed,
-                    },
-                )
+                    }
+                })
                 .boxed(),
         );
     }
     if arms.is_empty() {
         arms.push(
             msats
-                .prop_map(|msats| Report::Lightning {
+                .prop_map(|msats| ReportSpec::Lightning {
                     hash: invoice_hash(999_999),
                     msats,
                     reversed: false,
@@ -217,7 +217,7 @@ pub enum ClockCommand {
 pub enum Command {
     /// Computes and issues the next quote at this rate (as payment `n`, with invoice
     /// [`invoice_hash`]`(n)` and address [`ADDRESS`]); refused when no quote may be issued.
-    IssueQuote(Rate),
+    IssueQuote(RateSpec),
     /// Pays the Lightning invoice of a quote (one slot more than there are quotes: the last
     /// slot also means the latest).
     PayLightning {
@@ -263,7 +263,7 @@ pub enum Command {
         report: Pick,
     },
     /// Records exactly this report.
-    Report(Report),
+    Report(ReportSpec),
     /// Lets time pass.
     AdvanceTime {
         /// Milliseconds.
@@ -324,7 +324,7 @@ fn clock_command() -> impl Strategy<Value = ClockCommand> {
 }
 
 /// Commands with quotes at rates from `rates`.
-fn command_with(rates: BoxedStrategy<Rate>) -> BoxedStrategy<Command> {
+fn command_with(rates: BoxedStrategy<RateSpec>) -> BoxedStrategy<Command> {
     prop_oneof![
         6 => rates.prop_map(Command::IssueQuote),
         6 => (any::<Pick>(), amount()).prop_map(|(quote, amount)| Command::PayLightning { quote, amount }),
@@ -459,7 +459,7 @@ pub struct Scenario {
     pub commands: Vec<Command>,
     /// When not empty, the harness issues a quote (at these rates in turn) after every
     /// command that leaves the session needing one, as the service's sweep does.
-    pub auto_quote: Vec<Rate>,
+    pub auto_quote: Vec<RateSpec>,
 }
 
 impl Scenario {

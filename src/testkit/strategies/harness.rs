@@ -16,22 +16,22 @@ use crate::id::{PaymentId, SessionId};
 use crate::payment::{PaymentState, PaymentStatus};
 use crate::session::{CheckoutSession, SessionParams, SessionState, SessionStatus};
 use crate::testkit::model::{
-    Mismatch, Rate, ReferenceSession, Report, SessionSpec, check_accounting, check_round_trips,
-    mul_div_floor,
+    Mismatch, RateSpec, ReferenceSession, ReportSpec, SessionSpec, check_accounting,
+    check_round_trips, mul_div_floor,
 };
 
 /// Applies [`Command`]s to an [`Integration`] and to the [`ReferenceSession`] and checks
 /// them against each other after every step (see the [module docs](super)).
 ///
 /// ```
-/// use bitcoin_checkout::testkit::model::{Rate, SessionSpec};
+/// use bitcoin_checkout::testkit::model::{RateSpec, SessionSpec};
 /// use bitcoin_checkout::testkit::strategies::{Amount, Command, Harness, Pick};
 /// use bitcoin_checkout::{Currency, SessionStatus};
 ///
 /// let mut spec = SessionSpec::new(10_000, Currency::from_code("USD")?); // 100.00 USD
 /// spec.lightning = false; // on-chain only, one confirmation
 /// let mut harness = Harness::new(&spec)?;
-/// harness.step(&Command::IssueQuote(Rate::new(1000, 0)?))?;
+/// harness.step(&Command::IssueQuote(RateSpec::new(1000, 0)?))?;
 /// harness.step(&Command::PayOnchain {
 ///     amount: Amount::Exact,
 ///     confirmations: 0,
@@ -51,11 +51,11 @@ pub struct Harness<I = CheckoutSession> {
     pub(super) model: ReferenceSession,
     pub(super) spec: SessionSpec,
     pub(super) now: OffsetDateTime,
-    pub(super) accepted: Vec<Report>,
+    pub(super) accepted: Vec<ReportSpec>,
     pub(super) next_tx: u32,
     pub(super) events: Vec<SessionEvent>,
     reached: bool,
-    auto_quote: Vec<Rate>,
+    auto_quote: Vec<RateSpec>,
     steps: usize,
     pub(super) last: Option<Outcome>,
     pub(super) log: Vec<String>,
@@ -179,7 +179,7 @@ impl<I: Integration> Harness<I> {
 
     /// After every command of [`run`](Self::run) that leaves the session needing a quote,
     /// issues one at the next of `rates` (none when empty, the default).
-    pub fn auto_quote(mut self, rates: Vec<Rate>) -> Self {
+    pub fn auto_quote(mut self, rates: Vec<RateSpec>) -> Self {
         self.auto_quote = rates;
         self
     }
@@ -215,7 +215,7 @@ impl<I: Integration> Harness<I> {
     }
 
     /// The reports accepted so far (what [`Command::Duplicate`] picks from).
-    pub fn accepted_reports(&self) -> &[Report] {
+    pub fn accepted_reports(&self) -> &[ReportSpec] {
         &self.accepted
     }
 

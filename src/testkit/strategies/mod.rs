@@ -36,14 +36,14 @@
 //! it into a proptest [`proptest::test_runner::TestCaseError`] in `proptest!` bodies.
 //!
 //! ```
-//! use bitcoin_checkout::testkit::model::{Rate, SessionSpec};
+//! use bitcoin_checkout::testkit::model::{RateSpec, SessionSpec};
 //! use bitcoin_checkout::testkit::strategies::{Amount, Command, Harness, Pick};
 //! use bitcoin_checkout::{Currency, SessionStatus};
 //!
 //! let spec = SessionSpec::new(2500, Currency::from_code("USD")?);
 //! let mut harness = Harness::new(&spec)?;
 //! harness.run(&[
-//!     Command::IssueQuote(Rate::new(1000, 0)?),
+//!     Command::IssueQuote(RateSpec::new(1000, 0)?),
 //!     Command::PayLightning { quote: Pick(0), amount: Amount::Exact },
 //!     Command::Duplicate { report: Pick(0) },
 //! ])?;

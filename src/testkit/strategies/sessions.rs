@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use crate::metadata::Metadata;
 use crate::money::{Currency, SATS_PER_BTC, TargetCurrency};
 use crate::session::SessionParams;
-use crate::testkit::model::{Rate, SessionSpec};
+use crate::testkit::model::{RateSpec, SessionSpec};
 use crate::transfer::ConfirmationPolicy;
 
 /// Price currencies: mostly USD, also EUR, JPY (no decimals), KWD (3 decimals), BTC and SATS.
@@ -154,8 +154,8 @@ fn rate_e4() -> impl Strategy<Value = u64> {
 /// }
 /// rates_are_positive();
 /// ```
-pub fn rate() -> impl Strategy<Value = Rate> {
-    rate_e4().prop_map(|m| Rate::from_parts(m, 4))
+pub fn rate() -> impl Strategy<Value = RateSpec> {
+    rate_e4().prop_map(|m| RateSpec::from_parts(m, 4))
 }
 
 /// Rates that fit a session pricing `currency` in `target`: around 1 sat per sat, around
@@ -187,7 +187,7 @@ pub fn rate() -> impl Strategy<Value = Rate> {
 /// }
 /// every_session_is_quoted_unless_worth_less_than_a_sat();
 /// ```
-pub fn rate_for(currency: Currency, target: TargetCurrency) -> BoxedStrategy<Rate> {
+pub fn rate_for(currency: Currency, target: TargetCurrency) -> BoxedStrategy<RateSpec> {
     let extra = match target {
         TargetCurrency::Sats => 0,
         TargetCurrency::Btc => 8,
@@ -207,6 +207,6 @@ pub fn rate_for(currency: Currency, target: TargetCurrency) -> BoxedStrategy<Rat
         Currency::Fiat(_) => rate_e4().prop_map(|m| (m, 4)).boxed(),
     };
     sats_per_unit
-        .prop_map(move |(m, s)| Rate::from_parts(m, s + extra))
+        .prop_map(move |(m, s)| RateSpec::from_parts(m, s + extra))
         .boxed()
 }
