@@ -79,6 +79,11 @@ pub mod ports;
 pub mod service;
 pub mod strategies;
 
+/// The examples of `docs/testkit.md`, compiled and run as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/testkit.md")]
+pub struct TestkitGuide;
+
 pub use model::{Mismatch, RateSpec, ReferenceSession, ReportSpec, SessionSpec, UpdateSpec};
 pub use service::ServiceHarness;
 

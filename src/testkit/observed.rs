@@ -2,18 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use time::OffsetDateTime;
-
-use crate::id::LinkId;
-use crate::id::SessionId;
-use crate::link::Link;
-use crate::request::PaymentHash;
-use crate::session::CheckoutSession;
-use crate::store::{
-    Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, Store, StoreError,
-    StoredEvent,
-};
-use crate::transfer::TransferKey;
+use crate::store::{Commit, LinkCommit, LinkStore, Store, StoreError};
 
 /// What an [`ObservedStore`] calls after each commit, with the commit and its result.
 pub type CommitObserver<'a> = Box<dyn Fn(&Commit, &Result<(), StoreError>) + Send + Sync + 'a>;
@@ -147,9 +136,6 @@ impl<S> std::fmt::Debug for ObservedStore<'_, S> {
 }
 
 impl<S: Store> Store for ObservedStore<'_, S> {
-    fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
-        self.inner.load(id)
-    }
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         let result = match &self.interceptor {
             Some(intercept) => intercept(&self.inner, commit),
@@ -164,49 +150,13 @@ impl<S: Store> Store for ObservedStore<'_, S> {
         }
         result
     }
-    fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_transfer(key)
-    }
-    fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_payment_hash(hash)
-    }
-    fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
-        self.inner.find_by_address(address)
-    }
-    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        self.inner.list(query)
-    }
-    fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
-        self.inner.due(now, limit)
-    }
-    fn events_after(
-        &self,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.events_after(after, limit)
-    }
-    fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.session_events(id)
-    }
-    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.inner.idempotency(key)
-    }
-    fn claim_idempotency(
-        &self,
-        record: &IdempotencyRecord,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.inner.claim_idempotency(record)
-    }
-    fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
-        self.inner.release_idempotency(record)
-    }
+
+    crate::forward_store!(inner:
+        load, find_by_transfer, find_by_payment_hash, find_by_address, list, due,
+        events_after, session_events, idempotency, claim_idempotency, release_idempotency);
 }
 
 impl<S: LinkStore> LinkStore for ObservedStore<'_, S> {
-    fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
-        self.inner.load_link(id)
-    }
     fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
         // Counted and observed like session commits are not: the observer's signature
         // takes a session commit, and link tests read the store instead.
@@ -215,7 +165,6 @@ impl<S: LinkStore> LinkStore for ObservedStore<'_, S> {
             None => self.inner.commit_link(commit),
         }
     }
-    fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError> {
-        self.inner.link_sessions(id)
-    }
+
+    crate::forward_store!(inner: load_link, link_sessions);
 }

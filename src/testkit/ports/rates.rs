@@ -254,8 +254,14 @@ fn off_reference(rate: Decimal, reference: Decimal, tolerance: Decimal) -> Optio
     let inverted = rate
         .checked_mul(reference)
         .is_some_and(|p| p <= tolerance && p * tolerance >= Decimal::ONE);
+    let sats_per_btc = Decimal::from(SATS_PER_BTC);
+    let by_1e8 = [ratio * sats_per_btc, ratio / sats_per_btc]
+        .iter()
+        .any(|r| *r <= tolerance && *r * tolerance >= Decimal::ONE);
     let hint = if inverted {
         "it looks inverted (base units per target unit)".to_owned()
+    } else if by_1e8 {
+        "off by 10⁸ (BTC where sats are meant, or the reverse)".to_owned()
     } else if ratio > Decimal::ONE {
         format!("{}× too high (units?)", ratio.round_dp(2))
     } else {

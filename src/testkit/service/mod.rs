@@ -61,7 +61,7 @@
 //!   at most 12 commands, a few seconds in all on the in-memory store). Set
 //!   `max_shrink_iters` in your `ProptestConfig` the same way;
 //! * read the result: a [`ServiceCase`] prints as a numbered list of commands, and the
-//!   [`Failure`](crate::testkit::Failure) names the step, the field and both values, with
+//!   [`Failure`] names the step, the field and both values, with
 //!   the log of service calls before it.
 
 mod commands;
