@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bitcoin_checkout::clock::{Clock, IdSource, RandomIds, SeededIds, SystemClock};
-use bitcoin_checkout::rates::{FallbackRates, FixedRates, MaxAge, RateError, RateSource};
+use bitcoin_checkout::rates::{FallbackRates, FixedRates, MaxAge, RateError, RateSource, Spread};
 use bitcoin_checkout::request::{
     LightningInvoice, PaymentRequest, PaymentRequestGenerator, RequestError, TestRequestGenerator,
 };
@@ -63,12 +63,15 @@ mod fixed_rates {
 
 mod chained_rates {
     use super::*;
-    fn chain() -> MaxAge<FallbackRates> {
+    /// Every source the crate ships, composed: a spread over a staleness limit over a
+    /// fallback chain whose first source knows nothing.
+    fn chain() -> Spread<MaxAge<FallbackRates>> {
         let empty = FixedRates::new();
-        MaxAge::new(
+        let limited = MaxAge::new(
             FallbackRates::new().or(empty).or(fixed()),
             Duration::minutes(10),
-        )
+        );
+        Spread::new(limited, Decimal::ONE).unwrap()
     }
     bitcoin_checkout::rate_source_tests!(rate_subject(chain()));
 }

@@ -199,6 +199,31 @@ fn postgres_store_conforms() {
     eprintln!("conformance suite on PostgreSQL: {:?}", started.elapsed());
 }
 
+/// Derived addresses over the PostgreSQL index pass the address-source suite, reopened
+/// (a new connection pool on the same schema) at every restart.
+#[cfg(feature = "onchain")]
+#[test]
+fn postgres_derived_addresses_pass_the_address_source_suite() {
+    use bitcoin_checkout::request::onchain::{AddressDeriver, DerivedAddresses, Network};
+    use bitcoin_checkout::testkit::ports::{self, AddressSubject};
+    const TPUB: &str = "wpkh([73c5da0a/84h/1h/0h]tpubDC8msFGeGuwnKG9Upg7DM2b4DaRqg3CUZa5g8v2SRQ6K4NSkxUgd7HsL2XVWbVm39yBA4LAxysQAm397zwQSQoQgewGiYZqrA9DsP4zbQ1M/0/*)";
+    let schemas = Arc::new(Schemas::new());
+    let schema = schemas.fresh();
+    let subject = {
+        let schemas = Arc::clone(&schemas);
+        AddressSubject::new(move || {
+            let _keep = &schemas;
+            let store = PostgresStore::connect_in_schema(&pg_url(), &schema, 2)
+                .expect("connect to the test server");
+            DerivedAddresses::new(
+                AddressDeriver::new(TPUB, Network::Regtest).expect("descriptor"),
+                store,
+            )
+        })
+    };
+    ports::run_address_source(&subject);
+}
+
 // ---- the same behaviour as the in-memory store, call for call ----------------------------
 
 /// Applies every call to both stores and insists on the same answer.
