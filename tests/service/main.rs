@@ -14,6 +14,7 @@ mod async_service;
 mod clock_skew;
 mod key_claims;
 mod links;
+mod live_rates;
 mod lookups;
 mod lost_commits;
 mod on_demand;

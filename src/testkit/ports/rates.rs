@@ -90,7 +90,11 @@ pub fn check_rate_unknown_pair_is_an_error<R: RateSource>(subject: &RateSubject<
     let name = "check_rate_unknown_pair_is_an_error";
     let (base, target) = subject.unknown;
     match subject.source.rate(base, target, subject.now) {
-        Err(RateError::Unavailable { .. } | RateError::Stale { .. }) => {}
+        Err(
+            RateError::Unavailable { .. }
+            | RateError::Stale { .. }
+            | RateError::Disagreement { .. },
+        ) => {}
         Err(other) => fail(
             name,
             format_args!(
@@ -178,7 +182,11 @@ pub fn check_rate_is_fresh<R: RateSource>(subject: &RateSubject<R>) {
         for at in [subject.now, later] {
             let rate = match subject.source.rate(base, target, at) {
                 Ok(rate) => rate,
-                Err(RateError::Stale { .. } | RateError::Unavailable { .. }) if at == later => {
+                Err(
+                    RateError::Stale { .. }
+                    | RateError::Unavailable { .. }
+                    | RateError::Disagreement { .. },
+                ) if at == later => {
                     continue;
                 }
                 Err(e) => fail(

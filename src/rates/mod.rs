@@ -1,5 +1,7 @@
 //! The exchange-rate port, and the sources shipped with the crate: a fixed rate, a
-//! fallback chain, a staleness limit and a spread.
+//! fallback chain, a staleness limit, a spread and the median of several sources with an
+//! outlier guard; with the feature `rates-live`, exchanges' public tickers kept fresh in
+//! the background ([`live`]).
 //!
 //! A rate source is synchronous and should answer from a cache (refresh it in the
 //! background in your application): quoting must not wait on an exchange's API. A
@@ -10,6 +12,12 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::Error;
 use crate::money::{Currency, ExchangeRate, TargetCurrency};
+
+#[cfg(feature = "rates-live")]
+pub mod live;
+mod median;
+
+pub use median::MedianRates;
 
 /// Gives the rate for a currency pair.
 pub trait RateSource: Send + Sync {
@@ -51,13 +59,31 @@ pub enum RateError {
     /// The source gave a value the core refuses (zero, negative, out of exact range).
     #[error("the rate source gave an invalid rate: {0}")]
     Invalid(#[from] Error),
+    /// Too few sources agree ([`MedianRates`]): fewer than a majority answered, or the
+    /// answers are too far apart.
+    #[error("{agreeing} of {sources} rate sources agree on {base}->{target}, {needed} needed")]
+    Disagreement {
+        /// Base currency code.
+        base: &'static str,
+        /// Target currency code.
+        target: &'static str,
+        /// How many sources were asked.
+        sources: usize,
+        /// How many gave a rate within the deviation limit of the median.
+        agreeing: usize,
+        /// How many must agree (a majority of `sources`).
+        needed: usize,
+    },
 }
 
 impl RateError {
     /// Whether asking again later may succeed: a missing or stale rate may be there once
     /// the source refreshes; an invalid one is a bug of the source.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. } | Self::Stale { .. })
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::Stale { .. } | Self::Disagreement { .. }
+        )
     }
 }
 
