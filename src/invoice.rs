@@ -65,19 +65,74 @@ fn check_test_invoice(rest: &str, target: Msats) -> Result<(), Error> {
     }
 }
 
+/// What the check reads from a BOLT11 string.
+#[cfg(feature = "lightning")]
+struct Bolt11Terms {
+    amount_msat: Option<u64>,
+    payment_hash: [u8; 32],
+    /// Unix seconds of its expiry.
+    expires_secs: u64,
+}
+
+/// Decodes a BOLT11 string, its signature checked. An invoice with no feature field at all
+/// (LNbits' FakeWallet writes them) is read too: whether wallets will pay it is the
+/// generator's concern (see `request::lightning::parse_invoice`); this check is about
+/// whether it asks what the quote says.
+#[cfg(feature = "lightning")]
+fn decode_bolt11(text: &str) -> Result<Bolt11Terms, String> {
+    use bitcoin::hashes::Hash as _;
+    use lightning_invoice::{
+        Bolt11Invoice, Bolt11SemanticError, ParseOrSemanticError, SignedRawBolt11Invoice,
+    };
+
+    match text.parse::<Bolt11Invoice>() {
+        Ok(decoded) => Ok(Bolt11Terms {
+            amount_msat: decoded.amount_milli_satoshis(),
+            payment_hash: decoded.payment_hash().to_byte_array(),
+            expires_secs: decoded
+                .duration_since_epoch()
+                .as_secs()
+                .saturating_add(decoded.expiry_time().as_secs()),
+        }),
+        Err(ParseOrSemanticError::SemanticError(Bolt11SemanticError::InvalidFeatures)) => {
+            let signed: SignedRawBolt11Invoice = text.parse().map_err(|e| format!("{e}"))?;
+            let raw = signed.raw_invoice();
+            if raw.features().is_some() || !signed.check_signature() {
+                return Err(Bolt11SemanticError::InvalidFeatures.to_string());
+            }
+            let payment_hash = raw
+                .payment_hash()
+                .ok_or("no payment hash")?
+                .0
+                .to_byte_array();
+            let amount_msat = match raw.amount_pico_btc() {
+                Some(pico) if !pico.is_multiple_of(10) => return Err("a fraction of a msat".into()),
+                other => other.map(|p| p / 10),
+            };
+            let expiry = raw.expiry_time().map_or(3_600, |e| e.as_seconds());
+            Ok(Bolt11Terms {
+                amount_msat,
+                payment_hash,
+                expires_secs: raw
+                    .data
+                    .timestamp
+                    .as_unix_timestamp()
+                    .saturating_add(expiry),
+            })
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(feature = "lightning")]
 fn check_bolt11(invoice: &LightningInvoice, target: Msats) -> Result<(), Error> {
-    use bitcoin::hashes::Hash as _;
-    use lightning_invoice::Bolt11Invoice;
-
-    let decoded: Bolt11Invoice = invoice.payment_request.trim().parse().map_err(
-        |e: lightning_invoice::ParseOrSemanticError| Error::InvoiceMismatch {
+    let decoded =
+        decode_bolt11(invoice.payment_request.trim()).map_err(|found| Error::InvoiceMismatch {
             field: "payment_request",
             expected: "a BOLT11 invoice".into(),
-            found: e.to_string(),
-        },
-    )?;
-    match decoded.amount_milli_satoshis() {
+            found,
+        })?;
+    match decoded.amount_msat {
         Some(m) if m == target.get() => {}
         Some(m) => return Err(mismatch("amount_msat", target.get(), m, "exactly")),
         None => {
@@ -88,20 +143,16 @@ fn check_bolt11(invoice: &LightningInvoice, target: Msats) -> Result<(), Error> 
             });
         }
     }
-    let hash = decoded.payment_hash().to_byte_array();
-    if hash != invoice.payment_hash.to_bytes() {
+    if decoded.payment_hash != invoice.payment_hash.to_bytes() {
         return Err(mismatch(
             "payment_hash",
             invoice.payment_hash,
-            crate::hash::Hash32::from_bytes(hash),
+            crate::hash::Hash32::from_bytes(decoded.payment_hash),
             "the stated",
         ));
     }
     // BOLT11 times are whole seconds; the stated expiry may carry milliseconds.
-    let secs = decoded
-        .duration_since_epoch()
-        .as_secs()
-        .saturating_add(decoded.expiry_time().as_secs());
+    let secs = decoded.expires_secs;
     let stated = invoice.expires_at.unix_timestamp();
     if i64::try_from(secs).ok() != Some(stated) {
         return Err(mismatch(

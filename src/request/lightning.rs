@@ -92,7 +92,7 @@ use bitcoin::secp256k1::{All, Secp256k1};
 use lightning_invoice::{
     Bolt11Invoice, Bolt11InvoiceDescription, Bolt11InvoiceDescriptionRef, Bolt11SemanticError,
     CreationError, Currency, Description, InvoiceBuilder, MAX_TIMESTAMP, ParseOrSemanticError,
-    PaymentSecret, Sha256,
+    PaymentSecret, Sha256, SignedRawBolt11Invoice,
 };
 use time::OffsetDateTime;
 
@@ -323,27 +323,37 @@ pub struct ParsedInvoice {
 /// assert!(matches!(parse_invoice("lnbc1garbage"), Err(RequestError::InvalidInvoice { .. })));
 /// ```
 pub fn parse_invoice(bolt11: &str) -> Result<ParsedInvoice, RequestError> {
+    parse(bolt11, true)
+}
+
+/// Like [`parse_invoice`], but also takes an invoice with no feature field (`9`) at all.
+///
+/// BOLT11 requires writers to set the field (with the payment-secret feature), and
+/// wallets built on LDK refuse an invoice without it; LNbits' FakeWallet test backend
+/// omits it. Use this only for invoices from a backend you trust to be payable, such as
+/// a test server; everything else (signature, amount, hash, secret, expiry) is checked
+/// as strictly.
+pub fn parse_invoice_without_features(bolt11: &str) -> Result<ParsedInvoice, RequestError> {
+    parse(bolt11, false)
+}
+
+fn parse(bolt11: &str, require_features: bool) -> Result<ParsedInvoice, RequestError> {
     let text = bolt11.trim();
     let text = match text.get(..10) {
         Some(prefix) if prefix.eq_ignore_ascii_case("lightning:") => &text[10..],
         _ => text,
     };
     // `from_str` checks the signature (it must recover a key, or match the `n` field).
-    let invoice: Bolt11Invoice = text.parse().map_err(|e| match e {
-        ParseOrSemanticError::SemanticError(Bolt11SemanticError::InvalidSignature) => {
-            RequestError::InvalidInvoiceSignature
+    let invoice: Bolt11Invoice = match text.parse() {
+        Ok(invoice) => invoice,
+        Err(ParseOrSemanticError::SemanticError(Bolt11SemanticError::InvalidFeatures))
+            if !require_features =>
+        {
+            return parse_featureless(text);
         }
-        other => RequestError::InvalidInvoice {
-            reason: other.to_string(),
-        },
-    })?;
-    let network = match invoice.currency() {
-        Currency::Bitcoin => Network::Bitcoin,
-        Currency::BitcoinTestnet => Network::Testnet,
-        Currency::Signet => Network::Signet,
-        Currency::Regtest => Network::Regtest,
-        Currency::Simnet => return Err(RequestError::UnsupportedNetwork("simnet")),
+        Err(e) => return Err(invalid(e)),
     };
+    let network = network_of(invoice.currency())?;
     let amount = match invoice.amount_milli_satoshis() {
         Some(msat) => Some(check_amount(Msats::new(msat))?),
         None => None,
@@ -367,6 +377,93 @@ pub fn parse_invoice(bolt11: &str) -> Result<ParsedInvoice, RequestError> {
             Bolt11InvoiceDescriptionRef::Hash(h) => InvoiceDescription::Hash(h.0.to_byte_array()),
         },
         min_final_cltv_expiry_delta: invoice.min_final_cltv_expiry_delta(),
+    })
+}
+
+fn invalid(e: ParseOrSemanticError) -> RequestError {
+    match e {
+        ParseOrSemanticError::SemanticError(Bolt11SemanticError::InvalidSignature) => {
+            RequestError::InvalidInvoiceSignature
+        }
+        other => RequestError::InvalidInvoice {
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn network_of(currency: Currency) -> Result<Network, RequestError> {
+    Ok(match currency {
+        Currency::Bitcoin => Network::Bitcoin,
+        Currency::BitcoinTestnet => Network::Testnet,
+        Currency::Signet => Network::Signet,
+        Currency::Regtest => Network::Regtest,
+        Currency::Simnet => return Err(RequestError::UnsupportedNetwork("simnet")),
+    })
+}
+
+/// An invoice whose only defect is a missing feature field: the other semantic checks of
+/// lightning-invoice, done on the raw fields (the signature first).
+fn parse_featureless(text: &str) -> Result<ParsedInvoice, RequestError> {
+    let semantic = |e| invalid(ParseOrSemanticError::SemanticError(e));
+    let signed: SignedRawBolt11Invoice =
+        text.parse().map_err(|e| RequestError::InvalidInvoice {
+            reason: format!("{e}"),
+        })?;
+    let raw = signed.raw_invoice();
+    if raw.features().is_some() {
+        // Features present but unacceptable: refused as by the strict parser.
+        return Err(semantic(Bolt11SemanticError::InvalidFeatures));
+    }
+    if !signed.check_signature() {
+        return Err(RequestError::InvalidInvoiceSignature);
+    }
+    let payee = match raw.payee_pub_key() {
+        Some(key) => key.0,
+        None => {
+            signed
+                .recover_payee_pub_key()
+                .map_err(|_| semantic(Bolt11SemanticError::InvalidSignature))?
+                .0
+        }
+    };
+    let payment_hash = raw
+        .payment_hash()
+        .ok_or_else(|| semantic(Bolt11SemanticError::NoPaymentHash))?;
+    let payment_secret = raw
+        .payment_secret()
+        .ok_or_else(|| semantic(Bolt11SemanticError::NoPaymentSecret))?;
+    let description = match (raw.description(), raw.description_hash()) {
+        (Some(d), None) => InvoiceDescription::Direct(d.as_inner().0.clone()),
+        (None, Some(h)) => InvoiceDescription::Hash(h.0.to_byte_array()),
+        (None, None) => return Err(semantic(Bolt11SemanticError::NoDescription)),
+        (Some(_), Some(_)) => return Err(semantic(Bolt11SemanticError::MultipleDescriptions)),
+    };
+    let amount = match raw.amount_pico_btc() {
+        // 10 pico-BTC per msat; a fraction of a msat is refused, never rounded.
+        Some(pico) if !pico.is_multiple_of(10) => {
+            return Err(semantic(Bolt11SemanticError::ImpreciseAmount));
+        }
+        Some(pico) => Some(check_amount(Msats::new(pico / 10))?),
+        None => None,
+    };
+    let created_secs = raw.data.timestamp.as_unix_timestamp();
+    // BOLT11 defaults: an hour of expiry, 18 blocks of final CLTV delta.
+    let expiry_secs = raw.expiry_time().map_or(3_600, |e| e.as_seconds());
+    let min_final = raw
+        .min_final_cltv_expiry_delta()
+        .map_or(u64::from(DEFAULT_MIN_FINAL_CLTV_EXPIRY_DELTA), |d| d.0);
+    Ok(ParsedInvoice {
+        payment_request: signed.to_string(),
+        network: network_of(raw.currency())?,
+        amount,
+        payment_hash: Hash32::from_bytes(payment_hash.0.to_byte_array()),
+        payment_secret: payment_secret.0,
+        payee,
+        created_at: unix_time(created_secs),
+        expiry_secs,
+        expires_at: unix_time(created_secs.saturating_add(expiry_secs)),
+        description,
+        min_final_cltv_expiry_delta: min_final,
     })
 }
 

@@ -19,6 +19,8 @@ pub use sources::{
 
 #[cfg(feature = "lightning")]
 pub mod lightning;
+#[cfg(feature = "lnbits")]
+pub mod lnbits;
 #[cfg(feature = "onchain")]
 pub mod onchain;
 pub mod unified;

@@ -15,6 +15,7 @@ mod clock_skew;
 mod key_claims;
 mod links;
 mod live_rates;
+mod lnbits;
 mod lookups;
 mod lost_commits;
 mod on_demand;

@@ -1,0 +1,225 @@
+//! LNbits as the Lightning backend of quotes (feature `lnbits`): invoices created through
+//! its REST API with a wallet's invoice key, and their status read back.
+//!
+//! [LNbits](https://lnbits.com) is a Lightning wallet and accounts server on top of a node
+//! (LND, Core Lightning, and others), which BTCPay Server also supports as a funding source.
+//! [`LnbitsInvoices`] is an [`InvoiceSource`]: for each quote it calls
+//! `POST /api/v1/payments {out: false, amount, memo, expiry}` once (never retried: a
+//! timed-out call may have made an invoice, which then simply expires unused), decodes the
+//! BOLT11 it returns, and hands it out only if it asks exactly the quote's amount, is for the
+//! configured network and expires no later than the quote. The expiry asked is the quote's
+//! remaining time less a margin (5 s by default) for the server's clock.
+//!
+//! Every failure is a [`RequestError::Backend`] whose `retryable` says whether asking again
+//! may help (connection refused, timeouts and 5xx: yes; 4xx and malformed answers: no). The
+//! key is never in an error, a log or `Debug` output.
+
+use std::time::Duration as StdDuration;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::lightning::{Network, parse_invoice, parse_invoice_without_features};
+use super::{InvoiceSource, LightningInvoice, PaymentHash, RequestError};
+use crate::money::{MSATS_PER_SAT, Msats};
+use crate::session::{CheckoutSession, QuoteTerms};
+
+/// Creates each quote's invoice in an LNbits wallet.
+#[derive(Clone)]
+pub struct LnbitsInvoices {
+    base_url: String,
+    invoice_key: String,
+    network: Network,
+    margin_secs: i64,
+    require_features: bool,
+    agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for LnbitsInvoices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LnbitsInvoices")
+            .field("base_url", &self.base_url)
+            .field("network", &self.network)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What LNbits says about one of the wallet's invoices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LnbitsInvoiceStatus {
+    /// The invoice's payment hash.
+    pub payment_hash: PaymentHash,
+    /// Whether it has been paid (settled).
+    pub paid: bool,
+    /// What it credits the wallet, in msats.
+    pub amount: Msats,
+}
+
+impl LnbitsInvoices {
+    /// Invoices of the wallet whose invoice key is `invoice_key`, on the LNbits server at
+    /// `base_url`, for `network` (LNbits' FakeWallet signs mainnet invoices), each call
+    /// limited to 10 s.
+    pub fn new(base_url: &str, invoice_key: impl Into<String>, network: Network) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(StdDuration::from_secs(10)))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            invoice_key: invoice_key.into(),
+            network,
+            margin_secs: 5,
+            require_features: true,
+            agent,
+        }
+    }
+
+    /// Seconds the invoice's expiry is kept before the quote's (for the server's clock).
+    pub fn expiry_margin_secs(mut self, secs: u16) -> Self {
+        self.margin_secs = i64::from(secs);
+        self
+    }
+
+    /// Takes invoices without a BOLT11 feature field, as LNbits' FakeWallet test backend
+    /// writes them (see [`parse_invoice_without_features`]). Real funding sources (LND,
+    /// Core Lightning, …) set the field; leave this off for them.
+    pub fn allow_invoices_without_features(mut self) -> Self {
+        self.require_features = false;
+        self
+    }
+
+    /// Creates an invoice for `amount` (whole sats: LNbits takes sats) with `memo`,
+    /// expiring before `expires_at` (asked at `now`); checks the BOLT11 LNbits returns.
+    pub fn create(
+        &self,
+        amount: Msats,
+        memo: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<LightningInvoice, RequestError> {
+        if !amount.get().is_multiple_of(MSATS_PER_SAT) || amount.get() == 0 {
+            return Err(RequestError::InvalidAmount {
+                got: format!("{} msat (LNbits invoices are whole sats)", amount.get()),
+            });
+        }
+        let expiry = (expires_at - now).whole_seconds() - self.margin_secs;
+        if expiry < 1 {
+            return Err(backend("the quote expires before an invoice could", false));
+        }
+        let body = serde_json::json!({
+            "out": false,
+            "amount": amount.get() / MSATS_PER_SAT,
+            "memo": memo,
+            "expiry": expiry,
+        });
+        let answer = self.call(
+            self.agent
+                .post(&format!("{}/api/v1/payments", self.base_url))
+                .header("X-Api-Key", &self.invoice_key)
+                .send_json(body),
+        )?;
+        let bolt11 = answer
+            .get("bolt11")
+            .or_else(|| answer.get("payment_request"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| backend("LNbits answered without a bolt11", false))?;
+        let parsed = if self.require_features {
+            parse_invoice(bolt11)?
+        } else {
+            parse_invoice_without_features(bolt11)?
+        };
+        let stated = answer.get("payment_hash").and_then(Value::as_str);
+        if stated != Some(parsed.payment_hash.to_string().as_str()) {
+            return Err(backend(
+                "LNbits stated another payment hash than its invoice's",
+                false,
+            ));
+        }
+        parsed.for_quote(self.network, amount, expires_at)
+    }
+
+    /// The status of the wallet's invoice with `hash` (`None` if LNbits does not know it).
+    pub fn status(&self, hash: &PaymentHash) -> Result<Option<LnbitsInvoiceStatus>, RequestError> {
+        let response = self
+            .agent
+            .get(&format!("{}/api/v1/payments/{hash}", self.base_url))
+            .header("X-Api-Key", &self.invoice_key)
+            .call();
+        if let Ok(r) = &response
+            && r.status().as_u16() == 404
+        {
+            return Ok(None);
+        }
+        let answer = self.call(response)?;
+        let paid = answer
+            .get("paid")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| backend("LNbits answered without `paid`", false))?;
+        let details = answer.get("details").unwrap_or(&Value::Null);
+        // Amounts are integers of msats; a number that is not one is refused, never rounded.
+        let amount = details
+            .get("amount")
+            .and_then(Value::as_i64)
+            .and_then(|a| u64::try_from(a).ok())
+            .ok_or_else(|| backend("LNbits answered without a positive msat amount", false))?;
+        Ok(Some(LnbitsInvoiceStatus {
+            payment_hash: *hash,
+            paid,
+            amount: Msats::new(amount),
+        }))
+    }
+
+    /// The JSON body of a 200 answer, or the typed error.
+    fn call(
+        &self,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, RequestError> {
+        let mut response =
+            response.map_err(|e| backend(&format!("LNbits unreachable: {e}"), true))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+            .map_err(|e| backend(&format!("reading LNbits' answer: {e}"), true))?;
+        match status {
+            200 | 201 => serde_json::from_str(&text)
+                .map_err(|_| backend("LNbits answered something that is not JSON", false)),
+            429 | 500..=599 => Err(backend(&format!("LNbits answered HTTP {status}"), true)),
+            _ => Err(backend(
+                &format!("LNbits refused the call: HTTP {status}"),
+                false,
+            )),
+        }
+    }
+}
+
+fn backend(message: &str, retryable: bool) -> RequestError {
+    RequestError::Backend {
+        message: message.to_owned(),
+        retryable,
+    }
+}
+
+impl InvoiceSource for LnbitsInvoices {
+    fn invoice(
+        &self,
+        session: &CheckoutSession,
+        terms: &QuoteTerms,
+    ) -> Result<LightningInvoice, RequestError> {
+        let memo = session
+            .statement_descriptor()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("Checkout {}", session.id()));
+        self.create(
+            terms.target_msats(),
+            &memo,
+            terms.expires_at(),
+            terms.issued_at(),
+        )
+    }
+}
