@@ -17,6 +17,11 @@ use crate::money::{Currency, ExchangeRate, TargetCurrency};
 pub mod live;
 mod median;
 
+/// The examples of `docs/rates.md`, compiled as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/rates.md")]
+pub struct RatesGuide;
+
 pub use median::MedianRates;
 
 /// Gives the rate for a currency pair.
