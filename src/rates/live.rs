@@ -2,7 +2,7 @@
 //! HTTPS in the background and served from a cache with a maximum age.
 //!
 //! * [`Ticker`] knows one provider's URL and response format and parses its price exactly
-//!   (prices are read from the JSON text into a [`Decimal`], never through `f64`);
+//!   (prices are read from the JSON text into a [`Decimal`], never through binary floating point);
 //! * [`HttpTicker`] fetches it with a timeout and turns every failure into a typed
 //!   [`FeedError`] (timeout, HTTP status, 429, malformed body, transport);
 //! * [`RefreshingRates`] keeps the latest price per currency, refreshed by a background
@@ -36,12 +36,10 @@
 //! millisatoshi at any price.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rust_decimal::Decimal;
-use serde_json::Value;
 use serde_json::value::RawValue;
 use time::{Duration, OffsetDateTime};
 
@@ -187,16 +185,10 @@ fn exact_price(text: &str) -> Result<Decimal, String> {
     } else {
         Decimal::from_str_exact(inner)
     }
+    // `true`, `null`, objects and arrays are no decimal text: refused here.
     .map_err(|e| format!("price {text} is not an exact decimal: {e}"))?;
     if value <= Decimal::ZERO {
         return Err(format!("price {text} is not positive"));
-    }
-    // Refuse anything that is not a plain number (serde would have parsed `true`, `{}`).
-    if Value::from_str(text)
-        .ok()
-        .is_some_and(|v| !(v.is_string() || v.is_number()))
-    {
-        return Err(format!("price {text} is not a number"));
     }
     Ok(value)
 }

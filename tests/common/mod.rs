@@ -165,3 +165,22 @@ pub fn postgres_store(prefix: &str) -> store::PostgresStore {
     let schema = format!("{prefix}_{}", SessionId::generate().as_uuid().simple());
     store::PostgresStore::connect_in_schema(&url, &schema, 2).expect("connect")
 }
+
+/// A BIP84 regtest account descriptor (public keys only) for derived-address tests.
+pub const TEST_DESCRIPTOR: &str = "wpkh([73c5da0a/84h/1h/0h]tpubDC8msFGeGuwnKG9Upg7DM2b4DaRqg3CUZa5g8v2SRQ6K4NSkxUgd7HsL2XVWbVm39yBA4LAxysQAm397zwQSQoQgewGiYZqrA9DsP4zbQ1M/0/*)";
+
+/// Runs `f` with the panic output silenced; its panic message, if it panicked (the
+/// suites of the test kit fail by panicking, like assertions).
+pub fn panic_message(f: impl FnOnce()) -> Option<String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.err().map(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default()
+    })
+}

@@ -3,7 +3,6 @@
 //! message that names the check and the problem.
 #![cfg(feature = "testkit")]
 
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bitcoin_checkout::clock::{Clock, IdSource, RandomIds, SeededIds, SystemClock};
@@ -16,27 +15,12 @@ use bitcoin_checkout::{CheckoutSession, Currency, ExchangeRate, QuoteTerms, Targ
 use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
 
-use crate::common::{t0, usd};
-
-/// The panic message of `f`, if it panicked.
-fn failure_of(f: impl FnOnce()) -> Option<String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    result.err().map(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default()
-    })
-}
+use crate::common::{panic_message, t0, usd};
 
 /// Asserts that `f` fails, naming `check` and saying `problem`.
 #[track_caller]
 fn fails_with(check: &str, problem: &str, f: impl FnOnce()) {
-    let message = failure_of(f).unwrap_or_else(|| panic!("{check} must fail"));
+    let message = panic_message(f).unwrap_or_else(|| panic!("{check} must fail"));
     assert!(
         message.starts_with(check) && message.contains(problem),
         "expected {check}: …{problem}…, got: {message}"
@@ -197,8 +181,6 @@ mod real_generator {
     use bitcoin_checkout::request::{MemoryAddressIndex, RequestGenerator};
     use bitcoin_checkout::testkit::ports::GeneratorSubject;
 
-    pub(super) const TPUB: &str = "wpkh([73c5da0a/84h/1h/0h]tpubDC8msFGeGuwnKG9Upg7DM2b4DaRqg3CUZa5g8v2SRQ6K4NSkxUgd7HsL2XVWbVm39yBA4LAxysQAm397zwQSQoQgewGiYZqrA9DsP4zbQ1M/0/*)";
-
     /// Distinct 32-byte secrets from a counter (a real source uses the OS's generator).
     pub(super) fn entropy() -> impl Fn() -> [u8; 32] + Send + Sync {
         let counter = Arc::new(AtomicU64::new(1));
@@ -219,8 +201,11 @@ mod real_generator {
             RequestGenerator::new()
                 .lightning(OfflineInvoices::new(signer(), entropy(), |_| Ok(())))
                 .onchain(DerivedAddresses::new(
-                    AddressDeriver::new(TPUB, bitcoin_checkout::request::onchain::Network::Regtest)
-                        .unwrap(),
+                    AddressDeriver::new(
+                        crate::common::TEST_DESCRIPTOR,
+                        bitcoin_checkout::request::onchain::Network::Regtest,
+                    )
+                    .unwrap(),
                     MemoryAddressIndex::new(),
                 )),
         )
@@ -421,10 +406,12 @@ mod address_sources {
 
     use super::fails_with;
 
-    const TPUB: &str = "wpkh([73c5da0a/84h/1h/0h]tpubDC8msFGeGuwnKG9Upg7DM2b4DaRqg3CUZa5g8v2SRQ6K4NSkxUgd7HsL2XVWbVm39yBA4LAxysQAm397zwQSQoQgewGiYZqrA9DsP4zbQ1M/0/*)";
-
     fn deriver() -> AddressDeriver {
-        AddressDeriver::new(TPUB, bitcoin_checkout::request::onchain::Network::Regtest).unwrap()
+        AddressDeriver::new(
+            crate::common::TEST_DESCRIPTOR,
+            bitcoin_checkout::request::onchain::Network::Regtest,
+        )
+        .unwrap()
     }
 
     /// Derived addresses over one index that outlives every "process".

@@ -3,7 +3,7 @@
 //! renumber events between reads or let a later session take a payment hash each fail it,
 //! with a message naming the check and the problem; the in-memory store they wrap passes.
 
-use std::panic::AssertUnwindSafe;
+use crate::common::panic_message;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bitcoin_checkout::SessionId;
@@ -62,28 +62,13 @@ fn broken_commit(
 /// The panic message of the suite run on stores with `fault`, if it failed.
 fn failure_of(fault: Fault) -> Option<String> {
     // The suite reports its first violation by panicking, like a test assertion.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+    panic_message(|| {
         conformance::run_all(|| {
             let written = AtomicUsize::new(0);
             ObservedStore::new(MemoryStore::new()).intercept_commit(move |inner, commit| {
                 broken_commit(fault, inner, commit, &written)
             })
         })
-    }));
-    std::panic::set_hook(hook);
-    message_of(result)
-}
-
-/// The panic message of a failed run.
-fn message_of(result: std::thread::Result<()>) -> Option<String> {
-    result.err().map(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default()
     })
 }
 
@@ -125,7 +110,8 @@ fn the_volume_check_alone_catches_every_50th_transfer_lost() {
     let store = ObservedStore::new(MemoryStore::new()).intercept_commit(move |inner, commit| {
         broken_commit(Fault::LosesEveryNthTransfer, inner, commit, &written)
     });
-    let message = quietly(|| conformance::check_volume(&store)).expect("check_volume must fail");
+    let message =
+        panic_message(|| conformance::check_volume(&store)).expect("check_volume must fail");
     // The first session that lost one: its paid amount counts one transfer less.
     assert!(
         message.starts_with("check_volume: session 1 of 120"),
@@ -145,15 +131,6 @@ fn a_store_that_reorders_events_fails() {
         message.contains("first difference at"),
         "points at it: {message}"
     );
-}
-
-/// Runs `f` with the panic output silenced; its panic message, if it panicked.
-fn quietly(f: impl FnOnce()) -> Option<String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    message_of(result)
 }
 
 /// Renumbers the outbox on every read: each read adds 1,000 to every sequence number
@@ -185,7 +162,7 @@ impl Store for Renumbering {
 
 #[test]
 fn a_store_that_renumbers_events_fails() {
-    let message = quietly(|| {
+    let message = panic_message(|| {
         conformance::run_all(|| Renumbering {
             inner: MemoryStore::new(),
             reads: AtomicUsize::new(0),
@@ -239,7 +216,7 @@ fn a_store_that_lets_a_later_session_take_a_hash_fails() {
         inner: MemoryStore::new(),
         stolen: Default::default(),
     };
-    let message = quietly(|| conformance::check_keys_stay_with_their_first_session(&store))
+    let message = panic_message(|| conformance::check_keys_stay_with_their_first_session(&store))
         .expect("the check must fail");
     assert!(
         message.starts_with("check_keys_stay_with_their_first_session"),

@@ -206,7 +206,6 @@ fn postgres_store_conforms() {
 fn postgres_derived_addresses_pass_the_address_source_suite() {
     use bitcoin_checkout::request::onchain::{AddressDeriver, DerivedAddresses, Network};
     use bitcoin_checkout::testkit::ports::{self, AddressSubject};
-    const TPUB: &str = "wpkh([73c5da0a/84h/1h/0h]tpubDC8msFGeGuwnKG9Upg7DM2b4DaRqg3CUZa5g8v2SRQ6K4NSkxUgd7HsL2XVWbVm39yBA4LAxysQAm397zwQSQoQgewGiYZqrA9DsP4zbQ1M/0/*)";
     let schemas = Arc::new(Schemas::new());
     let schema = schemas.fresh();
     let subject = {
@@ -216,7 +215,7 @@ fn postgres_derived_addresses_pass_the_address_source_suite() {
             let store = PostgresStore::connect_in_schema(&pg_url(), &schema, 2)
                 .expect("connect to the test server");
             DerivedAddresses::new(
-                AddressDeriver::new(TPUB, Network::Regtest).expect("descriptor"),
+                AddressDeriver::new(common::TEST_DESCRIPTOR, Network::Regtest).expect("descriptor"),
                 store,
             )
         })
