@@ -10,6 +10,10 @@
 //! configured network and expires no later than the quote. The expiry asked is the quote's
 //! remaining time less a margin (5 s by default) for the server's clock.
 //!
+//! [`LnbitsInvoices::settled_since`] lists the wallet's paid invoices changed since a resume
+//! point, which a settlement listener saves once it has recorded them (see
+//! `docs/adr/0013-lightning-backend-port.md`).
+//!
 //! Every failure is a [`RequestError::Backend`] whose `retryable` says whether asking again
 //! may help (connection refused, timeouts and 5xx: yes; 4xx and malformed answers: no). The
 //! key is never in an error, a log or `Debug` output.
@@ -23,6 +27,34 @@ use super::lightning::{Network, parse_invoice, parse_invoice_without_features};
 use super::{InvoiceSource, LightningInvoice, PaymentHash, RequestError};
 use crate::money::{MSATS_PER_SAT, Msats};
 use crate::session::{CheckoutSession, QuoteTerms};
+
+/// One paid incoming invoice of the wallet, as LNbits lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LnbitsSettlement {
+    /// The invoice's payment hash.
+    pub payment_hash: PaymentHash,
+    /// What it credited the wallet, in msats.
+    pub amount: Msats,
+    /// When LNbits last changed the payment (its `updated_at`: when it was settled, or a
+    /// later edit such as a label).
+    pub updated_at: OffsetDateTime,
+}
+
+/// The wallet's settlements changed since a resume point, oldest change first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LnbitsSettlements {
+    /// Every settled incoming payment changed at or after the resume point less the
+    /// overlap, oldest first; one already seen may come again (count them by hash).
+    pub settlements: Vec<LnbitsSettlement>,
+    /// The resume point for the next call: the newest `updated_at` seen, or the one given
+    /// when nothing newer was found. Save it only once the settlements are recorded.
+    pub resume_at: Option<OffsetDateTime>,
+}
+
+/// Payments read per page of LNbits' list.
+const PAGE: usize = 100;
 
 /// Creates each quote's invoice in an LNbits wallet.
 #[derive(Clone)]
@@ -172,6 +204,66 @@ impl LnbitsInvoices {
         }))
     }
 
+    /// Every settled incoming payment of the wallet that LNbits changed at or after
+    /// `resume_at - overlap` (all of them when `resume_at` is `None`), oldest first.
+    ///
+    /// LNbits lists payments sorted by `updated_at` but cannot filter by it, so this walks
+    /// the list newest first, a page of 100 at a time, until it passes the resume point
+    /// less `overlap`. The overlap covers payments whose change committed after a newer
+    /// one was already visible (and clocks of whole seconds); what it brings again is
+    /// recognised by its payment hash. A payment changed during the walk moves to the top
+    /// of the list, past where the walk reads: it is found by the next call, since its new
+    /// `updated_at` is after the resume point this call returns. Outgoing payments (negative
+    /// amounts) are left out.
+    pub fn settled_since(
+        &self,
+        resume_at: Option<OffsetDateTime>,
+        overlap: time::Duration,
+    ) -> Result<LnbitsSettlements, RequestError> {
+        let floor = resume_at.map(|at| at - overlap);
+        let mut newest = resume_at;
+        let mut found = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let answer = self.call(
+                self.agent
+                    .get(&format!("{}/api/v1/payments/paginated", self.base_url))
+                    .query("status", "success")
+                    .query("sortby", "updated_at")
+                    .query("direction", "desc")
+                    .query("limit", PAGE.to_string())
+                    .query("offset", offset.to_string())
+                    .header("X-Api-Key", &self.invoice_key)
+                    .call(),
+            )?;
+            let rows = answer
+                .get("data")
+                .and_then(Value::as_array)
+                .ok_or_else(|| backend("LNbits listed payments without `data`", false))?;
+            let mut passed_floor = false;
+            for row in rows {
+                let settlement = settlement(row)?;
+                if floor.is_some_and(|f| settlement.updated_at < f) {
+                    passed_floor = true;
+                    break;
+                }
+                newest = newest.max(Some(settlement.updated_at));
+                if settlement.amount.get() > 0 {
+                    found.push(settlement);
+                }
+            }
+            if passed_floor || rows.len() < PAGE {
+                break;
+            }
+            offset += rows.len();
+        }
+        found.reverse();
+        Ok(LnbitsSettlements {
+            settlements: found,
+            resume_at: newest,
+        })
+    }
+
     /// The JSON body of a 200 answer, or the typed error.
     fn call(
         &self,
@@ -198,6 +290,40 @@ impl LnbitsInvoices {
     }
 }
 
+/// One row of LNbits' payment list. Amounts are integers of msats (negative for outgoing
+/// payments, which give 0 here); a number that is not an integer is refused, never rounded.
+fn settlement(row: &Value) -> Result<LnbitsSettlement, RequestError> {
+    let payment_hash = row
+        .get("payment_hash")
+        .and_then(Value::as_str)
+        .and_then(|h| h.parse::<PaymentHash>().ok())
+        .ok_or_else(|| {
+            backend(
+                "LNbits listed a payment without a valid payment hash",
+                false,
+            )
+        })?;
+    let amount = row
+        .get("amount")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| backend("LNbits listed a payment without an integer amount", false))?;
+    let updated_at = row
+        .get("updated_at")
+        .and_then(Value::as_str)
+        .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .ok_or_else(|| {
+            backend(
+                "LNbits listed a payment without an RFC 3339 updated_at",
+                false,
+            )
+        })?;
+    Ok(LnbitsSettlement {
+        payment_hash,
+        amount: Msats::new(u64::try_from(amount).unwrap_or(0)),
+        updated_at,
+    })
+}
+
 fn backend(message: &str, retryable: bool) -> RequestError {
     RequestError::Backend {
         message: message.to_owned(),
@@ -221,5 +347,40 @@ impl InvoiceSource for LnbitsInvoices {
             terms.expires_at(),
             terms.issued_at(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(amount: &str, updated_at: &str) -> Value {
+        let hash = "ab".repeat(32);
+        serde_json::from_str(&format!(
+            r#"{{"payment_hash":"{hash}","amount":{amount},"updated_at":"{updated_at}"}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn list_rows_are_read_exactly_or_refused() {
+        let ok = settlement(&row("100000", "2026-12-03T11:18:46.865941+00:00")).unwrap();
+        assert_eq!(ok.amount, Msats::new(100_000));
+        assert_eq!(ok.updated_at.microsecond(), 865_941);
+        // An outgoing payment credits nothing.
+        let out = settlement(&row("-100000", "2026-12-03T11:18:46+00:00")).unwrap();
+        assert_eq!(out.amount, Msats::new(0));
+        // A fractional amount is refused, not rounded; so is a date that is not RFC 3339.
+        for bad in [
+            row("1000.5", "2026-12-03T11:18:46+00:00"),
+            row("1e3", "2026-12-03T11:18:46+00:00"),
+            row("1000", "2026-12-03 11:18:46"),
+            serde_json::json!({"amount": 1000, "updated_at": "2026-12-03T11:18:46+00:00"}),
+        ] {
+            match settlement(&bad) {
+                Err(RequestError::Backend { retryable, .. }) => assert!(!retryable),
+                other => panic!("{bad}: want a backend error, got {other:?}"),
+            }
+        }
     }
 }

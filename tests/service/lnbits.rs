@@ -247,14 +247,6 @@ fn a_stopped_server_gives_retryable_errors_and_nothing_is_quoted() {
     let _one = exclusive();
     let (_, _, inkey) = wallet("shop-outage");
     let checkout = lnbits_checkout(&inkey);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lnbits");
-    let run = |arg: &str| {
-        let status = std::process::Command::new(script)
-            .arg(arg)
-            .status()
-            .unwrap();
-        assert!(status.success(), "scripts/lnbits {arg}");
-    };
     run("pause");
     let params =
         SessionParams::new(Decimal::from(10), usd()).payment_methods([PaymentMethod::Lightning]);
@@ -265,6 +257,16 @@ fn a_stopped_server_gives_retryable_errors_and_nothing_is_quoted() {
     // Back up: the same call succeeds.
     let session = checkout.create(params, None).expect("LNbits is back");
     assert!(session.current_payment().is_some());
+}
+
+/// Runs `scripts/lnbits <arg>` (`pause` makes an outage, `resume` ends it).
+fn run(arg: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lnbits");
+    let status = std::process::Command::new(script)
+        .arg(arg)
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/lnbits {arg}");
 }
 
 /// An invoice LNbits' FakeWallet wrote (2,500 sats, no feature field), kept as a fixture.
@@ -288,4 +290,84 @@ fn an_invoice_without_features_is_read_only_when_allowed_and_still_checked() {
     let mut bent = FAKE_WALLET_INVOICE.to_owned();
     bent.replace_range(20..21, if &bent[20..21] == "q" { "p" } else { "q" });
     assert!(parse_invoice_without_features(&bent).is_err());
+}
+
+#[test]
+fn settlements_are_listed_from_a_resume_point_oldest_first_and_only_when_paid() {
+    let _one = exclusive();
+    let (_, _, shop_inkey) = wallet("shop-settlements");
+    let shop = fake_wallet(LnbitsInvoices::new(
+        &server().0,
+        &shop_inkey,
+        Network::Bitcoin,
+    ));
+    let payer = funded_wallet(100_000);
+    let now = OffsetDateTime::now_utc();
+    let invoice = |sats: u64| {
+        shop.create(
+            Msats::new(sats * 1_000),
+            "settlement test",
+            now + Duration::minutes(10),
+            now,
+        )
+        .unwrap()
+    };
+    let pay = |bolt11: &str| {
+        api(
+            "POST",
+            "/api/v1/payments",
+            Some(&payer),
+            None,
+            Some(json!({ "out": true, "bolt11": bolt11 })),
+        );
+    };
+    // A new wallet has no settlements (its credit went to the payer's wallet).
+    let empty = shop.settled_since(None, Duration::ZERO).unwrap();
+    assert!(empty.settlements.is_empty(), "{empty:?}");
+    assert_eq!(empty.resume_at, None);
+
+    let first = invoice(100);
+    let second = invoice(200);
+    let unpaid = invoice(300);
+    pay(&first.payment_request);
+    pay(&second.payment_request);
+    let all = shop.settled_since(None, Duration::ZERO).unwrap();
+    let hashes: Vec<_> = all.settlements.iter().map(|s| s.payment_hash).collect();
+    assert_eq!(hashes, [first.payment_hash, second.payment_hash], "{all:?}");
+    assert_eq!(all.settlements[0].amount, Msats::new(100_000));
+    assert_eq!(all.settlements[1].amount, Msats::new(200_000));
+    assert!(!hashes.contains(&unpaid.payment_hash));
+    let resume = all.resume_at.expect("a resume point");
+    assert_eq!(resume, all.settlements[1].updated_at);
+
+    // From the resume point: the newest already seen may come again, the older does not;
+    // a later payment does.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    pay(&unpaid.payment_request);
+    let next = shop.settled_since(Some(resume), Duration::ZERO).unwrap();
+    let hashes: Vec<_> = next.settlements.iter().map(|s| s.payment_hash).collect();
+    assert_eq!(hashes.last(), Some(&unpaid.payment_hash), "{next:?}");
+    assert!(!hashes.contains(&first.payment_hash), "{next:?}");
+    assert!(next.resume_at > Some(resume));
+    // With an overlap wider than the whole history, everything comes again.
+    let wide = shop
+        .settled_since(next.resume_at, Duration::hours(1))
+        .unwrap();
+    assert_eq!(wide.settlements.len(), 3, "{wide:?}");
+    assert_eq!(wide.resume_at, next.resume_at);
+}
+
+#[test]
+fn a_stopped_server_fails_the_settlement_list_with_a_retryable_error() {
+    let _one = exclusive();
+    let (_, _, inkey) = wallet("shop-settlements-outage");
+    let shop = fake_wallet(LnbitsInvoices::new(&server().0, &inkey, Network::Bitcoin));
+    run("pause");
+    let failed = shop.settled_since(None, Duration::ZERO);
+    run("resume");
+    match failed {
+        Err(RequestError::Backend { retryable, .. }) => assert!(retryable),
+        other => panic!("want a retryable backend error, got {other:?}"),
+    }
+    assert!(shop.settled_since(None, Duration::ZERO).is_ok());
 }
