@@ -566,7 +566,9 @@ struct Timeless;
 
 impl IdSource for Timeless {
     fn next_uuid(&self, _now: OffsetDateTime) -> uuid::Uuid {
-        uuid::Uuid::from_u128(RandomIds.next_uuid(t0()).as_u128().reverse_bits())
+        // Random bits marked as version 4: never a v7 id (reversed v7 bits could be one).
+        let bits = RandomIds.next_uuid(t0()).as_u128().reverse_bits();
+        uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid()
     }
 }
 
