@@ -4,6 +4,7 @@
 #[macro_use]
 mod forward;
 
+pub mod backend;
 pub mod chain;
 pub mod clock;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod id;
 mod invoice;
 pub mod json;
 pub mod link;
+pub mod listener;
 pub mod metadata;
 pub mod money;
 pub mod outbox;

@@ -1,18 +1,25 @@
-//! LNbits as the Lightning backend of quotes (feature `lnbits`): invoices created through
-//! its REST API with a wallet's invoice key, and their status read back.
+//! LNbits as the Lightning backend (feature `lnbits`): a [`LightningBackend`] over its
+//! REST API with a wallet's invoice key.
 //!
 //! [LNbits](https://lnbits.com) is a Lightning wallet and accounts server on top of a node
 //! (LND, Core Lightning, and others), which BTCPay Server also supports as a funding source.
-//! [`LnbitsInvoices`] is an [`InvoiceSource`]: for each quote it calls
-//! `POST /api/v1/payments {out: false, amount, memo, expiry}` once (never retried: a
-//! timed-out call may have made an invoice, which then simply expires unused), decodes the
-//! BOLT11 it returns, and hands it out only if it asks exactly the quote's amount, is for the
-//! configured network and expires no later than the quote. The expiry asked is the quote's
-//! remaining time less a margin (5 s by default) for the server's clock.
+//! [`LnbitsBackend`] maps the port's four calls as follows:
 //!
-//! [`LnbitsInvoices::settled_since`] lists the wallet's paid invoices changed since a resume
-//! point, which a settlement listener saves once it has recorded them (see
-//! `docs/adr/0013-lightning-backend-port.md`).
+//! * **create**: `POST /api/v1/payments {out: false, amount, memo | description_hash,
+//!   expiry}`, once (never retried: a timed-out call may have made an invoice, which then
+//!   simply expires unused). The BOLT11 it returns is decoded and handed out only if it asks
+//!   exactly the order's amount, is for the configured network, names the payment hash
+//!   LNbits stated and expires no later than the order. The expiry asked is the order's
+//!   remaining time less a margin (5 s by default) for the server's clock.
+//! * **lookup**: `GET /api/v1/payments/{hash}` (404: unknown).
+//! * **cancel**: LNbits cancels only hold invoices, with the admin key, so an ordinary
+//!   invoice answers [`Cancellation::Unsupported`] (or `AlreadySettled` once paid).
+//! * **settlements**: the paid incoming payments, newest first by `updated_at`, walked back
+//!   to the resume point less an overlap ([`LnbitsBackend::settled_since`]); the resume
+//!   point is the newest `updated_at` seen. See `docs/adr/0013-lightning-backend-port.md`.
+//!
+//! It is also an [`InvoiceSource`] itself, so `RequestGenerator::new().lightning(lnbits)`
+//! works without the [`BackendInvoices`](crate::backend::BackendInvoices) wrapper.
 //!
 //! Every failure is a [`RequestError::Backend`] whose `retryable` says whether asking again
 //! may help (connection refused, timeouts and 5xx: yes; 4xx and malformed answers: no). The
@@ -22,9 +29,14 @@ use std::time::Duration as StdDuration;
 
 use serde_json::Value;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::lightning::{Network, parse_invoice, parse_invoice_without_features};
 use super::{InvoiceSource, LightningInvoice, PaymentHash, RequestError};
+use crate::backend::{
+    Cancellation, InvoiceDescription, InvoiceOrder, InvoiceState, LightningBackend, ResumePoint,
+    Settlement, SettlementBatch,
+};
 use crate::money::{MSATS_PER_SAT, Msats};
 use crate::session::{CheckoutSession, QuoteTerms};
 
@@ -58,37 +70,26 @@ const PAGE: usize = 100;
 
 /// Creates each quote's invoice in an LNbits wallet.
 #[derive(Clone)]
-pub struct LnbitsInvoices {
+pub struct LnbitsBackend {
     base_url: String,
     invoice_key: String,
     network: Network,
     margin_secs: i64,
     require_features: bool,
+    overlap: time::Duration,
     agent: ureq::Agent,
 }
 
-impl std::fmt::Debug for LnbitsInvoices {
+impl std::fmt::Debug for LnbitsBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LnbitsInvoices")
+        f.debug_struct("LnbitsBackend")
             .field("base_url", &self.base_url)
             .field("network", &self.network)
             .finish_non_exhaustive()
     }
 }
 
-/// What LNbits says about one of the wallet's invoices.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LnbitsInvoiceStatus {
-    /// The invoice's payment hash.
-    pub payment_hash: PaymentHash,
-    /// Whether it has been paid (settled).
-    pub paid: bool,
-    /// What it credits the wallet, in msats.
-    pub amount: Msats,
-}
-
-impl LnbitsInvoices {
+impl LnbitsBackend {
     /// Invoices of the wallet whose invoice key is `invoice_key`, on the LNbits server at
     /// `base_url`, for `network` (LNbits' FakeWallet signs mainnet invoices), each call
     /// limited to 10 s.
@@ -105,6 +106,7 @@ impl LnbitsInvoices {
             network,
             margin_secs: 5,
             require_features: true,
+            overlap: time::Duration::seconds(60),
             agent,
         }
     }
@@ -123,30 +125,37 @@ impl LnbitsInvoices {
         self
     }
 
-    /// Creates an invoice for `amount` (whole sats: LNbits takes sats) with `memo`,
-    /// expiring before `expires_at` (asked at `now`); checks the BOLT11 LNbits returns.
-    pub fn create(
-        &self,
-        amount: Msats,
-        memo: &str,
-        expires_at: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<LightningInvoice, RequestError> {
+    /// Seconds of history each [`settlements_after`](LightningBackend::settlements_after)
+    /// reads again before its resume point (60 by default; see [`Self::settled_since`]).
+    pub fn settlement_overlap_secs(mut self, secs: u32) -> Self {
+        self.overlap = time::Duration::seconds(i64::from(secs));
+        self
+    }
+
+    /// Creates the invoice of `order` (whole sats: LNbits takes sats), expiring before the
+    /// order does; checks the BOLT11 LNbits returns against the order.
+    fn create(&self, order: &InvoiceOrder) -> Result<LightningInvoice, RequestError> {
+        let amount = order.amount;
         if !amount.get().is_multiple_of(MSATS_PER_SAT) || amount.get() == 0 {
             return Err(RequestError::InvalidAmount {
                 got: format!("{} msat (LNbits invoices are whole sats)", amount.get()),
             });
         }
-        let expiry = (expires_at - now).whole_seconds() - self.margin_secs;
+        let expiry = (order.expires_at - order.now).whole_seconds() - self.margin_secs;
         if expiry < 1 {
             return Err(backend("the quote expires before an invoice could", false));
         }
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "out": false,
             "amount": amount.get() / MSATS_PER_SAT,
-            "memo": memo,
             "expiry": expiry,
         });
+        match &order.description {
+            InvoiceDescription::Text(memo) => body["memo"] = Value::from(memo.as_str()),
+            InvoiceDescription::Hash(hash) => {
+                body["description_hash"] = Value::from(hash.to_string())
+            }
+        }
         let answer = self.call(
             self.agent
                 .post(&format!("{}/api/v1/payments", self.base_url))
@@ -170,11 +179,11 @@ impl LnbitsInvoices {
                 false,
             ));
         }
-        parsed.for_quote(self.network, amount, expires_at)
+        parsed.for_quote(self.network, amount, order.expires_at)
     }
 
-    /// The status of the wallet's invoice with `hash` (`None` if LNbits does not know it).
-    pub fn status(&self, hash: &PaymentHash) -> Result<Option<LnbitsInvoiceStatus>, RequestError> {
+    /// The state of the wallet's invoice with `hash` (`None` if LNbits does not know it).
+    fn lookup(&self, hash: &PaymentHash) -> Result<Option<InvoiceState>, RequestError> {
         let response = self
             .agent
             .get(&format!("{}/api/v1/payments/{hash}", self.base_url))
@@ -190,6 +199,15 @@ impl LnbitsInvoices {
             .get("paid")
             .and_then(Value::as_bool)
             .ok_or_else(|| backend("LNbits answered without `paid`", false))?;
+        if !paid {
+            // LNbits marks an invoice that can no longer be paid as failed.
+            let failed = answer.get("status").and_then(Value::as_str) == Some("failed");
+            return Ok(Some(if failed {
+                InvoiceState::Closed
+            } else {
+                InvoiceState::Open
+            }));
+        }
         let details = answer.get("details").unwrap_or(&Value::Null);
         // Amounts are integers of msats; a number that is not one is refused, never rounded.
         let amount = details
@@ -197,9 +215,7 @@ impl LnbitsInvoices {
             .and_then(Value::as_i64)
             .and_then(|a| u64::try_from(a).ok())
             .ok_or_else(|| backend("LNbits answered without a positive msat amount", false))?;
-        Ok(Some(LnbitsInvoiceStatus {
-            payment_hash: *hash,
-            paid,
+        Ok(Some(InvoiceState::Settled {
             amount: Msats::new(amount),
         }))
     }
@@ -310,7 +326,7 @@ fn settlement(row: &Value) -> Result<LnbitsSettlement, RequestError> {
     let updated_at = row
         .get("updated_at")
         .and_then(Value::as_str)
-        .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
         .ok_or_else(|| {
             backend(
                 "LNbits listed a payment without an RFC 3339 updated_at",
@@ -331,22 +347,63 @@ fn backend(message: &str, retryable: bool) -> RequestError {
     }
 }
 
-impl InvoiceSource for LnbitsInvoices {
+impl InvoiceSource for LnbitsBackend {
     fn invoice(
         &self,
         session: &CheckoutSession,
         terms: &QuoteTerms,
     ) -> Result<LightningInvoice, RequestError> {
-        let memo = session
-            .statement_descriptor()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("Checkout {}", session.id()));
-        self.create(
-            terms.target_msats(),
-            &memo,
-            terms.expires_at(),
-            terms.issued_at(),
-        )
+        self.create(&InvoiceOrder::for_quote(session, terms))
+    }
+}
+
+impl LightningBackend for LnbitsBackend {
+    fn create_invoice(&self, order: &InvoiceOrder) -> Result<LightningInvoice, RequestError> {
+        self.create(order)
+    }
+
+    fn lookup_invoice(&self, hash: &PaymentHash) -> Result<Option<InvoiceState>, RequestError> {
+        self.lookup(hash)
+    }
+
+    /// LNbits cancels only hold invoices, and only with the admin key; an ordinary invoice
+    /// stays payable until it expires, so this asks nothing and says so.
+    fn cancel_invoice(&self, hash: &PaymentHash) -> Result<Cancellation, RequestError> {
+        Ok(match self.lookup(hash)? {
+            Some(InvoiceState::Settled { .. }) => Cancellation::AlreadySettled,
+            Some(InvoiceState::Closed) => Cancellation::Cancelled,
+            _ => Cancellation::Unsupported,
+        })
+    }
+
+    /// The resume point is the newest `updated_at` seen, in RFC 3339.
+    fn settlements_after(
+        &self,
+        resume: Option<&ResumePoint>,
+    ) -> Result<SettlementBatch, RequestError> {
+        let resume_at = resume
+            .map(|r| {
+                OffsetDateTime::parse(r.as_str(), &Rfc3339)
+                    .map_err(|_| backend("the saved LNbits resume point is not RFC 3339", false))
+            })
+            .transpose()?;
+        let listed = self.settled_since(resume_at, self.overlap)?;
+        let resume_point = listed
+            .resume_at
+            .map(|at| {
+                at.format(&Rfc3339)
+                    .map(ResumePoint::new)
+                    .map_err(|_| backend("an LNbits date cannot be written as RFC 3339", false))
+            })
+            .transpose()?;
+        Ok(SettlementBatch {
+            settlements: listed
+                .settlements
+                .iter()
+                .map(|s| Settlement::new(s.payment_hash, s.amount))
+                .collect(),
+            resume_point,
+        })
     }
 }
 

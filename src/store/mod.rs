@@ -37,6 +37,7 @@ mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod query;
+mod resume;
 pub mod rows;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -45,6 +46,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use query::{DEFAULT_LIST_LIMIT, ListQuery, ListQueryError, MAX_LIST_LIMIT};
+pub use resume::ResumeStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

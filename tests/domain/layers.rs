@@ -17,11 +17,11 @@ const LAYERS: &[&[&str]] = &[
     &["outbox"],
     &["snapshot"],
     // Ports and their adapters.
-    &["clock", "rates", "request", "qr"],
+    &["clock", "rates", "request", "backend", "qr"],
     &["store"],
     // The service and what runs beside it.
     &["service"],
-    &["webhook"],
+    &["webhook", "listener"],
     &["testkit"],
 ];
 

@@ -6,12 +6,13 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+use bitcoin_checkout::backend::{InvoiceDescription, InvoiceOrder, InvoiceState, LightningBackend};
 use bitcoin_checkout::clock::SystemClock;
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::lightning::{
     Network, parse_invoice, parse_invoice_without_features,
 };
-use bitcoin_checkout::request::lnbits::LnbitsInvoices;
+use bitcoin_checkout::request::lnbits::LnbitsBackend;
 use bitcoin_checkout::request::{RequestError, RequestGenerator};
 use bitcoin_checkout::store::MemoryStore;
 use bitcoin_checkout::{Checkout, Decimal, Msats, PaymentMethod, SessionParams, TargetCurrency};
@@ -21,7 +22,7 @@ use time::{Duration, OffsetDateTime};
 use crate::common::usd;
 
 /// The server's base URL and super-user token; panics with how to start it.
-fn server() -> (String, String) {
+pub(crate) fn server() -> (String, String) {
     match (
         std::env::var("BITCOIN_CHECKOUT_LNBITS"),
         std::env::var("BITCOIN_CHECKOUT_LNBITS_TOKEN"),
@@ -35,13 +36,13 @@ fn server() -> (String, String) {
 }
 
 /// One test at a time talks to the server (the outage test stops it).
-fn exclusive() -> MutexGuard<'static, ()> {
+pub(crate) fn exclusive() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One call to the server's API, as a test client (not the crate's adapter).
-fn api(
+pub(crate) fn api(
     method: &str,
     path: &str,
     key: Option<&str>,
@@ -80,13 +81,13 @@ fn api(
 
 /// The adapter as the FakeWallet test backend needs it: its invoices carry no BOLT11
 /// feature field, which real funding sources write.
-fn fake_wallet(source: LnbitsInvoices) -> LnbitsInvoices {
+pub(crate) fn fake_wallet(source: LnbitsBackend) -> LnbitsBackend {
     source.allow_invoices_without_features()
 }
 
 /// A new LNbits wallet: (id, admin key, invoice key), with fiat conversion off (it would
 /// ask public price APIs, unreachable offline).
-fn wallet(name: &str) -> (String, String, String) {
+pub(crate) fn wallet(name: &str) -> (String, String, String) {
     let w = api(
         "POST",
         "/api/v1/account",
@@ -106,7 +107,7 @@ fn wallet(name: &str) -> (String, String, String) {
 }
 
 /// A wallet with `sats` to pay with (credited by the super user).
-fn funded_wallet(sats: u64) -> String {
+pub(crate) fn funded_wallet(sats: u64) -> String {
     let (id, admin, _) = wallet("payer");
     let (_, token) = server();
     api(
@@ -121,10 +122,10 @@ fn funded_wallet(sats: u64) -> String {
 
 fn lnbits_checkout(
     invoice_key: &str,
-) -> Checkout<MemoryStore, FixedRates, RequestGenerator<LnbitsInvoices>, SystemClock> {
+) -> Checkout<MemoryStore, FixedRates, RequestGenerator<LnbitsBackend>, SystemClock> {
     let (url, _) = server();
     let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, Decimal::from(1_000));
-    let generator = RequestGenerator::new().lightning(fake_wallet(LnbitsInvoices::new(
+    let generator = RequestGenerator::new().lightning(fake_wallet(LnbitsBackend::new(
         &url,
         invoice_key,
         Network::Bitcoin,
@@ -162,16 +163,16 @@ fn a_session_shows_an_lnbits_invoice_that_matches_its_quote_and_is_paid() {
     );
 
     // A second wallet pays it; LNbits reports it paid, for the amount.
-    let source = fake_wallet(LnbitsInvoices::new(
+    let source = fake_wallet(LnbitsBackend::new(
         &server().0,
         &shop_inkey,
         Network::Bitcoin,
     ));
     let before = source
-        .status(&invoice.payment_hash)
+        .lookup_invoice(&invoice.payment_hash)
         .unwrap()
         .expect("LNbits knows it");
-    assert!(!before.paid);
+    assert_eq!(before, InvoiceState::Open);
     let payer = funded_wallet(100_000);
     api(
         "POST",
@@ -181,11 +182,15 @@ fn a_session_shows_an_lnbits_invoice_that_matches_its_quote_and_is_paid() {
         Some(json!({ "out": true, "bolt11": invoice.payment_request })),
     );
     let after = source
-        .status(&invoice.payment_hash)
+        .lookup_invoice(&invoice.payment_hash)
         .unwrap()
         .expect("LNbits knows it");
-    assert!(after.paid);
-    assert_eq!(after.amount, Msats::new(25_000_000));
+    assert_eq!(
+        after,
+        InvoiceState::Settled {
+            amount: Msats::new(25_000_000)
+        }
+    );
 }
 
 #[test]
@@ -193,16 +198,26 @@ fn bad_input_and_unknown_invoices_are_typed() {
     let _one = exclusive();
     let (url, _) = server();
     let (_, _, inkey) = wallet("shop-bad-input");
-    let source = fake_wallet(LnbitsInvoices::new(&url, &inkey, Network::Bitcoin));
+    let source = fake_wallet(LnbitsBackend::new(&url, &inkey, Network::Bitcoin));
     let now = OffsetDateTime::now_utc();
     // A sub-sat amount is refused before any call.
     assert!(matches!(
-        source.create(Msats::new(1_500), "x", now + Duration::minutes(10), now),
+        source.create_invoice(&order(
+            Msats::new(1_500),
+            "x",
+            now + Duration::minutes(10),
+            now
+        )),
         Err(RequestError::InvalidAmount { .. })
     ));
     // A quote about to expire gets no invoice.
     assert!(matches!(
-        source.create(Msats::new(1_000), "x", now + Duration::seconds(3), now),
+        source.create_invoice(&order(
+            Msats::new(1_000),
+            "x",
+            now + Duration::seconds(3),
+            now
+        )),
         Err(RequestError::Backend {
             retryable: false,
             ..
@@ -210,17 +225,22 @@ fn bad_input_and_unknown_invoices_are_typed() {
     ));
     // Another network than the server's invoices.
     assert!(matches!(
-        fake_wallet(LnbitsInvoices::new(&url, &inkey, Network::Regtest)).create(
+        fake_wallet(LnbitsBackend::new(&url, &inkey, Network::Regtest)).create_invoice(&order(
             Msats::new(1_000),
             "x",
             now + Duration::minutes(10),
             now
-        ),
+        )),
         Err(RequestError::NetworkMismatch { .. })
     ));
     // A wrong key: refused, not retryable, and the key is in no message.
-    let err = LnbitsInvoices::new(&url, "not-a-key-0000", Network::Bitcoin)
-        .create(Msats::new(1_000), "x", now + Duration::minutes(10), now)
+    let err = LnbitsBackend::new(&url, "not-a-key-0000", Network::Bitcoin)
+        .create_invoice(&order(
+            Msats::new(1_000),
+            "x",
+            now + Duration::minutes(10),
+            now,
+        ))
         .unwrap_err();
     assert!(
         matches!(
@@ -239,7 +259,7 @@ fn bad_input_and_unknown_invoices_are_typed() {
     );
     // An invoice LNbits does not know.
     let unknown = bitcoin_checkout::request::Hash32::from_bytes([7; 32]);
-    assert_eq!(source.status(&unknown).unwrap(), None);
+    assert_eq!(source.lookup_invoice(&unknown).unwrap(), None);
 }
 
 #[test]
@@ -259,8 +279,23 @@ fn a_stopped_server_gives_retryable_errors_and_nothing_is_quoted() {
     assert!(session.current_payment().is_some());
 }
 
+/// An invoice order described by `memo`.
+pub(crate) fn order(
+    amount: Msats,
+    memo: &str,
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> InvoiceOrder {
+    InvoiceOrder::new(
+        amount,
+        InvoiceDescription::Text(memo.to_owned()),
+        expires_at,
+        now,
+    )
+}
+
 /// Runs `scripts/lnbits <arg>` (`pause` makes an outage, `resume` ends it).
-fn run(arg: &str) {
+pub(crate) fn run(arg: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lnbits");
     let status = std::process::Command::new(script)
         .arg(arg)
@@ -296,7 +331,7 @@ fn an_invoice_without_features_is_read_only_when_allowed_and_still_checked() {
 fn settlements_are_listed_from_a_resume_point_oldest_first_and_only_when_paid() {
     let _one = exclusive();
     let (_, _, shop_inkey) = wallet("shop-settlements");
-    let shop = fake_wallet(LnbitsInvoices::new(
+    let shop = fake_wallet(LnbitsBackend::new(
         &server().0,
         &shop_inkey,
         Network::Bitcoin,
@@ -304,12 +339,12 @@ fn settlements_are_listed_from_a_resume_point_oldest_first_and_only_when_paid() 
     let payer = funded_wallet(100_000);
     let now = OffsetDateTime::now_utc();
     let invoice = |sats: u64| {
-        shop.create(
+        shop.create_invoice(&order(
             Msats::new(sats * 1_000),
             "settlement test",
             now + Duration::minutes(10),
             now,
-        )
+        ))
         .unwrap()
     };
     let pay = |bolt11: &str| {
@@ -361,7 +396,7 @@ fn settlements_are_listed_from_a_resume_point_oldest_first_and_only_when_paid() 
 fn a_stopped_server_fails_the_settlement_list_with_a_retryable_error() {
     let _one = exclusive();
     let (_, _, inkey) = wallet("shop-settlements-outage");
-    let shop = fake_wallet(LnbitsInvoices::new(&server().0, &inkey, Network::Bitcoin));
+    let shop = fake_wallet(LnbitsBackend::new(&server().0, &inkey, Network::Bitcoin));
     run("pause");
     let failed = shop.settled_since(None, Duration::ZERO);
     run("resume");

@@ -16,6 +16,7 @@ mod key_claims;
 mod links;
 mod live_rates;
 mod lnbits;
+mod lnbits_listener;
 mod lookups;
 mod lost_commits;
 mod on_demand;

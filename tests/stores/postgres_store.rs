@@ -193,6 +193,7 @@ fn postgres_store_conforms() {
     let started = Instant::now();
     conformance::run_all(|| schemas.store());
     conformance::run_address_index(|| schemas.store());
+    conformance::run_resume_store(|| schemas.store());
     conformance::run_links(|| schemas.store());
     #[cfg(feature = "webhooks")]
     conformance::run_delivery(|| schemas.store());

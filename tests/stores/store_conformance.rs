@@ -15,6 +15,7 @@ mod memory {
     #[cfg(feature = "webhooks")]
     bitcoin_checkout::delivery_store_tests!(bitcoin_checkout::store::MemoryStore::new());
     bitcoin_checkout::address_index_tests!(bitcoin_checkout::request::MemoryAddressIndex::new());
+    bitcoin_checkout::resume_store_tests!(bitcoin_checkout::store::MemoryStore::new());
 }
 
 #[test]
@@ -100,6 +101,7 @@ mod sqlite {
         #[cfg(feature = "webhooks")]
         bitcoin_checkout::delivery_store_tests!(open());
         bitcoin_checkout::address_index_tests!(open());
+        bitcoin_checkout::resume_store_tests!(open());
     }
 
     #[test]
@@ -120,6 +122,40 @@ mod sqlite {
             n += 1;
             SqliteStore::open(dir.file(&format!("links-{n}.db"))).expect("open file")
         });
+    }
+
+    /// Resume points in a file, shared by two stores on it (two processes' view): a save
+    /// through one is a conflict for the other's stale expectation.
+    #[test]
+    fn file_sqlite_store_resume_points_conform() {
+        use bitcoin_checkout::backend::ResumePoint;
+        use bitcoin_checkout::store::ResumeStore;
+        let dir = TempDir::new("conformance-resume");
+        let mut n = 0;
+        conformance::run_resume_store(|| {
+            n += 1;
+            SqliteStore::open(dir.file(&format!("resume-{n}.db"))).expect("open file")
+        });
+        let path = dir.file("shared.db");
+        let (a, b) = (
+            SqliteStore::open(&path).expect("open"),
+            SqliteStore::open(&path).expect("open again"),
+        );
+        let first = ResumePoint::new("1");
+        a.save_resume_point("lnbits:w", None, &first).unwrap();
+        assert_eq!(b.resume_point("lnbits:w").unwrap(), Some(first.clone()));
+        b.save_resume_point("lnbits:w", Some(&first), &ResumePoint::new("2"))
+            .unwrap();
+        assert_eq!(
+            a.save_resume_point("lnbits:w", Some(&first), &ResumePoint::new("3")),
+            Err(StoreError::Conflict)
+        );
+        drop((a, b));
+        let reopened = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(
+            reopened.resume_point("lnbits:w").unwrap(),
+            Some(ResumePoint::new("2"))
+        );
     }
 
     #[cfg(feature = "webhooks")]

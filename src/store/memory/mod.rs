@@ -64,6 +64,7 @@ struct Inner {
     events: Vec<Record>,
     idempotency: HashMap<String, IdempotencyRecord>,
     links: HashMap<LinkId, Link>,
+    resume_points: HashMap<String, crate::backend::ResumePoint>,
 }
 
 /// Keeps everything in one mutex-guarded map. `Send + Sync`; clone an `Arc` of it to share.
@@ -468,6 +469,26 @@ impl LinkStore for MemoryStore {
             .collect();
         ids.sort();
         Ok(ids.into_iter().map(|(_, id)| id).collect())
+    }
+}
+
+impl super::ResumeStore for MemoryStore {
+    fn resume_point(&self, name: &str) -> Result<Option<crate::backend::ResumePoint>, StoreError> {
+        Ok(self.lock()?.resume_points.get(name).cloned())
+    }
+
+    fn save_resume_point(
+        &self,
+        name: &str,
+        expected: Option<&crate::backend::ResumePoint>,
+        new: &crate::backend::ResumePoint,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if inner.resume_points.get(name) != expected {
+            return Err(StoreError::Conflict);
+        }
+        inner.resume_points.insert(name.to_owned(), new.clone());
+        Ok(())
     }
 }
 

@@ -86,6 +86,7 @@ use pool::{Shared, worker};
 mod commit;
 mod ops;
 mod pool;
+mod resume;
 mod schema;
 mod sql;
 pub(super) use sql::SESSION_COLUMNS;

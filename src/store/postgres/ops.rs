@@ -52,6 +52,13 @@ pub(super) enum Op {
     ReserveIndex(String),
     LoadLink(String),
     LinkSessions(String),
+    ResumePoint(String),
+    /// Compare-and-swap of a listener's resume point (`expected: None`: none stored yet).
+    SaveResumePoint {
+        name: String,
+        expected: Option<String>,
+        new: String,
+    },
     CommitLink(Box<LinkCommitRows>),
     #[cfg(feature = "webhooks")]
     Webhook(super::webhooks::WebhookOp),
@@ -68,7 +75,7 @@ impl Op {
     pub(super) fn is_read(&self) -> bool {
         match self {
             // A claim run again finds its own row, which the service recognises.
-            Op::Commit(_) | Op::CommitLink(_) | Op::Migrate => false,
+            Op::Commit(_) | Op::CommitLink(_) | Op::Migrate | Op::SaveResumePoint { .. } => false,
             #[cfg(feature = "webhooks")]
             Op::Webhook(op) => op.is_read(),
             _ => true,
@@ -88,6 +95,10 @@ pub(super) enum Out {
     Index(i64),
     /// A link's version and body.
     Link(Option<(i64, String)>),
+    /// A stored text (a resume point).
+    Text(Option<String>),
+    /// How many rows a write changed.
+    Changed(u64),
     #[cfg(feature = "webhooks")]
     Webhook(super::webhooks::WebhookOut),
 }
@@ -171,6 +182,29 @@ impl Conn {
             }
             #[cfg(feature = "webhooks")]
             Op::Webhook(op) => self.webhook(op).await,
+            Op::ResumePoint(name) => {
+                let rows = self.query(SQL_RESUME_POINT, &[name]).await?;
+                let point = rows
+                    .into_iter()
+                    .next()
+                    .map(|r| r.try_get(0).map_err(pg))
+                    .transpose()?;
+                Ok(Out::Text(point))
+            }
+            Op::SaveResumePoint {
+                name,
+                expected,
+                new,
+            } => {
+                let changed = match expected {
+                    None => self.exec(SQL_INSERT_RESUME_POINT, &[name, new]).await?,
+                    Some(old) => {
+                        self.exec(SQL_UPDATE_RESUME_POINT, &[name, old, new])
+                            .await?
+                    }
+                };
+                Ok(Out::Changed(changed))
+            }
             Op::Load(id) => {
                 let rows = self.query(SQL_LOAD, &[id]).await?;
                 let row = rows.into_iter().next();

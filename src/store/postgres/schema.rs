@@ -167,6 +167,16 @@ UPDATE sessions SET review = TRUE
 CREATE INDEX sessions_in_review ON sessions (created, id) WHERE review;
 "#,
     ),
+    // Settlement listeners' resume points (ADR 13), one per listener name, opaque text.
+    (
+        7,
+        r#"
+CREATE TABLE resume_points (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    point TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 impl Conn {

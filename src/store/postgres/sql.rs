@@ -78,3 +78,8 @@ pub(super) const SQL_INSERT_EVENTS: &str = "INSERT INTO events (seq, id, session
           (SELECT COALESCE(MAX(seq), 0) AS seq FROM events) AS last";
 
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+pub(super) const SQL_RESUME_POINT: &str = "SELECT point FROM resume_points WHERE name = $1";
+pub(super) const SQL_INSERT_RESUME_POINT: &str =
+    "INSERT INTO resume_points (name, point) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+pub(super) const SQL_UPDATE_RESUME_POINT: &str =
+    "UPDATE resume_points SET point = $3 WHERE name = $1 AND point = $2";

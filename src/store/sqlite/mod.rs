@@ -13,6 +13,7 @@ mod address_index;
 mod commit;
 mod links;
 mod reads;
+mod resume;
 mod schema;
 #[cfg(feature = "webhooks")]
 mod webhooks;

@@ -177,6 +177,16 @@ CREATE INDEX sessions_in_review ON sessions (created, id) WHERE review = 1;
 "#,
         None,
     ),
+    // 6: settlement listeners' resume points (ADR 13), one per listener name, opaque text.
+    (
+        r#"
+CREATE TABLE resume_points (
+    name  TEXT NOT NULL PRIMARY KEY,
+    point TEXT NOT NULL
+) STRICT;
+"#,
+        None,
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.

@@ -22,8 +22,9 @@
 //!
 //! Stores with more than sessions have suites of their own, run the same way:
 //! [`run_links`] for a [`LinkStore`] (checkout links and payment links),
-//! `run_delivery` for a webhook `DeliveryStore` (feature `webhooks`) and
-//! [`run_address_index`] for an [`AddressIndex`].
+//! `run_delivery` for a webhook `DeliveryStore` (feature `webhooks`),
+//! [`run_address_index`] for an [`AddressIndex`] and [`run_resume_store`] for a
+//! [`ResumeStore`](crate::store::ResumeStore) (settlement listeners' resume points).
 //!
 //! # Running the suite for your own store
 //!
@@ -61,6 +62,7 @@ mod filters;
 mod fixtures;
 mod links;
 mod listing;
+mod resume;
 mod routing;
 mod sessions;
 mod volume;
@@ -83,6 +85,7 @@ pub use links::{
 pub use listing::{
     check_due, check_event_round_trip, check_events_after, check_list, check_session_events,
 };
+pub use resume::{check_resume_point_compare_and_swap, check_resume_point_races, run_resume_store};
 pub use routing::check_keys_stay_with_their_first_session;
 pub use sessions::{
     check_idempotency, check_idempotency_race, check_insert_existing_conflict, check_load_missing,
@@ -164,6 +167,19 @@ macro_rules! __address_index_checks {
     };
 }
 
+/// The resume-store checks: the one list behind [`run_resume_store`] and
+/// [`resume_store_tests!`](crate::resume_store_tests).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __resume_store_checks {
+    ($expand:ident $arg:tt) => {
+        $crate::__conformance! { $expand $arg;
+            check_resume_point_compare_and_swap,
+            check_resume_point_races,
+        }
+    };
+}
+
 /// Expands a check list: `list (T)` into a `Vec` of `(name, check)` for `T`, `tests
 /// (fresh)` into one `#[test]` per check on a store made by `fresh`.
 #[doc(hidden)]
@@ -231,6 +247,21 @@ macro_rules! link_store_tests {
 macro_rules! address_index_tests {
     ($fresh:expr) => {
         $crate::__address_index_checks!(tests($fresh));
+    };
+}
+
+/// One `#[test]` per resume-store check (the contract of
+/// [`ResumeStore`](crate::store::ResumeStore)), each on a fresh store from the expression.
+///
+/// ```
+/// mod my_resume_store {
+///     bitcoin_checkout::resume_store_tests!(bitcoin_checkout::store::MemoryStore::new());
+/// }
+/// ```
+#[macro_export]
+macro_rules! resume_store_tests {
+    ($fresh:expr) => {
+        $crate::__resume_store_checks!(tests($fresh));
     };
 }
 
