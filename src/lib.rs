@@ -22,6 +22,8 @@ pub mod payment;
 pub mod qr;
 pub mod rates;
 pub mod request;
+#[cfg(feature = "runner")]
+pub mod runner;
 pub mod service;
 pub mod session;
 pub mod snapshot;

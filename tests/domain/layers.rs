@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     // The service and what runs beside it.
     &["service"],
     &["webhook", "listener"],
+    &["runner"],
     &["testkit"],
 ];
 

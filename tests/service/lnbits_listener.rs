@@ -62,7 +62,7 @@ fn bolt11(s: &CheckoutSession) -> String {
     payment.request().lightning.clone().unwrap().payment_request
 }
 
-fn pay(payer: &str, bolt11: &str) {
+pub(crate) fn pay(payer: &str, bolt11: &str) {
     api(
         "POST",
         "/api/v1/payments",

@@ -24,6 +24,7 @@ mod payment_requests;
 mod port_suites;
 mod quote_once;
 mod real_requests;
+mod runner;
 mod service;
 mod testkit;
 mod webhook_delivery;

@@ -959,7 +959,7 @@ fn servers_starting_together_migrate_once() {
     // Each migration applied once.
     assert_eq!(
         versions,
-        ["1", "2", "3", "4", "5", "6"]
+        ["1", "2", "3", "4", "5", "6", "7"]
             .map(|v| Some(v.to_owned()))
             .to_vec()
     );
@@ -1218,6 +1218,7 @@ fn sessions_stored_before_migrations_5_and_6_are_found_by_the_lookups() {
          DROP TRIGGER sessions_metadata_update ON sessions;
          DROP FUNCTION session_metadata_sync();
          ALTER TABLE sessions DROP COLUMN source_id, DROP COLUMN metadata, DROP COLUMN review;
+         DROP TABLE resume_points;
          DELETE FROM schema_migrations WHERE version >= 5;"
     ))
     .expect("downgrade");
