@@ -367,7 +367,7 @@ impl LightningBackend for LnbitsBackend {
     }
 
     /// LNbits cancels only hold invoices, and only with the admin key; an ordinary invoice
-    /// stays payable until it expires, so this asks nothing and says so.
+    /// stays payable until it expires: this only looks the invoice up and says so.
     fn cancel_invoice(&self, hash: &PaymentHash) -> Result<Cancellation, RequestError> {
         Ok(match self.lookup(hash)? {
             Some(InvoiceState::Settled { .. }) => Cancellation::AlreadySettled,
