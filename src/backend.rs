@@ -81,13 +81,9 @@ impl InvoiceOrder {
     /// The order for a quote: its amount and times, described by the session's statement
     /// descriptor (or `Checkout <session id>` when it has none).
     pub fn for_quote(session: &CheckoutSession, terms: &QuoteTerms) -> Self {
-        let text = session
-            .statement_descriptor()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("Checkout {}", session.id()));
         Self::new(
             terms.target_msats(),
-            InvoiceDescription::Text(text),
+            InvoiceDescription::Text(crate::request::quote_memo(session)),
             terms.expires_at(),
             terms.issued_at(),
         )

@@ -601,10 +601,7 @@ impl crate::request::InvoiceSource for OfflineInvoices {
         session: &crate::session::CheckoutSession,
         terms: &crate::session::QuoteTerms,
     ) -> Result<LightningInvoice, RequestError> {
-        let memo = session
-            .statement_descriptor()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("Checkout {}", session.id()));
+        let memo = crate::request::quote_memo(session);
         let signed = self.signer.invoice(
             terms.target_msats(),
             InvoiceDescription::Direct(memo),

@@ -13,6 +13,7 @@ mod generator;
 mod sources;
 pub use error::RequestError;
 pub use generator::{PaymentRequestGenerator, TestRequestGenerator};
+pub(crate) use sources::quote_memo;
 pub use sources::{
     AddressIndex, AddressSource, Disabled, InvoiceSource, MemoryAddressIndex, RequestGenerator,
 };

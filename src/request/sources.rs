@@ -31,6 +31,15 @@ pub trait InvoiceSource: Send + Sync {
     ) -> Result<LightningInvoice, RequestError>;
 }
 
+/// The text a quote's invoice describes itself with: the session's statement descriptor,
+/// or `Checkout <session id>` when it has none (one rule for every invoice source).
+pub(crate) fn quote_memo(session: &CheckoutSession) -> String {
+    session
+        .statement_descriptor()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("Checkout {}", session.id()))
+}
+
 /// Gives each session its own on-chain address.
 pub trait AddressSource: Send + Sync {
     /// A fresh address for `session`, never handed to any other session. Implementations
