@@ -67,32 +67,54 @@ pub fn print_ratios(rows: &[(&str, &str, f64)]) -> bool {
 
 /// [`print_ratios`] with the statistic chosen per row; a median row is marked `(median)`.
 pub fn print_ratios_by(rows: &[(&str, &str, f64, Stat)]) -> bool {
+    print_header();
     let mut ok = true;
+    for &(op, base, target, stat) in rows {
+        ok &= print_row(op, base, Some(target), stat);
+    }
+    ok
+}
+
+/// Prints rows with no target: an operation next to its baseline, for a cost that is
+/// reported (e.g. a network call against the offline floor) rather than held to a bound.
+pub fn print_comparisons(rows: &[(&str, &str, Stat)]) {
+    print_header();
+    for &(op, base, stat) in rows {
+        print_row(op, base, None, stat);
+    }
+}
+
+fn print_header() {
     println!(
         "\n{:<44} {:>12} {:>12} {:>8} {:>8}",
         "operation", "time/op", "baseline", "ratio", "target"
     );
-    for &(op, base, target, stat) in rows {
-        match (estimate_ns(op, stat), estimate_ns(base, stat)) {
-            (Some(a), Some(b)) if b > 0.0 => {
-                let ratio = a / b;
-                let mark = if ratio <= target { "ok" } else { "MISSED" };
-                if ratio > target {
-                    ok = false;
-                }
-                let note = match stat {
-                    Stat::Mean => "",
-                    Stat::Median => " (median)",
-                };
-                println!(
-                    "{op:<44} {:>12} {:>12} {ratio:>7.2}x {:>7.2}x {mark}{note}",
-                    human(a),
-                    human(b),
-                    target
-                );
-            }
-            _ => println!("{op:<44} (not measured in this run)"),
-        }
+}
+
+/// One row; false if its target is missed.
+fn print_row(op: &str, base: &str, target: Option<f64>, stat: Stat) -> bool {
+    let (Some(a), Some(b)) = (estimate_ns(op, stat), estimate_ns(base, stat)) else {
+        println!("{op:<44} (not measured in this run)");
+        return true;
+    };
+    if b <= 0.0 {
+        println!("{op:<44} (no baseline in this run)");
+        return true;
     }
-    ok
+    let ratio = a / b;
+    let missed = target.is_some_and(|t| ratio > t);
+    let (target, mark) = match target {
+        Some(t) => (format!("{t:>7.2}x"), if missed { " MISSED" } else { " ok" }),
+        None => (format!("{:>8}", "-"), ""),
+    };
+    let note = match stat {
+        Stat::Mean => "",
+        Stat::Median => " (median)",
+    };
+    println!(
+        "{op:<44} {:>12} {:>12} {ratio:>7.2}x {target}{mark}{note}",
+        human(a),
+        human(b),
+    );
+    !missed
 }

@@ -16,67 +16,16 @@ use bitcoin_checkout::request::lnbits::LnbitsBackend;
 use bitcoin_checkout::request::{RequestError, RequestGenerator};
 use bitcoin_checkout::store::MemoryStore;
 use bitcoin_checkout::{Checkout, Decimal, Msats, PaymentMethod, SessionParams, TargetCurrency};
-use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
 use crate::common::usd;
 
-/// The server's base URL and super-user token; panics with how to start it.
-pub(crate) fn server() -> (String, String) {
-    match (
-        std::env::var("BITCOIN_CHECKOUT_LNBITS"),
-        std::env::var("BITCOIN_CHECKOUT_LNBITS_TOKEN"),
-    ) {
-        (Ok(url), Ok(token)) if !url.trim().is_empty() => (url, token),
-        _ => panic!(
-            "BITCOIN_CHECKOUT_LNBITS is not set: the LNbits tests need a server. Run \
-             `scripts/test`, or `eval \"$(scripts/lnbits start)\"` and then cargo test."
-        ),
-    }
-}
+pub(crate) use crate::lnbits_api::{pay, server, wallet};
 
 /// One test at a time talks to the server (the outage test stops it).
 pub(crate) fn exclusive() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// One call to the server's API, as a test client (not the crate's adapter).
-pub(crate) fn api(
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    bearer: Option<&str>,
-    body: Option<Value>,
-) -> Value {
-    let (url, _) = server();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(20)))
-        .build()
-        .into();
-    let full = format!("{url}{path}");
-    let mut request = match method {
-        "POST" => agent.post(&full),
-        "PUT" => agent.put(&full),
-        "PATCH" => agent.patch(&full),
-        _ => panic!("method {method}"),
-    };
-    if let Some(k) = key {
-        request = request.header("X-Api-Key", k);
-    }
-    if let Some(b) = bearer {
-        request = request.header("Authorization", &format!("Bearer {b}"));
-    }
-    let text = body.unwrap_or(json!({})).to_string();
-    let mut response = request
-        .header("content-type", "application/json")
-        .send(text.as_bytes())
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let status = response.status().as_u16();
-    let answer = response.body_mut().read_to_string().unwrap();
-    assert!(status < 300, "{method} {path}: HTTP {status}: {answer}");
-    serde_json::from_str(&answer).unwrap()
 }
 
 /// The adapter as the FakeWallet test backend needs it: its invoices carry no BOLT11
@@ -85,38 +34,10 @@ pub(crate) fn fake_wallet(source: LnbitsBackend) -> LnbitsBackend {
     source.allow_invoices_without_features()
 }
 
-/// A new LNbits wallet: (id, admin key, invoice key), with fiat conversion off (it would
-/// ask public price APIs, unreachable offline).
-pub(crate) fn wallet(name: &str) -> (String, String, String) {
-    let w = api(
-        "POST",
-        "/api/v1/account",
-        None,
-        None,
-        Some(json!({ "name": name })),
-    );
-    let key = |k: &str| w[k].as_str().unwrap().to_owned();
-    api(
-        "PATCH",
-        "/api/v1/wallet",
-        Some(&key("adminkey")),
-        None,
-        Some(json!({ "currency": "" })),
-    );
-    (key("id"), key("adminkey"), key("inkey"))
-}
-
 /// A wallet with `sats` to pay with (credited by the super user).
 pub(crate) fn funded_wallet(sats: u64) -> String {
     let (id, admin, _) = wallet("payer");
-    let (_, token) = server();
-    api(
-        "PUT",
-        "/users/api/v1/balance",
-        None,
-        Some(&token),
-        Some(json!({ "id": id, "amount": sats })),
-    );
+    crate::lnbits_api::credit(&id, sats);
     admin
 }
 
@@ -174,13 +95,7 @@ fn a_session_shows_an_lnbits_invoice_that_matches_its_quote_and_is_paid() {
         .expect("LNbits knows it");
     assert_eq!(before, InvoiceState::Open);
     let payer = funded_wallet(100_000);
-    api(
-        "POST",
-        "/api/v1/payments",
-        Some(&payer),
-        None,
-        Some(json!({ "out": true, "bolt11": invoice.payment_request })),
-    );
+    pay(&payer, &invoice.payment_request);
     let after = source
         .lookup_invoice(&invoice.payment_hash)
         .unwrap()
@@ -347,15 +262,7 @@ fn settlements_are_listed_from_a_resume_point_oldest_first_and_only_when_paid() 
         ))
         .unwrap()
     };
-    let pay = |bolt11: &str| {
-        api(
-            "POST",
-            "/api/v1/payments",
-            Some(&payer),
-            None,
-            Some(json!({ "out": true, "bolt11": bolt11 })),
-        );
-    };
+    let pay = |bolt11: &str| pay(&payer, bolt11);
     // A new wallet has no settlements (its credit went to the payer's wallet).
     let empty = shop.settled_since(None, Duration::ZERO).unwrap();
     assert!(empty.settlements.is_empty(), "{empty:?}");

@@ -18,10 +18,9 @@ use bitcoin_checkout::{
     Checkout, CheckoutSession, Decimal, FlagKind, Msats, OffsetDateTime, PaymentMethod,
     SessionParams, SessionStatus, TargetCurrency,
 };
-use serde_json::json;
 use time::Duration;
 
-use super::lnbits::{api, exclusive, fake_wallet, funded_wallet, order, run, server, wallet};
+use super::lnbits::{exclusive, fake_wallet, funded_wallet, order, pay, run, server, wallet};
 use crate::common::{TempDir, usd};
 
 /// The real time shifted by an offset the test moves (LNbits keeps the real time).
@@ -60,16 +59,6 @@ fn session(checkout: &Shop, dollars: i64) -> CheckoutSession {
 fn bolt11(s: &CheckoutSession) -> String {
     let payment = s.current_payment().expect("a quote");
     payment.request().lightning.clone().unwrap().payment_request
-}
-
-pub(crate) fn pay(payer: &str, bolt11: &str) {
-    api(
-        "POST",
-        "/api/v1/payments",
-        Some(payer),
-        None,
-        Some(json!({ "out": true, "bolt11": bolt11 })),
-    );
 }
 
 /// A shop on a fresh SQLite file and LNbits wallet, and a funded payer.

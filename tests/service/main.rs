@@ -10,6 +10,10 @@
 #[allow(dead_code)]
 mod common;
 
+#[cfg(feature = "lnbits")]
+#[path = "../support/lnbits_api.rs"]
+mod lnbits_api;
+
 mod async_service;
 mod clock_skew;
 mod key_claims;

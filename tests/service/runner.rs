@@ -136,11 +136,9 @@ async fn a_shop_is_paid_through_the_runner_listener() {
         .clone()
         .unwrap()
         .payment_request;
-    tokio::task::spawn_blocking(move || {
-        super::lnbits_listener::pay(&funded_wallet(100_000), &bolt11)
-    })
-    .await
-    .unwrap();
+    tokio::task::spawn_blocking(move || super::lnbits::pay(&funded_wallet(100_000), &bolt11))
+        .await
+        .unwrap();
     let mut status = SessionStatus::Active;
     for _ in 0..100 {
         let (c, id) = (checkout.clone(), session.id());
