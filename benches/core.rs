@@ -108,6 +108,7 @@ impl Side for Plain {
                 reversed: false,
                 first_seen: now,
                 counted_at: Some(now),
+                sequence: None,
             });
             for t in [
                 EventType::TransferReceived,

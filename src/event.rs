@@ -66,6 +66,12 @@ event_types! {
     TransferUpdated => "checkout_session.transfer_updated",
     /// A transfer was reversed (double spend, reorg) and no longer counts.
     TransferReversed => "checkout_session.transfer_reversed",
+    /// A reversed on-chain transfer is back in the best chain (the reorganisation that
+    /// took it away was undone) and counts again once confirmed enough.
+    TransferRestored => "checkout_session.transfer_restored",
+    /// A counted on-chain transfer lost confirmations (its block was reorganised away) and
+    /// is pending again until it is confirmed enough.
+    TransferUnconfirmed => "checkout_session.transfer_unconfirmed",
     /// Funds beyond the amount arrived (flag).
     Overpaid => "checkout_session.overpaid",
     /// Funds arrived after the session was deactivated (flag).

@@ -31,6 +31,8 @@ pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod transfer;
+#[cfg(feature = "watcher")]
+pub mod watch;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
 

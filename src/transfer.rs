@@ -173,6 +173,7 @@ pub struct TransferReport {
     pub(crate) confirmations: u32,
     pub(crate) rbf: bool,
     pub(crate) reversed: bool,
+    pub(crate) sequence: Option<u64>,
 }
 
 impl TransferReport {
@@ -185,6 +186,7 @@ impl TransferReport {
             confirmations: 0,
             rbf: false,
             reversed: false,
+            sequence: None,
         }
     }
 
@@ -219,6 +221,7 @@ impl TransferReport {
             confirmations: 0,
             rbf: false,
             reversed: false,
+            sequence: None,
         }
     }
 
@@ -254,6 +257,58 @@ impl TransferReport {
     pub fn reversed(mut self) -> Self {
         self.reversed = true;
         self
+    }
+
+    /// Makes the report a **view**: the reporter's whole knowledge of the output at its
+    /// observation number `sequence`, which replaces what earlier views said. A chain
+    /// watcher reports this way, because the chain can take back what it showed: a view may
+    /// lower the confirmations (its block was reorganised away), reverse the transfer (a
+    /// conflicting transaction won) or restore it (the reorganisation was undone).
+    ///
+    /// Views apply in sequence order, whatever order they arrive in: a view whose sequence
+    /// is not above the last applied one changes nothing, and once a transfer has had a view,
+    /// reports without a sequence change nothing either (one authority per transfer). A
+    /// transfer moved by views counts while its latest view confirms it enough, not forever
+    /// once it counted. Without a sequence a report only adds facts (see
+    /// [`confirmations`](Self::confirmations)). Lightning reports ignore it: a settled
+    /// invoice stays settled.
+    ///
+    /// ```
+    /// use bitcoin_checkout::{OutPoint, Sats, TransferReport, Txid};
+    ///
+    /// let output = OutPoint::new(Txid::from_byte_array([1; 32]), 0);
+    /// let seen = TransferReport::onchain(output, "bcrt1qexample", Sats::new(1_000));
+    /// let confirmed = seen.clone().confirmations(1).sequenced(7);
+    /// let reorganised = seen.sequenced(8); // back to 0 confirmations
+    /// assert_eq!(confirmed.sequence(), Some(7));
+    /// assert_eq!(reorganised.sequence(), Some(8));
+    /// ```
+    #[must_use]
+    pub fn sequenced(mut self, sequence: u64) -> Self {
+        if let TransferKey::Onchain(_) = self.key {
+            self.sequence = Some(sequence);
+        }
+        self
+    }
+
+    /// The view's sequence number, if the report is a view ([`sequenced`](Self::sequenced)).
+    pub fn sequence(&self) -> Option<u64> {
+        self.sequence
+    }
+
+    /// The confirmations reported.
+    pub fn confirmation_count(&self) -> u32 {
+        self.confirmations
+    }
+
+    /// Whether the report says the transfer is reversed.
+    pub fn is_reversed(&self) -> bool {
+        self.reversed
+    }
+
+    /// Whether the report says the transaction signals replace-by-fee.
+    pub fn is_rbf(&self) -> bool {
+        self.rbf
     }
 
     /// The transfer's natural id.
@@ -314,6 +369,11 @@ pub struct Transfer {
     /// When it first counted towards the session (confirmed enough), if ever.
     #[serde(with = "crate::json::millis_option")]
     pub counted_at: Option<OffsetDateTime>,
+    /// The sequence number of the last view applied, for a transfer moved by views
+    /// ([`TransferReport::sequenced`]): its confirmations and reversal are then the latest
+    /// view's, and it counts only while that view confirms it enough.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
 }
 
 impl Transfer {
@@ -323,11 +383,12 @@ impl Transfer {
     }
 
     /// Whether the transfer is confirmed enough under `policy` and not reversed. Once a
-    /// transfer has counted it keeps counting until it is reversed: only a reversal takes
-    /// counted money away.
+    /// transfer reported by plain reports has counted it keeps counting until it is
+    /// reversed: only a reversal takes counted money away. One moved by views
+    /// ([`sequence`](Self::sequence)) counts while its latest view confirms it enough.
     pub fn meets(&self, policy: ConfirmationPolicy) -> bool {
         !self.reversed
-            && (self.counted_at.is_some()
+            && ((self.counted_at.is_some() && self.sequence.is_none())
                 || match self.key {
                     TransferKey::Lightning(_) => true,
                     TransferKey::Onchain { .. } => self.confirmations >= policy.required(self.rbf),

@@ -155,6 +155,12 @@ impl AddressDeriver {
     pub fn network(&self) -> Network {
         self.network
     }
+
+    /// The parsed descriptor, for the chain watcher's index.
+    #[cfg(feature = "watcher")]
+    pub(crate) fn descriptor_value(&self) -> &Descriptor<DescriptorPublicKey> {
+        &self.descriptor
+    }
 }
 
 /// Checks an address for `network` and returns its canonical form.

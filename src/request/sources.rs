@@ -55,6 +55,11 @@ pub trait AddressSource: Send + Sync {
 pub trait AddressIndex: Send + Sync {
     /// Reserves and returns the next index for `descriptor`.
     fn reserve(&self, descriptor: &str) -> Result<u32, RequestError>;
+
+    /// The highest index reserved so far for `descriptor` (`None`: none yet), read without
+    /// reserving one. A chain watcher follows it to watch every address handed out; it may
+    /// lag a reservation in flight, never run ahead of one.
+    fn reserved(&self, descriptor: &str) -> Result<Option<u32>, RequestError>;
 }
 
 /// Indexes kept in memory: for tests and single-process demos only (they restart at 0).
@@ -78,6 +83,11 @@ impl AddressIndex for MemoryAddressIndex {
         *slot = index.checked_add(1).ok_or(RequestError::IndexesExhausted)?;
         Ok(index)
     }
+
+    fn reserved(&self, descriptor: &str) -> Result<Option<u32>, RequestError> {
+        let next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(next.get(descriptor).and_then(|n| n.checked_sub(1)))
+    }
 }
 
 forward_port!(InvoiceSource {
@@ -88,6 +98,7 @@ forward_port!(AddressSource {
 });
 forward_port!(AddressIndex {
     fn reserve(&self, descriptor: &str) -> Result<u32, RequestError>;
+    fn reserved(&self, descriptor: &str) -> Result<Option<u32>, RequestError>;
 });
 
 /// Placeholder source for a generator without that method: always fails.

@@ -88,6 +88,7 @@ const TRANSFER_FIELDS: &[&str] = &[
     "reversed",
     "first_seen",
     "counted_at",
+    "sequence",
 ];
 
 type Fields<'a> = std::collections::BTreeMap<String, &'a serde_json::value::RawValue>;

@@ -123,6 +123,7 @@ impl CheckoutSession {
             reversed: report.reversed,
             first_seen: now,
             counted_at: None,
+            sequence: report.sequence,
         };
         if transfer.meets(self.confirmations) {
             transfer.counted_at = Some(now);
@@ -163,49 +164,52 @@ impl CheckoutSession {
         let Some(t) = self.transfers.get(&report.key).cloned() else {
             return SessionChange::default();
         };
-        if t.reversed {
-            // A reversal is final: later reports of the transfer change nothing.
+        let Some(next) = next_version(&t, &report, policy, now) else {
             return SessionChange::default();
-        }
-        let mut next = t.clone();
-        next.confirmations = next.confirmations.max(report.confirmations);
-        next.rbf |= report.rbf;
-        next.reversed |= report.reversed;
-        if next.counted_at.is_none() && next.meets(policy) {
-            next.counted_at = Some(now);
-        }
-        if next == t {
-            return SessionChange::default();
-        }
+        };
         let mut change = SessionChange::with_capacity(4);
         self.expire_due_into(now, &mut change);
         let (key, amount, payment) = (next.key, next.amount, next.payment_id);
-        if next.counted_at.is_some() && t.counted_at.is_none() {
+        let (counted, counts) = (t.meets(policy), next.meets(policy));
+        let kinds = [
+            (!counted && counts, EventType::TransferConfirmed),
+            (next.reversed && !t.reversed, EventType::TransferReversed),
+            (t.reversed && !next.reversed, EventType::TransferRestored),
+            (
+                counted && !counts && !next.reversed,
+                EventType::TransferUnconfirmed,
+            ),
+        ];
+        let happened: Vec<EventType> = kinds
+            .into_iter()
+            .filter_map(|(happened, kind)| happened.then_some(kind))
+            .collect();
+        // Only the confirmation count (or the RBF signal) moved: still a change, shown as
+        // such unless the command had other events (expiries) to show.
+        let happened = match happened.is_empty() && change.events().is_empty() {
+            true => vec![EventType::TransferUpdated],
+            false => happened,
+        };
+        for kind in happened {
             change.push(
-                SessionEvent::new(EventType::TransferConfirmed, now)
+                SessionEvent::new(kind, now)
                     .payment(payment)
                     .transfer(key, amount),
             );
         }
-        if next.reversed && !t.reversed {
-            change.push(
-                SessionEvent::new(EventType::TransferReversed, now)
-                    .payment(payment)
-                    .transfer(key, amount),
-            );
-        }
-        if change.events().is_empty() {
-            // Only the confirmation count (or the RBF signal) moved: still a change.
-            change.push(
-                SessionEvent::new(EventType::TransferUpdated, now)
-                    .payment(payment)
-                    .transfer(key, amount),
-            );
-        }
+        let restored = t.reversed && !next.reversed;
         if let Some(i) = self.payments.iter().rposition(|p| p.id == payment)
             && let Some(p) = self.payment_mut(i, &mut change)
         {
             p.modified = now;
+            // Funds first seen reversed did not pay their quote; restored, they do.
+            if restored && p.state.is_unpaid() {
+                p.state = PaymentState::Paid { paid_at: now };
+                change.push(SessionEvent::new(EventType::PaymentPaid, now).payment(payment));
+                change.push(
+                    SessionEvent::new(EventType::CheckoutSessionPaymentPaid, now).payment(payment),
+                );
+            }
         }
         self.put_transfer(next, &mut change);
         self.settle(before, now, &mut change);
@@ -253,4 +257,46 @@ impl CheckoutSession {
             }
         }
     }
+}
+
+/// The version of `t` after `report`, or `None` if the report changes nothing.
+///
+/// A plain report only adds facts: confirmations grow, the RBF signal and a reversal stick,
+/// and a reversal is final. A view ([`TransferReport::sequenced`]) newer than the last one
+/// applied replaces them, so the chain can take back what it showed; an older view, or a
+/// plain report after a view, changes nothing.
+fn next_version(
+    t: &Transfer,
+    report: &TransferReport,
+    policy: crate::transfer::ConfirmationPolicy,
+    now: OffsetDateTime,
+) -> Option<Transfer> {
+    let mut next = t.clone();
+    match (t.sequence, report.sequence) {
+        (Some(applied), Some(seen)) if seen <= applied => return None,
+        (Some(_), None) => return None,
+        (_, Some(seen)) => {
+            next.confirmations = report.confirmations;
+            next.rbf = report.rbf;
+            next.reversed = report.reversed;
+            next.sequence = Some(seen);
+        }
+        (None, None) => {
+            if t.reversed {
+                return None;
+            }
+            next.confirmations = next.confirmations.max(report.confirmations);
+            next.rbf |= report.rbf;
+            next.reversed |= report.reversed;
+        }
+    }
+    if next.counted_at.is_none() && next.meets(policy) {
+        next.counted_at = Some(now);
+    }
+    // A new sequence alone is no change worth an event or a write.
+    let same = Transfer {
+        sequence: t.sequence,
+        ..next.clone()
+    } == *t;
+    (!same).then_some(next)
 }

@@ -485,6 +485,16 @@ impl crate::request::AddressIndex for PostgresStore {
             .filter(|i| *i < u32::MAX)
             .ok_or(crate::request::RequestError::IndexesExhausted)
     }
+
+    fn reserved(&self, descriptor: &str) -> Result<Option<u32>, crate::request::RequestError> {
+        let out = self
+            .call(Op::ReservedIndex(descriptor.to_owned()))
+            .map_err(super::index_backend)?;
+        let Out::Reserved(next) = out else {
+            return Err(super::index_backend(unexpected()));
+        };
+        Ok(next.and_then(|n| u32::try_from(n - 1).ok()))
+    }
 }
 
 impl LinkStore for PostgresStore {

@@ -50,6 +50,8 @@ pub(super) enum Op {
     ReleaseIdempotency(IdempotencyRow),
     /// Reserve the next derivation index of a descriptor.
     ReserveIndex(String),
+    /// The counter of a descriptor's reservations, without reserving.
+    ReservedIndex(String),
     LoadLink(String),
     LinkSessions(String),
     ResumePoint(String),
@@ -93,6 +95,8 @@ pub(super) enum Out {
     Events(Vec<(i64, String)>),
     Idempotency(Option<IdempotencyRow>),
     Index(i64),
+    /// A descriptor's reservation counter, if it has one.
+    Reserved(Option<i64>),
     /// A link's version and body.
     Link(Option<(i64, String)>),
     /// A stored text (a resume point).
@@ -295,6 +299,14 @@ impl Conn {
                     None => return Err(Failure::Store(unexpected())),
                 };
                 Ok(Out::Index(next))
+            }
+            Op::ReservedIndex(descriptor) => {
+                let rows = self.query(SQL_RESERVED_INDEX, &[descriptor]).await?;
+                let next: Option<i64> = match rows.first() {
+                    Some(r) => Some(r.try_get(0).map_err(pg)?),
+                    None => None,
+                };
+                Ok(Out::Reserved(next))
             }
         }
     }

@@ -25,6 +25,7 @@ pub(super) const SQL_SESSION_EVENTS: &str =
     "SELECT seq, body FROM events WHERE session_id = $1 ORDER BY seq";
 pub(super) const SQL_RESERVE_INDEX: &str = "INSERT INTO address_index (descriptor, next) VALUES ($1, 1) \
      ON CONFLICT (descriptor) DO UPDATE SET next = address_index.next + 1 RETURNING next - 1";
+pub(super) const SQL_RESERVED_INDEX: &str = "SELECT next FROM address_index WHERE descriptor = $1";
 pub(super) const SQL_LOAD_LINK: &str = "SELECT version, body FROM links WHERE id = $1";
 pub(super) const SQL_LINK_SESSIONS: &str =
     "SELECT id FROM sessions WHERE link_id = $1 ORDER BY created ASC, id ASC";

@@ -29,4 +29,21 @@ impl AddressIndex for SqliteStore {
             .filter(|i| *i < u32::MAX)
             .ok_or(RequestError::IndexesExhausted)
     }
+
+    /// One read of the descriptor's counter: the index before it, if any was reserved.
+    fn reserved(&self, descriptor: &str) -> Result<Option<u32>, RequestError> {
+        let next: Option<i64> = self
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT next FROM address_index WHERE descriptor = ?1")
+                    .map_err(backend)?;
+                let mut rows = stmt.query([descriptor]).map_err(backend)?;
+                match rows.next().map_err(backend)? {
+                    Some(row) => row.get(0).map(Some).map_err(backend),
+                    None => Ok(None),
+                }
+            })
+            .map_err(super::super::index_backend)?;
+        Ok(next.and_then(|n| u32::try_from(n - 1).ok()))
+    }
 }

@@ -41,6 +41,31 @@ pub fn check_address_index_sequence<I: AddressIndex>(index: &I) {
     assert_eq!(reserve(name, index, &b), 1, "{name}: the other again");
 }
 
+/// `reserved` answers the highest index handed out, `None` before the first, and reading
+/// it reserves nothing.
+pub fn check_address_index_reserved<I: AddressIndex>(index: &I) {
+    let name = "check_address_index_reserved";
+    let (a, b) = (fresh_descriptor(), fresh_descriptor());
+    let reserved = |d: &str| {
+        index
+            .reserved(d)
+            .unwrap_or_else(|e| panic!("{name}: reserved: unexpected error: {e:?}"))
+    };
+    assert_eq!(reserved(&a), None, "{name}: nothing reserved yet");
+    assert_eq!(reserved(&a), None, "{name}: reading reserved nothing");
+    reserve(name, index, &a);
+    assert_eq!(reserved(&a), Some(0), "{name}: after the first");
+    reserve(name, index, &a);
+    reserve(name, index, &b);
+    assert_eq!(reserved(&a), Some(1), "{name}: after the second");
+    assert_eq!(reserved(&b), Some(0), "{name}: another descriptor");
+    assert_eq!(
+        reserve(name, index, &a),
+        2,
+        "{name}: reading reserved nothing"
+    );
+}
+
 /// 8 threads reserving 100 indexes each of one descriptor get 800 distinct indexes:
 /// exactly 0 to 799.
 pub fn check_address_index_threads<I: AddressIndex>(index: &I) {

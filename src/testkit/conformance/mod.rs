@@ -68,7 +68,8 @@ mod sessions;
 mod volume;
 
 pub use address_index::{
-    check_address_index_sequence, check_address_index_threads, run_address_index,
+    check_address_index_reserved, check_address_index_sequence, check_address_index_threads,
+    run_address_index,
 };
 pub use concurrency::{check_racing_commits, check_service_lifecycle};
 #[cfg(feature = "webhooks")]
@@ -162,6 +163,7 @@ macro_rules! __address_index_checks {
     ($expand:ident $arg:tt) => {
         $crate::__conformance! { $expand $arg;
             check_address_index_sequence,
+            check_address_index_reserved,
             check_address_index_threads,
         }
     };

@@ -292,7 +292,8 @@ impl ReferenceSession {
 /// time of its last command or later):
 ///
 /// 1. totals recomputed from [`transfers()`](CheckoutSession::transfers): counted = credited,
-///    not reversed and confirmed enough (or counted before), pending = the rest;
+///    not reversed and confirmed enough (or counted before, for plain reports), pending =
+///    the rest;
 /// 2. the rounding rules: each quote's target is `ceil(due × rate)`, each quote is credited
 ///    `floor(due × received / target)` (never worth more than the funds; exactly its due when
 ///    paid exactly), and `amount_received` is their sum;
@@ -324,7 +325,8 @@ pub(crate) fn check_accounting(
     // --- 1: totals recomputed from transfers() ---
     let (mut counted, mut pending) = (0u128, 0u128);
     for t in session.transfers().filter(|t| credited(t)) {
-        let confirmed = t.counted_at.is_some()
+        // Plain reports count for good once counted; views only while confirmed enough.
+        let confirmed = (t.counted_at.is_some() && t.sequence.is_none())
             || match t.key {
                 TransferKey::Lightning(_) => true,
                 TransferKey::Onchain { .. } => {

@@ -210,6 +210,7 @@ impl ReferenceSession {
                 reversed: t.reversed,
                 first_seen: t.first_seen,
                 counted_at: t.counted_at,
+                sequence: None,
             })
             .collect()
     }
