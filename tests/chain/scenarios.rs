@@ -289,3 +289,38 @@ fn funds_to_an_address_no_session_has_are_kept_as_unmatched() {
     let again = shop.watcher();
     assert_eq!(again.unmatched().count(), 1, "kept across restarts");
 }
+
+#[test]
+fn views_apply_in_sequence_order_whatever_order_they_arrive_in() {
+    let shop = Shop::new();
+    let (id, address) = shop.session("10", Two);
+    let output =
+        bitcoin_checkout::OutPoint::new(bitcoin_checkout::Txid::from_byte_array([7; 32]), 0);
+    let view = |seq: u64, confirmations: u32| {
+        bitcoin_checkout::TransferReport::onchain(output, address.clone(), Sats::new(10_000))
+            .confirmations(confirmations)
+            .sequenced(seq)
+    };
+    shop.checkout.record_transfer(view(5, 2)).expect("recorded");
+    assert_eq!(shop.get(id).status(), SessionStatus::Paid);
+    // An older view (0 confirmations) arriving late changes nothing…
+    shop.checkout.record_transfer(view(4, 0)).expect("ignored");
+    // …nor does a plain report once a view moved the transfer.
+    let plain =
+        bitcoin_checkout::TransferReport::onchain(output, address.clone(), Sats::new(10_000));
+    shop.checkout
+        .record_transfer(plain.reversed())
+        .expect("ignored");
+    let s = shop.get(id);
+    let t = s.transfers().next().expect("one");
+    assert_eq!(
+        (t.confirmations, t.reversed, t.sequence),
+        (2, false, Some(5))
+    );
+    // A newer view lowers the confirmations: pending again, the session stays paid.
+    shop.checkout.record_transfer(view(6, 1)).expect("applied");
+    let s = shop.get(id);
+    assert_eq!(counted(&s), 0);
+    assert_eq!(s.status(), SessionStatus::Paid);
+    assert_eq!(s.totals().pending.get(), 10_000_000);
+}
