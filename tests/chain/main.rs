@@ -11,6 +11,7 @@ mod chain;
 mod common;
 
 mod bad_input;
+mod outage;
 mod property;
 mod scenarios;
 mod shop;
