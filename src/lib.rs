@@ -10,6 +10,8 @@ pub mod clock;
 pub mod error;
 pub mod event;
 pub mod hash;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod id;
 mod invoice;
 pub mod json;

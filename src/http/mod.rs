@@ -1,0 +1,172 @@
+//! The HTTP layer (feature `http`): a Speed-compatible API router and the hosted payment page
+//! router, as [`axum::Router`]s an application mounts in its own server.
+//!
+//! * [`ApiRouter`]: checkout sessions, payments, checkout and payment links, events, webhook
+//!   endpoints and Speed's `POST /payment-page`, with Speed's conventions (HTTP Basic with the
+//!   key as user name, publishable/secret/restricted keys, test and live mode from the key,
+//!   `{"errors":[…]}` bodies) and Stripe's `Idempotency-Key` on every POST.
+//! * [`page::PageRouter`]: the hosted payment page each session's `url` points at.
+//!
+//! Both run the synchronous service on tokio's blocking pool and share one [`HttpConfig`],
+//! whose public base URL makes the sessions' `url`. See docs/http.md.
+
+pub mod idempotency;
+pub mod keys;
+pub mod page;
+
+use std::sync::Arc;
+
+use crate::id::SessionId;
+use crate::service::{DynCheckout, ServiceError};
+
+/// The service the routers drive: any store, the other ports boxed (build it with
+/// [`Checkout::boxed`](crate::Checkout::boxed)), shared between the routers and the
+/// application.
+pub type SharedCheckout<S> = Arc<DynCheckout<S>>;
+
+/// Why an [`HttpConfig`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The public base URL is not an absolute http(s) URL without query or fragment.
+    #[error("public base URL must be an absolute http(s) URL without query or fragment: {0}")]
+    BaseUrl(String),
+    /// The idempotency window is shorter than 24 hours.
+    #[error("idempotency records must be kept at least 24 hours")]
+    IdempotencyWindow,
+    /// The body limit is zero.
+    #[error("the request body limit must be at least 1 byte")]
+    BodyLimit,
+}
+
+/// What both routers need to know about where they are served.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Without a trailing slash, e.g. `https://pay.example.com`.
+    base_url: String,
+    /// Where the page router serves the page, e.g. `/pay` (`/pay/{id}`).
+    page_path: String,
+    body_limit: usize,
+    idempotency_window: time::Duration,
+}
+
+/// Default largest request body: 64 KiB (a session with 50 metadata entries of 500
+/// characters is about 30 KiB).
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+impl HttpConfig {
+    /// The routers as served at `public_base_url` (what customers' browsers reach, e.g.
+    /// `https://pay.example.com` or `https://shop.example.com/checkout`).
+    pub fn new(public_base_url: &str) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::BaseUrl(crate::money::truncate_for_error(public_base_url));
+        let url = url::Url::parse(public_base_url).map_err(|_| bad())?;
+        if !matches!(url.scheme(), "http" | "https")
+            || url.host().is_none()
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(bad());
+        }
+        Ok(Self {
+            base_url: url.as_str().trim_end_matches('/').to_owned(),
+            page_path: "/pay".to_owned(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            idempotency_window: time::Duration::hours(24),
+        })
+    }
+
+    /// The largest request body the API accepts (413 beyond it).
+    pub fn with_body_limit(mut self, bytes: usize) -> Result<Self, ConfigError> {
+        if bytes == 0 {
+            return Err(ConfigError::BodyLimit);
+        }
+        self.body_limit = bytes;
+        Ok(self)
+    }
+
+    /// How long an `Idempotency-Key` is remembered (at least 24 hours, the default).
+    pub fn with_idempotency_window(mut self, window: time::Duration) -> Result<Self, ConfigError> {
+        if window < time::Duration::hours(24) {
+            return Err(ConfigError::IdempotencyWindow);
+        }
+        self.idempotency_window = window;
+        Ok(self)
+    }
+
+    /// The public base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The path the page router serves pages under (`/pay`).
+    pub fn page_path(&self) -> &str {
+        &self.page_path
+    }
+
+    /// The largest request body accepted.
+    pub fn body_limit(&self) -> usize {
+        self.body_limit
+    }
+
+    /// How long idempotency records are kept.
+    pub fn idempotency_window(&self) -> time::Duration {
+        self.idempotency_window
+    }
+
+    /// The hosted page of a session: `{base}/pay/{id}`, with no query (Speed's clients
+    /// append `?source_type=…` to it).
+    pub fn session_url(&self, id: SessionId) -> String {
+        format!("{}{}/{id}", self.base_url, self.page_path)
+    }
+}
+
+/// Runs a call to the synchronous service on tokio's blocking pool, so a store doing file
+/// or network I/O never stalls the async workers.
+pub(crate) async fn blocking<S, T>(
+    checkout: &SharedCheckout<S>,
+    call: impl FnOnce(&DynCheckout<S>) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError>
+where
+    S: Send + Sync + 'static,
+    T: Send + 'static,
+{
+    let checkout = Arc::clone(checkout);
+    tokio::task::spawn_blocking(move || call(&checkout))
+        .await
+        .map_err(|e| {
+            ServiceError::Store(crate::store::StoreError::Backend {
+                message: format!("blocking task failed: {e}"),
+                retryable: false,
+            })
+        })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_is_checked_and_trimmed() {
+        let config = HttpConfig::new("https://pay.example.com/").unwrap();
+        let id = SessionId::generate();
+        assert_eq!(
+            config.session_url(id),
+            format!("https://pay.example.com/pay/{id}")
+        );
+        for bad in [
+            "pay.example.com",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://x/#f",
+        ] {
+            assert!(HttpConfig::new(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            HttpConfig::new("http://x")
+                .unwrap()
+                .with_idempotency_window(time::Duration::hours(1))
+                .unwrap_err(),
+            ConfigError::IdempotencyWindow
+        );
+    }
+}
