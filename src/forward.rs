@@ -53,8 +53,9 @@ macro_rules! forward_port {
 ///     }
 ///
 ///     bitcoin_checkout::forward_store!(inner:
-///         load, find_by_transfer, find_by_payment_hash, find_by_address, list, due,
-///         events_after, session_events, idempotency, claim_idempotency, release_idempotency);
+///         load, find_by_transfer, find_by_payment_hash, find_by_address, find_by_payment,
+///         list, due, events_after, events_before, event, session_events, idempotency,
+///         claim_idempotency, release_idempotency);
 /// }
 ///
 /// let store = Counting { inner: MemoryStore::new(), commits: AtomicUsize::new(0) };
@@ -80,6 +81,9 @@ macro_rules! forward_store {
     (@one $f:tt find_by_address) => {
         fn find_by_address(&self, address: &str) -> ::std::result::Result<::std::option::Option<$crate::SessionId>, $crate::store::StoreError> { self.$f.find_by_address(address) }
     };
+    (@one $f:tt find_by_payment) => {
+        fn find_by_payment(&self, id: $crate::PaymentId) -> ::std::result::Result<::std::option::Option<$crate::SessionId>, $crate::store::StoreError> { self.$f.find_by_payment(id) }
+    };
     (@one $f:tt list) => {
         fn list(&self, query: &$crate::store::ListQuery) -> ::std::result::Result<$crate::store::Page, $crate::store::StoreError> { self.$f.list(query) }
     };
@@ -88,6 +92,12 @@ macro_rules! forward_store {
     };
     (@one $f:tt events_after) => {
         fn events_after(&self, after: ::std::option::Option<u64>, limit: usize) -> ::std::result::Result<::std::vec::Vec<$crate::store::StoredEvent>, $crate::store::StoreError> { self.$f.events_after(after, limit) }
+    };
+    (@one $f:tt events_before) => {
+        fn events_before(&self, before: ::std::option::Option<u64>, limit: usize) -> ::std::result::Result<::std::vec::Vec<$crate::store::StoredEvent>, $crate::store::StoreError> { self.$f.events_before(before, limit) }
+    };
+    (@one $f:tt event) => {
+        fn event(&self, id: $crate::EventId) -> ::std::result::Result<::std::option::Option<$crate::store::StoredEvent>, $crate::store::StoreError> { self.$f.event(id) }
     };
     (@one $f:tt session_events) => {
         fn session_events(&self, id: $crate::SessionId) -> ::std::result::Result<::std::vec::Vec<$crate::store::StoredEvent>, $crate::store::StoreError> { self.$f.session_events(id) }
@@ -109,5 +119,8 @@ macro_rules! forward_store {
     };
     (@one $f:tt link_sessions) => {
         fn link_sessions(&self, id: $crate::link::LinkId) -> ::std::result::Result<::std::vec::Vec<$crate::SessionId>, $crate::store::StoreError> { self.$f.link_sessions(id) }
+    };
+    (@one $f:tt list_links) => {
+        fn list_links(&self, query: &$crate::store::LinkListQuery) -> ::std::result::Result<$crate::store::LinkPage, $crate::store::StoreError> { self.$f.list_links(query) }
     };
 }

@@ -1,22 +1,27 @@
-//! The HTTP layer (feature `http`): a Speed-compatible API router and the hosted payment page
-//! router, as [`axum::Router`]s an application mounts in its own server.
+//! The HTTP layer (feature `http`): a Speed-compatible API router, as an [`axum::Router`] an
+//! application mounts in its own server.
 //!
 //! * [`ApiRouter`]: checkout sessions, payments, checkout and payment links, events, webhook
 //!   endpoints and Speed's `POST /payment-page`, with Speed's conventions (HTTP Basic with the
 //!   key as user name, publishable/secret/restricted keys, test and live mode from the key,
 //!   `{"errors":[…]}` bodies) and Stripe's `Idempotency-Key` on every POST.
-//! * [`page::PageRouter`]: the hosted payment page each session's `url` points at.
+//! * the hosted payment page each session's `url` points at (`{base}/pay/{id}`), which the
+//!   `checkout_page` example serves today; a library router for it is on its way.
 //!
-//! Both run the synchronous service on tokio's blocking pool and share one [`HttpConfig`],
-//! whose public base URL makes the sessions' `url`. See docs/http.md.
+//! The router runs the synchronous service on tokio's blocking pool; its [`HttpConfig`]'s
+//! public base URL makes the sessions' `url`. See docs/http.md.
 
+pub mod api;
 pub mod idempotency;
 pub mod keys;
-pub mod page;
+mod sender;
 
 use std::sync::Arc;
 
-use crate::id::SessionId;
+pub use api::ApiRouter;
+pub use sender::{DEFAULT_SEND_TIMEOUT, HttpSender};
+
+use crate::id::{LinkId, SessionId};
 use crate::service::{DynCheckout, ServiceError};
 
 /// The service the routers drive: any store, the other ports boxed (build it with
@@ -116,6 +121,12 @@ impl HttpConfig {
     /// The hosted page of a session: `{base}/pay/{id}`, with no query (Speed's clients
     /// append `?source_type=…` to it).
     pub fn session_url(&self, id: SessionId) -> String {
+        format!("{}{}/{id}", self.base_url, self.page_path)
+    }
+
+    /// The page of a link, `{base}/pay/{link id}`: opening it opens the link and shows
+    /// the session it gives.
+    pub fn link_url(&self, id: LinkId) -> String {
         format!("{}{}/{id}", self.base_url, self.page_path)
     }
 }

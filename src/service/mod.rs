@@ -139,6 +139,11 @@ impl<S, R, G, C> Checkout<S, R, G, C> {
     pub fn store(&self) -> &S {
         &self.store
     }
+
+    /// The clock the service reads (the HTTP layer dates idempotency records with it).
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
 }
 
 impl<S, R, G, C> std::fmt::Debug for Checkout<S, R, G, C> {
@@ -374,6 +379,21 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
                 .ok_or(ServiceError::UnknownSession(id)),
             Err(e) => Err(e),
         }
+    }
+
+    /// The session as it stands now, never quoting: what ran out is expired (and
+    /// written, as the sweep would), but an active session without a valid quote is left
+    /// without one. For reads that are not a customer looking at the page, such as a
+    /// payment's status (`GET /payments/{id}`).
+    pub fn current(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
+        let session = self
+            .retry_store(|| self.store.load(id))?
+            .ok_or(ServiceError::UnknownSession(id))?;
+        if session.wake_at().is_none_or(|w| w > self.clock.now()) {
+            return Ok(session);
+        }
+        self.mutate(id, Quoting::Never, |_, _| Ok(Default::default()))
+            .map(|(session, _)| session)
     }
 
     /// Sessions newest first, filtered and paged by `query` (by status, `source_id`, a

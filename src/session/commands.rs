@@ -94,6 +94,11 @@ impl CheckoutSession {
             statement_descriptor: params.statement_descriptor.clone(),
             source: params.source.clone(),
             source_id: params.source_id.clone(),
+            source_id_integer: params.source_id_integer
+                && params
+                    .source_id
+                    .as_deref()
+                    .is_some_and(|id| id.parse::<i64>().is_ok()),
             details: Details {
                 description: params.description.clone(),
                 metadata: params.metadata.clone(),

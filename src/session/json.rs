@@ -44,6 +44,14 @@ struct MethodOptions {
     onchain: Option<OnchainOption>,
 }
 
+/// `source_id` as the client gave it: text, or an integer echoed as one.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum SourceIdWire {
+    Integer(i64),
+    Text(String),
+}
+
 /// Speed's payment object.
 #[derive(Serialize, Deserialize)]
 struct PaymentWire {
@@ -105,7 +113,7 @@ struct SessionWire {
     title_description: Option<String>,
     title_image: Option<String>,
     source: Option<String>,
-    source_id: Option<String>,
+    source_id: Option<SourceIdWire>,
     #[serde(default)]
     metadata: Metadata,
     #[serde(default, with = "crate::json::decimal_number_option")]
@@ -259,7 +267,10 @@ impl CheckoutSession {
             title_description: d.branding.title_description.clone(),
             title_image: d.branding.title_image.clone(),
             source: self.source.clone(),
-            source_id: self.source_id.clone(),
+            source_id: self.source_id.as_ref().map(|id| match id.parse::<i64>() {
+                Ok(n) if self.source_id_integer => SourceIdWire::Integer(n),
+                _ => SourceIdWire::Text(id.clone()),
+            }),
             metadata: d.metadata.clone(),
             amount_paid: nonzero(totals.amount_paid),
             target_amount_paid: nonzero(target.from_msats(totals.counted)),
@@ -574,7 +585,11 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, Error> {
         confirmations: w.confirmations,
         statement_descriptor: w.statement_descriptor,
         source: w.source,
-        source_id: w.source_id,
+        source_id_integer: matches!(w.source_id, Some(SourceIdWire::Integer(_))),
+        source_id: w.source_id.map(|id| match id {
+            SourceIdWire::Integer(n) => n.to_string(),
+            SourceIdWire::Text(text) => text,
+        }),
         details: Details {
             description: w.description,
             metadata: w.metadata,

@@ -146,6 +146,8 @@ pub struct CheckoutSession {
     pub(crate) statement_descriptor: Option<String>,
     pub(crate) source: Option<String>,
     pub(crate) source_id: Option<String>,
+    /// `source_id` is written as a JSON integer (it was given as one).
+    pub(crate) source_id_integer: bool,
     pub(crate) details: Details,
     pub(crate) state: SessionState,
     /// Shared (`Arc`) so that copying a session, as the service's cache does on every
@@ -232,6 +234,12 @@ impl CheckoutSession {
     /// Order id within the integration.
     pub fn source_id(&self) -> Option<&str> {
         self.source_id.as_deref()
+    }
+
+    /// Whether `source_id` is written as a JSON integer (it was given as one; see
+    /// [`SessionParams::integer_source_id`]).
+    pub fn source_id_is_integer(&self) -> bool {
+        self.source_id_integer
     }
 
     /// Description for the merchant.

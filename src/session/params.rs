@@ -102,6 +102,10 @@ pub struct SessionParams {
     pub(crate) source: Option<String>,
     #[serde(default)]
     pub(crate) source_id: Option<String>,
+    /// Whether `source_id` was given as a JSON integer, to echo it as one (set by
+    /// [`integer_source_id`](Self::integer_source_id), e.g. by the HTTP layer).
+    #[serde(skip)]
+    pub(crate) source_id_integer: bool,
     #[serde(default)]
     pub(crate) livemode: bool,
     /// When the session deactivates itself if it is not paid (Stripe's `expires_at`).
@@ -170,6 +174,7 @@ impl SessionParams {
             statement_descriptor: None,
             source: None,
             source_id: None,
+            source_id_integer: false,
             livemode: false,
             expires_at: None,
             link: None,
@@ -254,8 +259,18 @@ impl SessionParams {
 
     /// Free tags naming the integration and the order (as Speed's plugins use them).
     pub fn source(mut self, source: impl Into<String>, source_id: impl Into<String>) -> Self {
+        self.source_id_integer = false;
         self.source = Some(source.into());
         self.source_id = Some(source_id.into());
+        self
+    }
+
+    /// Writes `source_id` in the session's JSON as a JSON integer, as a client that sent
+    /// it as one (Speed's Magento plugin sends the order number) reads it back. Only a
+    /// `source_id` of digits (with an optional `-`) that fits an `i64` is written so; any
+    /// other stays a string.
+    pub fn integer_source_id(mut self) -> Self {
+        self.source_id_integer = true;
         self
     }
 

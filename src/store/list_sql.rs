@@ -1,10 +1,11 @@
-//! The listing statement of the SQL stores, one per combination of the filters a query
-//! uses (so each statement names only the columns it filters on and the planner picks the
-//! index for them), built once per dialect and kept for the life of the process.
+//! The listing statements of the SQL stores (sessions and links), one per combination of
+//! the filters a query uses (so each statement names only the columns it filters on and
+//! the planner picks the index for them), built once per dialect and kept for the life of
+//! the process.
 
 use std::sync::OnceLock;
 
-use super::{ListQuery, StoreError};
+use super::{LinkListQuery, ListQuery, StoreError};
 use crate::json::millis;
 
 /// How a dialect writes its numbered placeholders.
@@ -19,10 +20,12 @@ pub(super) enum Dialect {
 }
 
 /// A value bound to a listing statement.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum ListParam {
     Int(i64),
     Text(String),
+    /// A flag: SQLite's INTEGER 0 or 1, PostgreSQL's BOOLEAN.
+    Bool(bool),
 }
 
 /// A listing, ready to run: the statement, its parameters in placeholder order (the first
@@ -44,7 +47,8 @@ const METADATA: usize = 16;
 const GTE: usize = 32;
 const LT: usize = 64;
 const REVIEW: usize = 128;
-const SHAPES: usize = 256;
+const LIVE: usize = 256;
+const SHAPES: usize = 512;
 
 /// The statement and parameters answering `query` in `dialect`, selecting `columns`
 /// (with the session table named `s`); a query without a page is refused.
@@ -86,6 +90,10 @@ pub(super) fn list_statement(
     }
     if query.unresolved_flags {
         shape |= REVIEW;
+    }
+    if let Some(live) = query.livemode {
+        shape |= LIVE;
+        params.push(ListParam::Bool(live));
     }
     Ok(ListStatement {
         sql: statements(dialect)[shape].as_str(),
@@ -171,6 +179,9 @@ fn statement(shape: usize, dialect: Dialect) -> String {
             Dialect::Postgres => " AND s.review",
         });
     }
+    if has(LIVE) {
+        filter.push_str(&format!(" AND s.livemode = {}", next()));
+    }
     let order = if newer {
         "s.created ASC, s.id ASC"
     } else {
@@ -181,4 +192,98 @@ fn statement(shape: usize, dialect: Dialect) -> String {
         Dialect::Postgres => "$1",
     };
     format!("{columns}{from}{filter} ORDER BY {order} LIMIT {first}")
+}
+
+// The link listing's filters: one bit each, as above (`NEWER` only with `CURSOR`).
+const LINK_KIND: usize = 4;
+const LINK_LIVE: usize = 8;
+const LINK_SHAPES: usize = 16;
+
+/// The link listing statement and parameters answering `query` in `dialect`, selecting
+/// each link's `id`, `version` and `body`; a query without a page is refused.
+pub(super) fn link_list_statement(
+    query: &LinkListQuery,
+    dialect: Dialect,
+) -> Result<ListStatement, StoreError> {
+    let limit = query.page_size()?;
+    let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+    let mut params = vec![ListParam::Int(fetch)];
+    let mut shape = 0;
+    if let Some(c) = query.ending_before.or(query.starting_after) {
+        shape |= CURSOR;
+        params.push(ListParam::Text(c.to_string()));
+    }
+    let newer = query.ending_before.is_some();
+    if newer {
+        shape |= NEWER;
+    }
+    if let Some(kind) = query.kind {
+        shape |= LINK_KIND;
+        params.push(ListParam::Text(kind.as_str().to_owned()));
+    }
+    if let Some(live) = query.livemode {
+        shape |= LINK_LIVE;
+        params.push(ListParam::Bool(live));
+    }
+    Ok(ListStatement {
+        sql: link_statements(dialect)[shape].as_str(),
+        params,
+        newer,
+        limit,
+    })
+}
+
+fn link_statements(dialect: Dialect) -> &'static [String] {
+    static SQLITE: OnceLock<Vec<String>> = OnceLock::new();
+    static POSTGRES: OnceLock<Vec<String>> = OnceLock::new();
+    let cell = match dialect {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    };
+    cell.get_or_init(|| {
+        (0..LINK_SHAPES)
+            .map(|shape| link_statement(shape, dialect))
+            .collect()
+    })
+}
+
+/// The link statement of one shape, placeholders numbered as [`link_list_statement`]
+/// pushes parameters.
+fn link_statement(shape: usize, dialect: Dialect) -> String {
+    let placeholder = |n: usize| match dialect {
+        Dialect::Sqlite => format!("?{n}"),
+        Dialect::Postgres => format!("${n}"),
+    };
+    let mut n = 1;
+    let mut next = || {
+        n += 1;
+        placeholder(n)
+    };
+    let has = |bit: usize| shape & bit != 0;
+    let mut from = String::from("FROM links l");
+    let mut filter = String::from(" WHERE 1 = 1");
+    let newer = has(CURSOR) && has(NEWER);
+    if has(CURSOR) {
+        from.push_str(", links c");
+        let side = if newer { '>' } else { '<' };
+        filter.push_str(&format!(
+            " AND c.id = {} AND (l.created, l.id) {side} (c.created, c.id)",
+            next()
+        ));
+    }
+    if has(LINK_KIND) {
+        filter.push_str(&format!(" AND l.kind = {}", next()));
+    }
+    if has(LINK_LIVE) {
+        filter.push_str(&format!(" AND l.livemode = {}", next()));
+    }
+    let order = if newer {
+        "l.created ASC, l.id ASC"
+    } else {
+        "l.created DESC, l.id DESC"
+    };
+    format!(
+        "SELECT l.id, l.version, l.body {from}{filter} ORDER BY {order} LIMIT {}",
+        placeholder(1)
+    )
 }

@@ -12,12 +12,13 @@
 //! * **Idempotency claims.** [`Store::claim_idempotency`] inserts a key's record before the
 //!   session it names is created, so of concurrent creates with one key exactly one makes
 //!   the session (and its invoice and address).
-//! * **Lookups** by session id, by transfer key, by invoice payment hash and by on-chain
-//!   address, so a report of funds finds its session.
+//! * **Lookups** by session id, by transfer key, by invoice payment hash, by on-chain
+//!   address and by payment (quote) id, so a report of funds finds its session.
 //! * **Listing** newest first with cursor pagination, filtered by status, `source_id`, a
-//!   metadata key and value and a creation time range ([`ListQuery`]); a query with both
-//!   cursors or a limit out of range is refused ([`StoreError::InvalidQuery`]), and the
-//!   `source_id` and metadata filters are answered from an index, not a scan.
+//!   metadata key and value, a creation time range and live or test mode ([`ListQuery`]);
+//!   a query with both cursors or a limit out of range is refused
+//!   ([`StoreError::InvalidQuery`]), and the `source_id` and metadata filters are answered
+//!   from an index, not a scan. Link stores list links the same way ([`LinkListQuery`]).
 //! * **The outbox**: every committed event gets a store-wide sequence number; events are
 //!   read back in that order after a cursor. A reader that has seen sequence `n` never
 //!   later finds an event below `n` appear (stores must serialise the assignment of
@@ -27,10 +28,13 @@
 //!   never means a lost event; readers use `seq` only as a cursor, never to count events.
 //!   Every committed event is returned exactly once to a reader that pages with
 //!   [`Store::events_after`], and an event's number never changes once it is visible.
+//!   The outbox is also read newest first ([`Store::events_before`]) and one event at a
+//!   time by its id ([`Store::event`]), from an index.
 //!
 //! Stores are synchronous and `Send + Sync`; the async facade of the service runs them on
 //! blocking threads (see `docs/adr/0002-sync-ports-async-facade.md`).
 
+mod link_query;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod list_sql;
 mod memory;
@@ -42,6 +46,7 @@ pub mod rows;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use link_query::{LinkKind, LinkListQuery, LinkPage};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
@@ -53,7 +58,7 @@ pub use sqlite::SqliteStore;
 use time::OffsetDateTime;
 
 use crate::hash::PaymentHash;
-use crate::id::{LinkId, PaymentId, SessionId};
+use crate::id::{EventId, LinkId, PaymentId, SessionId};
 use crate::link::Link;
 use crate::outbox::Event;
 use crate::session::{CheckoutSession, SessionChange};
@@ -305,6 +310,13 @@ pub trait Store: Send + Sync {
     /// The session that owns this on-chain address.
     fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError>;
 
+    /// The session one of whose payments (quotes) has this id: any of them, open, expired
+    /// or paid, the first quote or one issued later (a re-quote after expiry or after a
+    /// partial payment); `None` when no stored session has it. Payment ids are generated,
+    /// so no two sessions share one; should two hold it, the one with the smaller id is
+    /// returned. Answered from an index, not a scan.
+    fn find_by_payment(&self, id: PaymentId) -> Result<Option<SessionId>, StoreError>;
+
     /// Sessions newest first (by creation time, then id), filtered and paginated: those
     /// for which [`ListQuery::matches`] holds, on the cursor's side of it. An unknown
     /// cursor gives an empty page; a query whose [`ListQuery::page_size`] is an error is
@@ -322,6 +334,23 @@ pub trait Store: Send + Sync {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Events with a sequence number below `before` (all when `None`), newest first
+    /// (descending sequence numbers), at most `limit`: the outbox read backwards, for
+    /// newest-first listings. `events_before(None, n)` is the last `n` events of
+    /// [`events_after`](Self::events_after) in reverse, and a page continues below its
+    /// last (smallest) sequence number, each event exactly once.
+    fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The outbox event with this id, with its sequence number, as
+    /// [`events_after`](Self::events_after) returns it; `None` when no committed event has
+    /// it (event ids are generated, so none repeats; should one, the lowest sequence
+    /// number is returned). Answered from an index, not a scan.
+    fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError>;
 
     /// Every event of one session, in order: its timeline.
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError>;
@@ -350,9 +379,12 @@ forward_port!(Store {
     fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError>;
     fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError>;
     fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError>;
+    fn find_by_payment(&self, id: PaymentId) -> Result<Option<SessionId>, StoreError>;
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
     fn due(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<SessionId>, StoreError>;
     fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    fn events_before(&self, before: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError>;
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError>;
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     fn claim_idempotency(&self, record: &IdempotencyRecord) -> Result<Option<IdempotencyRecord>, StoreError>;
@@ -388,10 +420,20 @@ pub trait LinkStore: Store {
 
     /// The sessions a link opened (those whose `link()` is `id`), oldest first.
     fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Links newest first (by [`Link::created`], then id), filtered and paginated: those
+    /// for which [`LinkListQuery::matches`] holds, on the cursor's side of it, each as
+    /// [`load_link`](Self::load_link) returns it. An unknown cursor gives an empty page; a
+    /// query whose [`LinkListQuery::page_size`] is an error is refused with
+    /// [`StoreError::InvalidQuery`]. `has_more` says whether more matching links lie
+    /// beyond the page in the direction of travel (older after `starting_after` or
+    /// without a cursor, newer before `ending_before`).
+    fn list_links(&self, query: &LinkListQuery) -> Result<LinkPage, StoreError>;
 }
 
 forward_port!(LinkStore {
     fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError>;
     fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError>;
     fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError>;
+    fn list_links(&self, query: &LinkListQuery) -> Result<LinkPage, StoreError>;
 });

@@ -55,6 +55,9 @@ pub struct ListQuery {
     /// Only sessions with flagged money no resolution covers yet (the merchant's review
     /// queue, ADR 9).
     pub unresolved_flags: bool,
+    /// Only sessions of this mode: live (`true`) or test (`false`), as
+    /// [`CheckoutSession::livemode`] says.
+    pub livemode: Option<bool>,
 }
 
 /// Why a [`ListQuery`] was refused: it asks for something no page can be.
@@ -72,6 +75,22 @@ pub enum ListQueryError {
         /// The largest allowed.
         max: usize,
     },
+}
+
+/// The page size of a listing with `limit` (and both cursors, if `both_cursors`), or
+/// why there is none: the one rule of every listing.
+pub(super) fn page_size(limit: Option<usize>, both_cursors: bool) -> Result<usize, ListQueryError> {
+    if both_cursors {
+        return Err(ListQueryError::ConflictingCursors);
+    }
+    match limit {
+        None => Ok(DEFAULT_LIST_LIMIT),
+        Some(limit @ 1..=MAX_LIST_LIMIT) => Ok(limit),
+        Some(limit) => Err(ListQueryError::LimitOutOfRange {
+            limit,
+            max: MAX_LIST_LIMIT,
+        }),
+    }
 }
 
 impl ListQuery {
@@ -129,21 +148,20 @@ impl ListQuery {
         self
     }
 
+    /// Only live sessions (`true`) or only test sessions (`false`).
+    pub fn livemode(mut self, live: bool) -> Self {
+        self.livemode = Some(live);
+        self
+    }
+
     /// The page size, or why the query cannot be answered (both cursors, a limit out of
     /// range). Stores call it first and refuse with
     /// [`StoreError::InvalidQuery`](super::StoreError::InvalidQuery).
     pub fn page_size(&self) -> Result<usize, ListQueryError> {
-        if self.starting_after.is_some() && self.ending_before.is_some() {
-            return Err(ListQueryError::ConflictingCursors);
-        }
-        match self.limit {
-            None => Ok(DEFAULT_LIST_LIMIT),
-            Some(limit @ 1..=MAX_LIST_LIMIT) => Ok(limit),
-            Some(limit) => Err(ListQueryError::LimitOutOfRange {
-                limit,
-                max: MAX_LIST_LIMIT,
-            }),
-        }
+        page_size(
+            self.limit,
+            self.starting_after.is_some() && self.ending_before.is_some(),
+        )
     }
 
     /// Only sessions with unresolved flags ([`CheckoutSession::has_unresolved_flags`]).
@@ -171,6 +189,7 @@ impl ListQuery {
             && self.created_gte.is_none_or(|t| created >= truncate(t))
             && self.created_lt.is_none_or(|t| created < truncate(t))
             && (!self.unresolved_flags || session.has_unresolved_flags())
+            && self.livemode.is_none_or(|live| session.livemode() == live)
     }
 }
 
@@ -204,6 +223,8 @@ mod tests {
             (ListQuery::new().metadata("order", "1002"), false),
             (ListQuery::new().metadata("cart", "1001"), false),
             (ListQuery::new().status(SessionStatus::Paid), false),
+            (ListQuery::new().livemode(false), true),
+            (ListQuery::new().livemode(true), false),
             (ListQuery::new().created_gte(at + half_ms), true),
             (ListQuery::new().created_lt(at + half_ms), false),
             (

@@ -5,12 +5,13 @@
 //!
 //! | row | key | columns |
 //! | --- | --- | --- |
-//! | [`SessionRow`] | `id` | `created`, `status`, `version`, `wake_at` (for listing and sweeping), `link_id`, `source_id` and `metadata` (for the listing filters), `head` (the session's JSON without payments and transfers) |
+//! | [`SessionRow`] | `id` | `created`, `status`, `version`, `wake_at` (for listing and sweeping), `link_id`, `source_id`, `metadata`, `review` and `livemode` (for the listing filters), `head` (the session's JSON without payments and transfers) |
 //! | [`PaymentRow`] | (`session_id`, `id`) | `payment_hash` (its invoice's, for lookups), `body` (Speed's payment JSON) |
 //! | [`TransferRow`] | `key` (`<hash>` or `<txid>:<vout>`) | `session_id`, `body` (the transfer's JSON) |
 //! | lookups | invoice hash, on-chain address, transfer key | `session_id`; the first session to claim a key keeps it |
 //! | [`EventRow`] | a store-wide sequence number | `id`, `session_id`, `created`, `event_type`, `body` ([`Event::to_json`]) |
 //! | [`IdempotencyRow`] | `key` | `request`, `session_id`, `created` |
+//! | [`LinkRow`] | `id` | `version`, `created`, `kind` and `livemode` (for the link listing), `body` (the [`Link`] as JSON) |
 //!
 //! Times are Unix milliseconds, the precision of the JSON forms. Decoding
 //! ([`decode_session`], [`decode_event`], [`IdempotencyRow::decode`]) checks that each row
@@ -66,6 +67,8 @@ pub struct SessionRow {
     pub source_id: Option<String>,
     /// Whether it has flagged money no resolution covers (the review-queue filter).
     pub review: bool,
+    /// Live (`true`) or test mode, for the listing filter (set at creation, never changed).
+    pub livemode: bool,
     /// Its metadata as a JSON object of each key's value as text
     /// ([`MetadataValue::text`](crate::metadata::MetadataValue::text)), `None` when it has
     /// none: the SQL stores index it in a table of (key, value, session) rows for the
@@ -223,6 +226,7 @@ fn session_row(s: &CheckoutSession) -> Result<SessionRow, StoreError> {
         link_id: s.link().map(|l| l.to_string()),
         source_id: s.source_id().map(str::to_owned),
         review: s.has_unresolved_flags(),
+        livemode: s.livemode(),
         metadata: metadata_index(s),
         head: s.row_head_json(),
     })
@@ -354,6 +358,41 @@ impl IdempotencyRow {
             request: self.request,
             session_id,
             created,
+        })
+    }
+}
+
+/// A link's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRow {
+    /// The link id (`clink_…` or `plink_…`), the row's key.
+    pub id: String,
+    /// The version, compared and swapped by every link commit.
+    pub version: i64,
+    /// Creation time, Unix ms (listing order; never changes).
+    pub created: i64,
+    /// [`LinkKind::as_str`](super::LinkKind::as_str) of the id (listing filter).
+    pub kind: &'static str,
+    /// Live (`true`) or test mode, from the link's parameters (listing filter).
+    pub livemode: bool,
+    /// The link as JSON, read back with [`decode_link`].
+    pub body: String,
+}
+
+impl LinkRow {
+    /// The row of `link`.
+    pub fn new(link: &Link) -> Result<Self, StoreError> {
+        let id = link.id().to_string();
+        let body =
+            serde_json::to_string(link).map_err(|e| unwritable(format!("link {id}: {e}")))?;
+        Ok(Self {
+            version: i64::try_from(link.version())
+                .map_err(|_| unwritable(format!("link {id} version out of range")))?,
+            created: millis::to_millis(link.created()),
+            kind: super::LinkKind::of(link.id()).as_str(),
+            livemode: link.params().livemode,
+            body,
+            id,
         })
     }
 }

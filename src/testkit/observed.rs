@@ -152,8 +152,9 @@ impl<S: Store> Store for ObservedStore<'_, S> {
     }
 
     crate::forward_store!(inner:
-        load, find_by_transfer, find_by_payment_hash, find_by_address, list, due,
-        events_after, session_events, idempotency, claim_idempotency, release_idempotency);
+        load, find_by_transfer, find_by_payment_hash, find_by_address, find_by_payment, list,
+        due, events_after, events_before, event, session_events, idempotency,
+        claim_idempotency, release_idempotency);
 }
 
 impl<S: LinkStore> LinkStore for ObservedStore<'_, S> {
@@ -166,5 +167,5 @@ impl<S: LinkStore> LinkStore for ObservedStore<'_, S> {
         }
     }
 
-    crate::forward_store!(inner: load_link, link_sessions);
+    crate::forward_store!(inner: load_link, link_sessions, list_links);
 }

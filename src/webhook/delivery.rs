@@ -30,6 +30,53 @@ pub struct Endpoint {
     pub disabled_at: Option<OffsetDateTime>,
     /// When it was created.
     pub created: OffsetDateTime,
+    /// Only events of this mode (`Some(false)`: test, `Some(true)`: live); `None`, for
+    /// endpoints added in code, receives both. Endpoints made through the HTTP API have
+    /// the mode of the key that made them.
+    pub livemode: Option<bool>,
+    /// A note for people.
+    pub description: Option<String>,
+    /// How requests are signed.
+    pub signatures: SignatureScheme,
+    /// The secret replaced by the last rotation, and until when it still signs (under
+    /// [`SignatureScheme::Rotating`]).
+    pub previous_secret: Option<(WebhookSecret, OffsetDateTime)>,
+    /// When it was deleted: it receives nothing and the API no longer shows it; its
+    /// delivery log is kept.
+    pub deleted_at: Option<OffsetDateTime>,
+}
+
+/// How an endpoint's requests are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureScheme {
+    /// One `v1,` signature with the current secret: what Speed's clients verify (they read
+    /// exactly one signature).
+    #[default]
+    Single,
+    /// Standard Webhooks: after a rotation, a signature with the current secret and one
+    /// with the previous secret until it retires, space-separated, so a receiver can swap
+    /// secrets without missing a delivery.
+    Rotating,
+}
+
+impl Endpoint {
+    /// The secrets requests are signed with at `now`: the current one, then the previous
+    /// one while it has not retired (under [`SignatureScheme::Rotating`] only).
+    pub fn signing_secrets(&self, now: OffsetDateTime) -> Vec<&WebhookSecret> {
+        let rotating = self.signatures == SignatureScheme::Rotating;
+        let previous = self
+            .previous_secret
+            .as_ref()
+            .filter(|(_, until)| rotating && *until > now)
+            .map(|(secret, _)| secret);
+        std::iter::once(&self.secret).chain(previous).collect()
+    }
+
+    /// Whether it receives an event of this mode.
+    pub fn accepts_mode(&self, livemode: bool) -> bool {
+        self.livemode.is_none_or(|mode| mode == livemode)
+    }
 }
 
 impl Endpoint {
@@ -48,6 +95,11 @@ impl Endpoint {
             enabled_events: Vec::new(),
             disabled_at: None,
             created: crate::json::millis::truncate(now),
+            livemode: None,
+            description: None,
+            signatures: SignatureScheme::Single,
+            previous_secret: None,
+            deleted_at: None,
         })
     }
 
@@ -62,9 +114,9 @@ impl Endpoint {
         self.enabled_events.is_empty() || self.enabled_events.contains(event_type)
     }
 
-    /// Whether it is active.
+    /// Whether it is active (neither disabled nor deleted).
     pub fn is_active(&self) -> bool {
-        self.disabled_at.is_none()
+        self.disabled_at.is_none() && self.deleted_at.is_none()
     }
 
     /// The endpoint as JSON, secret included (for stores only: never log it).
@@ -85,6 +137,17 @@ impl Endpoint {
             enabled_events: w.enabled_events,
             disabled_at: w.disabled_at,
             created: w.created,
+            livemode: w.livemode,
+            description: w.description,
+            signatures: w.signatures,
+            previous_secret: match (w.previous_secret, w.previous_until) {
+                (Some(text), Some(until)) => Some((
+                    WebhookSecret::parse(&text).map_err(|e| Corruption::undecodable(row, e))?,
+                    until,
+                )),
+                _ => None,
+            },
+            deleted_at: w.deleted_at,
         })
     }
 
@@ -110,6 +173,27 @@ struct EndpointWire {
     disabled_at: Option<OffsetDateTime>,
     #[serde(with = "crate::json::millis")]
     created: OffsetDateTime,
+    // Fields added after the first stored endpoints: absent in old rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    livemode: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default)]
+    signatures: SignatureScheme,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_secret: Option<String>,
+    #[serde(
+        default,
+        with = "crate::json::millis_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    previous_until: Option<OffsetDateTime>,
+    #[serde(
+        default,
+        with = "crate::json::millis_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    deleted_at: Option<OffsetDateTime>,
 }
 
 impl From<&Endpoint> for EndpointWire {
@@ -121,6 +205,12 @@ impl From<&Endpoint> for EndpointWire {
             enabled_events: e.enabled_events.clone(),
             disabled_at: e.disabled_at,
             created: e.created,
+            livemode: e.livemode,
+            description: e.description.clone(),
+            signatures: e.signatures,
+            previous_secret: e.previous_secret.as_ref().map(|(s, _)| s.to_whsec_string()),
+            previous_until: e.previous_secret.as_ref().map(|(_, until)| *until),
+            deleted_at: e.deleted_at,
         }
     }
 }

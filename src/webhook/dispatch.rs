@@ -163,7 +163,11 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
             };
             let deliveries: Vec<Delivery> = events
                 .iter()
-                .filter(|e| e.event.created >= ep.created && ep.wants(&e.event.event_type))
+                .filter(|e| {
+                    e.event.created >= ep.created
+                        && ep.wants(&e.event.event_type)
+                        && ep.accepts_mode(e.event.livemode)
+                })
                 .map(|e| Delivery {
                     endpoint: ep.id,
                     seq: e.seq,
@@ -199,9 +203,17 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
             })?;
         let body = stored.event.to_json();
         let id = stored.event.id.to_string();
-        let headers = SignatureHeader::new(&ep.secret, &id, now.unix_timestamp(), body.as_bytes())?
-            .into_headers()
-            .pairs();
+        let mut secrets = ep.signing_secrets(now).into_iter();
+        let mut header = SignatureHeader::new(
+            secrets.next().unwrap_or(&ep.secret),
+            &id,
+            now.unix_timestamp(),
+            body.as_bytes(),
+        )?;
+        for older in secrets {
+            header = header.signed_with(older);
+        }
+        let headers = header.into_headers().pairs();
         let outcome = self.sender.send(&ep.url, &headers, &body);
         let (status, error) = match &outcome {
             SendOutcome::Status(s) => (Some(*s), None),

@@ -41,7 +41,9 @@ mod secret;
 mod sign;
 mod verify;
 
-pub use delivery::{Attempt, Delivery, DeliveryStatus, DeliveryStore, Endpoint, RetrySchedule};
+pub use delivery::{
+    Attempt, Delivery, DeliveryStatus, DeliveryStore, Endpoint, RetrySchedule, SignatureScheme,
+};
 pub use dispatch::{DispatchError, DispatchReport, Dispatcher, SendOutcome, WebhookSender};
 pub use secret::{SecretError, WebhookSecret};
 pub use sign::{SignError, Signature, SignatureHeader, sign};

@@ -114,6 +114,24 @@ impl WebhookSecret {
         format!("whsec_{}", STANDARD.encode(&self.key))
     }
 
+    /// The secret as Speed writes it, `wsec_<base64>` (the same key as
+    /// [`to_whsec_string`](Self::to_whsec_string)). Handle with care.
+    pub fn to_wsec_string(&self) -> String {
+        format!("wsec_{}", STANDARD.encode(&self.key))
+    }
+
+    /// Whether `other` holds the same key, compared in constant time (for checking a
+    /// secret a client presents).
+    pub fn same_key(&self, other: &WebhookSecret) -> bool {
+        self.key.len() == other.key.len()
+            && self
+                .key
+                .iter()
+                .zip(&other.key)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
     /// The HMAC state after absorbing the signed content `{id}.{timestamp}.{body}`.
     pub(crate) fn mac_for(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> HmacSha256 {
         let mut mac = self.mac.clone();

@@ -57,6 +57,9 @@ impl Store for Outage {
     fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
         self.inner.find_by_address(address)
     }
+    fn find_by_payment(&self, id: PaymentId) -> Result<Option<SessionId>, StoreError> {
+        self.inner.find_by_payment(id)
+    }
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         self.inner.list(query)
     }
@@ -69,6 +72,16 @@ impl Store for Outage {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.events_after(after, limit)
+    }
+    fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.events_before(before, limit)
+    }
+    fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.inner.event(id)
     }
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.session_events(id)

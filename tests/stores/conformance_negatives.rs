@@ -156,8 +156,9 @@ impl Store for Renumbering {
     }
 
     bitcoin_checkout::forward_store!(inner:
-        load, commit, find_by_transfer, find_by_payment_hash, find_by_address, list, due,
-        session_events, idempotency, claim_idempotency, release_idempotency);
+        load, commit, find_by_transfer, find_by_payment_hash, find_by_address, find_by_payment,
+        list, due, events_before, event, session_events, idempotency, claim_idempotency,
+        release_idempotency);
 }
 
 #[test]
@@ -206,8 +207,9 @@ impl Store for HashThief {
     }
 
     bitcoin_checkout::forward_store!(inner:
-        load, find_by_transfer, find_by_address, list, due, events_after, session_events,
-        idempotency, claim_idempotency, release_idempotency);
+        load, find_by_transfer, find_by_address, find_by_payment, list, due, events_after,
+        events_before, event, session_events, idempotency, claim_idempotency,
+        release_idempotency);
 }
 
 #[test]

@@ -10,6 +10,8 @@
 #[allow(dead_code)]
 mod common;
 
+mod api_migrations;
+mod api_reads_negatives;
 mod conformance_negatives;
 mod crash_sqlite;
 mod determinism;

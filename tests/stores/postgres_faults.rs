@@ -224,6 +224,22 @@ impl Store for Counting<'_> {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.tally(self.inner.events_after(after, limit))
     }
+    fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.tally(self.inner.events_before(before, limit))
+    }
+    fn event(&self, id: bitcoin_checkout::EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.tally(self.inner.event(id))
+    }
+    fn find_by_payment(
+        &self,
+        id: bitcoin_checkout::PaymentId,
+    ) -> Result<Option<SessionId>, StoreError> {
+        self.tally(self.inner.find_by_payment(id))
+    }
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
         self.tally(self.inner.session_events(id))
     }

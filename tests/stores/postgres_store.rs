@@ -39,7 +39,7 @@ use time::{Duration, OffsetDateTime};
 // ---- fixtures ----------------------------------------------------------------------------
 
 /// The test server's connection string; these tests fail (never skip) without one.
-fn pg_url() -> String {
+pub(super) fn pg_url() -> String {
     match std::env::var("BITCOIN_CHECKOUT_PG") {
         Ok(url) if !url.trim().is_empty() => url,
         _ => panic!(
@@ -53,19 +53,19 @@ fn pg_url() -> String {
 static SCHEMA_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Schemas made by one test, dropped (with everything in them) when it ends.
-struct Schemas {
+pub(super) struct Schemas {
     names: Mutex<Vec<String>>,
 }
 
 impl Schemas {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             names: Mutex::new(Vec::new()),
         }
     }
 
     /// A new, unused schema name.
-    fn fresh(&self) -> String {
+    pub(super) fn fresh(&self) -> String {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -104,7 +104,7 @@ impl Drop for Schemas {
 
 /// Runs SQL on its own connection (for what the store does not expose), returning the
 /// first column of each row as text.
-fn admin(sql: &str) -> Result<Vec<Option<String>>, tokio_postgres::Error> {
+pub(super) fn admin(sql: &str) -> Result<Vec<Option<String>>, tokio_postgres::Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -293,6 +293,27 @@ impl Store for Mirror<'_> {
             "events_after",
             self.memory.events_after(after, limit),
             self.postgres.events_after(after, limit),
+        )
+    }
+    fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.same(
+            "events_before",
+            self.memory.events_before(before, limit),
+            self.postgres.events_before(before, limit),
+        )
+    }
+    fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.same("event", self.memory.event(id), self.postgres.event(id))
+    }
+    fn find_by_payment(&self, id: PaymentId) -> Result<Option<SessionId>, StoreError> {
+        self.same(
+            "find_by_payment",
+            self.memory.find_by_payment(id),
+            self.postgres.find_by_payment(id),
         )
     }
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
@@ -959,7 +980,7 @@ fn servers_starting_together_migrate_once() {
     // Each migration applied once.
     assert_eq!(
         versions,
-        ["1", "2", "3", "4", "5", "6", "7"]
+        ["1", "2", "3", "4", "5", "6", "7", "8"]
             .map(|v| Some(v.to_owned()))
             .to_vec()
     );
@@ -1219,6 +1240,9 @@ fn sessions_stored_before_migrations_5_and_6_are_found_by_the_lookups() {
          DROP FUNCTION session_metadata_sync();
          ALTER TABLE sessions DROP COLUMN source_id, DROP COLUMN metadata, DROP COLUMN review;
          DROP TABLE resume_points;
+         DROP INDEX payments_by_id, events_by_id;
+         ALTER TABLE sessions DROP COLUMN livemode;
+         ALTER TABLE links DROP COLUMN created, DROP COLUMN kind, DROP COLUMN livemode;
          DELETE FROM schema_migrations WHERE version >= 5;"
     ))
     .expect("downgrade");

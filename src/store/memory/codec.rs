@@ -39,7 +39,8 @@ pub(super) fn encode(s: &CheckoutSession) -> Box<[u8]> {
     w.uuid(s.id.as_uuid());
     let base = s.created.unix_timestamp_nanos();
     w.time(0, s.created);
-    w.u8(u8::from(s.livemode));
+    // Bit 0: livemode; bit 1: source_id written as an integer.
+    w.u8(u8::from(s.livemode) | (u8::from(s.source_id_integer) << 1));
     w.decimal(s.amount);
     w.json(&s.currency);
     w.json(&s.target_currency);
@@ -164,7 +165,9 @@ pub(super) fn decode(
     let id = SessionId::from_uuid(r.uuid()?);
     let created = r.time(0)?;
     let base = created.unix_timestamp_nanos();
-    let livemode = r.u8()? != 0;
+    let flags = r.u8()?;
+    let livemode = flags & 1 != 0;
+    let source_id_integer = flags & 2 != 0;
     let amount = r.decimal()?;
     let currency: crate::money::Currency = r.json()?;
     let target_currency = r.json()?;
@@ -237,6 +240,7 @@ pub(super) fn decode(
         statement_descriptor,
         source,
         source_id,
+        source_id_integer,
         details: Details {
             description,
             metadata,

@@ -142,7 +142,8 @@ impl Inner {
             let slot = *self.ids.get(&key.1)?;
             let s = self.slots.get(slot as usize)?;
             let status = query.status.is_none_or(|st| s.status == st)
-                && (!query.unresolved_flags || s.review);
+                && (!query.unresolved_flags || s.review)
+                && query.livemode.is_none_or(|live| s.livemode == live);
             let meta = metadata.is_none_or(|set| set.is_some_and(|set| set.contains(key)));
             (status && meta).then_some(slot)
         };

@@ -8,6 +8,8 @@
 //! (see `benches/memory.rs`); loading a session decodes it (about a microsecond).
 
 mod codec;
+mod id_index;
+mod links;
 mod listing;
 mod outbox;
 
@@ -17,10 +19,9 @@ use std::sync::{Mutex, MutexGuard};
 use time::OffsetDateTime;
 
 use super::{
-    Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, RoutingKey, Store,
-    StoreError, StoredEvent,
+    Commit, IdempotencyRecord, ListQuery, Page, RoutingKey, Store, StoreError, StoredEvent,
 };
-use crate::id::SessionId;
+use crate::id::{EventId, PaymentId, SessionId};
 use crate::link::{Link, LinkId};
 use crate::outbox::Event;
 use crate::request::PaymentHash;
@@ -35,6 +36,8 @@ struct Slot {
     status: SessionStatus,
     /// Whether it has unresolved flags (the review-queue filter).
     review: bool,
+    /// Live or test mode (the mode filter; set at creation, never changed).
+    livemode: bool,
     created: OffsetDateTime,
     wake_at: Option<OffsetDateTime>,
     bytes: Box<[u8]>,
@@ -46,6 +49,9 @@ struct Slot {
     transfers: Option<Box<codec::Transfers>>,
     /// Its events' positions in the outbox.
     events: Vec<u32>,
+    /// Whether some of its events are kept without their payloads ([`Record::Current`]):
+    /// only events of its creation commit can be, until its first change settles them.
+    unsettled: bool,
 }
 
 #[derive(Default)]
@@ -60,10 +66,16 @@ struct Inner {
     transfers: HashMap<TransferKey, u32>,
     hashes: HashMap<PaymentHash, u32>,
     addresses: HashMap<Box<str>, u32>,
+    /// Each payment id's session (the one with the smaller id, should two hold it).
+    payment_ids: id_index::IdIndex,
     by_link: HashMap<LinkId, Vec<u32>>,
     events: Vec<Record>,
+    /// Each event id's position in the outbox (the first, should two carry it).
+    event_ids: id_index::IdIndex,
     idempotency: HashMap<String, IdempotencyRecord>,
     links: HashMap<LinkId, Link>,
+    /// The link listing order.
+    links_by_created: BTreeSet<(OffsetDateTime, LinkId)>,
     resume_points: HashMap<String, crate::backend::ResumePoint>,
 }
 
@@ -144,25 +156,25 @@ impl Inner {
         let Some(&slot) = self.ids.get(&id) else {
             return Ok(());
         };
-        // Only a session's newest events can be current (those of its creation, before
-        // any change): walk back from the newest while they are.
-        let current: Vec<u32> = self.slots[slot as usize]
-            .events
-            .iter()
-            .rev()
-            .copied()
-            .take_while(|pos| {
-                matches!(self.events.get(*pos as usize), Some(Record::Current { .. }))
-            })
-            .collect();
-        if current.is_empty() {
+        // Only the events of a session's creation commit can be current, and only until
+        // its first change: those are all its events then. They may be mixed with events
+        // kept whole (one without a session, say), so every one is looked at.
+        let entry = &self.slots[slot as usize];
+        if !entry.unsettled {
             return Ok(());
         }
+        let current: Vec<u32> = entry
+            .events
+            .iter()
+            .copied()
+            .filter(|pos| matches!(self.events.get(*pos as usize), Some(Record::Current { .. })))
+            .collect();
         let session = self.decode(slot)?;
         for pos in current {
             let whole = outbox::render(&self.events[pos as usize], &session);
             self.events[pos as usize] = Record::Whole(Box::new(whole));
         }
+        self.slots[slot as usize].unsettled = false;
         Ok(())
     }
 
@@ -206,10 +218,44 @@ impl Inner {
     }
 
     fn push_whole(&mut self, e: &Event) -> u32 {
+        self.push_record(e.id, Record::Whole(Box::new(e.clone())))
+    }
+
+    /// Appends an event (`id` is its id) to the outbox and indexes it; returns its position.
+    fn push_record(&mut self, id: EventId, record: Record) -> u32 {
         // `check` keeps the outbox below 2^32 events.
         let pos = self.events.len() as u32;
-        self.events.push(Record::Whole(Box::new(e.clone())));
+        self.events.push(record);
+        self.event_ids.insert(id.as_uuid().as_u128(), pos);
         pos
+    }
+
+    /// The position of the first event with this id.
+    fn event_position(&self, id: EventId) -> Option<u32> {
+        let holds = |pos: &u32| {
+            let found = match self.events.get(*pos as usize) {
+                Some(Record::Current { id, .. }) => *id,
+                Some(Record::Whole(e)) => e.id,
+                None => return false,
+            };
+            found == id
+        };
+        let uuid = id.as_uuid().as_u128();
+        self.event_ids.candidates(uuid).filter(holds).min()
+    }
+
+    /// The session (with the smaller id, should two hold it: as the SQL stores' lookup
+    /// picks it) with a payment of this id.
+    fn payment_session(&self, payment: PaymentId) -> Option<SessionId> {
+        let uuid = payment.as_uuid();
+        let bytes = uuid.as_bytes();
+        self.payment_ids
+            .candidates(uuid.as_u128())
+            .filter_map(|slot| self.slots.get(slot as usize))
+            // `codec::encode_payment` writes each payment's id first.
+            .filter(|s| s.payments.iter().any(|p| p.get(..16) == Some(&bytes[..])))
+            .map(|s| s.id)
+            .min()
     }
 
     /// Applies a checked commit; the session's current events must have been settled.
@@ -227,12 +273,14 @@ impl Inner {
                     version: 0,
                     status: s.status(),
                     review: s.has_unresolved_flags(),
+                    livemode: s.livemode(),
                     created: s.created(),
                     wake_at: None,
                     bytes: Box::default(),
                     payments: Vec::new(),
                     transfers: None,
                     events: Vec::new(),
+                    unsettled: false,
                 });
                 self.ids.insert(id, slot);
                 self.by_created.insert((s.created(), id));
@@ -262,6 +310,7 @@ impl Inner {
             .is_none()
             .then(|| Classifier::new(s, &commit.payments));
         let mut positions = Vec::with_capacity(commit.events.len());
+        let mut unsettled = false;
         for e in &commit.events {
             let kept = classifier
                 .as_mut()
@@ -274,17 +323,19 @@ impl Inner {
                 Payload::Session => None,
                 Payload::Payment(p) => Some(p),
             };
-            positions.push(self.events.len() as u32);
-            self.events.push(Record::Current {
+            unsettled = true;
+            let record = Record::Current {
                 id: e.id,
                 slot,
                 created: e.created,
                 event_type: e.event_type.clone(),
                 payment,
-            });
+            };
+            positions.push(self.push_record(e.id, record));
         }
         let entry = &mut self.slots[slot as usize];
         entry.events.extend(positions);
+        entry.unsettled |= unsettled;
         entry.version = s.version();
         entry.status = s.status();
         entry.review = s.has_unresolved_flags();
@@ -292,6 +343,7 @@ impl Inner {
         entry.bytes = codec::encode(s);
         // Payments are only ever appended: a change rewrites the ones it names and appends
         // the new ones (with any before them the stored list lacks, so it stays in order).
+        let mut appended = Vec::new();
         for id in &commit.payments {
             let Some(i) = s.payments().iter().rposition(|p| p.id() == *id) else {
                 continue;
@@ -303,6 +355,7 @@ impl Inner {
             }
             for p in &s.payments()[first_new..=i] {
                 entry.payments.push(codec::encode_payment(s, p));
+                appended.push(p.id());
                 // Each payment is appended once, so this indexes every hash once without
                 // walking all of a session's payments on every commit. The first session
                 // to claim a hash keeps it, as in the SQL stores.
@@ -318,6 +371,9 @@ impl Inner {
                     .get_or_insert_with(Box::default)
                     .insert(*key, t.clone());
             }
+        }
+        for payment in appended {
+            self.payment_ids.insert(payment.as_uuid().as_u128(), slot);
         }
     }
 
@@ -366,6 +422,10 @@ impl Store for MemoryStore {
         Ok(inner.addresses.get(address).and_then(|s| inner.id_at(*s)))
     }
 
+    fn find_by_payment(&self, id: PaymentId) -> Result<Option<SessionId>, StoreError> {
+        Ok(self.lock()?.payment_session(id))
+    }
+
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         self.lock()?.list(query)
     }
@@ -390,6 +450,18 @@ impl Store for MemoryStore {
         let start = usize::try_from(after.unwrap_or(0)).unwrap_or(usize::MAX);
         let end = start.saturating_add(limit).min(inner.events.len());
         inner.read_events(start..end)
+    }
+
+    fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.lock()?.events_before(before, limit)
+    }
+
+    fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.lock()?.event(id)
     }
 
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
@@ -429,46 +501,6 @@ impl Store for MemoryStore {
             inner.idempotency.remove(&record.key);
         }
         Ok(())
-    }
-}
-
-impl LinkStore for MemoryStore {
-    fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
-        Ok(self.lock()?.links.get(&id).cloned())
-    }
-
-    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
-        let mut inner = self.lock()?;
-        let stored = inner.links.get(&commit.link.id()).map(Link::version);
-        if stored != commit.expected_version {
-            return Err(StoreError::Conflict);
-        }
-        for c in &commit.sessions {
-            inner.settle(c.session.id())?;
-            inner.check(c)?;
-        }
-        inner.links.insert(commit.link.id(), commit.link.clone());
-        for e in &commit.events {
-            inner.push_whole(e);
-        }
-        for c in &commit.sessions {
-            inner.apply(c);
-        }
-        Ok(())
-    }
-
-    fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError> {
-        let inner = self.lock()?;
-        let mut ids: Vec<(OffsetDateTime, SessionId)> = inner
-            .by_link
-            .get(&id)
-            .into_iter()
-            .flatten()
-            .filter_map(|slot| inner.slots.get(*slot as usize))
-            .map(|s| (s.created, s.id))
-            .collect();
-        ids.sort();
-        Ok(ids.into_iter().map(|(_, id)| id).collect())
     }
 }
 

@@ -11,7 +11,7 @@
 
 use time::OffsetDateTime;
 
-use super::codec;
+use super::{Inner, codec};
 use crate::event::EventType;
 use crate::id::{EventId, PaymentId};
 use crate::outbox::Event;
@@ -139,6 +139,31 @@ impl<'a> Reader<'a> {
             seq: seq as u64 + 1,
             event,
         })
+    }
+}
+
+impl Inner {
+    /// [`Store::events_before`](crate::store::Store::events_before).
+    pub(super) fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        // The event at position `p` has sequence number `p + 1`.
+        let below = before.map_or(usize::MAX, |b| {
+            usize::try_from(b.saturating_sub(1)).unwrap_or(usize::MAX)
+        });
+        let end = below.min(self.events.len());
+        let start = end.saturating_sub(limit);
+        self.read_events((start..end).rev())
+    }
+
+    /// [`Store::event`](crate::store::Store::event): from the index of event ids.
+    pub(super) fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let Some(pos) = self.event_position(id) else {
+            return Ok(None);
+        };
+        Ok(self.read_events(std::iter::once(pos as usize))?.pop())
     }
 }
 

@@ -6,8 +6,8 @@ use tokio_postgres::types::ToSql;
 use super::ops::Work;
 use super::pool::{Conn, Failure};
 use super::sql::*;
-use super::{LOCK_OUTBOX, fatal, lock_key, to_i64};
-use crate::store::rows::{CommitRows, EventRow};
+use super::{LOCK_OUTBOX, lock_key};
+use crate::store::rows::{CommitRows, EventRow, LinkRow};
 use crate::store::{LinkCommit, RoutingKey, StoreError, key_taken};
 
 /// A commit as the statements bind it: the row mapping's rows, with the payments,
@@ -24,6 +24,7 @@ pub(super) struct PgCommit {
     source_id: Option<String>,
     metadata: Option<String>,
     review: bool,
+    livemode: bool,
     payment_ids: Vec<String>,
     payment_bodies: Vec<String>,
     /// The invoice hashes of the payments written.
@@ -62,6 +63,7 @@ impl PgCommit {
             source_id: s.source_id,
             metadata: s.metadata,
             review: s.review,
+            livemode: s.livemode,
             payment_ids,
             payment_bodies,
             hashes,
@@ -98,32 +100,24 @@ impl EventColumns {
 
 /// A link commit turned into column values (on the caller's thread).
 pub(super) struct LinkCommitRows {
-    id: String,
+    row: LinkRow,
     /// `None` inserts the link; `Some(None)`: an expected version no stored link can have.
     expected_version: Option<Option<i64>>,
-    version: i64,
-    body: String,
     events: EventColumns,
     sessions: Vec<PgCommit>,
 }
 
 impl LinkCommitRows {
     pub(super) fn new(c: &LinkCommit) -> Result<Self, StoreError> {
-        let link = &c.link;
-        let id = link.id().to_string();
-        let body = serde_json::to_string(link)
-            .map_err(|e| fatal(format!("cannot write link {id}: {e}")))?;
         Ok(Self {
+            row: LinkRow::new(&c.link)?,
             expected_version: c.expected_version.map(|v| i64::try_from(v).ok()),
-            version: to_i64(link.version(), "link version")?,
-            body,
             events: EventColumns::new(c.events.iter().map(|e| EventRow::new(e, None)).collect()),
             sessions: c
                 .sessions
                 .iter()
                 .map(|s| CommitRows::new(s).map(PgCommit::new))
                 .collect::<Result<_, _>>()?,
-            id,
         })
     }
 }
@@ -177,15 +171,17 @@ impl Conn {
         r: &LinkCommitRows,
         lock_suffix: u32,
     ) -> Result<(), Failure> {
+        let l = &r.row;
         let written = match r.expected_version {
             None => {
-                self.exec(SQL_INSERT_LINK, &[&r.id, &r.version, &r.body])
-                    .await?
+                let params: [&(dyn ToSql + Sync); 6] =
+                    [&l.id, &l.version, &l.body, &l.created, &l.kind, &l.livemode];
+                self.exec(SQL_INSERT_LINK, &params).await?
             }
             // No stored version exceeds i64::MAX, so such an expectation cannot hold.
             Some(None) => 0,
             Some(Some(expected)) => {
-                self.exec(SQL_UPDATE_LINK, &[&r.id, &expected, &r.version, &r.body])
+                self.exec(SQL_UPDATE_LINK, &[&l.id, &expected, &l.version, &l.body])
                     .await?
             }
         };
@@ -210,13 +206,16 @@ impl Conn {
         let row: [&(dyn ToSql + Sync); 7] = [
             &r.id, &r.created, &r.status, &r.version, &r.wake_at, &r.head, &r.link_id,
         ];
-        // `source_id` is written once, with the new row; an update names the expected
-        // version instead.
-        let (sql, rest): (_, [&(dyn ToSql + Sync); 3]) = match &r.expected_version {
-            None => (SQL_INSERT_SESSION, [&r.source_id, &r.metadata, &r.review]),
-            Some(expected) => (SQL_UPDATE_SESSION, [expected, &r.metadata, &r.review]),
+        // `source_id` and `livemode` are written once, with the new row; an update names
+        // the expected version instead.
+        let (sql, rest): (_, &[&(dyn ToSql + Sync)]) = match &r.expected_version {
+            None => (
+                SQL_INSERT_SESSION,
+                &[&r.source_id, &r.metadata, &r.review, &r.livemode],
+            ),
+            Some(expected) => (SQL_UPDATE_SESSION, &[expected, &r.metadata, &r.review]),
         };
-        let params: Vec<&(dyn ToSql + Sync)> = row.iter().chain(&rest).copied().collect();
+        let params: Vec<&(dyn ToSql + Sync)> = row.iter().chain(rest).copied().collect();
         let written = self.exec(sql, &params).await?;
         if written == 0 {
             return Err(Failure::Conflict);

@@ -54,6 +54,14 @@
 //! Migration 4 drops `idempotency.created_nanos` (times are kept to the millisecond, as in
 //! every store).
 //!
+//! Migrations 5 to 7 add the listing filters (`sessions.source_id`, `metadata` with
+//! `session_metadata` rows, `review`) and `resume_points`. Migration 8 adds the reads of the
+//! HTTP API: the indexes `payments_by_id` ([`Store::find_by_payment`]) and `events_by_id`
+//! ([`Store::event`]), `sessions.livemode` (the listing's mode filter, filled from the
+//! heads) and `links.created`, `kind` and `livemode` with their indexes (the link listing,
+//! [`LinkStore::list_links`](super::LinkStore::list_links), filled from the bodies and
+//! ids); each is written with its new row and never changes.
+//!
 //! Migrations run in one transaction under `pg_advisory_xact_lock`, so servers starting
 //! together migrate once.
 
@@ -70,20 +78,19 @@ use tokio_postgres::Config;
 use super::list_sql::{Dialect, list_statement};
 use super::rows::{self, CommitRows, IdempotencyRow};
 use super::{
-    Commit, Corruption, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, Store,
-    StoreError, StoredEvent,
+    Commit, Corruption, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent,
 };
 use crate::hash::PaymentHash;
-use crate::id::{LinkId, SessionId};
+use crate::id::{EventId, PaymentId, SessionId};
 use crate::json::millis::to_millis as millis;
-use crate::link::Link;
 use crate::session::CheckoutSession;
 use crate::transfer::TransferKey;
-use commit::{LinkCommitRows, PgCommit};
+use commit::PgCommit;
 use ops::{Job, Lookup, Op, Out, SessionRows};
 use pool::{Shared, worker};
 
 mod commit;
+mod links;
 mod ops;
 mod pool;
 mod resume;
@@ -372,6 +379,10 @@ impl Store for PostgresStore {
         self.find(Lookup::Address, address.to_owned())
     }
 
+    fn find_by_payment(&self, id: PaymentId) -> Result<Option<SessionId>, StoreError> {
+        self.find(Lookup::Payment, id.to_string())
+    }
+
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let statement = list_statement(query, Dialect::Postgres)?;
         let (limit, newer) = (statement.limit, statement.newer);
@@ -419,6 +430,29 @@ impl Store for PostgresStore {
         };
         match self.call(op)? {
             Out::Events(events) => decode_events(events),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        // A bound beyond i64 is above every sequence number: no bound.
+        let op = Op::EventsBefore {
+            before: before.and_then(|b| i64::try_from(b).ok()),
+            limit: clamp_i64(limit),
+        };
+        match self.call(op)? {
+            Out::Events(events) => decode_events(events),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        match self.call(Op::Event(id.to_string()))? {
+            Out::Events(events) => Ok(decode_events(events)?.pop()),
             _ => Err(unexpected()),
         }
     }
@@ -494,36 +528,5 @@ impl crate::request::AddressIndex for PostgresStore {
             return Err(super::index_backend(unexpected()));
         };
         Ok(next.and_then(|n| u32::try_from(n - 1).ok()))
-    }
-}
-
-impl LinkStore for PostgresStore {
-    fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
-        let id = id.to_string();
-        let Out::Link(row) = self.call(Op::LoadLink(id.clone()))? else {
-            return Err(unexpected());
-        };
-        row.map(|(version, body)| rows::decode_link(&id, version, &body))
-            .transpose()
-    }
-
-    /// One READ COMMITTED transaction: the link's compare-and-swap (an insert when no
-    /// version is expected, else an update of the expected version), every session commit
-    /// exactly as [`Store::commit`] applies it, the link's events (filed under no session)
-    /// and the sessions' events, numbered under the same outbox lock as every commit. Any
-    /// conflict rolls all of it back.
-    fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
-        let rows = LinkCommitRows::new(commit)?;
-        match self.call(Op::CommitLink(Box::new(rows)))? {
-            Out::Unit => Ok(()),
-            _ => Err(unexpected()),
-        }
-    }
-
-    fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError> {
-        match self.call(Op::LinkSessions(id.to_string()))? {
-            Out::Ids(ids) => ids.iter().map(|s| rows::decode_session_id(s)).collect(),
-            _ => Err(unexpected()),
-        }
     }
 }

@@ -22,6 +22,8 @@ pub(super) enum Lookup {
     Transfer,
     PaymentHash,
     Address,
+    /// A payment (quote) id.
+    Payment,
 }
 
 pub(super) enum Op {
@@ -41,6 +43,18 @@ pub(super) enum Op {
     EventsAfter {
         after: i64,
         limit: i64,
+    },
+    /// Newest first, below `before` (all when `None`).
+    EventsBefore {
+        before: Option<i64>,
+        limit: i64,
+    },
+    /// One event by its id.
+    Event(String),
+    /// A link listing statement with its parameters (`store::list_sql`).
+    ListLinks {
+        sql: &'static str,
+        params: Vec<ListParam>,
     },
     SessionEvents(String),
     Idempotency(String),
@@ -99,6 +113,8 @@ pub(super) enum Out {
     Reserved(Option<i64>),
     /// A link's version and body.
     Link(Option<(i64, String)>),
+    /// Links' ids, versions and bodies.
+    Links(Vec<(String, i64, String)>),
     /// A stored text (a resume point).
     Text(Option<String>),
     /// How many rows a write changed.
@@ -219,6 +235,7 @@ impl Conn {
                     Lookup::Transfer => SQL_FIND_TRANSFER,
                     Lookup::PaymentHash => SQL_FIND_HASH,
                     Lookup::Address => SQL_FIND_ADDRESS,
+                    Lookup::Payment => SQL_FIND_PAYMENT,
                 };
                 let rows = self.query(sql, &[key]).await?;
                 let id = rows
@@ -229,14 +246,7 @@ impl Conn {
                 Ok(Out::Id(id))
             }
             Op::List { sql, params } => {
-                let params: Vec<&(dyn ToSql + Sync)> = params
-                    .iter()
-                    .map(|p| match p {
-                        ListParam::Int(i) => i as &(dyn ToSql + Sync),
-                        ListParam::Text(t) => t,
-                    })
-                    .collect();
-                let rows = self.query(sql, &params).await?;
+                let rows = self.query(sql, &bind(params)).await?;
                 let sessions = rows
                     .into_iter()
                     .map(SessionRows::from_row)
@@ -254,6 +264,31 @@ impl Conn {
             Op::EventsAfter { after, limit } => {
                 let rows = self.query(SQL_EVENTS_AFTER, &[after, limit]).await?;
                 Ok(Out::Events(event_rows(rows)?))
+            }
+            Op::EventsBefore { before, limit } => {
+                let rows = match before {
+                    Some(before) => self.query(SQL_EVENTS_BEFORE, &[before, limit]).await?,
+                    None => self.query(SQL_LAST_EVENTS, &[limit]).await?,
+                };
+                Ok(Out::Events(event_rows(rows)?))
+            }
+            Op::Event(id) => {
+                let rows = self.query(SQL_EVENT, &[id]).await?;
+                Ok(Out::Events(event_rows(rows)?))
+            }
+            Op::ListLinks { sql, params } => {
+                let rows = self.query(sql, &bind(params)).await?;
+                let links = rows
+                    .into_iter()
+                    .map(|r| {
+                        Ok::<_, Failure>((
+                            r.try_get(0).map_err(pg)?,
+                            r.try_get(1).map_err(pg)?,
+                            r.try_get(2).map_err(pg)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Out::Links(links))
             }
             Op::SessionEvents(id) => {
                 let rows = self.query(SQL_SESSION_EVENTS, &[id]).await?;
@@ -310,6 +345,18 @@ impl Conn {
             }
         }
     }
+}
+
+/// A listing's parameters as the statement binds them.
+fn bind(params: &[ListParam]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| match p {
+            ListParam::Int(i) => i as &(dyn ToSql + Sync),
+            ListParam::Text(t) => t,
+            ListParam::Bool(b) => b,
+        })
+        .collect()
 }
 
 fn event_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<(i64, String)>, Failure> {

@@ -177,6 +177,29 @@ CREATE TABLE resume_points (
 );
 "#,
     ),
+    // The reads of the HTTP API: a session by one of its payments' ids and an event by its
+    // id (indexes), the listing's mode filter (`sessions.livemode`, filled from the heads;
+    // a session's mode never changes) and the link listing (`links.created`, `kind` and
+    // `livemode`, filled from the bodies and ids; none of them ever changes).
+    (
+        8,
+        r#"
+CREATE INDEX payments_by_id ON payments (id, session_id);
+CREATE INDEX events_by_id ON events (id, seq);
+ALTER TABLE sessions ADD COLUMN livemode BOOLEAN NOT NULL DEFAULT FALSE;
+UPDATE sessions SET livemode = TRUE WHERE head::json ->> 'livemode' = 'true';
+CREATE INDEX sessions_by_mode ON sessions (livemode, created, id);
+ALTER TABLE links ADD COLUMN created BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN kind TEXT NOT NULL DEFAULT 'checkout' CHECK (kind IN ('checkout', 'payment')),
+    ADD COLUMN livemode BOOLEAN NOT NULL DEFAULT FALSE;
+UPDATE links SET created = (body::json ->> 'created')::bigint
+    WHERE json_typeof(body::json -> 'created') = 'number';
+UPDATE links SET kind = 'payment' WHERE left(id, 6) = 'plink_';
+UPDATE links SET livemode = TRUE WHERE body::json -> 'params' ->> 'livemode' = 'true';
+CREATE INDEX links_by_created ON links (created, id);
+CREATE INDEX links_by_kind ON links (kind, livemode, created, id);
+"#,
+    ),
 ];
 
 impl Conn {

@@ -17,10 +17,19 @@ pub(super) const SQL_LOAD: &str = concat!(session_columns!(), "FROM sessions s W
 pub(super) const SQL_FIND_TRANSFER: &str = "SELECT session_id FROM transfer_keys WHERE key = $1";
 pub(super) const SQL_FIND_HASH: &str = "SELECT session_id FROM payment_hashes WHERE hash = $1";
 pub(super) const SQL_FIND_ADDRESS: &str = "SELECT session_id FROM addresses WHERE address = $1";
+/// From the `payments_by_id` index (migration 8); the smaller session id should two hold it.
+pub(super) const SQL_FIND_PAYMENT: &str =
+    "SELECT session_id FROM payments WHERE id = $1 ORDER BY session_id LIMIT 1";
+/// From the `events_by_id` index (migration 8).
+pub(super) const SQL_EVENT: &str =
+    "SELECT seq, body FROM events WHERE id = $1 ORDER BY seq LIMIT 1";
 pub(super) const SQL_DUE: &str =
     "SELECT id FROM sessions WHERE wake_at <= $1 ORDER BY wake_at, id LIMIT $2";
 pub(super) const SQL_EVENTS_AFTER: &str =
     "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+pub(super) const SQL_EVENTS_BEFORE: &str =
+    "SELECT seq, body FROM events WHERE seq < $1 ORDER BY seq DESC LIMIT $2";
+pub(super) const SQL_LAST_EVENTS: &str = "SELECT seq, body FROM events ORDER BY seq DESC LIMIT $1";
 pub(super) const SQL_SESSION_EVENTS: &str =
     "SELECT seq, body FROM events WHERE session_id = $1 ORDER BY seq";
 pub(super) const SQL_RESERVE_INDEX: &str = "INSERT INTO address_index (descriptor, next) VALUES ($1, 1) \
@@ -29,8 +38,10 @@ pub(super) const SQL_RESERVED_INDEX: &str = "SELECT next FROM address_index WHER
 pub(super) const SQL_LOAD_LINK: &str = "SELECT version, body FROM links WHERE id = $1";
 pub(super) const SQL_LINK_SESSIONS: &str =
     "SELECT id FROM sessions WHERE link_id = $1 ORDER BY created ASC, id ASC";
-pub(super) const SQL_INSERT_LINK: &str =
-    "INSERT INTO links (id, version, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
+/// The listing columns (`created`, `kind`, `livemode`) are written with the new row only:
+/// none of them ever changes.
+pub(super) const SQL_INSERT_LINK: &str = "INSERT INTO links (id, version, body, created, kind, livemode) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
 pub(super) const SQL_UPDATE_LINK: &str =
     "UPDATE links SET version = $3, body = $4 WHERE id = $1 AND version = $2";
 pub(super) const SQL_IDEMPOTENCY: &str =
@@ -39,9 +50,9 @@ pub(super) const SQL_IDEMPOTENCY: &str =
 /// What a listing selects (the session table named `s`).
 pub(in crate::store) const SESSION_COLUMNS: &str = session_columns!();
 
-pub(super) const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (id, created, status, version, wake_at, head, link_id, source_id, metadata, review) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING";
-/// `source_id` is set at creation only; the metadata rows follow the `metadata` column by
+pub(super) const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (id, created, status, version, wake_at, head, link_id, source_id, metadata, review, livemode) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING";
+/// `source_id` and `livemode` are set at creation only (a session's mode never changes); the metadata rows follow the `metadata` column by
 /// trigger, and only when it changed (migration 5).
 pub(super) const SQL_UPDATE_SESSION: &str = "UPDATE sessions SET created = $2, status = $3, version = $4, wake_at = $5, head = $6, \
      link_id = $7, metadata = $9, review = $10 WHERE id = $1 AND version = $8";

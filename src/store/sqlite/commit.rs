@@ -17,8 +17,8 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
             tx.prepare_cached(
                 "INSERT INTO sessions
                      (id, created, status, version, wake_at, head, link_id, source_id, metadata,
-                      review)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                      review, livemode)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -31,7 +31,8 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
                     s.link_id,
                     s.source_id,
                     s.metadata,
-                    s.review
+                    s.review,
+                    s.livemode
                 ])
             }),
         )?,
@@ -44,7 +45,8 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
                      WHERE id = ?1 AND version = ?2",
                 )
                 .and_then(|mut stmt| {
-                    // `source_id` is set at creation only. The metadata rows follow the
+                    // `source_id` and `livemode` are set at creation only (a session's
+                    // mode never changes). The metadata rows follow the
                     // column by trigger, and only when it changed (migration 4).
                     stmt.execute(params![
                         s.id, expected, s.status, s.version, s.wake_at, s.head, s.link_id,

@@ -3,11 +3,13 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, backend, commit, insert_or_conflict, to_i64};
+use super::reads::sql_value;
+use super::{SqliteStore, backend, commit, insert_or_conflict};
 use crate::id::SessionId;
 use crate::link::{Link, LinkId};
-use crate::store::rows::{self, CommitRows, EventRow};
-use crate::store::{LinkCommit, LinkStore, StoreError};
+use crate::store::list_sql::{Dialect, link_list_statement};
+use crate::store::rows::{self, CommitRows, EventRow, LinkRow};
+use crate::store::{LinkCommit, LinkListQuery, LinkPage, LinkStore, StoreError};
 
 impl LinkStore for SqliteStore {
     fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
@@ -30,15 +32,10 @@ impl LinkStore for SqliteStore {
     /// version is expected, else an update of the expected version), the link's events
     /// (filed under no session), then every session commit exactly as
     /// [`Store::commit`](crate::store::Store::commit) applies it. Any conflict rolls all of
-    /// it back.
+    /// it back. The listing columns (`created`, `kind`, `livemode`) are written with the
+    /// new row: none of them ever changes.
     fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
-        let link = &commit.link;
-        let id = link.id().to_string();
-        let version = to_i64(link.version(), "link version")?;
-        let body = serde_json::to_string(link).map_err(|e| StoreError::Backend {
-            message: format!("link {id}: {e}"),
-            retryable: false,
-        })?;
+        let row = LinkRow::new(&commit.link)?;
         let events: Vec<EventRow> = commit
             .events
             .iter()
@@ -52,8 +49,20 @@ impl LinkStore for SqliteStore {
         self.write(|tx| {
             match commit.expected_version {
                 None => insert_or_conflict(
-                    tx.prepare_cached("INSERT INTO links (id, version, body) VALUES (?1, ?2, ?3)")
-                        .and_then(|mut stmt| stmt.execute(params![id, version, body])),
+                    tx.prepare_cached(
+                        "INSERT INTO links (id, version, body, created, kind, livemode)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            row.id,
+                            row.version,
+                            row.body,
+                            row.created,
+                            row.kind,
+                            row.livemode
+                        ])
+                    }),
                 )?,
                 Some(expected) => {
                     // No stored version exceeds i64::MAX, so such an expectation cannot hold.
@@ -65,7 +74,9 @@ impl LinkStore for SqliteStore {
                             "UPDATE links SET version = ?3, body = ?4
                              WHERE id = ?1 AND version = ?2",
                         )
-                        .and_then(|mut stmt| stmt.execute(params![id, expected, version, body]))
+                        .and_then(|mut stmt| {
+                            stmt.execute(params![row.id, expected, row.version, row.body])
+                        })
                         .map_err(backend)?;
                     if updated != 1 {
                         return Err(StoreError::Conflict);
@@ -96,6 +107,37 @@ impl LinkStore for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
             ids.iter().map(|id| rows::decode_session_id(id)).collect()
+        })
+    }
+
+    fn list_links(&self, query: &LinkListQuery) -> Result<LinkPage, StoreError> {
+        let statement = link_list_statement(query, Dialect::Sqlite)?;
+        let limit = statement.limit;
+        let params = statement.params.iter().map(sql_value);
+        self.read(|conn| {
+            // An unknown cursor joins no row: an empty page.
+            let mut stmt = conn.prepare_cached(statement.sql).map_err(backend)?;
+            let found = stmt
+                .query_map(rusqlite::params_from_iter(params), |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            let has_more = found.len() > limit;
+            let mut data = found
+                .iter()
+                .take(limit)
+                .map(|(id, version, body)| rows::decode_link(id, *version, body))
+                .collect::<Result<Vec<_>, _>>()?;
+            if statement.newer {
+                data.reverse();
+            }
+            Ok(LinkPage { data, has_more })
         })
     }
 }

@@ -51,14 +51,14 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// | table | columns |
 /// | --- | --- |
-/// | `sessions` | `id` TEXT PK, `created` INTEGER (Unix ms), `status` TEXT, `version` INTEGER, `wake_at` INTEGER NULL (Unix ms), `head` TEXT ([`SessionRow::head`](super::rows::SessionRow::head): JSON without payments and transfers), `link_id` TEXT NULL |
+/// | `sessions` | `id` TEXT PK, `created` INTEGER (Unix ms), `status` TEXT, `version` INTEGER, `wake_at` INTEGER NULL (Unix ms), `head` TEXT ([`SessionRow::head`](super::rows::SessionRow::head): JSON without payments and transfers), `link_id` TEXT NULL, `source_id` TEXT NULL, `metadata` TEXT NULL, `review` INTEGER, `livemode` INTEGER (0 or 1) |
 /// | `payments` | (`session_id` TEXT, `id` TEXT) PK, `body` TEXT ([`CheckoutSession::payment_json`](crate::session::CheckoutSession::payment_json)) |
 /// | `transfers` | `key` TEXT PK, `session_id` TEXT, `body` TEXT (JSON) |
 /// | `payment_hashes` | `hash` TEXT PK, `session_id` TEXT |
 /// | `addresses` | `address` TEXT PK, `session_id` TEXT |
 /// | `events` | `seq` INTEGER PK AUTOINCREMENT, `id` TEXT, `session_id` TEXT NULL, `created` INTEGER, `event_type` TEXT, `body` TEXT (JSON) |
 /// | `idempotency` | `key` TEXT PK, `request` TEXT, `session_id` TEXT, `created` INTEGER |
-/// | `links` | `id` TEXT PK, `version` INTEGER, `body` TEXT (the [`Link`](crate::link::Link) as JSON) |
+/// | `links` | `id` TEXT PK, `version` INTEGER, `body` TEXT (the [`Link`](crate::link::Link) as JSON), `created` INTEGER (Unix ms), `kind` TEXT (`checkout` or `payment`), `livemode` INTEGER (0 or 1) |
 /// | `endpoints` | `id` TEXT PK, `body` TEXT (`Endpoint::to_stored_json()`, **secret included**) |
 /// | `delivery_cursors` | `endpoint` TEXT PK, `cursor` INTEGER |
 /// | `deliveries` | (`endpoint` TEXT, `seq` INTEGER) PK, `status` TEXT, `next_attempt_at` INTEGER NULL (Unix ms), `body` TEXT (JSON) |
@@ -68,7 +68,14 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `sessions.link_id` column (NULL or the id of the link that opened the session, written
 /// by every commit, indexed for [`link_sessions`](super::LinkStore::link_sessions)).
 /// Schema version 3 added `payments`: each session's payments moved out of its `head`
-/// into rows of their own (the upgrade rewrites every stored session).
+/// into rows of their own (the upgrade rewrites every stored session). Versions 4 to 6
+/// added the listing filters (`sessions.source_id`, `metadata` with `session_metadata`
+/// rows, `review`) and `resume_points`. Version 7 added the reads of the HTTP API: the
+/// indexes `payments_by_id` ([`find_by_payment`](super::Store::find_by_payment)) and
+/// `events_by_id` ([`event`](super::Store::event)), `sessions.livemode` (the listing's
+/// mode filter) and the `links` listing columns `created`, `kind` and `livemode` with their
+/// indexes ([`list_links`](super::LinkStore::list_links)), filled from the stored heads,
+/// bodies and ids; each is written with its new row and never changes.
 ///
 /// Besides [`Store`](super::Store), the store implements [`LinkStore`](super::LinkStore) (a link
 /// commit, its events and its sessions' commits are one transaction),

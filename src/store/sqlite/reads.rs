@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use super::{SqliteStore, backend, commit, limit_i64};
 use crate::hash::PaymentHash;
-use crate::id::SessionId;
+use crate::id::{EventId, PaymentId, SessionId};
 use crate::json::millis::to_millis;
 use crate::session::CheckoutSession;
 use crate::store::list_sql::{Dialect, ListParam, list_statement};
@@ -68,6 +68,40 @@ fn load_in(conn: &Connection, id: &str) -> Result<Option<CheckoutSession>, Store
     }
 }
 
+/// A listing parameter as SQLite binds it.
+pub(super) fn sql_value(p: &ListParam) -> rusqlite::types::Value {
+    match p {
+        ListParam::Int(i) => rusqlite::types::Value::Integer(*i),
+        ListParam::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        ListParam::Bool(b) => rusqlite::types::Value::Integer(i64::from(*b)),
+    }
+}
+
+/// Reads `(seq, body)` outbox rows back.
+fn event_rows(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(params, |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    rows.iter()
+        .map(|(seq, body)| rows::decode_event(*seq, body))
+        .collect()
+}
+
+/// The statement of [`Store::find_by_payment`]: from the `payments_by_id` index.
+const SQL_FIND_PAYMENT: &str =
+    "SELECT session_id FROM payments WHERE id = ?1 ORDER BY session_id LIMIT 1";
+/// The statement of [`Store::event`]: from the `events_by_id` index.
+const SQL_EVENT: &str = "SELECT seq, body FROM events WHERE id = ?1 ORDER BY seq LIMIT 1";
+
 fn find_session(conn: &Connection, sql: &str, key: &str) -> Result<Option<SessionId>, StoreError> {
     let found = conn
         .prepare_cached(sql)
@@ -121,13 +155,15 @@ impl Store for SqliteStore {
         })
     }
 
+    fn find_by_payment(&self, id: PaymentId) -> Result<Option<SessionId>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(|conn| find_session(conn, SQL_FIND_PAYMENT, &id))
+    }
+
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let statement = list_statement(query, Dialect::Sqlite)?;
         let limit = statement.limit;
-        let params = statement.params.iter().map(|p| match p {
-            ListParam::Int(i) => rusqlite::types::Value::Integer(*i),
-            ListParam::Text(t) => rusqlite::types::Value::Text(t.clone()),
-        });
+        let params = statement.params.iter().map(sql_value);
         self.read(|conn| {
             // An unknown cursor joins no row: an empty page.
             let mut stmt = conn.prepare_cached(statement.sql).map_err(backend)?;
@@ -187,42 +223,49 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         };
         self.with_conn(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq ASC LIMIT ?2",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![after, limit_i64(limit)], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-                })
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            rows.iter()
-                .map(|(seq, body)| rows::decode_event(*seq, body))
-                .collect()
+            event_rows(
+                conn,
+                "SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq ASC LIMIT ?2",
+                params![after, limit_i64(limit)],
+            )
         })
+    }
+
+    fn events_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        // A bound beyond i64 is above every sequence number: no bound.
+        let before = before.and_then(|b| i64::try_from(b).ok());
+        let limit = limit_i64(limit);
+        self.with_conn(|conn| match before {
+            Some(before) => event_rows(
+                conn,
+                "SELECT seq, body FROM events WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2",
+                params![before, limit],
+            ),
+            None => event_rows(
+                conn,
+                "SELECT seq, body FROM events ORDER BY seq DESC LIMIT ?1",
+                params![limit],
+            ),
+        })
+    }
+
+    fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(|conn| Ok(event_rows(conn, SQL_EVENT, [&id])?.pop()))
     }
 
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
         let id = id.to_string();
         self.with_conn(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT seq, body FROM events WHERE session_id = ?1 ORDER BY seq ASC",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map([&id], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-                })
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            rows.iter()
-                .map(|(seq, body)| rows::decode_event(*seq, body))
-                .collect()
+            event_rows(
+                conn,
+                "SELECT seq, body FROM events WHERE session_id = ?1 ORDER BY seq ASC",
+                [&id],
+            )
         })
     }
 
@@ -255,15 +298,17 @@ mod tests {
 
     /// What SQLite plans for a listing statement, one detail line per step.
     fn plan(store: &SqliteStore, statement: &ListStatement) -> Vec<String> {
+        plan_of(store, statement.sql, &statement.params)
+    }
+
+    /// What SQLite plans for `sql` with `params`, one detail line per step.
+    fn plan_of(store: &SqliteStore, sql: &str, params: &[ListParam]) -> Vec<String> {
         store
             .read(|conn| {
                 let mut stmt = conn
-                    .prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql))
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                     .map_err(backend)?;
-                let params = statement.params.iter().map(|p| match p {
-                    ListParam::Int(i) => rusqlite::types::Value::Integer(*i),
-                    ListParam::Text(t) => rusqlite::types::Value::Text(t.clone()),
-                });
+                let params = params.iter().map(sql_value);
                 stmt.query_map(rusqlite::params_from_iter(params), |row| {
                     row.get::<_, String>(3)
                 })
@@ -272,6 +317,65 @@ mod tests {
                 .map_err(backend)
             })
             .expect("plan")
+    }
+
+    /// The reads of the HTTP API start from their indexes (migration 7), never a scan:
+    /// a session by payment id, an event by id, the mode filter, the link listing.
+    #[test]
+    fn the_api_reads_are_answered_from_their_indexes() {
+        use crate::store::LinkKind;
+        use crate::store::LinkListQuery;
+        use crate::store::list_sql::link_list_statement;
+        let store = SqliteStore::open_in_memory().expect("open");
+        let text = |t: &str| vec![ListParam::Text(t.to_owned())];
+        let cursor = crate::link::LinkId::Payment(crate::id::PaymentLinkId::generate());
+        let mut cases = vec![
+            (SQL_FIND_PAYMENT, text("pi_1"), "payments_by_id"),
+            (SQL_EVENT, text("evt_1"), "events_by_id"),
+        ];
+        let statements = [
+            (
+                list_statement(&ListQuery::new().livemode(true), Dialect::Sqlite),
+                "sessions_by_mode",
+            ),
+            (
+                link_list_statement(&LinkListQuery::new(), Dialect::Sqlite),
+                "links_by_created",
+            ),
+            (
+                link_list_statement(
+                    &LinkListQuery::new().starting_after(cursor),
+                    Dialect::Sqlite,
+                ),
+                "links_by_created",
+            ),
+            (
+                link_list_statement(
+                    &LinkListQuery::new().kind(LinkKind::Payment).livemode(false),
+                    Dialect::Sqlite,
+                ),
+                "links_by_kind",
+            ),
+        ];
+        for (statement, index) in &statements {
+            let statement = statement.as_ref().expect("statement");
+            cases.push((statement.sql, statement.params.clone(), index));
+        }
+        for (sql, params, index) in cases {
+            let plan = plan_of(&store, sql, &params);
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{sql}: {plan:?}"
+            );
+            // A walk down an index in listing order is fine; a table scan or a sort is not.
+            assert!(
+                !plan
+                    .iter()
+                    .any(|step| (step.starts_with("SCAN") && !step.contains("USING"))
+                        || step.contains("TEMP B-TREE")),
+                "{sql} scans or sorts: {plan:?}"
+            );
+        }
     }
 
     /// The `source_id` and metadata filters start from their index, never a scan of the

@@ -187,6 +187,34 @@ CREATE TABLE resume_points (
 "#,
         None,
     ),
+    // 7: the reads of the HTTP API: a session by one of its payments' ids and an event by
+    // its id (indexes), the listing's mode filter (`sessions.livemode`, filled from the
+    // heads; a session's mode never changes) and the link listing (`links.created`, `kind`
+    // and `livemode`, filled from the bodies and ids; none of them ever changes).
+    (
+        r#"
+CREATE INDEX payments_by_id ON payments (id, session_id);
+CREATE INDEX events_by_id ON events (id, seq);
+
+ALTER TABLE sessions ADD COLUMN livemode INTEGER NOT NULL DEFAULT 0 CHECK (livemode IN (0, 1));
+UPDATE sessions SET livemode = 1
+    WHERE json_valid(head) AND json_type(head, '$.livemode') = 'true';
+CREATE INDEX sessions_by_mode ON sessions (livemode, created, id);
+
+ALTER TABLE links ADD COLUMN created INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE links ADD COLUMN kind TEXT NOT NULL DEFAULT 'checkout'
+    CHECK (kind IN ('checkout', 'payment'));
+ALTER TABLE links ADD COLUMN livemode INTEGER NOT NULL DEFAULT 0 CHECK (livemode IN (0, 1));
+UPDATE links SET created = json_extract(body, '$.created')
+    WHERE json_valid(body) AND json_type(body, '$.created') = 'integer';
+UPDATE links SET kind = 'payment' WHERE substr(id, 1, 6) = 'plink_';
+UPDATE links SET livemode = 1
+    WHERE json_valid(body) AND json_type(body, '$.params.livemode') = 'true';
+CREATE INDEX links_by_created ON links (created, id);
+CREATE INDEX links_by_kind ON links (kind, livemode, created, id);
+"#,
+        None,
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.

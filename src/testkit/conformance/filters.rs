@@ -374,3 +374,143 @@ pub fn check_list_with_unresolved_flags<S: Store>(store: &S) {
         vec![],
     );
 }
+
+/// The mode filter (`ListQuery::livemode`): only live or only test sessions, newest first,
+/// paged both ways, together with each other filter (status, `source_id`, metadata,
+/// creation range); a cursor of the other mode still marks its position, and a session
+/// keeps its mode through later commits.
+pub fn check_list_livemode<S: Store>(store: &S) {
+    let ck = Ck::new("check_list_livemode", store);
+    let base = after_everything(&ck);
+    let (source, tag) = (unique("mode"), unique("run"));
+    let mut all = Vec::new();
+    for i in 0..9i64 {
+        let live = i % 3 != 1;
+        let metadata = Metadata::from_pairs([("run", tag.as_str())]).expect("metadata");
+        let params = SessionParams::new(dollars(100 + i), usd())
+            .livemode(live)
+            .source("shop", source.as_str())
+            .metadata(metadata);
+        let mut d = Draft::new(params, base + Duration::seconds(i));
+        if i % 4 == 0 {
+            d.pay(base + Duration::seconds(i));
+        }
+        ck.commit(&mut d);
+        ck.eq("fixture: the mode", d.session.livemode(), live);
+        all.push(d.session);
+    }
+    all.reverse();
+    let ours = ListQuery::new().created_gte(base);
+    ck.eq(
+        "without the filter: both modes",
+        ids(&ck.list(ours.clone().limit(9)).data),
+        ids(&all),
+    );
+    for live in [true, false] {
+        let what = |s: &str| format!("livemode {live}: {s}");
+        let mine: Vec<CheckoutSession> = all
+            .iter()
+            .filter(|s| s.livemode() == live)
+            .cloned()
+            .collect();
+        let q = ours.clone().livemode(live);
+        let page = ck.list(q.clone());
+        ck.eq(&what("sessions"), page.data, mine.clone());
+        ck.that(!page.has_more, what("has_more"));
+        let short = ck.list(q.clone().limit(mine.len() - 1));
+        ck.eq(
+            &what("a page one short"),
+            ids(&short.data),
+            ids(&mine[..mine.len() - 1]),
+        );
+        ck.that(short.has_more, what("a page one short: has_more"));
+        ck.eq(&what("paged"), walk(&ck, &what("paged"), &q, 2), ids(&mine));
+        let paid: Vec<SessionId> = mine
+            .iter()
+            .filter(|s| s.status() == SessionStatus::Paid)
+            .map(CheckoutSession::id)
+            .collect();
+        ck.that(!paid.is_empty(), what("fixture: paid sessions"));
+        ck.eq(
+            &what("with the status"),
+            ids(&ck.list(q.clone().status(SessionStatus::Paid)).data),
+            paid.clone(),
+        );
+        let by_source = ListQuery::new().source_id(source.as_str()).livemode(live);
+        ck.eq(
+            &what("with the source_id"),
+            walk(&ck, &what("with the source_id"), &by_source, 2),
+            ids(&mine),
+        );
+        ck.eq(
+            &what("with the metadata"),
+            ids(&ck
+                .list(
+                    ListQuery::new()
+                        .metadata("run", tag.as_str())
+                        .livemode(live),
+                )
+                .data),
+            ids(&mine),
+        );
+        let every = ListQuery::new()
+            .metadata("run", tag.as_str())
+            .source_id(source.as_str())
+            .status(SessionStatus::Paid)
+            .created_gte(base)
+            .created_lt(base + Duration::seconds(9))
+            .livemode(live);
+        ck.eq(&what("with every filter"), ids(&ck.list(every).data), paid);
+        for s in &all {
+            ck.eq(
+                &what("ListQuery::matches"),
+                q.matches(s),
+                s.livemode() == live,
+            );
+        }
+    }
+    // A cursor of the other mode marks its position.
+    let test = all.iter().position(|s| !s.livemode()).unwrap_or(0);
+    let older_live: Vec<SessionId> = all[test + 1..]
+        .iter()
+        .filter(|s| s.livemode())
+        .map(CheckoutSession::id)
+        .collect();
+    let mut q = ours.clone().livemode(true);
+    q.starting_after = Some(all[test].id());
+    ck.eq(
+        "live sessions older than a test one",
+        ids(&ck.list(q).data),
+        older_live,
+    );
+    // The mode stays through a later commit, and unknown cursors give empty pages.
+    let mut d = Draft::new(
+        SessionParams::new(dollars(99), usd()).livemode(true),
+        base + Duration::seconds(20),
+    );
+    ck.commit(&mut d);
+    d.deactivate(base + Duration::seconds(21));
+    ck.commit(&mut d);
+    let live = ck.list(ours.clone().livemode(true).limit(1));
+    ck.eq("after a later commit", live.data, vec![d.session.clone()]);
+    ck.eq(
+        "not among the test sessions",
+        ck.list(ours.clone().livemode(false))
+            .data
+            .iter()
+            .any(|s| s.id() == d.id()),
+        false,
+    );
+    for q in [
+        ours.clone()
+            .livemode(true)
+            .starting_after(SessionId::generate()),
+        ours.clone()
+            .livemode(false)
+            .ending_before(SessionId::generate()),
+    ] {
+        let page = ck.list(q.clone());
+        ck.eq(&format!("{q:?}: data"), page.data.len(), 0);
+        ck.that(!page.has_more, format!("{q:?}: has_more"));
+    }
+}

@@ -35,7 +35,7 @@ pub fn run_links<S: LinkStore>(fresh: impl FnMut() -> S) {
 }
 
 /// The events a link's commit carries, as the service makes them (no session).
-fn link_events(link: &Link, events: &[SessionEvent]) -> Vec<Event> {
+pub(super) fn link_events(link: &Link, events: &[SessionEvent]) -> Vec<Event> {
     let json = link.to_json(None);
     events
         .iter()
@@ -78,7 +78,7 @@ fn open_draft(link: &mut Link, now: OffsetDateTime) -> Draft {
 
 impl<S: LinkStore> Ck<'_, S> {
     #[track_caller]
-    fn load_link(&self, id: LinkId) -> Option<Link> {
+    pub(super) fn load_link(&self, id: LinkId) -> Option<Link> {
         self.ok("load_link", self.store.load_link(id))
     }
 
@@ -89,7 +89,7 @@ impl<S: LinkStore> Ck<'_, S> {
 
     /// Inserts a link with its events.
     #[track_caller]
-    fn insert_link(&self, link: &Link, events: Vec<Event>) {
+    pub(super) fn insert_link(&self, link: &Link, events: Vec<Event>) {
         let commit = LinkCommit {
             link: link.clone(),
             expected_version: None,
@@ -101,7 +101,7 @@ impl<S: LinkStore> Ck<'_, S> {
 
     /// Opens the stored `link` for a new session at `now` and commits both.
     #[track_caller]
-    fn open_link(&self, link: &mut Link, now: OffsetDateTime) -> Draft {
+    pub(super) fn open_link(&self, link: &mut Link, now: OffsetDateTime) -> Draft {
         let expected = link.version();
         let mut d = open_draft(link, now);
         let commit = LinkCommit {

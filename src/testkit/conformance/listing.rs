@@ -356,7 +356,7 @@ pub fn check_session_events<S: Store>(store: &S) {
 }
 
 /// Commits two sessions' changes interleaved; returns the events in commit order.
-fn interleaved<S: Store>(ck: &Ck<'_, S>) -> (Vec<Event>, SessionId, SessionId) {
+pub(super) fn interleaved<S: Store>(ck: &Ck<'_, S>) -> (Vec<Event>, SessionId, SessionId) {
     let t = t0();
     let mut expected = Vec::new();
     let mut a = Draft::new(SessionParams::new(dollars(2500), usd()), t);

@@ -17,7 +17,9 @@
 //! transfers and events across many sessions (a store losing one row in a thousand fails
 //! it), [`check_events_after_under_writers`] polls the outbox while 4 threads commit, and
 //! [`check_keys_stay_with_their_first_session`] checks who keeps a payment hash, an
-//! address or a transfer when a second session claims it. Failures name the check and
+//! address or a transfer when a second session claims it. The reads of an HTTP API have
+//! checks of their own: [`check_find_by_payment`], [`check_event_by_id`],
+//! [`check_events_before`], [`check_list_livemode`] and (links) [`check_list_links`]. Failures name the check and
 //! the first differing field or index (see [`diff`](crate::testkit::diff)).
 //!
 //! Stores with more than sessions have suites of their own, run the same way:
@@ -60,8 +62,10 @@ mod concurrency;
 mod delivery;
 mod filters;
 mod fixtures;
+mod link_listing;
 mod links;
 mod listing;
+mod reads;
 mod resume;
 mod routing;
 mod sessions;
@@ -75,9 +79,10 @@ pub use concurrency::{check_racing_commits, check_service_lifecycle};
 #[cfg(feature = "webhooks")]
 pub use delivery::*;
 pub use filters::{
-    check_list_by_created, check_list_by_metadata, check_list_by_source_id, check_list_refusals,
-    check_list_with_unresolved_flags,
+    check_list_by_created, check_list_by_metadata, check_list_by_source_id, check_list_livemode,
+    check_list_refusals, check_list_with_unresolved_flags,
 };
+pub use link_listing::check_list_links;
 pub use links::{
     check_link_conflict_writes_nothing, check_link_events_in_outbox, check_link_round_trip,
     check_link_service, check_link_sessions_order, check_link_stale_session_writes_nothing,
@@ -86,6 +91,7 @@ pub use links::{
 pub use listing::{
     check_due, check_event_round_trip, check_events_after, check_list, check_session_events,
 };
+pub use reads::{check_event_by_id, check_events_before, check_find_by_payment};
 pub use resume::{check_resume_point_compare_and_swap, check_resume_point_races, run_resume_store};
 pub use routing::check_keys_stay_with_their_first_session;
 pub use sessions::{
@@ -118,6 +124,7 @@ macro_rules! __store_checks {
             check_idempotency,
             check_idempotency_race,
             check_lookups,
+            check_find_by_payment,
             check_transfer_updated,
             check_keys_stay_with_their_first_session,
             check_list,
@@ -126,8 +133,11 @@ macro_rules! __store_checks {
             check_list_by_metadata,
             check_list_by_created,
             check_list_with_unresolved_flags,
+            check_list_livemode,
             check_due,
             check_events_after,
+            check_events_before,
+            check_event_by_id,
             check_session_events,
             check_event_round_trip,
             check_racing_commits,
@@ -151,6 +161,7 @@ macro_rules! __link_checks {
             check_link_sessions_order,
             check_link_events_in_outbox,
             check_link_service,
+            check_list_links,
         }
     };
 }

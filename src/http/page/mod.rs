@@ -1,1 +1,0 @@
-//! The hosted payment page router.
