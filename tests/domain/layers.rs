@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     // The service and what runs beside it.
     &["service"],
     &["webhook", "listener", "watch"],
-    &["runner"],
+    &["runner", "http"],
     &["testkit"],
 ];
 
