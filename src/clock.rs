@@ -67,7 +67,9 @@ impl Clock for ManualClock {
 ///
 /// Contract: every UUID returned is unique (across threads, and across processes sharing a
 /// store) and should be a version 7 UUID whose timestamp is `now`, so that ids sort by the
-/// time they were minted; `now` is the service's clock reading for the operation.
+/// time they were minted; `now` is the service's clock reading for the operation. Ids one
+/// source mints at the same millisecond sort in the order it minted them (so a list newest
+/// first shows two objects made in one millisecond in the order they were made).
 pub trait IdSource: Send + Sync {
     /// A new UUID for an id minted at `now`.
     fn next_uuid(&self, now: OffsetDateTime) -> Uuid;
@@ -79,17 +81,74 @@ forward_port!(IdSource {
 
 /// Version 7 UUIDs at the service's time with random bits from the operating system: the
 /// default, unique across processes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RandomIds;
+#[derive(Debug, Default)]
+pub struct RandomIds {
+    order: MintOrder,
+}
+
+impl RandomIds {
+    /// A new source.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
 
 impl IdSource for RandomIds {
     fn next_uuid(&self, now: OffsetDateTime) -> Uuid {
-        Uuid::new_v7(uuid::Timestamp::from_unix(
+        self.order.after(Uuid::new_v7(uuid::Timestamp::from_unix(
             uuid::NoContext,
             unix_secs(now),
             now.nanosecond(),
-        ))
+        )))
     }
+}
+
+/// Keeps the ids of one source in minting order within a millisecond: a fresh id of the
+/// last id's millisecond that would sort before it becomes the last id's successor (its 74
+/// random bits plus one). Ids of another millisecond pass unchanged, so every id carries
+/// its time, even when the clock steps back.
+#[derive(Debug, Default)]
+struct MintOrder(Mutex<Option<Uuid>>);
+
+impl MintOrder {
+    const fn new() -> Self {
+        Self(Mutex::new(None))
+    }
+
+    fn after(&self, fresh: Uuid) -> Uuid {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let id = match *last {
+            Some(prev) if millis_of(prev) == millis_of(fresh) && fresh <= prev => {
+                successor(prev).unwrap_or(fresh)
+            }
+            _ => fresh,
+        };
+        *last = Some(id);
+        id
+    }
+}
+
+/// The 48-bit millisecond timestamp of a version 7 UUID.
+fn millis_of(id: Uuid) -> u128 {
+    id.as_u128() >> 80
+}
+
+/// The next version 7 UUID of the same millisecond: the 12 bits of `rand_a` and the 62 of
+/// `rand_b` counted as one number (the version and variant bits between them kept), or
+/// `None` when all 74 are ones.
+fn successor(id: Uuid) -> Option<Uuid> {
+    const RAND_B: u128 = (1 << 62) - 1;
+    const RAND_A: u128 = 0xfff << 64;
+    let v = id.as_u128();
+    if v & RAND_B != RAND_B {
+        return Some(Uuid::from_u128(v + 1));
+    }
+    if v & RAND_A == RAND_A {
+        return None;
+    }
+    Some(Uuid::from_u128(
+        ((v & !RAND_B) & !RAND_A) | ((v & RAND_A) + (1 << 64)),
+    ))
 }
 
 /// Version 7 UUIDs at the service's time with bits from a seeded sequence (SplitMix64):
@@ -99,6 +158,7 @@ impl IdSource for RandomIds {
 #[derive(Debug)]
 pub struct SeededIds {
     state: AtomicU64,
+    order: MintOrder,
 }
 
 impl SeededIds {
@@ -106,6 +166,7 @@ impl SeededIds {
     pub fn new(seed: u64) -> Self {
         Self {
             state: AtomicU64::new(seed),
+            order: MintOrder::new(),
         }
     }
 
@@ -130,11 +191,43 @@ impl IdSource for SeededIds {
         random[..8].copy_from_slice(&a);
         random[8..].copy_from_slice(&b[..2]);
         let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+        self.order
+            .after(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
     }
 }
 
 /// Whole seconds since the epoch, 0 before it (v7 UUIDs cannot hold earlier times).
 fn unix_secs(now: OffsetDateTime) -> u64 {
     u64::try_from(now.unix_timestamp()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successor_counts_through_rand_b_into_rand_a() {
+        let id = uuid::Builder::from_unix_timestamp_millis(7, &[0; 10]).into_uuid();
+        let next = successor(id).unwrap();
+        assert_eq!(next.as_u128(), id.as_u128() + 1);
+        // rand_b full: the carry goes into rand_a, over the variant bits.
+        let full_b = Uuid::from_u128(id.as_u128() | ((1 << 62) - 1));
+        let carried = successor(full_b).unwrap();
+        assert!(carried > full_b);
+        assert_eq!(carried.get_version_num(), 7);
+        assert_eq!(carried.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(millis_of(carried), 7);
+        // All 74 bits full: no successor in this millisecond.
+        let full = Uuid::from_u128(full_b.as_u128() | (0xfff << 64));
+        assert_eq!(successor(full), None);
+    }
+
+    #[test]
+    fn a_step_back_in_time_keeps_the_id_time() {
+        let order = MintOrder::new();
+        let later = uuid::Builder::from_unix_timestamp_millis(9, &[0xff; 10]).into_uuid();
+        let earlier = uuid::Builder::from_unix_timestamp_millis(8, &[0; 10]).into_uuid();
+        assert_eq!(order.after(later), later);
+        assert_eq!(order.after(earlier), earlier);
+    }
 }

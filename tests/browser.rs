@@ -1,9 +1,13 @@
-//! The hosted checkout page (`examples/checkout_page`) in a real browser: headless
-//! Chromium driven over W3C WebDriver (chromedriver), with a tiny client over `ureq`.
+//! The hosted payment page (the library's `http::page::PageRouter`, served by
+//! `examples/checkout_page`) in a real browser: headless Chromium driven over W3C
+//! WebDriver (chromedriver), with a tiny client over `ureq`.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian packages `chromium` and
 //! `chromium-driver`); when they are missing the tests FAIL and say to run
 //! `scripts/browser-deps`. They never skip.
+//!
+//! The example is built with the features `http` and `runner` (its required features)
+//! plus those of this test binary, whichever they are.
 //!
 //! Each test starts the example on a free port (`--port 0`, reading the address from its
 //! first stdout line), a chromedriver on another free port, and one browser session. On a
@@ -47,53 +51,67 @@ macro_rules! ensure {
 
 #[test]
 fn pays_in_two_parts_without_a_reload() {
-    let env = Env::get();
-    // Timed from here: the example build above is cargo's business, not the browser's.
-    let started = Instant::now();
-    let server = Server::start(env, "pays_in_two_parts", &["--simulate"]);
-    let driver = Driver::start(
-        Path::new(CHROMEDRIVER),
-        &env.out.join("pays_in_two_parts-chromedriver.log"),
-        BUDGET,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let session = driver
-        .session(Path::new(CHROMIUM), WINDOW)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let result = pay_in_two_parts(&session, &server.base, &env.out);
-    finish(&session, env, "pays_in_two_parts_without_a_reload", result);
-    eprintln!(
-        "pays_in_two_parts_without_a_reload: {:.1?}",
-        started.elapsed()
+    drive(
+        "pays_in_two_parts_without_a_reload",
+        "pays_in_two_parts",
+        &["--simulate"],
+        pay_in_two_parts,
+    );
+}
+
+/// Where the example sends the customer once paid, and its cancel link: paths on the
+/// example itself, each with a query that must arrive intact.
+const SUCCESS_PATH: &str = "/thanks?order=42&note=a%20b";
+const CANCEL_PATH: &str = "/cancelled?order=42&reason=changed%20mind";
+
+#[test]
+fn success_and_cancel_keep_their_query() {
+    drive(
+        "success_and_cancel_keep_their_query",
+        "redirects",
+        &[
+            "--simulate",
+            "--success-url",
+            SUCCESS_PATH,
+            "--cancel-url",
+            CANCEL_PATH,
+        ],
+        success_and_cancel,
     );
 }
 
 #[test]
 fn no_simulate_controls_without_the_flag() {
+    drive(
+        "no_simulate_controls_without_the_flag",
+        "no_simulate",
+        &[],
+        no_simulate_controls,
+    );
+}
+
+/// What a test does in the browser, given the server's base URL and the output folder.
+type Scenario = fn(&Session, &str, &Path) -> Result<(), String>;
+
+/// Starts the example with `flags` and a browser (logs named after `log`), runs
+/// `scenario`, and fails test `name` with a screenshot if it fails.
+fn drive(name: &str, log: &str, flags: &[&str], scenario: Scenario) {
     let env = Env::get();
     // Timed from here: the example build above is cargo's business, not the browser's.
     let started = Instant::now();
-    let server = Server::start(env, "no_simulate", &[]);
+    let server = Server::start(env, log, flags);
     let driver = Driver::start(
         Path::new(CHROMEDRIVER),
-        &env.out.join("no_simulate-chromedriver.log"),
+        &env.out.join(format!("{log}-chromedriver.log")),
         BUDGET,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let session = driver
         .session(Path::new(CHROMIUM), WINDOW)
         .unwrap_or_else(|e| panic!("{e}"));
-    let result = no_simulate_controls(&session, &server.base, &env.out);
-    finish(
-        &session,
-        env,
-        "no_simulate_controls_without_the_flag",
-        result,
-    );
-    eprintln!(
-        "no_simulate_controls_without_the_flag: {:.1?}",
-        started.elapsed()
-    );
+    let result = scenario(&session, &server.base, &env.out);
+    finish(&session, env, name, result);
+    eprintln!("{name}: {:.1?}", started.elapsed());
 }
 
 /// Buy, pay half, pay the rest: the page follows each step by itself.
@@ -106,14 +124,10 @@ fn pay_in_two_parts(s: &Session, base: &str, out: &Path) -> Result<(), String> {
     );
     save(out, "shop.png", &s.screenshot()?)?;
     s.click(&s.find("#buy")?)?;
-    let pay_url = wait_for("the payment page /pay/cs_…", WAIT, || {
-        let url = s.current_url()?;
-        if is_pay_url(&url, base) {
-            Ok(url)
-        } else {
-            Err(format!("still at {url}"))
-        }
-    })?;
+    let pay_url = wait_for_pay_page(s, base)?;
+    // As Speed's clients open it: with a query of their own, which the page ignores.
+    let pay_url = format!("{pay_url}?source_type=magento2");
+    s.goto(&pay_url)?;
 
     // Unpaid: branding, amounts, QR code of the URI, countdown.
     ensure!(
@@ -165,6 +179,8 @@ fn pay_in_two_parts(s: &Session, base: &str, out: &Path) -> Result<(), String> {
 
     // A marker in this document: still there later means the page was never reloaded.
     s.execute("window.__sameDocument = 'yes'; return true;", &[])?;
+    // Live: the page's event stream delivered its first status.
+    let before = wait_for_sse(s, 1)?;
 
     s.click(&s.find("#copy")?)?;
     wait_for("the copy button to confirm", WAIT, || {
@@ -224,6 +240,11 @@ fn pay_in_two_parts(s: &Session, base: &str, out: &Path) -> Result<(), String> {
         "the total changed"
     );
     ensure!(same_document(s)?, "the page was reloaded");
+    let after = wait_for_sse(s, before + 1)?;
+    ensure!(
+        after > before,
+        "the partial payment did not arrive as an event"
+    );
     save(out, "partial.png", &s.screenshot()?)?;
 
     // The rest: the success message, still without a reload.
@@ -245,6 +266,13 @@ fn pay_in_two_parts(s: &Session, base: &str, out: &Path) -> Result<(), String> {
     let status = text(s, "#status")?;
     ensure!(status.starts_with("Paid"), "#status: {status:?}");
     ensure!(same_document(s)?, "the page was reloaded");
+    wait_for_sse(s, after + 1)?;
+    ensure!(
+        s.find_all("#cancel")?
+            .iter()
+            .all(|c| !s.is_displayed(c).unwrap_or(true)),
+        "the cancel link is shown on a paid page"
+    );
     save(out, "paid.png", &s.screenshot()?)?;
 
     // And the paid page as the server renders it.
@@ -256,18 +284,72 @@ fn pay_in_two_parts(s: &Session, base: &str, out: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Paid: the page sends the customer to `success_url` exactly (its query kept), live and
+/// on a reload; the cancel link goes to `cancel_url` exactly.
+fn success_and_cancel(s: &Session, base: &str, out: &Path) -> Result<(), String> {
+    let success = format!("{base}{SUCCESS_PATH}");
+    let cancel = format!("{base}{CANCEL_PATH}");
+
+    s.goto(&format!("{base}/"))?;
+    s.click(&s.find("#buy")?)?;
+    let pay_url = wait_for_pay_page(s, base)?;
+    wait_for("the QR code", WAIT, || qr_svg(s))?;
+    let href = s.property(&s.find("#cancel")?, "href")?;
+    ensure!(href == cancel.as_str(), "cancel link {href}, not {cancel}");
+    ensure!(
+        s.is_displayed(&s.find("#cancel")?)?,
+        "the cancel link is hidden on an active page"
+    );
+    wait_for_sse(s, 1)?;
+    save(out, "redirect-unpaid.png", &s.screenshot()?)?;
+
+    // Paid in one go: the live page goes to the success URL by itself.
+    s.click(&s.find("#simulate-rest")?)?;
+    wait_for("the success redirect", WAIT, || {
+        let url = s.current_url()?;
+        if url == success {
+            Ok(())
+        } else {
+            Err(format!("at {url}"))
+        }
+    })?;
+    let query = text(s, "#query")?;
+    ensure!(
+        query == "order=42&note=a%20b",
+        "the thanks page saw the query {query:?}"
+    );
+    // A paid page opened again goes there too (the server redirects).
+    s.goto(&format!("{pay_url}?source_type=magento2"))?;
+    let url = s.current_url()?;
+    ensure!(url == success, "a paid page reopened lands on {url}");
+
+    // Another order, cancelled.
+    s.goto(&format!("{base}/"))?;
+    s.click(&s.find("#buy")?)?;
+    wait_for_pay_page(s, base)?;
+    wait_for("the QR code", WAIT, || qr_svg(s))?;
+    s.click(&s.find("#cancel")?)?;
+    wait_for("the cancel page", WAIT, || {
+        let url = s.current_url()?;
+        if url == cancel {
+            Ok(())
+        } else {
+            Err(format!("at {url}"))
+        }
+    })?;
+    let query = text(s, "#query")?;
+    ensure!(
+        query == "order=42&reason=changed%20mind",
+        "the cancel page saw the query {query:?}"
+    );
+    Ok(())
+}
+
 /// Without `--simulate` the buttons are absent and their route is 404.
 fn no_simulate_controls(s: &Session, base: &str, out: &Path) -> Result<(), String> {
     s.goto(&format!("{base}/"))?;
     s.click(&s.find("#buy")?)?;
-    let pay_url = wait_for("the payment page /pay/cs_…", WAIT, || {
-        let url = s.current_url()?;
-        if is_pay_url(&url, base) {
-            Ok(url)
-        } else {
-            Err(format!("still at {url}"))
-        }
-    })?;
+    let pay_url = wait_for_pay_page(s, base)?;
     wait_for("the QR code", WAIT, || qr_svg(s))?;
     let controls = s.find_all("#simulate, #simulate-half, #simulate-rest")?;
     ensure!(
@@ -376,6 +458,9 @@ impl Env {
 /// as a stale binary's behaviour, with cargo's errors on stderr.
 fn build_example(profile_dir: &Path, target_dir: &Path) {
     let features: Vec<&str> = [
+        // The example's required features, always.
+        ("http", true),
+        ("runner", true),
         ("sqlite", cfg!(feature = "sqlite")),
         ("async", cfg!(feature = "async")),
         ("postgres", cfg!(feature = "postgres")),
@@ -538,6 +623,37 @@ fn qr_svg(s: &Session) -> Result<String, String> {
     );
     ensure!(w >= 150.0 && h >= 150.0, "the QR code is drawn {w}×{h} px");
     Ok(html.to_owned())
+}
+
+/// Waits for the payment page a Buy click leads to; returns its URL.
+fn wait_for_pay_page(s: &Session, base: &str) -> Result<String, String> {
+    wait_for("the payment page /pay/cs_…", WAIT, || {
+        let url = s.current_url()?;
+        if is_pay_url(&url, base) {
+            Ok(url)
+        } else {
+            Err(format!("still at {url}"))
+        }
+    })
+}
+
+/// Waits until the page has had at least `count` status events over its event stream
+/// (`body[data-live="sse"]`, never the polling fallback); returns how many it had.
+fn wait_for_sse(s: &Session, count: u64) -> Result<u64, String> {
+    wait_for("status events over SSE", WAIT, || {
+        let live = s.execute(
+            "return [document.body.dataset.live || '', document.body.dataset.liveEvents || '0'];",
+            &[],
+        )?;
+        let mode = live[0].as_str().unwrap_or_default();
+        let events: u64 = live[1].as_str().unwrap_or("0").parse().unwrap_or(0);
+        ensure!(mode != "poll", "the page fell back to polling");
+        if mode == "sse" && events >= count {
+            Ok(events)
+        } else {
+            Err(format!("data-live {mode:?}, {events} event(s)"))
+        }
+    })
 }
 
 fn same_document(s: &Session) -> Result<bool, String> {

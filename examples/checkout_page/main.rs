@@ -1,17 +1,29 @@
-//! A hosted checkout page: a tiny shop, a payment page with a QR code, a countdown and live
-//! status, served by axum.
+//! A hosted checkout: a tiny shop in front of the library's two routers, the hosted
+//! payment page (`http::page::PageRouter`) and the Speed-compatible API
+//! (`http::api::ApiRouter`, under `/api`), with the runner sweeping expired quotes and
+//! delivering webhooks.
 //!
 //! ```sh
-//! cargo run --example checkout_page                 # http://127.0.0.1:3000
-//! cargo run --example checkout_page -- --simulate   # with "pay half" / "pay the rest" buttons
-//! cargo run --example checkout_page -- --port 0 --sqlite /tmp/checkout.sqlite3
+//! cargo run --example checkout_page --features http,runner                 # http://127.0.0.1:3000
+//! cargo run --example checkout_page --features http,runner -- --simulate   # "pay half" / "pay the rest"
+//! cargo run --example checkout_page --features http,runner -- --port 0 --sqlite /tmp/checkout.sqlite3
 //! ```
 //!
 //! Flags: `--port <n>` (default 3000; 0 picks a free port), `--simulate` (development-only
 //! payment buttons; without it their route answers 404), `--sqlite <path>` (keep sessions in
 //! a SQLite file instead of memory), `--ttl <secs>` (quote lifetime, 300 or more; default
-//! 600: set 300 to watch a quote expire and be replaced). The first line on stdout is always
-//! `listening on http://127.0.0.1:<port>`, so scripts and tests can read the address.
+//! 600: set 300 to watch a quote expire and be replaced), `--success-url <url>` (where a
+//! paid page sends the customer; by default the page shows the success message) and
+//! `--cancel-url <url>` (the page's cancel link; default the shop), `--api-key <sk_test_…>`
+//! (the API's secret test key; by default a new one is made and printed). Those two URLs take an
+//! absolute URL or a path on this server, such as `/thanks?order=42`, kept exactly,
+//! query included. The first line on stdout is always
+//! `listening on http://127.0.0.1:<port>`, so scripts and tests can read the address; the
+//! second is `api: http://127.0.0.1:<port>/api key <key>` (a test key, for this loopback demo).
+//!
+//! Point a Speed client at it: base URL `http://127.0.0.1:<port>/api`, the printed key as
+//! the Basic user name, e.g.
+//! `curl -u sk_test_…: -d '{"amount":5,"currency":"USD"}' -H 'content-type: application/json' http://127.0.0.1:3000/api/checkout-sessions`.
 //!
 //! Routes:
 //!
@@ -19,45 +31,54 @@
 //! |------------------------------|--------------------------------------------------------|
 //! | `GET /`                      | the merchant's page with a "Buy" form                  |
 //! | `POST /checkout`             | creates a $25.00 session, 303 to its payment page      |
-//! | `GET /pay/{id}`              | the hosted payment page (server-rendered HTML)         |
-//! | `GET /pay/{id}/status`       | the page's state as JSON; the page polls it every second |
+//! | `GET /pay/{id}`              | the library's hosted payment page                      |
+//! | `GET /pay/{id}/status`       | its state as JSON (the page's polling fallback)        |
+//! | `GET /pay/{id}/events`       | its live status, server-sent events                    |
 //! | `POST /pay/{id}/simulate`    | with `--simulate` only: records a fake Lightning payment |
+//! | `GET /thanks`, `/cancelled`  | landing pages for `--success-url` / `--cancel-url`     |
 //! | `GET /logo.svg`              | the shop's logo (the session's `title_image`)          |
+//! | `/api/…`                     | the Speed-compatible API (`/api/openapi.json` lists it) |
 //!
 //! **Test mode**: payment requests come from `TestRequestGenerator`, so the QR codes look
-//! real but no wallet can pay them; the page says so. A background task sweeps every
-//! second (expiring what ran out); the page's next poll fetches the session, which issues
-//! the new quote (quotes on demand), and the page picks it up by itself.
+//! real but no wallet can pay them. The runner sweeps every second (expiring what ran
+//! out); the page's live status then fetches the session, which issues the new quote
+//! (quotes on demand), and the page shows it by itself.
 
-mod page;
+mod shop;
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Json, Redirect, Response};
+use axum::extract::{Form, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use bitcoin_checkout::clock::SystemClock;
+use bitcoin_checkout::http::api::{ApiRouter, ApiStore};
+use bitcoin_checkout::http::keys::{ApiKey, KeyKind, KeyRecord, KeyStore, MemoryKeyStore};
+use bitcoin_checkout::http::page::PageRouter;
+use bitcoin_checkout::http::{HttpConfig, HttpSender, SharedCheckout};
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::TestRequestGenerator;
-use bitcoin_checkout::service::ServiceError;
+use bitcoin_checkout::runner::RunnerBuilder;
+use bitcoin_checkout::service::{DynCheckout, ServiceError};
 use bitcoin_checkout::session::{MAX_TTL_SECS, MIN_TTL_SECS};
 #[cfg(feature = "sqlite")]
 use bitcoin_checkout::store::SqliteStore;
 use bitcoin_checkout::store::{MemoryStore, Store};
+use bitcoin_checkout::webhook::Dispatcher;
 use bitcoin_checkout::{
-    Branding, Checkout, CheckoutSession, Currency, Error, Msats, PaymentMethod, SessionId,
-    SessionParams, TargetCurrency, TransferReport,
+    Branding, Checkout, CheckoutSession, Currency, Msats, PaymentMethod, SessionId, SessionParams,
+    TargetCurrency, TransferReport,
 };
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use time::OffsetDateTime;
-
-use crate::page::StatusView;
 
 /// The shop's price: $25.00.
 const PRICE_CENTS: i64 = 2500;
@@ -65,34 +86,21 @@ const PRICE_CENTS: i64 = 2500;
 const SATS_PER_USD: i64 = 1000;
 /// Sessions per sweep; the demo never has more due at once.
 const SWEEP_LIMIT: usize = 100;
-
-type Service = Checkout<Box<dyn Store>, FixedRates, TestRequestGenerator>;
-
-struct App {
-    checkout: Service,
-    /// Whether the development-only payment buttons and their route exist.
-    simulate: bool,
-    /// `http://127.0.0.1:<port>`: `title_image` must be an absolute http(s) URL.
-    base_url: String,
-    /// Order numbers for the idempotency keys of the Buy form.
-    next_order: AtomicU64,
-    /// Distinguishes this run's order numbers from a previous run's in a SQLite file.
-    run: u64,
-    /// Quote lifetime for new sessions (the library's default when `None`).
-    ttl: Option<i64>,
-}
-
-type Shared = Arc<App>;
+/// The path segment of the development-only payment route, under the page's path.
+const SIMULATE: &str = "simulate";
 
 struct Options {
     port: u16,
     simulate: bool,
-    sqlite: Option<std::path::PathBuf>,
+    sqlite: Option<PathBuf>,
     ttl: Option<i64>,
+    success_url: Option<String>,
+    cancel_url: Option<String>,
+    api_key: Option<String>,
 }
 
-const USAGE: &str =
-    "usage: checkout_page [--port <n>] [--simulate] [--sqlite <path>] [--ttl <secs>]";
+const USAGE: &str = "usage: checkout_page [--port <n>] [--simulate] [--sqlite <path>] \
+                     [--ttl <secs>] [--success-url <url>] [--cancel-url <url>] [--api-key <sk_test_…>]";
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
@@ -100,6 +108,9 @@ fn parse_args() -> Result<Options, String> {
         simulate: false,
         sqlite: None,
         ttl: None,
+        success_url: None,
+        cancel_url: None,
+        api_key: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -124,6 +135,15 @@ fn parse_args() -> Result<Options, String> {
                 }
                 options.ttl = Some(secs);
             }
+            "--success-url" => {
+                options.success_url = Some(args.next().ok_or("--success-url needs a URL")?);
+            }
+            "--cancel-url" => {
+                options.cancel_url = Some(args.next().ok_or("--cancel-url needs a URL")?);
+            }
+            "--api-key" => {
+                options.api_key = Some(args.next().ok_or("--api-key needs a key")?);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -137,9 +157,34 @@ fn parse_args() -> Result<Options, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn StdError>> {
     let options = parse_args()?;
-    let store = open_store(options.sqlite.as_deref())?;
+    match options.sqlite.clone() {
+        #[cfg(feature = "sqlite")]
+        Some(path) => serve(Arc::new(SqliteStore::open(path)?), options).await,
+        #[cfg(not(feature = "sqlite"))]
+        Some(_) => Err("--sqlite needs the crate's `sqlite` feature (on by default)".into()),
+        None => serve(Arc::new(MemoryStore::new()), options).await,
+    }
+}
+
+/// The shop's state.
+struct App<S> {
+    checkout: SharedCheckout<S>,
+    config: HttpConfig,
+    /// Order numbers for the idempotency keys of the Buy form.
+    next_order: AtomicU64,
+    /// Distinguishes this run's order numbers from a previous run's in a SQLite file.
+    run: u64,
+    ttl: Option<i64>,
+    success_url: Option<String>,
+    cancel_url: String,
+}
+
+/// Serves the shop and the payment page over `store` until Ctrl-C.
+/// `store` is shared (an `Arc`): the service and the webhook dispatcher both use it.
+async fn serve<S: ApiStore + Clone>(store: S, options: Options) -> Result<(), Box<dyn StdError>> {
     let usd = Currency::from_code("USD")?;
     let rates = FixedRates::new().with(usd, TargetCurrency::Sats, Decimal::from(SATS_PER_USD));
+    let checkout: SharedCheckout<S> = Arc::new(Checkout::boxed(store, rates, TestRequestGenerator));
 
     // Loopback only: this is a demo with a fake payment button, never a public server.
     let listener =
@@ -147,78 +192,101 @@ async fn main() -> Result<(), Box<dyn StdError>> {
     let base_url = format!("http://{}", listener.local_addr()?);
     // First line on stdout, flushed by the newline: tests read the port from it.
     println!("listening on {base_url}");
+    let keys = MemoryKeyStore::new();
+    let key = api_key(&keys, options.api_key.as_deref())?;
+    // A test key on a loopback demo: printed so that the operator can call the API.
+    println!("api: {base_url}/api key {}", key.expose());
     if options.simulate {
         println!("simulate: development-only payment buttons are ON");
     }
+    let config = HttpConfig::new(&base_url)?;
+    let absolute = |url: String| {
+        if url.starts_with('/') {
+            format!("{base_url}{url}")
+        } else {
+            url
+        }
+    };
+
+    // The background work: the sweep expires what ran out, and the dispatcher delivers
+    // the events to the webhook endpoints made through the API, every second.
+    let dispatcher = Dispatcher::new(checkout.store().clone(), HttpSender::default(), SystemClock);
+    let runner = RunnerBuilder::new()
+        .sweep(checkout.clone(), Duration::from_secs(1), SWEEP_LIMIT)
+        .dispatcher(dispatcher, Duration::from_secs(1))
+        .start();
 
     let app = Arc::new(App {
-        checkout: Checkout::new(store, rates, TestRequestGenerator),
-        simulate: options.simulate,
-        base_url,
+        checkout: checkout.clone(),
+        config: config.clone(),
         next_order: AtomicU64::new(1),
         run: OffsetDateTime::now_utc().unix_timestamp().unsigned_abs(),
         ttl: options.ttl,
+        success_url: options.success_url.map(absolute),
+        cancel_url: absolute(options.cancel_url.unwrap_or_else(|| "/".to_owned())),
     });
-    tokio::spawn(sweep_forever(Arc::clone(&app)));
 
-    let mut router = Router::new()
-        .route("/", get(shop))
+    let shop = Router::new()
+        .route("/", get(shop_page))
         .route("/logo.svg", get(logo))
-        .route("/checkout", post(create_checkout))
-        .route("/pay/{id}", get(pay_page))
-        .route("/pay/{id}/status", get(status));
-    // Without --simulate the route does not exist at all: every request to it is a 404.
+        .route("/checkout", post(create_checkout::<S>))
+        .route("/thanks", get(thanks))
+        .route("/cancelled", get(cancelled))
+        .with_state(app.clone());
+
+    let mut page = PageRouter::new(checkout.clone(), config.clone());
+    let mut router = shop;
+    // Without --simulate neither the buttons nor their route exist: a request is a 404.
     if options.simulate {
-        router = router.route("/pay/{id}/simulate", post(simulate));
+        page = page.with_dev_controls(SIMULATE);
+        let path = format!("{}/{{id}}/{SIMULATE}", config.page_path());
+        router = router.merge(
+            Router::new()
+                .route(&path, post(simulate::<S>))
+                .with_state(app),
+        );
     }
-    let router = router.with_state(app);
+    router = router
+        .merge(page.router())
+        .nest("/api", ApiRouter::new(checkout, keys, config).router());
+
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    runner.stop().await;
     Ok(())
 }
 
-/// The store: memory by default, or a SQLite file (feature `sqlite`, on by default).
-fn open_store(sqlite: Option<&std::path::Path>) -> Result<Box<dyn Store>, Box<dyn StdError>> {
-    match sqlite {
-        #[cfg(feature = "sqlite")]
-        Some(path) => Ok(Box::new(SqliteStore::open(path)?)),
-        #[cfg(not(feature = "sqlite"))]
-        Some(_) => Err("--sqlite needs the crate's `sqlite` feature (on by default)".into()),
-        None => Ok(Box::new(MemoryStore::new())),
-    }
-}
-
-/// Expires quotes that ran out and issues new ones, every second. The page polls its
-/// status, so it shows the new quote (QR code, sats, countdown) without a reload.
-async fn sweep_forever(app: Shared) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let app = Arc::clone(&app);
-        match tokio::task::spawn_blocking(move || app.checkout.sweep(SWEEP_LIMIT)).await {
-            Ok(Ok(report)) => {
-                for (id, e) in report.failed {
-                    eprintln!("sweep: could not expire what ran out on {id}: {e}");
-                }
+/// The API's secret test key: `given`, or a new one; saved (hashed) in `keys`.
+fn api_key(keys: &MemoryKeyStore, given: Option<&str>) -> Result<ApiKey, Box<dyn StdError>> {
+    let key = match given {
+        Some(text) => {
+            let key = ApiKey::parse(text).map_err(|_| "--api-key: not an API key")?;
+            if key.kind() != KeyKind::Secret || key.livemode() {
+                return Err("--api-key: give a secret test key (sk_test_…)".into());
             }
-            Ok(Err(e)) => eprintln!("sweep failed: {e}"),
-            Err(e) => eprintln!("sweep task panicked: {e}"),
+            keys.save(&KeyRecord::new(&key, "checkout_page"))?;
+            key
         }
-    }
+        None => {
+            let (key, record) = ApiKey::generate(KeyKind::Secret, false, "checkout_page");
+            keys.save(&record)?;
+            key
+        }
+    };
+    Ok(key)
 }
 
 /// Runs a call to the (synchronous) checkout service on the blocking pool: with
 /// `--sqlite` it does file I/O, which must not stall the async workers.
-async fn blocking<T: Send + 'static>(
-    app: &Shared,
-    call: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
+async fn blocking<S: Store + 'static, T: Send + 'static>(
+    checkout: &SharedCheckout<S>,
+    call: impl FnOnce(&DynCheckout<S>) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, Failure> {
-    let app = Arc::clone(app);
-    tokio::task::spawn_blocking(move || call(&app.checkout))
+    let checkout = Arc::clone(checkout);
+    tokio::task::spawn_blocking(move || call(&checkout))
         .await
         .map_err(|e| Failure::Internal(e.to_string()))?
         .map_err(Failure::from)
@@ -232,31 +300,20 @@ enum Failure {
     Internal(String),
 }
 
-/// What the core refused (here: the shop's own fixed inputs, or an id from the URL).
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::InvalidId { .. } => Self::NotFound,
-            Error::InvalidTransition { .. } => Self::Conflict(e.to_string()),
-            other => Self::Internal(other.to_string()),
+impl From<ServiceError> for Failure {
+    fn from(e: ServiceError) -> Self {
+        match e.kind().http_status() {
+            404 => Self::NotFound,
+            400 => Self::BadRequest(e.to_string()),
+            409 => Self::Conflict(e.to_string()),
+            _ => Self::Internal(e.to_string()),
         }
     }
 }
 
-/// What the service failed with: unknown sessions and bad idempotency keys are the
-/// request's fault, the core's refusals as above, the rest (store, rates) internal.
-impl From<ServiceError> for Failure {
-    fn from(e: ServiceError) -> Self {
-        match e {
-            ServiceError::Core(e) => e.into(),
-            ServiceError::UnknownSession(_) => Self::NotFound,
-            ServiceError::InvalidIdempotencyKey | ServiceError::IdempotencyConflict => {
-                Self::BadRequest(e.to_string())
-            }
-            // A double-clicked Buy button still being created: the retry will replay it.
-            ServiceError::IdempotencyKeyInUse => Self::Conflict(e.to_string()),
-            other => Self::Internal(other.to_string()),
-        }
+impl From<bitcoin_checkout::Error> for Failure {
+    fn from(e: bitcoin_checkout::Error) -> Self {
+        ServiceError::Core(e).into()
     }
 }
 
@@ -281,14 +338,13 @@ impl IntoResponse for Failure {
 /// `GET /`: the merchant's page. Each rendering carries a fresh order key, so a
 /// double-clicked Buy button (or a resubmitted form) replays one session instead of
 /// creating two.
-async fn shop(State(app): State<Shared>) -> Result<Html<String>, Failure> {
+async fn shop_page<S: Store + 'static>(State(app): State<Arc<App<S>>>) -> impl IntoResponse {
     let order = format!(
         "order-{}-{}",
         app.run,
         app.next_order.fetch_add(1, Ordering::Relaxed)
     );
-    let price = page::money(Decimal::new(PRICE_CENTS, 2), Currency::from_code("USD")?);
-    Ok(Html(page::shop(&order, &price)))
+    shop::shop(&order, "$25.00")
 }
 
 /// `GET /logo.svg`: served here because `title_image` must be an http(s) URL.
@@ -298,8 +354,18 @@ async fn logo() -> impl IntoResponse {
             (header::CONTENT_TYPE, "image/svg+xml"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        page::LOGO_SVG,
+        shop::LOGO_SVG,
     )
+}
+
+/// `GET /thanks`: where `--success-url /thanks?…` lands.
+async fn thanks(RawQuery(query): RawQuery) -> impl IntoResponse {
+    shop::landing("Thank you for your order", query.as_deref())
+}
+
+/// `GET /cancelled`: where `--cancel-url /cancelled?…` lands.
+async fn cancelled(RawQuery(query): RawQuery) -> impl IntoResponse {
+    shop::landing("Order cancelled", query.as_deref())
 }
 
 #[derive(Deserialize)]
@@ -308,8 +374,8 @@ struct BuyForm {
 }
 
 /// `POST /checkout`: creates the session and sends the customer to its payment page.
-async fn create_checkout(
-    State(app): State<Shared>,
+async fn create_checkout<S: Store + 'static>(
+    State(app): State<Arc<App<S>>>,
     Form(form): Form<BuyForm>,
 ) -> Result<Redirect, Failure> {
     let usd = Currency::from_code("USD")?;
@@ -319,51 +385,20 @@ async fn create_checkout(
         .branding(Branding {
             title: Some("Satoshi's Coffee".to_owned()),
             title_description: Some("1 kg of single-origin beans, roasted to order".to_owned()),
-            title_image: Some(format!("{}/logo.svg", app.base_url)),
+            title_image: Some(format!("{}/logo.svg", app.config.base_url())),
         })
-        .success_message("Thank you! Your beans are on their way.");
+        .cancel_url(app.cancel_url.clone());
+    // One or the other (Speed's rule): a page to go to, or a message on the page.
+    params = match &app.success_url {
+        Some(url) => params.success_url(url.clone()),
+        None => params.success_message("Thank you! Your beans are on their way."),
+    };
     if let Some(secs) = app.ttl {
         params = params.ttl_secs(secs);
     }
-    let session = blocking(&app, move |c| c.create(params, Some(&form.order))).await?;
+    let session = blocking(&app.checkout, move |c| c.create(params, Some(&form.order))).await?;
     // `Redirect::to` is 303 See Other: the browser follows with a GET.
-    Ok(Redirect::to(&format!("/pay/{}", session.id())))
-}
-
-/// The session as its customer should see it: `Checkout::get` expires what ran out and
-/// issues a new quote if the session needs one (quotes on demand). If none can be made
-/// (no rate), the page says "getting a new quote" and the next load tries again.
-async fn current(app: &Shared, id: &str) -> Result<CheckoutSession, Failure> {
-    let id: SessionId = id.parse().map_err(|_| Failure::NotFound)?;
-    blocking(app, move |c| c.get(id)).await
-}
-
-/// `GET /pay/{id}`: the hosted payment page.
-async fn pay_page(
-    State(app): State<Shared>,
-    Path(id): Path<String>,
-) -> Result<Html<String>, Failure> {
-    let session = current(&app, &id).await?;
-    let view = StatusView::new(&session, None).map_err(|e| Failure::Internal(e.to_string()))?;
-    Ok(Html(page::pay(&session, &view, app.simulate)))
-}
-
-#[derive(Deserialize)]
-struct StatusQuery {
-    /// The quote the page already shows: its QR code is not sent again.
-    have: Option<String>,
-}
-
-/// `GET /pay/{id}/status`: what the page needs to update itself.
-async fn status(
-    State(app): State<Shared>,
-    Path(id): Path<String>,
-    Query(query): Query<StatusQuery>,
-) -> Result<Response, Failure> {
-    let session = current(&app, &id).await?;
-    let view = StatusView::new(&session, query.have.as_deref())
-        .map_err(|e| Failure::Internal(e.to_string()))?;
-    Ok(no_store(Json(view).into_response()))
+    Ok(Redirect::to(&app.config.session_url(session.id())))
 }
 
 #[derive(Deserialize)]
@@ -373,15 +408,17 @@ struct SimulateForm {
 }
 
 /// `POST /pay/{id}/simulate` (routed only with `--simulate`): pays part of the open quote
-/// as if the invoice had been paid over Lightning, and answers with the new status (JSON
-/// for the page's script, a redirect back for a plain form post).
-async fn simulate(
-    State(app): State<Shared>,
+/// as if the invoice had been paid over Lightning. The page's script sends it with
+/// `Accept: application/json` and gets 204: the page learns the outcome from its live
+/// status, as it would for a real payment. A plain form post is sent back to the page.
+async fn simulate<S: Store + 'static>(
+    State(app): State<Arc<App<S>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     Form(form): Form<SimulateForm>,
 ) -> Result<Response, Failure> {
-    let session = current(&app, &id).await?;
+    let id: SessionId = id.parse().map_err(|_| Failure::NotFound)?;
+    let session: CheckoutSession = blocking(&app.checkout, move |c| c.get(id)).await?;
     let quote = session.open_payment().ok_or_else(|| {
         Failure::Conflict(format!(
             "no open quote: the session is {}",
@@ -403,23 +440,15 @@ async fn simulate(
         TestRequestGenerator::payment_hash(quote.id()),
         Msats::new(msats),
     );
-    let session = blocking(&app, move |c| c.record_transfer(report)).await?;
+    blocking(&app.checkout, move |c| c.record_transfer(report)).await?;
 
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
-    if !wants_json {
-        return Ok(Redirect::to(&format!("/pay/{}", session.id())).into_response());
+    if wants_json {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Ok(Redirect::to(&app.config.session_url(id)).into_response())
     }
-    let view = StatusView::new(&session, None).map_err(|e| Failure::Internal(e.to_string()))?;
-    Ok(no_store(Json(view).into_response()))
-}
-
-/// Status answers change every second: no cache may keep them.
-fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }

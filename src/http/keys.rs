@@ -120,14 +120,7 @@ impl ApiKey {
             .map(|u| u.simple().to_string())
             .collect();
         let key = Self(format!("{}_{mode}_{body}", kind.prefix()));
-        let record = KeyRecord {
-            hash: key.hash(),
-            kind,
-            livemode,
-            name: name.into(),
-            permissions: Permissions::new(),
-            revoked: false,
-        };
+        let record = KeyRecord::new(&key, name);
         (key, record)
     }
 
@@ -221,6 +214,29 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
+    /// The record of a key the merchant already has (e.g. one configured in a plugin):
+    /// its hash, kind and mode, no permissions, not revoked.
+    ///
+    /// ```
+    /// use bitcoin_checkout::http::keys::{ApiKey, KeyKind, KeyRecord};
+    ///
+    /// let key = ApiKey::parse("sk_test_0123456789abcdef0123456789abcdef")?;
+    /// let record = KeyRecord::new(&key, "Magento plugin");
+    /// assert_eq!((record.kind, record.livemode), (KeyKind::Secret, false));
+    /// assert_eq!(record.hash, key.hash());
+    /// # Ok::<(), bitcoin_checkout::http::keys::InvalidKey>(())
+    /// ```
+    pub fn new(key: &ApiKey, name: impl Into<String>) -> Self {
+        Self {
+            hash: key.hash(),
+            kind: key.kind(),
+            livemode: key.livemode(),
+            name: name.into(),
+            permissions: Permissions::new(),
+            revoked: false,
+        }
+    }
+
     /// The same record granting `access` on `resource` (restricted keys).
     pub fn grant(mut self, resource: Resource, access: Access) -> Self {
         self.permissions.insert((resource, access));

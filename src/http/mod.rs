@@ -1,19 +1,21 @@
-//! The HTTP layer (feature `http`): a Speed-compatible API router, as an [`axum::Router`] an
-//! application mounts in its own server.
+//! The HTTP layer (feature `http`): a Speed-compatible API router and the hosted payment
+//! page router, each an [`axum::Router`] an application mounts in its own server.
 //!
 //! * [`ApiRouter`]: checkout sessions, payments, checkout and payment links, events, webhook
 //!   endpoints and Speed's `POST /payment-page`, with Speed's conventions (HTTP Basic with the
 //!   key as user name, publishable/secret/restricted keys, test and live mode from the key,
 //!   `{"errors":[…]}` bodies) and Stripe's `Idempotency-Key` on every POST.
-//! * the hosted payment page each session's `url` points at (`{base}/pay/{id}`), which the
-//!   `checkout_page` example serves today; a library router for it is on its way.
+//! * [`PageRouter`](page::PageRouter): the hosted payment page each session's `url` points
+//!   at (`{base}/pay/{id}`, and `{base}/pay/{link id}`, which opens the link), with its
+//!   JSON status and its live status over server-sent events. It needs no key.
 //!
-//! The router runs the synchronous service on tokio's blocking pool; its [`HttpConfig`]'s
+//! The routers run the synchronous service on tokio's blocking pool; its [`HttpConfig`]'s
 //! public base URL makes the sessions' `url`. See docs/http.md.
 
 pub mod api;
 pub mod idempotency;
 pub mod keys;
+pub mod page;
 mod sender;
 
 use std::sync::Arc;

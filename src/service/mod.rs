@@ -92,7 +92,7 @@ impl<S, R, G> Checkout<S, R, G, SystemClock> {
             rates,
             generator,
             clock: SystemClock,
-            ids: Arc::new(RandomIds),
+            ids: Arc::new(RandomIds::new()),
             max_attempts: 32,
             cache: SessionCache::new(DEFAULT_CACHE_SESSIONS),
         }

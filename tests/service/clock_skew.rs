@@ -97,7 +97,7 @@ fn load(store: &impl Store, id: SessionId, step: &str) -> CheckoutSession {
 fn skewed_servers_share_a_session<S: Store>(open: impl Fn() -> S) {
     let ahead_clock = Arc::new(ManualClock::new(t0() + SKEW));
     let behind_clock = Arc::new(ManualClock::new(t0() - SKEW));
-    let ahead = server(open(), Arc::clone(&ahead_clock), RandomIds);
+    let ahead = server(open(), Arc::clone(&ahead_clock), RandomIds::new());
     let behind = server(open(), Arc::clone(&behind_clock), LowIds::default());
     let store = open();
     let advance = |by: Duration| {
@@ -302,7 +302,7 @@ proptest::proptest! {
         let store = Arc::new(MemoryStore::new());
         let ahead_clock = Arc::new(ManualClock::new(t0() + Duration::milliseconds(skew_ahead)));
         let behind_clock = Arc::new(ManualClock::new(t0() - Duration::milliseconds(skew_behind)));
-        let ahead = server(Arc::clone(&store), Arc::clone(&ahead_clock), RandomIds);
+        let ahead = server(Arc::clone(&store), Arc::clone(&ahead_clock), RandomIds::new());
         let behind = server(Arc::clone(&store), Arc::clone(&behind_clock), LowIds::default());
         let params = SessionParams::new(Decimal::from(100), usd()).ttl_secs(TTL_SECS);
         let id = ahead.create(params, None).unwrap().id();

@@ -496,7 +496,7 @@ mod manual_clock {
 }
 
 mod random_ids {
-    bitcoin_checkout::id_source_tests!(bitcoin_checkout::clock::RandomIds);
+    bitcoin_checkout::id_source_tests!(bitcoin_checkout::clock::RandomIds::new());
 }
 
 mod seeded_ids {
@@ -506,7 +506,7 @@ mod seeded_ids {
 #[test]
 fn the_suites_run_whole() {
     ports::run_clock(&SystemClock);
-    ports::run_id_source(&RandomIds);
+    ports::run_id_source(&RandomIds::new());
     ports::run_rate_source(&rate_subject(fixed()));
     ports::run_request_generator(&GeneratorSubject::new(TestRequestGenerator));
 }
@@ -567,7 +567,7 @@ struct Timeless;
 impl IdSource for Timeless {
     fn next_uuid(&self, _now: OffsetDateTime) -> uuid::Uuid {
         // Random bits marked as version 4: never a v7 id (reversed v7 bits could be one).
-        let bits = RandomIds.next_uuid(t0()).as_u128().reverse_bits();
+        let bits = RandomIds::new().next_uuid(t0()).as_u128().reverse_bits();
         uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid()
     }
 }

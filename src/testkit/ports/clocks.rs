@@ -113,6 +113,23 @@ pub fn check_ids_sort_by_time<I: IdSource>(ids: &I) {
     }
 }
 
+/// Ids minted at one millisecond sort in the order they were minted.
+pub fn check_ids_sort_in_minting_order<I: IdSource>(ids: &I) {
+    let name = "check_ids_sort_in_minting_order";
+    let now = OffsetDateTime::UNIX_EPOCH + Duration::seconds(1_767_225_601);
+    let mut last = ids.next_uuid(now);
+    for _ in 0..1_000 {
+        let uuid = ids.next_uuid(now);
+        if uuid <= last {
+            fail(
+                name,
+                format_args!("{uuid} minted at {now} sorts before {last}, minted before it"),
+            );
+        }
+        last = uuid;
+    }
+}
+
 /// Runs every check of the clock suite on `clock`.
 pub fn run_clock<C: Clock>(clock: &C) {
     check_clock_is_monotone(clock);
@@ -124,4 +141,5 @@ pub fn run_id_source<I: IdSource>(ids: &I) {
     check_ids_unique_across_threads(ids);
     check_ids_carry_their_time(ids);
     check_ids_sort_by_time(ids);
+    check_ids_sort_in_minting_order(ids);
 }

@@ -56,7 +56,8 @@ pub use addresses::{
 };
 pub use clocks::{
     check_clock_is_monotone, check_clock_is_utc, check_ids_carry_their_time,
-    check_ids_sort_by_time, check_ids_unique_across_threads, run_clock, run_id_source,
+    check_ids_sort_by_time, check_ids_sort_in_minting_order, check_ids_unique_across_threads,
+    run_clock, run_id_source,
 };
 pub use rates::{
     RateSubject, check_rate_answers_the_pair_asked, check_rate_is_fresh,
@@ -175,7 +176,7 @@ macro_rules! clock_tests {
 ///
 /// ```
 /// mod my_ids {
-///     bitcoin_checkout::id_source_tests!(bitcoin_checkout::clock::RandomIds);
+///     bitcoin_checkout::id_source_tests!(bitcoin_checkout::clock::RandomIds::new());
 /// }
 /// ```
 #[macro_export]
@@ -185,6 +186,7 @@ macro_rules! id_source_tests {
             check_ids_unique_across_threads,
             check_ids_carry_their_time,
             check_ids_sort_by_time,
+            check_ids_sort_in_minting_order,
         );
     };
 }
