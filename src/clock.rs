@@ -104,9 +104,12 @@ impl IdSource for RandomIds {
 }
 
 /// Keeps the ids of one source in minting order within a millisecond: a fresh id of the
-/// last id's millisecond that would sort before it becomes the last id's successor (its 74
-/// random bits plus one). Ids of another millisecond pass unchanged, so every id carries
-/// its time, even when the clock steps back.
+/// last id's millisecond that would sort before it becomes the last id's successor. Of the
+/// 74 random bits of a version 7 UUID, the high 42 are then a counter, one more than the
+/// last id's, and the low 32 stay the fresh id's own random bits, so that the successor of
+/// an id is never simply the id plus one (which other code may also mint, e.g. a quote's
+/// id after its session's newest). Ids of another millisecond pass unchanged, so every id
+/// carries its time, even when the clock steps back.
 #[derive(Debug, Default)]
 struct MintOrder(Mutex<Option<Uuid>>);
 
@@ -119,7 +122,7 @@ impl MintOrder {
         let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let id = match *last {
             Some(prev) if millis_of(prev) == millis_of(fresh) && fresh <= prev => {
-                successor(prev).unwrap_or(fresh)
+                successor(prev, fresh).unwrap_or(fresh)
             }
             _ => fresh,
         };
@@ -133,22 +136,22 @@ fn millis_of(id: Uuid) -> u128 {
     id.as_u128() >> 80
 }
 
-/// The next version 7 UUID of the same millisecond: the 12 bits of `rand_a` and the 62 of
-/// `rand_b` counted as one number (the version and variant bits between them kept), or
-/// `None` when all 74 are ones.
-fn successor(id: Uuid) -> Option<Uuid> {
-    const RAND_B: u128 = (1 << 62) - 1;
+/// The id after `prev` in its millisecond: its counter (the 12 bits of `rand_a` and the
+/// high 30 of `rand_b`, counted as one number over the version and variant bits between
+/// them) plus one, with the low 32 bits of `fresh`; `None` when the counter is full.
+fn successor(prev: Uuid, fresh: Uuid) -> Option<Uuid> {
+    const TAIL: u128 = (1 << 32) - 1;
+    const COUNTER_B: u128 = ((1 << 62) - 1) & !TAIL;
     const RAND_A: u128 = 0xfff << 64;
-    let v = id.as_u128();
-    if v & RAND_B != RAND_B {
-        return Some(Uuid::from_u128(v + 1));
-    }
-    if v & RAND_A == RAND_A {
+    let v = prev.as_u128();
+    let bumped = if v & COUNTER_B != COUNTER_B {
+        v + (1 << 32)
+    } else if v & RAND_A != RAND_A {
+        (v & !COUNTER_B) + (1 << 64)
+    } else {
         return None;
-    }
-    Some(Uuid::from_u128(
-        ((v & !RAND_B) & !RAND_A) | ((v & RAND_A) + (1 << 64)),
-    ))
+    };
+    Some(Uuid::from_u128((bumped & !TAIL) | (fresh.as_u128() & TAIL)))
 }
 
 /// Version 7 UUIDs at the service's time with bits from a seeded sequence (SplitMix64):
@@ -206,20 +209,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn successor_counts_through_rand_b_into_rand_a() {
+    fn successor_counts_above_a_random_tail() {
         let id = uuid::Builder::from_unix_timestamp_millis(7, &[0; 10]).into_uuid();
-        let next = successor(id).unwrap();
-        assert_eq!(next.as_u128(), id.as_u128() + 1);
-        // rand_b full: the carry goes into rand_a, over the variant bits.
-        let full_b = Uuid::from_u128(id.as_u128() | ((1 << 62) - 1));
-        let carried = successor(full_b).unwrap();
+        let fresh = Uuid::from_u128(id.as_u128() | 0xdead_beef);
+        let next = successor(id, fresh).unwrap();
+        assert_eq!(next.as_u128(), id.as_u128() + (1 << 32) + 0xdead_beef);
+        // The counter's rand_b part full: the carry goes into rand_a, over the variant bits.
+        let full_b = Uuid::from_u128(id.as_u128() | (((1 << 62) - 1) & !((1 << 32) - 1)));
+        let carried = successor(full_b, fresh).unwrap();
         assert!(carried > full_b);
         assert_eq!(carried.get_version_num(), 7);
         assert_eq!(carried.get_variant(), uuid::Variant::RFC4122);
         assert_eq!(millis_of(carried), 7);
-        // All 74 bits full: no successor in this millisecond.
+        assert_eq!(carried.as_u128() & 0xffff_ffff, 0xdead_beef);
+        // The whole counter full: no successor in this millisecond.
         let full = Uuid::from_u128(full_b.as_u128() | (0xfff << 64));
-        assert_eq!(successor(full), None);
+        assert_eq!(successor(full, fresh), None);
+    }
+
+    #[test]
+    fn a_successor_is_never_the_last_id_plus_one() {
+        let order = MintOrder::new();
+        let first = uuid::Builder::from_unix_timestamp_millis(9, &[0x80; 10]).into_uuid();
+        assert_eq!(order.after(first), first);
+        let low = uuid::Builder::from_unix_timestamp_millis(9, &[0x01; 10]).into_uuid();
+        let next = order.after(low);
+        assert!(next > first);
+        assert_ne!(next.as_u128(), first.as_u128() + 1);
     }
 
     #[test]

@@ -143,7 +143,7 @@ fn pay_in_two_parts(s: &Session, base: &str, out: &Path) -> Result<(), String> {
         logo.as_u64().unwrap_or(0) > 0,
         "the title image did not load: {logo}"
     );
-    let svg = wait_for("the QR code", WAIT, || qr_svg(s))?;
+    wait_for("the QR code", WAIT, || qr_svg(s))?;
     let uri = uri_field(s)?;
     ensure!(
         uri.starts_with("bitcoin:BCRT1QTEST")
@@ -151,7 +151,7 @@ fn pay_in_two_parts(s: &Session, base: &str, out: &Path) -> Result<(), String> {
             && uri.contains("lightning=LNTEST25000000N1"),
         "unexpected URI for 25,000 sats: {uri}"
     );
-    let decoded = decode_qr_svg(&svg)?;
+    let decoded = decode_page_qr(s)?;
     ensure!(
         decoded == uri,
         "the QR code says {decoded:?}, the field {uri:?}"
@@ -230,7 +230,8 @@ fn pay_in_two_parts(s: &Session, base: &str, out: &Path) -> Result<(), String> {
         new_uri.contains("lightning=LNTEST12500000N1"),
         "the new invoice is not for 12,500 sats: {new_uri}"
     );
-    let decoded = decode_qr_svg(&qr_svg(s)?)?;
+    qr_svg(s)?;
+    let decoded = decode_page_qr(s)?;
     ensure!(
         decoded == new_uri,
         "the QR code still shows {decoded:?}, the field {new_uri:?}"
@@ -683,62 +684,54 @@ fn countdown_secs(text: &str) -> Result<u64, String> {
     }
 }
 
-/// Reads the QR code back from the page's SVG: the qrcode crate draws each dark module as
-/// `M{x} {y}h{n}v{n}H…V…` in a path, with a `viewBox` of the whole symbol; rqrr decodes a
-/// bitmap of those modules. This proves the code on screen carries the URI in the field.
-fn decode_qr_svg(svg: &str) -> Result<String, String> {
-    let attr = |tag: &str, name: &str| -> Result<String, String> {
-        let start = svg
-            .find(tag)
-            .ok_or_else(|| format!("no {tag} in the svg"))?;
-        let rest = &svg[start..];
-        let key = format!(" {name}=\"");
-        let from = rest
-            .find(&key)
-            .ok_or_else(|| format!("no {name} on {tag}"))?
-            + key.len();
-        let len = rest[from..].find('"').ok_or("unterminated attribute")?;
-        Ok(rest[from..from + len].to_owned())
-    };
-    let size: usize = attr("<svg", "viewBox")?
-        .split_whitespace()
-        .nth(2)
-        .and_then(|w| w.parse().ok())
-        .ok_or("bad viewBox")?;
-    let d = attr("<path", "d")?;
-    let mut squares = Vec::new();
-    for part in d.split('M').filter(|p| !p.is_empty()) {
-        let (xy, rest) = part
-            .split_once('h')
-            .ok_or_else(|| format!("unexpected path segment {part:?}"))?;
-        let (x, y) = xy.split_once(' ').ok_or("bad move")?;
-        let module: usize = rest
-            .split('v')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .ok_or("bad module size")?;
-        let parse = |n: &str| {
-            n.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("bad coordinate {n:?}"))
-        };
-        squares.push((parse(x)?, parse(y)?, module));
+/// The QR code the page shows, as the browser draws it: Chromium rasterizes the page's
+/// inline SVG onto a canvas (4 pixels a module) and rqrr decodes those pixels. Nothing
+/// here reads the SVG's path itself.
+fn decode_page_qr(s: &Session) -> Result<String, String> {
+    const PX: u32 = 4;
+    let drawn = s
+        .execute_async(
+            "const [px, done] = arguments; \
+             const svg = document.querySelector('#qr svg'); \
+             if (!svg) { done({ error: 'no QR code on the page' }); return; } \
+             const side = svg.viewBox.baseVal.width, n = side * px; \
+             const img = new Image(); \
+             img.onload = () => { \
+               const c = document.createElement('canvas'); c.width = n; c.height = n; \
+               const g = c.getContext('2d'); g.fillStyle = '#fff'; g.fillRect(0, 0, n, n); \
+               g.drawImage(img, 0, 0, n, n); \
+               const d = g.getImageData(0, 0, n, n).data; let bits = ''; \
+               for (let i = 0; i < n * n; i++) bits += d[4 * i] < 128 ? '1' : '0'; \
+               done({ n, bits }); }; \
+             img.onerror = () => done({ error: 'the SVG does not load as an image' }); \
+             img.src = 'data:image/svg+xml;base64,' + \
+               btoa(new XMLSerializer().serializeToString(svg));",
+            &[serde_json::json!(PX)],
+        )
+        .map_err(|e| e.to_string())?;
+    if let Some(error) = drawn.get("error").and_then(|e| e.as_str()) {
+        return Err(error.to_owned());
     }
-    let module = squares.first().map(|s| s.2).ok_or("no dark modules")?;
-    let n = size / module;
-    let mut dark = vec![false; n * n];
-    for (x, y, _) in squares {
-        if let Some(cell) = dark.get_mut(y / module * n + x / module) {
-            *cell = true;
-        }
+    let n = drawn
+        .get("n")
+        .and_then(Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or("no size from the canvas")?;
+    let bits = drawn
+        .get("bits")
+        .and_then(|b| b.as_str())
+        .ok_or("no pixels from the canvas")?
+        .as_bytes();
+    if bits.len() != n * n {
+        return Err(format!("{} pixels for a {n}×{n} canvas", bits.len()));
     }
-    // Four pixels a module is plenty for a synthetic, perfectly sharp image.
-    let px = 4;
-    let mut image = rqrr::PreparedImage::prepare_from_greyscale(n * px, n * px, |x, y| {
-        if dark[y / px * n + x / px] { 0 } else { 255 }
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(n, n, |x, y| {
+        if bits[y * n + x] == b'1' { 0 } else { 255 }
     });
     let grids = image.detect_grids();
-    let grid = grids.first().ok_or("rqrr found no QR code in the svg")?;
+    let grid = grids
+        .first()
+        .ok_or("rqrr found no QR code in the drawn SVG")?;
     grid.decode()
         .map(|(_, text)| text)
         .map_err(|e| format!("the QR code does not decode: {e:?}"))

@@ -22,28 +22,54 @@ fn decode_bitmap(width: usize, height: usize, light: impl Fn(usize, usize) -> bo
     content
 }
 
-/// Rasterizes the SVG `render_svg` writes: a white rect and one path of `M x yhwvhHxVy` squares.
+/// Rasterizes the SVG `render_svg` writes, one pixel a module: a white square, then one
+/// path whose segments are `M x y.5` (absolute) or `m dx 0` (relative) moves each followed
+/// by `h len`, a dark run of `len` modules stroked along the middle of row `y`.
 fn decode_svg(svg: &str) -> String {
-    let attr = |name: &str| -> &str {
-        let start = svg.find(&format!("{name}=\"")).expect("attribute") + name.len() + 2;
-        &svg[start..start + svg[start..].find('"').expect("closing quote")]
-    };
-    let size: usize = attr("width").parse().expect("numeric width");
+    let view_box = svg.split("viewBox=\"").nth(1).expect("viewBox");
+    let size: usize = view_box
+        .split([' ', '"'])
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .expect("numeric viewBox");
+    let d = svg
+        .split("stroke=\"#000\" d=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the stroked path");
     let mut dark = vec![false; size * size];
-    for square in attr("d").split('M').filter(|s| !s.is_empty()) {
-        let nums: Vec<usize> = square
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().expect("number"))
-            .collect();
-        let (left, top, w, h) = (nums[0], nums[1], nums[2], nums[3]);
-        for y in top..top + h {
-            for x in left..left + w {
-                dark[y * size + x] = true;
+    let (mut x, mut y) = (0_usize, 0_usize);
+    let mut rest = d;
+    while let Some(command) = rest.chars().next() {
+        let body_end = rest[1..]
+            .find(|c: char| c.is_ascii_alphabetic())
+            .map_or(rest.len(), |i| i + 1);
+        let args: Vec<&str> = rest[1..body_end].split(' ').collect();
+        match command {
+            'M' => {
+                x = args[0].parse().expect("x");
+                y = args[1]
+                    .strip_suffix(".5")
+                    .expect("row middle")
+                    .parse()
+                    .expect("y");
             }
+            'm' => {
+                assert_eq!(args[1], "0", "moves stay on their row");
+                x += args[0].parse::<usize>().expect("dx");
+            }
+            'h' => {
+                let len: usize = args[0].parse().expect("len");
+                for cell in &mut dark[y * size + x..y * size + x + len] {
+                    *cell = true;
+                }
+                x += len;
+            }
+            other => panic!("unexpected path command {other:?}"),
         }
+        rest = &rest[body_end..];
     }
-    decode_bitmap(size, size, |x, y| !dark[y * size + x])
+    decode_bitmap(size * 4, size * 4, |px, py| !dark[py / 4 * size + px / 4])
 }
 
 /// Reads `render_terminal` output back into modules (a block is a light module) and decodes

@@ -351,6 +351,16 @@ impl Session<'_> {
         )
     }
 
+    /// Runs an asynchronous script with arguments: it ends by calling its last argument
+    /// with the result.
+    pub fn execute_async(&self, script: &str, args: &[Value]) -> Result<Value> {
+        self.call(
+            "POST",
+            "/execute/async",
+            Some(&json!({ "script": script, "args": args })),
+        )
+    }
+
     pub fn source(&self) -> Result<String> {
         let v = self.call("GET", "/source", None)?;
         Ok(v.as_str().unwrap_or_default().to_owned())

@@ -25,11 +25,16 @@
 //! # Ok::<(), bitcoin_checkout::request::RequestError>(())
 //! ```
 
-use qrcode::render::{svg, unicode};
+mod line;
+mod svg;
+mod symbol;
+
+use qrcode::render::unicode;
 use qrcode::types::QrError;
-use qrcode::{EcLevel, QrCode, Version};
+use qrcode::{EcLevel, QrCode};
 
 use crate::request::RequestError;
+use symbol::Symbol;
 
 /// Light margin around every code, in modules (the QR standard's minimum).
 pub const QUIET_ZONE_MODULES: u32 = 4;
@@ -51,31 +56,19 @@ pub struct SymbolInfo {
 
 /// The version and size of the code [`render_svg`] and the others draw for `data`.
 pub fn symbol_info(data: &str) -> Result<SymbolInfo, RequestError> {
-    let code = encode(data)?;
-    let version = match code.version() {
-        Version::Normal(v) | Version::Micro(v) => u8::try_from(v).unwrap_or(u8::MAX),
-    };
+    let symbol = encode_symbol(data)?;
     Ok(SymbolInfo {
-        version,
-        modules: u32::try_from(code.width()).unwrap_or(u32::MAX),
+        version: symbol.version(),
+        modules: u32::try_from(symbol.width()).unwrap_or(u32::MAX),
     })
 }
 
-/// An SVG image (black on white, 8 px a module, with a `viewBox`), without the `<?xml …?>`
-/// prolog so it can be inlined in HTML; CSS `width`/`height` scale it without blur.
+/// An SVG image (black on white, 8 px a module, with a `viewBox` in modules), without the
+/// `<?xml …?>` prolog so it can be inlined in HTML; CSS `width`/`height` scale it without
+/// blur. The dark modules are one path (a stroke along each run of them), a few times
+/// smaller than one square per module.
 pub fn render_svg(data: &str) -> Result<String, RequestError> {
-    let image = encode(data)?
-        .render::<svg::Color<'_>>()
-        .quiet_zone(true)
-        .module_dimensions(SVG_MODULE_PX, SVG_MODULE_PX)
-        .dark_color(svg::Color("#000000"))
-        .light_color(svg::Color("#ffffff"))
-        .build();
-    // The renderer always starts with the prolog; an inline <svg> in HTML must not.
-    Ok(match image.find("<svg") {
-        Some(start) => image[start..].to_owned(),
-        None => image,
-    })
+    Ok(svg::render(&encode_symbol(data)?))
 }
 
 /// The code as text for a terminal, two modules per character (`▀ ▄ █`).
@@ -117,10 +110,20 @@ pub fn render_png(data: &str, module_px: u32) -> Result<Vec<u8>, RequestError> {
     Ok(png)
 }
 
-/// The smallest level-M code holding `data`.
+/// The smallest level-M code holding `data`, as `qrcode` draws it (the terminal and PNG
+/// renderers, which are not on a page's hot path).
 fn encode(data: &str) -> Result<QrCode, RequestError> {
-    QrCode::with_error_correction_level(data.as_bytes(), EcLevel::M).map_err(|e| match e {
+    QrCode::with_error_correction_level(data.as_bytes(), EcLevel::M).map_err(qr_error)
+}
+
+/// The same symbol, with the mask chosen by the faster scorer of [`symbol`].
+fn encode_symbol(data: &str) -> Result<Symbol, RequestError> {
+    Symbol::encode(data.as_bytes()).map_err(qr_error)
+}
+
+fn qr_error(e: QrError) -> RequestError {
+    match e {
         QrError::DataTooLong => RequestError::QrDataTooLong,
         other => RequestError::QrEncoding(other.to_string()),
-    })
+    }
 }
