@@ -34,6 +34,7 @@
 //! Stores are synchronous and `Send + Sync`; the async facade of the service runs them on
 //! blocking threads (see `docs/adr/0002-sync-ports-async-facade.md`).
 
+mod event_rows;
 mod link_query;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod list_sql;

@@ -9,7 +9,7 @@
 //! | [`PaymentRow`] | (`session_id`, `id`) | `payment_hash` (its invoice's, for lookups), `body` (Speed's payment JSON) |
 //! | [`TransferRow`] | `key` (`<hash>` or `<txid>:<vout>`) | `session_id`, `body` (the transfer's JSON) |
 //! | lookups | invoice hash, on-chain address, transfer key | `session_id`; the first session to claim a key keeps it |
-//! | [`EventRow`] | a store-wide sequence number | `id`, `session_id`, `created`, `event_type`, `body` ([`Event::to_json`]) |
+//! | [`EventRow`] | a store-wide sequence number | `id`, `session_id`, `created`, `event_type`, `body` ([`Event::to_json`]), `carrier` and `part` (thin rows: where the object is) |
 //! | [`IdempotencyRow`] | `key` | `request`, `session_id`, `created` |
 //! | [`LinkRow`] | `id` | `version`, `created`, `kind` and `livemode` (for the link listing), `body` (the [`Link`] as JSON) |
 //!
@@ -109,8 +109,14 @@ pub struct EventRow {
     pub created: i64,
     /// Its type, e.g. `checkout_session.paid`.
     pub event_type: String,
-    /// [`Event::to_json`].
+    /// [`Event::to_json`]; for a thin row (with a `carrier`), the envelope with
+    /// `"object": null`.
     pub body: String,
+    /// The event of the same commit whose body holds this one's object (`None`: its own).
+    pub carrier: Option<String>,
+    /// With a carrier: the payment of the carrier's session that is this event's object
+    /// (`None`: the carrier's whole object).
+    pub part: Option<String>,
 }
 
 impl EventRow {
@@ -122,7 +128,16 @@ impl EventRow {
             created: millis::to_millis(event.created),
             event_type: event.event_type.as_str().to_owned(),
             body: event.to_json(),
+            carrier: None,
+            part: None,
         }
+    }
+
+    /// The rows of one commit's events, filed under `session_id`: the first event of each
+    /// object keeps it, the others are thin and name it (see the module docs of
+    /// `store::event_rows`).
+    pub fn for_commit(events: &[Event], session_id: Option<&str>) -> Vec<Self> {
+        super::event_rows::commit_event_rows(events, session_id)
     }
 }
 
@@ -188,11 +203,7 @@ impl CommitRows {
             payments,
             transfers,
             address: s.onchain_address().map(str::to_owned),
-            events: commit
-                .events
-                .iter()
-                .map(|e| EventRow::new(e, Some(&id)))
-                .collect(),
+            events: EventRow::for_commit(&commit.events, Some(&id)),
         })
     }
 }

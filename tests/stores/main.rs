@@ -26,3 +26,4 @@ mod sqlite_processes;
 mod store_concurrency;
 mod store_conformance;
 mod stress;
+mod thin_events;

@@ -80,6 +80,8 @@ struct EventColumns {
     ids: Vec<String>,
     created: Vec<i64>,
     bodies: Vec<String>,
+    carriers: Vec<Option<String>>,
+    parts: Vec<Option<String>>,
 }
 
 impl EventColumns {
@@ -88,11 +90,15 @@ impl EventColumns {
             ids: Vec::with_capacity(events.len()),
             created: Vec::with_capacity(events.len()),
             bodies: Vec::with_capacity(events.len()),
+            carriers: Vec::with_capacity(events.len()),
+            parts: Vec::with_capacity(events.len()),
         };
         for e in events {
             columns.ids.push(e.id);
             columns.created.push(e.created);
             columns.bodies.push(e.body);
+            columns.carriers.push(e.carrier);
+            columns.parts.push(e.part);
         }
         columns
     }
@@ -112,7 +118,7 @@ impl LinkCommitRows {
         Ok(Self {
             row: LinkRow::new(&c.link)?,
             expected_version: c.expected_version.map(|v| i64::try_from(v).ok()),
-            events: EventColumns::new(c.events.iter().map(|e| EventRow::new(e, None)).collect()),
+            events: EventColumns::new(EventRow::for_commit(&c.events, None)),
             sessions: c
                 .sessions
                 .iter()
@@ -277,7 +283,14 @@ impl Conn {
             self.exec(SQL_ADVISORY_LOCK, &[&key]).await?;
             self.exec(
                 SQL_INSERT_EVENTS,
-                &[&session_id, &e.ids, &e.created, &e.bodies],
+                &[
+                    &session_id,
+                    &e.ids,
+                    &e.created,
+                    &e.bodies,
+                    &e.carriers,
+                    &e.parts,
+                ],
             )
             .await?;
         }

@@ -75,6 +75,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_postgres::Config;
 
+use super::event_rows::FetchedEvent;
 use super::list_sql::{Dialect, list_statement};
 use super::rows::{self, CommitRows, IdempotencyRow};
 use super::{
@@ -499,11 +500,8 @@ impl PostgresStore {
     }
 }
 
-fn decode_events(events: Vec<(i64, String)>) -> Result<Vec<StoredEvent>, StoreError> {
-    events
-        .iter()
-        .map(|(seq, body)| rows::decode_event(*seq, body))
-        .collect()
+fn decode_events(events: Vec<FetchedEvent>) -> Result<Vec<StoredEvent>, StoreError> {
+    events.iter().map(FetchedEvent::decode).collect()
 }
 
 impl crate::request::AddressIndex for PostgresStore {

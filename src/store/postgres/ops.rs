@@ -11,6 +11,7 @@ use super::sql::*;
 use super::unexpected;
 use crate::session::CheckoutSession;
 use crate::store::StoreError;
+use crate::store::event_rows::FetchedEvent;
 use crate::store::list_sql::ListParam;
 use crate::store::rows::{self, IdempotencyRow};
 
@@ -106,7 +107,7 @@ pub(super) enum Out {
     Sessions(Vec<SessionRows>),
     Id(Option<String>),
     Ids(Vec<String>),
-    Events(Vec<(i64, String)>),
+    Events(Vec<FetchedEvent>),
     Idempotency(Option<IdempotencyRow>),
     Index(i64),
     /// A descriptor's reservation counter, if it has one.
@@ -359,13 +360,17 @@ fn bind(params: &[ListParam]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
-fn event_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<(i64, String)>, Failure> {
+fn event_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<FetchedEvent>, Failure> {
+    let pg = |e| Failure::Pg(e, false);
     rows.into_iter()
         .map(|r| {
-            Ok((
-                r.try_get(0).map_err(|e| Failure::Pg(e, false))?,
-                r.try_get(1).map_err(|e| Failure::Pg(e, false))?,
-            ))
+            Ok(FetchedEvent {
+                seq: r.try_get(0).map_err(pg)?,
+                body: r.try_get(1).map_err(pg)?,
+                carrier: r.try_get(2).map_err(pg)?,
+                part: r.try_get(3).map_err(pg)?,
+                carrier_body: r.try_get(4).map_err(pg)?,
+            })
         })
         .collect()
 }

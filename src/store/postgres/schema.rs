@@ -200,6 +200,15 @@ CREATE INDEX links_by_created ON links (created, id);
 CREATE INDEX links_by_kind ON links (kind, livemode, created, id);
 "#,
     ),
+    // Thin events (store::event_rows): an event whose object another event of its commit
+    // holds names that event (`carrier`) and, for a payment of the carried session, the
+    // payment (`part`); its body keeps the envelope only. Older rows have neither.
+    (
+        9,
+        r#"
+ALTER TABLE events ADD COLUMN carrier TEXT NULL, ADD COLUMN part TEXT NULL;
+"#,
+    ),
 ];
 
 impl Conn {

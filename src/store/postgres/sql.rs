@@ -2,6 +2,8 @@
 
 use tokio_postgres::types::ToSql;
 
+use crate::store::event_rows::event_columns;
+
 /// What every session read selects: its row, its payments and its transfers, in one
 /// statement (one snapshot, so a transfer never arrives without its payment).
 macro_rules! session_columns {
@@ -22,16 +24,18 @@ pub(super) const SQL_FIND_PAYMENT: &str =
     "SELECT session_id FROM payments WHERE id = $1 ORDER BY session_id LIMIT 1";
 /// From the `events_by_id` index (migration 8).
 pub(super) const SQL_EVENT: &str =
-    "SELECT seq, body FROM events WHERE id = $1 ORDER BY seq LIMIT 1";
+    concat!(event_columns!(), "WHERE e.id = $1 ORDER BY e.seq LIMIT 1");
 pub(super) const SQL_DUE: &str =
     "SELECT id FROM sessions WHERE wake_at <= $1 ORDER BY wake_at, id LIMIT $2";
 pub(super) const SQL_EVENTS_AFTER: &str =
-    "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
-pub(super) const SQL_EVENTS_BEFORE: &str =
-    "SELECT seq, body FROM events WHERE seq < $1 ORDER BY seq DESC LIMIT $2";
-pub(super) const SQL_LAST_EVENTS: &str = "SELECT seq, body FROM events ORDER BY seq DESC LIMIT $1";
+    concat!(event_columns!(), "WHERE e.seq > $1 ORDER BY e.seq LIMIT $2");
+pub(super) const SQL_EVENTS_BEFORE: &str = concat!(
+    event_columns!(),
+    "WHERE e.seq < $1 ORDER BY e.seq DESC LIMIT $2"
+);
+pub(super) const SQL_LAST_EVENTS: &str = concat!(event_columns!(), "ORDER BY e.seq DESC LIMIT $1");
 pub(super) const SQL_SESSION_EVENTS: &str =
-    "SELECT seq, body FROM events WHERE session_id = $1 ORDER BY seq";
+    concat!(event_columns!(), "WHERE e.session_id = $1 ORDER BY e.seq");
 pub(super) const SQL_RESERVE_INDEX: &str = "INSERT INTO address_index (descriptor, next) VALUES ($1, 1) \
      ON CONFLICT (descriptor) DO UPDATE SET next = address_index.next + 1 RETURNING next - 1";
 pub(super) const SQL_RESERVED_INDEX: &str = "SELECT next FROM address_index WHERE descriptor = $1";
@@ -84,9 +88,10 @@ pub(super) const SQL_FOREIGN_ADDRESS: &str =
 pub(super) const SQL_INDEX_ADDRESS: &str = "INSERT INTO addresses (address, session_id) VALUES ($2, $1) \
      ON CONFLICT (address) DO NOTHING";
 pub(super) const SQL_ADVISORY_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
-pub(super) const SQL_INSERT_EVENTS: &str = "INSERT INTO events (seq, id, session_id, created, body) \
-     SELECT last.seq + u.n, u.id, $1::text, u.created, u.body \
-     FROM unnest($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS u(id, created, body, n), \
+pub(super) const SQL_INSERT_EVENTS: &str = "INSERT INTO events (seq, id, session_id, created, body, carrier, part) \
+     SELECT last.seq + u.n, u.id, $1::text, u.created, u.body, u.carrier, u.part \
+     FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]) \
+          WITH ORDINALITY AS u(id, created, body, carrier, part, n), \
           (SELECT COALESCE(MAX(seq), 0) AS seq FROM events) AS last";
 
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];

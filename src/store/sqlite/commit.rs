@@ -162,10 +162,20 @@ where
 /// commit order: SQLite has one writer at a time).
 pub(super) fn insert_event(tx: &Transaction<'_>, e: &EventRow) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT INTO events (id, session_id, created, event_type, body)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO events (id, session_id, created, event_type, body, carrier, part)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
-    .and_then(|mut stmt| stmt.execute(params![e.id, e.session_id, e.created, e.event_type, e.body]))
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            e.id,
+            e.session_id,
+            e.created,
+            e.event_type,
+            e.body,
+            e.carrier,
+            e.part
+        ])
+    })
     .map_err(backend)?;
     Ok(())
 }

@@ -36,11 +36,7 @@ impl LinkStore for SqliteStore {
     /// new row: none of them ever changes.
     fn commit_link(&self, commit: &LinkCommit) -> Result<(), StoreError> {
         let row = LinkRow::new(&commit.link)?;
-        let events: Vec<EventRow> = commit
-            .events
-            .iter()
-            .map(|e| EventRow::new(e, None))
-            .collect();
+        let events = EventRow::for_commit(&commit.events, None);
         let sessions = commit
             .sessions
             .iter()

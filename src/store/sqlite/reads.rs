@@ -8,6 +8,7 @@ use crate::hash::PaymentHash;
 use crate::id::{EventId, PaymentId, SessionId};
 use crate::json::millis::to_millis;
 use crate::session::CheckoutSession;
+use crate::store::event_rows::{self, event_columns};
 use crate::store::list_sql::{Dialect, ListParam, list_statement};
 use crate::store::rows::{self, CommitRows, IdempotencyRow};
 use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
@@ -86,21 +87,25 @@ fn event_rows(
     let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
     let rows = stmt
         .query_map(params, |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            Ok(event_rows::FetchedEvent {
+                seq: row.get(0)?,
+                body: row.get(1)?,
+                carrier: row.get(2)?,
+                part: row.get(3)?,
+                carrier_body: row.get(4)?,
+            })
         })
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;
-    rows.iter()
-        .map(|(seq, body)| rows::decode_event(*seq, body))
-        .collect()
+    rows.iter().map(event_rows::FetchedEvent::decode).collect()
 }
 
 /// The statement of [`Store::find_by_payment`]: from the `payments_by_id` index.
 const SQL_FIND_PAYMENT: &str =
     "SELECT session_id FROM payments WHERE id = ?1 ORDER BY session_id LIMIT 1";
 /// The statement of [`Store::event`]: from the `events_by_id` index.
-const SQL_EVENT: &str = "SELECT seq, body FROM events WHERE id = ?1 ORDER BY seq LIMIT 1";
+const SQL_EVENT: &str = concat!(event_columns!(), "WHERE e.id = ?1 ORDER BY e.seq LIMIT 1");
 
 fn find_session(conn: &Connection, sql: &str, key: &str) -> Result<Option<SessionId>, StoreError> {
     let found = conn
@@ -225,7 +230,10 @@ impl Store for SqliteStore {
         self.with_conn(|conn| {
             event_rows(
                 conn,
-                "SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq ASC LIMIT ?2",
+                concat!(
+                    event_columns!(),
+                    "WHERE e.seq > ?1 ORDER BY e.seq ASC LIMIT ?2"
+                ),
                 params![after, limit_i64(limit)],
             )
         })
@@ -242,12 +250,15 @@ impl Store for SqliteStore {
         self.with_conn(|conn| match before {
             Some(before) => event_rows(
                 conn,
-                "SELECT seq, body FROM events WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2",
+                concat!(
+                    event_columns!(),
+                    "WHERE e.seq < ?1 ORDER BY e.seq DESC LIMIT ?2"
+                ),
                 params![before, limit],
             ),
             None => event_rows(
                 conn,
-                "SELECT seq, body FROM events ORDER BY seq DESC LIMIT ?1",
+                concat!(event_columns!(), "ORDER BY e.seq DESC LIMIT ?1"),
                 params![limit],
             ),
         })
@@ -263,7 +274,10 @@ impl Store for SqliteStore {
         self.with_conn(|conn| {
             event_rows(
                 conn,
-                "SELECT seq, body FROM events WHERE session_id = ?1 ORDER BY seq ASC",
+                concat!(
+                    event_columns!(),
+                    "WHERE e.session_id = ?1 ORDER BY e.seq ASC"
+                ),
                 [&id],
             )
         })

@@ -215,6 +215,16 @@ CREATE INDEX links_by_kind ON links (kind, livemode, created, id);
 "#,
         None,
     ),
+    // 8: thin events (store::event_rows): an event whose object another event of its
+    // commit holds names that event (`carrier`) and, for a payment of the carried session,
+    // the payment (`part`); its body keeps the envelope only. Older rows have neither.
+    (
+        r#"
+ALTER TABLE events ADD COLUMN carrier TEXT;
+ALTER TABLE events ADD COLUMN part TEXT;
+"#,
+        None,
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.
