@@ -365,6 +365,37 @@ fn no_simulate_controls(s: &Session, base: &str, out: &Path) -> Result<(), Strin
     );
     save(out, "no-simulate.png", &s.screenshot()?)?;
 
+    // On a phone's width (390 CSS px): one column, nothing wider than the screen, the QR
+    // code still large enough to scan.
+    s.set_window_size(390, 844)?;
+    let fit = wait_for("the page to fit a phone's width", WAIT, || {
+        let v = s.execute(
+            "const qr = document.querySelector('#qr svg').getBoundingClientRect(); \
+             return { inner: window.innerWidth, scroll: document.documentElement.scrollWidth, \
+                      qr: qr.width, left: qr.left, right: qr.right };",
+            &[],
+        )?;
+        let n = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        ensure!(
+            n("inner") <= 420.0,
+            "the window is still {} px wide",
+            n("inner")
+        );
+        Ok(v)
+    })?;
+    let n = |k: &str| fit[k].as_f64().unwrap_or(f64::NAN);
+    ensure!(
+        n("scroll") <= n("inner"),
+        "the page scrolls sideways on a phone: {} px wide in a {} px window",
+        n("scroll"),
+        n("inner")
+    );
+    ensure!(
+        n("qr") >= 200.0 && n("left") >= 0.0 && n("right") <= n("inner"),
+        "the QR code on a phone: {fit}"
+    );
+    save(out, "phone.png", &s.screenshot()?)?;
+
     let agent = webdriver::agent(Duration::from_secs(10));
     let response = agent
         .post(&format!("{pay_url}/simulate"))

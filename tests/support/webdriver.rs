@@ -361,6 +361,16 @@ impl Session<'_> {
         )
     }
 
+    /// Resizes the browser window (CSS pixels of the outer window).
+    pub fn set_window_size(&self, width: u32, height: u32) -> Result<()> {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(&json!({ "width": width, "height": height })),
+        )?;
+        Ok(())
+    }
+
     pub fn source(&self) -> Result<String> {
         let v = self.call("GET", "/source", None)?;
         Ok(v.as_str().unwrap_or_default().to_owned())
