@@ -375,25 +375,20 @@ fn no_simulate_controls(s: &Session, base: &str, out: &Path) -> Result<(), Strin
                       qr: qr.width, left: qr.left, right: qr.right };",
             &[],
         )?;
-        let n = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-        ensure!(
-            n("inner") <= 420.0,
-            "the window is still {} px wide",
-            n("inner")
-        );
+        let inner = v["inner"].as_f64().unwrap_or(f64::NAN);
+        let narrow = inner <= 420.0;
+        ensure!(narrow, "the window is still {inner} px wide");
         Ok(v)
     })?;
     let n = |k: &str| fit[k].as_f64().unwrap_or(f64::NAN);
+    let (inner, scroll) = (n("inner"), n("scroll"));
+    let no_sideways_scroll = scroll <= inner;
     ensure!(
-        n("scroll") <= n("inner"),
-        "the page scrolls sideways on a phone: {} px wide in a {} px window",
-        n("scroll"),
-        n("inner")
+        no_sideways_scroll,
+        "the page scrolls sideways on a phone: {scroll} px wide in a {inner} px window"
     );
-    ensure!(
-        n("qr") >= 200.0 && n("left") >= 0.0 && n("right") <= n("inner"),
-        "the QR code on a phone: {fit}"
-    );
+    let qr_fits = n("qr") >= 200.0 && n("left") >= 0.0 && n("right") <= inner;
+    ensure!(qr_fits, "the QR code on a phone: {fit}");
     save(out, "phone.png", &s.screenshot()?)?;
 
     let agent = webdriver::agent(Duration::from_secs(10));
