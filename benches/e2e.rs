@@ -16,7 +16,8 @@
 //! (it must stay below the server's, or it would be the bottleneck), bytes of SQLite file
 //! per session, and beside each HTTP row the same operations in-process with one caller
 //! (`create`, `get` with the QR render for the page, `record_transfer`, `get`): the ratio
-//! is what HTTP costs.
+//! is what HTTP costs. The API cycle also runs through `AsyncCheckout` in-process, against
+//! the sync calls.
 //!
 //! `cargo bench --bench e2e --features http,runner,sqlite`; `E2E_SECS=<n>` per run
 //! (default 5). `E2E_BASELINE=<path to another checkout_page binary>` runs the page
@@ -341,6 +342,64 @@ fn run_in_process<S: Store + 'static>(c: &DynCheckout<S>, kind: Kind, tick: f64)
     collect(vec![out], wall, cpu, 0.0)
 }
 
+/// The API cycle through `AsyncCheckout` on a 2-worker tokio runtime, one caller: what
+/// the async facade adds to the sync calls (a trip to the blocking pool per call, unless
+/// the service never blocks).
+fn run_in_process_async<S: Store + 'static>(c: DynCheckout<S>, tick: f64) -> Run {
+    use bitcoin_checkout::service::AsyncCheckout;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = AsyncCheckout::new(c);
+    let usd = Currency::from_code("USD").unwrap();
+    rt.block_on(async {
+        let cycle = |n: u64| {
+            let a = a.clone();
+            async move {
+                let mut steps = [Duration::ZERO; 4];
+                let t = Instant::now();
+                let params = SessionParams::new(Decimal::new(2_500, 2), usd)
+                    .payment_methods([PaymentMethod::Lightning, PaymentMethod::Onchain]);
+                let key = format!("e2e-async-{n}");
+                let s = a.create(params, Some(&key)).await.unwrap();
+                steps[0] = t.elapsed();
+                let t = Instant::now();
+                let s = a.get(s.id()).await.unwrap();
+                let quote = s.open_payment().unwrap().clone();
+                steps[1] = t.elapsed();
+                let t = Instant::now();
+                let report = TransferReport::lightning(
+                    TestRequestGenerator::payment_hash(quote.id()),
+                    quote.target_msats(),
+                );
+                a.record_transfer(report).await.unwrap();
+                steps[2] = t.elapsed();
+                let t = Instant::now();
+                while a.get(s.id()).await.unwrap().status() != SessionStatus::Paid {}
+                steps[3] = t.elapsed();
+                steps
+            }
+        };
+        for n in 0..20 {
+            cycle(u64::MAX - n).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(secs());
+        let cpu0 = cpu_secs("self", tick);
+        let started = Instant::now();
+        let mut out = Vec::new();
+        let mut n = 0;
+        while Instant::now() < deadline {
+            out.push(cycle(n).await);
+            n += 1;
+        }
+        let wall = started.elapsed();
+        let cpu = cpu_secs("self", tick) - cpu0;
+        collect(vec![out], wall, cpu, 0.0)
+    })
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
 }
@@ -426,6 +485,7 @@ fn main() {
         STEPS.join(", ")
     );
     let mut ratios = Vec::new();
+    let mut async_ratios = Vec::new();
     let mut page_cpu = None;
     let mut targets: Vec<(String, PathBuf)> = vec![("".to_owned(), bin)];
     if let Some(base) = std::env::var_os("E2E_BASELINE") {
@@ -473,6 +533,19 @@ fn main() {
                         };
                         print_run(&format!("  in-process {k} {store}"), &inproc, None);
                         ratios.push((format!("{k} {store}"), mean_cycle(&r) / mean_cycle(&inproc)));
+                        if kind == Kind::Api {
+                            let asynced = if store == "sqlite" {
+                                let p = dir.join("inproc-async.sqlite3");
+                                run_in_process_async(
+                                    in_process(SqliteStore::open(&p).unwrap()),
+                                    tick,
+                                )
+                            } else {
+                                run_in_process_async(in_process(MemoryStore::new()), tick)
+                            };
+                            print_run(&format!("  in-process async {k} {store}"), &asynced, None);
+                            async_ratios.push((store, mean_cycle(&asynced) / mean_cycle(&inproc)));
+                        }
                     }
                     if kind == Kind::Page && clients == 8 && store == "sqlite" {
                         let cpu = r.server_cpu / r.cycles.max(1) as f64;
@@ -506,6 +579,10 @@ fn main() {
             ""
         };
         println!("  {name:<16} {ratio:.2}x{verdict}");
+    }
+    println!("AsyncCheckout against the sync service (the API cycle in-process, one caller):");
+    for (store, ratio) in async_ratios {
+        println!("  {store:<16} {ratio:.2}x");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -111,6 +111,9 @@ macro_rules! forward_store {
     (@one $f:tt release_idempotency) => {
         fn release_idempotency(&self, record: &$crate::store::IdempotencyRecord) -> ::std::result::Result<(), $crate::store::StoreError> { self.$f.release_idempotency(record) }
     };
+    (@one $f:tt never_blocks) => {
+        fn never_blocks(&self) -> bool { self.$f.never_blocks() }
+    };
     (@one $f:tt load_link) => {
         fn load_link(&self, id: $crate::link::LinkId) -> ::std::result::Result<::std::option::Option<$crate::link::Link>, $crate::store::StoreError> { self.$f.load_link(id) }
     };

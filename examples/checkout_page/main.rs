@@ -279,16 +279,15 @@ fn api_key(keys: &MemoryKeyStore, given: Option<&str>) -> Result<ApiKey, Box<dyn
     Ok(key)
 }
 
-/// Runs a call to the (synchronous) checkout service on the blocking pool: with
-/// `--sqlite` it does file I/O, which must not stall the async workers.
+/// Calls the (synchronous) checkout service the way the library's routers do
+/// (`http::call`): on the blocking pool with `--sqlite` (file I/O must not stall the async
+/// workers), in place on the memory store.
 async fn blocking<S: Store + 'static, T: Send + 'static>(
     checkout: &SharedCheckout<S>,
-    call: impl FnOnce(&DynCheckout<S>) -> Result<T, ServiceError> + Send + 'static,
+    work: impl FnOnce(&DynCheckout<S>) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, Failure> {
-    let checkout = Arc::clone(checkout);
-    tokio::task::spawn_blocking(move || call(&checkout))
+    bitcoin_checkout::http::call(checkout, work)
         .await
-        .map_err(|e| Failure::Internal(e.to_string()))?
         .map_err(Failure::from)
 }
 

@@ -272,6 +272,12 @@ pub trait KeyStore: Send + Sync {
     fn find(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError>;
     /// Inserts or replaces a record.
     fn save(&self, record: &KeyRecord) -> Result<(), StoreError>;
+
+    /// Whether `find` and `save` return without I/O (see
+    /// [`Store::never_blocks`](crate::store::Store::never_blocks)). Default `false`.
+    fn never_blocks(&self) -> bool {
+        false
+    }
 }
 
 forward_port!(KeyStore {
@@ -293,6 +299,10 @@ impl MemoryKeyStore {
 }
 
 impl KeyStore for MemoryKeyStore {
+    fn never_blocks(&self) -> bool {
+        true
+    }
+
     fn find(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
         let keys = self.keys.read().map_err(|_| poisoned())?;
         Ok(keys.get(hash).cloned())

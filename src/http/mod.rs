@@ -9,7 +9,8 @@
 //!   at (`{base}/pay/{id}`, and `{base}/pay/{link id}`, which opens the link), with its
 //!   JSON status and its live status over server-sent events. It needs no key.
 //!
-//! The routers run the synchronous service on tokio's blocking pool; its [`HttpConfig`]'s
+//! The routers call the synchronous service on tokio's blocking pool, or in place when it
+//! never blocks ([`call`]); their [`HttpConfig`]'s
 //! public base URL makes the sessions' `url`. See docs/http.md.
 
 pub mod api;
@@ -133,18 +134,41 @@ impl HttpConfig {
     }
 }
 
-/// Runs a call to the synchronous service on tokio's blocking pool, so a store doing file
-/// or network I/O never stalls the async workers.
-pub(crate) async fn blocking<S, T>(
+/// Runs `work` in place when `inline` (it cannot block: see
+/// [`Store::never_blocks`](crate::store::Store::never_blocks)), else on tokio's blocking
+/// pool; `None` if the pool's task failed.
+pub(crate) async fn off_executor<T: Send + 'static>(
+    inline: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    if inline {
+        return Some(work());
+    }
+    tokio::task::spawn_blocking(work).await.ok()
+}
+
+/// Calls the synchronous service from async code: on tokio's blocking pool, so a store
+/// doing file or network I/O never stalls the async workers, or in place when the service
+/// never blocks ([`Checkout::never_blocks`](crate::Checkout::never_blocks): the memory
+/// store, fixed rates, offline requests), where the trip to the pool would cost more than
+/// the call. The routers use it for every service call; so can an application's own
+/// routes beside them.
+///
+/// In place, the only waits are the service's retries after a conflicting write (the
+/// first at once, the next after well under a millisecond).
+pub async fn call<S, T>(
     checkout: &SharedCheckout<S>,
-    call: impl FnOnce(&DynCheckout<S>) -> Result<T, ServiceError> + Send + 'static,
+    work: impl FnOnce(&DynCheckout<S>) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError>
 where
-    S: Send + Sync + 'static,
+    S: crate::store::Store + 'static,
     T: Send + 'static,
 {
+    if checkout.never_blocks() {
+        return work(checkout);
+    }
     let checkout = Arc::clone(checkout);
-    tokio::task::spawn_blocking(move || call(&checkout))
+    tokio::task::spawn_blocking(move || work(&checkout))
         .await
         .map_err(|e| {
             ServiceError::Store(crate::store::StoreError::Backend {

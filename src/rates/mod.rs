@@ -33,10 +33,18 @@ pub trait RateSource: Send + Sync {
         target: TargetCurrency,
         now: OffsetDateTime,
     ) -> Result<ExchangeRate, RateError>;
+
+    /// Whether [`rate`](Self::rate) returns without I/O (fixed rates, a cache refreshed in
+    /// the background): see [`Store::never_blocks`](crate::store::Store::never_blocks).
+    /// Default `false`.
+    fn never_blocks(&self) -> bool {
+        false
+    }
 }
 
 forward_port!(RateSource {
     fn rate(&self, base: Currency, target: TargetCurrency, now: OffsetDateTime) -> Result<ExchangeRate, RateError>;
+    fn never_blocks(&self) -> bool;
 });
 
 /// Why no rate could be given.
@@ -146,6 +154,10 @@ impl RateSource for FixedRates {
             Some(r) => Ok(ExchangeRate::new(base, target, r, "unit", now)?),
             None => Err(unavailable(base, target)),
         }
+    }
+
+    fn never_blocks(&self) -> bool {
+        true
     }
 }
 

@@ -24,10 +24,18 @@ pub trait PaymentRequestGenerator: Send + Sync {
         session: &CheckoutSession,
         terms: &QuoteTerms,
     ) -> Result<PaymentRequest, RequestError>;
+
+    /// Whether [`generate`](Self::generate) returns without I/O (an offline signer, the
+    /// test generator): see [`Store::never_blocks`](crate::store::Store::never_blocks).
+    /// Default `false`.
+    fn never_blocks(&self) -> bool {
+        false
+    }
 }
 
 forward_port!(PaymentRequestGenerator {
     fn generate(&self, session: &CheckoutSession, terms: &QuoteTerms) -> Result<PaymentRequest, RequestError>;
+    fn never_blocks(&self) -> bool;
 });
 
 /// **For tests only**: makes fake, unpayable requests deterministically from the ids.
@@ -81,5 +89,9 @@ impl PaymentRequestGenerator for TestRequestGenerator {
             lightning,
             onchain_address,
         })
+    }
+
+    fn never_blocks(&self) -> bool {
+        true
     }
 }

@@ -1,5 +1,6 @@
 //! The service for async (tokio) applications: every call runs on tokio's blocking pool,
-//! so a slow store or node never stalls the executor.
+//! so a slow store or node never stalls the executor, unless the service never blocks
+//! ([`Checkout::never_blocks`]): then it runs in place.
 
 use std::sync::Arc;
 
@@ -57,6 +58,11 @@ where
         &self,
         f: impl FnOnce(&Checkout<S, R, G, C>) -> Result<T, ServiceError> + Send + 'static,
     ) -> Result<T, ServiceError> {
+        // A service that never blocks (memory store, fixed rates, offline requests) is
+        // called in place: the trip to the pool would cost more than the call.
+        if self.inner.never_blocks() {
+            return f(&self.inner);
+        }
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || f(&inner))
             .await

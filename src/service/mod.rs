@@ -163,6 +163,22 @@ pub struct SweepReport {
 }
 
 impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, R, G, C> {
+    /// Whether no call of this service waits for I/O: its store, rate source and
+    /// generator all say they never block ([`Store::never_blocks`]). The async layers
+    /// then call it on the executor's thread, without a trip to the blocking pool.
+    ///
+    /// ```
+    /// # use bitcoin_checkout::rates::FixedRates;
+    /// # use bitcoin_checkout::request::TestRequestGenerator;
+    /// # use bitcoin_checkout::store::MemoryStore;
+    /// # use bitcoin_checkout::Checkout;
+    /// let checkout = Checkout::new(MemoryStore::new(), FixedRates::new(), TestRequestGenerator);
+    /// assert!(checkout.never_blocks());
+    /// ```
+    pub fn never_blocks(&self) -> bool {
+        self.store.never_blocks() && self.rates.never_blocks() && self.generator.never_blocks()
+    }
+
     /// Creates a session with its first quote.
     ///
     /// With an idempotency key (Stripe semantics): the same key with the same parameters

@@ -372,6 +372,15 @@ pub trait Store: Send + Sync {
     /// the create that claimed the key failed before committing (no rate, generator down),
     /// so a retry with the key is not kept waiting for a session that will never appear.
     fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError>;
+
+    /// Whether every call returns without waiting for I/O, for another process or for a
+    /// lock held across either: `true` lets async callers (the HTTP routers,
+    /// `AsyncCheckout`) run calls on the executor's thread instead of a trip to tokio's
+    /// blocking pool. The default, `false`, is always safe; say `true` only for an
+    /// implementation that keeps everything in memory.
+    fn never_blocks(&self) -> bool {
+        false
+    }
 }
 
 forward_port!(Store {
@@ -390,6 +399,7 @@ forward_port!(Store {
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     fn claim_idempotency(&self, record: &IdempotencyRecord) -> Result<Option<IdempotencyRecord>, StoreError>;
     fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError>;
+    fn never_blocks(&self) -> bool;
 });
 
 /// One atomic change to a link and the sessions it concerns (opening a session, or

@@ -152,9 +152,10 @@ impl<S: ApiStore> FromRequestParts<Arc<ApiState<S>>> for Caller {
         let version = ApiVersion::from_headers(&parts.headers)?;
         let keys = Arc::clone(&state.keys);
         let hash = key.hash();
-        let record = tokio::task::spawn_blocking(move || keys.find(&hash))
+        let inline = keys.never_blocks();
+        let record = crate::http::off_executor(inline, move || keys.find(&hash))
             .await
-            .map_err(|_| ApiError::internal(false))?
+            .ok_or_else(|| ApiError::internal(false))?
             .map_err(|e| ApiError::internal(e.is_retryable()))?
             // A key nobody issued, or one revoked, is refused the same way.
             .filter(|r| !r.revoked && r.kind == key.kind() && r.livemode == key.livemode())

@@ -82,11 +82,12 @@ async fn run<S: ApiStore>(
     let begin = {
         let state = Arc::clone(state);
         let key = key.clone();
-        tokio::task::spawn_blocking(move || {
+        let inline = state.checkout.store().never_blocks();
+        crate::http::off_executor(inline, move || {
             state.idempotency.begin(&scope, &key, &fingerprint, now)
         })
         .await
-        .map_err(|_| ApiError::internal(false).into_response())?
+        .ok_or_else(|| ApiError::internal(false).into_response())?
         .map_err(|e| ApiError::internal(e.is_retryable()).into_response())?
     };
     let claim = match begin {
@@ -119,7 +120,8 @@ async fn run<S: ApiStore>(
     let kept = is_kept(status.as_u16());
     // A failure to keep the answer does not change the answer: the retry then runs
     // again, which the routes make safe (creates carry the key into the service).
-    let _ = tokio::task::spawn_blocking(move || {
+    let inline = state.checkout.store().never_blocks();
+    let _ = crate::http::off_executor(inline, move || {
         if kept {
             state.idempotency.finish(claim, status.as_u16(), text)
         } else {

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::sessions::{body, millis, params_for, parse_limit, short};
 use super::{ApiState, ApiStore, json, list_json, with_field};
 use crate::http::keys::{Access, Resource};
-use crate::http::{HttpConfig, blocking};
+use crate::http::{HttpConfig, call};
 use crate::id::LinkId;
 use crate::link::Link;
 use crate::service::{DynCheckout, ServiceError};
@@ -76,7 +76,7 @@ async fn create<S: ApiStore>(
     };
     let (params, _) = params_for(&caller, fields)?;
     let config = state.config.clone();
-    let text = blocking(&state.checkout, move |c| {
+    let text = call(&state.checkout, move |c| {
         let link = match kind {
             LinkKind::Checkout => c.create_checkout_link(params, expires_at)?,
             _ => c.create_payment_link(params, expires_at)?,
@@ -97,7 +97,7 @@ async fn retrieve<S: ApiStore>(
     let id = link_id(&id, kind)?;
     let live = caller.key.livemode;
     let config = state.config.clone();
-    let text = blocking(&state.checkout, move |c| {
+    let text = call(&state.checkout, move |c| {
         link_json(c, &config, &visible(c, id, live)?)
     })
     .await?;
@@ -114,7 +114,7 @@ async fn deactivate<S: ApiStore>(
     let id = link_id(&id, kind)?;
     let live = caller.key.livemode;
     let config = state.config.clone();
-    let text = blocking(&state.checkout, move |c| {
+    let text = call(&state.checkout, move |c| {
         visible(c, id, live)?;
         let link = c.deactivate_link(id)?;
         link_json(c, &config, &link)
@@ -152,7 +152,7 @@ async fn list<S: ApiStore>(
         ));
     }
     let config = state.config.clone();
-    let text = blocking(&state.checkout, move |c| {
+    let text = call(&state.checkout, move |c| {
         let page = c.store().list_links(&q)?;
         let items = page
             .data

@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::sessions::{body, params_for, short};
 use super::{ApiState, ApiStore, json};
 use crate::clock::Clock as _;
-use crate::http::blocking;
+use crate::http::call;
 use crate::http::keys::{Access, Resource};
 use crate::id::PaymentId;
 use crate::service::ServiceError;
@@ -34,7 +34,7 @@ pub(crate) async fn create<S: ApiStore>(
     caller.require(Resource::Payments, Access::Write)?;
     let fields = body(raw, state.config.body_limit())?;
     let (params, _) = params_for(&caller, fields)?;
-    let text = blocking(&state.checkout, move |c| {
+    let text = call(&state.checkout, move |c| {
         let ttl = params.effective_ttl();
         // One second past the quote's own end: the quote keeps its full ttl, and the
         // session deactivates right after it instead of quoting again.
@@ -63,7 +63,7 @@ pub(crate) async fn retrieve<S: ApiStore>(
     let missing = || ApiError::not_found(format!("no payment {}", short(&id)));
     let payment: PaymentId = id.parse().map_err(|_| missing())?;
     let live = caller.key.livemode;
-    let found = blocking(&state.checkout, move |c| {
+    let found = call(&state.checkout, move |c| {
         let Some(session_id) = c.store().find_by_payment(payment)? else {
             return Ok(None);
         };

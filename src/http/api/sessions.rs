@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::input::{self, Fields, Given};
 use super::{ApiState, ApiStore, json, list_json, with_field};
 use crate::http::keys::{Access, Resource};
-use crate::http::{HttpConfig, blocking};
+use crate::http::{HttpConfig, call};
 use crate::id::SessionId;
 use crate::service::ServiceError;
 use crate::session::{CheckoutSession, SessionParams, SessionStatus};
@@ -107,7 +107,7 @@ async fn create_with<S: ApiStore>(
 ) -> Result<Response, ApiError> {
     let (params, _) = params_for(caller, fields)?;
     let key = service_key(caller, headers);
-    let session = blocking(&state.checkout, move |c| c.create(params, key.as_deref())).await?;
+    let session = call(&state.checkout, move |c| c.create(params, key.as_deref())).await?;
     Ok(json(session_json(&state.config, &session)))
 }
 
@@ -146,7 +146,7 @@ pub(crate) async fn retrieve<S: ApiStore>(
     caller.require(Resource::CheckoutSessions, Access::Read)?;
     let id = session_id(&id)?;
     let live = caller.key.livemode;
-    let session = blocking(&state.checkout, move |c| {
+    let session = call(&state.checkout, move |c| {
         visible(c, id, live)?;
         c.get(id)
     })
@@ -166,7 +166,7 @@ pub(crate) async fn update<S: ApiStore>(
     let id = session_id(&id)?;
     let update = input::session_update(&body(raw, state.config.body_limit())?)?;
     let live = caller.key.livemode;
-    let session = blocking(&state.checkout, move |c| {
+    let session = call(&state.checkout, move |c| {
         visible(c, id, live)?;
         c.update(id, &update)
     })
@@ -183,7 +183,7 @@ pub(crate) async fn deactivate<S: ApiStore>(
     caller.require(Resource::CheckoutSessions, Access::Write)?;
     let id = session_id(&id)?;
     let live = caller.key.livemode;
-    let session = blocking(&state.checkout, move |c| {
+    let session = call(&state.checkout, move |c| {
         visible(c, id, live)?;
         c.deactivate(id)
     })
@@ -201,7 +201,7 @@ pub(crate) async fn list<S: ApiStore>(
 ) -> Result<Response, ApiError> {
     caller.require(Resource::CheckoutSessions, Access::Read)?;
     let query = list_query(query.as_deref().unwrap_or(""))?.livemode(caller.key.livemode);
-    let page = blocking(&state.checkout, move |c| c.list(&query)).await?;
+    let page = call(&state.checkout, move |c| c.list(&query)).await?;
     let items = page.data.iter().map(|s| session_json(&state.config, s));
     Ok(json(list_json(items, page.has_more)))
 }

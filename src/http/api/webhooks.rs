@@ -21,7 +21,7 @@ use super::sessions::{body, short};
 use super::{ApiState, ApiStore, json, list_json};
 use crate::clock::Clock as _;
 use crate::event::EventType;
-use crate::http::blocking;
+use crate::http::call;
 use crate::http::keys::{Access, Resource};
 use crate::id::EndpointId;
 use crate::service::{DynCheckout, ServiceError};
@@ -141,7 +141,7 @@ pub(crate) async fn create<S: ApiStore>(
     let description = fields.string("description")?;
     let signatures = scheme(&fields)?.unwrap_or_default();
     let live = caller.key.livemode;
-    let endpoint = blocking(&state.checkout, move |c| {
+    let endpoint = call(&state.checkout, move |c| {
         let mut endpoint = Endpoint::new(url, new_secret()?, c.clock().now())?.only(enabled);
         endpoint.livemode = Some(live);
         endpoint.description = description;
@@ -160,7 +160,7 @@ pub(crate) async fn list<S: ApiStore>(
 ) -> Result<Response, ApiError> {
     caller.require(Resource::Webhooks, Access::Read)?;
     let live = caller.key.livemode;
-    let endpoints = blocking(&state.checkout, move |c| mine(c, live)).await?;
+    let endpoints = call(&state.checkout, move |c| mine(c, live)).await?;
     Ok(json(list_json(
         endpoints.iter().map(|e| endpoint_json(e, false)),
         false,
@@ -177,7 +177,7 @@ pub(crate) async fn retrieve<S: ApiStore>(
     caller.require(Resource::Webhooks, Access::Write)?;
     let id = endpoint_id(&id)?;
     let live = caller.key.livemode;
-    let found = blocking(&state.checkout, move |c| one(c, id, live)).await?;
+    let found = call(&state.checkout, move |c| one(c, id, live)).await?;
     found
         .map(|e| json(endpoint_json(&e, true)))
         .ok_or_else(|| ApiError::not_found(format!("no webhook endpoint {id}")))
@@ -193,7 +193,7 @@ async fn change<S: ApiStore>(
     caller.require(Resource::Webhooks, Access::Write)?;
     let id = endpoint_id(id)?;
     let live = caller.key.livemode;
-    let found = blocking(&state.checkout, move |c| {
+    let found = call(&state.checkout, move |c| {
         let Some(mut endpoint) = one(c, id, live)? else {
             return Ok(None);
         };
@@ -309,7 +309,7 @@ pub(crate) async fn verify_secret<S: ApiStore>(
     let secret = WebhookSecret::parse(&secret)
         .map_err(|_| ApiError::invalid("secret must be a wsec_ or whsec_ secret"))?;
     let live = caller.key.livemode;
-    let found = blocking(&state.checkout, move |c| {
+    let found = call(&state.checkout, move |c| {
         Ok(mine(c, live)?
             .into_iter()
             .find(|e| e.url == url && e.secret.same_key(&secret)))

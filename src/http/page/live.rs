@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use super::view::StatusView;
 use super::{Shared, error_json, query_have};
 use crate::clock::Clock as _;
-use crate::http::blocking;
+use crate::http::call;
 use crate::id::SessionId;
 use crate::service::{ErrorKind, ServiceError};
 use crate::store::LinkStore;
@@ -106,10 +106,12 @@ pub(super) async fn events<S: LinkStore + 'static>(
         wake: None,
         ends: Instant::now() + STREAM_LIFETIME,
         done: false,
+        last: None,
     };
     // The first status now: an unknown session is a 404, not an empty stream.
     let first = match stream.fetch().await {
-        Ok(event) => event,
+        Ok(Some(event)) => event,
+        Ok(None) => Event::default().comment("no status"),
         Err(e) => return error_json(e.kind()),
     };
     let first = first.retry(RETRY);
@@ -141,25 +143,44 @@ struct LiveStream<S> {
     ends: Instant,
     /// After a final status: nothing more to send.
     done: bool,
+    /// The last view sent, without its countdown (see [`without_countdown`]).
+    last: Option<String>,
+}
+
+/// A view's JSON without its `expires_in_ms`, which changes every millisecond.
+fn without_countdown(json: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(mut v) => {
+            if let Some(q) = v.get_mut("quote").and_then(|q| q.as_object_mut()) {
+                q.remove("expires_in_ms");
+            }
+            v.to_string()
+        }
+        Err(_) => json.to_owned(),
+    }
 }
 
 impl<S: LinkStore + 'static> LiveStream<S> {
     /// The events after the first.
     fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
         stream::unfold(self, |mut live| async move {
-            if live.done || !live.wait().await {
-                return None;
-            }
-            let event = match live.fetch().await {
-                Ok(event) => event,
-                Err(e) if e.kind() == ErrorKind::NotFound => return None,
-                // The store or the view failed: tell the page nothing, try again soon.
-                Err(_) => {
-                    live.wake = Some(Instant::now() + RETRY_FETCH);
-                    Event::default().comment("status unavailable, retrying")
+            loop {
+                if live.done || !live.wait().await {
+                    return None;
                 }
-            };
-            Some((Ok(event), live))
+                let event = match live.fetch().await {
+                    Ok(Some(event)) => event,
+                    // Woken, but the page already shows this: nothing to send.
+                    Ok(None) => continue,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return None,
+                    // The store or the view failed: tell the page nothing, try again soon.
+                    Err(_) => {
+                        live.wake = Some(Instant::now() + RETRY_FETCH);
+                        Event::default().comment("status unavailable, retrying")
+                    }
+                };
+                return Some((Ok(event), live));
+            }
         })
     }
 
@@ -189,10 +210,11 @@ impl<S: LinkStore + 'static> LiveStream<S> {
         }
     }
 
-    /// The session's view as a `status` event (through `get`: quotes on demand).
-    async fn fetch(&mut self) -> Result<Event, ServiceError> {
+    /// The session's view as a `status` event (through `get`: quotes on demand); `None`
+    /// when it is the view last sent (a wake-up that found no change).
+    async fn fetch(&mut self) -> Result<Option<Event>, ServiceError> {
         let id = self.id;
-        let session = blocking(&self.shared.checkout, move |c| c.get(id)).await?;
+        let session = call(&self.shared.checkout, move |c| c.get(id)).await?;
         let now = self.shared.checkout.clock().now();
         let view = StatusView::new(&session, self.have.as_deref(), now, &self.shared.qr)
             .map_err(ServiceError::Request)?;
@@ -206,10 +228,19 @@ impl<S: LinkStore + 'static> LiveStream<S> {
             None => None,
         };
         self.done = !view.is_active();
-        Ok(Event::default()
-            .event("status")
-            .json_data(&view)
-            .unwrap_or_else(|_| Event::default().comment("status could not be encoded")))
+        let Ok(json) = serde_json::to_string(&view) else {
+            return Ok(Some(
+                Event::default().comment("status could not be encoded"),
+            ));
+        };
+        // The countdown is the page's own (from `expires_in_ms` when the view changes), so
+        // an unchanged view is the same JSON but for that figure: compare without it.
+        let same = without_countdown(&json);
+        if self.last.as_deref() == Some(same.as_str()) {
+            return Ok(None);
+        }
+        self.last = Some(same);
+        Ok(Some(Event::default().event("status").data(json)))
     }
 }
 
@@ -241,7 +272,7 @@ async fn poll_outbox<S: LinkStore + 'static>(shared: Weak<Shared<S>>) {
         }
         loop {
             let after = cursor;
-            let batch = match blocking(&s.checkout, move |c| c.events_after(after, BATCH)).await {
+            let batch = match call(&s.checkout, move |c| c.events_after(after, BATCH)).await {
                 Ok(batch) => batch,
                 Err(_) => {
                     drop(s);
@@ -282,7 +313,7 @@ async fn newest_seq<S: LinkStore + 'static>(s: &Shared<S>) -> Result<Option<u64>
         let checkout = Arc::clone(&s.checkout);
         async move {
             let after = from.saturating_sub(1);
-            let found = blocking(&checkout, move |c| c.events_after(Some(after), 1)).await?;
+            let found = call(&checkout, move |c| c.events_after(Some(after), 1)).await?;
             Ok::<_, ServiceError>(found.first().map(|e| e.seq))
         }
     };

@@ -40,7 +40,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 
-use super::{HttpConfig, SharedCheckout, blocking};
+use super::{HttpConfig, SharedCheckout, call};
 use crate::clock::Clock as _;
 use crate::id::{LinkId, SessionId};
 use crate::service::ErrorKind;
@@ -143,7 +143,7 @@ async fn page<S: LinkStore + 'static>(
     let Ok(id) = raw.parse::<SessionId>() else {
         return error_page(ErrorKind::NotFound);
     };
-    let session = match blocking(&shared.checkout, move |c| c.get(id)).await {
+    let session = match call(&shared.checkout, move |c| c.get(id)).await {
         Ok(session) => session,
         Err(e) => return error_page(e.kind()),
     };
@@ -180,7 +180,7 @@ async fn open_link<S: LinkStore + 'static>(
     link: LinkId,
     query: Option<String>,
 ) -> Response {
-    let session = match blocking(&shared.checkout, move |c| c.open_link(link, None)).await {
+    let session = match call(&shared.checkout, move |c| c.open_link(link, None)).await {
         Ok(session) => session,
         // A deactivated or expired link: gone for good, said plainly.
         Err(e) if e.kind() == ErrorKind::Conflict => {
@@ -213,7 +213,7 @@ async fn status<S: LinkStore + 'static>(
     let Ok(id) = raw.parse::<SessionId>() else {
         return error_json(ErrorKind::NotFound);
     };
-    let session = match blocking(&shared.checkout, move |c| c.get(id)).await {
+    let session = match call(&shared.checkout, move |c| c.get(id)).await {
         Ok(session) => session,
         Err(e) => return error_json(e.kind()),
     };

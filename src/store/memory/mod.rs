@@ -391,6 +391,11 @@ impl Inner {
 }
 
 impl Store for MemoryStore {
+    /// Everything is in memory, behind locks held only for the call.
+    fn never_blocks(&self) -> bool {
+        true
+    }
+
     fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
         let inner = self.lock()?;
         match inner.ids.get(&id) {
