@@ -156,8 +156,10 @@ impl<B: LightningBackend> SettlementListener<B> {
                 continue;
             }
             let report = TransferReport::lightning(settlement.payment_hash, settlement.amount);
-            match checkout.record_transfer(report) {
-                Ok(session) => pass.recorded.push((settlement, session.id())),
+            match checkout.record_transfer_first(report) {
+                Ok((session, true)) => pass.recorded.push((settlement, session.id())),
+                // A listener racing this one recorded it between the lookup and now.
+                Ok((_, false)) => pass.already_recorded += 1,
                 Err(ServiceError::Core(Error::UnknownPaymentRequest)) => {
                     pass.unmatched.push(settlement)
                 }

@@ -318,14 +318,34 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
 
     /// Records a report of funds on the session its invoice or address belongs to.
     pub fn record_transfer(&self, report: TransferReport) -> Result<CheckoutSession, ServiceError> {
+        self.record_transfer_first(report)
+            .map(|(session, _)| session)
+    }
+
+    /// [`record_transfer`](Self::record_transfer), also saying whether this call recorded
+    /// the transfer first (`false`: it was recorded already, by an earlier report or a
+    /// racing one, and this one changed nothing about it). Listeners use it to count each
+    /// settlement once, whoever records it.
+    pub(crate) fn record_transfer_first(
+        &self,
+        report: TransferReport,
+    ) -> Result<(CheckoutSession, bool), ServiceError> {
         // Lookups are reads: retried like a transaction.
         let id = self.transact(|_| self.find_session(&report))?;
+        // Set by the attempt that committed (each retry runs the command again).
+        let first = std::sync::atomic::AtomicBool::new(false);
         // A partial payment is quoted again at once: the customer is there, waiting to pay
         // the rest.
-        self.mutate(id, Quoting::OnDemand, |s, now| {
-            s.record_transfer(report.clone(), now)
-        })
-        .map(|(session, _)| session)
+        let (session, _) = self.mutate(id, Quoting::OnDemand, |s, now| {
+            let change = s.record_transfer(report.clone(), now)?;
+            let received = change
+                .events()
+                .iter()
+                .any(|e| e.event_type == crate::event::EventType::TransferReceived);
+            first.store(received, std::sync::atomic::Ordering::Relaxed);
+            Ok(change)
+        })?;
+        Ok((session, first.into_inner()))
     }
 
     fn find_session(&self, report: &TransferReport) -> Result<SessionId, ServiceError> {

@@ -44,6 +44,8 @@ pub struct Endpoint {
     /// When it was deleted: it receives nothing and the API no longer shows it; its
     /// delivery log is kept.
     pub deleted_at: Option<OffsetDateTime>,
+    /// How it has been answering: its circuit breaker (see `webhook::breaker`).
+    pub health: super::EndpointHealth,
 }
 
 /// How an endpoint's requests are signed.
@@ -100,6 +102,7 @@ impl Endpoint {
             signatures: SignatureScheme::Single,
             previous_secret: None,
             deleted_at: None,
+            health: super::EndpointHealth::default(),
         })
     }
 
@@ -148,6 +151,11 @@ impl Endpoint {
                 _ => None,
             },
             deleted_at: w.deleted_at,
+            health: super::EndpointHealth {
+                consecutive_failures: w.consecutive_failures,
+                failing_since: w.failing_since,
+                open_until: w.open_until,
+            },
         })
     }
 
@@ -194,6 +202,24 @@ struct EndpointWire {
         skip_serializing_if = "Option::is_none"
     )]
     deleted_at: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    consecutive_failures: u32,
+    #[serde(
+        default,
+        with = "crate::json::millis_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    failing_since: Option<OffsetDateTime>,
+    #[serde(
+        default,
+        with = "crate::json::millis_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    open_until: Option<OffsetDateTime>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl From<&Endpoint> for EndpointWire {
@@ -211,6 +237,9 @@ impl From<&Endpoint> for EndpointWire {
             previous_secret: e.previous_secret.as_ref().map(|(s, _)| s.to_whsec_string()),
             previous_until: e.previous_secret.as_ref().map(|(_, until)| *until),
             deleted_at: e.deleted_at,
+            consecutive_failures: e.health.consecutive_failures,
+            failing_since: e.health.failing_since,
+            open_until: e.health.open_until,
         }
     }
 }

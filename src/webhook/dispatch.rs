@@ -1,10 +1,12 @@
 //! The dispatcher: reads the outbox, schedules deliveries per endpoint and hands them to
 //! the application's sender.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use time::OffsetDateTime;
 
+use super::breaker::{BreakerSchedule, EndpointHealth, Verdict};
 use super::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryStore, Endpoint, RetrySchedule};
 use super::{SignError, SignatureHeader};
 use crate::clock::Clock;
@@ -69,14 +71,27 @@ pub struct DispatchReport {
 }
 
 /// Delivers the outbox of a store to its endpoints.
+///
+/// Each endpoint is a lane of its own: a pass sends to up to [`DEFAULT_LANES`] endpoints
+/// at once (one thread each), at most [`DEFAULT_PER_ENDPOINT`] attempts per endpoint, in
+/// order within each session. So a dead or slow endpoint holds up only itself, and its
+/// circuit breaker (see [`BreakerSchedule`]) stops it being tried for a while.
 #[derive(Debug)]
 pub struct Dispatcher<S, T, C> {
     store: S,
     sender: T,
     clock: C,
     schedule: RetrySchedule,
+    breaker: BreakerSchedule,
     batch: usize,
+    lanes: usize,
+    per_endpoint: usize,
 }
+
+/// Endpoints sent to at once by default.
+pub const DEFAULT_LANES: usize = 8;
+/// Attempts per endpoint and pass by default.
+pub const DEFAULT_PER_ENDPOINT: usize = 100;
 
 impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
     /// A dispatcher with the default retry schedule.
@@ -86,7 +101,10 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
             sender,
             clock,
             schedule: RetrySchedule::default(),
+            breaker: BreakerSchedule::default(),
             batch: 100,
+            lanes: DEFAULT_LANES,
+            per_endpoint: DEFAULT_PER_ENDPOINT,
         }
     }
 
@@ -96,15 +114,30 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
         self
     }
 
+    /// Uses another circuit breaker schedule.
+    pub fn with_breaker(mut self, breaker: BreakerSchedule) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// Sends to at most `lanes` endpoints at once (at least 1), and makes at most
+    /// `per_endpoint` attempts per endpoint in one pass (at least 1).
+    pub fn with_lanes(mut self, lanes: usize, per_endpoint: usize) -> Self {
+        self.lanes = lanes.max(1);
+        self.per_endpoint = per_endpoint.max(1);
+        self
+    }
+
     /// Registers (or replaces) an endpoint. It receives the events created from its
     /// `created` time on.
     pub fn add_endpoint(&self, endpoint: &Endpoint) -> Result<(), DispatchError> {
         Ok(self.store.save_endpoint(endpoint)?)
     }
 
-    /// Schedules new events and makes every attempt that is due; call it in a loop (every
-    /// second or so). Safe to run again after a crash: deliveries are recorded before they
-    /// are attempted, and a delivery attempted twice is what at-least-once allows.
+    /// Schedules new events and makes the attempts that are due, each endpoint in its own
+    /// lane; call it in a loop (every second or so). Safe to run again after a crash:
+    /// deliveries are recorded before they are attempted, and a delivery attempted twice is
+    /// what at-least-once allows.
     pub fn run_once(&self) -> Result<DispatchReport, DispatchError> {
         let now = self.clock.now();
         let mut report = DispatchReport::default();
@@ -112,45 +145,146 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
         for ep in endpoints.iter().filter(|e| e.is_active()) {
             report.scheduled += self.schedule_new(ep, now)?;
         }
-        // Within one (endpoint, session), only the oldest pending delivery may go.
-        let mut blocked: HashSet<(EndpointId, Option<SessionId>)> = HashSet::new();
-        let mut disabled: HashSet<EndpointId> = HashSet::new();
-        for mut d in self.store.pending(usize::MAX)? {
-            let Some(ep) = endpoints.iter().find(|e| e.id == d.endpoint) else {
-                continue;
-            };
-            let lane = (d.endpoint, d.session_id);
-            if !ep.is_active() || disabled.contains(&ep.id) || blocked.contains(&lane) {
+        // The pending deliveries of each active endpoint whose circuit is closed (or due
+        // for its probe), in the store's order.
+        let mut lanes: Vec<(&Endpoint, Vec<Delivery>)> = Vec::new();
+        let mut lane_of: HashMap<EndpointId, Option<usize>> = HashMap::new();
+        for d in self.store.pending(usize::MAX)? {
+            let lane = *lane_of.entry(d.endpoint).or_insert_with(|| {
+                let ep = endpoints
+                    .iter()
+                    .find(|e| e.id == d.endpoint && e.is_active() && !e.health.is_open(now))?;
+                lanes.push((ep, Vec::new()));
+                Some(lanes.len() - 1)
+            });
+            if let Some(i) = lane {
+                lanes[i].1.push(d);
+            }
+        }
+        let threads = self.lanes.min(lanes.len());
+        let outcomes: Vec<Result<DispatchReport, DispatchError>> = if threads <= 1 {
+            lanes
+                .iter()
+                .map(|(ep, ds)| self.run_lane(ep, ds, now))
+                .collect()
+        } else {
+            let next = AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut out = Vec::new();
+                            while let Some((ep, ds)) =
+                                lanes.get(next.fetch_add(1, Ordering::Relaxed))
+                            {
+                                out.push(self.run_lane(ep, ds, now));
+                            }
+                            out
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        for outcome in outcomes {
+            let lane = outcome?;
+            report.delivered += lane.delivered;
+            report.retried += lane.retried;
+            report.failed += lane.failed;
+            report.disabled.extend(lane.disabled);
+        }
+        Ok(report)
+    }
+
+    /// One endpoint's share of a pass: its due deliveries in order (within a session,
+    /// only the oldest pending one may go), at most `per_endpoint` attempts, until its
+    /// circuit opens.
+    fn run_lane(
+        &self,
+        ep: &Endpoint,
+        deliveries: &[Delivery],
+        now: OffsetDateTime,
+    ) -> Result<DispatchReport, DispatchError> {
+        let mut report = DispatchReport::default();
+        let mut blocked: HashSet<Option<SessionId>> = HashSet::new();
+        let mut health = ep.health;
+        let mut verdict = Verdict::Continue;
+        let mut attempts = 0;
+        for d in deliveries {
+            if attempts >= self.per_endpoint || verdict != Verdict::Continue {
+                break;
+            }
+            if blocked.contains(&d.session_id) {
                 continue;
             }
             if d.next_attempt_at.is_some_and(|t| t > now) {
                 // Sessionless events (links) do not hold each other up.
                 if d.session_id.is_some() {
-                    blocked.insert(lane);
+                    blocked.insert(d.session_id);
                 }
                 continue;
             }
-            match self.attempt(ep, &mut d, now)? {
+            let mut d = d.clone();
+            let status = self.attempt(ep, &mut d, now)?;
+            attempts += 1;
+            match status {
                 DeliveryStatus::Delivered => report.delivered += 1,
                 DeliveryStatus::Failed => report.failed += 1,
                 DeliveryStatus::Pending => {
                     report.retried += 1;
                     if d.session_id.is_some() {
-                        blocked.insert(lane);
+                        blocked.insert(d.session_id);
                     }
                 }
             }
             self.store.save_delivery(&d)?;
             if d.attempts.last().and_then(|a| a.status) == Some(410) {
-                let mut gone = ep.clone();
-                gone.disabled_at = Some(now);
-                self.store.save_endpoint(&gone)?;
-                disabled.insert(ep.id);
-                report.disabled.push(ep.id);
-                report.failed += self.fail_pending(ep.id)?;
+                self.disable(ep.id, health, now, &mut report)?;
+                return Ok(report);
             }
+            verdict = health.record(status == DeliveryStatus::Delivered, now, &self.breaker);
+        }
+        if verdict == Verdict::Disable {
+            self.disable(ep.id, health, now, &mut report)?;
+        } else if health != ep.health {
+            self.update_endpoint(ep.id, |e| e.health = health)?;
         }
         Ok(report)
+    }
+
+    /// Disables an endpoint (gone, or failing for too long) and gives up its pending
+    /// deliveries.
+    fn disable(
+        &self,
+        id: EndpointId,
+        health: EndpointHealth,
+        now: OffsetDateTime,
+        report: &mut DispatchReport,
+    ) -> Result<(), DispatchError> {
+        self.update_endpoint(id, |e| {
+            e.health = health;
+            e.disabled_at = Some(now);
+        })?;
+        report.disabled.push(id);
+        report.failed += self.fail_pending(id)?;
+        Ok(())
+    }
+
+    /// Changes the stored endpoint `id` as `change` says, read again first so that a
+    /// change made meanwhile (through the API) is kept.
+    fn update_endpoint(
+        &self,
+        id: EndpointId,
+        change: impl FnOnce(&mut Endpoint),
+    ) -> Result<(), DispatchError> {
+        if let Some(mut e) = self.store.endpoints()?.into_iter().find(|e| e.id == id) {
+            change(&mut e);
+            self.store.save_endpoint(&e)?;
+        }
+        Ok(())
     }
 
     fn schedule_new(&self, ep: &Endpoint, now: OffsetDateTime) -> Result<usize, DispatchError> {

@@ -35,16 +35,21 @@
 //! # }
 //! ```
 
+mod breaker;
 pub mod delivery;
 mod dispatch;
 mod secret;
 mod sign;
 mod verify;
 
+pub use breaker::{BreakerSchedule, EndpointHealth};
 pub use delivery::{
     Attempt, Delivery, DeliveryStatus, DeliveryStore, Endpoint, RetrySchedule, SignatureScheme,
 };
-pub use dispatch::{DispatchError, DispatchReport, Dispatcher, SendOutcome, WebhookSender};
+pub use dispatch::{
+    DEFAULT_LANES, DEFAULT_PER_ENDPOINT, DispatchError, DispatchReport, Dispatcher, SendOutcome,
+    WebhookSender,
+};
 pub use secret::{SecretError, WebhookSecret};
 pub use sign::{SignError, Signature, SignatureHeader, sign};
 pub use verify::{Verifier, VerifyError};

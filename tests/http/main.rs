@@ -1,5 +1,6 @@
 //! The HTTP API over real HTTP on loopback: every route, Speed's conventions, idempotent
-//! retries, bad input, the wire contract of real Speed clients, and the OpenAPI document.
+//! retries, bad input, the wire contract of real Speed clients, the OpenAPI document, and
+//! webhook delivery isolation with the crate's HTTP sender.
 
 // Tests assert by unwrapping, expecting and panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -7,5 +8,6 @@
 mod api;
 mod bad_input;
 mod compat;
+mod delivery;
 mod openapi;
 mod support;
