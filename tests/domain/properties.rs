@@ -415,3 +415,38 @@ proptest! {
         prop_assert!(request::Hash32::from_str(&bad).is_err());
     }
 }
+
+/// Found by `random_command_sequences`: funds confirmed at the very instant the session
+/// expires count on a session that the same command deactivates first (a late payment),
+/// so it is not paid. The harness's "paid iff" rule judges activity at the command's
+/// time, not at the last snapshot's.
+#[test]
+fn funds_confirmed_at_the_session_expiry_do_not_pay_it() {
+    use bitcoin_checkout::testkit::strategies::{Amount, Pick, Scenario};
+    let mut session = SessionSpec::new(7_445_842, Currency::from_code("KWD").unwrap());
+    session.tolerance_hundredths = 9_483;
+    session.lightning = false;
+    session.ttl_secs = 709;
+    session.expires_at = Some(strategies::start_time() + Duration::seconds(535));
+    let scenario = Scenario {
+        session,
+        commands: vec![
+            Command::IssueQuote(RateSpec::new(1, 0).unwrap()),
+            Command::PayOnchain {
+                amount: Amount::Exact,
+                confirmations: 0,
+                rbf: false,
+                vout: 0,
+                reversed: false,
+            },
+            Command::ToQuoteExpiry { offset_millis: 0 },
+            Command::Confirm {
+                transfer: Pick(0),
+                more: 1,
+            },
+        ],
+        auto_quote: Vec::new(),
+    };
+    let harness = scenario.run().unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(harness.session().status(), SessionStatus::Deactivated);
+}

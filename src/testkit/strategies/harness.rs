@@ -281,8 +281,12 @@ impl<I: Integration> Harness<I> {
 
     fn step_inner(&mut self, command: &Command) -> Result<(), Mismatch> {
         let before = self.snapshot()?;
-        let was_active = matches!(before.state(), SessionState::Active);
         self.apply_command(command, &before)?;
+        // Active when the command ran: a session past its own expiry at that moment is
+        // deactivated by the command before any funds it records count (the snapshot
+        // still says active when no command touched it since it expired).
+        let was_active = matches!(before.state(), SessionState::Active)
+            && before.expires_at().is_none_or(|e| self.now < e);
         let after = self.snapshot()?;
 
         // Terminal statuses never change; quotes are never removed.
