@@ -164,18 +164,16 @@ where
     S: crate::store::Store + 'static,
     T: Send + 'static,
 {
-    if checkout.never_blocks() {
-        return work(checkout);
-    }
+    let inline = checkout.never_blocks();
     let checkout = Arc::clone(checkout);
-    tokio::task::spawn_blocking(move || work(&checkout))
+    off_executor(inline, move || work(&checkout))
         .await
-        .map_err(|e| {
-            ServiceError::Store(crate::store::StoreError::Backend {
-                message: format!("blocking task failed: {e}"),
+        .unwrap_or_else(|| {
+            Err(ServiceError::Store(crate::store::StoreError::Backend {
+                message: "blocking task failed".to_owned(),
                 retryable: false,
-            })
-        })?
+            }))
+        })
 }
 
 #[cfg(test)]

@@ -61,8 +61,15 @@ fn thin_row(
     carrier: String,
     part: Option<String>,
 ) -> EventRow {
-    let mut envelope = event.clone();
-    envelope.object = raw_or_null("null".to_owned());
+    // The envelope alone: the object is the carrier's (not copied to be dropped).
+    let envelope = Event {
+        id: event.id,
+        event_type: event.event_type.clone(),
+        session_id: event.session_id,
+        livemode: event.livemode,
+        created: event.created,
+        object: raw_or_null("null".to_owned()),
+    };
     EventRow {
         id: event.id.to_string(),
         session_id: session_id.map(str::to_owned),

@@ -143,21 +143,9 @@ struct LiveStream<S> {
     ends: Instant,
     /// After a final status: nothing more to send.
     done: bool,
-    /// The last view sent, without its countdown (see [`without_countdown`]).
+    /// The JSON of the last view sent, its countdown zeroed (it changes every
+    /// millisecond).
     last: Option<String>,
-}
-
-/// A view's JSON without its `expires_in_ms`, which changes every millisecond.
-fn without_countdown(json: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(mut v) => {
-            if let Some(q) = v.get_mut("quote").and_then(|q| q.as_object_mut()) {
-                q.remove("expires_in_ms");
-            }
-            v.to_string()
-        }
-        Err(_) => json.to_owned(),
-    }
 }
 
 impl<S: LinkStore + 'static> LiveStream<S> {
@@ -228,14 +216,18 @@ impl<S: LinkStore + 'static> LiveStream<S> {
             None => None,
         };
         self.done = !view.is_active();
-        let Ok(json) = serde_json::to_string(&view) else {
+        // The countdown is the page's own (from `expires_in_ms` when the view changes), so
+        // an unchanged view is the same JSON but for that figure: compare without it.
+        let mut still = view.clone();
+        if let Some(q) = still.quote.as_mut() {
+            q.expires_in_ms = 0;
+        }
+        let (Ok(json), Ok(same)) = (serde_json::to_string(&view), serde_json::to_string(&still))
+        else {
             return Ok(Some(
                 Event::default().comment("status could not be encoded"),
             ));
         };
-        // The countdown is the page's own (from `expires_in_ms` when the view changes), so
-        // an unchanged view is the same JSON but for that figure: compare without it.
-        let same = without_countdown(&json);
         if self.last.as_deref() == Some(same.as_str()) {
             return Ok(None);
         }
