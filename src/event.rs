@@ -98,6 +98,10 @@ event_types! {
     PaymentLinkCreated => "payment_link.created",
     /// A payment link was deactivated.
     PaymentLinkDeactivated => "payment_link.deactivated",
+    /// The dispatcher disabled a webhook endpoint on its own: it answered `410 Gone`, or
+    /// it failed without a single 2xx for the breaker's `disable_after` (5 days by
+    /// default). The object is the endpoint as the API shows it (never its secret).
+    WebhookEndpointDisabled => "webhook_endpoint.disabled",
 }
 
 impl EventType {

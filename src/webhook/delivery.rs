@@ -13,6 +13,7 @@ use super::WebhookSecret;
 use crate::error::Error;
 use crate::event::EventType;
 use crate::id::{EndpointId, EventId, SessionId};
+use crate::outbox::Event;
 use crate::store::{Corruption, StoreError};
 
 /// Where events are sent.
@@ -122,6 +123,36 @@ impl Endpoint {
         self.disabled_at.is_none() && self.deleted_at.is_none()
     }
 
+    /// The endpoint as the HTTP API shows it (Speed's `webhook.endpoint` object), without
+    /// its secret: the object of a [`WebhookEndpointDisabled`](EventType::WebhookEndpointDisabled)
+    /// event.
+    pub fn to_api_json(&self) -> String {
+        self.api_json(false)
+    }
+
+    /// [`to_api_json`](Self::to_api_json), with the secret when `with_secret` (the API's
+    /// answer to a create or a rotation).
+    pub(crate) fn api_json(&self, with_secret: bool) -> String {
+        serde_json::to_string(&ApiWire {
+            id: self.id,
+            object: "webhook.endpoint",
+            api_version: "2022-10-15",
+            enabled_events: &self.enabled_events,
+            livemode: self.livemode.unwrap_or(false),
+            status: if self.is_active() {
+                "active"
+            } else {
+                "deactivated"
+            },
+            url: &self.url,
+            secret: with_secret.then(|| self.secret.to_wsec_string()),
+            description: self.description.as_deref(),
+            signatures: self.signatures,
+            created: self.created,
+        })
+        .unwrap_or_default()
+    }
+
     /// The endpoint as JSON, secret included (for stores only: never log it).
     pub fn to_stored_json(&self) -> String {
         serde_json::to_string(&EndpointWire::from(self)).unwrap_or_default()
@@ -169,6 +200,24 @@ impl Endpoint {
         }
         Ok(endpoint)
     }
+}
+
+/// The API's view of an endpoint.
+#[derive(Serialize)]
+struct ApiWire<'a> {
+    id: EndpointId,
+    object: &'static str,
+    api_version: &'static str,
+    enabled_events: &'a [EventType],
+    livemode: bool,
+    status: &'static str,
+    url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    description: Option<&'a str>,
+    signatures: SignatureScheme,
+    #[serde(with = "crate::json::millis")]
+    created: OffsetDateTime,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -332,6 +381,11 @@ pub trait DeliveryStore: Send + Sync {
     fn delivery(&self, endpoint: EndpointId, seq: u64) -> Result<Option<Delivery>, StoreError>;
     /// The delivery log of an endpoint, by seq.
     fn deliveries(&self, endpoint: EndpointId) -> Result<Vec<Delivery>, StoreError>;
+    /// Atomically saves `endpoint` (as [`save_endpoint`](Self::save_endpoint) does; the
+    /// dispatcher passes it with `disabled_at` set) and appends `event`, its
+    /// [`WebhookEndpointDisabled`](EventType::WebhookEndpointDisabled) event (no session),
+    /// to the outbox: either both are written or neither.
+    fn disable_endpoint(&self, endpoint: &Endpoint, event: &Event) -> Result<(), StoreError>;
 }
 
 /// When to retry: the delay after each failed attempt, plus jitter.
@@ -420,4 +474,5 @@ forward_port!(DeliveryStore {
     fn save_delivery(&self, delivery: &Delivery) -> Result<(), StoreError>;
     fn delivery(&self, endpoint: EndpointId, seq: u64) -> Result<Option<Delivery>, StoreError>;
     fn deliveries(&self, endpoint: EndpointId) -> Result<Vec<Delivery>, StoreError>;
+    fn disable_endpoint(&self, endpoint: &Endpoint, event: &Event) -> Result<(), StoreError>;
 });

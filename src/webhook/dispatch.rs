@@ -2,6 +2,7 @@
 //! the application's sender.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use time::OffsetDateTime;
@@ -9,8 +10,10 @@ use time::OffsetDateTime;
 use super::breaker::{BreakerSchedule, EndpointHealth, Verdict};
 use super::delivery::{Attempt, Delivery, DeliveryStatus, DeliveryStore, Endpoint, RetrySchedule};
 use super::{SignError, SignatureHeader};
-use crate::clock::Clock;
-use crate::id::{EndpointId, SessionId};
+use crate::clock::{Clock, IdSource, RandomIds};
+use crate::event::EventType;
+use crate::id::{EndpointId, EventId, SessionId};
+use crate::outbox::{Event, raw_or_null};
 use crate::store::{Store, StoreError};
 
 /// Why a dispatcher call failed.
@@ -66,7 +69,8 @@ pub struct DispatchReport {
     pub retried: usize,
     /// Deliveries given up on.
     pub failed: usize,
-    /// Endpoints disabled by `410 Gone`.
+    /// Endpoints this pass disabled (a `410 Gone`, or failing for the breaker's
+    /// `disable_after`), each with a `webhook_endpoint.disabled` event in the outbox.
     pub disabled: Vec<EndpointId>,
 }
 
@@ -86,6 +90,16 @@ pub struct Dispatcher<S, T, C> {
     batch: usize,
     lanes: usize,
     per_endpoint: usize,
+    ids: Ids,
+}
+
+/// The source of the ids of the dispatcher's own events.
+struct Ids(Arc<dyn IdSource>);
+
+impl std::fmt::Debug for Ids {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdSource")
+    }
 }
 
 /// Endpoints sent to at once by default.
@@ -105,7 +119,15 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
             batch: 100,
             lanes: DEFAULT_LANES,
             per_endpoint: DEFAULT_PER_ENDPOINT,
+            ids: Ids(Arc::new(RandomIds::new())),
         }
+    }
+
+    /// Mints the ids of the dispatcher's own events (an endpoint disabled) from `ids`
+    /// instead of [`RandomIds`].
+    pub fn with_ids(mut self, ids: impl IdSource + 'static) -> Self {
+        self.ids = Ids(Arc::new(ids));
+        self
     }
 
     /// Uses another retry schedule.
@@ -255,8 +277,10 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
         Ok(report)
     }
 
-    /// Disables an endpoint (gone, or failing for too long) and gives up its pending
-    /// deliveries.
+    /// Disables an endpoint (gone, or failing for too long), with its
+    /// [`WebhookEndpointDisabled`](EventType::WebhookEndpointDisabled) event in the same
+    /// write, and gives up its pending deliveries. An endpoint disabled or deleted
+    /// meanwhile (through the API) is left as it is, without an event.
     fn disable(
         &self,
         id: EndpointId,
@@ -264,11 +288,21 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
         now: OffsetDateTime,
         report: &mut DispatchReport,
     ) -> Result<(), DispatchError> {
-        self.update_endpoint(id, |e| {
+        let stored = self.store.endpoints()?.into_iter().find(|e| e.id == id);
+        if let Some(mut e) = stored.filter(Endpoint::is_active) {
             e.health = health;
             e.disabled_at = Some(now);
-        })?;
-        report.disabled.push(id);
+            let event = Event {
+                id: EventId::from_uuid(self.ids.0.next_uuid(now)),
+                event_type: EventType::WebhookEndpointDisabled,
+                session_id: None,
+                livemode: e.livemode.unwrap_or(false),
+                created: now,
+                object: raw_or_null(e.to_api_json()),
+            };
+            self.store.disable_endpoint(&e, &event)?;
+            report.disabled.push(id);
+        }
         report.failed += self.fail_pending(id)?;
         Ok(())
     }

@@ -295,6 +295,10 @@ fn an_endpoint_failing_for_days_is_disabled() {
             .all(|d| d.status != DeliveryStatus::Pending),
         "its pending deliveries are given up"
     );
+    let newest = store.events_before(None, 1).unwrap();
+    let event = &newest[0].event;
+    assert_eq!(event.event_type, EventType::WebhookEndpointDisabled);
+    assert!(event.object.get().contains(&ep.id.to_string()));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use bitcoin_checkout::clock::{Clock, ManualClock};
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::TestRequestGenerator;
-use bitcoin_checkout::store::MemoryStore;
+use bitcoin_checkout::store::{MemoryStore, Store};
 use bitcoin_checkout::webhook::*;
 use bitcoin_checkout::*;
 use common::*;
@@ -172,6 +172,15 @@ fn gone_disables_the_endpoint_and_other_endpoints_still_receive() {
         .expect("created");
     let r = d.run_once().expect("run");
     assert_eq!(r.disabled, vec![ep.id]);
+    // The disabling is itself an event, with the endpoint as the API shows it (no secret).
+    let newest = w.store.events_before(None, 1).expect("events");
+    let event = &newest.first().expect("an event").event;
+    assert_eq!(event.event_type, EventType::WebhookEndpointDisabled);
+    assert_eq!(event.session_id, None);
+    let object: serde_json::Value = serde_json::from_str(event.object.get()).expect("json");
+    assert_eq!(object["id"], ep.id.to_string());
+    assert_eq!(object["status"], "deactivated");
+    assert!(!event.object.get().contains(&ep.secret.to_wsec_string()));
     w.clock.advance(Duration::days(1));
     let r = d.run_once().expect("run");
     assert_eq!((r.delivered, r.retried), (0, 0));

@@ -11,7 +11,6 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::auth::Caller;
@@ -32,42 +31,8 @@ type St<S> = State<Arc<ApiState<S>>>;
 /// How long a rotated-out secret still signs, under [`SignatureScheme::Rotating`].
 pub const PREVIOUS_SECRET_LIFETIME: time::Duration = time::Duration::hours(24);
 
-#[derive(Serialize)]
-struct Wire<'a> {
-    id: EndpointId,
-    object: &'static str,
-    api_version: &'static str,
-    enabled_events: &'a [EventType],
-    livemode: bool,
-    status: &'static str,
-    url: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    secret: Option<String>,
-    description: Option<&'a str>,
-    signatures: SignatureScheme,
-    #[serde(with = "crate::json::millis")]
-    created: time::OffsetDateTime,
-}
-
 fn endpoint_json(endpoint: &Endpoint, with_secret: bool) -> String {
-    serde_json::to_string(&Wire {
-        id: endpoint.id,
-        object: "webhook.endpoint",
-        api_version: "2022-10-15",
-        enabled_events: &endpoint.enabled_events,
-        livemode: endpoint.livemode.unwrap_or(false),
-        status: if endpoint.is_active() {
-            "active"
-        } else {
-            "deactivated"
-        },
-        url: &endpoint.url,
-        secret: with_secret.then(|| endpoint.secret.to_wsec_string()),
-        description: endpoint.description.as_deref(),
-        signatures: endpoint.signatures,
-        created: endpoint.created,
-    })
-    .unwrap_or_default()
+    endpoint.api_json(with_secret)
 }
 
 /// A fresh secret: 32 bytes hashed from three v4 UUIDs (366 random bits).

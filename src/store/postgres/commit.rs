@@ -128,6 +128,26 @@ impl LinkCommitRows {
     }
 }
 
+/// An endpoint disabled by the dispatcher, with its event.
+#[cfg(feature = "webhooks")]
+pub(super) struct DisableRows {
+    id: String,
+    /// The stored JSON (it includes the signing secret).
+    body: String,
+    events: EventColumns,
+}
+
+#[cfg(feature = "webhooks")]
+impl DisableRows {
+    pub(super) fn new(endpoint: &crate::webhook::Endpoint, event: &crate::outbox::Event) -> Self {
+        Self {
+            id: endpoint.id.to_string(),
+            body: endpoint.to_stored_json(),
+            events: EventColumns::new(EventRow::for_commit(std::slice::from_ref(event), None)),
+        }
+    }
+}
+
 impl Conn {
     /// Applies a session commit or a link commit in one READ COMMITTED transaction: commits
     /// if every step succeeds, rolls back otherwise. The level is explicit because the
@@ -145,6 +165,14 @@ impl Conn {
         let body = match work {
             Work::Session(rows) => self.commit_body(rows, lock_suffix).await,
             Work::Link(rows) => self.commit_link_body(rows, lock_suffix).await,
+            #[cfg(feature = "webhooks")]
+            Work::Disable(rows) => {
+                let params: [&(dyn ToSql + Sync); 2] = [&rows.id, &rows.body];
+                match self.exec(super::webhooks::SQL_SAVE_ENDPOINT, &params).await {
+                    Ok(_) => self.insert_events(None, &rows.events, lock_suffix).await,
+                    Err(f) => Err(f),
+                }
+            }
         };
         match body {
             Ok(()) => self

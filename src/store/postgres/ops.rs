@@ -79,12 +79,17 @@ pub(super) enum Op {
     CommitLink(Box<LinkCommitRows>),
     #[cfg(feature = "webhooks")]
     Webhook(super::webhooks::WebhookOp),
+    /// Save an endpoint and append its sessionless event, in one transaction.
+    #[cfg(feature = "webhooks")]
+    DisableEndpoint(Box<super::commit::DisableRows>),
 }
 
 /// What a commit transaction applies.
 pub(super) enum Work<'a> {
     Session(&'a PgCommit),
     Link(&'a LinkCommitRows),
+    #[cfg(feature = "webhooks")]
+    Disable(&'a super::commit::DisableRows),
 }
 
 impl Op {
@@ -95,6 +100,8 @@ impl Op {
             Op::Commit(_) | Op::CommitLink(_) | Op::Migrate | Op::SaveResumePoint { .. } => false,
             #[cfg(feature = "webhooks")]
             Op::Webhook(op) => op.is_read(),
+            #[cfg(feature = "webhooks")]
+            Op::DisableEndpoint(_) => false,
             _ => true,
         }
     }
@@ -203,6 +210,11 @@ impl Conn {
             }
             #[cfg(feature = "webhooks")]
             Op::Webhook(op) => self.webhook(op).await,
+            #[cfg(feature = "webhooks")]
+            Op::DisableEndpoint(rows) => self
+                .transaction(Work::Disable(rows), ctx.lock_suffix)
+                .await
+                .map(|()| Out::Unit),
             Op::ResumePoint(name) => {
                 let rows = self.query(SQL_RESUME_POINT, &[name]).await?;
                 let point = rows

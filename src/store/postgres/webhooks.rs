@@ -8,6 +8,7 @@ use super::ops::{Op, Out};
 use super::pool::{Conn, Failure};
 use super::{PostgresStore, clamp_i64, corrupt, millis, to_i64, unexpected};
 use crate::id::EndpointId;
+use crate::outbox::Event;
 use crate::store::StoreError;
 use crate::webhook::{Delivery, DeliveryStatus, DeliveryStore, Endpoint};
 
@@ -102,7 +103,7 @@ impl DeliveryRows {
     }
 }
 
-const SQL_SAVE_ENDPOINT: &str = "INSERT INTO endpoints (id, body) VALUES ($1, $2) \
+pub(super) const SQL_SAVE_ENDPOINT: &str = "INSERT INTO endpoints (id, body) VALUES ($1, $2) \
      ON CONFLICT (id) DO UPDATE SET body = excluded.body";
 const SQL_ENDPOINTS: &str = "SELECT id, body FROM endpoints ORDER BY id ASC";
 const SQL_CURSOR: &str = "SELECT cursor FROM delivery_cursors WHERE endpoint = $1";
@@ -305,5 +306,13 @@ impl DeliveryStore for PostgresStore {
 
     fn deliveries(&self, endpoint: EndpointId) -> Result<Vec<Delivery>, StoreError> {
         self.deliveries_of(WebhookOp::Deliveries(endpoint.to_string()))
+    }
+
+    fn disable_endpoint(&self, endpoint: &Endpoint, event: &Event) -> Result<(), StoreError> {
+        let rows = super::commit::DisableRows::new(endpoint, event);
+        match self.call(Op::DisableEndpoint(Box::new(rows)))? {
+            Out::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
     }
 }

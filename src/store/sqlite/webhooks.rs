@@ -4,12 +4,14 @@
 //! The `endpoints` rows hold [`Endpoint::to_stored_json`], which includes the signing
 //! secret.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{SqliteStore, backend, limit_i64, to_i64, to_u64};
+use super::{SqliteStore, backend, commit, limit_i64, to_i64, to_u64};
 use crate::id::EndpointId;
 use crate::json::millis::to_millis;
+use crate::outbox::Event;
 use crate::store::StoreError;
+use crate::store::rows::EventRow;
 use crate::webhook::{Delivery, DeliveryStatus, DeliveryStore, Endpoint};
 
 /// The `status` column: the JSON name of the status.
@@ -70,18 +72,7 @@ fn query_deliveries(
 
 impl DeliveryStore for SqliteStore {
     fn save_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
-        let id = endpoint.id.to_string();
-        // The stored JSON includes the signing secret.
-        let body = endpoint.to_stored_json();
-        self.write(|tx| {
-            tx.prepare_cached(
-                "INSERT INTO endpoints (id, body) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-            )
-            .and_then(|mut stmt| stmt.execute(params![id, body]))
-            .map_err(backend)?;
-            Ok(())
-        })
+        self.write(|tx| save_endpoint(tx, endpoint))
     }
 
     fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
@@ -219,4 +210,26 @@ impl DeliveryStore for SqliteStore {
             )
         })
     }
+
+    fn disable_endpoint(&self, endpoint: &Endpoint, event: &Event) -> Result<(), StoreError> {
+        let rows = EventRow::for_commit(std::slice::from_ref(event), None);
+        self.write(|tx| {
+            save_endpoint(tx, endpoint)?;
+            rows.iter()
+                .try_for_each(|row| commit::insert_event(tx, row))
+        })
+    }
+}
+
+fn save_endpoint(tx: &Transaction<'_>, endpoint: &Endpoint) -> Result<(), StoreError> {
+    let id = endpoint.id.to_string();
+    // The stored JSON includes the signing secret.
+    let body = endpoint.to_stored_json();
+    tx.prepare_cached(
+        "INSERT INTO endpoints (id, body) VALUES (?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+    )
+    .and_then(|mut stmt| stmt.execute(params![id, body]))
+    .map_err(backend)?;
+    Ok(())
 }

@@ -34,6 +34,7 @@ macro_rules! __delivery_checks {
     ($expand:ident $arg:tt) => {
         $crate::__conformance! { $expand $arg;
             check_endpoint_round_trip,
+            check_disable_endpoint,
             check_delivery_cursor,
             check_schedule_keeps_existing,
             check_pending_order_and_limit,
@@ -175,6 +176,51 @@ pub fn check_endpoint_round_trip<S: Store + DeliveryStore>(store: &S) {
     let mut two = two;
     two.disabled_at = Some(t + Duration::seconds(1));
     ck.ok("save_endpoint (disable)", store.save_endpoint(&two));
+}
+
+/// `disable_endpoint` saves the endpoint and appends its sessionless event in one write:
+/// both are read back, the event exactly as given, by id and as the newest event.
+pub fn check_disable_endpoint<S: Store + DeliveryStore>(store: &S) {
+    let ck = Ck::new("check_disable_endpoint", store);
+    let t = t0() + Duration::milliseconds(654);
+    let mut ep = Endpoint::new("https://dead.example/hooks", secret(5), t).expect("endpoint");
+    ck.ok("save_endpoint", store.save_endpoint(&ep));
+    ep.disabled_at = Some(t + Duration::days(5));
+    let event = Event {
+        id: EventId::from_uuid(uuid::Uuid::from_u128(
+            0x0190_0000_0000_7000_8000_0000_0000_0d15,
+        )),
+        event_type: EventType::WebhookEndpointDisabled,
+        session_id: None,
+        livemode: false,
+        created: t + Duration::days(5),
+        object: crate::outbox::raw_or_null(ep.to_api_json()),
+    };
+    ck.ok("disable_endpoint", store.disable_endpoint(&ep, &event));
+    let got = ck.endpoint(ep.id);
+    ck.eq("endpoints with the id", got.len(), 1);
+    ck.that(!got[0].is_active(), "the endpoint is disabled");
+    ck.eq(
+        "the stored endpoint",
+        got[0].to_stored_json(),
+        ep.to_stored_json(),
+    );
+    let by_id = ck.ok("event", store.event(event.id));
+    ck.eq(
+        "the disabled event by id",
+        by_id.map(|e| e.event.to_json()),
+        Some(event.to_json()),
+    );
+    let newest = ck.ok("events_before", store.events_before(None, 1));
+    ck.eq(
+        "the newest event",
+        newest.first().map(|e| e.event.id),
+        Some(event.id),
+    );
+    ck.that(
+        !ep.to_api_json().contains(&ep.secret.to_wsec_string()),
+        "the event's object holds no secret",
+    );
 }
 
 /// A cursor starts at 0, follows `schedule` forward and never moves back; each
