@@ -18,6 +18,7 @@ pub mod json;
 pub mod link;
 pub mod listener;
 pub mod metadata;
+pub mod metrics;
 pub mod money;
 pub mod outbox;
 pub mod payment;

@@ -282,6 +282,25 @@ fn pay_in_two_parts(s: &Session, base: &str, out: &Path) -> Result<(), String> {
         text(s, "#success")?.contains(SUCCESS_MESSAGE),
         "a reloaded paid page does not show the success message"
     );
+
+    // The example serves the service's counters: this run made one session and paid it
+    // in two transfers.
+    let metrics = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .map_err(|e| format!("GET /metrics: {e}"))?
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    for line in [
+        "bitcoin_checkout_sessions_created_total 1",
+        "bitcoin_checkout_sessions_paid_total 1",
+        "bitcoin_checkout_transfers_recorded_total 2",
+    ] {
+        ensure!(
+            metrics.lines().any(|l| l == line),
+            "/metrics lacks {line:?}:\n{metrics}"
+        );
+    }
     Ok(())
 }
 

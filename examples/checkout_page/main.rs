@@ -210,7 +210,9 @@ async fn serve<S: ApiStore + Clone>(store: S, options: Options) -> Result<(), Bo
 
     // The background work: the sweep expires what ran out, and the dispatcher delivers
     // the events to the webhook endpoints made through the API, every second.
-    let dispatcher = Dispatcher::new(checkout.store().clone(), HttpSender::default(), SystemClock);
+    // One registry of counters for the service and the dispatcher, served at /metrics.
+    let dispatcher = Dispatcher::new(checkout.store().clone(), HttpSender::default(), SystemClock)
+        .with_metrics(Arc::clone(checkout.metrics()));
     let runner = RunnerBuilder::new()
         .sweep(checkout.clone(), Duration::from_secs(1), SWEEP_LIMIT)
         .dispatcher(dispatcher, Duration::from_secs(1))
@@ -229,6 +231,7 @@ async fn serve<S: ApiStore + Clone>(store: S, options: Options) -> Result<(), Bo
     let shop = Router::new()
         .route("/", get(shop_page))
         .route("/logo.svg", get(logo))
+        .route("/metrics", get(metrics::<S>))
         .route("/checkout", post(create_checkout::<S>))
         .route("/thanks", get(thanks))
         .route("/cancelled", get(cancelled))
@@ -355,6 +358,16 @@ async fn logo() -> impl IntoResponse {
         ],
         shop::LOGO_SVG,
     )
+}
+
+/// `GET /metrics`: the counters in Prometheus' text format (a loopback demo: a real shop
+/// serves them on an internal port).
+async fn metrics<S: ApiStore>(State(app): State<Arc<App<S>>>) -> impl IntoResponse {
+    let mut text = String::new();
+    for (name, value) in app.checkout.metrics().snapshot().iter() {
+        text.push_str(&format!("{name} {value}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// `GET /thanks`: where `--success-url /thanks?…` lands.

@@ -23,6 +23,7 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
         params: SessionParams,
         expires_at: Option<OffsetDateTime>,
     ) -> Result<Link, ServiceError> {
+        let _op = super::operation("create_checkout_link", None);
         let now = self.clock.now();
         let id = LinkId::Checkout(CheckoutLinkId::from_uuid(self.ids.next_uuid(now)));
         self.insert_link(id, params, expires_at, now)
@@ -34,6 +35,7 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
         params: SessionParams,
         expires_at: Option<OffsetDateTime>,
     ) -> Result<Link, ServiceError> {
+        let _op = super::operation("create_payment_link", None);
         let now = self.clock.now();
         let id = LinkId::Payment(PaymentLinkId::from_uuid(self.ids.next_uuid(now)));
         self.insert_link(id, params, expires_at, now)
@@ -53,12 +55,12 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
             expected_version: None,
             sessions: Vec::new(),
         };
-        self.transact(|_| match self.store.commit_link(&commit) {
+        self.transact(|_| match self.st().commit_link(&commit) {
             Ok(()) => Ok(()),
             // The id is minted here, so a link already holding it is this one, inserted by
             // an attempt whose outcome the store could not tell.
             Err(StoreError::Conflict)
-                if self.store.load_link(id)?.as_ref() == Some(&commit.link) =>
+                if self.st().load_link(id)?.as_ref() == Some(&commit.link) =>
             {
                 Ok(())
             }
@@ -69,7 +71,8 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
 
     /// The link with this id.
     pub fn get_link(&self, id: LinkId) -> Result<Link, ServiceError> {
-        self.retry_store(|| self.store.load_link(id))?
+        let _op = super::operation("get_link", None);
+        self.retry_store(|| self.st().load_link(id))?
             .ok_or(ServiceError::UnknownLink(id))
     }
 
@@ -102,6 +105,7 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
         id: LinkId,
         idempotency_key: Option<&str>,
     ) -> Result<CheckoutSession, ServiceError> {
+        let _op = super::operation("open_link", None);
         let now = self.clock.now();
         if let Some(key) = idempotency_key {
             super::check_idempotency_key(key)?;
@@ -125,11 +129,11 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
         // alone, so a session with it in the store is the one that commit made.
         let mut unsure = false;
         self.transact(|_| {
-            if unsure && let Some(session) = self.store.load(candidate)? {
+            if unsure && let Some(session) = self.st().load(candidate)? {
                 return Ok(session);
             }
             let mut link = self
-                .store
+                .st()
                 .load_link(id)?
                 .ok_or(ServiceError::UnknownLink(id))?;
             let expected = link.version();
@@ -137,7 +141,7 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
             let session_id = match link.open(candidate, now)? {
                 Opening::Existing(existing) => {
                     return self
-                        .store
+                        .st()
                         .load(existing)?
                         .ok_or(ServiceError::UnknownSession(existing));
                 }
@@ -154,7 +158,7 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
                 expected_version: Some(expected),
                 sessions: vec![Commit::new(session, None, &change, events)],
             };
-            if let Err(e) = self.store.commit_link(&commit) {
+            if let Err(e) = self.st().commit_link(&commit) {
                 unsure |= outcome_unknown(&e);
                 return Err(e.into());
             }
@@ -173,10 +177,11 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
     /// link equals the committed one exactly when that commit (or an identical one, made
     /// by a concurrent request in the same millisecond) landed.
     pub fn deactivate_link(&self, id: LinkId) -> Result<Link, ServiceError> {
+        let _op = super::operation("deactivate_link", None);
         let mut unsure: Option<Link> = None;
         self.transact(|_| {
             let mut link = self
-                .store
+                .st()
                 .load_link(id)?
                 .ok_or(ServiceError::UnknownLink(id))?;
             if unsure.as_ref() == Some(&link) {
@@ -186,9 +191,9 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
             let now = self.clock.now();
             let deactivated = link.deactivate(now)?;
             let mut sessions = Vec::new();
-            for sid in self.store.link_sessions(id)? {
+            for sid in self.st().link_sessions(id)? {
                 let mut session = self
-                    .store
+                    .st()
                     .load(sid)?
                     .ok_or(ServiceError::UnknownSession(sid))?;
                 if session.state().is_terminal() {
@@ -207,7 +212,7 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
                 expected_version: Some(expected),
                 sessions,
             };
-            if let Err(e) = self.store.commit_link(&commit) {
+            if let Err(e) = self.st().commit_link(&commit) {
                 if outcome_unknown(&e) {
                     unsure = Some(commit.link);
                 }
@@ -229,7 +234,7 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
         if let Some(c) = sessions.iter().find(|c| c.session.id() == sid) {
             return Ok(Some(c.session.status()));
         }
-        Ok(self.store.load(sid)?.map(|s| s.status()))
+        Ok(self.st().load(sid)?.map(|s| s.status()))
     }
 
     fn link_events(

@@ -20,6 +20,7 @@ mod async_facade;
 mod cache;
 mod error;
 mod links;
+mod observed;
 mod transact;
 #[cfg(feature = "postgres")]
 pub use aliases::PostgresCheckout;
@@ -37,12 +38,14 @@ use time::{Duration, OffsetDateTime};
 use crate::clock::{Clock, IdSource, RandomIds, SystemClock};
 use crate::id::SessionId;
 use crate::json::millis::truncate;
+use crate::metrics::Metrics;
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
 use crate::session::{CheckoutSession, FlagResolution, SessionParams, SessionUpdate};
 use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
 use crate::transfer::{TransferKey, TransferReport};
 use cache::SessionCache;
+use observed::{Observed, operation, record_session};
 use transact::{QuoteMemo, Quoting};
 
 /// Sessions kept in the service's cache by default.
@@ -82,6 +85,7 @@ pub struct Checkout<S, R, G, C = SystemClock> {
     ids: Arc<dyn IdSource>,
     max_attempts: u32,
     cache: SessionCache,
+    metrics: Arc<Metrics>,
 }
 
 impl<S, R, G> Checkout<S, R, G, SystemClock> {
@@ -95,6 +99,7 @@ impl<S, R, G> Checkout<S, R, G, SystemClock> {
             ids: Arc::new(RandomIds::new()),
             max_attempts: 32,
             cache: SessionCache::new(DEFAULT_CACHE_SESSIONS),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -110,6 +115,7 @@ impl<S, R, G, C> Checkout<S, R, G, C> {
             ids: self.ids,
             max_attempts: self.max_attempts,
             cache: self.cache,
+            metrics: self.metrics,
         }
     }
 
@@ -135,9 +141,38 @@ impl<S, R, G, C> Checkout<S, R, G, C> {
         self
     }
 
+    /// Counts into `metrics` (share one with the webhook dispatcher) instead of a registry
+    /// of its own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// What the service has counted (see [`metrics`](crate::metrics)).
+    ///
+    /// ```
+    /// # use bitcoin_checkout::rates::FixedRates;
+    /// # use bitcoin_checkout::request::TestRequestGenerator;
+    /// # use bitcoin_checkout::store::MemoryStore;
+    /// # use bitcoin_checkout::Checkout;
+    /// let checkout = Checkout::new(MemoryStore::new(), FixedRates::new(), TestRequestGenerator);
+    /// assert_eq!(checkout.metrics().snapshot().commits, 0);
+    /// ```
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The store as the service calls it: traced and counted.
+    fn st(&self) -> Observed<'_, S> {
+        Observed {
+            store: &self.store,
+            metrics: &self.metrics,
+        }
     }
 
     /// The clock the service reads (the HTTP layer dates idempotency records with it).
@@ -192,6 +227,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         params: SessionParams,
         idempotency_key: Option<&str>,
     ) -> Result<CheckoutSession, ServiceError> {
+        let op = operation("create", None);
         let now = self.clock.now();
         // Bad parameters are refused before a key is claimed: a refusal never holds a key.
         params.validate()?;
@@ -200,6 +236,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
                 Claim::Replay(session) => return Ok(*session),
                 Claim::Create(id, claim) => (id, claim),
             };
+        record_session(&op, session_id);
         let created = self.insert_session(session_id, params);
         self.release_unused(claim.as_ref(), &created);
         created
@@ -223,7 +260,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
                     | ServiceError::Store(StoreError::KeyTaken { .. })
             )
         {
-            let _ = self.store.release_idempotency(record);
+            let _ = self.st().release_idempotency(record);
         }
     }
 
@@ -262,7 +299,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
             session_id: self.new_session_id(now),
             created: truncate(now),
         };
-        let held = self.retry_store(|| self.store.claim_idempotency(&record))?;
+        let held = self.retry_store(|| self.st().claim_idempotency(&record))?;
         // `None`: ours. Our own record back: the store re-ran the claim after a lost
         // connection and found the row its first run inserted.
         let held = match held {
@@ -275,7 +312,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         }
         // Another request holds the key: wait for its session.
         for attempt in 0..self.max_attempts {
-            if let Some(session) = self.retry_store(|| self.store.load(held.session_id))? {
+            if let Some(session) = self.retry_store(|| self.st().load(held.session_id))? {
                 return Ok(Claim::Replay(Box::new(session)));
             }
             transact::backoff(attempt, transact::Wait::Busy);
@@ -303,12 +340,12 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
             self.quote(&mut session, now, &mut memo, &mut change)?;
             let events = self.envelopes(change.events(), &session, now);
             let commit = Commit::new(session, None, &change, events);
-            match self.store.commit(&commit) {
+            match self.st().commit(&commit) {
                 Ok(()) => Ok(commit.session),
                 // The id is taken: by this session, inserted by a racing takeover (or by
                 // an earlier attempt whose outcome was unknown). Not retried blindly.
                 Err(StoreError::Conflict) => self
-                    .store
+                    .st()
                     .load(id)?
                     .ok_or(ServiceError::Store(StoreError::Conflict)),
                 Err(e) => Err(e.into()),
@@ -330,8 +367,10 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         &self,
         report: TransferReport,
     ) -> Result<(CheckoutSession, bool), ServiceError> {
+        let op = operation("record_transfer", None);
         // Lookups are reads: retried like a transaction.
         let id = self.transact(|_| self.find_session(&report))?;
+        record_session(&op, id);
         // Set by the attempt that committed (each retry runs the command again).
         let first = std::sync::atomic::AtomicBool::new(false);
         // A partial payment is quoted again at once: the customer is there, waiting to pay
@@ -350,12 +389,12 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
 
     fn find_session(&self, report: &TransferReport) -> Result<SessionId, ServiceError> {
         let key = report.key();
-        if let Some(id) = self.store.find_by_transfer(&key)? {
+        if let Some(id) = self.st().find_by_transfer(&key)? {
             return Ok(id);
         }
         let found = match (key, report.address()) {
-            (TransferKey::Lightning(hash), _) => self.store.find_by_payment_hash(&hash)?,
-            (TransferKey::Onchain { .. }, Some(addr)) => self.store.find_by_address(addr)?,
+            (TransferKey::Lightning(hash), _) => self.st().find_by_payment_hash(&hash)?,
+            (TransferKey::Onchain { .. }, Some(addr)) => self.st().find_by_address(addr)?,
             (TransferKey::Onchain { .. }, None) => None,
         };
         found.ok_or(ServiceError::Core(crate::Error::UnknownPaymentRequest))
@@ -367,12 +406,14 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         id: SessionId,
         update: &SessionUpdate,
     ) -> Result<CheckoutSession, ServiceError> {
+        let _op = operation("update", Some(id));
         self.mutate(id, Quoting::Never, |s, now| s.update(update, now))
             .map(|(session, _)| session)
     }
 
     /// Deactivates an active session.
     pub fn deactivate(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
+        let _op = operation("deactivate", Some(id));
         self.mutate(id, Quoting::Never, |s, now| s.deactivate(now))
             .map(|(session, _)| session)
     }
@@ -384,6 +425,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         id: SessionId,
         resolution: &FlagResolution,
     ) -> Result<CheckoutSession, ServiceError> {
+        let _op = operation("resolve_flag", Some(id));
         self.mutate(id, Quoting::Never, |s, now| s.resolve_flag(resolution, now))
             .map(|(session, _)| session)
     }
@@ -396,8 +438,9 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     /// without an open quote ([`CheckoutSession::open_payment`] is `None`) rather than
     /// failing the read; the next fetch tries again.
     pub fn get(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
+        let _op = operation("get", Some(id));
         let session = self
-            .retry_store(|| self.store.load(id))?
+            .retry_store(|| self.st().load(id))?
             .ok_or(ServiceError::UnknownSession(id))?;
         let now = self.clock.now();
         let due = session.wake_at().is_some_and(|w| w <= now);
@@ -411,7 +454,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
                 | ServiceError::Request(_)
                 | ServiceError::Store(StoreError::KeyTaken { .. }),
             ) => self
-                .retry_store(|| self.store.load(id))?
+                .retry_store(|| self.st().load(id))?
                 .ok_or(ServiceError::UnknownSession(id)),
             Err(e) => Err(e),
         }
@@ -422,8 +465,9 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     /// without one. For reads that are not a customer looking at the page, such as a
     /// payment's status (`GET /payments/{id}`).
     pub fn current(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
+        let _op = operation("current", Some(id));
         let session = self
-            .retry_store(|| self.store.load(id))?
+            .retry_store(|| self.st().load(id))?
             .ok_or(ServiceError::UnknownSession(id))?;
         if session.wake_at().is_none_or(|w| w > self.clock.now()) {
             return Ok(session);
@@ -452,7 +496,8 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn list(&self, query: &ListQuery) -> Result<Page, ServiceError> {
-        self.retry_store(|| self.store.list(query))
+        let _op = operation("list", None);
+        self.retry_store(|| self.st().list(query))
     }
 
     /// Events after an outbox cursor.
@@ -461,12 +506,14 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, ServiceError> {
-        self.retry_store(|| self.store.events_after(after, limit))
+        let _op = operation("events_after", None);
+        self.retry_store(|| self.st().events_after(after, limit))
     }
 
     /// Everything that happened to one session, in order.
     pub fn timeline(&self, id: SessionId) -> Result<Vec<StoredEvent>, ServiceError> {
-        self.retry_store(|| self.store.session_events(id))
+        let _op = operation("timeline", Some(id));
+        self.retry_store(|| self.st().session_events(id))
     }
 
     /// Expires what ran out, for up to `limit` due sessions: quotes past their expiry, and
@@ -477,9 +524,11 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     /// looks ([`get`](Self::get), [`refresh`](Self::refresh)), so an abandoned session
     /// costs one expiry, not a new invoice, two events and a payment row every ttl.
     pub fn sweep(&self, limit: usize) -> Result<SweepReport, ServiceError> {
+        let _op = operation("sweep", None);
         let now = self.clock.now();
         let mut report = SweepReport::default();
-        for id in self.retry_store(|| self.store.due(now, limit))? {
+        for id in self.retry_store(|| self.st().due(now, limit))? {
+            let _expire = operation("expire", Some(id));
             match self.mutate(id, Quoting::Never, |_, _| Ok(Default::default())) {
                 Ok((_, Outcome::Committed { .. })) => report.updated.push(id),
                 Ok((_, Outcome::Unchanged)) => {}
@@ -493,6 +542,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     /// one now; `Ok(false)` when nothing was due. If no quote can be made (no rate,
     /// generator down), the expiry is still committed and the error returned.
     pub fn refresh(&self, id: SessionId) -> Result<bool, ServiceError> {
+        let _op = operation("refresh", Some(id));
         let (_, outcome) = self.mutate(id, Quoting::OnDemand, |_, _| Ok(Default::default()))?;
         match outcome {
             Outcome::Unchanged => Ok(false),

@@ -16,6 +16,7 @@ use super::{Outcome, ServiceError};
 use crate::clock::Clock;
 use crate::event::{EventType, SessionEvent};
 use crate::id::{EventId, PaymentId, SessionId};
+use crate::metrics::Counter;
 use crate::outbox::Event;
 use crate::payment::PaymentRequest;
 use crate::rates::RateSource;
@@ -86,8 +87,14 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
     ) -> Result<T, ServiceError> {
         let mut n = 0;
         loop {
-            match attempt(n) {
+            let result = {
+                let _attempt = tracing::debug_span!("attempt", n).entered();
+                attempt(n)
+            };
+            match result {
                 Err(ServiceError::Store(e)) if e.is_retryable() && n + 1 < self.max_attempts => {
+                    tracing::debug!(attempt = n, error = %e, "retrying");
+                    self.metrics.add(Counter::retries, 1);
                     backoff(n, wait_for(&e));
                     n += 1;
                 }
@@ -124,7 +131,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
         self.transact(|attempt| {
             if let Some((commit, quote)) = &unsure {
                 let stored = self
-                    .store
+                    .st()
                     .load(id)?
                     .ok_or(ServiceError::UnknownSession(id))?;
                 if self.landed(commit, &stored)? {
@@ -145,7 +152,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
             let mut session = match cached {
                 Some(s) => s,
                 None => self
-                    .store
+                    .st()
                     .load(id)?
                     .ok_or(ServiceError::UnknownSession(id))?,
             };
@@ -179,7 +186,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
             }
             let events = self.envelopes(change.events(), &session, now);
             let commit = Commit::new(session, Some(before), &change, events);
-            match self.store.commit(&commit) {
+            match self.st().commit(&commit) {
                 Ok(()) => {}
                 Err(e) => {
                     if outcome_unknown(&e) {
@@ -208,7 +215,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
         if stored.version() < commit.session.version() {
             return Ok(false);
         }
-        let timeline = self.store.session_events(stored.id())?;
+        let timeline = self.st().session_events(stored.id())?;
         Ok(timeline.iter().any(|e| e.event.id == first.id))
     }
 
@@ -267,13 +274,13 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
             _ => Ok(()),
         };
         if let Some(inv) = &request.lightning {
-            let holder = self.store.find_by_payment_hash(&inv.payment_hash)?;
+            let holder = self.st().find_by_payment_hash(&inv.payment_hash)?;
             taken(RoutingKey::PaymentHash(inv.payment_hash), holder)?;
         }
         if session.onchain_address().is_none()
             && let Some(address) = &request.onchain_address
         {
-            let holder = self.store.find_by_address(address)?;
+            let holder = self.st().find_by_address(address)?;
             taken(RoutingKey::Address(address.clone()), holder)?;
         }
         Ok(())

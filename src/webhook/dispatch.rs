@@ -13,6 +13,7 @@ use super::{SignError, SignatureHeader};
 use crate::clock::{Clock, IdSource, RandomIds};
 use crate::event::EventType;
 use crate::id::{EndpointId, EventId, SessionId};
+use crate::metrics::{Counter, Metrics};
 use crate::outbox::{Event, raw_or_null};
 use crate::store::{Store, StoreError};
 
@@ -91,6 +92,7 @@ pub struct Dispatcher<S, T, C> {
     lanes: usize,
     per_endpoint: usize,
     ids: Ids,
+    metrics: Arc<Metrics>,
 }
 
 /// The source of the ids of the dispatcher's own events.
@@ -120,7 +122,21 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
             lanes: DEFAULT_LANES,
             per_endpoint: DEFAULT_PER_ENDPOINT,
             ids: Ids(Arc::new(RandomIds::new())),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Counts into `metrics` (for example the service's,
+    /// [`Checkout::metrics`](crate::Checkout::metrics)) instead of a registry of its own:
+    /// deliveries by outcome, their lag, endpoints disabled.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// What the dispatcher has counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Mints the ids of the dispatcher's own events (an endpoint disabled) from `ids`
@@ -250,7 +266,13 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
                 continue;
             }
             let mut d = d.clone();
-            let status = self.attempt(ep, &mut d, now)?;
+            let span = tracing::debug_span!(
+                "delivery",
+                endpoint = %ep.id,
+                seq = d.seq,
+                attempt = d.attempts.len() + 1
+            );
+            let status = span.in_scope(|| self.attempt(ep, &mut d, now))?;
             attempts += 1;
             match status {
                 DeliveryStatus::Delivered => report.delivered += 1,
@@ -301,6 +323,8 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
                 object: raw_or_null(e.to_api_json()),
             };
             self.store.disable_endpoint(&e, &event)?;
+            self.metrics.add(Counter::endpoints_disabled, 1);
+            tracing::warn!(endpoint = %id, url = %e.url, "webhook endpoint disabled");
             report.disabled.push(id);
         }
         report.failed += self.fail_pending(id)?;
@@ -406,6 +430,15 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
         if d.status != DeliveryStatus::Pending {
             d.next_attempt_at = None;
         }
+        match d.status {
+            DeliveryStatus::Delivered => {
+                let lag = (now - stored.event.created).whole_milliseconds().max(0);
+                self.metrics
+                    .delivered(u64::try_from(lag).unwrap_or(u64::MAX));
+            }
+            DeliveryStatus::Pending => self.metrics.add(Counter::deliveries_retried, 1),
+            DeliveryStatus::Failed => self.metrics.add(Counter::deliveries_failed, 1),
+        }
         Ok(d.status)
     }
 
@@ -421,6 +454,10 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
                 failed += 1;
             }
         }
+        self.metrics.add(
+            Counter::deliveries_failed,
+            u64::try_from(failed).unwrap_or(u64::MAX),
+        );
         Ok(failed)
     }
 

@@ -23,6 +23,7 @@ mod lnbits;
 mod lnbits_listener;
 mod lookups;
 mod lost_commits;
+mod observability;
 mod on_demand;
 mod payment_requests;
 mod port_suites;

@@ -139,10 +139,11 @@ pub(super) struct DisableRows {
 
 #[cfg(feature = "webhooks")]
 impl DisableRows {
-    pub(super) fn new(endpoint: &crate::webhook::Endpoint, event: &crate::outbox::Event) -> Self {
+    /// The endpoint's row (`body` its stored JSON) and the event.
+    pub(super) fn new(id: String, body: String, event: &crate::outbox::Event) -> Self {
         Self {
-            id: endpoint.id.to_string(),
-            body: endpoint.to_stored_json(),
+            id,
+            body,
             events: EventColumns::new(EventRow::for_commit(std::slice::from_ref(event), None)),
         }
     }

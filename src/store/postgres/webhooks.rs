@@ -309,7 +309,11 @@ impl DeliveryStore for PostgresStore {
     }
 
     fn disable_endpoint(&self, endpoint: &Endpoint, event: &Event) -> Result<(), StoreError> {
-        let rows = super::commit::DisableRows::new(endpoint, event);
+        let rows = super::commit::DisableRows::new(
+            endpoint.id.to_string(),
+            endpoint.to_stored_json(),
+            event,
+        );
         match self.call(Op::DisableEndpoint(Box::new(rows)))? {
             Out::Unit => Ok(()),
             _ => Err(unexpected()),
