@@ -193,6 +193,13 @@ pub enum Error {
     /// A transfer came in over a method the session does not accept.
     #[error("transfer method {0} is not enabled for this session")]
     MethodNotEnabled(&'static str),
+    /// The session has issued as many quotes as its limit allows
+    /// ([`SessionLimits`](crate::session::SessionLimits)): no further quote is made.
+    #[error("the session has issued its limit of {max} quotes")]
+    QuoteLimitReached {
+        /// The limit.
+        max: u32,
+    },
     /// The same transfer id was reported again with another amount.
     #[error("transfer reported again with another amount ({first} then {again} msat)")]
     TransferAmountMismatch {

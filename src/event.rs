@@ -78,6 +78,10 @@ event_types! {
     LatePayment => "checkout_session.late_payment",
     /// Funds arrived for a quote after it expired and count at its rate (flag: rate risk).
     PaidAfterExpiry => "checkout_session.paid_after_expiry",
+    /// A transfer arrived beyond the session's transfer cap: it is held apart and flagged
+    /// (`held`), never counted. Raised at the first held transfer only; later ones change
+    /// the session's `held_transfers` totals without an event each.
+    TransfersHeld => "checkout_session.transfers_held",
     /// The merchant recorded what was done with flagged money (refunded or accepted).
     FlagResolved => "checkout_session.flag_resolved",
     /// A quote was issued.

@@ -54,7 +54,7 @@ macro_rules! forward_port {
 ///
 ///     bitcoin_checkout::forward_store!(inner:
 ///         load, find_by_transfer, find_by_payment_hash, find_by_address, find_by_payment,
-///         list, due, events_after, events_before, event, session_events, idempotency,
+///         list, due, events_after, events_before, event, session_events, held_transfers, idempotency,
 ///         claim_idempotency, release_idempotency);
 /// }
 ///
@@ -101,6 +101,9 @@ macro_rules! forward_store {
     };
     (@one $f:tt session_events) => {
         fn session_events(&self, id: $crate::SessionId) -> ::std::result::Result<::std::vec::Vec<$crate::store::StoredEvent>, $crate::store::StoreError> { self.$f.session_events(id) }
+    };
+    (@one $f:tt held_transfers) => {
+        fn held_transfers(&self, id: $crate::SessionId, limit: usize) -> ::std::result::Result<::std::vec::Vec<$crate::session::HeldTransfer>, $crate::store::StoreError> { self.$f.held_transfers(id, limit) }
     };
     (@one $f:tt idempotency) => {
         fn idempotency(&self, key: &str) -> ::std::result::Result<::std::option::Option<$crate::store::IdempotencyRecord>, $crate::store::StoreError> { self.$f.idempotency(key) }

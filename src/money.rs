@@ -91,6 +91,11 @@ impl Msats {
         Self(self.0.saturating_sub(other.0))
     }
 
+    /// Adds, stopping at the largest amount.
+    pub fn saturating_add(self, other: Self) -> Self {
+        Self(self.0.saturating_add(other.0))
+    }
+
     /// The amount in BTC, exactly (11 decimals at most).
     pub fn to_btc(self) -> Decimal {
         Decimal::from(self.0) / Decimal::from(SATS_PER_BTC * MSATS_PER_SAT)

@@ -131,6 +131,7 @@ fn core_kind(e: &Error) -> ErrorKind {
         Error::InvalidTransition { .. }
         | Error::QuoteAlreadyOpen(_)
         | Error::TransferAmountMismatch { .. }
+        | Error::QuoteLimitReached { .. }
         | Error::LinkExpired => ErrorKind::Conflict,
         Error::UnknownPaymentRequest => ErrorKind::NotFound,
         // The generator's request does not fit the quote, or the clock ran backwards past

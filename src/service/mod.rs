@@ -3,7 +3,7 @@
 //!
 //! Each operation runs as one transaction (`service/transact.rs`): it loads the session, applies
 //! one core command at the clock's time, issues a new quote when the session needs one,
-//! and commits the command's [`SessionChange`](crate::session::SessionChange) with its
+//! and commits the command's [`SessionChange`] with its
 //! events in one atomic compare-and-swap. A conflict (another process changed the session
 //! in between) or a retryable store error is retried from a fresh load after a jittered
 //! backoff, so concurrent reports of the same or different transfers end with each counted
@@ -41,7 +41,9 @@ use crate::json::millis::truncate;
 use crate::metrics::Metrics;
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
-use crate::session::{CheckoutSession, FlagResolution, SessionParams, SessionUpdate};
+use crate::session::{
+    CheckoutSession, FlagResolution, SessionChange, SessionParams, SessionUpdate,
+};
 use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
 use crate::transfer::{TransferKey, TransferReport};
 use cache::SessionCache;
@@ -375,16 +377,38 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         let first = std::sync::atomic::AtomicBool::new(false);
         // A partial payment is quoted again at once: the customer is there, waiting to pay
         // the rest.
-        let (session, _) = self.mutate(id, Quoting::OnDemand, |s, now| {
-            let change = s.record_transfer(report.clone(), now)?;
-            let received = change
-                .events()
-                .iter()
-                .any(|e| e.event_type == crate::event::EventType::TransferReceived);
-            first.store(received, std::sync::atomic::Ordering::Relaxed);
-            Ok(change)
-        })?;
+        let key = report.key();
+        let (session, _) =
+            self.mutate(id, Quoting::OnDemand, |s, now| -> Result<_, ServiceError> {
+                if self.already_held(s, &key)? {
+                    return Ok(SessionChange::default());
+                }
+                let change = s.record_transfer(report.clone(), now)?;
+                let received = change
+                    .events()
+                    .iter()
+                    .any(|e| e.event_type == crate::event::EventType::TransferReceived);
+                first.store(received, std::sync::atomic::Ordering::Relaxed);
+                Ok(change)
+            })?;
         Ok((session, first.into_inner()))
+    }
+
+    /// Whether a report is of a transfer `session` holds apart already (beyond its
+    /// transfer cap: held transfers are not loaded with the session, so the store's index
+    /// of transfer keys tells). Asked only of a session at its cap, for a key it does not
+    /// list, so reports below the cap cost no lookup; asked on every attempt, so a report
+    /// racing the first one finds it once that one committed (the store refuses the
+    /// second copy as a conflict).
+    fn already_held(
+        &self,
+        session: &CheckoutSession,
+        key: &TransferKey,
+    ) -> Result<bool, ServiceError> {
+        if session.has_transfer(key) || !session.at_transfer_cap() {
+            return Ok(false);
+        }
+        Ok(self.st().find_by_transfer(key)? == Some(session.id()))
     }
 
     fn find_session(&self, report: &TransferReport) -> Result<SessionId, ServiceError> {
@@ -447,7 +471,9 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         if !due && !session.needs_quote(now) {
             return Ok(session);
         }
-        match self.mutate(id, Quoting::OnDemand, |_, _| Ok(Default::default())) {
+        match self.mutate(id, Quoting::OnDemand, |_, _| {
+            Ok::<_, crate::Error>(Default::default())
+        }) {
             Ok((session, _)) => Ok(session),
             Err(
                 ServiceError::Rate(_)
@@ -472,8 +498,10 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         if session.wake_at().is_none_or(|w| w > self.clock.now()) {
             return Ok(session);
         }
-        self.mutate(id, Quoting::Never, |_, _| Ok(Default::default()))
-            .map(|(session, _)| session)
+        self.mutate(id, Quoting::Never, |_, _| {
+            Ok::<_, crate::Error>(Default::default())
+        })
+        .map(|(session, _)| session)
     }
 
     /// Sessions newest first, filtered and paged by `query` (by status, `source_id`, a
@@ -529,7 +557,9 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         let mut report = SweepReport::default();
         for id in self.retry_store(|| self.st().due(now, limit))? {
             let _expire = operation("expire", Some(id));
-            match self.mutate(id, Quoting::Never, |_, _| Ok(Default::default())) {
+            match self.mutate(id, Quoting::Never, |_, _| {
+                Ok::<_, crate::Error>(Default::default())
+            }) {
                 Ok((_, Outcome::Committed { .. })) => report.updated.push(id),
                 Ok((_, Outcome::Unchanged)) => {}
                 Err(e) => report.failed.push((id, e)),
@@ -543,7 +573,9 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     /// generator down), the expiry is still committed and the error returned.
     pub fn refresh(&self, id: SessionId) -> Result<bool, ServiceError> {
         let _op = operation("refresh", Some(id));
-        let (_, outcome) = self.mutate(id, Quoting::OnDemand, |_, _| Ok(Default::default()))?;
+        let (_, outcome) = self.mutate(id, Quoting::OnDemand, |_, _| {
+            Ok::<_, crate::Error>(Default::default())
+        })?;
         match outcome {
             Outcome::Unchanged => Ok(false),
             Outcome::Committed { quote: Ok(()) } => Ok(true),

@@ -119,11 +119,11 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
     /// The first attempt starts from the session cache when it holds the session: the
     /// commit's compare-and-swap proves whether the cached copy was current, and anything
     /// else the copy decides (an error, nothing to do) is checked against the store.
-    pub(super) fn mutate(
+    pub(super) fn mutate<E: Into<ServiceError>>(
         &self,
         id: SessionId,
         quoting: Quoting,
-        command: impl Fn(&mut CheckoutSession, OffsetDateTime) -> Result<SessionChange, crate::Error>,
+        command: impl Fn(&mut CheckoutSession, OffsetDateTime) -> Result<SessionChange, E>,
     ) -> Result<(CheckoutSession, Outcome), ServiceError> {
         let mut memo = QuoteMemo::default();
         // The last commit whose outcome the store could not tell, with its re-quote's result.
@@ -245,7 +245,9 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> super::Check
             return Ok(());
         }
         // Nothing kept, or the session moved on (funds arrived, another server quoted):
-        // the kept request is for another amount, so it is never shown to anyone.
+        // the kept request is for another amount, so it is never shown to anyone. A
+        // session at its quote cap is refused before any rate is fetched.
+        session.check_quote_limit()?;
         let rate = self
             .rates
             .rate(session.currency(), session.target_currency(), now)?;

@@ -41,6 +41,9 @@ pub enum FlagKind {
     Reversed,
     /// Funds received before the session was deactivated: refund or accept them.
     RefundDue,
+    /// Funds in transfers beyond the session's transfer cap, held apart and never counted
+    /// (see [`SessionLimits`](super::SessionLimits)): refund or accept them.
+    Held,
 }
 
 impl FlagKind {
@@ -52,6 +55,7 @@ impl FlagKind {
             Self::PaidAfterExpiry => "paid_after_expiry",
             Self::Reversed => "reversed",
             Self::RefundDue => "refund_due",
+            Self::Held => "held",
         }
     }
 }
@@ -193,6 +197,7 @@ impl CheckoutSession {
             (FlagKind::PaidAfterExpiry, l.after_expiry),
             (FlagKind::Reversed, l.reversed_counted),
             (FlagKind::RefundDue, refund_due),
+            (FlagKind::Held, u128::from(self.held.amount.get())),
         ]
         .into_iter()
         .filter(|(_, amount)| *amount > 0)

@@ -11,6 +11,8 @@ use crate::event::SessionEvent;
 use crate::id::PaymentId;
 use crate::transfer::TransferKey;
 
+use super::HeldTransfer;
+
 /// The events and the touched payments and transfers of one or more commands.
 ///
 /// Contract: `payments` holds every payment the commands inserted or modified (its
@@ -26,6 +28,8 @@ pub struct SessionChange {
     // recording a transfer allocates nothing for them (a report is the hot path).
     payments: Touched<PaymentId, 2>,
     transfers: Touched<TransferKey, 1>,
+    /// A transfer beyond the session's cap, kept apart (see `session::limits`).
+    held: Option<Box<HeldTransfer>>,
 }
 
 /// A list of distinct values kept inline up to `N`, spilled whole to the heap beyond (so
@@ -109,9 +113,18 @@ impl SessionChange {
         self.transfers.as_slice()
     }
 
+    /// The transfer held apart, beyond the session's transfer cap (a store writes it with
+    /// the session, see [`SessionLimits`](super::SessionLimits)).
+    pub fn held(&self) -> Option<&HeldTransfer> {
+        self.held.as_deref()
+    }
+
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.payments().is_empty() && self.transfers().is_empty()
+        self.events.is_empty()
+            && self.payments().is_empty()
+            && self.transfers().is_empty()
+            && self.held.is_none()
     }
 
     /// Appends a later change (of the same session) to this one.
@@ -121,6 +134,9 @@ impl SessionChange {
         }
         for &key in later.transfers() {
             self.touch_transfer(key);
+        }
+        if later.held.is_some() {
+            self.held = later.held;
         }
         self.events.extend(later.events);
     }
@@ -148,6 +164,10 @@ impl SessionChange {
 
     pub(crate) fn touch_transfer(&mut self, key: TransferKey) {
         self.transfers.insert(key);
+    }
+
+    pub(crate) fn hold(&mut self, held: HeldTransfer) {
+        self.held = Some(Box::new(held));
     }
 }
 

@@ -90,6 +90,8 @@ impl CheckoutSession {
                 params.currency.scale(),
                 params.amount_paid_tolerance.unwrap_or(Decimal::ZERO),
             ),
+            caps: params.limits,
+            held: Default::default(),
             confirmations: params.confirmations,
             statement_descriptor: params.statement_descriptor.clone(),
             source: params.source.clone(),
@@ -137,6 +139,37 @@ impl CheckoutSession {
             && self.received_credit() < self.threshold_minor()
     }
 
+    /// Refuses a new quote once the session has issued its limit
+    /// ([`SessionLimits::quotes`](super::SessionLimits::quotes)).
+    pub fn check_quote_limit(&self) -> Result<(), Error> {
+        let max = self.caps.quotes();
+        if self.payments.len() >= max as usize {
+            return Err(Error::QuoteLimitReached { max });
+        }
+        Ok(())
+    }
+
+    /// Whether it lists a transfer with this key (held transfers are not listed).
+    pub fn has_transfer(&self, key: &crate::transfer::TransferKey) -> bool {
+        self.transfers.contains_key(key)
+    }
+
+    /// Whether it keeps as many transfers as its cap allows: a new one would be held.
+    pub fn at_transfer_cap(&self) -> bool {
+        self.transfers.len() >= self.caps.transfers() as usize
+    }
+
+    /// The caps on quotes and transfers it was created with.
+    pub fn limits(&self) -> super::SessionLimits {
+        self.caps
+    }
+
+    /// What it holds apart: the transfers beyond its transfer cap (see
+    /// [`SessionLimits`](super::SessionLimits)).
+    pub fn held_transfers(&self) -> super::HeldTotals {
+        self.held
+    }
+
     /// When something happens to the session by the passing of time alone: its open quote
     /// runs out, or the session itself expires (whichever is first); `None` if nothing
     /// will happen without a command. A session whose quote expired is not woken to be
@@ -177,6 +210,7 @@ impl CheckoutSession {
     ) -> Result<QuoteTerms, Error> {
         let now = truncate(now);
         self.check_clock(now)?;
+        self.check_quote_limit()?;
         if rate.base() != self.currency || rate.target() != self.target_currency {
             return Err(Error::RateMismatch {
                 want_base: self.currency.code(),

@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 
 use super::strict::{Written, only_known_fields};
 use super::{
-    Branding, CheckoutSession, DeactivationReason, Details, Flag, SessionState, SessionStatus,
+    Branding, CheckoutSession, DeactivationReason, Details, Flag, HeldTotals, SessionLimits,
+    SessionState, SessionStatus,
 };
 use crate::error::Error;
 use crate::id::{PaymentId, SessionId};
@@ -134,6 +135,12 @@ struct SessionWire {
     // Derived: written for readers, never read back (so unknown kinds cannot fail a read).
     #[serde(default, skip_deserializing)]
     flags: Vec<Flag>,
+    /// The caps on quotes and transfers, when not the defaults.
+    #[serde(default, skip_serializing_if = "SessionLimits::is_default")]
+    limits: SessionLimits,
+    /// Transfers beyond the transfer cap, recorded apart (absent while there are none).
+    #[serde(default, skip_serializing_if = "HeldTotals::is_empty")]
+    held_transfers: HeldTotals,
     /// What the merchant did about flagged money (facts, kept as recorded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     resolutions: Vec<super::Resolution>,
@@ -281,6 +288,8 @@ impl CheckoutSession {
             payments_count: Some(self.payments.len()),
             transfers: Vec::new(),
             flags: self.flags(),
+            limits: self.caps,
+            held_transfers: self.held,
             // Rare and small: a copy costs nothing on the sessions that have none.
             resolutions: self.resolutions.to_vec(),
             paid_at,
@@ -582,6 +591,8 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, Error> {
         ttl_secs: w.ttl,
         tolerance: w.amount_paid_tolerance,
         limits: super::accounting::Limits::of(amount, w.currency.scale(), w.amount_paid_tolerance),
+        caps: w.limits.checked(),
+        held: w.held_transfers,
         confirmations: w.confirmations,
         statement_descriptor: w.statement_descriptor,
         source: w.source,

@@ -17,6 +17,7 @@ mod change;
 mod commands;
 mod json;
 mod ledger;
+mod limits;
 mod params;
 mod resolutions;
 mod strict;
@@ -37,6 +38,9 @@ pub use accounting::{Flag, FlagKind, Totals};
 pub use change::SessionChange;
 pub use commands::QuoteTerms;
 pub use json::EVENT_PAYMENTS;
+pub use limits::{
+    DEFAULT_MAX_QUOTES, DEFAULT_MAX_TRANSFERS, HeldTotals, HeldTransfer, SessionLimits,
+};
 pub use params::{Branding, DEFAULT_FIAT_TTL_SECS, MAX_TTL_SECS, MIN_TTL_SECS, SessionParams};
 pub use resolutions::{FlagOutcome, FlagResolution, MAX_REFERENCE_CHARS, Resolution};
 pub use update::SessionUpdate;
@@ -142,6 +146,11 @@ pub struct CheckoutSession {
     pub(crate) ttl_secs: i64,
     pub(crate) tolerance: Decimal,
     pub(crate) limits: Limits,
+    /// The caps on quotes and transfers (see [`SessionLimits`]).
+    pub(crate) caps: SessionLimits,
+    /// Transfers beyond the transfer cap, kept apart: their count and sum (their facts are
+    /// in the store, not loaded with the session).
+    pub(crate) held: HeldTotals,
     pub(crate) confirmations: ConfirmationPolicy,
     pub(crate) statement_descriptor: Option<String>,
     pub(crate) source: Option<String>,

@@ -118,6 +118,14 @@ pub struct SessionParams {
     /// The link that opened the session (set by the service, never by callers).
     #[serde(skip)]
     pub(crate) link: Option<crate::id::LinkId>,
+    /// The caps on quotes and transfers: set in code ([`limits`](Self::limits)), never
+    /// read from a request; part of the idempotency fingerprint when not the defaults.
+    #[serde(
+        default,
+        skip_deserializing,
+        skip_serializing_if = "super::SessionLimits::is_default"
+    )]
+    pub(crate) limits: super::SessionLimits,
 }
 
 fn default_methods() -> BTreeSet<PaymentMethod> {
@@ -178,6 +186,7 @@ impl SessionParams {
             livemode: false,
             expires_at: None,
             link: None,
+            limits: super::SessionLimits::default(),
         }
     }
 
@@ -295,6 +304,13 @@ impl SessionParams {
     /// until it is paid or deactivated. Must be 5 minutes to 1 year after creation.
     pub fn expires_at(mut self, at: time::OffsetDateTime) -> Self {
         self.expires_at = Some(crate::json::millis::truncate(at));
+        self
+    }
+
+    /// Caps the quotes the session issues and the transfers it keeps (default
+    /// [`SessionLimits::default`](super::SessionLimits)); see `session::limits`.
+    pub fn limits(mut self, limits: super::SessionLimits) -> Self {
+        self.limits = limits;
         self
     }
 

@@ -44,6 +44,8 @@ const SESSION_FIELDS: &[&str] = &[
     "payments_count",
     "transfers",
     "flags",
+    "limits",
+    "held_transfers",
     "paid_at",
     "deactivated_at",
     "deactivation_reason",

@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use super::{CheckoutSession, SessionChange, SessionState};
+use super::{CheckoutSession, HeldTransfer, SessionChange, SessionState};
 use crate::error::Error;
 use crate::event::{EventType, SessionEvent};
 use crate::json::millis::truncate;
@@ -41,6 +41,13 @@ impl CheckoutSession {
             return Ok(self.update_transfer(report, now));
         }
         self.check_destination(&report)?;
+        if self.transfers.len() >= self.caps.transfers() as usize {
+            let mut change = SessionChange::with_capacity(1);
+            self.expire_due_into(now, &mut change);
+            self.hold_transfer(report, now, &mut change);
+            self.touch(now);
+            return Ok(change);
+        }
         // Room for what a transfer usually causes (received, payment paid, session paid);
         // the rarer events (expiries, flags) grow the vector.
         let mut change = SessionChange::with_capacity(4);
@@ -48,6 +55,29 @@ impl CheckoutSession {
         self.insert_transfer(report, now, &mut change);
         self.touch(now);
         Ok(change)
+    }
+
+    /// Holds a new transfer beyond the transfer cap apart (see `session::limits`): counted
+    /// in the held totals and flagged, never toward the amount; the first one raises the
+    /// event.
+    fn hold_transfer(
+        &mut self,
+        report: TransferReport,
+        now: OffsetDateTime,
+        change: &mut SessionChange,
+    ) {
+        self.held.count = self.held.count.saturating_add(1);
+        self.held.amount = self.held.amount.saturating_add(report.amount);
+        if self.held.count == 1 {
+            change.push(SessionEvent::new(EventType::TransfersHeld, now));
+        }
+        change.hold(HeldTransfer {
+            key: report.key,
+            session_id: self.id,
+            amount: report.amount,
+            address: report.address,
+            seen_at: now,
+        });
     }
 
     /// Checks that a new transfer's invoice or address belongs to this session.

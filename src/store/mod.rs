@@ -62,7 +62,7 @@ use crate::hash::PaymentHash;
 use crate::id::{EventId, LinkId, PaymentId, SessionId};
 use crate::link::Link;
 use crate::outbox::Event;
-use crate::session::{CheckoutSession, SessionChange};
+use crate::session::{CheckoutSession, HeldTransfer, SessionChange};
 use crate::transfer::TransferKey;
 
 /// What went wrong in a store.
@@ -254,6 +254,12 @@ pub struct Commit {
     pub transfers: Vec<TransferKey>,
     /// The events the change caused, in order.
     pub events: Vec<Event>,
+    /// A transfer beyond the session's transfer cap ([`SessionChange::held`]): written
+    /// apart from the session (never loaded with it; read with
+    /// [`Store::held_transfers`]), its key claimed like a transfer's. Its key recorded
+    /// already refuses the commit: by another session with [`StoreError::KeyTaken`], by
+    /// this one with [`StoreError::Conflict`] (a racing report of the same transfer).
+    pub held: Option<HeldTransfer>,
 }
 
 impl Commit {
@@ -271,6 +277,7 @@ impl Commit {
             payments: change.payments().to_vec(),
             transfers: change.transfers().to_vec(),
             events,
+            held: change.held().cloned(),
         }
     }
 }
@@ -302,7 +309,7 @@ pub trait Store: Send + Sync {
     /// Applies a commit atomically, or returns [`StoreError::Conflict`] and writes nothing.
     fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
 
-    /// The session a transfer was recorded on.
+    /// The session a transfer was recorded on (as one of its transfers, or held apart).
     fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError>;
 
     /// The session one of whose quotes has an invoice with this payment hash.
@@ -356,6 +363,10 @@ pub trait Store: Send + Sync {
     /// Every event of one session, in order: its timeline.
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// The transfers a session holds apart (beyond its transfer cap, see
+    /// [`SessionLimits`](crate::session::SessionLimits)), oldest first, at most `limit`.
+    fn held_transfers(&self, id: SessionId, limit: usize) -> Result<Vec<HeldTransfer>, StoreError>;
+
     /// The idempotency record for a key.
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
@@ -396,6 +407,7 @@ forward_port!(Store {
     fn events_before(&self, before: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
     fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError>;
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError>;
+    fn held_transfers(&self, id: SessionId, limit: usize) -> Result<Vec<HeldTransfer>, StoreError>;
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     fn claim_idempotency(&self, record: &IdempotencyRecord) -> Result<Option<IdempotencyRecord>, StoreError>;
     fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError>;

@@ -168,6 +168,20 @@ pub struct CommitRows {
     pub address: Option<String>,
     /// The events to append, in order, filed under the session.
     pub events: Vec<EventRow>,
+    /// The held transfer to insert apart, if any (see [`Commit::held`]).
+    pub held: Option<HeldRow>,
+}
+
+/// A held transfer as a row: in the transfers table (one key index for every transfer),
+/// marked by the time it was held so that the session's load leaves it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRow {
+    /// The transfer key, as [`TransferRow::key`].
+    pub key: String,
+    /// The [`HeldTransfer`](crate::session::HeldTransfer)'s JSON.
+    pub body: String,
+    /// When it was held (Unix milliseconds), never null for a held row.
+    pub held_at: i64,
 }
 
 impl CommitRows {
@@ -204,6 +218,11 @@ impl CommitRows {
             transfers,
             address: s.onchain_address().map(str::to_owned),
             events: EventRow::for_commit(&commit.events, Some(&id)),
+            held: commit.held.as_ref().map(|h| HeldRow {
+                key: h.key.to_string(),
+                body: h.to_json(),
+                held_at: millis::to_millis(h.seen_at),
+            }),
         })
     }
 }
@@ -432,4 +451,16 @@ pub fn decode_session_id(text: &str) -> Result<SessionId, StoreError> {
 /// A time from Unix milliseconds, as rows keep it.
 pub fn time_from_millis(ms: i64) -> Result<OffsetDateTime, String> {
     millis::from_millis(ms)
+}
+
+/// Reads a held transfer's row back, checking that it holds the transfer its key names.
+pub fn held_from_row(key: &str, body: &str) -> Result<crate::session::HeldTransfer, StoreError> {
+    let row = || format!("held transfer {key}");
+    let held = crate::session::HeldTransfer::from_json(body)
+        .map_err(|e| Corruption::undecodable(row(), e))?;
+    let found = held.key.to_string();
+    if found != key {
+        return Err(Corruption::mismatch(row(), "key", key, found).into());
+    }
+    Ok(held)
 }

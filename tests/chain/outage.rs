@@ -86,6 +86,13 @@ impl Store for Outage {
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.session_events(id)
     }
+    fn held_transfers(
+        &self,
+        id: SessionId,
+        limit: usize,
+    ) -> Result<Vec<session::HeldTransfer>, StoreError> {
+        self.inner.held_transfers(id, limit)
+    }
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.idempotency(key)
     }

@@ -184,3 +184,13 @@ pub fn panic_message(f: impl FnOnce()) -> Option<String> {
             .unwrap_or_default()
     })
 }
+
+/// `params` without caps on quotes and transfers: for tests that record many transfers on
+/// one session and count every one (see `session::SessionLimits`).
+pub fn uncapped(params: SessionParams) -> SessionParams {
+    params.limits(
+        session::SessionLimits::new()
+            .max_quotes(u32::MAX)
+            .max_transfers(u32::MAX),
+    )
+}

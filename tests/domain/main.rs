@@ -16,6 +16,7 @@ mod fuzz_regressions;
 mod hostile_inputs;
 mod json_shapes;
 mod layers;
+mod limits;
 mod properties;
 mod resolutions;
 mod scenarios;

@@ -28,6 +28,8 @@ use rust_decimal::Decimal;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use crate::common::uncapped;
+
 const SKEW: Duration = Duration::minutes(5);
 const TTL_SECS: i64 = 300;
 const CYCLES: u32 = 12;
@@ -105,7 +107,8 @@ fn skewed_servers_share_a_session<S: Store>(open: impl Fn() -> S) {
         behind_clock.advance(by);
     };
 
-    let params = SessionParams::new(Decimal::from(100), usd()).ttl_secs(TTL_SECS);
+    // Re-quoted at every step for a long run: no quote cap.
+    let params = uncapped(SessionParams::new(Decimal::from(100), usd()).ttl_secs(TTL_SECS));
     let created = ahead.create(params, None).unwrap();
     let id = created.id();
     let address = created.onchain_address().unwrap().to_owned();
@@ -304,7 +307,8 @@ proptest::proptest! {
         let behind_clock = Arc::new(ManualClock::new(t0() - Duration::milliseconds(skew_behind)));
         let ahead = server(Arc::clone(&store), Arc::clone(&ahead_clock), RandomIds::new());
         let behind = server(Arc::clone(&store), Arc::clone(&behind_clock), LowIds::default());
-        let params = SessionParams::new(Decimal::from(100), usd()).ttl_secs(TTL_SECS);
+        // Re-quoted at every step for a long run: no quote cap.
+    let params = uncapped(SessionParams::new(Decimal::from(100), usd()).ttl_secs(TTL_SECS));
         let id = ahead.create(params, None).unwrap().id();
         let address = store.load(id).unwrap().unwrap().onchain_address().unwrap().to_owned();
         let mut outputs: Vec<u64> = Vec::new();

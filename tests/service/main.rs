@@ -16,6 +16,7 @@ mod lnbits_api;
 
 mod async_service;
 mod clock_skew;
+mod flood;
 mod key_claims;
 mod links;
 mod live_rates;

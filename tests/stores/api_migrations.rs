@@ -202,6 +202,7 @@ fn a_version_6_sqlite_database_gains_the_api_reads() {
              ALTER TABLE links DROP COLUMN created;
              ALTER TABLE links DROP COLUMN kind;
              ALTER TABLE links DROP COLUMN livemode;
+             DROP TABLE held_transfers;
              PRAGMA user_version = 6;",
         )
         .expect("downgrade");
@@ -236,6 +237,7 @@ mod postgres {
              DROP INDEX payments_by_id, events_by_id;
              ALTER TABLE sessions DROP COLUMN livemode;
              ALTER TABLE links DROP COLUMN created, DROP COLUMN kind, DROP COLUMN livemode;
+             DROP TABLE held_transfers;
              DELETE FROM schema_migrations WHERE version >= 8;"
         ))
         .expect("downgrade");

@@ -327,7 +327,13 @@ impl Worker {
             .payment_methods(methods.iter().copied())
             .confirmations(ConfirmationPolicy::from_confirmations(policy).expect("policy"))
             .ttl_secs([300, 600, 900][self.rng.below(3) as usize])
-            .description(format!("crash test order {}-{}", self.index, self.op));
+            .description(format!("crash test order {}-{}", self.index, self.op))
+            // Many transfers and quotes per session, all counted: no cap holds any apart.
+            .limits(
+                bitcoin_checkout::session::SessionLimits::new()
+                    .max_quotes(u32::MAX)
+                    .max_transfers(u32::MAX),
+            );
         if self.rng.chance(30) {
             params = params.tolerance(Decimal::new(self.rng.range(1, 20) as i64, 1));
         }

@@ -28,6 +28,7 @@ fn insert(store: &MemoryStore, session: &CheckoutSession) -> Result<(), StoreErr
         payments: session.payments().iter().map(|p| p.id()).collect(),
         transfers: session.transfers().map(|t| t.key).collect(),
         events: Vec::new(),
+        held: None,
     })
 }
 

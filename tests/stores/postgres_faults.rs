@@ -243,6 +243,13 @@ impl Store for Counting<'_> {
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
         self.tally(self.inner.session_events(id))
     }
+    fn held_transfers(
+        &self,
+        id: SessionId,
+        limit: usize,
+    ) -> Result<Vec<bitcoin_checkout::session::HeldTransfer>, StoreError> {
+        self.tally(self.inner.held_transfers(id, limit))
+    }
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.tally(self.inner.idempotency(key))
     }
@@ -316,7 +323,10 @@ fn transfers_survive_terminated_connections_and_restarts() {
     let sessions: Vec<SessionId> = (0..SESSIONS)
         .map(|_| {
             checkout
-                .create(SessionParams::new(Decimal::new(1_000, 2), usd()), None)
+                .create(
+                    crate::common::uncapped(SessionParams::new(Decimal::new(1_000, 2), usd())),
+                    None,
+                )
                 .expect("create")
                 .id()
         })

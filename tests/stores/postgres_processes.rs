@@ -168,7 +168,10 @@ fn processes_record_overlapping_transfers() {
     let ids: Vec<SessionId> = (0..SESSION_COUNT)
         .map(|_| {
             checkout
-                .create(SessionParams::new(Decimal::from(10), usd()), None)
+                .create(
+                    common::uncapped(SessionParams::new(Decimal::from(10), usd())),
+                    None,
+                )
                 .expect("create")
                 .id()
         })

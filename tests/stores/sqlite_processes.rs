@@ -203,8 +203,10 @@ fn processes_share_one_sqlite_file() {
     let clock = Arc::new(ManualClock::new(t0()));
     let c = service(&path, &clock);
     for _ in 0..SESSIONS {
-        let params = SessionParams::new(Decimal::from(100), usd())
-            .payment_methods([PaymentMethod::Lightning, PaymentMethod::Onchain]);
+        let params = common::uncapped(
+            SessionParams::new(Decimal::from(100), usd())
+                .payment_methods([PaymentMethod::Lightning, PaymentMethod::Onchain]),
+        );
         c.create(params, None).expect("create");
     }
     let sessions = sessions_in(c.store());

@@ -146,7 +146,14 @@ fn params(g: Group) -> SessionParams {
         Group::Paid => (10, ConfirmationPolicy::One),
         Group::OpenTwoConf => (10_000, ConfirmationPolicy::Two),
     };
-    SessionParams::new(Decimal::from(amount), usd()).confirmations(policy)
+    // Thousands of reports per session, all counted: no cap holds any apart.
+    SessionParams::new(Decimal::from(amount), usd())
+        .confirmations(policy)
+        .limits(
+            bitcoin_checkout::session::SessionLimits::new()
+                .max_quotes(u32::MAX)
+                .max_transfers(u32::MAX),
+        )
 }
 
 type Service<S> =

@@ -95,6 +95,10 @@ pub(super) fn encode(s: &CheckoutSession) -> Box<[u8]> {
     }
     w.time(base, s.modified);
     w.unsigned(u128::from(s.version));
+    w.unsigned(u128::from(s.caps.quotes()));
+    w.unsigned(u128::from(s.caps.transfers()));
+    w.unsigned(u128::from(s.held.count));
+    w.unsigned(u128::from(s.held.amount.get()));
     w.0.into_boxed_slice()
 }
 
@@ -211,6 +215,14 @@ pub(super) fn decode(
     };
     let modified = r.time(base)?;
     let version = u64::try_from(r.unsigned()?).map_err(|_| Corrupt)?;
+    let small = |v: u128| u32::try_from(v).map_err(|_| Corrupt);
+    let caps = crate::session::SessionLimits::new()
+        .max_quotes(small(r.unsigned()?)?)
+        .max_transfers(small(r.unsigned()?)?);
+    let held = crate::session::HeldTotals {
+        count: u64::try_from(r.unsigned()?).map_err(|_| Corrupt)?,
+        amount: crate::money::Msats::new(u64::try_from(r.unsigned()?).map_err(|_| Corrupt)?),
+    };
     if !r.0.is_empty() {
         return Err(Corrupt);
     }
@@ -236,6 +248,8 @@ pub(super) fn decode(
         ttl_secs,
         tolerance,
         limits: crate::session::Limits::of(amount, currency.scale(), tolerance),
+        caps,
+        held,
         confirmations,
         statement_descriptor,
         source,

@@ -65,7 +65,11 @@ struct Inner {
     by_created: BTreeSet<listing::Key>,
     /// The listing filters' indexes.
     filters: listing::FilterIndex,
+    /// Every recorded transfer's session, held transfers included.
     transfers: HashMap<TransferKey, u32>,
+    /// Each session's held transfers (beyond its transfer cap), oldest first: kept apart,
+    /// never decoded into the session.
+    held: HashMap<u32, Vec<crate::session::HeldTransfer>>,
     hashes: HashMap<PaymentHash, u32>,
     addresses: HashMap<Box<str>, u32>,
     /// Each payment id's session (the one with the smaller id, should two hold it).
@@ -196,6 +200,16 @@ impl Inner {
                 return Err(taken(RoutingKey::Transfer(*key), h));
             }
         }
+        // A held transfer is new by definition: its key recorded anywhere refuses it
+        // (this session's own copy: the report raced another, a conflict to retry).
+        if let Some(held) = &commit.held
+            && let Some(slot) = self.transfers.get(&held.key)
+        {
+            return Err(match holder(Some(slot)) {
+                Some(h) => taken(RoutingKey::Transfer(held.key), h),
+                None => StoreError::Conflict,
+            });
+        }
         let s = &commit.session;
         for pid in &commit.payments {
             let payment = s.payments().iter().rfind(|p| p.id() == *pid);
@@ -295,6 +309,10 @@ impl Inner {
         self.filters.update(slot, s, new);
         for key in &commit.transfers {
             self.transfers.insert(*key, slot);
+        }
+        if let Some(held) = &commit.held {
+            self.transfers.insert(held.key, slot);
+            self.held.entry(slot).or_default().push(held.clone());
         }
         // Like the SQL stores, the first session to claim a hash or address keeps it (hashes
         // are indexed below, as their payments are written).
@@ -469,6 +487,21 @@ impl Store for MemoryStore {
 
     fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
         self.lock()?.event(id)
+    }
+
+    fn held_transfers(
+        &self,
+        id: SessionId,
+        limit: usize,
+    ) -> Result<Vec<crate::session::HeldTransfer>, StoreError> {
+        let inner = self.lock()?;
+        let held = inner
+            .ids
+            .get(&id)
+            .and_then(|slot| inner.held.get(slot))
+            .map(|all| all.iter().take(limit).cloned().collect())
+            .unwrap_or_default();
+        Ok(held)
     }
 
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {

@@ -34,6 +34,7 @@ pub(super) struct PgCommit {
     transfer_bodies: Vec<String>,
     address: Option<String>,
     events: EventColumns,
+    held: Option<crate::store::rows::HeldRow>,
 }
 
 impl PgCommit {
@@ -71,6 +72,7 @@ impl PgCommit {
             transfer_bodies,
             address: rows.address,
             events: EventColumns::new(rows.events),
+            held: rows.held,
         }
     }
 }
@@ -268,6 +270,21 @@ impl Conn {
                 &[&r.id, &r.transfer_keys, &r.transfer_bodies],
             )
             .await?;
+        }
+        if let Some(h) = &r.held {
+            // A held transfer is new: its key recorded anywhere refuses it (this session's
+            // own: a racing report of the same transfer, a conflict to retry).
+            if self.exec(SQL_CLAIM_HELD_KEY, &[&r.id, &h.key]).await? == 0 {
+                let holder = self.query(SQL_TRANSFER_HOLDER, &[&h.key]).await?;
+                let foreign: Vec<_> = holder
+                    .into_iter()
+                    .filter(|row| row.try_get::<_, String>(1).ok().as_ref() != Some(&r.id))
+                    .collect();
+                refuse_foreign(&foreign, RoutingKey::Transfer)?;
+                return Err(Failure::Conflict);
+            }
+            self.exec(SQL_INSERT_HELD, &[&r.id, &h.key, &h.held_at, &h.body])
+                .await?;
         }
         if !r.payment_ids.is_empty() {
             self.exec(

@@ -465,6 +465,21 @@ impl Store for PostgresStore {
         }
     }
 
+    fn held_transfers(
+        &self,
+        id: SessionId,
+        limit: usize,
+    ) -> Result<Vec<crate::session::HeldTransfer>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match self.call(Op::HeldTransfers(id.to_string(), limit))? {
+            Out::Pairs(rows) => rows
+                .iter()
+                .map(|(key, body)| rows::held_from_row(key, body))
+                .collect(),
+            _ => Err(unexpected()),
+        }
+    }
+
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let Out::Idempotency(row) = self.call(Op::Idempotency(key.to_owned()))? else {
             return Err(unexpected());

@@ -58,6 +58,8 @@ pub(super) enum Op {
         params: Vec<ListParam>,
     },
     SessionEvents(String),
+    /// A session's held transfers, oldest first: (id, limit).
+    HeldTransfers(String, i64),
     Idempotency(String),
     /// Insert an idempotency row unless its key exists; answer the row that holds it.
     ClaimIdempotency(IdempotencyRow),
@@ -127,6 +129,8 @@ pub(super) enum Out {
     Text(Option<String>),
     /// How many rows a write changed.
     Changed(u64),
+    /// Key and body pairs (held transfers).
+    Pairs(Vec<(String, String)>),
     #[cfg(feature = "webhooks")]
     Webhook(super::webhooks::WebhookOut),
 }
@@ -306,6 +310,14 @@ impl Conn {
             Op::SessionEvents(id) => {
                 let rows = self.query(SQL_SESSION_EVENTS, &[id]).await?;
                 Ok(Out::Events(event_rows(rows)?))
+            }
+            Op::HeldTransfers(id, limit) => {
+                let rows = self.query(SQL_HELD_TRANSFERS, &[id, limit]).await?;
+                let pairs = rows
+                    .into_iter()
+                    .map(|r| Ok((r.try_get(0).map_err(pg)?, r.try_get(1).map_err(pg)?)))
+                    .collect::<Result<Vec<(String, String)>, Failure>>()?;
+                Ok(Out::Pairs(pairs))
             }
             Op::Idempotency(key) => {
                 let rows = self.query(SQL_IDEMPOTENCY, &[key]).await?;

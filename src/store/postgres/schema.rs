@@ -209,6 +209,21 @@ CREATE INDEX links_by_kind ON links (kind, livemode, created, id);
 ALTER TABLE events ADD COLUMN carrier TEXT NULL, ADD COLUMN part TEXT NULL;
 "#,
     ),
+    // Held transfers (session::limits): transfers beyond a session's cap, kept apart from
+    // its rows (never loaded with it); their keys are claimed in transfer_keys like any
+    // transfer's, so each is recorded once.
+    (
+        10,
+        r#"
+CREATE TABLE held_transfers (
+    key        TEXT   NOT NULL PRIMARY KEY,
+    session_id TEXT   NOT NULL,
+    held_at    BIGINT NOT NULL,
+    body       TEXT   NOT NULL
+);
+CREATE INDEX held_by_session ON held_transfers (session_id, held_at, key);
+"#,
+    ),
 ];
 
 impl Conn {

@@ -75,6 +75,14 @@ pub(super) const SQL_UPSERT_PAYMENTS: &str = "INSERT INTO payments (session_id, 
 // check hold between processes.
 pub(super) const SQL_CLAIM_TRANSFER_KEYS: &str = "INSERT INTO transfer_keys (key, session_id) \
      SELECT u.key, $1 FROM unnest($2::text[]) AS u(key) ON CONFLICT (key) DO NOTHING";
+pub(super) const SQL_CLAIM_HELD_KEY: &str =
+    "INSERT INTO transfer_keys (key, session_id) VALUES ($2, $1) ON CONFLICT (key) DO NOTHING";
+pub(super) const SQL_TRANSFER_HOLDER: &str =
+    "SELECT key, session_id FROM transfer_keys WHERE key = $1";
+pub(super) const SQL_INSERT_HELD: &str =
+    "INSERT INTO held_transfers (key, session_id, held_at, body) VALUES ($2, $1, $3, $4)";
+pub(super) const SQL_HELD_TRANSFERS: &str = "SELECT key, body FROM held_transfers \
+     WHERE session_id = $1 ORDER BY held_at ASC, key ASC LIMIT $2";
 pub(super) const SQL_FOREIGN_TRANSFER_KEY: &str = "SELECT key, session_id FROM transfer_keys WHERE key = ANY($2::text[]) AND session_id <> $1 LIMIT 1";
 // The first session to claim an invoice hash or an address keeps it.
 pub(super) const SQL_INDEX_HASHES: &str = "INSERT INTO payment_hashes (hash, session_id) \

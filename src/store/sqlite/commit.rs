@@ -93,6 +93,12 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
         )
         .map_err(backend)?;
     for t in &rows.transfers {
+        // Held by another session (beyond its cap): the same funds cannot count here.
+        if let Some(h) = holder_of(tx, "held_transfers", &t.key)?
+            && h != s.id
+        {
+            return Err(key_taken(RoutingKey::Transfer, &t.key, &h));
+        }
         let written = upsert
             .execute(params![t.key, s.id, t.body])
             .map_err(backend)?;
@@ -106,6 +112,23 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
                 &s.id,
             )?;
         }
+    }
+    if let Some(held) = &rows.held {
+        // A held transfer is new: its key recorded anywhere refuses it, by another session
+        // (KeyTaken) or by this one (a racing report of the same transfer: a conflict, and
+        // the retry finds it).
+        for table in ["transfers", "held_transfers"] {
+            match holder_of(tx, table, &held.key)? {
+                Some(h) if h == s.id => return Err(StoreError::Conflict),
+                Some(h) => return Err(key_taken(RoutingKey::Transfer, &held.key, &h)),
+                None => {}
+            }
+        }
+        tx.prepare_cached(
+            "INSERT INTO held_transfers (key, session_id, held_at, body) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut stmt| stmt.execute(params![held.key, s.id, held.held_at, held.body]))
+        .map_err(backend)?;
     }
     if let Some(address) = &rows.address {
         let written = tx
@@ -130,6 +153,13 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
 
 /// Refuses the commit if the lookup row `key` of `table`, which the commit could not
 /// insert, belongs to another session than `session` (`wrap` types the key).
+/// The session holding `key` in `table` (a routing table keyed by `key`), if any.
+fn holder_of(tx: &Transaction<'_>, table: &str, key: &str) -> Result<Option<String>, StoreError> {
+    tx.prepare_cached(&format!("SELECT session_id FROM {table} WHERE key = ?1"))
+        .and_then(|mut stmt| stmt.query_row([key], |row| row.get(0)).optional())
+        .map_err(backend)
+}
+
 fn check_holder<K>(
     tx: &Transaction<'_>,
     (table, column): (&str, &str),

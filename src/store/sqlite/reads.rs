@@ -133,9 +133,37 @@ impl Store for SqliteStore {
         self.with_conn(|conn| {
             find_session(
                 conn,
-                "SELECT session_id FROM transfers WHERE key = ?1",
+                "SELECT session_id FROM transfers WHERE key = ?1
+                 UNION ALL SELECT session_id FROM held_transfers WHERE key = ?1 LIMIT 1",
                 &key,
             )
+        })
+    }
+
+    fn held_transfers(
+        &self,
+        id: SessionId,
+        limit: usize,
+    ) -> Result<Vec<crate::session::HeldTransfer>, StoreError> {
+        let id = id.to_string();
+        let limit = limit_i64(limit);
+        self.with_conn(|conn| {
+            let bodies = conn
+                .prepare_cached(
+                    "SELECT key, body FROM held_transfers WHERE session_id = ?1
+                     ORDER BY held_at ASC, key ASC LIMIT ?2",
+                )
+                .map_err(backend)?
+                .query_map(params![id, limit], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            bodies
+                .iter()
+                .map(|(key, body)| rows::held_from_row(key, body))
+                .collect()
         })
     }
 

@@ -225,6 +225,21 @@ ALTER TABLE events ADD COLUMN part TEXT;
 "#,
         None,
     ),
+    // 9: held transfers (session::limits): transfers beyond a session's cap, kept apart
+    // from its rows (never loaded with it). A commit checks both tables, so a transfer key
+    // is recorded once, on one session.
+    (
+        r#"
+CREATE TABLE held_transfers (
+    key        TEXT    NOT NULL PRIMARY KEY,
+    session_id TEXT    NOT NULL,
+    held_at    INTEGER NOT NULL,
+    body       TEXT    NOT NULL
+) STRICT;
+CREATE INDEX held_by_session ON held_transfers (session_id, held_at, key);
+"#,
+        None,
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.

@@ -62,6 +62,7 @@ mod concurrency;
 mod delivery;
 mod filters;
 mod fixtures;
+mod held;
 mod link_listing;
 mod links;
 mod listing;
@@ -82,6 +83,7 @@ pub use filters::{
     check_list_by_created, check_list_by_metadata, check_list_by_source_id, check_list_livemode,
     check_list_refusals, check_list_with_unresolved_flags,
 };
+pub use held::check_held_transfers;
 pub use link_listing::check_list_links;
 pub use links::{
     check_link_conflict_writes_nothing, check_link_events_in_outbox, check_link_round_trip,
@@ -127,6 +129,7 @@ macro_rules! __store_checks {
             check_find_by_payment,
             check_transfer_updated,
             check_keys_stay_with_their_first_session,
+            check_held_transfers,
             check_list,
             check_list_refusals,
             check_list_by_source_id,

@@ -31,7 +31,10 @@ pub fn check_volume<S: Store>(store: &S) {
     let mut expected: Vec<Event> = Vec::new();
     let mut drafts: Vec<Draft> = (0..SESSIONS)
         .map(|_| {
-            let mut d = Draft::new(SessionParams::new(dollars(10_000_000), usd()), t);
+            // Many transfers each: above the default cap, which would hold them apart.
+            let limits = crate::session::SessionLimits::new().max_transfers(u32::MAX);
+            let params = SessionParams::new(dollars(10_000_000), usd()).limits(limits);
+            let mut d = Draft::new(params, t);
             expected.extend(ck.commit(&mut d));
             d
         })

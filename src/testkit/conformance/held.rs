@@ -1,0 +1,124 @@
+//! The check of held transfers (beyond a session's transfer cap, see
+//! [`SessionLimits`](crate::session::SessionLimits)): kept apart from the session, found by
+//! their key, and recorded once.
+
+use time::Duration;
+
+use super::fixtures::{Ck, Draft, dollars, fresh_txid, t0, usd};
+use crate::chain::OutPoint;
+use crate::money::Sats;
+use crate::session::{SessionLimits, SessionParams};
+use crate::store::{RoutingKey, Store, StoreError};
+use crate::transfer::{PaymentMethod, TransferReport};
+
+/// A committed session that keeps at most `cap` transfers, paid on chain in `cap` parts.
+fn at_cap<S: Store>(ck: &Ck<'_, S>, cap: u32) -> Draft {
+    let params = SessionParams::new(dollars(2500), usd())
+        .payment_methods([PaymentMethod::Onchain])
+        .limits(SessionLimits::new().max_transfers(cap));
+    let mut d = Draft::new(params, t0());
+    ck.commit(&mut d);
+    for i in 0..cap {
+        let at = t0() + Duration::seconds(i64::from(i) + 1);
+        let address = d.address();
+        d.record(
+            TransferReport::onchain(OutPoint::new(fresh_txid(), 0), &address, Sats::new(1_000)),
+            at,
+        );
+        ck.commit(&mut d);
+    }
+    d
+}
+
+/// A transfer beyond the cap is held: the session's load leaves it out (and says how many
+/// it holds), [`Store::held_transfers`] lists it, [`Store::find_by_transfer`] finds its
+/// session. Holding it again, on the same session (a racing report) or on another, is
+/// refused and writes nothing.
+pub fn check_held_transfers<S: Store>(store: &S) {
+    let ck = Ck::new("check_held_transfers", store);
+    let mut a = at_cap(&ck, 2);
+    let at = t0() + Duration::minutes(1);
+    let output = OutPoint::new(fresh_txid(), 1);
+    let address = a.address();
+    let report = TransferReport::onchain(output, &address, Sats::new(700));
+    a.record(report.clone(), at);
+    ck.that(a.change.held().is_some(), "the third transfer is held");
+    let held = a.change.held().cloned();
+    ck.commit(&mut a);
+    ck.loads_as("the session with a held transfer", &a);
+    let loaded = ck.load(a.id());
+    ck.eq(
+        "transfers loaded with the session",
+        loaded.as_ref().map(|s| s.transfers().count()),
+        Some(2),
+    );
+    ck.eq(
+        "held transfers counted by the loaded session",
+        loaded.map(|s| s.held_transfers().count),
+        Some(1),
+    );
+    ck.eq(
+        "held_transfers",
+        ck.ok("held_transfers", store.held_transfers(a.id(), 10)),
+        held.into_iter().collect(),
+    );
+    ck.eq(
+        "find_by_transfer of a held transfer",
+        ck.ok("find_by_transfer", store.find_by_transfer(&report.key())),
+        Some(a.id()),
+    );
+
+    // The same report again, applied to the current session (its copy does not list held
+    // transfers, so it holds it again): the store refuses the second copy.
+    let version = a.session.version();
+    a.record(report.clone(), at + Duration::seconds(1));
+    ck.conflict(
+        "holding a held transfer again",
+        store.commit(&a.to_commit()),
+    );
+    ck.eq(
+        "the version after the refused copy",
+        ck.load(a.id()).map(|s| s.version()),
+        Some(version),
+    );
+    ck.eq(
+        "held transfers after the refused copy",
+        ck.ok("held_transfers", store.held_transfers(a.id(), 10))
+            .len(),
+        1,
+    );
+
+    // Another session holding the same output (reported to its address) is refused.
+    let mut b = at_cap(&ck, 1);
+    let b_version = b.session.version();
+    let b_address = b.address();
+    b.record(
+        TransferReport::onchain(output, &b_address, Sats::new(700)),
+        at,
+    );
+    ck.that(b.change.held().is_some(), "b holds the output");
+    match store.commit(&b.to_commit()) {
+        Err(StoreError::KeyTaken {
+            key: RoutingKey::Transfer(key),
+            holder,
+        }) => {
+            ck.eq("the taken key", key, report.key());
+            ck.eq("its holder", holder, a.id());
+        }
+        other => ck.that(
+            false,
+            format!("holding another session's transfer: {other:?}, not KeyTaken"),
+        ),
+    }
+    ck.eq(
+        "b after the refusal",
+        ck.load(b.id()).map(|s| s.version()),
+        Some(b_version),
+    );
+    ck.eq(
+        "b holds nothing",
+        ck.ok("held_transfers", store.held_transfers(b.id(), 10))
+            .len(),
+        0,
+    );
+}
