@@ -65,15 +65,13 @@
 //! Migrations run in one transaction under `pg_advisory_xact_lock`, so servers starting
 //! together migrate once.
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::sync::{Mutex, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, mpsc};
-use tokio_postgres::Config;
+use tokio::sync::mpsc;
 
 use super::event_rows::FetchedEvent;
 use super::list_sql::{Dialect, list_statement};
@@ -88,15 +86,19 @@ use crate::session::CheckoutSession;
 use crate::transfer::TransferKey;
 use commit::PgCommit;
 use ops::{Job, Lookup, Op, Out, SessionRows};
-use pool::{Shared, worker};
+pub use builder::PostgresStoreBuilder;
+pub use tls::SslMode;
 
+mod builder;
 mod commit;
+mod conninfo;
 mod links;
 mod ops;
 mod pool;
 mod resume;
 mod schema;
 mod sql;
+mod tls;
 pub(super) use sql::SESSION_COLUMNS;
 #[cfg(feature = "webhooks")]
 mod webhooks;
@@ -105,9 +107,6 @@ mod webhooks;
 /// so stores in different schemas of one database do not wait for each other).
 const LOCK_MIGRATE: u32 = 0x6263_6d67;
 const LOCK_OUTBOX: u32 = 0x6263_6f62;
-
-/// How long to wait for a connection to the server.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A store in a PostgreSQL database (feature `postgres`), shared safely by any number of
 /// processes: commits are compare-and-swap transactions and the outbox is ordered across
@@ -133,21 +132,47 @@ pub struct PostgresStore {
     /// What `Debug` shows: where, never the password.
     target: String,
     pool_size: usize,
+    ssl_mode: SslMode,
+    /// The background thread's pool, for [`pool_status`](Self::pool_status) only.
+    pool: deadpool_postgres::Pool,
+}
+
+/// A [`PostgresStore`]'s pool at one moment ([`PostgresStore::pool_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// The most connections the pool may open (0 once the store is closed).
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Open connections idle in the pool.
+    pub available: usize,
+    /// Calls waiting for a connection.
+    pub waiting: usize,
 }
 
 impl PostgresStore {
     /// The number of connections a store keeps by default.
     pub const DEFAULT_POOL_SIZE: usize = 4;
 
+    /// The default [`PostgresStoreBuilder::statement_timeout`]: 30 s.
+    pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The default [`PostgresStoreBuilder::idle_in_transaction_timeout`]: 60 s.
+    pub const DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// The default [`PostgresStoreBuilder::pool_timeout`]: 10 s.
+    pub const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(10);
+
     /// Connects with [`DEFAULT_POOL_SIZE`](Self::DEFAULT_POOL_SIZE) connections and migrates
     /// the schema. `conn_str` is a libpq-style `key=value` string or a `postgres://` URL.
     pub fn connect(conn_str: &str) -> Result<Self, StoreError> {
-        Self::start(conn_str, None, Self::DEFAULT_POOL_SIZE)
+        Self::builder(conn_str).connect()
     }
 
     /// Connects with at most `pool_size` connections (at least 1) and migrates the schema.
     pub fn connect_with_pool_size(conn_str: &str, pool_size: usize) -> Result<Self, StoreError> {
-        Self::start(conn_str, None, pool_size)
+        Self::builder(conn_str).pool_size(pool_size).connect()
     }
 
     /// Connects with its tables in `schema` (created if missing; letters, digits and `_`,
@@ -157,69 +182,27 @@ impl PostgresStore {
         schema: &str,
         pool_size: usize,
     ) -> Result<Self, StoreError> {
-        let valid = !schema.is_empty()
-            && schema.len() <= 63
-            && !schema.starts_with(|c: char| c.is_ascii_digit())
-            && schema
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(fatal(format!(
-                "invalid schema name {:?}: use letters, digits and '_'",
-                crate::money::truncate_for_error(schema)
-            )));
-        }
-        Self::start(conn_str, Some(schema.to_owned()), pool_size)
+        Self::builder(conn_str)
+            .schema(schema)
+            .pool_size(pool_size)
+            .connect()
     }
 
-    fn start(conn_str: &str, schema: Option<String>, pool_size: usize) -> Result<Self, StoreError> {
-        // The parser's messages may quote pieces of a malformed string (which could hold a
-        // password), so none of its text is passed on.
-        let mut config = Config::from_str(conn_str).map_err(|_| {
-            fatal(
-                "invalid connection string (details withheld: it may contain a password)"
-                    .to_owned(),
-            )
-        })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let pool_size = pool_size.max(1);
-        let target = describe(&config, schema.as_deref());
-        let shared = Arc::new(Shared {
-            lock_suffix: fnv1a(schema.as_deref().unwrap_or("")),
-            search_path: schema
-                .as_deref()
-                .map(|s| format!("SET search_path TO {}", quote_ident(s))),
-            schema,
-            config,
-            idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(pool_size),
-        });
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = std_mpsc::sync_channel(1);
-        let worker = std::thread::Builder::new()
-            .name("bitcoin-checkout-pg".into())
-            .spawn(move || worker(shared, rx, ready_tx))
-            .map_err(|e| fatal(format!("cannot start the store's thread: {e}")))?;
-        let store = Self {
-            requests: Mutex::new(Some(tx)),
-            worker: Mutex::new(Some(worker)),
-            closed: AtomicBool::new(false),
-            target,
-            pool_size,
-        };
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(fatal(
-                    "the store's thread stopped while starting".to_owned(),
-                ));
-            }
-        }
-        store.migrate()?;
-        Ok(store)
+    /// A builder for the other options: TLS roots or a rustls configuration, timeouts,
+    /// schema and pool size.
+    ///
+    /// ```no_run
+    /// use bitcoin_checkout::store::PostgresStore;
+    ///
+    /// let store = PostgresStore::builder(
+    ///     "postgres://shop@db.internal/shop?sslmode=verify-full&sslrootcert=/etc/shop/db-ca.pem",
+    /// )
+    /// .pool_size(8)
+    /// .connect()?;
+    /// # Ok::<(), bitcoin_checkout::store::StoreError>(())
+    /// ```
+    pub fn builder(conn_str: impl Into<String>) -> PostgresStoreBuilder {
+        PostgresStoreBuilder::new(conn_str.into())
     }
 
     /// Brings the schema to the newest version this crate knows (run by the `connect`
@@ -246,6 +229,29 @@ impl PostgresStore {
     /// How many connections the store may open.
     pub fn pool_size(&self) -> usize {
         self.pool_size
+    }
+
+    /// The TLS mode the store's connections use.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+
+    /// The pool's state now: connections open, idle, and calls waiting for one.
+    ///
+    /// ```no_run
+    /// # let store = bitcoin_checkout::store::PostgresStore::connect("host=127.0.0.1")?;
+    /// let status = store.pool_status();
+    /// assert!(status.available <= status.size && status.size <= status.max_size);
+    /// # Ok::<(), bitcoin_checkout::store::StoreError>(())
+    /// ```
+    pub fn pool_status(&self) -> PoolStatus {
+        let s = self.pool.status();
+        PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            available: s.available,
+            waiting: s.waiting,
+        }
     }
 
     fn call(&self, op: Op) -> Result<Out, StoreError> {
@@ -281,34 +287,10 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("target", &self.target)
             .field("pool_size", &self.pool_size)
+            .field("ssl_mode", &self.ssl_mode)
             .field("closed", &self.closed.load(Ordering::SeqCst))
             .finish()
     }
-}
-
-/// Where the store connects, without credentials.
-fn describe(config: &Config, schema: Option<&str>) -> String {
-    use tokio_postgres::config::Host;
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            Host::Tcp(name) => name.clone(),
-            Host::Unix(path) => path.display().to_string(),
-        })
-        .collect();
-    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
-    let mut s = format!(
-        "host={} port={} user={} dbname={}",
-        hosts.join(","),
-        ports.join(","),
-        config.get_user().unwrap_or(""),
-        config.get_dbname().unwrap_or("")
-    );
-    if let Some(schema) = schema {
-        s.push_str(&format!(" schema={schema}"));
-    }
-    s
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
