@@ -116,10 +116,21 @@ fn stuck_work_fails_retryably_after_the_statement_timeout() {
     };
     assert_timed_out(e, "a commit behind the outbox lock");
     assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    // The lock, the events and the COMMIT go together: the failed lock rolled it all back.
+    let count = |table: &str| {
+        admin(&format!("SELECT count(*)::text FROM \"{schema}\".{table}"))
+            .expect("count")[0]
+            .clone()
+            .expect("a count")
+    };
+    assert_eq!(count("sessions"), "1", "the timed-out commit wrote its session");
+    let events = count("events");
     holder.run("SELECT pg_advisory_unlock_all()");
     checkout
         .create(SessionParams::new(Decimal::new(1_000, 2), usd()), None)
         .expect("create once the lock is free");
+    assert_eq!(count("sessions"), "2");
+    assert!(count("events").parse::<u32>().expect("n") > events.parse().expect("n"));
 
     // A table locked by another transaction: a read times out too, retryably, and the
     // connection it ran on stays usable.
