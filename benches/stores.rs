@@ -704,7 +704,9 @@ mod pg {
                     tokio::spawn(conn);
                     if let Some(tables) = tables {
                         client
-                            .batch_execute(&format!("CREATE SCHEMA {schema}; SET search_path TO {schema}; {tables}"))
+                            .batch_execute(&format!(
+                                "CREATE SCHEMA {schema}; SET search_path TO {schema}; {tables}"
+                            ))
                             .await?;
                     } else {
                         client
@@ -729,7 +731,10 @@ mod pg {
                 for (rt, client) in raw.iter_mut().take(threads) {
                     let (left, next) = (&left, &next);
                     s.spawn(move || {
-                        while left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1)).is_ok() {
+                        while left
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
+                            .is_ok()
+                        {
                             let n = next.fetch_add(1, Ordering::Relaxed);
                             let done = rt.block_on(raw_lifecycle_with(client, rows, n, locked));
                             assert!(done.is_ok(), "raw baseline failed: {done:?}");
@@ -752,7 +757,12 @@ mod pg {
                 std::thread::scope(|s| {
                     for _ in 0..threads {
                         s.spawn(|| {
-                            while left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1)).is_ok() {
+                            while left
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
+                                    l.checked_sub(1)
+                                })
+                                .is_ok()
+                            {
                                 assert!(lifecycle(&svc).is_ok(), "service lifecycle failed");
                             }
                         });
@@ -788,9 +798,8 @@ mod pg {
     /// Commits per second at each connection count (a lifecycle is four commits), the
     /// service against the raw rows and the raw rows under the outbox lock.
     pub fn print_scaling() {
-        let per_second = |id: &str| {
-            report::estimate_ns(id, report::Stat::Mean).map(|ns| 4.0 * 1e9 / ns)
-        };
+        let per_second =
+            |id: &str| report::estimate_ns(id, report::Stat::Mean).map(|ns| 4.0 * 1e9 / ns);
         println!();
         println!("PostgreSQL commits/s by connections (4 commits per lifecycle, means):");
         println!("connections | service | raw | raw + outbox lock | service/raw | service/locked");

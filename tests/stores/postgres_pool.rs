@@ -118,12 +118,15 @@ fn stuck_work_fails_retryably_after_the_statement_timeout() {
     assert!(waited < Duration::from_secs(5), "waited {waited:?}");
     // The lock, the events and the COMMIT go together: the failed lock rolled it all back.
     let count = |table: &str| {
-        admin(&format!("SELECT count(*)::text FROM \"{schema}\".{table}"))
-            .expect("count")[0]
+        admin(&format!("SELECT count(*)::text FROM \"{schema}\".{table}")).expect("count")[0]
             .clone()
             .expect("a count")
     };
-    assert_eq!(count("sessions"), "1", "the timed-out commit wrote its session");
+    assert_eq!(
+        count("sessions"),
+        "1",
+        "the timed-out commit wrote its session"
+    );
     let events = count("events");
     holder.run("SELECT pg_advisory_unlock_all()");
     checkout

@@ -110,9 +110,12 @@ fn the_server_sees_tls_on_every_connection_of_the_store() {
         }
     });
     let (tls, n) = server_sees(&app);
-    assert!(n >= 1 && n <= 3, "{n} connections");
+    assert!((1..=3).contains(&n), "{n} connections");
     assert!(tls, "a connection of the store is not TLS");
-    assert!(format!("{store:?}").contains("sslmode=verify-full"), "{store:?}");
+    assert!(
+        format!("{store:?}").contains("sslmode=verify-full"),
+        "{store:?}"
+    );
 
     // The same server, plainly: the plain URL, and sslmode=disable on the TLS URL.
     let plain_app = format!("bc_plain_{}", schemas.fresh());
@@ -179,9 +182,11 @@ fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     );
     assert!(text.contains("not valid for name"), "{text}");
     let schemas = Schemas::new();
-    let store = PostgresStore::builder(
-        tls_url_with("@localhost:", "@127.0.0.1:").replacen("verify-full", "verify-ca", 1),
-    )
+    let store = PostgresStore::builder(tls_url_with("@localhost:", "@127.0.0.1:").replacen(
+        "verify-full",
+        "verify-ca",
+        1,
+    ))
     .schema(schemas.fresh())
     .connect()
     .expect("verify-ca checks the chain only");
@@ -197,8 +202,11 @@ fn the_weaker_modes_and_the_builder() {
     // so even another host name is accepted.
     for mode in ["require", "prefer", "allow"] {
         let app = format!("bc_{mode}_{}", schemas.fresh());
-        let url = format!("{base}?sslmode={mode}&application_name={app}")
-            .replacen("@localhost:", "@127.0.0.1:", 1);
+        let url = format!("{base}?sslmode={mode}&application_name={app}").replacen(
+            "@localhost:",
+            "@127.0.0.1:",
+            1,
+        );
         let store = PostgresStore::builder(url)
             .schema(schemas.fresh())
             .connect()
@@ -265,7 +273,10 @@ fn unknown_modes_and_unsupported_keys_are_refused_clearly() {
         PostgresStore::connect(&tls_url_with("sslmode=verify-full", "sslmode=verify_full")),
         "an unknown sslmode",
     );
-    assert!(text.contains("unknown sslmode") && text.contains("verify_full"), "{text}");
+    assert!(
+        text.contains("unknown sslmode") && text.contains("verify_full"),
+        "{text}"
+    );
     let text = refused(
         PostgresStore::connect(&format!("{} sslmode=paranoid password={SECRET}", pg_url())),
         "an unknown sslmode, key=value form",
@@ -285,10 +296,7 @@ fn unknown_modes_and_unsupported_keys_are_refused_clearly() {
     );
     assert!(text.contains("cannot read sslrootcert"), "{text}");
     let text = refused(
-        PostgresStore::connect(&format!(
-            "{} sslmode=require sslrootcert=system",
-            pg_url()
-        )),
+        PostgresStore::connect(&format!("{} sslmode=require sslrootcert=system", pg_url())),
         "sslrootcert=system with a weak mode",
     );
     assert!(text.contains("verify-full"), "{text}");

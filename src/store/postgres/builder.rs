@@ -235,9 +235,8 @@ impl PostgresStoreBuilder {
             },
             (None, Some("system")) => Roots::System,
             (None, Some(path)) => Roots::Pem {
-                pem: std::fs::read(path).map_err(|e| {
-                    fatal(format!("TLS: cannot read sslrootcert {path:?}: {e}"))
-                })?,
+                pem: std::fs::read(path)
+                    .map_err(|e| fatal(format!("TLS: cannot read sslrootcert {path:?}: {e}")))?,
                 origin: format!("sslrootcert {path:?}"),
             },
             (None, None) => Roots::Default,

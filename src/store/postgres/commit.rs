@@ -346,7 +346,11 @@ async fn join_in_order(mut steps: Vec<Step<'_>>) -> Vec<Result<u64, tokio_postgr
                 }
             }
         }
-        if pending { Poll::Pending } else { Poll::Ready(()) }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
     })
     .await;
     done.into_iter().flatten().collect()

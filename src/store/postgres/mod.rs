@@ -5,7 +5,8 @@
 //!
 //! The [`Store`] port is synchronous, tokio-postgres is asynchronous. A [`PostgresStore`]
 //! owns a dedicated background thread running a current-thread tokio runtime with a small
-//! pool of connections (4 by default). Each `Store` call turns its arguments into owned
+//! deadpool-postgres pool of connections (4 by default; each keeps its prepared
+//! statements), plain or TLS (rustls). Each `Store` call turns its arguments into owned
 //! rows, sends a request to that thread over a channel and blocks on a reply channel. The
 //! caller never touches the runtime, so the store works from plain threads, from
 //! `spawn_blocking` threads and even (though it blocks a worker) from inside an async task,
@@ -84,9 +85,9 @@ use crate::id::{EventId, PaymentId, SessionId};
 use crate::json::millis::to_millis as millis;
 use crate::session::CheckoutSession;
 use crate::transfer::TransferKey;
+pub use builder::PostgresStoreBuilder;
 use commit::PgCommit;
 use ops::{Job, Lookup, Op, Out, SessionRows};
-pub use builder::PostgresStoreBuilder;
 pub use tls::SslMode;
 
 mod builder;
@@ -120,11 +121,68 @@ const LOCK_OUTBOX: u32 = 0x6263_6f62;
 /// # Ok::<(), bitcoin_checkout::store::StoreError>(())
 /// ```
 ///
-/// Connections are made without TLS (`NoTls`): reach the server over a local socket, a
-/// private network or a TLS tunnel. Lost connections are replaced on the next call; calls
-/// that fail because of them return a retryable [`StoreError::Backend`] (the service
-/// retries those). After [`close`](Self::close), or once dropped, every call returns
-/// [`StoreError::Closed`].
+/// Lost connections are replaced on the next call; calls that fail because of them return
+/// a retryable [`StoreError::Backend`] (the service retries those). After
+/// [`close`](Self::close), or once dropped, every call returns [`StoreError::Closed`].
+/// Neither `Debug` nor any error shows the password.
+///
+/// # Pool
+///
+/// A deadpool-postgres pool of at most [`pool_size`](PostgresStoreBuilder::pool_size)
+/// connections (4 by default), opened as calls need them. A connection whose socket ended
+/// or that broke during a call is dropped, never handed out again. An idle connection is
+/// checked with a round trip before reuse when it sat unused for 10 s or more, or when
+/// another connection broke since its last use (after a server restart its siblings are
+/// dead too); one in steady use is not checked. A call that finds every connection busy
+/// waits at most [`pool_timeout`](PostgresStoreBuilder::pool_timeout) (10 s by default),
+/// then fails with a retryable [`StoreError::Backend`]. [`pool_status`](Self::pool_status)
+/// tells how many are open, idle and awaited.
+///
+/// # TLS
+///
+/// The connection string's `sslmode` (libpq's names) and `sslrootcert` (a PEM file, or
+/// `system`) are honoured, in both the `key=value` and the URL form; rustls does the TLS,
+/// with the ring provider:
+///
+/// | `sslmode` | TLS | the server's certificate |
+/// | --- | --- | --- |
+/// | `disable` (the default when neither the string nor the builder asks for TLS) | never | – |
+/// | `allow`, `prefer` | if the server offers it (both try TLS first) | its chain checked only when a root is given |
+/// | `require` | always | its chain checked only when a root is given (as libpq does) |
+/// | `verify-ca` | always | its chain checked |
+/// | `verify-full` | always | its chain and the host name checked |
+///
+/// The roots are the `sslrootcert` file or [`tls_root_pem`](PostgresStoreBuilder::tls_root_pem),
+/// else Mozilla's roots compiled into the crate (`webpki-roots`, also what
+/// `sslrootcert=system` means; it needs `verify-full`, as in libpq). Roots given (in the
+/// string or the builder) or a rustls configuration of the application's own
+/// ([`tls_config`](PostgresStoreBuilder::tls_config)) without a mode mean `verify-full`.
+/// An unknown mode, a client-certificate key (`sslcert`, `sslkey`, …) or an unreadable
+/// root file is refused when connecting; a certificate that fails verification gives a
+/// non-retryable [`StoreError::Backend`] that says so.
+///
+/// ```no_run
+/// use bitcoin_checkout::store::{PostgresStore, SslMode};
+///
+/// let store = PostgresStore::connect(
+///     "host=db.internal user=shop dbname=shop sslmode=verify-full sslrootcert=/etc/shop/db-ca.pem",
+/// )?;
+/// assert_eq!(store.ssl_mode(), SslMode::VerifyFull);
+/// # Ok::<(), bitcoin_checkout::store::StoreError>(())
+/// ```
+///
+/// # Timeouts
+///
+/// Each connection starts with `statement_timeout` = 30 s
+/// ([`statement_timeout`](PostgresStoreBuilder::statement_timeout)): a call stuck on a lock
+/// or a slow plan fails with a retryable [`StoreError::Backend`] instead of holding a
+/// thread forever (migrations run without it). And with
+/// `idle_in_transaction_session_timeout` = 60 s
+/// ([`idle_in_transaction_timeout`](PostgresStoreBuilder::idle_in_transaction_timeout)):
+/// a server that stops in the middle of a commit (a paused VM, a lost network) would
+/// otherwise hold the outbox lock, and with it every other server's commits, until TCP
+/// gives up, which can take hours. See ADR 19 for the choices and the measured ceiling of
+/// the outbox lock.
 pub struct PostgresStore {
     requests: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
