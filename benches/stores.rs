@@ -20,6 +20,12 @@
 //!   on a session that has none, and on sessions that already have 999 (a pool taken in
 //!   turn, so that each measured report is about the 1,000th of its session); interleaved
 //!   too.
+//! * `pg/lifecycle_xN`, `pg/lifecycle_raw_xN`, `pg/lifecycle_locked_xN` (N = 1, 2, 4, 8):
+//!   throughput. The lifecycle from N threads through one service whose store has a pool
+//!   of N connections; the same rows from N threads with a raw connection each; and those
+//!   raw writes under one advisory lock taken before the events and held to COMMIT (the
+//!   store's outbox lock, statement by statement). Printed as commits/s at the end
+//!   (ADR 19 has figures).
 
 // A benchmark harness: a setup that fails stops the run, loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
