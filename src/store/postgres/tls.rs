@@ -351,10 +351,13 @@ pub(super) fn classify(e: &tokio_postgres::Error) -> Option<StoreError> {
         if let Some(tls) = s.downcast_ref::<rustls::Error>() {
             return Some(refused(tls));
         }
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
-        {
-            return Some(refused(tls));
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            // A socket that failed during the handshake (a server restarting) is a
+            // connection error like any other, retryable: only rustls's verdicts are kept.
+            return io
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+                .map(refused);
         }
         source = s.source();
     }
