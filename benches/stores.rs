@@ -20,6 +20,12 @@
 //!   on a session that has none, and on sessions that already have 999 (a pool taken in
 //!   turn, so that each measured report is about the 1,000th of its session); interleaved
 //!   too.
+//! * `pg/lifecycle_xN`, `pg/lifecycle_raw_xN`, `pg/lifecycle_locked_xN` (N = 1, 2, 4, 8):
+//!   throughput. The lifecycle from N threads through one service whose store has a pool
+//!   of N connections; the same rows from N threads with a raw connection each; and those
+//!   raw writes under one advisory lock taken before the events and held to COMMIT (the
+//!   store's outbox lock, statement by statement). Printed as commits/s at the end
+//!   (ADR 19 has figures).
 
 // A benchmark harness: a setup that fails stops the run, loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -550,6 +556,19 @@ mod pg {
         lifecycle: &[Rows],
         n: u64,
     ) -> Result<(), tokio_postgres::Error> {
+        raw_lifecycle_with(client, lifecycle, n, false).await
+    }
+
+    /// [`raw_lifecycle`], and with `outbox_lock` under the store's outbox lock: one
+    /// transaction-scoped advisory lock taken before the events are written and held to
+    /// COMMIT, so that commits with events run one at a time (the cost of the outbox order
+    /// alone, without the library; the events still take their numbers from BIGSERIAL).
+    async fn raw_lifecycle_with(
+        client: &mut tokio_postgres::Client,
+        lifecycle: &[Rows],
+        n: u64,
+        outbox_lock: bool,
+    ) -> Result<(), tokio_postgres::Error> {
         let sid = |s: &str| format!("{s}-{n}");
         for r in lifecycle {
             let tx = client.transaction().await?;
@@ -578,6 +597,9 @@ mod pg {
             if let Some(a) = &r.address {
                 tx.execute("INSERT INTO addresses (address, session_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                     &[&sid(a), &sid(&r.session_id)]).await?;
+            }
+            if outbox_lock && !r.events.is_empty() {
+                tx.execute("SELECT pg_advisory_xact_lock(42)", &[]).await?;
             }
             for (id, created, _kind, body) in &r.events {
                 tx.execute(
@@ -656,6 +678,151 @@ mod pg {
 
         bench_growth(&mut g, &service(store("growth")));
         g.finish();
+        bench_connections(c, &url, &tag, &rows);
+    }
+
+    /// The connection counts of the scaling rows.
+    pub const CONNECTIONS: [usize; 4] = [1, 2, 4, 8];
+
+    /// `pg/lifecycle_xN`: the lifecycle from N threads at once through one service whose
+    /// store has a pool of N connections, against `pg/lifecycle_raw_xN`, the same rows from
+    /// N threads, each with a raw connection of its own, and `pg/lifecycle_locked_xN`, those
+    /// raw writes numbering their events as the store does (under one advisory lock). A
+    /// sample is a batch of lifecycles shared out to the threads; its time per lifecycle is
+    /// the inverse of the throughput. Each timed batch of one is followed by an untimed batch
+    /// of the other (as `interleaved`).
+    fn bench_connections(c: &mut Criterion, url: &str, tag: &str, rows: &[Rows]) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let mut g = c.benchmark_group("pg");
+        g.sample_size(10);
+        g.warm_up_time(std::time::Duration::from_millis(500));
+        g.measurement_time(std::time::Duration::from_secs(3));
+        // Raw connections, each driven by a thread with a runtime of its own.
+        let raw_connect = |schema: &str, tables: Option<&str>| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let client = rt
+                .block_on(async {
+                    let (client, conn) =
+                        tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+                    tokio::spawn(conn);
+                    if let Some(tables) = tables {
+                        client
+                            .batch_execute(&format!(
+                                "CREATE SCHEMA {schema}; SET search_path TO {schema}; {tables}"
+                            ))
+                            .await?;
+                    } else {
+                        client
+                            .batch_execute(&format!("SET search_path TO {schema}"))
+                            .await?;
+                    }
+                    Ok::<_, tokio_postgres::Error>(client)
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            (rt, client)
+        };
+        let raw_schema = format!("bench_rawx_{tag}");
+        let mut raw: Vec<_> = (0..8)
+            .map(|i| raw_connect(&raw_schema, (i == 0).then_some(RAW_SCHEMA)))
+            .collect();
+        let next = AtomicU64::new(10_000_000);
+        // `batch` lifecycles from `threads` threads, raw; the time it took.
+        let mut raw_batch = |threads: usize, batch: u64, locked: bool| {
+            let left = AtomicU64::new(batch);
+            let started = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for (rt, client) in raw.iter_mut().take(threads) {
+                    let (left, next) = (&left, &next);
+                    s.spawn(move || {
+                        while left
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
+                            .is_ok()
+                        {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            let done = rt.block_on(raw_lifecycle_with(client, rows, n, locked));
+                            assert!(done.is_ok(), "raw baseline failed: {done:?}");
+                        }
+                    });
+                }
+            });
+            started.elapsed()
+        };
+        for threads in CONNECTIONS {
+            let store = PostgresStore::builder(url)
+                .schema(format!("bench_x{threads}_{tag}"))
+                .pool_size(threads)
+                .connect()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let svc = service(store);
+            let service_batch = |batch: u64| {
+                let left = AtomicU64::new(batch);
+                let started = std::time::Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|| {
+                            while left
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
+                                    l.checked_sub(1)
+                                })
+                                .is_ok()
+                            {
+                                assert!(lifecycle(&svc).is_ok(), "service lifecycle failed");
+                            }
+                        });
+                    }
+                });
+                started.elapsed()
+            };
+            g.bench_function(format!("lifecycle_x{threads}"), |b| {
+                b.iter_custom(|iters| {
+                    let took = service_batch(iters);
+                    raw_batch(threads, iters, false);
+                    took
+                })
+            });
+            g.bench_function(format!("lifecycle_raw_x{threads}"), |b| {
+                b.iter_custom(|iters| {
+                    let took = raw_batch(threads, iters, false);
+                    service_batch(iters);
+                    took
+                })
+            });
+            g.bench_function(format!("lifecycle_locked_x{threads}"), |b| {
+                b.iter_custom(|iters| {
+                    let took = raw_batch(threads, iters, true);
+                    service_batch(iters);
+                    took
+                })
+            });
+        }
+        g.finish();
+    }
+
+    /// Commits per second at each connection count (a lifecycle is four commits), the
+    /// service against the raw rows and the raw rows under the outbox lock.
+    pub fn print_scaling() {
+        let per_second =
+            |id: &str| report::estimate_ns(id, report::Stat::Mean).map(|ns| 4.0 * 1e9 / ns);
+        println!();
+        println!("PostgreSQL commits/s by connections (4 commits per lifecycle, means):");
+        println!("connections | service | raw | raw + outbox lock | service/raw | service/locked");
+        for n in CONNECTIONS {
+            let (Some(svc), Some(raw), Some(locked)) = (
+                per_second(&format!("pg/lifecycle_x{n}")),
+                per_second(&format!("pg/lifecycle_raw_x{n}")),
+                per_second(&format!("pg/lifecycle_locked_x{n}")),
+            ) else {
+                continue;
+            };
+            println!(
+                "{n:>11} | {svc:>7.0} | {raw:>5.0} | {locked:>17.0} | {:>11.2} | {:>14.2}",
+                svc / raw,
+                svc / locked
+            );
+        }
     }
 }
 
@@ -682,5 +849,9 @@ fn main() {
         ("pg/lifecycle", "pg/lifecycle_raw", 1.5, Mean),
         ("pg/lifecycle", "pg/lifecycle_floor", 2.5, Mean),
         ("pg/record_1000th", "pg/record_1st", 1.5, Median),
+        // Eight threads through a pool of eight against eight raw connections (throughput).
+        ("pg/lifecycle_x8", "pg/lifecycle_raw_x8", 1.5, Mean),
     ]);
+    #[cfg(feature = "postgres")]
+    pg::print_scaling();
 }

@@ -50,7 +50,7 @@ mod sqlite;
 pub use link_query::{LinkKind, LinkListQuery, LinkPage};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
+pub use postgres::{PoolStatus, PostgresStore, PostgresStoreBuilder, SslMode};
 pub use query::{DEFAULT_LIST_LIMIT, ListQuery, ListQueryError, MAX_LIST_LIMIT};
 pub use resume::ResumeStore;
 #[cfg(feature = "sqlite")]

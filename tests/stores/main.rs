@@ -1,4 +1,4 @@
-//! The stores: conformance, concurrency, crash safety, several processes, PostgreSQL faults, stress, determinism across stores and row tampering.
+//! The stores: conformance, concurrency, crash safety, several processes, PostgreSQL pool and TLS (the PostgreSQL fault test, which restarts the server, is a binary of its own), stress, determinism across stores and row tampering.
 //!
 //! One test binary per area (each file a module), so CI links the crate a few times
 //! instead of once per file.
@@ -16,9 +16,10 @@ mod conformance_negatives;
 mod crash_sqlite;
 mod determinism;
 mod memory_store;
-mod postgres_faults;
+mod postgres_pool;
 mod postgres_processes;
 mod postgres_store;
+mod postgres_tls;
 mod row_tampering;
 mod service_model;
 mod sqlite_links_delivery;

@@ -5,9 +5,13 @@
 //!
 //! Needs a server: `BITCOIN_CHECKOUT_PG` holds its connection string (`scripts/postgres
 //! start`, then `BITCOIN_CHECKOUT_PG=$(scripts/postgres url) cargo test --all-features`).
-//! The test restarts that server, so it is the only test of this binary (cargo runs test
-//! binaries one after another, so other binaries' tests are not disturbed).
+//! The test restarts that server, so it is a test binary of its own (`[[test]]
+//! postgres_faults` in Cargo.toml): cargo runs test binaries one after another, so no
+//! other test meets the restarts (in the `stores` binary, run in parallel with the other
+//! PostgreSQL tests, it cut their connections mid-test).
 #![cfg(all(feature = "postgres", feature = "testkit"))]
+// Tests assert by unwrapping, expecting and panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -324,7 +328,12 @@ fn transfers_survive_terminated_connections_and_restarts() {
         .map(|_| {
             checkout
                 .create(
-                    crate::common::uncapped(SessionParams::new(Decimal::new(1_000, 2), usd())),
+                    SessionParams::new(Decimal::new(1_000, 2), usd()).limits(
+                        // Many transfers per session, every one counted: no cap.
+                        bitcoin_checkout::session::SessionLimits::new()
+                            .max_quotes(u32::MAX)
+                            .max_transfers(u32::MAX),
+                    ),
                     None,
                 )
                 .expect("create")

@@ -1,6 +1,10 @@
 //! Commits on PostgreSQL: a commit's rows ([`CommitRows`]) as column arrays, and the
 //! transaction that writes them.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
 use tokio_postgres::types::ToSql;
 
 use super::ops::Work;
@@ -165,24 +169,22 @@ impl Conn {
             .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             .await
             .map_err(|e| Failure::Pg(e, false))?;
-        let body = match work {
-            Work::Session(rows) => self.commit_body(rows, lock_suffix).await,
-            Work::Link(rows) => self.commit_link_body(rows, lock_suffix).await,
+        let rows = match work {
+            Work::Session(rows) => self
+                .apply_session(rows)
+                .await
+                .map(|()| vec![(Some(&rows.id), &rows.events)]),
+            Work::Link(rows) => self.commit_link_body(rows).await,
             #[cfg(feature = "webhooks")]
             Work::Disable(rows) => {
                 let params: [&(dyn ToSql + Sync); 2] = [&rows.id, &rows.body];
-                match self.exec(super::webhooks::SQL_SAVE_ENDPOINT, &params).await {
-                    Ok(_) => self.insert_events(None, &rows.events, lock_suffix).await,
-                    Err(f) => Err(f),
-                }
+                self.exec(super::webhooks::SQL_SAVE_ENDPOINT, &params)
+                    .await
+                    .map(|_| vec![(None, &rows.events)])
             }
         };
-        match body {
-            Ok(()) => self
-                .client
-                .batch_execute("COMMIT")
-                .await
-                .map_err(|e| Failure::Pg(e, true)),
+        match rows {
+            Ok(events) => self.publish_and_commit(&events, lock_suffix).await,
             Err(f) => {
                 if self.client.batch_execute("ROLLBACK").await.is_err() {
                     self.poisoned = true;
@@ -192,22 +194,14 @@ impl Conn {
         }
     }
 
-    /// A session commit (as [`Store::commit`] applies it) on an open transaction.
-    async fn commit_body(&mut self, r: &PgCommit, lock_suffix: u32) -> Result<(), Failure> {
-        self.apply_session(r).await?;
-        self.insert_events(Some(&r.id), &r.events, lock_suffix)
-            .await
-    }
-
-    /// A link commit on an open transaction: the link's compare-and-swap, then every
-    /// session commit's rows exactly as [`commit_body`](Self::commit_body) writes them,
-    /// then (last, see [`insert_events`](Self::insert_events)) the link's events and each
-    /// session commit's events, in that order. Any conflict fails the whole transaction.
-    async fn commit_link_body(
+    /// A link commit's rows on an open transaction: the link's compare-and-swap, then every
+    /// session commit's rows exactly as a session commit writes them. Answers the events to
+    /// append last (see [`publish_and_commit`](Self::publish_and_commit)): the link's, then
+    /// each session commit's, in that order. Any conflict fails the whole transaction.
+    async fn commit_link_body<'r>(
         &mut self,
-        r: &LinkCommitRows,
-        lock_suffix: u32,
-    ) -> Result<(), Failure> {
+        r: &'r LinkCommitRows,
+    ) -> Result<Vec<EventBatch<'r>>, Failure> {
         let l = &r.row;
         let written = match r.expected_version {
             None => {
@@ -228,12 +222,9 @@ impl Conn {
         for s in &r.sessions {
             self.apply_session(s).await?;
         }
-        self.insert_events(None, &r.events, lock_suffix).await?;
-        for s in &r.sessions {
-            self.insert_events(Some(&s.id), &s.events, lock_suffix)
-                .await?;
-        }
-        Ok(())
+        let mut events = vec![(None, &r.events)];
+        events.extend(r.sessions.iter().map(|s| (Some(&s.id), &s.events)));
+        Ok(events)
     }
 
     /// Writes a session commit's rows (everything but its events) on an open transaction.
@@ -306,42 +297,108 @@ impl Conn {
         Ok(())
     }
 
-    /// Appends events to the outbox (filed under `session_id`, NULL for a link's events) on
-    /// an open transaction. Callers write every row lock first and events last.
-    async fn insert_events(
+    /// Appends the events to the outbox (each batch filed under its session, NULL for a
+    /// link's events) and commits, on a transaction whose rows are written.
+    ///
+    /// The outbox contract: a reader that has seen seq n never later sees a seq below n
+    /// appear. A sequence (BIGSERIAL) does not give that: transaction A may draw 5, B draw 6
+    /// and commit first; a reader then sees 6 and, later, 5. So the numbers are assigned
+    /// under a transaction-scoped advisory lock, taken last (after every row lock of the
+    /// transaction, so it cannot deadlock with them) and held until COMMIT. PostgreSQL makes
+    /// a commit visible before it releases the transaction's locks, and under READ COMMITTED
+    /// each INSERT takes its snapshot when it starts, after the lock is granted, so MAX(seq)
+    /// sees every earlier outbox commit: numbers are handed out in commit order, without
+    /// gaps (a rolled-back transaction burns none).
+    ///
+    /// The lock serialises every commit with events across all servers, so the time it is
+    /// held is the store's ceiling (ADR 19). The lock, the inserts and the COMMIT are
+    /// therefore sent together (pipelined) and the server runs them back to back: the lock is
+    /// held for their execution and the commit's WAL flush, not for network round trips. The
+    /// server still runs them in order, so each INSERT's snapshot is taken after the lock is
+    /// granted. If the lock or an insert fails, the transaction is aborted and the COMMIT
+    /// behind them rolls it back: nothing was written, and the error is the first failure.
+    async fn publish_and_commit(
         &mut self,
-        session_id: Option<&String>,
-        e: &EventColumns,
+        batches: &[EventBatch<'_>],
         lock_suffix: u32,
     ) -> Result<(), Failure> {
-        if !e.ids.is_empty() {
-            // The outbox contract: a reader that has seen seq n never later sees a seq below
-            // n appear. A sequence (BIGSERIAL) does not give that: transaction A may draw 5,
-            // B draw 6 and commit first; a reader then sees 6 and, later, 5. So the numbers
-            // are assigned under a transaction-scoped advisory lock, taken last (after every
-            // row lock of the transaction, so it cannot deadlock with them; a link commit
-            // takes it once its sessions' rows are written) and held until COMMIT.
-            // PostgreSQL makes a commit visible before it releases the transaction's locks,
-            // and under READ COMMITTED the INSERT below takes its snapshot after the lock is
-            // granted, so MAX(seq) sees every earlier outbox commit: numbers are handed out
-            // in commit order, without gaps (a rolled-back transaction burns none).
-            let key = lock_key(LOCK_OUTBOX, lock_suffix);
-            self.exec(SQL_ADVISORY_LOCK, &[&key]).await?;
-            self.exec(
-                SQL_INSERT_EVENTS,
-                &[
-                    &session_id,
+        let batches: Vec<_> = batches.iter().filter(|(_, e)| !e.ids.is_empty()).collect();
+        if batches.is_empty() {
+            return self
+                .client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| Failure::Pg(e, true));
+        }
+        let lock = self.statement(SQL_ADVISORY_LOCK).await?;
+        let insert = self.statement(SQL_INSERT_EVENTS).await?;
+        let key = lock_key(LOCK_OUTBOX, lock_suffix);
+        let lock_params: [&(dyn ToSql + Sync); 1] = [&key];
+        let params: Vec<[&(dyn ToSql + Sync); 6]> = batches
+            .iter()
+            .map(|(session_id, e)| {
+                [
+                    session_id as &(dyn ToSql + Sync),
                     &e.ids,
                     &e.created,
                     &e.bodies,
                     &e.carriers,
                     &e.parts,
-                ],
-            )
-            .await?;
+                ]
+            })
+            .collect();
+        let client: &tokio_postgres::Client = &self.client;
+        let mut steps: Vec<Step<'_>> = Vec::with_capacity(params.len() + 2);
+        steps.push(Box::pin(client.execute(&lock, &lock_params)));
+        for p in &params {
+            steps.push(Box::pin(client.execute(&insert, p)));
+        }
+        steps.push(Box::pin(async move {
+            client.batch_execute("COMMIT").await.map(|()| 0)
+        }));
+        let last = steps.len() - 1;
+        for (i, result) in join_in_order(steps).await.into_iter().enumerate() {
+            if let Err(e) = result {
+                // Before COMMIT a database error aborted the transaction (the COMMIT then
+                // rolled it back); a lost connection leaves the outcome unknown, as a failed
+                // COMMIT does, so it is never re-run blindly.
+                let unknown = i == last || e.as_db_error().is_none();
+                return Err(Failure::Pg(e, unknown));
+            }
         }
         Ok(())
     }
+}
+
+/// Events to append, filed under a session (or none, for a link's).
+type EventBatch<'a> = (Option<&'a String>, &'a EventColumns);
+
+/// One statement of a pipelined group.
+type Step<'a> = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>;
+
+/// Runs the steps at once and answers their results in order. The first poll polls each
+/// step in turn, so their messages reach the connection (and the server) in that order.
+async fn join_in_order(mut steps: Vec<Step<'_>>) -> Vec<Result<u64, tokio_postgres::Error>> {
+    let mut done: Vec<Option<Result<u64, tokio_postgres::Error>>> =
+        steps.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (step, slot) in steps.iter_mut().zip(done.iter_mut()) {
+            if slot.is_none() {
+                match step.as_mut().poll(cx) {
+                    Poll::Ready(result) => *slot = Some(result),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
 }
 
 /// Refuses the commit if `foreign` (rows of `key, session_id` another session holds) is not

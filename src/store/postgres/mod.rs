@@ -5,7 +5,8 @@
 //!
 //! The [`Store`] port is synchronous, tokio-postgres is asynchronous. A [`PostgresStore`]
 //! owns a dedicated background thread running a current-thread tokio runtime with a small
-//! pool of connections (4 by default). Each `Store` call turns its arguments into owned
+//! deadpool-postgres pool of connections (4 by default; each keeps its prepared
+//! statements), plain or TLS (rustls). Each `Store` call turns its arguments into owned
 //! rows, sends a request to that thread over a channel and blocks on a reply channel. The
 //! caller never touches the runtime, so the store works from plain threads, from
 //! `spawn_blocking` threads and even (though it blocks a worker) from inside an async task,
@@ -65,15 +66,13 @@
 //! Migrations run in one transaction under `pg_advisory_xact_lock`, so servers starting
 //! together migrate once.
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::sync::{Mutex, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, mpsc};
-use tokio_postgres::Config;
+use tokio::sync::mpsc;
 
 use super::event_rows::FetchedEvent;
 use super::list_sql::{Dialect, list_statement};
@@ -86,17 +85,21 @@ use crate::id::{EventId, PaymentId, SessionId};
 use crate::json::millis::to_millis as millis;
 use crate::session::CheckoutSession;
 use crate::transfer::TransferKey;
+pub use builder::PostgresStoreBuilder;
 use commit::PgCommit;
 use ops::{Job, Lookup, Op, Out, SessionRows};
-use pool::{Shared, worker};
+pub use tls::SslMode;
 
+mod builder;
 mod commit;
+mod conninfo;
 mod links;
 mod ops;
 mod pool;
 mod resume;
 mod schema;
 mod sql;
+mod tls;
 pub(super) use sql::SESSION_COLUMNS;
 #[cfg(feature = "webhooks")]
 mod webhooks;
@@ -105,9 +108,6 @@ mod webhooks;
 /// so stores in different schemas of one database do not wait for each other).
 const LOCK_MIGRATE: u32 = 0x6263_6d67;
 const LOCK_OUTBOX: u32 = 0x6263_6f62;
-
-/// How long to wait for a connection to the server.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A store in a PostgreSQL database (feature `postgres`), shared safely by any number of
 /// processes: commits are compare-and-swap transactions and the outbox is ordered across
@@ -121,11 +121,68 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// # Ok::<(), bitcoin_checkout::store::StoreError>(())
 /// ```
 ///
-/// Connections are made without TLS (`NoTls`): reach the server over a local socket, a
-/// private network or a TLS tunnel. Lost connections are replaced on the next call; calls
-/// that fail because of them return a retryable [`StoreError::Backend`] (the service
-/// retries those). After [`close`](Self::close), or once dropped, every call returns
-/// [`StoreError::Closed`].
+/// Lost connections are replaced on the next call; calls that fail because of them return
+/// a retryable [`StoreError::Backend`] (the service retries those). After
+/// [`close`](Self::close), or once dropped, every call returns [`StoreError::Closed`].
+/// Neither `Debug` nor any error shows the password.
+///
+/// # Pool
+///
+/// A deadpool-postgres pool of at most [`pool_size`](PostgresStoreBuilder::pool_size)
+/// connections (4 by default), opened as calls need them. A connection whose socket ended
+/// or that broke during a call is dropped, never handed out again. An idle connection is
+/// checked with a round trip before reuse when it sat unused for 10 s or more, or when
+/// another connection broke since its last use (after a server restart its siblings are
+/// dead too); one in steady use is not checked. A call that finds every connection busy
+/// waits at most [`pool_timeout`](PostgresStoreBuilder::pool_timeout) (10 s by default),
+/// then fails with a retryable [`StoreError::Backend`]. [`pool_status`](Self::pool_status)
+/// tells how many are open, idle and awaited.
+///
+/// # TLS
+///
+/// The connection string's `sslmode` (libpq's names) and `sslrootcert` (a PEM file, or
+/// `system`) are honoured, in both the `key=value` and the URL form; rustls does the TLS,
+/// with the ring provider:
+///
+/// | `sslmode` | TLS | the server's certificate |
+/// | --- | --- | --- |
+/// | `disable` (the default when neither the string nor the builder asks for TLS) | never | – |
+/// | `allow`, `prefer` | if the server offers it (both try TLS first) | its chain checked only when a root is given |
+/// | `require` | always | its chain checked only when a root is given (as libpq does) |
+/// | `verify-ca` | always | its chain checked |
+/// | `verify-full` | always | its chain and the host name checked |
+///
+/// The roots are the `sslrootcert` file or [`tls_root_pem`](PostgresStoreBuilder::tls_root_pem),
+/// else Mozilla's roots compiled into the crate (`webpki-roots`, also what
+/// `sslrootcert=system` means; it needs `verify-full`, as in libpq). Roots given (in the
+/// string or the builder) or a rustls configuration of the application's own
+/// ([`tls_config`](PostgresStoreBuilder::tls_config)) without a mode mean `verify-full`.
+/// An unknown mode, a client-certificate key (`sslcert`, `sslkey`, …) or an unreadable
+/// root file is refused when connecting; a certificate that fails verification gives a
+/// non-retryable [`StoreError::Backend`] that says so.
+///
+/// ```no_run
+/// use bitcoin_checkout::store::{PostgresStore, SslMode};
+///
+/// let store = PostgresStore::connect(
+///     "host=db.internal user=shop dbname=shop sslmode=verify-full sslrootcert=/etc/shop/db-ca.pem",
+/// )?;
+/// assert_eq!(store.ssl_mode(), SslMode::VerifyFull);
+/// # Ok::<(), bitcoin_checkout::store::StoreError>(())
+/// ```
+///
+/// # Timeouts
+///
+/// Each connection starts with `statement_timeout` = 30 s
+/// ([`statement_timeout`](PostgresStoreBuilder::statement_timeout)): a call stuck on a lock
+/// or a slow plan fails with a retryable [`StoreError::Backend`] instead of holding a
+/// thread forever (migrations run without it). And with
+/// `idle_in_transaction_session_timeout` = 60 s
+/// ([`idle_in_transaction_timeout`](PostgresStoreBuilder::idle_in_transaction_timeout)):
+/// a server that stops in the middle of a commit (a paused VM, a lost network) would
+/// otherwise hold the outbox lock, and with it every other server's commits, until TCP
+/// gives up, which can take hours. See ADR 19 for the choices and the measured ceiling of
+/// the outbox lock.
 pub struct PostgresStore {
     requests: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -133,21 +190,47 @@ pub struct PostgresStore {
     /// What `Debug` shows: where, never the password.
     target: String,
     pool_size: usize,
+    ssl_mode: SslMode,
+    /// The background thread's pool, for [`pool_status`](Self::pool_status) only.
+    pool: deadpool_postgres::Pool,
+}
+
+/// A [`PostgresStore`]'s pool at one moment ([`PostgresStore::pool_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// The most connections the pool may open (0 once the store is closed).
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Open connections idle in the pool.
+    pub available: usize,
+    /// Calls waiting for a connection.
+    pub waiting: usize,
 }
 
 impl PostgresStore {
     /// The number of connections a store keeps by default.
     pub const DEFAULT_POOL_SIZE: usize = 4;
 
+    /// The default [`PostgresStoreBuilder::statement_timeout`]: 30 s.
+    pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The default [`PostgresStoreBuilder::idle_in_transaction_timeout`]: 60 s.
+    pub const DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// The default [`PostgresStoreBuilder::pool_timeout`]: 10 s.
+    pub const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(10);
+
     /// Connects with [`DEFAULT_POOL_SIZE`](Self::DEFAULT_POOL_SIZE) connections and migrates
     /// the schema. `conn_str` is a libpq-style `key=value` string or a `postgres://` URL.
     pub fn connect(conn_str: &str) -> Result<Self, StoreError> {
-        Self::start(conn_str, None, Self::DEFAULT_POOL_SIZE)
+        Self::builder(conn_str).connect()
     }
 
     /// Connects with at most `pool_size` connections (at least 1) and migrates the schema.
     pub fn connect_with_pool_size(conn_str: &str, pool_size: usize) -> Result<Self, StoreError> {
-        Self::start(conn_str, None, pool_size)
+        Self::builder(conn_str).pool_size(pool_size).connect()
     }
 
     /// Connects with its tables in `schema` (created if missing; letters, digits and `_`,
@@ -157,69 +240,27 @@ impl PostgresStore {
         schema: &str,
         pool_size: usize,
     ) -> Result<Self, StoreError> {
-        let valid = !schema.is_empty()
-            && schema.len() <= 63
-            && !schema.starts_with(|c: char| c.is_ascii_digit())
-            && schema
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(fatal(format!(
-                "invalid schema name {:?}: use letters, digits and '_'",
-                crate::money::truncate_for_error(schema)
-            )));
-        }
-        Self::start(conn_str, Some(schema.to_owned()), pool_size)
+        Self::builder(conn_str)
+            .schema(schema)
+            .pool_size(pool_size)
+            .connect()
     }
 
-    fn start(conn_str: &str, schema: Option<String>, pool_size: usize) -> Result<Self, StoreError> {
-        // The parser's messages may quote pieces of a malformed string (which could hold a
-        // password), so none of its text is passed on.
-        let mut config = Config::from_str(conn_str).map_err(|_| {
-            fatal(
-                "invalid connection string (details withheld: it may contain a password)"
-                    .to_owned(),
-            )
-        })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let pool_size = pool_size.max(1);
-        let target = describe(&config, schema.as_deref());
-        let shared = Arc::new(Shared {
-            lock_suffix: fnv1a(schema.as_deref().unwrap_or("")),
-            search_path: schema
-                .as_deref()
-                .map(|s| format!("SET search_path TO {}", quote_ident(s))),
-            schema,
-            config,
-            idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(pool_size),
-        });
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = std_mpsc::sync_channel(1);
-        let worker = std::thread::Builder::new()
-            .name("bitcoin-checkout-pg".into())
-            .spawn(move || worker(shared, rx, ready_tx))
-            .map_err(|e| fatal(format!("cannot start the store's thread: {e}")))?;
-        let store = Self {
-            requests: Mutex::new(Some(tx)),
-            worker: Mutex::new(Some(worker)),
-            closed: AtomicBool::new(false),
-            target,
-            pool_size,
-        };
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(fatal(
-                    "the store's thread stopped while starting".to_owned(),
-                ));
-            }
-        }
-        store.migrate()?;
-        Ok(store)
+    /// A builder for the other options: TLS roots or a rustls configuration, timeouts,
+    /// schema and pool size.
+    ///
+    /// ```no_run
+    /// use bitcoin_checkout::store::PostgresStore;
+    ///
+    /// let store = PostgresStore::builder(
+    ///     "postgres://shop@db.internal/shop?sslmode=verify-full&sslrootcert=/etc/shop/db-ca.pem",
+    /// )
+    /// .pool_size(8)
+    /// .connect()?;
+    /// # Ok::<(), bitcoin_checkout::store::StoreError>(())
+    /// ```
+    pub fn builder(conn_str: impl Into<String>) -> PostgresStoreBuilder {
+        PostgresStoreBuilder::new(conn_str.into())
     }
 
     /// Brings the schema to the newest version this crate knows (run by the `connect`
@@ -246,6 +287,29 @@ impl PostgresStore {
     /// How many connections the store may open.
     pub fn pool_size(&self) -> usize {
         self.pool_size
+    }
+
+    /// The TLS mode the store's connections use.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+
+    /// The pool's state now: connections open, idle, and calls waiting for one.
+    ///
+    /// ```no_run
+    /// # let store = bitcoin_checkout::store::PostgresStore::connect("host=127.0.0.1")?;
+    /// let status = store.pool_status();
+    /// assert!(status.available <= status.size && status.size <= status.max_size);
+    /// # Ok::<(), bitcoin_checkout::store::StoreError>(())
+    /// ```
+    pub fn pool_status(&self) -> PoolStatus {
+        let s = self.pool.status();
+        PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            available: s.available,
+            waiting: s.waiting,
+        }
     }
 
     fn call(&self, op: Op) -> Result<Out, StoreError> {
@@ -281,34 +345,10 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("target", &self.target)
             .field("pool_size", &self.pool_size)
+            .field("ssl_mode", &self.ssl_mode)
             .field("closed", &self.closed.load(Ordering::SeqCst))
             .finish()
     }
-}
-
-/// Where the store connects, without credentials.
-fn describe(config: &Config, schema: Option<&str>) -> String {
-    use tokio_postgres::config::Host;
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            Host::Tcp(name) => name.clone(),
-            Host::Unix(path) => path.display().to_string(),
-        })
-        .collect();
-    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
-    let mut s = format!(
-        "host={} port={} user={} dbname={}",
-        hosts.join(","),
-        ports.join(","),
-        config.get_user().unwrap_or(""),
-        config.get_dbname().unwrap_or("")
-    );
-    if let Some(schema) = schema {
-        s.push_str(&format!(" schema={schema}"));
-    }
-    s
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

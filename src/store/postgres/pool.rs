@@ -1,27 +1,159 @@
-//! The store's background thread: a current-thread runtime with a small pool of
-//! connections, the mapping of driver errors, and re-running what is safe to re-run.
+//! The store's background thread: a current-thread runtime running a deadpool-postgres
+//! pool, the mapping of driver errors, and re-running what is safe to re-run.
 
-use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Metrics, Object, Pool, PoolError, RecyclingMethod,
+    Runtime, TimeoutType,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::ops::{Job, Op, Out};
 use super::sql::Params;
-use super::{fatal, lock};
+use super::{fatal, lock, tls};
 use crate::store::StoreError;
 
+/// An idle connection unused for this long is checked with a round trip before it is
+/// handed out: the connections that die silently (a firewall or NAT forgetting an idle
+/// flow, a half-open socket) are the idle ones. One in steady use is not checked: its last
+/// statement succeeded a moment ago, and a check per call would cost a round trip each.
+pub(super) const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(10);
+/// How long that check may take before the connection is dropped.
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub(super) struct Shared {
-    pub(super) config: Config,
     /// The store's own schema, if any.
     pub(super) schema: Option<String>,
-    /// `SET search_path …` for a store in its own schema.
-    pub(super) search_path: Option<String>,
     pub(super) lock_suffix: u32,
-    pub(super) idle: Mutex<Vec<Conn>>,
-    pub(super) permits: Semaphore,
+    pub(super) pool: Pool,
+    health: Arc<Health>,
+}
+
+/// When a connection last broke. Every idle connection last handed out before then is
+/// checked before its next use: after a server restart or a network fault its siblings
+/// are probably dead too, and a call re-run after a lost connection must not land on one.
+#[derive(Default)]
+struct Health {
+    broken_at: Mutex<Option<Instant>>,
+}
+
+impl Health {
+    fn mark_broken(&self) {
+        *lock(&self.broken_at) = Some(Instant::now());
+    }
+
+    fn needs_check(&self, metrics: &Metrics) -> bool {
+        let last_out = metrics.recycled.unwrap_or(metrics.created);
+        metrics.last_used() >= VERIFY_AFTER_IDLE
+            || lock(&self.broken_at).is_some_and(|broken| broken >= last_out)
+    }
+}
+
+/// What every new connection is made with.
+pub(super) struct PoolSettings {
+    pub(super) config: Config,
+    pub(super) tls: Option<MakeRustlsConnect>,
+    /// Statements run once on each new connection (`SET statement_timeout …`, the schema's
+    /// `search_path`), in one round trip.
+    pub(super) setup: String,
+    pub(super) size: usize,
+    /// The longest a call waits for a free connection.
+    pub(super) wait: Duration,
+    /// The longest opening a connection may take (TCP, TLS, authentication, setup).
+    pub(super) create: Duration,
+}
+
+impl Shared {
+    pub(super) fn new(
+        settings: PoolSettings,
+        schema: Option<String>,
+        lock_suffix: u32,
+    ) -> Result<Self, StoreError> {
+        let health = Arc::new(Health::default());
+        let checks = Arc::clone(&health);
+        let connect = Connector {
+            tls: settings.tls,
+            setup: settings.setup,
+        };
+        // `Fast` recycling only asks the client whether it is closed (a connection whose
+        // socket ended is dropped, never reused); the round-trip check is the hook's,
+        // for the connections that need one (`Health::needs_check`).
+        let manager = Manager::from_connect(
+            settings.config,
+            connect,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(settings.wait))
+            .create_timeout(Some(settings.create))
+            .recycle_timeout(Some(VERIFY_TIMEOUT))
+            .pre_recycle(Hook::async_fn(move |client, metrics| {
+                let check = checks.needs_check(metrics);
+                Box::pin(async move {
+                    if !check {
+                        return Ok(());
+                    }
+                    match tokio::time::timeout(VERIFY_TIMEOUT, client.simple_query("")).await {
+                        Ok(Ok(_)) => Ok(()),
+                        _ => Err(HookError::message("the connection failed its check")),
+                    }
+                })
+            }))
+            .build()
+            .map_err(|e| fatal(format!("cannot build the connection pool: {e}")))?;
+        Ok(Self {
+            schema,
+            lock_suffix,
+            pool,
+            health,
+        })
+    }
+}
+
+/// Opens a connection (plain or TLS) and runs the setup statements on it.
+struct Connector {
+    tls: Option<MakeRustlsConnect>,
+    setup: String,
+}
+
+type ConnectFuture<'a> = Pin<
+    Box<dyn Future<Output = Result<(Client, JoinHandle<()>), tokio_postgres::Error>> + Send + 'a>,
+>;
+
+impl deadpool_postgres::Connect for Connector {
+    fn connect(&self, config: &Config) -> ConnectFuture<'_> {
+        let config = config.clone();
+        Box::pin(async move {
+            // The connection task ends when the client is dropped or the server goes away;
+            // the client then reports itself closed and the pool drops it.
+            let (client, task) = match &self.tls {
+                None => {
+                    let (client, connection) = config.connect(NoTls).await?;
+                    (client, tokio::spawn(async move { drop(connection.await) }))
+                }
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls.clone()).await?;
+                    (client, tokio::spawn(async move { drop(connection.await) }))
+                }
+            };
+            if !self.setup.is_empty() {
+                client.batch_execute(&self.setup).await?;
+            }
+            Ok((client, task))
+        })
+    }
 }
 
 pub(super) fn worker(
@@ -40,14 +172,15 @@ pub(super) fn worker(
         }
     };
     runtime.block_on(async move {
-        // Fail fast on a wrong address or credentials: make the first connection now.
-        match shared.connect().await {
+        // Fail fast on a wrong address, credentials or certificate: connect once now (the
+        // connection stays in the pool).
+        match shared.pool.get().await {
             Ok(conn) => {
-                lock(&shared.idle).push(conn);
+                drop(conn);
                 let _ = ready.send(Ok(()));
             }
             Err(e) => {
-                let _ = ready.send(Err(Failure::Pg(e, false).into_store_error()));
+                let _ = ready.send(Err(shared.pool_error(e)));
                 return;
             }
         }
@@ -61,7 +194,7 @@ pub(super) fn worker(
         }
         // Closed: answer the calls in flight, then drop the connections.
         while tasks.join_next().await.is_some() {}
-        lock(&shared.idle).clear();
+        shared.pool.close();
     });
 }
 
@@ -128,12 +261,17 @@ fn map_pg_error(e: &tokio_postgres::Error) -> StoreError {
             || (is_connection_state(code) && *code != SqlState::DATABASE_DROPPED)
             || c.starts_with("53") // insufficient resources (too many connections, …)
             || *code == SqlState::LOCK_NOT_AVAILABLE
+            // statement_timeout (and a cancelled query): the work may succeed later.
             || *code == SqlState::QUERY_CANCELED;
         // The server's message names the problem; its `detail` may quote data, so it is left out.
         return StoreError::Backend {
             message: format!("postgres: {} {}: {}", db.severity(), c, db.message()),
             retryable,
         };
+    }
+    // A certificate refused is not a passing fault: say so, and do not retry it.
+    if let Some(refused) = tls::classify(e) {
+        return refused;
     }
     let retryable = is_connection_error(e);
     let mut message = format!("postgres: {e}");
@@ -145,64 +283,66 @@ fn map_pg_error(e: &tokio_postgres::Error) -> StoreError {
 }
 
 pub(super) struct Conn {
-    pub(super) client: Client,
-    pub(super) statements: HashMap<&'static str, Statement>,
+    /// A pooled connection; its statement cache (`prepare_cached`) lives with it.
+    pub(super) client: Object,
     /// Set when the connection is in an unknown state (a failed rollback).
     pub(super) poisoned: bool,
 }
 
 impl Shared {
-    async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
-        let (client, connection) = self.config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            // Ends when the client is dropped or the server goes away; the client then
-            // reports itself closed and is replaced.
-            let _ = connection.await;
-        });
-        if let Some(sql) = &self.search_path {
-            client.batch_execute(sql).await?;
+    fn pool_error(&self, e: PoolError) -> StoreError {
+        match e {
+            PoolError::Timeout(TimeoutType::Wait) => {
+                let status = self.pool.status();
+                StoreError::Backend {
+                    message: format!(
+                        "postgres: no connection became free within {:?} (all {} in use, {} calls waiting)",
+                        self.pool.timeouts().wait.unwrap_or_default(),
+                        status.max_size,
+                        status.waiting
+                    ),
+                    retryable: true,
+                }
+            }
+            PoolError::Timeout(TimeoutType::Create) => StoreError::Backend {
+                message: format!(
+                    "postgres: opening a connection took longer than {:?}",
+                    self.pool.timeouts().create.unwrap_or_default()
+                ),
+                retryable: true,
+            },
+            PoolError::Timeout(_) => StoreError::Backend {
+                message: "postgres: checking an idle connection timed out".to_owned(),
+                retryable: true,
+            },
+            PoolError::Backend(e) => map_pg_error(&e),
+            PoolError::Closed => StoreError::Closed,
+            other => fatal(format!("connection pool: {other}")),
         }
-        Ok(Conn {
-            client,
-            statements: HashMap::new(),
-            poisoned: false,
-        })
     }
 
-    fn take_idle(&self) -> Option<Conn> {
-        let mut idle = lock(&self.idle);
-        while let Some(conn) = idle.pop() {
-            if !conn.client.is_closed() && !conn.poisoned {
-                return Some(conn);
-            }
-        }
-        None
+    /// The pool's statement caches, emptied (after a migration changed the tables).
+    pub(super) fn forget_statements(&self) {
+        self.pool.manager().statement_caches.clear();
     }
 
     pub(super) async fn run(&self, op: Op) -> Result<Out, StoreError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Closed)?;
         let mut rerun = false;
         loop {
-            // After a lost connection, do not trust the other idle ones: connect anew.
-            let reused = if rerun { None } else { self.take_idle() };
-            let mut conn = match reused {
-                Some(conn) => conn,
-                None => self
-                    .connect()
-                    .await
-                    .map_err(|e| Failure::Pg(e, false).into_store_error())?,
+            let client = self.pool.get().await.map_err(|e| self.pool_error(e))?;
+            let mut conn = Conn {
+                client,
+                poisoned: false,
             };
             let result = conn.execute(&op, self).await;
-            let broken = match &result {
-                Ok(_) => false,
-                Err(f) => f.breaks_connection(),
-            };
-            if !broken && !conn.poisoned && !conn.client.is_closed() {
-                lock(&self.idle).push(conn);
+            let broken = matches!(&result, Err(f) if f.breaks_connection());
+            if broken {
+                // Its idle siblings are checked before their next use (see `Health`).
+                self.health.mark_broken();
+            }
+            if broken || conn.poisoned || conn.client.is_closed() {
+                // Never back into the pool: taken out, dropped, closed.
+                drop(Object::take(conn.client));
             }
             match result {
                 Ok(out) => return Ok(out),
@@ -215,16 +355,10 @@ impl Shared {
 
 impl Conn {
     pub(super) async fn statement(&mut self, sql: &'static str) -> Result<Statement, Failure> {
-        if let Some(s) = self.statements.get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self
-            .client
-            .prepare(sql)
+        self.client
+            .prepare_cached(sql)
             .await
-            .map_err(|e| Failure::Pg(e, false))?;
-        self.statements.insert(sql, s.clone());
-        Ok(s)
+            .map_err(|e| Failure::Pg(e, false))
     }
 
     pub(super) async fn query(

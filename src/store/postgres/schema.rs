@@ -237,6 +237,12 @@ impl Conn {
             .start()
             .await
             .map_err(pg)?;
+        // A migration may rewrite large tables (migration 8 fills columns from every head),
+        // and servers starting together wait for the lock below while one migrates: the
+        // store's statement timeout is for calls, not for this.
+        tx.batch_execute("SET LOCAL statement_timeout = 0")
+            .await
+            .map_err(pg)?;
         // Servers starting together wait here, then find the work done.
         tx.execute(SQL_ADVISORY_LOCK, &[&key]).await.map_err(pg)?;
         // `SET search_path` names the schema before it exists; create it under the lock.
@@ -279,8 +285,8 @@ impl Conn {
             .map_err(pg)?;
         }
         tx.commit().await.map_err(|e| Failure::Pg(e, true))?;
-        // Statements prepared before the tables existed (none today) would be stale.
-        self.statements.clear();
+        // Statements prepared before the tables changed would be stale, on any connection.
+        ctx.forget_statements();
         Ok(())
     }
 }
