@@ -15,6 +15,7 @@ pub mod http;
 pub mod id;
 mod invoice;
 pub mod json;
+pub mod lease;
 pub mod link;
 pub mod listener;
 pub mod metadata;

@@ -10,6 +10,12 @@
 //! pass that fails is recorded in [`JobHealth`] and the job goes on at its next tick (the
 //! work of every job here is safe to run again).
 //!
+//! On many servers, give each runner the servers' shared [`Leases`]
+//! ([`RunnerBuilder::leases`]): before each pass a job claims the lease named after it, so
+//! each job runs on one server at a time while the others stand by
+//! ([`JobHealth::standing_by`]); when the holder dies, another server takes the job over
+//! once its lease runs out, and a graceful [`Runner::stop`] hands it over at once.
+//!
 //! ```
 //! # #[cfg(feature = "testkit")] {
 //! use std::sync::Arc;
@@ -37,11 +43,12 @@ use tokio::task::JoinHandle;
 
 use crate::backend::LightningBackend;
 use crate::clock::Clock;
+use crate::lease::Leases;
 use crate::listener::SettlementListener;
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
 use crate::service::Checkout;
-use crate::store::{ResumeStore, Store};
+use crate::store::{ResumeStore, Store, StoreError};
 #[cfg(feature = "webhooks")]
 use crate::webhook::{DeliveryStore, Dispatcher, WebhookSender};
 
@@ -53,6 +60,30 @@ struct Job {
     name: String,
     every: Duration,
     work: Work,
+}
+
+/// The leases a runner's jobs claim, whatever their store and clock.
+trait Claims: Send + Sync {
+    fn claim(&self, work: &str) -> Result<bool, StoreError>;
+    fn release(&self, work: &str) -> Result<(), StoreError>;
+}
+
+impl<R: ResumeStore, C: Clock> Claims for Leases<R, C> {
+    fn claim(&self, work: &str) -> Result<bool, StoreError> {
+        Leases::claim(self, work)
+    }
+    fn release(&self, work: &str) -> Result<(), StoreError> {
+        Leases::release(self, work)
+    }
+}
+
+type SharedClaims = Option<Arc<dyn Claims>>;
+
+/// What a pass did.
+enum Pass {
+    Ran,
+    /// Another server holds the job's lease.
+    StoodBy,
 }
 
 /// How one job has been doing.
@@ -69,12 +100,16 @@ pub struct JobHealth {
     pub last_success: Option<Instant>,
     /// What the last failed pass said, until a pass succeeds.
     pub last_error: Option<String>,
+    /// Whether the last tick found another server holding the job's lease (with
+    /// [`RunnerBuilder::leases`]): the job stands by, and takes over if that server stops.
+    pub standing_by: bool,
 }
 
 /// The jobs a [`Runner`] will run.
 #[derive(Default)]
 pub struct RunnerBuilder {
     jobs: Vec<Job>,
+    leases: SharedClaims,
 }
 
 impl std::fmt::Debug for RunnerBuilder {
@@ -82,6 +117,7 @@ impl std::fmt::Debug for RunnerBuilder {
         let names: Vec<&str> = self.jobs.iter().map(|j| j.name.as_str()).collect();
         f.debug_struct("RunnerBuilder")
             .field("jobs", &names)
+            .field("leases", &self.leases.is_some())
             .finish()
     }
 }
@@ -90,6 +126,19 @@ impl RunnerBuilder {
     /// No jobs yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Runs every job on one server at a time: before each pass the job claims the lease
+    /// named after it (`sweep`, `dispatcher`, `listener:<name>`, …) in `leases`, shared by
+    /// all servers, and stands the tick by if another server holds it. See
+    /// [`lease`](crate::lease).
+    pub fn leases<R, C>(mut self, leases: Leases<R, C>) -> Self
+    where
+        R: ResumeStore + 'static,
+        C: Clock + 'static,
+    {
+        self.leases = Some(Arc::new(leases));
+        self
     }
 
     /// Runs `work` every `every` (after each pass ends) under `name`.
@@ -166,29 +215,55 @@ impl RunnerBuilder {
                     failures_in_a_row: 0,
                     last_success: None,
                     last_error: None,
+                    standing_by: false,
                 }))
             })
             .collect();
+        let names = self.jobs.iter().map(|j| j.name.clone()).collect();
         let tasks = self
             .jobs
             .into_iter()
             .zip(&health)
-            .map(|(job, health)| tokio::spawn(run_job(job, health.clone(), stopped.clone())))
+            .map(|(job, health)| {
+                tokio::spawn(run_job(
+                    job,
+                    self.leases.clone(),
+                    health.clone(),
+                    stopped.clone(),
+                ))
+            })
             .collect();
         Runner {
             stop,
             tasks,
             health,
+            leases: self.leases,
+            names,
         }
     }
 }
 
 /// The loop of one job: a pass, then a sleep that a stop cuts short; never a stop in
 /// the middle of a pass.
-async fn run_job(job: Job, health: Arc<Mutex<JobHealth>>, mut stopped: watch::Receiver<bool>) {
+async fn run_job(
+    job: Job,
+    leases: SharedClaims,
+    health: Arc<Mutex<JobHealth>>,
+    mut stopped: watch::Receiver<bool>,
+) {
     while !*stopped.borrow() {
         let work = job.work.clone();
-        let outcome = match tokio::task::spawn_blocking(move || work()).await {
+        let leases = leases.clone();
+        let name = job.name.clone();
+        let pass = move || {
+            if let Some(leases) = &leases
+                && !leases.claim(&name).map_err(|e| e.to_string())?
+            {
+                return Ok(Pass::StoodBy);
+            }
+            work().map(|()| Pass::Ran)
+        };
+        let outcome = match tokio::task::spawn_blocking(pass).await {
             Ok(outcome) => outcome,
             Err(e) if e.is_panic() => Err("the pass panicked".to_owned()),
             Err(_) => Err("the pass was cancelled".to_owned()),
@@ -197,10 +272,11 @@ async fn run_job(job: Job, health: Arc<Mutex<JobHealth>>, mut stopped: watch::Re
             let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
             h.runs += 1;
             match outcome {
-                Ok(()) => {
+                Ok(pass) => {
                     h.failures_in_a_row = 0;
                     h.last_success = Some(Instant::now());
                     h.last_error = None;
+                    h.standing_by = matches!(pass, Pass::StoodBy);
                 }
                 Err(e) => {
                     h.failures_in_a_row = h.failures_in_a_row.saturating_add(1);
@@ -221,11 +297,22 @@ async fn run_job(job: Job, health: Arc<Mutex<JobHealth>>, mut stopped: watch::Re
 
 /// The running jobs. Dropping it without [`stop`](Self::stop) also ends them after their
 /// pass in flight, but nothing waits for that.
-#[derive(Debug)]
 pub struct Runner {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     health: Vec<Arc<Mutex<JobHealth>>>,
+    leases: SharedClaims,
+    /// The jobs' names: the leases to hand over on stop.
+    names: Vec<String>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("jobs", &self.names)
+            .field("leases", &self.leases.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Runner {
@@ -252,6 +339,17 @@ impl Runner {
             // A job's own panics are caught per pass; a join error here means the runtime
             // is shutting down, and there is nothing left to wait for.
             let _ = task.await;
+        }
+        // Hand the jobs over now rather than after the leases' time to live. A failure
+        // only delays the takeover until then.
+        if let Some(leases) = self.leases {
+            let names = self.names;
+            let _ = tokio::task::spawn_blocking(move || {
+                for name in &names {
+                    let _ = leases.release(name);
+                }
+            })
+            .await;
         }
     }
 }

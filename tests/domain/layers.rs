@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     // The service and what runs beside it.
     &["service"],
-    &["webhook", "listener", "watch"],
+    &["webhook", "listener", "watch", "lease"],
     &["runner", "http"],
     &["testkit"],
 ];

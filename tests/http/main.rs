@@ -5,9 +5,14 @@
 // Tests assert by unwrapping, expecting and panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
 mod api;
 mod bad_input;
 mod compat;
 mod delivery;
+mod many_servers;
 mod openapi;
 mod support;
