@@ -105,6 +105,12 @@ macro_rules! forward_store {
     (@one $f:tt held_transfers) => {
         fn held_transfers(&self, id: $crate::SessionId, limit: usize) -> ::std::result::Result<::std::vec::Vec<$crate::session::HeldTransfer>, $crate::store::StoreError> { self.$f.held_transfers(id, limit) }
     };
+    (@one $f:tt prune_idempotency) => {
+        fn prune_idempotency(&self, before: $crate::OffsetDateTime, limit: usize) -> ::std::result::Result<usize, $crate::store::StoreError> { self.$f.prune_idempotency(before, limit) }
+    };
+    (@one $f:tt session_events_after) => {
+        fn session_events_after(&self, id: $crate::SessionId, after: ::std::option::Option<u64>, limit: usize) -> ::std::result::Result<::std::vec::Vec<$crate::store::StoredEvent>, $crate::store::StoreError> { self.$f.session_events_after(id, after, limit) }
+    };
     (@one $f:tt idempotency) => {
         fn idempotency(&self, key: &str) -> ::std::result::Result<::std::option::Option<$crate::store::IdempotencyRecord>, $crate::store::StoreError> { self.$f.idempotency(key) }
     };

@@ -172,6 +172,25 @@ impl RunnerBuilder {
         self.job("sweep", every, move || checkout.sweep(limit).map(drop))
     }
 
+    /// Idempotency records older than the service's window deleted, up to `limit` a
+    /// pass ([`Checkout::prune_idempotency`]), as job `retention`.
+    pub fn retention<S, R, G, C>(
+        self,
+        checkout: Arc<Checkout<S, R, G, C>>,
+        every: Duration,
+        limit: usize,
+    ) -> Self
+    where
+        S: Store + 'static,
+        R: RateSource + 'static,
+        G: PaymentRequestGenerator + 'static,
+        C: Clock + 'static,
+    {
+        self.job("retention", every, move || {
+            checkout.prune_idempotency(limit).map(drop)
+        })
+    }
+
     /// A settlement listener's [`poll`](SettlementListener::poll) as job
     /// `listener:<its name>`.
     pub fn listener<B, S, R, G, C>(

@@ -60,6 +60,10 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// with that key: after it, a retry takes the claim over (its first holder crashed).
 pub const IDEMPOTENCY_TAKEOVER: Duration = Duration::seconds(30);
 
+/// How long an idempotency key is remembered, by default and at least (Stripe's 24 hours):
+/// a key older than the window is forgotten, and the same key then creates a new session.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::hours(24);
+
 /// The checkout service. Build it with [`Checkout::new`] and the `with_` setters.
 ///
 /// ```
@@ -88,6 +92,7 @@ pub struct Checkout<S, R, G, C = SystemClock> {
     max_attempts: u32,
     cache: SessionCache,
     metrics: Arc<Metrics>,
+    idempotency_window: Duration,
 }
 
 impl<S, R, G> Checkout<S, R, G, SystemClock> {
@@ -102,6 +107,7 @@ impl<S, R, G> Checkout<S, R, G, SystemClock> {
             max_attempts: 32,
             cache: SessionCache::new(DEFAULT_CACHE_SESSIONS),
             metrics: Arc::new(Metrics::new()),
+            idempotency_window: IDEMPOTENCY_WINDOW,
         }
     }
 }
@@ -118,6 +124,7 @@ impl<S, R, G, C> Checkout<S, R, G, C> {
             max_attempts: self.max_attempts,
             cache: self.cache,
             metrics: self.metrics,
+            idempotency_window: self.idempotency_window,
         }
     }
 
@@ -140,6 +147,14 @@ impl<S, R, G, C> Checkout<S, R, G, C> {
     /// never decides anything, because every commit compares versions with the store.
     pub fn with_session_cache(mut self, sessions: usize) -> Self {
         self.cache = SessionCache::new(sessions);
+        self
+    }
+
+    /// Remembers idempotency keys for `window` (at least [`IDEMPOTENCY_WINDOW`], 24 hours):
+    /// a create with a key older than that makes a new session, and
+    /// [`prune_idempotency`](Self::prune_idempotency) deletes the records.
+    pub fn with_idempotency_window(mut self, window: Duration) -> Self {
+        self.idempotency_window = window.max(IDEMPOTENCY_WINDOW);
         self
     }
 
@@ -301,7 +316,17 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
             session_id: self.new_session_id(now),
             created: truncate(now),
         };
-        let held = self.retry_store(|| self.st().claim_idempotency(&record))?;
+        let mut held = self.retry_store(|| self.st().claim_idempotency(&record))?;
+        if let Some(old) = held.as_ref()
+            && now - old.created >= self.idempotency_window
+        {
+            // Forgotten: the key is free again. The release removes exactly that record
+            // (a racing request that already replaced it keeps its own), then the claim
+            // is made afresh, which only one of racing requests wins.
+            let old = old.clone();
+            self.retry_store(|| self.st().release_idempotency(&old))?;
+            held = self.retry_store(|| self.st().claim_idempotency(&record))?;
+        }
         // `None`: ours. Our own record back: the store re-ran the claim after a lost
         // connection and found the row its first run inserted.
         let held = match held {
@@ -538,10 +563,32 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         self.retry_store(|| self.st().events_after(after, limit))
     }
 
+    /// A page of a session's timeline: its events after the sequence number `after` (from
+    /// the first when `None`), in order, at most `limit`; page on from the last one's
+    /// `seq`. A session with a long history is read a page at a time.
+    pub fn timeline_page(
+        &self,
+        id: SessionId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, ServiceError> {
+        let _op = operation("timeline_page", Some(id));
+        self.retry_store(|| self.st().session_events_after(id, after, limit))
+    }
+
     /// Everything that happened to one session, in order.
     pub fn timeline(&self, id: SessionId) -> Result<Vec<StoredEvent>, ServiceError> {
         let _op = operation("timeline", Some(id));
         self.retry_store(|| self.st().session_events(id))
+    }
+
+    /// Deletes up to `limit` idempotency records older than the window (see
+    /// [`with_idempotency_window`](Self::with_idempotency_window)), oldest first; returns
+    /// how many. Call it on a schedule (the runner's `retention` job does).
+    pub fn prune_idempotency(&self, limit: usize) -> Result<usize, ServiceError> {
+        let _op = operation("prune_idempotency", None);
+        let before = self.clock.now() - self.idempotency_window;
+        self.retry_store(|| self.st().prune_idempotency(before, limit))
     }
 
     /// Expires what ran out, for up to `limit` due sessions: quotes past their expiry, and

@@ -135,6 +135,16 @@ impl<S: Store> Observed<'_, S> {
         self.count(self.store.session_events(id))
     }
 
+    pub(super) fn session_events_after(
+        &self,
+        id: SessionId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let _span = debug_span!("store", call = "session_events_after", session_id = %id).entered();
+        self.count(self.store.session_events_after(id, after, limit))
+    }
+
     pub(super) fn claim_idempotency(
         &self,
         record: &IdempotencyRecord,
@@ -142,6 +152,15 @@ impl<S: Store> Observed<'_, S> {
         let id = record.session_id;
         let _span = debug_span!("store", call = "claim_idempotency", session_id = %id).entered();
         self.count(self.store.claim_idempotency(record))
+    }
+
+    pub(super) fn prune_idempotency(
+        &self,
+        before: OffsetDateTime,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let _span = debug_span!("store", call = "prune_idempotency").entered();
+        self.count(self.store.prune_idempotency(before, limit))
     }
 
     pub(super) fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {

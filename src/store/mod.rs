@@ -363,6 +363,25 @@ pub trait Store: Send + Sync {
     /// Every event of one session, in order: its timeline.
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// A page of a session's timeline: its events with a sequence number above `after`
+    /// (from the first when `None`), in order, at most `limit`. Paging on from the last
+    /// sequence number of a page returns each event once. The default reads the whole
+    /// timeline and cuts the page out of it; the crate's stores answer from their index.
+    fn session_events_after(
+        &self,
+        id: SessionId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let after = after.unwrap_or(0);
+        Ok(self
+            .session_events(id)?
+            .into_iter()
+            .filter(|e| e.seq > after)
+            .take(limit)
+            .collect())
+    }
+
     /// The transfers a session holds apart (beyond its transfer cap, see
     /// [`SessionLimits`](crate::session::SessionLimits)), oldest first, at most `limit`.
     fn held_transfers(&self, id: SessionId, limit: usize) -> Result<Vec<HeldTransfer>, StoreError>;
@@ -383,6 +402,12 @@ pub trait Store: Send + Sync {
     /// the create that claimed the key failed before committing (no rate, generator down),
     /// so a retry with the key is not kept waiting for a session that will never appear.
     fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError>;
+
+    /// Deletes up to `limit` idempotency records created before `before`, oldest first;
+    /// returns how many it deleted. The service calls it with its idempotency window
+    /// ([`Checkout::prune_idempotency`](crate::Checkout::prune_idempotency)): a key older
+    /// than the window is forgotten. Answered from an index on the creation time.
+    fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError>;
 
     /// Whether every call returns without waiting for I/O, for another process or for a
     /// lock held across either: `true` lets async callers (the HTTP routers,
@@ -407,10 +432,12 @@ forward_port!(Store {
     fn events_before(&self, before: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
     fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError>;
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError>;
+    fn session_events_after(&self, id: SessionId, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
     fn held_transfers(&self, id: SessionId, limit: usize) -> Result<Vec<HeldTransfer>, StoreError>;
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     fn claim_idempotency(&self, record: &IdempotencyRecord) -> Result<Option<IdempotencyRecord>, StoreError>;
     fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError>;
+    fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError>;
     fn never_blocks(&self) -> bool;
 });
 

@@ -93,6 +93,9 @@ impl Store for Outage {
     ) -> Result<Vec<session::HeldTransfer>, StoreError> {
         self.inner.held_transfers(id, limit)
     }
+    fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
+        self.inner.prune_idempotency(before, limit)
+    }
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.idempotency(key)
     }

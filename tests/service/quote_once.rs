@@ -307,3 +307,56 @@ fn racing_creates_with_one_key_reserve_one_index_on_postgres() {
     racing_creates_reserve_one_index(Arc::clone(&store));
     store.close();
 }
+
+#[test]
+fn an_idempotency_key_is_forgotten_after_its_window_and_pruned() {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(t0()));
+    let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, Decimal::from(1_000));
+    let checkout = Checkout::new(Arc::clone(&store), rates, TestRequestGenerator)
+        .with_clock(Arc::clone(&clock))
+        // Shorter than the least window: raised to 24 hours.
+        .with_idempotency_window(Duration::hours(1));
+    let params = || SessionParams::new(Decimal::from(3), usd());
+    let first = checkout.create(params(), Some("order-9")).unwrap();
+    clock.advance(Duration::hours(23));
+    assert_eq!(
+        checkout.create(params(), Some("order-9")).unwrap().id(),
+        first.id(),
+        "within the window: the same session"
+    );
+    assert_eq!(
+        checkout.prune_idempotency(100).unwrap(),
+        0,
+        "nothing is old enough"
+    );
+    clock.advance(Duration::hours(2));
+    let again = checkout.create(params(), Some("order-9")).unwrap();
+    assert_ne!(again.id(), first.id(), "after the window: a new session");
+    assert_eq!(
+        checkout.create(params(), Some("order-9")).unwrap().id(),
+        again.id(),
+        "the new record holds the key"
+    );
+    checkout.create(params(), Some("order-10")).unwrap();
+    clock.advance(Duration::hours(25));
+    assert_eq!(checkout.prune_idempotency(100).unwrap(), 2);
+    assert_eq!(store.idempotency("order-9").unwrap(), None);
+}
+
+#[test]
+fn a_timeline_is_read_a_page_at_a_time() {
+    let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, Decimal::from(1_000));
+    let checkout = Checkout::new(MemoryStore::new(), rates, TestRequestGenerator);
+    let s = checkout
+        .create(SessionParams::new(Decimal::from(3), usd()), None)
+        .unwrap();
+    checkout.deactivate(s.id()).unwrap();
+    let whole = checkout.timeline(s.id()).unwrap();
+    let first = checkout.timeline_page(s.id(), None, 2).unwrap();
+    let rest = checkout
+        .timeline_page(s.id(), first.last().map(|e| e.seq), 100)
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!([first, rest].concat(), whole);
+}

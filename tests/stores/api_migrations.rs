@@ -203,6 +203,7 @@ fn a_version_6_sqlite_database_gains_the_api_reads() {
              ALTER TABLE links DROP COLUMN kind;
              ALTER TABLE links DROP COLUMN livemode;
              DROP TABLE held_transfers;
+             DROP INDEX idempotency_by_created;
              PRAGMA user_version = 6;",
         )
         .expect("downgrade");
@@ -238,6 +239,7 @@ mod postgres {
              ALTER TABLE sessions DROP COLUMN livemode;
              ALTER TABLE links DROP COLUMN created, DROP COLUMN kind, DROP COLUMN livemode;
              DROP TABLE held_transfers;
+             DROP INDEX idempotency_by_created;
              DELETE FROM schema_migrations WHERE version >= 8;"
         ))
         .expect("downgrade");

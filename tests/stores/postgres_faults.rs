@@ -254,6 +254,9 @@ impl Store for Counting<'_> {
     ) -> Result<Vec<bitcoin_checkout::session::HeldTransfer>, StoreError> {
         self.tally(self.inner.held_transfers(id, limit))
     }
+    fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
+        self.tally(self.inner.prune_idempotency(before, limit))
+    }
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.tally(self.inner.idempotency(key))
     }

@@ -334,6 +334,13 @@ impl Store for Mirror<'_> {
             self.postgres.held_transfers(id, limit),
         )
     }
+    fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
+        self.same(
+            "prune_idempotency",
+            self.memory.prune_idempotency(before, limit),
+            self.postgres.prune_idempotency(before, limit),
+        )
+    }
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.same(
             "idempotency",
@@ -992,7 +999,7 @@ fn servers_starting_together_migrate_once() {
     // Each migration applied once.
     assert_eq!(
         versions,
-        ["1", "10", "2", "3", "4", "5", "6", "7", "8", "9"]
+        ["1", "10", "11", "2", "3", "4", "5", "6", "7", "8", "9"]
             .map(|v| Some(v.to_owned()))
             .to_vec()
     );
@@ -1260,6 +1267,7 @@ fn sessions_stored_before_migrations_5_and_6_are_found_by_the_lookups() {
          ALTER TABLE links DROP COLUMN created, DROP COLUMN kind, DROP COLUMN livemode;
          ALTER TABLE events DROP COLUMN carrier, DROP COLUMN part;
          DROP TABLE held_transfers;
+         DROP INDEX idempotency_by_created;
          DELETE FROM schema_migrations WHERE version >= 5;"
     ))
     .expect("downgrade");

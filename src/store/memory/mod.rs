@@ -513,6 +513,29 @@ impl Store for MemoryStore {
         inner.read_events(positions.into_iter().map(|p| p as usize))
     }
 
+    fn session_events_after(
+        &self,
+        id: SessionId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let inner = self.lock()?;
+        let after = after.unwrap_or(0);
+        let positions: Vec<usize> = inner
+            .slot_of(id)
+            .map(|s| {
+                // Positions are in commit order: sequence number = position + 1.
+                s.events
+                    .iter()
+                    .map(|p| *p as usize)
+                    .filter(|p| *p as u64 + 1 > after)
+                    .take(limit)
+                    .collect()
+            })
+            .unwrap_or_default();
+        inner.read_events(positions.into_iter())
+    }
+
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         Ok(self.lock()?.idempotency.get(key).cloned())
     }
@@ -541,6 +564,22 @@ impl Store for MemoryStore {
             inner.idempotency.remove(&record.key);
         }
         Ok(())
+    }
+
+    fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
+        let mut inner = self.lock()?;
+        let mut old: Vec<(OffsetDateTime, String)> = inner
+            .idempotency
+            .values()
+            .filter(|r| r.created < before)
+            .map(|r| (r.created, r.key.clone()))
+            .collect();
+        old.sort();
+        old.truncate(limit);
+        for (_, key) in &old {
+            inner.idempotency.remove(key);
+        }
+        Ok(old.len())
     }
 }
 

@@ -505,6 +505,20 @@ impl Store for PostgresStore {
         }
     }
 
+    fn session_events_after(
+        &self,
+        id: SessionId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let after = i64::try_from(after.unwrap_or(0)).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match self.call(Op::SessionEventsAfter(id.to_string(), after, limit))? {
+            Out::Events(events) => decode_events(events),
+            _ => Err(unexpected()),
+        }
+    }
+
     fn held_transfers(
         &self,
         id: SessionId,
@@ -541,6 +555,14 @@ impl Store for PostgresStore {
     fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
         match self.call(Op::ReleaseIdempotency(IdempotencyRow::new(record)))? {
             Out::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match self.call(Op::PruneIdempotency(millis(before), limit))? {
+            Out::Changed(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
             _ => Err(unexpected()),
         }
     }

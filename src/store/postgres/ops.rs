@@ -58,6 +58,8 @@ pub(super) enum Op {
         params: Vec<ListParam>,
     },
     SessionEvents(String),
+    /// A page of a session's timeline: (id, after, limit).
+    SessionEventsAfter(String, i64, i64),
     /// A session's held transfers, oldest first: (id, limit).
     HeldTransfers(String, i64),
     Idempotency(String),
@@ -65,6 +67,8 @@ pub(super) enum Op {
     ClaimIdempotency(IdempotencyRow),
     /// Delete an idempotency row if it is exactly this one (running it twice is harmless).
     ReleaseIdempotency(IdempotencyRow),
+    /// Delete idempotency rows created before a time (millis), at most a number.
+    PruneIdempotency(i64, i64),
     /// Reserve the next derivation index of a descriptor.
     ReserveIndex(String),
     /// The counter of a descriptor's reservations, without reserving.
@@ -311,6 +315,12 @@ impl Conn {
                 let rows = self.query(SQL_SESSION_EVENTS, &[id]).await?;
                 Ok(Out::Events(event_rows(rows)?))
             }
+            Op::SessionEventsAfter(id, after, limit) => {
+                let rows = self
+                    .query(SQL_SESSION_EVENTS_AFTER, &[id, after, limit])
+                    .await?;
+                Ok(Out::Events(event_rows(rows)?))
+            }
             Op::HeldTransfers(id, limit) => {
                 let rows = self.query(SQL_HELD_TRANSFERS, &[id, limit]).await?;
                 let pairs = rows
@@ -341,6 +351,10 @@ impl Conn {
                 Ok(Out::Idempotency(
                     rows.into_iter().next().map(idempotency_row).transpose()?,
                 ))
+            }
+            Op::PruneIdempotency(before, limit) => {
+                let deleted = self.exec(SQL_PRUNE_IDEMPOTENCY, &[before, limit]).await?;
+                Ok(Out::Changed(deleted))
             }
             Op::ReleaseIdempotency(r) => {
                 self.exec(

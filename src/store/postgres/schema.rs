@@ -224,6 +224,13 @@ CREATE TABLE held_transfers (
 CREATE INDEX held_by_session ON held_transfers (session_id, held_at, key);
 "#,
     ),
+    // Retention: idempotency records are pruned by age (`Store::prune_idempotency`).
+    (
+        11,
+        r#"
+CREATE INDEX idempotency_by_created ON idempotency (created);
+"#,
+    ),
 ];
 
 impl Conn {

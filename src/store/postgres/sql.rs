@@ -36,6 +36,10 @@ pub(super) const SQL_EVENTS_BEFORE: &str = concat!(
 pub(super) const SQL_LAST_EVENTS: &str = concat!(event_columns!(), "ORDER BY e.seq DESC LIMIT $1");
 pub(super) const SQL_SESSION_EVENTS: &str =
     concat!(event_columns!(), "WHERE e.session_id = $1 ORDER BY e.seq");
+pub(super) const SQL_SESSION_EVENTS_AFTER: &str = concat!(
+    event_columns!(),
+    "WHERE e.session_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3"
+);
 pub(super) const SQL_RESERVE_INDEX: &str = "INSERT INTO address_index (descriptor, next) VALUES ($1, 1) \
      ON CONFLICT (descriptor) DO UPDATE SET next = address_index.next + 1 RETURNING next - 1";
 pub(super) const SQL_RESERVED_INDEX: &str = "SELECT next FROM address_index WHERE descriptor = $1";
@@ -60,6 +64,8 @@ pub(super) const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (id, created, 
 /// trigger, and only when it changed (migration 5).
 pub(super) const SQL_UPDATE_SESSION: &str = "UPDATE sessions SET created = $2, status = $3, version = $4, wake_at = $5, head = $6, \
      link_id = $7, metadata = $9, review = $10 WHERE id = $1 AND version = $8";
+pub(super) const SQL_PRUNE_IDEMPOTENCY: &str = "DELETE FROM idempotency WHERE key IN \
+     (SELECT key FROM idempotency WHERE created < $1 ORDER BY created LIMIT $2)";
 pub(super) const SQL_RELEASE_IDEMPOTENCY: &str =
     "DELETE FROM idempotency WHERE key = $1 AND request = $2 AND session_id = $3";
 pub(super) const SQL_CLAIM_IDEMPOTENCY: &str = "INSERT INTO idempotency (key, request, session_id, created) \

@@ -311,6 +311,27 @@ impl Store for SqliteStore {
         })
     }
 
+    fn session_events_after(
+        &self,
+        id: SessionId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let id = id.to_string();
+        let after = i64::try_from(after.unwrap_or(0)).unwrap_or(i64::MAX);
+        let limit = limit_i64(limit);
+        self.with_conn(|conn| {
+            event_rows(
+                conn,
+                concat!(
+                    event_columns!(),
+                    "WHERE e.session_id = ?1 AND e.seq > ?2 ORDER BY e.seq ASC LIMIT ?3"
+                ),
+                params![id, after, limit],
+            )
+        })
+    }
+
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.with_conn(|conn| commit::read_idempotency(conn, key))?
             .map(IdempotencyRow::decode)
@@ -330,6 +351,18 @@ impl Store for SqliteStore {
     fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
         let row = IdempotencyRow::new(record);
         self.write(|tx| commit::release_idempotency(tx, &row))
+    }
+
+    fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
+        let (before, limit) = (to_millis(before), limit_i64(limit));
+        self.write(|tx| {
+            tx.prepare_cached(
+                "DELETE FROM idempotency WHERE key IN
+                     (SELECT key FROM idempotency WHERE created < ?1 ORDER BY created LIMIT ?2)",
+            )
+            .and_then(|mut stmt| stmt.execute(params![before, limit]))
+            .map_err(backend)
+        })
     }
 }
 

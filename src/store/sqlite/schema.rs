@@ -240,6 +240,13 @@ CREATE INDEX held_by_session ON held_transfers (session_id, held_at, key);
 "#,
         None,
     ),
+    // 10: retention: idempotency records are pruned by age (`Store::prune_idempotency`).
+    (
+        r#"
+CREATE INDEX idempotency_by_created ON idempotency (created);
+"#,
+        None,
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.

@@ -1,14 +1,16 @@
-//! The check of held transfers (beyond a session's transfer cap, see
-//! [`SessionLimits`](crate::session::SessionLimits)): kept apart from the session, found by
-//! their key, and recorded once.
+//! The checks of what limits a store's growth: held transfers (beyond a session's
+//! transfer cap, see [`SessionLimits`](crate::session::SessionLimits)) kept apart from the
+//! session, found by their key and recorded once; idempotency records pruned by age; a
+//! session's timeline read a page at a time.
 
 use time::Duration;
 
 use super::fixtures::{Ck, Draft, dollars, fresh_txid, t0, usd};
 use crate::chain::OutPoint;
+use crate::id::SessionId;
 use crate::money::Sats;
 use crate::session::{SessionLimits, SessionParams};
-use crate::store::{RoutingKey, Store, StoreError};
+use crate::store::{IdempotencyRecord, RoutingKey, Store, StoreError};
 use crate::transfer::{PaymentMethod, TransferReport};
 
 /// A committed session that keeps at most `cap` transfers, paid on chain in `cap` parts.
@@ -119,6 +121,78 @@ pub fn check_held_transfers<S: Store>(store: &S) {
         "b holds nothing",
         ck.ok("held_transfers", store.held_transfers(b.id(), 10))
             .len(),
+        0,
+    );
+}
+
+/// `prune_idempotency` deletes the records created before a time, oldest first and at
+/// most as many as asked, and nothing newer.
+pub fn check_idempotency_prune<S: Store>(store: &S) {
+    let ck = Ck::new("check_idempotency_prune", store);
+    // Far older than anything the other checks make, so a shared store loses only these.
+    let days_ago = |d: i64| t0() - Duration::days(d);
+    let records: Vec<IdempotencyRecord> = [300, 200, 100]
+        .into_iter()
+        .map(|d| IdempotencyRecord {
+            key: format!("prune-{d}-{}", SessionId::generate()),
+            request: "{}".into(),
+            session_id: SessionId::generate(),
+            created: days_ago(d),
+        })
+        .collect();
+    for r in &records {
+        ck.eq(
+            "claim_idempotency",
+            ck.ok("claim_idempotency", store.claim_idempotency(r)),
+            None,
+        );
+    }
+    let kept = |r: &IdempotencyRecord| ck.ok("idempotency", store.idempotency(&r.key)).is_some();
+    let prune = |before, limit| ck.ok("prune_idempotency", store.prune_idempotency(before, limit));
+    ck.eq("pruned with a limit of 1", prune(days_ago(150), 1), 1);
+    ck.that(
+        !kept(&records[0]) && kept(&records[1]),
+        "the oldest went first",
+    );
+    ck.eq("pruned again", prune(days_ago(150), 10), 1);
+    ck.that(!kept(&records[1]), "the second is gone");
+    ck.that(kept(&records[2]), "a newer record stays");
+    ck.eq("pruned with a limit of 0", prune(days_ago(50), 0), 0);
+    ck.eq("pruned up to 50 days ago", prune(days_ago(50), 10), 1);
+    ck.that(!kept(&records[2]), "the last is gone");
+}
+
+/// `session_events_after` pages through a session's timeline: the pages, joined, are
+/// [`Store::session_events`], each event once and in order.
+pub fn check_session_events_paged<S: Store>(store: &S) {
+    let ck = Ck::new("check_session_events_paged", store);
+    let d = at_cap(&ck, 4);
+    let whole = ck.ok("session_events", store.session_events(d.id()));
+    ck.that(whole.len() >= 6, "a timeline of several events");
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = ck.ok(
+            "session_events_after",
+            store.session_events_after(d.id(), after, 2),
+        );
+        ck.that(page.len() <= 2, "a page holds at most the limit");
+        let Some(last) = page.last() else { break };
+        after = Some(last.seq);
+        paged.extend(page);
+    }
+    ck.eq(
+        "the pages joined",
+        paged.iter().map(|e| e.event.to_json()).collect::<Vec<_>>(),
+        whole.iter().map(|e| e.event.to_json()).collect::<Vec<_>>(),
+    );
+    ck.eq(
+        "a limit of 0",
+        ck.ok(
+            "session_events_after",
+            store.session_events_after(d.id(), None, 0),
+        )
+        .len(),
         0,
     );
 }

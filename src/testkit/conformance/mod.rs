@@ -83,7 +83,7 @@ pub use filters::{
     check_list_by_created, check_list_by_metadata, check_list_by_source_id, check_list_livemode,
     check_list_refusals, check_list_with_unresolved_flags,
 };
-pub use held::check_held_transfers;
+pub use held::{check_held_transfers, check_idempotency_prune, check_session_events_paged};
 pub use link_listing::check_list_links;
 pub use links::{
     check_link_conflict_writes_nothing, check_link_events_in_outbox, check_link_round_trip,
@@ -125,6 +125,7 @@ macro_rules! __store_checks {
             check_insert_existing_conflict,
             check_idempotency,
             check_idempotency_race,
+            check_idempotency_prune,
             check_lookups,
             check_find_by_payment,
             check_transfer_updated,
@@ -142,6 +143,7 @@ macro_rules! __store_checks {
             check_events_before,
             check_event_by_id,
             check_session_events,
+            check_session_events_paged,
             check_event_round_trip,
             check_racing_commits,
             check_events_after_under_writers,
