@@ -105,6 +105,9 @@ macro_rules! forward_store {
     (@one $f:tt held_transfers) => {
         fn held_transfers(&self, id: $crate::SessionId, limit: usize) -> ::std::result::Result<::std::vec::Vec<$crate::session::HeldTransfer>, $crate::store::StoreError> { self.$f.held_transfers(id, limit) }
     };
+    (@one $f:tt prune_events) => {
+        fn prune_events(&self, through: u64, limit: usize) -> ::std::result::Result<usize, $crate::store::StoreError> { self.$f.prune_events(through, limit) }
+    };
     (@one $f:tt prune_idempotency) => {
         fn prune_idempotency(&self, before: $crate::OffsetDateTime, limit: usize) -> ::std::result::Result<usize, $crate::store::StoreError> { self.$f.prune_idempotency(before, limit) }
     };

@@ -386,6 +386,15 @@ pub trait Store: Send + Sync {
     /// [`SessionLimits`](crate::session::SessionLimits)), oldest first, at most `limit`.
     fn held_transfers(&self, id: SessionId, limit: usize) -> Result<Vec<HeldTransfer>, StoreError>;
 
+    /// Deletes up to `limit` outbox events with a sequence number at or below `through`,
+    /// oldest first; returns how many it deleted. An event whose object a kept event
+    /// needs (the carrier of a thin event above `through`, ADR 17) stays until that one
+    /// goes, and the newest event always stays (so no sequence number is ever reused). What is kept never changes: the same sequence numbers, the same objects; the
+    /// outbox simply starts later (readers already allow gaps). Call it with what every
+    /// reader is done with: [`Dispatcher::delivered_through`](crate::webhook::Dispatcher::delivered_through)
+    /// for webhooks, after copying the events elsewhere if they are to be archived.
+    fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError>;
+
     /// The idempotency record for a key.
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
@@ -434,6 +443,7 @@ forward_port!(Store {
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError>;
     fn session_events_after(&self, id: SessionId, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
     fn held_transfers(&self, id: SessionId, limit: usize) -> Result<Vec<HeldTransfer>, StoreError>;
+    fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError>;
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     fn claim_idempotency(&self, record: &IdempotencyRecord) -> Result<Option<IdempotencyRecord>, StoreError>;
     fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError>;

@@ -70,6 +70,8 @@ pub struct DispatchReport {
     pub retried: usize,
     /// Deliveries given up on.
     pub failed: usize,
+    /// Events pruned after the pass (with [`Dispatcher::prune_after_delivery`]).
+    pub pruned: usize,
     /// Endpoints this pass disabled (a `410 Gone`, or failing for the breaker's
     /// `disable_after`), each with a `webhook_endpoint.disabled` event in the outbox.
     pub disabled: Vec<EndpointId>,
@@ -91,6 +93,8 @@ pub struct Dispatcher<S, T, C> {
     batch: usize,
     lanes: usize,
     per_endpoint: usize,
+    /// Events to prune after each pass, at most (`None`: keep the outbox whole).
+    prune: Option<usize>,
     ids: Ids,
     metrics: Arc<Metrics>,
 }
@@ -123,7 +127,16 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
             per_endpoint: DEFAULT_PER_ENDPOINT,
             ids: Ids(Arc::new(RandomIds::new())),
             metrics: Arc::new(Metrics::new()),
+            prune: None,
         }
+    }
+
+    /// After each pass, prunes up to `limit` events that every endpoint is done with
+    /// ([`prune_delivered`](Self::prune_delivered)), so the outbox keeps only what is
+    /// still to deliver. Off by default: the outbox is the event history the API lists.
+    pub fn prune_after_delivery(mut self, limit: usize) -> Self {
+        self.prune = Some(limit);
+        self
     }
 
     /// Counts into `metrics` (for example the service's,
@@ -234,7 +247,38 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
             report.failed += lane.failed;
             report.disabled.extend(lane.disabled);
         }
+        if let Some(limit) = self.prune {
+            report.pruned = self.prune_delivered(limit)?;
+        }
         Ok(report)
+    }
+
+    /// The last outbox sequence number every reader the dispatcher knows is done with:
+    /// each active endpoint has scheduled everything up to it, and no pending delivery
+    /// needs an event at or below it. Events up to there can be pruned
+    /// ([`Store::prune_events`]) without losing a webhook (a manual
+    /// [`redeliver`](Self::redeliver) of one of them then fails: copy the outbox elsewhere
+    /// first to archive it).
+    pub fn delivered_through(&self) -> Result<u64, DispatchError> {
+        let mut through = self
+            .store
+            .events_before(None, 1)?
+            .first()
+            .map_or(0, |e| e.seq);
+        for ep in self.store.endpoints()?.iter().filter(|e| e.is_active()) {
+            through = through.min(self.store.cursor(ep.id)?);
+        }
+        for d in self.store.pending(usize::MAX)? {
+            through = through.min(d.seq.saturating_sub(1));
+        }
+        Ok(through)
+    }
+
+    /// Prunes up to `limit` events every endpoint is done with (see
+    /// [`delivered_through`](Self::delivered_through)); returns how many went.
+    pub fn prune_delivered(&self, limit: usize) -> Result<usize, DispatchError> {
+        let through = self.delivered_through()?;
+        Ok(self.store.prune_events(through, limit)?)
     }
 
     /// One endpoint's share of a pass: its due deliveries in order (within a session,

@@ -96,6 +96,9 @@ impl Store for Outage {
     fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
         self.inner.prune_idempotency(before, limit)
     }
+    fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError> {
+        self.inner.prune_events(through, limit)
+    }
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.idempotency(key)
     }

@@ -273,3 +273,46 @@ fn exhausted_deliveries_fail_and_can_be_redelivered_by_hand() {
     assert_eq!(log[0].status, DeliveryStatus::Delivered);
     assert_eq!(log[0].attempts.len(), 11);
 }
+
+#[test]
+fn delivered_events_are_pruned_and_pending_ones_kept() {
+    let w = world();
+    // The first three attempts fail: the first session's events stay pending a while.
+    let sender = Arc::new(Script::failing(3, 503));
+    let d = Dispatcher::new(
+        Arc::clone(&w.store),
+        Arc::clone(&sender),
+        Arc::clone(&w.clock),
+    )
+    .prune_after_delivery(1_000);
+    let ep = Endpoint::new("https://merchant.example/hooks", secret(), t0()).expect("endpoint");
+    d.add_endpoint(&ep).expect("added");
+    let s = w
+        .checkout
+        .create(SessionParams::new(dec("1.00"), usd()), None)
+        .expect("created");
+    pay(&w, &s);
+    let all = w.store.events_after(None, 100).expect("events");
+    let r = d.run_once().expect("run");
+    assert_eq!(r.pruned, 0, "nothing delivered yet: nothing pruned");
+    assert_eq!(d.delivered_through().expect("through"), 0);
+    for _ in 0..20 {
+        d.run_once().expect("run");
+        w.clock.advance(Duration::minutes(40));
+    }
+    // Every event went out (once each after its retries), and the outbox kept only the
+    // newest event (the store never prunes that one).
+    let sent: std::collections::BTreeSet<String> = sender.seen_ids().into_iter().collect();
+    assert_eq!(sent.len(), all.len());
+    let left = w.store.events_after(None, 100).expect("events");
+    assert_eq!(
+        left.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [all.last().unwrap().seq]
+    );
+    // Events made later are delivered as before.
+    w.checkout
+        .create(SessionParams::new(dec("2.00"), usd()), None)
+        .expect("created");
+    d.run_once().expect("run");
+    assert!(sender.seen_ids().len() > sent.len());
+}

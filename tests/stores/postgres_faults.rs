@@ -257,6 +257,9 @@ impl Store for Counting<'_> {
     fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
         self.tally(self.inner.prune_idempotency(before, limit))
     }
+    fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError> {
+        self.tally(self.inner.prune_events(through, limit))
+    }
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.tally(self.inner.idempotency(key))
     }

@@ -341,6 +341,13 @@ impl Store for Mirror<'_> {
             self.postgres.prune_idempotency(before, limit),
         )
     }
+    fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError> {
+        self.same(
+            "prune_events",
+            self.memory.prune_events(through, limit),
+            self.postgres.prune_events(through, limit),
+        )
+    }
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.same(
             "idempotency",

@@ -76,6 +76,8 @@ struct Inner {
     payment_ids: id_index::IdIndex,
     by_link: HashMap<LinkId, Vec<u32>>,
     events: Vec<Record>,
+    /// Events below this position were pruned (`Store::prune_events`): reads start here.
+    pruned_below: usize,
     /// Each event id's position in the outbox (the first, should two carry it).
     event_ids: id_index::IdIndex,
     idempotency: HashMap<String, IdempotencyRecord>,
@@ -252,7 +254,7 @@ impl Inner {
             let found = match self.events.get(*pos as usize) {
                 Some(Record::Current { id, .. }) => *id,
                 Some(Record::Whole(e)) => e.id,
-                None => return false,
+                Some(Record::Pruned) | None => return false,
             };
             found == id
         };
@@ -404,6 +406,7 @@ impl Inner {
         let decode = |slot| self.decode(slot);
         let mut reader = outbox::Reader::new(&decode);
         positions
+            .filter(|pos| *pos >= self.pruned_below)
             .filter_map(|pos| self.events.get(pos).map(|r| (pos, r)))
             .map(|(pos, r)| reader.read(pos, r))
             .collect()
@@ -472,7 +475,9 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let inner = self.lock()?;
-        let start = usize::try_from(after.unwrap_or(0)).unwrap_or(usize::MAX);
+        let start = usize::try_from(after.unwrap_or(0))
+            .unwrap_or(usize::MAX)
+            .max(inner.pruned_below);
         let end = start.saturating_add(limit).min(inner.events.len());
         inner.read_events(start..end)
     }
@@ -534,6 +539,27 @@ impl Store for MemoryStore {
             })
             .unwrap_or_default();
         inner.read_events(positions.into_iter())
+    }
+
+    fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError> {
+        let mut inner = self.lock()?;
+        // No event here carries another's object, so what goes is a prefix: below the
+        // watermark, which reads skip.
+        // The newest event always stays, as in the SQL stores (where it keeps the next
+        // sequence number from being reused).
+        let through = usize::try_from(through).unwrap_or(usize::MAX);
+        let start = inner.pruned_below;
+        let end = through
+            .min(inner.events.len().saturating_sub(1))
+            .min(start.saturating_add(limit));
+        if end <= start {
+            return Ok(0);
+        }
+        for record in &mut inner.events[start..end] {
+            *record = Record::Pruned;
+        }
+        inner.pruned_below = end;
+        Ok(end - start)
     }
 
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {

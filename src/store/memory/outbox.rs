@@ -30,6 +30,9 @@ pub(super) enum Record {
     },
     /// Stored whole.
     Whole(Box<Event>),
+    /// Pruned ([`Store::prune_events`](crate::store::Store::prune_events)): below the
+    /// store's watermark, never read.
+    Pruned,
 }
 
 /// How a committed event is kept.
@@ -86,6 +89,15 @@ impl<'a> Classifier<'a> {
 pub(super) fn render(record: &Record, session: &CheckoutSession) -> Event {
     match record {
         Record::Whole(event) => (**event).clone(),
+        // Never rendered: reads stop at the watermark. Stay total anyway.
+        Record::Pruned => Event {
+            id: EventId::from_uuid(uuid::Uuid::nil()),
+            event_type: EventType::Unknown("pruned".into()),
+            session_id: Some(session.id()),
+            livemode: session.livemode(),
+            created: session.created(),
+            object: crate::outbox::raw_or_null("null".to_owned()),
+        },
         Record::Current {
             id,
             created,
@@ -125,6 +137,7 @@ impl<'a> Reader<'a> {
     pub(super) fn read(&mut self, seq: usize, record: &Record) -> Result<StoredEvent, StoreError> {
         let event = match record {
             Record::Whole(event) => (**event).clone(),
+            Record::Pruned => return Err(corrupt()),
             Record::Current { slot, .. } => {
                 if self.last.as_ref().is_none_or(|(s, _)| s != slot) {
                     self.last = Some((*slot, (self.decode)(*slot)?));
@@ -154,7 +167,7 @@ impl Inner {
             usize::try_from(b.saturating_sub(1)).unwrap_or(usize::MAX)
         });
         let end = below.min(self.events.len());
-        let start = end.saturating_sub(limit);
+        let start = end.saturating_sub(limit).max(self.pruned_below);
         self.read_events((start..end).rev())
     }
 
@@ -163,6 +176,9 @@ impl Inner {
         let Some(pos) = self.event_position(id) else {
             return Ok(None);
         };
+        if (pos as usize) < self.pruned_below {
+            return Ok(None);
+        }
         Ok(self.read_events(std::iter::once(pos as usize))?.pop())
     }
 }

@@ -559,6 +559,15 @@ impl Store for PostgresStore {
         }
     }
 
+    fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError> {
+        let through = i64::try_from(through).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match self.call(Op::PruneEvents(through, limit))? {
+            Out::Changed(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            _ => Err(unexpected()),
+        }
+    }
+
     fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         match self.call(Op::PruneIdempotency(millis(before), limit))? {

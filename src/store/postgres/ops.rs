@@ -67,6 +67,8 @@ pub(super) enum Op {
     ClaimIdempotency(IdempotencyRow),
     /// Delete an idempotency row if it is exactly this one (running it twice is harmless).
     ReleaseIdempotency(IdempotencyRow),
+    /// Delete outbox events at or below a sequence number, at most a number.
+    PruneEvents(i64, i64),
     /// Delete idempotency rows created before a time (millis), at most a number.
     PruneIdempotency(i64, i64),
     /// Reserve the next derivation index of a descriptor.
@@ -351,6 +353,10 @@ impl Conn {
                 Ok(Out::Idempotency(
                     rows.into_iter().next().map(idempotency_row).transpose()?,
                 ))
+            }
+            Op::PruneEvents(through, limit) => {
+                let deleted = self.exec(SQL_PRUNE_EVENTS, &[through, limit]).await?;
+                Ok(Out::Changed(deleted))
             }
             Op::PruneIdempotency(before, limit) => {
                 let deleted = self.exec(SQL_PRUNE_IDEMPOTENCY, &[before, limit]).await?;

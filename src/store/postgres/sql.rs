@@ -64,6 +64,12 @@ pub(super) const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (id, created, 
 /// trigger, and only when it changed (migration 5).
 pub(super) const SQL_UPDATE_SESSION: &str = "UPDATE sessions SET created = $2, status = $3, version = $4, wake_at = $5, head = $6, \
      link_id = $7, metadata = $9, review = $10 WHERE id = $1 AND version = $8";
+pub(super) const SQL_PRUNE_EVENTS: &str = "WITH cut AS (SELECT LEAST($1, (SELECT MAX(seq) FROM events) - 1) AS t) \
+     DELETE FROM events WHERE seq IN ( \
+     SELECT e.seq FROM events e, cut WHERE e.seq <= cut.t AND NOT EXISTS ( \
+       SELECT 1 FROM events l WHERE l.carrier = e.id AND l.seq > cut.t \
+         AND (l.session_id = e.session_id OR (l.session_id IS NULL AND e.session_id IS NULL))) \
+     ORDER BY e.seq LIMIT $2)";
 pub(super) const SQL_PRUNE_IDEMPOTENCY: &str = "DELETE FROM idempotency WHERE key IN \
      (SELECT key FROM idempotency WHERE created < $1 ORDER BY created LIMIT $2)";
 pub(super) const SQL_RELEASE_IDEMPOTENCY: &str =

@@ -353,6 +353,26 @@ impl Store for SqliteStore {
         self.write(|tx| commit::release_idempotency(tx, &row))
     }
 
+    fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError> {
+        let through = i64::try_from(through).unwrap_or(i64::MAX);
+        let limit = limit_i64(limit);
+        // A thin event's carrier is in its own commit, filed under the same session, so
+        // the check reads that session's later events from its index.
+        self.write(|tx| {
+            tx.prepare_cached(
+                "WITH cut AS (SELECT MIN(?1, (SELECT MAX(seq) FROM events) - 1) AS t)
+                 DELETE FROM events WHERE seq IN (
+                     SELECT e.seq FROM events e, cut
+                     WHERE e.seq <= cut.t AND NOT EXISTS (
+                         SELECT 1 FROM events l
+                         WHERE l.session_id IS e.session_id AND l.seq > cut.t AND l.carrier = e.id)
+                     ORDER BY e.seq LIMIT ?2)",
+            )
+            .and_then(|mut stmt| stmt.execute(params![through, limit]))
+            .map_err(backend)
+        })
+    }
+
     fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
         let (before, limit) = (to_millis(before), limit_i64(limit));
         self.write(|tx| {

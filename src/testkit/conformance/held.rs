@@ -1,7 +1,7 @@
 //! The checks of what limits a store's growth: held transfers (beyond a session's
 //! transfer cap, see [`SessionLimits`](crate::session::SessionLimits)) kept apart from the
 //! session, found by their key and recorded once; idempotency records pruned by age; a
-//! session's timeline read a page at a time.
+//! session's timeline read a page at a time; the outbox pruned up to a sequence number.
 
 use time::Duration;
 
@@ -194,5 +194,78 @@ pub fn check_session_events_paged<S: Store>(store: &S) {
         )
         .len(),
         0,
+    );
+}
+
+/// `prune_events` deletes the events up to a sequence number (keeping a carrier that a
+/// later event needs, and always the newest), leaves every later event as it was, and
+/// never lets a sequence number be reused. Runs last on a shared store: it prunes what the
+/// other checks wrote.
+pub fn check_prune_events<S: Store>(store: &S) {
+    let ck = Ck::new("check_prune_events", store);
+    let a = at_cap(&ck, 2);
+    let mut b = Draft::new(SessionParams::new(dollars(900), usd()), t0());
+    ck.commit(&mut b);
+    let c = at_cap(&ck, 1);
+    let before = ck.events_since(None);
+    // Cut right after b's first event: b's creation commit straddles the cut.
+    let b_events = ck.ok("session_events", store.session_events(b.id()));
+    let through = b_events.first().map_or(0, |e| e.seq);
+    let pruned = ck.ok("prune_events", store.prune_events(through, 100_000));
+    ck.that(pruned > 0, "events were pruned");
+    let after = ck.events_since(None);
+    let kept_low: Vec<_> = after.iter().filter(|e| e.seq <= through).collect();
+    ck.that(
+        kept_low.len() <= 1,
+        format!(
+            "at most the straddling carrier stays below the cut: {}",
+            kept_low.len()
+        ),
+    );
+    ck.eq(
+        "the events above the cut, unchanged",
+        after
+            .iter()
+            .filter(|e| e.seq > through)
+            .map(|e| (e.seq, e.event.to_json()))
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .filter(|e| e.seq > through)
+            .map(|e| (e.seq, e.event.to_json()))
+            .collect::<Vec<_>>(),
+    );
+    let first_of_a = ck.ok("session_events", store.session_events(a.id()));
+    ck.that(first_of_a.is_empty(), "a's events are all below the cut");
+    ck.that(
+        !ck.ok("session_events", store.session_events(c.id()))
+            .is_empty(),
+        "c's events stay",
+    );
+    ck.eq(
+        "pruning again to the same cut",
+        ck.ok("prune_events", store.prune_events(through, 100_000)),
+        0,
+    );
+    // Everything: the newest stays (with its commit's carrier, if it is thin), and the
+    // next commit is numbered above it.
+    let last = after.last().map_or(0, |e| e.seq);
+    ck.ok("prune_events", store.prune_events(u64::MAX, 100_000));
+    let left = ck.events_since(None);
+    ck.eq(
+        "the newest event after pruning everything",
+        left.last().map(|e| e.seq),
+        Some(last),
+    );
+    ck.that(
+        left.iter().all(|e| e.event.session_id == Some(c.id())),
+        "only the last commit's events are left",
+    );
+    let mut d = Draft::new(SessionParams::new(dollars(100), usd()), t0());
+    ck.commit(&mut d);
+    let next = ck.events_since(Some(last));
+    ck.that(
+        next.first().is_some_and(|e| e.seq > last),
+        "the next event is numbered above the last pruned",
     );
 }

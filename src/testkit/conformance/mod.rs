@@ -83,7 +83,9 @@ pub use filters::{
     check_list_by_created, check_list_by_metadata, check_list_by_source_id, check_list_livemode,
     check_list_refusals, check_list_with_unresolved_flags,
 };
-pub use held::{check_held_transfers, check_idempotency_prune, check_session_events_paged};
+pub use held::{
+    check_held_transfers, check_idempotency_prune, check_prune_events, check_session_events_paged,
+};
 pub use link_listing::check_list_links;
 pub use links::{
     check_link_conflict_writes_nothing, check_link_events_in_outbox, check_link_round_trip,
@@ -149,6 +151,7 @@ macro_rules! __store_checks {
             check_events_after_under_writers,
             check_service_lifecycle,
             check_volume,
+            check_prune_events,
         }
     };
 }
