@@ -108,6 +108,9 @@ macro_rules! forward_store {
     (@one $f:tt prune_events) => {
         fn prune_events(&self, through: u64, limit: usize) -> ::std::result::Result<usize, $crate::store::StoreError> { self.$f.prune_events(through, limit) }
     };
+    (@one $f:tt prune_session_events) => {
+        fn prune_session_events(&self, id: $crate::SessionId, through: u64) -> ::std::result::Result<usize, $crate::store::StoreError> { self.$f.prune_session_events(id, through) }
+    };
     (@one $f:tt prune_idempotency) => {
         fn prune_idempotency(&self, before: $crate::OffsetDateTime, limit: usize) -> ::std::result::Result<usize, $crate::store::StoreError> { self.$f.prune_idempotency(before, limit) }
     };

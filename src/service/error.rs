@@ -50,6 +50,15 @@ pub enum ServiceError {
     /// The idempotency key is empty or longer than 255 characters.
     #[error("idempotency key must be 1 to 255 characters")]
     InvalidIdempotencyKey,
+    /// The session cannot be archived yet: it is still active, or has flagged money no
+    /// resolution covers.
+    #[error("checkout session {id} cannot be archived: {reason}")]
+    NotArchivable {
+        /// The session.
+        id: SessionId,
+        /// Why (`"active"`, `"unresolved flags"`).
+        reason: &'static str,
+    },
 }
 
 /// What a caller can do about a [`ServiceError`]; each kind maps to one HTTP status.
@@ -108,7 +117,7 @@ impl ServiceError {
             Self::Rate(_) => ErrorKind::Internal,
             Self::UnknownSession(_) | Self::UnknownLink(_) => ErrorKind::NotFound,
             Self::IdempotencyConflict | Self::InvalidIdempotencyKey => ErrorKind::InvalidInput,
-            Self::IdempotencyKeyInUse => ErrorKind::Conflict,
+            Self::IdempotencyKeyInUse | Self::NotArchivable { .. } => ErrorKind::Conflict,
         }
     }
 

@@ -15,6 +15,7 @@
 //! [`AsyncCheckout`] (feature `async`), which runs it on blocking threads.
 
 mod aliases;
+mod archive;
 #[cfg(feature = "async")]
 mod async_facade;
 mod cache;
@@ -27,6 +28,7 @@ pub use aliases::PostgresCheckout;
 #[cfg(feature = "sqlite")]
 pub use aliases::SqliteCheckout;
 pub use aliases::{DynCheckout, DynClock, DynGenerator, DynRates, MemoryCheckout};
+pub use archive::SessionArchive;
 #[cfg(feature = "async")]
 pub use async_facade::AsyncCheckout;
 pub use error::{ErrorKind, ServiceError};

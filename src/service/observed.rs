@@ -154,6 +154,24 @@ impl<S: Store> Observed<'_, S> {
         self.count(self.store.claim_idempotency(record))
     }
 
+    pub(super) fn held_transfers(
+        &self,
+        id: SessionId,
+        limit: usize,
+    ) -> Result<Vec<crate::session::HeldTransfer>, StoreError> {
+        let _span = debug_span!("store", call = "held_transfers", session_id = %id).entered();
+        self.count(self.store.held_transfers(id, limit))
+    }
+
+    pub(super) fn prune_session_events(
+        &self,
+        id: SessionId,
+        through: u64,
+    ) -> Result<usize, StoreError> {
+        let _span = debug_span!("store", call = "prune_session_events", session_id = %id).entered();
+        self.count(self.store.prune_session_events(id, through))
+    }
+
     pub(super) fn prune_idempotency(
         &self,
         before: OffsetDateTime,

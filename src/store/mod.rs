@@ -395,6 +395,14 @@ pub trait Store: Send + Sync {
     /// for webhooks, after copying the events elsewhere if they are to be archived.
     fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError>;
 
+    /// Deletes the events of one session (its timeline) with a sequence number at or
+    /// below `through`, with the same care as [`prune_events`](Self::prune_events) (a
+    /// carrier a kept event needs and the newest event stay); returns how many. The
+    /// session itself, its payments, transfers and routing keys stay: late funds still
+    /// find it. Used to archive a finished session
+    /// ([`Checkout::archive`](crate::Checkout::archive)).
+    fn prune_session_events(&self, id: SessionId, through: u64) -> Result<usize, StoreError>;
+
     /// The idempotency record for a key.
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
@@ -444,6 +452,7 @@ forward_port!(Store {
     fn session_events_after(&self, id: SessionId, after: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
     fn held_transfers(&self, id: SessionId, limit: usize) -> Result<Vec<HeldTransfer>, StoreError>;
     fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError>;
+    fn prune_session_events(&self, id: SessionId, through: u64) -> Result<usize, StoreError>;
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     fn claim_idempotency(&self, record: &IdempotencyRecord) -> Result<Option<IdempotencyRecord>, StoreError>;
     fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError>;

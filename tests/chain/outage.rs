@@ -99,6 +99,9 @@ impl Store for Outage {
     fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError> {
         self.inner.prune_events(through, limit)
     }
+    fn prune_session_events(&self, id: SessionId, through: u64) -> Result<usize, StoreError> {
+        self.inner.prune_session_events(id, through)
+    }
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.idempotency(key)
     }

@@ -115,3 +115,48 @@ fn racing_reports_of_held_transfers_count_once() {
     assert_eq!(after.held_transfers().count, 50);
     assert_eq!(store.held_transfers(s.id(), 100).unwrap().len(), 50);
 }
+
+#[test]
+fn a_finished_session_is_archived_and_late_funds_still_find_it() {
+    use bitcoin_checkout::service::ServiceError;
+
+    let checkout = shop(MemoryStore::new());
+    let s = session(&checkout);
+    assert!(matches!(
+        checkout.archive(s.id(), u64::MAX),
+        Err(ServiceError::NotArchivable {
+            reason: "active",
+            ..
+        })
+    ));
+    let paid = checkout.record_transfer(TransferReport::onchain(
+        OutPoint::new(txid(1), 0),
+        s.onchain_address().unwrap(),
+        Sats::new(500_000),
+    ));
+    assert_eq!(paid.unwrap().status(), SessionStatus::Paid);
+    // Another session after it, so this one's events are not the newest.
+    session(&checkout);
+    let timeline = checkout.timeline(s.id()).unwrap();
+    let archive = checkout.archive(s.id(), u64::MAX).unwrap();
+    assert_eq!(archive.events, timeline);
+    assert_eq!(archive.pruned, timeline.len());
+    assert!(archive.to_json().contains(&s.id().to_string()));
+    assert!(checkout.timeline(s.id()).unwrap().is_empty());
+    // Late funds: routed by the address, recorded and flagged on the kept session.
+    let late = checkout
+        .record_transfer(TransferReport::onchain(
+            OutPoint::new(txid(2), 0),
+            s.onchain_address().unwrap(),
+            Sats::new(1_000),
+        ))
+        .unwrap();
+    assert!(late.has_unresolved_flags());
+    assert!(matches!(
+        checkout.archive(s.id(), u64::MAX),
+        Err(ServiceError::NotArchivable {
+            reason: "unresolved flags",
+            ..
+        })
+    ));
+}

@@ -109,7 +109,7 @@ impl Store for Flawed {
 
     bitcoin_checkout::forward_store!(inner:
         load, find_by_transfer, find_by_payment_hash, find_by_address, due, events_after,
-        session_events, held_transfers, idempotency, claim_idempotency, release_idempotency, prune_idempotency, prune_events);
+        session_events, held_transfers, idempotency, claim_idempotency, release_idempotency, prune_idempotency, prune_events, prune_session_events);
 }
 
 impl LinkStore for Flawed {

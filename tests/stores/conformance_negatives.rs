@@ -158,7 +158,7 @@ impl Store for Renumbering {
     bitcoin_checkout::forward_store!(inner:
         load, commit, find_by_transfer, find_by_payment_hash, find_by_address, find_by_payment,
         list, due, events_before, event, session_events, held_transfers, idempotency, claim_idempotency,
-        release_idempotency, prune_idempotency, prune_events);
+        release_idempotency, prune_idempotency, prune_events, prune_session_events);
 }
 
 #[test]
@@ -209,7 +209,7 @@ impl Store for HashThief {
     bitcoin_checkout::forward_store!(inner:
         load, find_by_transfer, find_by_address, find_by_payment, list, due, events_after,
         events_before, event, session_events, held_transfers, idempotency, claim_idempotency,
-        release_idempotency, prune_idempotency, prune_events);
+        release_idempotency, prune_idempotency, prune_events, prune_session_events);
 }
 
 #[test]

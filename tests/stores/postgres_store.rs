@@ -348,6 +348,13 @@ impl Store for Mirror<'_> {
             self.postgres.prune_events(through, limit),
         )
     }
+    fn prune_session_events(&self, id: SessionId, through: u64) -> Result<usize, StoreError> {
+        self.same(
+            "prune_session_events",
+            self.memory.prune_session_events(id, through),
+            self.postgres.prune_session_events(id, through),
+        )
+    }
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.same(
             "idempotency",

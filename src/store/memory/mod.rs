@@ -407,6 +407,7 @@ impl Inner {
         let mut reader = outbox::Reader::new(&decode);
         positions
             .filter(|pos| *pos >= self.pruned_below)
+            .filter(|pos| !matches!(self.events.get(*pos), Some(Record::Pruned)))
             .filter_map(|pos| self.events.get(pos).map(|r| (pos, r)))
             .map(|(pos, r)| reader.read(pos, r))
             .collect()
@@ -478,8 +479,12 @@ impl Store for MemoryStore {
         let start = usize::try_from(after.unwrap_or(0))
             .unwrap_or(usize::MAX)
             .max(inner.pruned_below);
-        let end = start.saturating_add(limit).min(inner.events.len());
-        inner.read_events(start..end)
+        // A page holds `limit` events that are there: pruned ones in between are skipped.
+        let positions: Vec<usize> = (start..inner.events.len())
+            .filter(|p| !matches!(inner.events[*p], Record::Pruned))
+            .take(limit)
+            .collect();
+        inner.read_events(positions.into_iter())
     }
 
     fn events_before(
@@ -560,6 +565,25 @@ impl Store for MemoryStore {
         }
         inner.pruned_below = end;
         Ok(end - start)
+    }
+
+    fn prune_session_events(&self, id: SessionId, through: u64) -> Result<usize, StoreError> {
+        let mut inner = self.lock()?;
+        let through = usize::try_from(through).unwrap_or(usize::MAX);
+        // The newest event stays, as `prune_events` keeps it.
+        let newest = inner.events.len().saturating_sub(1);
+        let positions: Vec<usize> = inner
+            .slot_of(id)
+            .map(|s| s.events.iter().map(|p| *p as usize).collect())
+            .unwrap_or_default();
+        let mut pruned = 0;
+        for pos in positions {
+            if pos < through && pos < newest && !matches!(inner.events[pos], Record::Pruned) {
+                inner.events[pos] = Record::Pruned;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
     }
 
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {

@@ -167,8 +167,12 @@ impl Inner {
             usize::try_from(b.saturating_sub(1)).unwrap_or(usize::MAX)
         });
         let end = below.min(self.events.len());
-        let start = end.saturating_sub(limit).max(self.pruned_below);
-        self.read_events((start..end).rev())
+        let positions: Vec<usize> = (self.pruned_below.min(end)..end)
+            .rev()
+            .filter(|p| !matches!(self.events[*p], Record::Pruned))
+            .take(limit)
+            .collect();
+        self.read_events(positions.into_iter())
     }
 
     /// [`Store::event`](crate::store::Store::event): from the index of event ids.

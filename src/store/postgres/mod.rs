@@ -568,6 +568,14 @@ impl Store for PostgresStore {
         }
     }
 
+    fn prune_session_events(&self, id: SessionId, through: u64) -> Result<usize, StoreError> {
+        let through = i64::try_from(through).unwrap_or(i64::MAX);
+        match self.call(Op::PruneSessionEvents(id.to_string(), through))? {
+            Out::Changed(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            _ => Err(unexpected()),
+        }
+    }
+
     fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         match self.call(Op::PruneIdempotency(millis(before), limit))? {

@@ -69,6 +69,8 @@ pub(super) enum Op {
     ReleaseIdempotency(IdempotencyRow),
     /// Delete outbox events at or below a sequence number, at most a number.
     PruneEvents(i64, i64),
+    /// Delete one session's events at or below a sequence number.
+    PruneSessionEvents(String, i64),
     /// Delete idempotency rows created before a time (millis), at most a number.
     PruneIdempotency(i64, i64),
     /// Reserve the next derivation index of a descriptor.
@@ -356,6 +358,10 @@ impl Conn {
             }
             Op::PruneEvents(through, limit) => {
                 let deleted = self.exec(SQL_PRUNE_EVENTS, &[through, limit]).await?;
+                Ok(Out::Changed(deleted))
+            }
+            Op::PruneSessionEvents(id, through) => {
+                let deleted = self.exec(SQL_PRUNE_SESSION_EVENTS, &[id, through]).await?;
                 Ok(Out::Changed(deleted))
             }
             Op::PruneIdempotency(before, limit) => {

@@ -70,6 +70,10 @@ pub(super) const SQL_PRUNE_EVENTS: &str = "WITH cut AS (SELECT LEAST($1, (SELECT
        SELECT 1 FROM events l WHERE l.carrier = e.id AND l.seq > cut.t \
          AND (l.session_id = e.session_id OR (l.session_id IS NULL AND e.session_id IS NULL))) \
      ORDER BY e.seq LIMIT $2)";
+pub(super) const SQL_PRUNE_SESSION_EVENTS: &str = "WITH cut AS (SELECT LEAST($2, (SELECT MAX(seq) FROM events) - 1) AS t) \
+     DELETE FROM events WHERE seq IN ( \
+     SELECT e.seq FROM events e, cut WHERE e.session_id = $1 AND e.seq <= cut.t AND NOT EXISTS ( \
+       SELECT 1 FROM events l WHERE l.session_id = $1 AND l.seq > cut.t AND l.carrier = e.id))";
 pub(super) const SQL_PRUNE_IDEMPOTENCY: &str = "DELETE FROM idempotency WHERE key IN \
      (SELECT key FROM idempotency WHERE created < $1 ORDER BY created LIMIT $2)";
 pub(super) const SQL_RELEASE_IDEMPOTENCY: &str =

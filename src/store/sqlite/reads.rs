@@ -373,6 +373,23 @@ impl Store for SqliteStore {
         })
     }
 
+    fn prune_session_events(&self, id: SessionId, through: u64) -> Result<usize, StoreError> {
+        let id = id.to_string();
+        let through = i64::try_from(through).unwrap_or(i64::MAX);
+        self.write(|tx| {
+            tx.prepare_cached(
+                "WITH cut AS (SELECT MIN(?2, (SELECT MAX(seq) FROM events) - 1) AS t)
+                 DELETE FROM events WHERE seq IN (
+                     SELECT e.seq FROM events e, cut
+                     WHERE e.session_id = ?1 AND e.seq <= cut.t AND NOT EXISTS (
+                         SELECT 1 FROM events l
+                         WHERE l.session_id = ?1 AND l.seq > cut.t AND l.carrier = e.id))",
+            )
+            .and_then(|mut stmt| stmt.execute(params![id, through]))
+            .map_err(backend)
+        })
+    }
+
     fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
         let (before, limit) = (to_millis(before), limit_i64(limit));
         self.write(|tx| {

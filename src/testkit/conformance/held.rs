@@ -1,7 +1,8 @@
 //! The checks of what limits a store's growth: held transfers (beyond a session's
 //! transfer cap, see [`SessionLimits`](crate::session::SessionLimits)) kept apart from the
 //! session, found by their key and recorded once; idempotency records pruned by age; a
-//! session's timeline read a page at a time; the outbox pruned up to a sequence number.
+//! session's timeline read a page at a time; the outbox pruned up to a sequence number,
+//! or one session's events (archiving it).
 
 use time::Duration;
 
@@ -268,4 +269,56 @@ pub fn check_prune_events<S: Store>(store: &S) {
         next.first().is_some_and(|e| e.seq > last),
         "the next event is numbered above the last pruned",
     );
+}
+
+/// `prune_session_events` deletes one session's events and nothing else: every other
+/// event reads as before (pages skip the gap), the session itself still loads, and its
+/// pruned events are not found by id.
+pub fn check_prune_session_events<S: Store>(store: &S) {
+    let ck = Ck::new("check_prune_session_events", store);
+    let a = at_cap(&ck, 1);
+    let b = at_cap(&ck, 2);
+    let c = at_cap(&ck, 1);
+    let before = ck.events_since(None);
+    let b_events = ck.ok("session_events", store.session_events(b.id()));
+    let pruned = ck.ok(
+        "prune_session_events",
+        store.prune_session_events(b.id(), u64::MAX),
+    );
+    ck.eq("events pruned", pruned, b_events.len());
+    let after = ck.events_since(None);
+    ck.eq(
+        "every other event, unchanged",
+        after
+            .iter()
+            .map(|e| (e.seq, e.event.to_json()))
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .filter(|e| e.event.session_id != Some(b.id()))
+            .map(|e| (e.seq, e.event.to_json()))
+            .collect::<Vec<_>>(),
+    );
+    // Newest first, across the gap.
+    let newest = ck.ok("events_before", store.events_before(None, after.len()));
+    ck.eq(
+        "events_before across the gap",
+        newest.iter().rev().map(|e| e.seq).collect::<Vec<_>>(),
+        after.iter().map(|e| e.seq).collect::<Vec<_>>(),
+    );
+    for e in &b_events {
+        ck.eq(
+            "a pruned event by id",
+            ck.ok("event", store.event(e.event.id)).map(|e| e.seq),
+            None,
+        );
+    }
+    ck.loads_as("the session whose events were pruned", &b);
+    for d in [&a, &c] {
+        ck.that(
+            !ck.ok("session_events", store.session_events(d.id()))
+                .is_empty(),
+            "other sessions keep their timelines",
+        );
+    }
 }

@@ -84,7 +84,8 @@ pub use filters::{
     check_list_refusals, check_list_with_unresolved_flags,
 };
 pub use held::{
-    check_held_transfers, check_idempotency_prune, check_prune_events, check_session_events_paged,
+    check_held_transfers, check_idempotency_prune, check_prune_events, check_prune_session_events,
+    check_session_events_paged,
 };
 pub use link_listing::check_list_links;
 pub use links::{
@@ -146,6 +147,7 @@ macro_rules! __store_checks {
             check_event_by_id,
             check_session_events,
             check_session_events_paged,
+            check_prune_session_events,
             check_event_round_trip,
             check_racing_commits,
             check_events_after_under_writers,
