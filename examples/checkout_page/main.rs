@@ -60,6 +60,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use bitcoin_checkout::clock::SystemClock;
 use bitcoin_checkout::http::api::{ApiRouter, ApiStore};
+use bitcoin_checkout::http::idempotency::Idempotency;
 use bitcoin_checkout::http::keys::{ApiKey, KeyKind, KeyRecord, KeyStore, MemoryKeyStore};
 use bitcoin_checkout::http::page::PageRouter;
 use bitcoin_checkout::http::{HttpConfig, HttpSender, SharedCheckout};
@@ -213,9 +214,16 @@ async fn serve<S: ApiStore + Clone>(store: S, options: Options) -> Result<(), Bo
     // One registry of counters for the service and the dispatcher, served at /metrics.
     let dispatcher = Dispatcher::new(checkout.store().clone(), HttpSender::default(), SystemClock)
         .with_metrics(Arc::clone(checkout.metrics()));
+    // The idempotency records of the API's Idempotency-Key header, in the same store, are
+    // pruned once past their window; the service's own keys likewise (`retention`).
+    let replays = Idempotency::new(checkout.store().clone(), config.idempotency_window());
     let runner = RunnerBuilder::new()
         .sweep(checkout.clone(), Duration::from_secs(1), SWEEP_LIMIT)
         .dispatcher(dispatcher, Duration::from_secs(1))
+        .retention(checkout.clone(), Duration::from_secs(600), 1_000)
+        .job("http-idempotency", Duration::from_secs(600), move || {
+            replays.prune(OffsetDateTime::now_utc(), 1_000).map(drop)
+        })
         .start();
 
     let app = Arc::new(App {

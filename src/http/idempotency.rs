@@ -88,6 +88,36 @@ impl<R: ResumeStore> Idempotency<R> {
         hex(&hash.finalize())
     }
 
+    /// Deletes up to `limit` records past the window at `now` (and released ones), each by
+    /// compare-and-swap so a record a request is rewriting meanwhile stays; returns how
+    /// many went. Run it on a schedule, e.g. as a runner job, so the records of
+    /// one-time keys do not pile up.
+    pub fn prune(&self, now: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        let mut after: Option<String> = None;
+        while pruned < limit {
+            let page = self.store.resume_points("idem:", after.as_deref(), 100)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (name, point) in &page {
+                if pruned >= limit {
+                    break;
+                }
+                let record: Record = serde_json::from_str(point.as_str())
+                    .map_err(|e| Corruption::undecodable("idempotency record", e))?;
+                if now - record.at >= self.window || record.released {
+                    match self.store.delete_resume_point(name, point) {
+                        Ok(()) => pruned += 1,
+                        // Rewritten meanwhile: it is in use, not expired.
+                        Err(StoreError::Conflict) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
     /// Claims `key` for a request, or says how its first use was answered.
     pub fn begin(
         &self,
@@ -183,6 +213,32 @@ mod tests {
 
     fn at(secs: i64) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn expired_records_are_pruned_and_live_ones_kept() {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let idem = Idempotency::new(std::sync::Arc::clone(&store), Duration::hours(24));
+        let f = Idempotency::<MemoryStore>::fingerprint("POST", "/payments", b"{}");
+        for (key, secs) in [("old-1", 0), ("old-2", 10), ("new", 90_000)] {
+            let Begin::Run(claim) = idem.begin("k", key, &f, at(secs)).unwrap() else {
+                panic!("first use runs");
+            };
+            idem.finish(claim, 200, "{}".into()).unwrap();
+        }
+        // A listener's resume point is not an idempotency record: never touched.
+        let other = ResumePoint::new("42");
+        store.save_resume_point("lnbits:w", None, &other).unwrap();
+        let now = at(90_000);
+        assert_eq!(idem.prune(now, 1).unwrap(), 1, "at most the limit");
+        assert_eq!(idem.prune(now, 100).unwrap(), 1);
+        assert_eq!(idem.prune(now, 100).unwrap(), 0);
+        assert!(matches!(
+            idem.begin("k", "new", &f, now).unwrap(),
+            Begin::Replay { status: 200, .. }
+        ));
+        assert_eq!(store.resume_point("lnbits:w").unwrap(), Some(other));
+        assert_eq!(store.resume_points("idem:", None, 10).unwrap().len(), 1);
     }
 
     #[test]

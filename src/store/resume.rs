@@ -26,9 +26,25 @@ pub trait ResumeStore: Send + Sync {
         expected: Option<&ResumePoint>,
         new: &ResumePoint,
     ) -> Result<(), StoreError>;
+
+    /// Up to `limit` points whose names start with `prefix`, in name order, after the name
+    /// `after` (from the first when `None`): for sweeping a family of points, such as the
+    /// HTTP layer's expired idempotency records.
+    fn resume_points(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, ResumePoint)>, StoreError>;
+
+    /// Deletes the point under `name` if the stored one is still `expected`, atomically;
+    /// otherwise deletes nothing and returns [`StoreError::Conflict`].
+    fn delete_resume_point(&self, name: &str, expected: &ResumePoint) -> Result<(), StoreError>;
 }
 
 forward_port!(ResumeStore {
     fn resume_point(&self, name: &str) -> Result<Option<ResumePoint>, StoreError>;
     fn save_resume_point(&self, name: &str, expected: Option<&ResumePoint>, new: &ResumePoint) -> Result<(), StoreError>;
+    fn resume_points(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, ResumePoint)>, StoreError>;
+    fn delete_resume_point(&self, name: &str, expected: &ResumePoint) -> Result<(), StoreError>;
 });

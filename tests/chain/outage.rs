@@ -128,6 +128,17 @@ impl ResumeStore for Outage {
     ) -> Result<(), StoreError> {
         self.inner.save_resume_point(name, expected, new)
     }
+    fn resume_points(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, ResumePoint)>, StoreError> {
+        self.inner.resume_points(prefix, after, limit)
+    }
+    fn delete_resume_point(&self, name: &str, expected: &ResumePoint) -> Result<(), StoreError> {
+        self.inner.delete_resume_point(name, expected)
+    }
 }
 
 #[test]

@@ -237,6 +237,19 @@ impl<S: ResumeStore> ResumeStore for StoreOf<S> {
     ) -> Result<(), StoreError> {
         self.0.store().save_resume_point(name, expected, new)
     }
+
+    fn resume_points(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, ResumePoint)>, StoreError> {
+        self.0.store().resume_points(prefix, after, limit)
+    }
+
+    fn delete_resume_point(&self, name: &str, expected: &ResumePoint) -> Result<(), StoreError> {
+        self.0.store().delete_resume_point(name, expected)
+    }
 }
 
 /// A 200 answer with a JSON text.

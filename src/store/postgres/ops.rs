@@ -80,6 +80,10 @@ pub(super) enum Op {
     LoadLink(String),
     LinkSessions(String),
     ResumePoint(String),
+    /// Resume points with a name prefix: (from, inclusive, prefix, limit).
+    ResumePoints(String, bool, String, i64),
+    /// Delete a resume point if it is the expected one: (name, point).
+    DeleteResumePoint(String, String),
     /// Compare-and-swap of a listener's resume point (`expected: None`: none stored yet).
     SaveResumePoint {
         name: String,
@@ -107,7 +111,11 @@ impl Op {
     pub(super) fn is_read(&self) -> bool {
         match self {
             // A claim run again finds its own row, which the service recognises.
-            Op::Commit(_) | Op::CommitLink(_) | Op::Migrate | Op::SaveResumePoint { .. } => false,
+            Op::Commit(_)
+            | Op::CommitLink(_)
+            | Op::Migrate
+            | Op::SaveResumePoint { .. }
+            | Op::DeleteResumePoint(..) => false,
             #[cfg(feature = "webhooks")]
             Op::Webhook(op) => op.is_read(),
             #[cfg(feature = "webhooks")]
@@ -235,6 +243,20 @@ impl Conn {
                     .map(|r| r.try_get(0).map_err(pg))
                     .transpose()?;
                 Ok(Out::Text(point))
+            }
+            Op::ResumePoints(from, inclusive, prefix, limit) => {
+                let rows = self
+                    .query(SQL_RESUME_POINTS, &[from, inclusive, prefix, limit])
+                    .await?;
+                let pairs = rows
+                    .into_iter()
+                    .map(|r| Ok((r.try_get(0).map_err(pg)?, r.try_get(1).map_err(pg)?)))
+                    .collect::<Result<Vec<(String, String)>, Failure>>()?;
+                Ok(Out::Pairs(pairs))
+            }
+            Op::DeleteResumePoint(name, point) => {
+                let deleted = self.exec(SQL_DELETE_RESUME_POINT, &[name, point]).await?;
+                Ok(Out::Changed(deleted))
             }
             Op::SaveResumePoint {
                 name,

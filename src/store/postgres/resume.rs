@@ -34,4 +34,31 @@ impl ResumeStore for PostgresStore {
             _ => Err(unexpected()),
         }
     }
+
+    fn resume_points(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, ResumePoint)>, StoreError> {
+        let from = after.filter(|a| *a >= prefix).unwrap_or(prefix).to_owned();
+        let inclusive = after.is_none_or(|a| a < prefix);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match self.call(Op::ResumePoints(from, inclusive, prefix.to_owned(), limit))? {
+            Out::Pairs(rows) => Ok(rows
+                .into_iter()
+                .map(|(name, point)| (name, ResumePoint::new(point)))
+                .collect()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn delete_resume_point(&self, name: &str, expected: &ResumePoint) -> Result<(), StoreError> {
+        let op = Op::DeleteResumePoint(name.to_owned(), expected.as_str().to_owned());
+        match self.call(op)? {
+            Out::Changed(1) => Ok(()),
+            Out::Changed(_) => Err(StoreError::Conflict),
+            _ => Err(unexpected()),
+        }
+    }
 }

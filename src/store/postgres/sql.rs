@@ -122,5 +122,9 @@ pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 pub(super) const SQL_RESUME_POINT: &str = "SELECT point FROM resume_points WHERE name = $1";
 pub(super) const SQL_INSERT_RESUME_POINT: &str =
     "INSERT INTO resume_points (name, point) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+pub(super) const SQL_RESUME_POINTS: &str = "SELECT name, point FROM resume_points \
+     WHERE (name > $1 OR ($2 AND name = $1)) AND left(name, length($3)) = $3 ORDER BY name LIMIT $4";
+pub(super) const SQL_DELETE_RESUME_POINT: &str =
+    "DELETE FROM resume_points WHERE name = $1 AND point = $2";
 pub(super) const SQL_UPDATE_RESUME_POINT: &str =
     "UPDATE resume_points SET point = $3 WHERE name = $1 AND point = $2";

@@ -49,4 +49,47 @@ impl ResumeStore for SqliteStore {
             Err(StoreError::Conflict)
         }
     }
+
+    fn resume_points(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, ResumePoint)>, StoreError> {
+        // From the index: names from the prefix (or after `after`) on, while they start
+        // with it.
+        let from = after.filter(|a| *a >= prefix).unwrap_or(prefix);
+        let inclusive = after.is_none_or(|a| a < prefix);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn(|conn| {
+            conn.prepare_cached(
+                "SELECT name, point FROM resume_points
+                 WHERE (name > ?1 OR (?2 AND name = ?1)) AND substr(name, 1, length(?3)) = ?3
+                 ORDER BY name LIMIT ?4",
+            )
+            .map_err(backend)?
+            .query_map(params![from, inclusive, prefix, limit], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    ResumePoint::new(row.get::<_, String>(1)?),
+                ))
+            })
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)
+        })
+    }
+
+    fn delete_resume_point(&self, name: &str, expected: &ResumePoint) -> Result<(), StoreError> {
+        let deleted = self.write(|tx| {
+            tx.prepare_cached("DELETE FROM resume_points WHERE name = ?1 AND point = ?2")
+                .and_then(|mut stmt| stmt.execute(params![name, expected.as_str()]))
+                .map_err(backend)
+        })?;
+        if deleted == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
 }

@@ -97,7 +97,10 @@ pub use listing::{
     check_due, check_event_round_trip, check_events_after, check_list, check_session_events,
 };
 pub use reads::{check_event_by_id, check_events_before, check_find_by_payment};
-pub use resume::{check_resume_point_compare_and_swap, check_resume_point_races, run_resume_store};
+pub use resume::{
+    check_resume_point_compare_and_swap, check_resume_point_races,
+    check_resume_points_listed_and_deleted, run_resume_store,
+};
 pub use routing::check_keys_stay_with_their_first_session;
 pub use sessions::{
     check_idempotency, check_idempotency_race, check_insert_existing_conflict, check_load_missing,
@@ -199,6 +202,7 @@ macro_rules! __resume_store_checks {
         $crate::__conformance! { $expand $arg;
             check_resume_point_compare_and_swap,
             check_resume_point_races,
+            check_resume_points_listed_and_deleted,
         }
     };
 }

@@ -116,3 +116,59 @@ pub fn check_resume_point_races<S: ResumeStore>(store: &S) {
         "{name}: the winner's point"
     );
 }
+
+/// `resume_points` lists the points of one prefix in name order, a page at a time after a
+/// name, and nothing of other prefixes; `delete_resume_point` deletes only the expected
+/// point.
+pub fn check_resume_points_listed_and_deleted<S: ResumeStore>(store: &S) {
+    let name = "check_resume_points_listed_and_deleted";
+    // A prefix of its own, so a store shared with other checks lists only these.
+    let prefix = format!("family-{}:", EventId::generate());
+    let names: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| format!("{prefix}{n}"))
+        .collect();
+    for n in names.iter().rev() {
+        store
+            .save_resume_point(n, None, &point(n))
+            .unwrap_or_else(|e| panic!("{name}: save: {e:?}"));
+    }
+    let neighbour = format!("{}x", &prefix[..prefix.len() - 1]);
+    store
+        .save_resume_point(&neighbour, None, &point("other"))
+        .unwrap_or_else(|e| panic!("{name}: save: {e:?}"));
+    let list = |after: Option<&str>, limit| {
+        store
+            .resume_points(&prefix, after, limit)
+            .unwrap_or_else(|e| panic!("{name}: resume_points: {e:?}"))
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(list(None, 10), names, "{name}: the family in name order");
+    assert_eq!(list(None, 2), names[..2], "{name}: a first page");
+    assert_eq!(
+        list(Some(&names[1]), 10),
+        names[2..],
+        "{name}: the page after b"
+    );
+    assert_eq!(
+        store.delete_resume_point(&names[0], &point("not it")),
+        Err(StoreError::Conflict),
+        "{name}: deleting with another point"
+    );
+    assert_eq!(
+        list(None, 10),
+        names,
+        "{name}: nothing deleted by the conflict"
+    );
+    store
+        .delete_resume_point(&names[0], &point(&names[0]))
+        .unwrap_or_else(|e| panic!("{name}: delete: {e:?}"));
+    assert_eq!(list(None, 10), names[1..], "{name}: a deleted");
+    assert_eq!(
+        store.resume_point(&neighbour).ok().flatten(),
+        Some(point("other")),
+        "{name}: another prefix is untouched"
+    );
+}
