@@ -54,8 +54,9 @@ macro_rules! forward_port {
 ///
 ///     bitcoin_checkout::forward_store!(inner:
 ///         load, find_by_transfer, find_by_payment_hash, find_by_address, find_by_payment,
-///         list, due, events_after, events_before, event, session_events, held_transfers, idempotency,
-///         claim_idempotency, release_idempotency);
+///         list, due, events_after, events_before, event, session_events,
+///         session_events_after, held_transfers, prune_events, prune_session_events,
+///         idempotency, claim_idempotency, release_idempotency, prune_idempotency);
 /// }
 ///
 /// let store = Counting { inner: MemoryStore::new(), commits: AtomicUsize::new(0) };
