@@ -93,8 +93,8 @@ impl<R: ResumeStore, C: Clock> Leases<R, C> {
         &self.holder
     }
 
-    /// Takes the lease of `work` (free, run out, or already this holder's, then renewed)
-    /// until now plus the time to live: `true` when this holder has it. `false` when
+    /// Takes the lease of `work` (free, run out, or already this holder's, then renewed
+    /// once less than half its time to live is left) until now plus the time to live: `true` when this holder has it. `false` when
     /// another holder's lease is still running, or another server claimed it at the same
     /// moment (the compare-and-swap lost).
     pub fn claim(&self, work: &str) -> Result<bool, StoreError> {
@@ -105,6 +105,11 @@ impl<R: ResumeStore, C: Clock> Leases<R, C> {
             let current = decode(&name, point)?;
             if current.holder != self.holder && current.until > now {
                 return Ok(false);
+            }
+            // Ours with more than half its time to live left: no write needed yet (a job
+            // claiming every second renews every ttl/2, not on every pass).
+            if current.holder == self.holder && current.until - now > self.ttl / 2 {
+                return Ok(true);
             }
         }
         let mine = Record {

@@ -3,8 +3,9 @@
 
 use time::OffsetDateTime;
 
+use super::idempotency::Claim;
 use super::transact::{QuoteMemo, outcome_unknown};
-use super::{Checkout, Claim, ServiceError};
+use super::{Checkout, ServiceError};
 use crate::clock::Clock;
 use crate::event::{EventType, SessionEvent};
 use crate::id::{CheckoutLinkId, EventId, LinkId, PaymentLinkId, SessionId};
@@ -108,7 +109,7 @@ impl<S: LinkStore, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout
         let _op = super::operation("open_link", None);
         let now = self.clock.now();
         if let Some(key) = idempotency_key {
-            super::check_idempotency_key(key)?;
+            super::idempotency::check_idempotency_key(key)?;
         }
         // A checkout link's one session needs no key to be found again.
         let key = idempotency_key.filter(|_| matches!(id, LinkId::Payment(_)));

@@ -20,6 +20,7 @@ mod archive;
 mod async_facade;
 mod cache;
 mod error;
+mod idempotency;
 mod links;
 mod observed;
 mod transact;
@@ -39,16 +40,16 @@ use time::{Duration, OffsetDateTime};
 
 use crate::clock::{Clock, IdSource, RandomIds, SystemClock};
 use crate::id::SessionId;
-use crate::json::millis::truncate;
 use crate::metrics::Metrics;
 use crate::rates::RateSource;
 use crate::request::PaymentRequestGenerator;
 use crate::session::{
     CheckoutSession, FlagResolution, SessionChange, SessionParams, SessionUpdate,
 };
-use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
+use crate::store::{Commit, ListQuery, Page, Store, StoreError, StoredEvent};
 use crate::transfer::{TransferKey, TransferReport};
 use cache::SessionCache;
+use idempotency::Claim;
 use observed::{Observed, operation, record_session};
 use transact::{QuoteMemo, Quoting};
 
@@ -261,97 +262,8 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         created
     }
 
-    /// Frees the claim of an operation that failed before committing (the core refused,
-    /// no rate, generator down), so a retry with the key is not kept waiting for a
-    /// session that will never appear. A failed release only delays that retry until the
-    /// takeover window.
-    fn release_unused<T>(
-        &self,
-        claim: Option<&IdempotencyRecord>,
-        result: &Result<T, ServiceError>,
-    ) {
-        if let (Err(e), Some(record)) = (result, claim)
-            && matches!(
-                e,
-                ServiceError::Core(_)
-                    | ServiceError::Rate(_)
-                    | ServiceError::Request(_)
-                    | ServiceError::Store(StoreError::KeyTaken { .. })
-            )
-        {
-            let _ = self.st().release_idempotency(record);
-        }
-    }
-
     fn new_session_id(&self, now: OffsetDateTime) -> SessionId {
         SessionId::from_uuid(self.ids.next_uuid(now))
-    }
-
-    /// The id a request creates its session under, with the claim of its idempotency key
-    /// if it has one (`request` gives the request's canonical form), or the session an
-    /// earlier request with the key made.
-    fn claim_or_mint(
-        &self,
-        key: Option<&str>,
-        request: impl FnOnce() -> String,
-        now: OffsetDateTime,
-    ) -> Result<Claim, ServiceError> {
-        match key {
-            None => Ok(Claim::Create(self.new_session_id(now), None)),
-            Some(key) => self.claim(key, request(), now),
-        }
-    }
-
-    /// Claims an idempotency key for a new session made by `request` (its canonical
-    /// form: the same key with another request is refused), or finds the session it
-    /// stands for.
-    fn claim(
-        &self,
-        key: &str,
-        request: String,
-        now: OffsetDateTime,
-    ) -> Result<Claim, ServiceError> {
-        check_idempotency_key(key)?;
-        let record = IdempotencyRecord {
-            key: key.to_owned(),
-            request,
-            session_id: self.new_session_id(now),
-            created: truncate(now),
-        };
-        let mut held = self.retry_store(|| self.st().claim_idempotency(&record))?;
-        if let Some(old) = held.as_ref()
-            && now - old.created >= self.idempotency_window
-        {
-            // Forgotten: the key is free again. The release removes exactly that record
-            // (a racing request that already replaced it keeps its own), then the claim
-            // is made afresh, which only one of racing requests wins.
-            let old = old.clone();
-            self.retry_store(|| self.st().release_idempotency(&old))?;
-            held = self.retry_store(|| self.st().claim_idempotency(&record))?;
-        }
-        // `None`: ours. Our own record back: the store re-ran the claim after a lost
-        // connection and found the row its first run inserted.
-        let held = match held {
-            None => return Ok(Claim::create(record)),
-            Some(held) if held == record => return Ok(Claim::create(record)),
-            Some(held) => held,
-        };
-        if held.request != record.request {
-            return Err(ServiceError::IdempotencyConflict);
-        }
-        // Another request holds the key: wait for its session.
-        for attempt in 0..self.max_attempts {
-            if let Some(session) = self.retry_store(|| self.st().load(held.session_id))? {
-                return Ok(Claim::Replay(Box::new(session)));
-            }
-            transact::backoff(attempt, transact::Wait::Busy);
-        }
-        if self.clock.now() - held.created >= IDEMPOTENCY_TAKEOVER {
-            // Its holder never created the session (it crashed): create it under the
-            // claimed id, which only one insert can win.
-            return Ok(Claim::create(held));
-        }
-        Err(ServiceError::IdempotencyKeyInUse)
     }
 
     /// Creates session `id` with its first quote and inserts it. An insert that conflicts
@@ -584,15 +496,6 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         self.retry_store(|| self.st().session_events(id))
     }
 
-    /// Deletes up to `limit` idempotency records older than the window (see
-    /// [`with_idempotency_window`](Self::with_idempotency_window)), oldest first; returns
-    /// how many. Call it on a schedule (the runner's `retention` job does).
-    pub fn prune_idempotency(&self, limit: usize) -> Result<usize, ServiceError> {
-        let _op = operation("prune_idempotency", None);
-        let before = self.clock.now() - self.idempotency_window;
-        self.retry_store(|| self.st().prune_idempotency(before, limit))
-    }
-
     /// Expires what ran out, for up to `limit` due sessions: quotes past their expiry, and
     /// sessions past their optional `expires_at` (deactivated, with their events). Call it
     /// on a schedule (every few seconds), so events go out when things expire.
@@ -630,28 +533,6 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
             Outcome::Committed { quote: Ok(()) } => Ok(true),
             Outcome::Committed { quote: Err(e) } => Err(e),
         }
-    }
-}
-
-/// Refuses an empty or over-long idempotency key.
-fn check_idempotency_key(key: &str) -> Result<(), ServiceError> {
-    if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
-        return Err(ServiceError::InvalidIdempotencyKey);
-    }
-    Ok(())
-}
-
-/// What claiming an idempotency key gave.
-enum Claim {
-    /// Create the session with this id; the record, if any, holds the request's key.
-    Create(SessionId, Option<IdempotencyRecord>),
-    /// The key's session exists: return it.
-    Replay(Box<CheckoutSession>),
-}
-
-impl Claim {
-    fn create(record: IdempotencyRecord) -> Self {
-        Self::Create(record.session_id, Some(record))
     }
 }
 

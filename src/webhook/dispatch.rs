@@ -200,7 +200,11 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
         // for its probe), in the store's order.
         let mut lanes: Vec<(&Endpoint, Vec<Delivery>)> = Vec::new();
         let mut lane_of: HashMap<EndpointId, Option<usize>> = HashMap::new();
-        for d in self.store.pending(usize::MAX)? {
+        let pending = self.store.pending(usize::MAX)?;
+        // What pruning after the pass must keep: read before the pass, so it only errs on
+        // the side of keeping (deliveries the pass settles are pruned next time).
+        let first_pending = pending.iter().map(|d| d.seq).min();
+        for d in pending {
             let lane = *lane_of.entry(d.endpoint).or_insert_with(|| {
                 let ep = endpoints
                     .iter()
@@ -248,7 +252,8 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
             report.disabled.extend(lane.disabled);
         }
         if let Some(limit) = self.prune {
-            report.pruned = self.prune_delivered(limit)?;
+            let through = self.done_through(&endpoints, first_pending)?;
+            report.pruned = self.store.prune_events(through, limit)?;
         }
         Ok(report)
     }
@@ -260,16 +265,27 @@ impl<S: Store + DeliveryStore, T: WebhookSender, C: Clock> Dispatcher<S, T, C> {
     /// [`redeliver`](Self::redeliver) of one of them then fails: copy the outbox elsewhere
     /// first to archive it).
     pub fn delivered_through(&self) -> Result<u64, DispatchError> {
+        let first_pending = self.store.pending(usize::MAX)?.iter().map(|d| d.seq).min();
+        self.done_through(&self.store.endpoints()?, first_pending)
+    }
+
+    /// [`delivered_through`](Self::delivered_through) from the endpoints and the smallest
+    /// pending sequence number already read.
+    fn done_through(
+        &self,
+        endpoints: &[Endpoint],
+        first_pending: Option<u64>,
+    ) -> Result<u64, DispatchError> {
         let mut through = self
             .store
             .events_before(None, 1)?
             .first()
             .map_or(0, |e| e.seq);
-        for ep in self.store.endpoints()?.iter().filter(|e| e.is_active()) {
+        for ep in endpoints.iter().filter(|e| e.is_active()) {
             through = through.min(self.store.cursor(ep.id)?);
         }
-        for d in self.store.pending(usize::MAX)? {
-            through = through.min(d.seq.saturating_sub(1));
+        if let Some(seq) = first_pending {
+            through = through.min(seq.saturating_sub(1));
         }
         Ok(through)
     }

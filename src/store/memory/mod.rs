@@ -12,6 +12,7 @@ mod id_index;
 mod links;
 mod listing;
 mod outbox;
+mod resume;
 #[cfg(feature = "webhooks")]
 mod webhooks;
 
@@ -547,43 +548,11 @@ impl Store for MemoryStore {
     }
 
     fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError> {
-        let mut inner = self.lock()?;
-        // No event here carries another's object, so what goes is a prefix: below the
-        // watermark, which reads skip.
-        // The newest event always stays, as in the SQL stores (where it keeps the next
-        // sequence number from being reused).
-        let through = usize::try_from(through).unwrap_or(usize::MAX);
-        let start = inner.pruned_below;
-        let end = through
-            .min(inner.events.len().saturating_sub(1))
-            .min(start.saturating_add(limit));
-        if end <= start {
-            return Ok(0);
-        }
-        for record in &mut inner.events[start..end] {
-            *record = Record::Pruned;
-        }
-        inner.pruned_below = end;
-        Ok(end - start)
+        Ok(self.lock()?.prune_prefix(through, limit))
     }
 
     fn prune_session_events(&self, id: SessionId, through: u64) -> Result<usize, StoreError> {
-        let mut inner = self.lock()?;
-        let through = usize::try_from(through).unwrap_or(usize::MAX);
-        // The newest event stays, as `prune_events` keeps it.
-        let newest = inner.events.len().saturating_sub(1);
-        let positions: Vec<usize> = inner
-            .slot_of(id)
-            .map(|s| s.events.iter().map(|p| *p as usize).collect())
-            .unwrap_or_default();
-        let mut pruned = 0;
-        for pos in positions {
-            if pos < through && pos < newest && !matches!(inner.events[pos], Record::Pruned) {
-                inner.events[pos] = Record::Pruned;
-                pruned += 1;
-            }
-        }
-        Ok(pruned)
+        Ok(self.lock()?.prune_session(id, through))
     }
 
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -630,57 +599,6 @@ impl Store for MemoryStore {
             inner.idempotency.remove(key);
         }
         Ok(old.len())
-    }
-}
-
-impl super::ResumeStore for MemoryStore {
-    fn resume_point(&self, name: &str) -> Result<Option<crate::backend::ResumePoint>, StoreError> {
-        Ok(self.lock()?.resume_points.get(name).cloned())
-    }
-
-    fn save_resume_point(
-        &self,
-        name: &str,
-        expected: Option<&crate::backend::ResumePoint>,
-        new: &crate::backend::ResumePoint,
-    ) -> Result<(), StoreError> {
-        let mut inner = self.lock()?;
-        if inner.resume_points.get(name) != expected {
-            return Err(StoreError::Conflict);
-        }
-        inner.resume_points.insert(name.to_owned(), new.clone());
-        Ok(())
-    }
-
-    fn resume_points(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, crate::backend::ResumePoint)>, StoreError> {
-        let inner = self.lock()?;
-        let mut points: Vec<(String, crate::backend::ResumePoint)> = inner
-            .resume_points
-            .iter()
-            .filter(|(name, _)| name.starts_with(prefix) && after.is_none_or(|a| name.as_str() > a))
-            .map(|(name, point)| (name.clone(), point.clone()))
-            .collect();
-        points.sort_by(|a, b| a.0.cmp(&b.0));
-        points.truncate(limit);
-        Ok(points)
-    }
-
-    fn delete_resume_point(
-        &self,
-        name: &str,
-        expected: &crate::backend::ResumePoint,
-    ) -> Result<(), StoreError> {
-        let mut inner = self.lock()?;
-        if inner.resume_points.get(name) != Some(expected) {
-            return Err(StoreError::Conflict);
-        }
-        inner.resume_points.remove(name);
-        Ok(())
     }
 }
 

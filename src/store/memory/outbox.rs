@@ -175,6 +175,45 @@ impl Inner {
         self.read_events(positions.into_iter())
     }
 
+    /// [`Store::prune_events`](crate::store::Store::prune_events). No event here carries
+    /// another's object, so what goes is a prefix: below the watermark, which reads skip.
+    /// The newest event always stays, as in the SQL stores (where it keeps the next
+    /// sequence number from being reused).
+    pub(super) fn prune_prefix(&mut self, through: u64, limit: usize) -> usize {
+        let through = usize::try_from(through).unwrap_or(usize::MAX);
+        let start = self.pruned_below;
+        let end = through
+            .min(self.events.len().saturating_sub(1))
+            .min(start.saturating_add(limit));
+        if end <= start {
+            return 0;
+        }
+        for record in &mut self.events[start..end] {
+            *record = Record::Pruned;
+        }
+        self.pruned_below = end;
+        end - start
+    }
+
+    /// [`Store::prune_session_events`](crate::store::Store::prune_session_events): the
+    /// session's events at or below `through`, the newest event of all kept.
+    pub(super) fn prune_session(&mut self, id: crate::id::SessionId, through: u64) -> usize {
+        let through = usize::try_from(through).unwrap_or(usize::MAX);
+        let newest = self.events.len().saturating_sub(1);
+        let positions: Vec<usize> = self
+            .slot_of(id)
+            .map(|s| s.events.iter().map(|p| *p as usize).collect())
+            .unwrap_or_default();
+        let mut pruned = 0;
+        for pos in positions {
+            if pos < through && pos < newest && !matches!(self.events[pos], Record::Pruned) {
+                self.events[pos] = Record::Pruned;
+                pruned += 1;
+            }
+        }
+        pruned
+    }
+
     /// [`Store::event`](crate::store::Store::event): from the index of event ids.
     pub(super) fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
         let Some(pos) = self.event_position(id) else {
