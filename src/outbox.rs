@@ -6,6 +6,7 @@
 //! these envelopes in their outbox; the webhook dispatcher sends them.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use crate::event::{EventType, SessionEvent};
@@ -31,12 +32,12 @@ pub struct Event {
     /// When it happened.
     pub created: OffsetDateTime,
     /// The object's JSON at that moment.
-    pub object: Box<serde_json::value::RawValue>,
+    pub object: Box<RawValue>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct EventData {
-    object: Box<serde_json::value::RawValue>,
+    object: Box<RawValue>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,29 +64,40 @@ impl Event {
     ) -> Self {
         Self::all_for_session(std::slice::from_ref(event), session, || id)
             .pop()
-            .unwrap_or_else(|| Self::envelope(id, event, session, "null".into()))
+            .unwrap_or_else(|| Self::envelope(id, event, session, null()))
     }
 
-    /// Wraps all the events of one change, with ids from `next_id`. The session's
-    /// snapshot is serialised once and shared by its events (they describe the same state).
+    /// Wraps all the events of one change, with ids from `next_id`. Each object is
+    /// serialised once and shared by the events that carry it (they describe one state):
+    /// the session's snapshot, and each payment an event is about.
     pub fn all_for_session(
         events: &[SessionEvent],
         session: &crate::session::CheckoutSession,
         mut next_id: impl FnMut() -> crate::id::EventId,
     ) -> Vec<Self> {
-        let mut head: Option<String> = None;
+        let mut head: Option<Box<RawValue>> = None;
+        let mut payments: Vec<(crate::id::PaymentId, Box<RawValue>)> = Vec::new();
         events
             .iter()
             .map(|e| {
-                let payment_json = e
+                let payment = e
                     .payment_id
                     .filter(|_| e.event_type.is_payment_event())
-                    .and_then(|p| session.payment_json(p));
-                let json = match payment_json {
-                    Some(json) => json,
-                    None => head.get_or_insert_with(|| session.event_json()).clone(),
+                    .and_then(|p| match payments.iter().find(|(id, _)| *id == p) {
+                        Some((_, raw)) => Some(raw.clone()),
+                        None => {
+                            let raw = session.payment_raw(p)?;
+                            payments.push((p, raw.clone()));
+                            Some(raw)
+                        }
+                    });
+                let object = match payment {
+                    Some(raw) => raw,
+                    None => head
+                        .get_or_insert_with(|| session.event_raw().unwrap_or_else(null))
+                        .clone(),
                 };
-                Self::envelope(next_id(), e, session, json)
+                Self::envelope(next_id(), e, session, object)
             })
             .collect()
     }
@@ -94,7 +106,7 @@ impl Event {
         id: crate::id::EventId,
         event: &SessionEvent,
         session: &crate::session::CheckoutSession,
-        json: String,
+        object: Box<RawValue>,
     ) -> Self {
         Self {
             id,
@@ -102,7 +114,7 @@ impl Event {
             session_id: Some(session.id()),
             livemode: session.livemode(),
             created: event.at,
-            object: raw_or_null(json),
+            object,
         }
     }
 
@@ -120,10 +132,15 @@ impl Event {
     }
 }
 
-pub(crate) fn raw_or_null(json: String) -> Box<serde_json::value::RawValue> {
-    serde_json::value::RawValue::from_string(json).unwrap_or_else(|_| {
+/// JSON `null` as a raw value.
+pub(crate) fn null() -> Box<RawValue> {
+    raw_or_null("null".to_owned())
+}
+
+pub(crate) fn raw_or_null(json: String) -> Box<RawValue> {
+    RawValue::from_string(json).unwrap_or_else(|_| {
         // Our own serializers produce valid JSON; `null` keeps the envelope valid regardless.
-        serde_json::value::RawValue::from_string("null".to_owned()).unwrap_or_default()
+        RawValue::from_string("null".to_owned()).unwrap_or_default()
     })
 }
 

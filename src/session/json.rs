@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use super::strict::{Written, only_known_fields};
@@ -307,6 +308,19 @@ impl CheckoutSession {
     pub fn payment_json(&self, id: PaymentId) -> Option<String> {
         let p = self.payments.iter().find(|p| p.id == id)?;
         serde_json::to_string(&self.payment_wire(p)).ok()
+    }
+
+    /// [`payment_json`](Self::payment_json) as a raw JSON value, serialised straight into it
+    /// (an event's object: not parsed again to be checked, it is our own serialiser's).
+    pub(crate) fn payment_raw(&self, id: PaymentId) -> Option<Box<RawValue>> {
+        let p = self.payments.iter().find(|p| p.id == id)?;
+        serde_json::value::to_raw_value(&self.payment_wire(p)).ok()
+    }
+
+    /// [`event_json`](Self::event_json) as a raw JSON value (see
+    /// [`payment_raw`](Self::payment_raw)).
+    pub(crate) fn event_raw(&self) -> Option<Box<RawValue>> {
+        serde_json::value::to_raw_value(&self.head_wire(Payments::Newest(EVENT_PAYMENTS))).ok()
     }
 
     /// The session's JSON without its list of transfers (totals and flags included), with
@@ -635,7 +649,7 @@ fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, Error> {
 /// crate's decimals it needs `serde_json`'s `from_str`/`from_slice`/`from_reader`.
 impl<'de> Deserialize<'de> for CheckoutSession {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = <Box<serde_json::value::RawValue>>::deserialize(d)?;
+        let raw = <Box<RawValue>>::deserialize(d)?;
         CheckoutSession::from_json(raw.get()).map_err(crate::json::refuse)
     }
 }

@@ -3,39 +3,40 @@
 //! A commit's events describe one state: a session's events all carry the same snapshot of
 //! the session, and its payment events carry one of that snapshot's payments, byte for byte
 //! as the snapshot lists it. So the first event with a given object keeps it (its `body`
-//! is the whole [`Event::to_json`]); every later one is *thin*: its body is the envelope
-//! with `"object": null`, `carrier` names the event that holds the object and `part`, for a
-//! payment event, the payment to take from the carrier's session (its `payments` list).
-//! Reading a thin row joins its carrier and puts the object back, so what a reader gets is
-//! the event as it was committed (a conformance check compares them).
+//! is the whole [`Event::to_json`]); every later one is *thin*: `carrier` names the event
+//! that holds the object and `part`, for a payment event, the payment to take from the
+//! carrier's session (its `payments` list), and its body holds only what the row's columns
+//! do not, `{"event_type":…,"livemode":…}` (about 45 bytes instead of a 250-byte
+//! envelope). Reading a thin row rebuilds its envelope from its columns, joins its carrier
+//! and puts the object back, so what a reader gets is the event as it was committed (a
+//! conformance check compares them).
 //!
-//! Rows written before this (no carrier) read as they always did.
+//! Rows written before (no carrier, or a thin row with its envelope and `"object": null`)
+//! read as they always did; an event filed under another session than its own (a link's)
+//! keeps its envelope, since its row's `session_id` is not its own.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::rows::EventRow;
 use super::{Corruption, StoreError, StoredEvent};
 use crate::json::millis;
-use crate::outbox::{Event, raw_or_null};
+use crate::outbox::{Event, null, raw_or_null};
 
 /// The rows of one commit's events, filed under `session_id`, sharing their objects.
 pub(super) fn commit_event_rows(events: &[Event], session_id: Option<&str>) -> Vec<EventRow> {
-    // Each distinct object, with the first event that has it and the payments it lists.
-    let mut distinct: Vec<(&str, &Event, Listing<'_>)> = Vec::new();
+    // Each distinct object, with the first event that has it.
+    let mut distinct: Vec<(&str, &Event)> = Vec::new();
     for event in events {
         let object = event.object.get();
-        if !distinct.iter().any(|(o, _, _)| *o == object) {
-            distinct.push((object, event, listed_payments(object)));
+        if !distinct.iter().any(|(o, _)| *o == object) {
+            distinct.push((object, event));
         }
     }
-    // Where an object is found: as another object's listed payment (a part), or whole.
+    // Where an object is found: as a payment another object lists (a part), or whole.
     let part_of = |object: &str| {
-        distinct.iter().find_map(|(_, carrier, payments)| {
-            payments
-                .iter()
-                .find(|(_, json)| *json == object)
-                .map(|(id, _)| (carrier.id.to_string(), Some(id.clone())))
+        distinct.iter().find_map(|(container, carrier)| {
+            listed_in(container, object).map(|id| (carrier.id.to_string(), Some(id)))
         })
     };
     events
@@ -45,8 +46,8 @@ pub(super) fn commit_event_rows(events: &[Event], session_id: Option<&str>) -> V
             if let Some((carrier, part)) = part_of(object) {
                 return thin_row(event, session_id, carrier, part);
             }
-            match distinct.iter().find(|(o, _, _)| *o == object) {
-                Some((_, carrier, _)) if carrier.id != event.id => {
+            match distinct.iter().find(|(o, _)| *o == object) {
+                Some((_, carrier)) if carrier.id != event.id => {
                     thin_row(event, session_id, carrier.id.to_string(), None)
                 }
                 _ => EventRow::new(event, session_id),
@@ -55,30 +56,82 @@ pub(super) fn commit_event_rows(events: &[Event], session_id: Option<&str>) -> V
         .collect()
 }
 
+/// The id of `payment` if `container` (a session's object) lists it byte for byte.
+///
+/// A commit's objects are a session's snapshot and some of its payments, so this is asked
+/// a few times per commit, and answered without parsing: a payment object's first field is
+/// its id (as the payment serialiser writes it), so the listing holds it where the text
+/// `{"id":"<id>"` starts in the session's JSON (JSON text inside a string is escaped, and
+/// no other field holds a whole payment object) and the whole object follows. Anything
+/// else is settled by parsing the listing.
+fn listed_in(container: &str, payment: &str) -> Option<String> {
+    if container.len() <= payment.len() {
+        return None;
+    }
+    let leading = payment
+        .strip_prefix(r#"{"id":""#)
+        .and_then(|rest| rest.find('"'))
+        .map(|end| &payment[..end + 8])
+        .filter(|leading| !leading.contains('\\'));
+    let Some(leading) = leading else {
+        return listed_payments(container)
+            .into_iter()
+            .find(|(_, json)| *json == payment)
+            .map(|(id, _)| id);
+    };
+    container
+        .match_indices(leading)
+        .any(|(at, _)| container[at..].starts_with(payment))
+        .then(|| leading[7..leading.len() - 1].to_owned())
+}
+
 fn thin_row(
     event: &Event,
     session_id: Option<&str>,
     carrier: String,
     part: Option<String>,
 ) -> EventRow {
-    // The envelope alone: the object is the carrier's (not copied to be dropped).
-    let envelope = Event {
-        id: event.id,
-        event_type: event.event_type.clone(),
-        session_id: event.session_id,
-        livemode: event.livemode,
-        created: event.created,
-        object: raw_or_null("null".to_owned()),
+    let id = event.id.to_string();
+    // What the row's columns do not hold; the envelope is rebuilt from them. An event
+    // filed under another session than its own (a link's event) keeps its envelope.
+    let filed_under_its_own = event.session_id.map(|s| s.to_string()).as_deref() == session_id;
+    let body = if filed_under_its_own {
+        serde_json::to_string(&ThinBody {
+            event_type: event.event_type.as_str().into(),
+            livemode: event.livemode,
+        })
+        .unwrap_or_default()
+    } else {
+        // The envelope alone: the object is the carrier's (not copied to be dropped).
+        Event {
+            id: event.id,
+            event_type: event.event_type.clone(),
+            session_id: event.session_id,
+            livemode: event.livemode,
+            created: event.created,
+            object: null(),
+        }
+        .to_json()
     };
     EventRow {
-        id: event.id.to_string(),
+        id,
         session_id: session_id.map(str::to_owned),
         created: millis::to_millis(event.created),
         event_type: event.event_type.as_str().to_owned(),
-        body: envelope.to_json(),
+        body,
         carrier: Some(carrier),
         part,
     }
+}
+
+/// The body of a thin row filed under its own session: what the row's columns (`id`,
+/// `session_id`, `created`) do not say. Its object is the carrier's.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThinBody<'a> {
+    #[serde(borrow)]
+    event_type: std::borrow::Cow<'a, str>,
+    livemode: bool,
 }
 
 #[derive(Deserialize)]
@@ -123,63 +176,77 @@ pub(super) struct FetchedEvent {
     pub(super) part: Option<String>,
     /// `None` when the row has no carrier, or its carrier is missing.
     pub(super) carrier_body: Option<String>,
+    /// The row's `id`, `session_id` and `created` columns (a thin row's envelope).
+    pub(super) id: String,
+    pub(super) session_id: Option<String>,
+    pub(super) created: i64,
 }
 
 impl FetchedEvent {
     /// The event, with its object put back.
     pub(super) fn decode(&self) -> Result<StoredEvent, StoreError> {
-        decode(
-            self.seq,
-            &self.body,
-            self.carrier.as_deref(),
-            self.part.as_deref(),
-            self.carrier_body.as_deref(),
-        )
+        let Some(carrier) = self.carrier.as_deref() else {
+            return super::rows::decode_event(self.seq, &self.body);
+        };
+        let row = || format!("event {}", self.seq);
+        let mut stored = match serde_json::from_str::<ThinBody<'_>>(&self.body) {
+            Ok(thin) => self
+                .envelope(thin)
+                .map_err(|e| Corruption::undecodable(row(), e))?,
+            // A thin row keeping its envelope (written so before, or a link's event).
+            Err(_) => super::rows::decode_event(self.seq, &self.body)?,
+        };
+        let carrier_body = self.carrier_body.as_deref().ok_or_else(|| {
+            Corruption::undecodable(row(), format!("its object's event {carrier} is missing"))
+        })?;
+        let holder =
+            Event::from_json(carrier_body).map_err(|e| Corruption::undecodable(row(), e))?;
+        let object = match self.part.as_deref() {
+            None => holder.object.get().to_owned(),
+            Some(payment) => listed_payments(holder.object.get())
+                .into_iter()
+                .find(|(id, _)| id == payment)
+                .map(|(_, json)| json.to_owned())
+                .ok_or_else(|| {
+                    Corruption::undecodable(
+                        row(),
+                        format!("event {carrier} does not list payment {payment}"),
+                    )
+                })?,
+        };
+        stored.event.object = raw_or_null(object);
+        Ok(stored)
+    }
+
+    /// A thin row's envelope, from its columns and its body (the object left `null`).
+    fn envelope(&self, thin: ThinBody<'_>) -> Result<StoredEvent, String> {
+        let seq = u64::try_from(self.seq).map_err(|_| "negative sequence number".to_owned())?;
+        let parse = |what: &str, e: &dyn std::fmt::Display| format!("its {what}: {e}");
+        let session_id = match self.session_id.as_deref() {
+            Some(s) => Some(s.parse().map_err(|e| parse("session id", &e))?),
+            None => None,
+        };
+        let event = Event {
+            id: self.id.parse().map_err(|e| parse("id", &e))?,
+            event_type: thin.event_type.parse().map_err(|e| parse("type", &e))?,
+            session_id,
+            livemode: thin.livemode,
+            created: millis::from_millis(self.created)?,
+            object: null(),
+        };
+        Ok(StoredEvent { seq, event })
     }
 }
 
-/// What every event read selects from `events e` (both SQL dialects): the row, and the
-/// body of its carrier (by the `events_by_id` index).
+/// What every event read selects from `events e` (both SQL dialects), in the order of
+/// [`FetchedEvent`]'s fields: the row, the body of its carrier (by the `events_by_id`
+/// index), and the columns a thin row's envelope is rebuilt from.
 macro_rules! event_columns {
     () => {
         "SELECT e.seq, e.body, e.carrier, e.part, \
-         (SELECT c.body FROM events c WHERE c.id = e.carrier ORDER BY c.seq LIMIT 1) \
+         (SELECT c.body FROM events c WHERE c.id = e.carrier ORDER BY c.seq LIMIT 1), \
+         e.id, e.session_id, e.created \
          FROM events e "
     };
 }
 pub(super) use event_columns;
-
-/// An outbox row read back with its carrier's body (`carrier_body`, `None` when the row
-/// has no carrier or the carrier is missing).
-fn decode(
-    seq: i64,
-    body: &str,
-    carrier: Option<&str>,
-    part: Option<&str>,
-    carrier_body: Option<&str>,
-) -> Result<StoredEvent, StoreError> {
-    let mut stored = super::rows::decode_event(seq, body)?;
-    let Some(carrier) = carrier else {
-        return Ok(stored);
-    };
-    let row = || format!("event {seq}");
-    let carrier_body = carrier_body.ok_or_else(|| {
-        Corruption::undecodable(row(), format!("its object's event {carrier} is missing"))
-    })?;
-    let holder = Event::from_json(carrier_body).map_err(|e| Corruption::undecodable(row(), e))?;
-    let object = match part {
-        None => holder.object.get().to_owned(),
-        Some(payment) => listed_payments(holder.object.get())
-            .into_iter()
-            .find(|(id, _)| id == payment)
-            .map(|(_, json)| json.to_owned())
-            .ok_or_else(|| {
-                Corruption::undecodable(
-                    row(),
-                    format!("event {carrier} does not list payment {payment}"),
-                )
-            })?,
-    };
-    stored.event.object = raw_or_null(object);
-    Ok(stored)
-}

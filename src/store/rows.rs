@@ -109,8 +109,10 @@ pub struct EventRow {
     pub created: i64,
     /// Its type, e.g. `checkout_session.paid`.
     pub event_type: String,
-    /// [`Event::to_json`]; for a thin row (with a `carrier`), the envelope with
-    /// `"object": null`.
+    /// [`Event::to_json`]; for a thin row (with a `carrier`), only what the other columns
+    /// do not say, `{"event_type":…,"livemode":…}` (its envelope is rebuilt from them), or
+    /// the envelope with `"object": null` when it is filed under another session than its
+    /// own (a link's event) or was written by an earlier version of this crate.
     pub body: String,
     /// The event of the same commit whose body holds this one's object (`None`: its own).
     pub carrier: Option<String>,

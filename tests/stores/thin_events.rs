@@ -86,6 +86,57 @@ fn sqlite_events_share_their_objects_and_read_back_whole() {
         "{stored} bytes stored for {whole} bytes of events"
     );
 
+    // A thin row keeps only what its columns do not say (the type and the mode).
+    let longest_thin: i64 = raw
+        .query_row(
+            "SELECT max(length(body)) FROM events WHERE carrier IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(longest_thin < 64, "a thin body of {longest_thin} bytes");
+
+    // A thin row written by an earlier version (its whole envelope, with a null object)
+    // reads back the same.
+    let (seq, event_id): (i64, String) = raw
+        .query_row(
+            "SELECT seq, id FROM events WHERE carrier IS NOT NULL ORDER BY seq LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let position = committed
+        .iter()
+        .position(|e| e.contains(&event_id))
+        .unwrap();
+    let mut envelope: serde_json::Value = serde_json::from_str(&committed[position]).unwrap();
+    envelope["data"]["object"] = serde_json::Value::Null;
+    raw.execute(
+        "UPDATE events SET body = ?1 WHERE seq = ?2",
+        rusqlite::params![envelope.to_string(), seq],
+    )
+    .unwrap();
+    assert_reads_back(&store, id, &committed);
+
+    // A thin row whose columns do not decode: corrupt, not a guess.
+    let compact: String = raw
+        .query_row(
+            "SELECT body FROM events WHERE carrier IS NOT NULL AND seq > ?1 ORDER BY seq LIMIT 1",
+            [seq],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(compact.starts_with(r#"{"event_type":"#), "{compact}");
+    raw.execute(
+        "UPDATE events SET session_id = 'not-a-session' WHERE carrier IS NOT NULL AND seq > ?1",
+        [seq],
+    )
+    .unwrap();
+    assert!(matches!(
+        store.events_after(None, 100),
+        Err(StoreError::Corrupt(_))
+    ));
+
     // A thin row whose carrier is gone: corrupt, not a wrong payload.
     raw.execute(
         "DELETE FROM events WHERE carrier IS NULL AND seq = (SELECT min(seq) FROM events)",

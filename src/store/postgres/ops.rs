@@ -442,6 +442,9 @@ fn event_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<FetchedEvent>, Failu
                 carrier: r.try_get(2).map_err(pg)?,
                 part: r.try_get(3).map_err(pg)?,
                 carrier_body: r.try_get(4).map_err(pg)?,
+                id: r.try_get(5).map_err(pg)?,
+                session_id: r.try_get(6).map_err(pg)?,
+                created: r.try_get(7).map_err(pg)?,
             })
         })
         .collect()

@@ -93,6 +93,9 @@ fn event_rows(
                 carrier: row.get(2)?,
                 part: row.get(3)?,
                 carrier_body: row.get(4)?,
+                id: row.get(5)?,
+                session_id: row.get(6)?,
+                created: row.get(7)?,
             })
         })
         .map_err(backend)?

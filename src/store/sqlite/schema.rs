@@ -247,6 +247,40 @@ CREATE INDEX idempotency_by_created ON idempotency (created);
 "#,
         None,
     ),
+    // 11: the lookup tables keyed by text become `WITHOUT ROWID`: their rows live in their
+    // key's b-tree instead of a row table plus an index repeating the key, so recording an
+    // invoice hash, an address or a transfer writes one b-tree instead of two (fewer pages
+    // per commit, each key stored once). Rebuilt in place; the rows do not change.
+    (
+        r#"
+CREATE TABLE payment_hashes_v11 (
+    hash       TEXT NOT NULL PRIMARY KEY,
+    session_id TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT INTO payment_hashes_v11 (hash, session_id) SELECT hash, session_id FROM payment_hashes;
+DROP TABLE payment_hashes;
+ALTER TABLE payment_hashes_v11 RENAME TO payment_hashes;
+
+CREATE TABLE addresses_v11 (
+    address    TEXT NOT NULL PRIMARY KEY,
+    session_id TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT INTO addresses_v11 (address, session_id) SELECT address, session_id FROM addresses;
+DROP TABLE addresses;
+ALTER TABLE addresses_v11 RENAME TO addresses;
+
+CREATE TABLE transfers_v11 (
+    key        TEXT NOT NULL PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    body       TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT INTO transfers_v11 (key, session_id, body) SELECT key, session_id, body FROM transfers;
+DROP TABLE transfers;
+ALTER TABLE transfers_v11 RENAME TO transfers;
+CREATE INDEX transfers_by_session ON transfers (session_id);
+"#,
+        None,
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.
