@@ -75,7 +75,10 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `events_by_id` ([`event`](super::Store::event)), `sessions.livemode` (the listing's
 /// mode filter) and the `links` listing columns `created`, `kind` and `livemode` with their
 /// indexes ([`list_links`](super::LinkStore::list_links)), filled from the stored heads,
-/// bodies and ids; each is written with its new row and never changes.
+/// bodies and ids; each is written with its new row and never changes. Versions 8 to 10
+/// added thin events' `carrier` and `part` (ADR 17), `held_transfers` and the idempotency
+/// records' age index; version 11 rebuilt `payment_hashes`, `addresses` and `transfers` as
+/// `WITHOUT ROWID` tables (ADR 21).
 ///
 /// Besides [`Store`](super::Store), the store implements [`LinkStore`](super::LinkStore) (a link
 /// commit, its events and its sessions' commits are one transaction),
