@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::rows::EventRow;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use super::{Corruption, StoreError, StoredEvent};
 use crate::json::millis;
-use crate::outbox::{Event, null, raw_or_null};
+use crate::outbox::{Event, null};
 
 /// The rows of one commit's events, filed under `session_id`, sharing their objects.
 pub(super) fn commit_event_rows(events: &[Event], session_id: Option<&str>) -> Vec<EventRow> {
@@ -168,6 +169,7 @@ fn listed_payments(object: &str) -> Listing<'_> {
 }
 
 /// An outbox row as the SQL stores read it: its columns and its carrier's body.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[derive(Debug)]
 pub(super) struct FetchedEvent {
     pub(super) seq: i64,
@@ -182,6 +184,7 @@ pub(super) struct FetchedEvent {
     pub(super) created: i64,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl FetchedEvent {
     /// The event, with its object put back.
     pub(super) fn decode(&self) -> Result<StoredEvent, StoreError> {
@@ -214,7 +217,7 @@ impl FetchedEvent {
                     )
                 })?,
         };
-        stored.event.object = raw_or_null(object);
+        stored.event.object = crate::outbox::raw_or_null(object);
         Ok(stored)
     }
 
@@ -241,6 +244,7 @@ impl FetchedEvent {
 /// What every event read selects from `events e` (both SQL dialects), in the order of
 /// [`FetchedEvent`]'s fields: the row, the body of its carrier (by the `events_by_id`
 /// index), and the columns a thin row's envelope is rebuilt from.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! event_columns {
     () => {
         "SELECT e.seq, e.body, e.carrier, e.part, \
@@ -249,4 +253,5 @@ macro_rules! event_columns {
          FROM events e "
     };
 }
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(super) use event_columns;
