@@ -86,17 +86,70 @@ fn listed_in(container: &str, payment: &str) -> Option<String> {
         .then(|| leading[7..leading.len() - 1].to_owned())
 }
 
+/// The rows of a commit's events when its session object is kept by the session's rows
+/// ([`CommitRows::with_live_object`](super::rows::CommitRows::with_live_object)): each
+/// event whose object is `object` or one of the payments it lists names it by `version`
+/// (and `part`); any other keeps its object. `None` when no event names it.
+pub(super) fn live_event_rows(
+    events: &[Event],
+    session_id: &str,
+    object: &str,
+    split: &super::live_object::Split<'_>,
+    version: i64,
+) -> Option<Vec<EventRow>> {
+    let mut named = false;
+    let rows = events
+        .iter()
+        .map(|event| {
+            let own = event.object.get();
+            let part = if own == object {
+                None
+            } else {
+                match split.payments.iter().find(|(_, text)| *text == own) {
+                    Some((id, _)) => Some(id.clone()),
+                    None => return EventRow::new(event, Some(session_id)),
+                }
+            };
+            named = true;
+            EventRow {
+                id: event.id.to_string(),
+                session_id: Some(session_id.to_owned()),
+                created: millis::to_millis(event.created),
+                event_type: event.event_type.as_str().to_owned(),
+                body: thin_body(event, Some(session_id)),
+                carrier: None,
+                part,
+                object_version: Some(version),
+            }
+        })
+        .collect();
+    named.then_some(rows)
+}
+
 fn thin_row(
     event: &Event,
     session_id: Option<&str>,
     carrier: String,
     part: Option<String>,
 ) -> EventRow {
-    let id = event.id.to_string();
-    // What the row's columns do not hold; the envelope is rebuilt from them. An event
-    // filed under another session than its own (a link's event) keeps its envelope.
+    EventRow {
+        id: event.id.to_string(),
+        session_id: session_id.map(str::to_owned),
+        created: millis::to_millis(event.created),
+        event_type: event.event_type.as_str().to_owned(),
+        body: thin_body(event, session_id),
+        carrier: Some(carrier),
+        part,
+        object_version: None,
+    }
+}
+
+/// What a row whose object is elsewhere keeps: what its columns do not hold (the envelope
+/// is rebuilt from them), or the envelope with a `null` object for an event filed under
+/// another session than its own (a link's event).
+fn thin_body(event: &Event, session_id: Option<&str>) -> String {
     let filed_under_its_own = event.session_id.map(|s| s.to_string()).as_deref() == session_id;
-    let body = if filed_under_its_own {
+    if filed_under_its_own {
         serde_json::to_string(&ThinBody {
             event_type: event.event_type.as_str().into(),
             livemode: event.livemode,
@@ -113,15 +166,6 @@ fn thin_row(
             object: null(),
         }
         .to_json()
-    };
-    EventRow {
-        id,
-        session_id: session_id.map(str::to_owned),
-        created: millis::to_millis(event.created),
-        event_type: event.event_type.as_str().to_owned(),
-        body,
-        carrier: Some(carrier),
-        part,
     }
 }
 
@@ -182,16 +226,35 @@ pub(super) struct FetchedEvent {
     pub(super) id: String,
     pub(super) session_id: Option<String>,
     pub(super) created: i64,
+    /// The row's `object_version` column (ADR 22).
+    pub(super) object_version: Option<i64>,
+    /// With an `object_version`: the session's object at that version, which the store
+    /// found for the row before decoding it (`None`: not found).
+    pub(super) object: Option<std::sync::Arc<str>>,
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl FetchedEvent {
     /// The event, with its object put back.
     pub(super) fn decode(&self) -> Result<StoredEvent, StoreError> {
-        let Some(carrier) = self.carrier.as_deref() else {
+        let row = || format!("event {}", self.seq);
+        let (whole, holder) = if let Some(version) = self.object_version {
+            let object = self.object.as_deref().ok_or_else(|| {
+                let session = self.session_id.as_deref().unwrap_or("?");
+                let missing = format!("the object of session {session} at version {version}");
+                Corruption::undecodable(row(), format!("{missing} is missing"))
+            })?;
+            (object.to_owned(), format!("session version {version}"))
+        } else if let Some(carrier) = self.carrier.as_deref() {
+            let carrier_body = self.carrier_body.as_deref().ok_or_else(|| {
+                Corruption::undecodable(row(), format!("its object's event {carrier} is missing"))
+            })?;
+            let event =
+                Event::from_json(carrier_body).map_err(|e| Corruption::undecodable(row(), e))?;
+            (event.object.get().to_owned(), format!("event {carrier}"))
+        } else {
             return super::rows::decode_event(self.seq, &self.body);
         };
-        let row = || format!("event {}", self.seq);
         let mut stored = match serde_json::from_str::<ThinBody<'_>>(&self.body) {
             Ok(thin) => self
                 .envelope(thin)
@@ -199,21 +262,16 @@ impl FetchedEvent {
             // A thin row keeping its envelope (written so before, or a link's event).
             Err(_) => super::rows::decode_event(self.seq, &self.body)?,
         };
-        let carrier_body = self.carrier_body.as_deref().ok_or_else(|| {
-            Corruption::undecodable(row(), format!("its object's event {carrier} is missing"))
-        })?;
-        let holder =
-            Event::from_json(carrier_body).map_err(|e| Corruption::undecodable(row(), e))?;
         let object = match self.part.as_deref() {
-            None => holder.object.get().to_owned(),
-            Some(payment) => listed_payments(holder.object.get())
+            None => whole,
+            Some(payment) => listed_payments(&whole)
                 .into_iter()
                 .find(|(id, _)| id == payment)
                 .map(|(_, json)| json.to_owned())
                 .ok_or_else(|| {
                     Corruption::undecodable(
                         row(),
-                        format!("event {carrier} does not list payment {payment}"),
+                        format!("{holder} does not list payment {payment}"),
                     )
                 })?,
         };
@@ -243,13 +301,14 @@ impl FetchedEvent {
 
 /// What every event read selects from `events e` (both SQL dialects), in the order of
 /// [`FetchedEvent`]'s fields: the row, the body of its carrier (by the `events_by_id`
-/// index), and the columns a thin row's envelope is rebuilt from.
+/// index), the columns a thin row's envelope is rebuilt from, and the session version
+/// whose object it names.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! event_columns {
     () => {
         "SELECT e.seq, e.body, e.carrier, e.part, \
          (SELECT c.body FROM events c WHERE c.id = e.carrier ORDER BY c.seq LIMIT 1), \
-         e.id, e.session_id, e.created \
+         e.id, e.session_id, e.created, e.object_version \
          FROM events e "
     };
 }

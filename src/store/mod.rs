@@ -38,6 +38,7 @@ mod event_rows;
 mod link_query;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod list_sql;
+mod live_object;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;

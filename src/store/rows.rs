@@ -9,7 +9,7 @@
 //! | [`PaymentRow`] | (`session_id`, `id`) | `payment_hash` (its invoice's, for lookups), `body` (Speed's payment JSON) |
 //! | [`TransferRow`] | `key` (`<hash>` or `<txid>:<vout>`) | `session_id`, `body` (the transfer's JSON) |
 //! | lookups | invoice hash, on-chain address, transfer key | `session_id`; the first session to claim a key keeps it |
-//! | [`EventRow`] | a store-wide sequence number | `id`, `session_id`, `created`, `event_type`, `body` ([`Event::to_json`]), `carrier` and `part` (thin rows: where the object is) |
+//! | [`EventRow`] | a store-wide sequence number | `id`, `session_id`, `created`, `event_type`, `body` ([`Event::to_json`]), `carrier` and `part` (thin rows: where the object is), `object_version` (the session version whose object it has, when the session's rows keep it: [`CommitRows::with_live_object`]) |
 //! | [`IdempotencyRow`] | `key` | `request`, `session_id`, `created` |
 //! | [`LinkRow`] | `id` | `version`, `created`, `kind` and `livemode` (for the link listing), `body` (the [`Link`] as JSON) |
 //!
@@ -119,6 +119,11 @@ pub struct EventRow {
     /// With a carrier: the payment of the carrier's session that is this event's object
     /// (`None`: the carrier's whole object).
     pub part: Option<String>,
+    /// The session's version whose event object this event has (ADR 22): the object is
+    /// not in the row but kept by the session's rows (live, [`CommitRows::live`]) or, once
+    /// the session moved on, as an older object the store keeps (`None`: in the row or
+    /// its carrier's). With it, `part` names the payment of that object the event has.
+    pub object_version: Option<i64>,
 }
 
 impl EventRow {
@@ -132,6 +137,7 @@ impl EventRow {
             body: event.to_json(),
             carrier: None,
             part: None,
+            object_version: None,
         }
     }
 
@@ -172,6 +178,22 @@ pub struct CommitRows {
     pub events: Vec<EventRow>,
     /// The held transfer to insert apart, if any (see [`Commit::held`]).
     pub held: Option<HeldRow>,
+    /// The session's event object as its rows keep it, when the events name it by
+    /// version ([`EventRow::object_version`]; only from [`CommitRows::with_live_object`]).
+    pub live: Option<LiveObject>,
+}
+
+/// A session's event object kept by its rows (ADR 22): its row head with the bodies of
+/// the payments `payments` names, in order, listed in place of the head's empty list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveObject {
+    /// The session version the object is of.
+    pub version: i64,
+    /// The ids of the payments it lists, in order, `,`-separated (a session column).
+    pub payments: String,
+    /// The object itself, to keep it as a delta against the next one when the session
+    /// moves on.
+    pub text: String,
 }
 
 /// A held transfer as a row: in the transfers table (one key index for every transfer),
@@ -225,7 +247,68 @@ impl CommitRows {
                 body: h.to_json(),
                 held_at: millis::to_millis(h.seen_at),
             }),
+            live: None,
         })
+    }
+
+    /// The rows of `commit` for a store that keeps the session's latest event object in
+    /// its rows (ADR 22): when the commit's session object is the row head with its newest
+    /// payments listed, its events name the object by version instead of holding it, and
+    /// every payment it lists is written with the commit (so the rows give it back byte
+    /// for byte). Otherwise the rows of [`new`](Self::new).
+    pub fn with_live_object(commit: &Commit) -> Result<Self, StoreError> {
+        let mut rows = Self::new(commit)?;
+        let id = rows.session.id.clone();
+        let head = rows.session.head.as_str();
+        // The object this commit's session events carry, or (none carrying it) the one
+        // they would.
+        let carried = commit
+            .events
+            .iter()
+            .map(|e| e.object.get())
+            .find(|o| super::live_object::split(o, head).is_some());
+        let object = match carried {
+            Some(o) => o.to_owned(),
+            None => commit.session.event_json(),
+        };
+        let Some(split) = super::live_object::split(&object, head) else {
+            return Ok(rows);
+        };
+        let s = &commit.session;
+        let mut payments = Vec::with_capacity(split.payments.len());
+        for (pid, text) in &split.payments {
+            let row = match rows.payments.iter().find(|p| p.id == *pid) {
+                Some(row) => row.clone(),
+                None => {
+                    let Some(p) = s.payments().iter().find(|p| p.id().to_string() == *pid) else {
+                        return Ok(rows);
+                    };
+                    payment_row(s, p)?
+                }
+            };
+            if row.body != *text {
+                return Ok(rows);
+            }
+            payments.push(row);
+        }
+        let version = rows.session.version;
+        let Some(events) =
+            super::event_rows::live_event_rows(&commit.events, &id, &object, &split, version)
+        else {
+            return Ok(rows);
+        };
+        for row in payments {
+            if !rows.payments.iter().any(|p| p.id == row.id) {
+                rows.payments.push(row);
+            }
+        }
+        rows.live = Some(LiveObject {
+            version,
+            payments: split.ids(),
+            text: object,
+        });
+        rows.events = events;
+        Ok(rows)
     }
 }
 

@@ -191,7 +191,10 @@ fn a_version_6_sqlite_database_gains_the_api_reads() {
         let conn = rusqlite::Connection::open(&path).expect("raw connection");
         conn.execute_batch(&whole_events).expect("whole events");
         conn.execute_batch(
-            "ALTER TABLE events DROP COLUMN carrier;
+            "ALTER TABLE events DROP COLUMN object_version;
+             ALTER TABLE sessions DROP COLUMN object_payments;
+             DROP TABLE session_objects;
+             ALTER TABLE events DROP COLUMN carrier;
              ALTER TABLE events DROP COLUMN part;
              DROP INDEX payments_by_id;
              DROP INDEX events_by_id;
@@ -234,6 +237,7 @@ mod postgres {
         admin(&format!(
             "SET search_path TO \"{name}\";
              {whole_events}
+             ALTER TABLE events DROP COLUMN object_version;
              ALTER TABLE events DROP COLUMN carrier, DROP COLUMN part;
              DROP INDEX payments_by_id, events_by_id;
              ALTER TABLE sessions DROP COLUMN livemode;

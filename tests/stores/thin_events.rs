@@ -1,6 +1,7 @@
-//! Thin events on the SQL stores: the events of one commit keep one copy of their object,
-//! and every event reads back exactly as it was committed (the webhook payload is the same
-//! JSON, byte for byte); a thin row whose carrier is gone is reported as corrupt.
+//! Thin events on the SQL stores: SQLite's events keep no object (the session's rows keep
+//! the latest, deltas the older ones, ADR 22), PostgreSQL's share one per commit, and on
+//! both every event reads back exactly as it was committed (the webhook payload is the same
+//! JSON, byte for byte); anything missing or damaged on the way is reported as corrupt.
 
 use std::sync::{Arc, Mutex};
 
@@ -60,94 +61,136 @@ fn assert_reads_back<S: Store>(store: &S, id: SessionId, committed: &[String]) {
 }
 
 #[test]
-fn sqlite_events_share_their_objects_and_read_back_whole() {
-    let dir = std::env::temp_dir().join(format!("thin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("thin.sqlite3");
-    let _ = std::fs::remove_file(&path);
+fn sqlite_events_keep_no_object_and_read_back_whole() {
+    let dir = crate::common::TempDir::new("thin");
+    let path = dir.file("thin.sqlite3");
     let (id, committed) = lifecycle(SqliteStore::open(&path).unwrap());
     let store = SqliteStore::open(&path).unwrap();
     assert_reads_back(&store, id, &committed);
 
+    // No event row holds an object: each names its session's version (ADR 22) and keeps
+    // only what its columns do not say (the type and the mode).
     let raw = rusqlite::Connection::open(&path).unwrap();
-    let (rows, thin, stored): (i64, i64, i64) = raw
+    let (rows, named, longest): (i64, i64, i64) = raw
         .query_row(
-            "SELECT count(*), count(carrier), sum(length(body)) FROM events",
+            "SELECT count(*), count(object_version), max(length(body)) FROM events",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    let whole: usize = committed.iter().map(String::len).sum();
-    // Three commits (create, half, rest): one carrier each, the other events thin.
     assert_eq!(rows as usize, committed.len());
-    assert_eq!(rows - thin, 3, "one object per commit");
-    assert!(
-        (stored as usize) * 2 < whole,
-        "{stored} bytes stored for {whole} bytes of events"
-    );
+    assert_eq!(named, rows, "every event names its object by version");
+    assert!(longest < 80, "an event body of {longest} bytes");
 
-    // A thin row keeps only what its columns do not say (the type and the mode).
-    let longest_thin: i64 = raw
-        .query_row(
-            "SELECT max(length(body)) FROM events WHERE carrier IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
+    // The two versions the session moved past (create, half paid) are kept as deltas
+    // against the next one, far smaller than the objects themselves.
+    let kept: Vec<(i64, Option<i64>, i64)> = raw
+        .prepare("SELECT version, base, length(body) FROM session_objects ORDER BY version")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
         .unwrap();
-    assert!(longest_thin < 64, "a thin body of {longest_thin} bytes");
+    let object = store.load(id).unwrap().unwrap().event_json().len() as i64;
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    for (version, base, length) in &kept {
+        assert!(base.is_some_and(|b| b > *version), "{kept:?}");
+        assert!(
+            length * 3 < object,
+            "a delta of {length} bytes for {object}"
+        );
+    }
 
-    // A thin row written by an earlier version (its whole envelope, with a null object)
-    // reads back the same.
-    let (seq, event_id): (i64, String) = raw
-        .query_row(
-            "SELECT seq, id FROM events WHERE carrier IS NOT NULL ORDER BY seq LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+    // Rows of earlier versions read as before: a whole event, and a thin row naming its
+    // carrier (the first event of its commit, made whole).
+    let first: Vec<(i64, String)> = raw
+        .prepare("SELECT seq, id FROM events ORDER BY seq LIMIT 2")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
         .unwrap();
-    let position = committed
-        .iter()
-        .position(|e| e.contains(&event_id))
-        .unwrap();
-    let mut envelope: serde_json::Value = serde_json::from_str(&committed[position]).unwrap();
-    envelope["data"]["object"] = serde_json::Value::Null;
     raw.execute(
-        "UPDATE events SET body = ?1 WHERE seq = ?2",
-        rusqlite::params![envelope.to_string(), seq],
+        "UPDATE events SET body = ?1, object_version = NULL WHERE seq = ?2",
+        rusqlite::params![committed[0], first[0].0],
+    )
+    .unwrap();
+    // The second event of the create commit is its payment's: a part of the carrier's.
+    let second: serde_json::Value = serde_json::from_str(&committed[1]).unwrap();
+    let part = match second["data"]["object"]["object"].as_str() {
+        Some("payment") => second["data"]["object"]["id"].as_str().map(str::to_owned),
+        _ => None,
+    };
+    raw.execute(
+        "UPDATE events SET carrier = ?1, part = ?2, object_version = NULL WHERE seq = ?3",
+        rusqlite::params![first[0].1, part, first[1].0],
     )
     .unwrap();
     assert_reads_back(&store, id, &committed);
 
-    // A thin row whose columns do not decode: corrupt, not a guess.
-    let compact: String = raw
-        .query_row(
-            "SELECT body FROM events WHERE carrier IS NOT NULL AND seq > ?1 ORDER BY seq LIMIT 1",
-            [seq],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(compact.starts_with(r#"{"event_type":"#), "{compact}");
+    // Damage on the way back is corrupt, never a wrong payload: a delta that does not
+    // apply, a kept object missing, a listed payment missing.
     raw.execute(
-        "UPDATE events SET session_id = 'not-a-session' WHERE carrier IS NOT NULL AND seq > ?1",
-        [seq],
-    )
-    .unwrap();
-    assert!(matches!(
-        store.events_after(None, 100),
-        Err(StoreError::Corrupt(_))
-    ));
-
-    // A thin row whose carrier is gone: corrupt, not a wrong payload.
-    raw.execute(
-        "DELETE FROM events WHERE carrier IS NULL AND seq = (SELECT min(seq) FROM events)",
-        [],
+        "UPDATE session_objects SET body = '=99;' WHERE version = ?1",
+        [kept[1].0],
     )
     .unwrap();
     assert!(matches!(
         store.session_events(id),
         Err(StoreError::Corrupt(_))
     ));
-    let _ = std::fs::remove_dir_all(&dir);
+    raw.execute(
+        "DELETE FROM session_objects WHERE version = ?1",
+        [kept[1].0],
+    )
+    .unwrap();
+    assert!(matches!(
+        store.events_after(None, 100),
+        Err(StoreError::Corrupt(_))
+    ));
+    raw.execute("UPDATE sessions SET object_payments = 'pi_gone'", [])
+        .unwrap();
+    let last = store.events_before(None, 1);
+    assert!(matches!(last, Err(StoreError::Corrupt(_))), "{last:?}");
+}
+
+#[test]
+fn sqlite_pruning_events_drops_the_objects_only_they_needed() {
+    let dir = crate::common::TempDir::new("thin-prune");
+    let path = dir.file("prune.sqlite3");
+    let (id, committed) = lifecycle(SqliteStore::open(&path).unwrap());
+    let store = SqliteStore::open(&path).unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let kept = |raw: &rusqlite::Connection| -> i64 {
+        raw.query_row("SELECT count(*) FROM session_objects", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(kept(&raw), 2);
+    // The events of the first commit go: the object of its version is no longer needed,
+    // the next one still is.
+    let events = store.session_events(id).unwrap();
+    let first_commit = events
+        .iter()
+        .take_while(|e| e.event.created == events[0].event.created)
+        .count();
+    let through = events[first_commit - 1].seq;
+    assert_eq!(store.prune_session_events(id, through), Ok(first_commit));
+    assert_eq!(kept(&raw), 1);
+    let left: Vec<String> = store
+        .session_events(id)
+        .unwrap()
+        .iter()
+        .map(|e| e.event.to_json())
+        .collect();
+    assert_eq!(left, committed[first_commit..]);
+    // Every event but the newest (the outbox keeps its last sequence number).
+    let newest = store.events_before(None, 1).unwrap()[0].seq;
+    store.prune_events(newest, 100).unwrap();
+    assert_eq!(kept(&raw), 0, "the newest event's object is the live one");
+    assert_eq!(
+        store.session_events(id).unwrap()[0].event.to_json(),
+        *committed.last().unwrap()
+    );
 }
 
 #[test]

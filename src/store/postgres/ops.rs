@@ -445,6 +445,9 @@ fn event_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<FetchedEvent>, Failu
                 id: r.try_get(5).map_err(pg)?,
                 session_id: r.try_get(6).map_err(pg)?,
                 created: r.try_get(7).map_err(pg)?,
+                // Always null here: this store keeps every object in its events.
+                object_version: r.try_get(8).map_err(pg)?,
+                object: None,
             })
         })
         .collect()

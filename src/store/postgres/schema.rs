@@ -231,6 +231,14 @@ CREATE INDEX held_by_session ON held_transfers (session_id, held_at, key);
 CREATE INDEX idempotency_by_created ON idempotency (created);
 "#,
     ),
+    // Event objects kept by the session's rows (ADR 22): the column the event reads of
+    // both SQL stores select. This store does not keep objects so yet: it is always null.
+    (
+        12,
+        r#"
+ALTER TABLE events ADD COLUMN object_version BIGINT NULL;
+"#,
+    ),
 ];
 
 impl Conn {

@@ -3,8 +3,9 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{backend, insert_or_conflict};
-use crate::store::rows::{CommitRows, EventRow, IdempotencyRow};
-use crate::store::{RoutingKey, StoreError, key_taken};
+use crate::store::live_object;
+use crate::store::rows::{CommitRows, EventRow, IdempotencyRow, LiveObject};
+use crate::store::{Corruption, RoutingKey, StoreError, key_taken};
 
 /// Applies a commit's rows inside the caller's open write transaction: the compare-and-swap
 /// on the session's version, the payments and transfers it names, the lookup rows and the
@@ -12,13 +13,19 @@ use crate::store::{RoutingKey, StoreError, key_taken};
 /// session commit of a link commit. An error leaves the transaction to be rolled back.
 pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), StoreError> {
     let s = &rows.session;
+    // The object the session's rows keep for its current version, read before they change.
+    let moved_past = match rows.expected_version {
+        Some(expected) => live_object_of(tx, &s.id, expected)?,
+        None => None,
+    };
+    let live_payments = rows.live.as_ref().map(|l| l.payments.as_str());
     match rows.expected_version {
         None => insert_or_conflict(
             tx.prepare_cached(
                 "INSERT INTO sessions
                      (id, created, status, version, wake_at, head, link_id, source_id, metadata,
-                      review, livemode)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                      review, livemode, object_payments)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -32,7 +39,8 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
                     s.source_id,
                     s.metadata,
                     s.review,
-                    s.livemode
+                    s.livemode,
+                    live_payments
                 ])
             }),
         )?,
@@ -41,7 +49,7 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
                 .prepare_cached(
                     "UPDATE sessions
                      SET status = ?3, version = ?4, wake_at = ?5, head = ?6, link_id = ?7,
-                         metadata = ?8, review = ?9
+                         metadata = ?8, review = ?9, object_payments = ?10
                      WHERE id = ?1 AND version = ?2",
                 )
                 .and_then(|mut stmt| {
@@ -49,8 +57,16 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
                     // mode never changes). The metadata rows follow the
                     // column by trigger, and only when it changed (migration 4).
                     stmt.execute(params![
-                        s.id, expected, s.status, s.version, s.wake_at, s.head, s.link_id,
-                        s.metadata, s.review
+                        s.id,
+                        expected,
+                        s.status,
+                        s.version,
+                        s.wake_at,
+                        s.head,
+                        s.link_id,
+                        s.metadata,
+                        s.review,
+                        live_payments
                     ])
                 })
                 .map_err(backend)?;
@@ -145,9 +161,72 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
             )?;
         }
     }
+    if let Some((version, older)) = moved_past {
+        keep_older_object(tx, &s.id, version, &older, rows.live.as_ref())?;
+    }
     for event in &rows.events {
         insert_event(tx, event)?;
     }
+    Ok(())
+}
+
+/// The object session `id`'s rows keep for `version` (its row head with the payments its
+/// `object_payments` names), if the row is at that version and keeps one.
+pub(super) fn live_object_of(
+    conn: &rusqlite::Connection,
+    id: &str,
+    version: i64,
+) -> Result<Option<(i64, String)>, StoreError> {
+    let row: Option<(String, Option<String>)> = conn
+        .prepare_cached("SELECT head, object_payments FROM sessions WHERE id = ?1 AND version = ?2")
+        .and_then(|mut stmt| {
+            stmt.query_row(params![id, version], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(backend)?;
+    let Some((head, Some(listed))) = row else {
+        return Ok(None);
+    };
+    let what = || format!("the object of session {id} at version {version}");
+    let mut bodies = Vec::new();
+    let mut body = conn
+        .prepare_cached("SELECT body FROM payments WHERE session_id = ?1 AND id = ?2")
+        .map_err(backend)?;
+    for payment in listed.split(',').filter(|p| !p.is_empty()) {
+        let text: Option<String> = body
+            .query_row(params![id, payment], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        bodies.push(text.ok_or_else(|| {
+            Corruption::undecodable(what(), format!("its payment {payment} is missing"))
+        })?);
+    }
+    let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let object = live_object::splice(&head, &bodies)
+        .ok_or_else(|| Corruption::undecodable(what(), "its head has no payment list"))?;
+    Ok(Some((version, object)))
+}
+
+/// Keeps the object of `version`, which the session's rows are about to stop holding:
+/// as a delta against the commit's own object when its rows keep that one, else whole.
+fn keep_older_object(
+    tx: &Transaction<'_>,
+    id: &str,
+    version: i64,
+    older: &str,
+    live: Option<&LiveObject>,
+) -> Result<(), StoreError> {
+    let delta = live
+        .and_then(|l| live_object::checked_diff(&l.text, older).map(|delta| (l.version, delta)));
+    let (base, body) = match &delta {
+        Some((base, delta)) => (Some(*base), delta.as_str()),
+        None => (None, older),
+    };
+    tx.prepare_cached(
+        "INSERT INTO session_objects (session_id, version, base, body) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![id, version, base, body]))
+    .map_err(backend)?;
     Ok(())
 }
 
@@ -192,8 +271,9 @@ where
 /// commit order: SQLite has one writer at a time).
 pub(super) fn insert_event(tx: &Transaction<'_>, e: &EventRow) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT INTO events (id, session_id, created, event_type, body, carrier, part)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO events
+             (id, session_id, created, event_type, body, carrier, part, object_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -203,7 +283,8 @@ pub(super) fn insert_event(tx: &Transaction<'_>, e: &EventRow) -> Result<(), Sto
             e.event_type,
             e.body,
             e.carrier,
-            e.part
+            e.part,
+            e.object_version
         ])
     })
     .map_err(backend)?;

@@ -40,7 +40,7 @@ impl LinkStore for SqliteStore {
         let sessions = commit
             .sessions
             .iter()
-            .map(CommitRows::new)
+            .map(CommitRows::with_live_object)
             .collect::<Result<Vec<_>, _>>()?;
         self.write(|tx| {
             match commit.expected_version {

@@ -78,7 +78,9 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// bodies and ids; each is written with its new row and never changes. Versions 8 to 10
 /// added thin events' `carrier` and `part` (ADR 17), `held_transfers` and the idempotency
 /// records' age index; version 11 rebuilt `payment_hashes`, `addresses` and `transfers` as
-/// `WITHOUT ROWID` tables (ADR 21).
+/// `WITHOUT ROWID` tables (ADR 21); version 12 added `events.object_version`,
+/// `sessions.object_payments` and `session_objects`: events name their object by the
+/// session's version, the live rows keep the latest and deltas the older ones (ADR 22).
 ///
 /// Besides [`Store`](super::Store), the store implements [`LinkStore`](super::LinkStore) (a link
 /// commit, its events and its sessions' commits are one transaction),

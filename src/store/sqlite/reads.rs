@@ -1,5 +1,8 @@
 //! Reading sessions, lookups, listings and the outbox back, through the row mapping.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
@@ -10,8 +13,11 @@ use crate::json::millis::to_millis;
 use crate::session::CheckoutSession;
 use crate::store::event_rows::{self, event_columns};
 use crate::store::list_sql::{Dialect, ListParam, list_statement};
+use crate::store::live_object;
 use crate::store::rows::{self, CommitRows, IdempotencyRow};
-use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
+use crate::store::{
+    Commit, Corruption, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent,
+};
 use crate::transfer::TransferKey;
 
 /// The `(key, body)` transfer rows of a session.
@@ -78,14 +84,15 @@ pub(super) fn sql_value(p: &ListParam) -> rusqlite::types::Value {
     }
 }
 
-/// Reads `(seq, body)` outbox rows back.
+/// Reads outbox rows back (in the caller's read transaction, so that the objects they name
+/// are found as of the same moment).
 fn event_rows(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
-    let rows = stmt
+    let mut rows = stmt
         .query_map(params, |row| {
             Ok(event_rows::FetchedEvent {
                 seq: row.get(0)?,
@@ -96,12 +103,83 @@ fn event_rows(
                 id: row.get(5)?,
                 session_id: row.get(6)?,
                 created: row.get(7)?,
+                object_version: row.get(8)?,
+                object: None,
             })
         })
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;
+    // Each object a row names by version, found once for all the rows naming it.
+    let mut found: HashMap<(String, i64), Option<Arc<str>>> = HashMap::new();
+    for row in &mut rows {
+        let (Some(version), Some(session)) = (row.object_version, row.session_id.as_deref()) else {
+            continue;
+        };
+        let key = (session.to_owned(), version);
+        let object = match found.get(&key) {
+            Some(object) => object.clone(),
+            None => {
+                let object = object_at(conn, session, version)?.map(Arc::from);
+                found.insert(key, object.clone());
+                object
+            }
+        };
+        row.object = object;
+    }
     rows.iter().map(event_rows::FetchedEvent::decode).collect()
+}
+
+/// Drops the older objects of session `id` that no event left needs: an event of version
+/// `v` needs the objects of `v` and later (the way back from the live rows passes them).
+fn drop_unneeded_objects(tx: &Connection, id: &str) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "DELETE FROM session_objects WHERE session_id = ?1 AND version < coalesce(
+             (SELECT min(object_version) FROM events WHERE session_id = ?1), 9223372036854775807)",
+    )
+    .and_then(|mut stmt| stmt.execute([id]))
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// The event object of session `id` at `version` (ADR 22): the one its rows keep, or an
+/// older one rebuilt from them through the kept deltas; `None` if the session is gone.
+fn object_at(conn: &Connection, id: &str, version: i64) -> Result<Option<String>, StoreError> {
+    let live_version: Option<i64> = conn
+        .prepare_cached("SELECT version FROM sessions WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    let Some(live_version) = live_version else {
+        return Ok(None);
+    };
+    let live = || commit::live_object_of(conn, id, live_version).map(|o| o.map(|(_, t)| t));
+    if live_version == version {
+        return live();
+    }
+    let past = conn
+        .prepare_cached(
+            "SELECT version, base, body FROM session_objects
+             WHERE session_id = ?1 AND version >= ?2",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map(params![id, version], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?, r.get(2)?))
+            })?
+            .collect::<Result<Vec<(i64, Option<i64>, String)>, _>>()
+        })
+        .map_err(backend)?;
+    let what = || format!("the object of session {id} at version {version}");
+    let (start, deltas) = live_object::walk(version, &past, live_version)
+        .map_err(|e| Corruption::undecodable(what(), e))?;
+    let start = match start {
+        live_object::Start::Whole(text) => text.to_owned(),
+        live_object::Start::Live => live()?.ok_or_else(|| {
+            Corruption::undecodable(what(), "the session's rows keep no object to start from")
+        })?,
+    };
+    live_object::rebuild(&start, &deltas)
+        .map(Some)
+        .map_err(|e| Corruption::undecodable(what(), e).into())
 }
 
 /// The statement of [`Store::find_by_payment`]: from the `payments_by_id` index.
@@ -127,7 +205,7 @@ impl Store for SqliteStore {
     }
 
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
-        let rows = CommitRows::new(commit)?;
+        let rows = CommitRows::with_live_object(commit)?;
         self.write(|tx| commit::apply(tx, &rows))
     }
 
@@ -258,7 +336,7 @@ impl Store for SqliteStore {
         let Ok(after) = i64::try_from(after.unwrap_or(0)) else {
             return Ok(Vec::new());
         };
-        self.with_conn(|conn| {
+        self.read(|conn| {
             event_rows(
                 conn,
                 concat!(
@@ -278,7 +356,7 @@ impl Store for SqliteStore {
         // A bound beyond i64 is above every sequence number: no bound.
         let before = before.and_then(|b| i64::try_from(b).ok());
         let limit = limit_i64(limit);
-        self.with_conn(|conn| match before {
+        self.read(|conn| match before {
             Some(before) => event_rows(
                 conn,
                 concat!(
@@ -297,12 +375,12 @@ impl Store for SqliteStore {
 
     fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
         let id = id.to_string();
-        self.with_conn(|conn| Ok(event_rows(conn, SQL_EVENT, [&id])?.pop()))
+        self.read(|conn| Ok(event_rows(conn, SQL_EVENT, [&id])?.pop()))
     }
 
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
         let id = id.to_string();
-        self.with_conn(|conn| {
+        self.read(|conn| {
             event_rows(
                 conn,
                 concat!(
@@ -323,7 +401,7 @@ impl Store for SqliteStore {
         let id = id.to_string();
         let after = i64::try_from(after.unwrap_or(0)).unwrap_or(i64::MAX);
         let limit = limit_i64(limit);
-        self.with_conn(|conn| {
+        self.read(|conn| {
             event_rows(
                 conn,
                 concat!(
@@ -369,10 +447,23 @@ impl Store for SqliteStore {
                      WHERE e.seq <= cut.t AND NOT EXISTS (
                          SELECT 1 FROM events l
                          WHERE l.session_id IS e.session_id AND l.seq > cut.t AND l.carrier = e.id)
-                     ORDER BY e.seq LIMIT ?2)",
+                     ORDER BY e.seq LIMIT ?2)
+                 RETURNING session_id",
             )
-            .and_then(|mut stmt| stmt.execute(params![through, limit]))
+            .and_then(|mut stmt| {
+                stmt.query_map(params![through, limit], |r| r.get::<_, Option<String>>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .map_err(backend)
+            .and_then(|sessions| {
+                let pruned = sessions.len();
+                let sessions: std::collections::BTreeSet<String> =
+                    sessions.into_iter().flatten().collect();
+                for session in &sessions {
+                    drop_unneeded_objects(tx, session)?;
+                }
+                Ok(pruned)
+            })
         })
     }
 
@@ -390,6 +481,10 @@ impl Store for SqliteStore {
             )
             .and_then(|mut stmt| stmt.execute(params![id, through]))
             .map_err(backend)
+            .and_then(|pruned| {
+                drop_unneeded_objects(tx, &id)?;
+                Ok(pruned)
+            })
         })
     }
 

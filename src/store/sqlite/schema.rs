@@ -281,6 +281,26 @@ CREATE INDEX transfers_by_session ON transfers (session_id);
 "#,
         None,
     ),
+    // 12: event objects kept by the session's rows (ADR 22, store::live_object): an event
+    // names its object by the session's version (`object_version`); the session row says
+    // which payments that version's object lists (`object_payments`, null when its events
+    // hold their objects), and an object the session has moved past is kept in
+    // `session_objects`, as a delta against the object of version `base` (or whole when
+    // `base` is null). Older rows have none of them and read as before.
+    (
+        r#"
+ALTER TABLE events ADD COLUMN object_version INTEGER;
+ALTER TABLE sessions ADD COLUMN object_payments TEXT;
+CREATE TABLE session_objects (
+    session_id TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    base       INTEGER,
+    body       TEXT    NOT NULL,
+    PRIMARY KEY (session_id, version)
+) STRICT, WITHOUT ROWID;
+"#,
+        None,
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.

@@ -1,0 +1,375 @@
+//! Event objects kept by the session's live rows (ADR 22).
+//!
+//! A commit's session events carry the session as it is after the commit, and its row
+//! holds exactly that: the event object is the row head (`"payments":[]`) with the newest
+//! payments' bodies listed in place of the empty list (both are written by the same
+//! serialiser). So a store can keep no copy of the object at all while the session stays at
+//! that version: [`split`] checks, at commit time, that the object is the head with a
+//! listing and says which payments it lists; [`splice`] puts it back from the rows.
+//!
+//! When the session moves on, the commit that moves it keeps the older object as a
+//! [`diff`] against the newer one (a few hundred bytes: a commit changes a dozen fields),
+//! and a reader walks back from the live rows through those deltas with [`apply`]. Every
+//! step is checked where it is made: a split that does not give the object back, or a
+//! delta that does not, is not used (the object is kept whole instead).
+
+/// The members of a session object's listing as the split finds them: each payment's id
+/// and its exact JSON.
+pub(super) struct Split<'a> {
+    /// The listed payments, in order, as (id, JSON).
+    pub(super) payments: Vec<(String, &'a str)>,
+}
+
+impl Split<'_> {
+    /// The ids of the listed payments as a row column keeps them (`,`-separated, in order).
+    pub(super) fn ids(&self) -> String {
+        let ids: Vec<&str> = self.payments.iter().map(|(id, _)| id.as_str()).collect();
+        ids.join(",")
+    }
+}
+
+/// Where the empty listing of a row head is, as (end of the prefix, start of the suffix).
+fn listing_slot(head: &str) -> Option<(usize, usize)> {
+    const KEY: &str = r#""payments":[]"#;
+    // The top-level key: JSON text inside a string is escaped, so an unescaped `"payments":`
+    // is a key; the session's own comes after its metadata, so it is the last one.
+    let at = head.rfind(KEY)?;
+    let open = at + KEY.len() - 2;
+    Some((open, open + 2))
+}
+
+/// Splits `object` (a session's event object) against `head` (its row head): `Some` if the
+/// object is exactly the head with a listing of payment objects where the head has `[]`.
+pub(super) fn split<'a>(object: &'a str, head: &str) -> Option<Split<'a>> {
+    let (open, close) = listing_slot(head)?;
+    let (prefix, suffix) = (&head[..open], &head[close..]);
+    if object.len() < prefix.len() + suffix.len() + 2
+        || !object.starts_with(prefix)
+        || !object.ends_with(suffix)
+    {
+        return None;
+    }
+    let listing = &object[prefix.len()..object.len() - suffix.len()];
+    let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(listing).ok()?;
+    let mut payments = Vec::with_capacity(raw.len());
+    for member in raw {
+        #[derive(serde::Deserialize)]
+        struct Id<'b> {
+            #[serde(borrow)]
+            id: &'b str,
+        }
+        let id = serde_json::from_str::<Id<'_>>(member.get()).ok()?.id;
+        if id.is_empty() || id.contains(',') {
+            return None;
+        }
+        payments.push((id.to_owned(), member.get()));
+    }
+    // The listing must be its members joined by commas, nothing else (no spaces), so the
+    // rows give it back byte for byte.
+    let texts: Vec<&str> = payments.iter().map(|(_, t)| *t).collect();
+    (listing == format!("[{}]", texts.join(","))).then_some(Split { payments })
+}
+
+#[cfg(feature = "sqlite")]
+/// The object a row head and the bodies of its listed payments (in order) make.
+pub(super) fn splice(head: &str, bodies: &[&str]) -> Option<String> {
+    let (open, close) = listing_slot(head)?;
+    let mut out =
+        String::with_capacity(head.len() + bodies.iter().map(|b| b.len() + 1).sum::<usize>());
+    out.push_str(&head[..open]);
+    out.push('[');
+    out.push_str(&bodies.join(","));
+    out.push(']');
+    out.push_str(&head[close..]);
+    Some(out)
+}
+
+#[cfg(feature = "sqlite")]
+/// The most cells the delta's table may have (about 200 segments a side); larger objects
+/// are kept whole.
+const MAX_CELLS: usize = 1 << 16;
+
+#[cfg(feature = "sqlite")]
+/// `text` cut after each comma (the last piece may have none), so the pieces join back to it.
+fn segments(text: &str) -> Vec<&str> {
+    text.split_inclusive(',').collect()
+}
+
+#[cfg(feature = "sqlite")]
+/// A delta that turns `base` into `target`: the pieces of `target` that `base` lacks, in
+/// the text form [`apply`] reads (`=n;` copies n pieces of the base, `-n;` skips n, `+len:`
+/// inserts the next len bytes). `None` when the texts are too large to compare, or when
+/// the delta would not be smaller than `target` itself.
+pub(super) fn diff(base: &str, target: &str) -> Option<String> {
+    let (a, b) = (segments(base), segments(target));
+    let (n, m) = (a.len(), b.len());
+    if (n + 1).saturating_mul(m + 1) > MAX_CELLS {
+        return None;
+    }
+    // lcs[i][j]: the longest common subsequence of a[i..] and b[j..].
+    let width = m + 1;
+    let mut lcs = vec![0u16; (n + 1) * width];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i * width + j] = if a[i] == b[j] {
+                lcs[(i + 1) * width + j + 1] + 1
+            } else {
+                lcs[(i + 1) * width + j].max(lcs[i * width + j + 1])
+            };
+        }
+    }
+    let mut out = Delta::default();
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            out.copy();
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || lcs[i * width + j + 1] >= lcs[(i + 1) * width + j]) {
+            out.insert(b[j]);
+            j += 1;
+        } else {
+            out.skip();
+            i += 1;
+        }
+    }
+    let delta = out.finish();
+    (delta.len() < target.len()).then_some(delta)
+}
+
+#[cfg(feature = "sqlite")]
+/// The delta being written: runs of copies and skips, then inserted text.
+#[derive(Default)]
+struct Delta {
+    text: String,
+    run: Option<(char, usize)>,
+}
+
+#[cfg(feature = "sqlite")]
+impl Delta {
+    fn push_run(&mut self, op: char) {
+        match &mut self.run {
+            Some((o, n)) if *o == op => *n += 1,
+            _ => {
+                self.flush();
+                self.run = Some((op, 1));
+            }
+        }
+    }
+
+    fn copy(&mut self) {
+        self.push_run('=');
+    }
+
+    fn skip(&mut self) {
+        self.push_run('-');
+    }
+
+    fn insert(&mut self, piece: &str) {
+        self.flush();
+        self.text.push_str(&format!("+{}:{piece}", piece.len()));
+    }
+
+    fn flush(&mut self) {
+        if let Some((op, n)) = self.run.take() {
+            self.text.push_str(&format!("{op}{n};"));
+        }
+    }
+
+    fn finish(mut self) -> String {
+        self.flush();
+        self.text
+    }
+}
+
+#[cfg(feature = "sqlite")]
+/// `base` with `delta` ([`diff`]'s text) applied; the error says what does not fit.
+pub(super) fn apply(delta: &str, base: &str) -> Result<String, String> {
+    let pieces = segments(base);
+    let mut next = 0;
+    let mut out = String::with_capacity(base.len() + delta.len());
+    let mut rest = delta;
+    while let Some(op) = rest.chars().next() {
+        rest = &rest[op.len_utf8()..];
+        match op {
+            '=' | '-' => {
+                let end = rest.find(';').ok_or("a run without its end")?;
+                let count: usize = rest[..end].parse().map_err(|_| "a bad run length")?;
+                rest = &rest[end + 1..];
+                let upto = next + count;
+                let run = pieces.get(next..upto).ok_or("a run beyond the base")?;
+                if op == '=' {
+                    run.iter().for_each(|p| out.push_str(p));
+                }
+                next = upto;
+            }
+            '+' => {
+                let end = rest.find(':').ok_or("an insert without its length")?;
+                let len: usize = rest[..end].parse().map_err(|_| "a bad insert length")?;
+                let piece = rest
+                    .get(end + 1..end + 1 + len)
+                    .ok_or("an insert beyond the delta")?;
+                out.push_str(piece);
+                rest = &rest[end + 1 + len..];
+            }
+            other => return Err(format!("an unknown operation {other:?}")),
+        }
+    }
+    if next != pieces.len() {
+        return Err("the delta leaves part of the base unread".into());
+    }
+    Ok(out)
+}
+
+#[cfg(feature = "sqlite")]
+/// The delta keeping `older` against `newer`, checked: `None` when no delta is smaller
+/// than `older` or one would not give it back.
+pub(super) fn checked_diff(newer: &str, older: &str) -> Option<String> {
+    let delta = diff(newer, older)?;
+    (apply(&delta, newer).ok()? == older).then_some(delta)
+}
+
+#[cfg(feature = "sqlite")]
+/// Where the walk back to an older object starts.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Start<'a> {
+    /// From an object kept whole.
+    Whole(&'a str),
+    /// From the object the session's rows keep now.
+    Live,
+}
+
+#[cfg(feature = "sqlite")]
+/// The way back to the object of `version` through the kept older objects `past`
+/// (`(version, base, body)`, any order): where it starts and the deltas to apply, the last
+/// one first ([`rebuild`]). `live_version` is the session's version now.
+pub(super) fn walk(
+    version: i64,
+    past: &[(i64, Option<i64>, String)],
+    live_version: i64,
+) -> Result<(Start<'_>, Vec<&str>), String> {
+    let mut deltas = Vec::new();
+    let mut at = version;
+    loop {
+        let (_, base, body) = past
+            .iter()
+            .find(|(v, _, _)| *v == at)
+            .ok_or_else(|| format!("no object is kept for version {at}"))?;
+        match *base {
+            None => return Ok((Start::Whole(body), deltas)),
+            Some(base) if base <= at || base > live_version => {
+                return Err(format!(
+                    "the object of version {at} has a delta against {base}"
+                ));
+            }
+            Some(base) => {
+                deltas.push(body.as_str());
+                if base == live_version {
+                    return Ok((Start::Live, deltas));
+                }
+                at = base;
+            }
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+/// The object `deltas` ([`walk`]'s) make of `start`.
+pub(super) fn rebuild(start: &str, deltas: &[&str]) -> Result<String, String> {
+    let mut text = start.to_owned();
+    for delta in deltas.iter().rev() {
+        text = apply(delta, &text)?;
+    }
+    Ok(text)
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = r#"{"id":"cs_1","metadata":{"payments":"[]"},"status":"active","payments":[],"payments_count":2,"version":3}"#;
+
+    #[test]
+    fn an_object_splits_against_its_head_and_splices_back() {
+        let p1 = r#"{"id":"pi_1","amount":1,"status":"paid"}"#;
+        let p2 = r#"{"id":"pi_2","amount":2.5,"status":"unpaid"}"#;
+        let object = HEAD.replace(r#""payments":[],"#, &format!(r#""payments":[{p1},{p2}],"#));
+        let listed = split(&object, HEAD).unwrap();
+        assert_eq!(listed.ids(), "pi_1,pi_2");
+        assert_eq!(listed.payments[1].1, p2);
+        assert_eq!(splice(HEAD, &[p1, p2]).unwrap(), object);
+        assert_eq!(splice(HEAD, &[]).unwrap(), HEAD);
+        assert!(split(HEAD, HEAD).unwrap().payments.is_empty());
+    }
+
+    #[test]
+    fn an_object_that_is_not_its_head_with_a_listing_does_not_split() {
+        let other = HEAD.replace("active", "paid");
+        assert!(split(&other, HEAD).is_none());
+        let spaced = HEAD.replace(r#""payments":[]"#, r#""payments":[ {"id":"pi_1"}]"#);
+        assert!(split(&spaced, HEAD).is_none());
+        let not_objects = HEAD.replace(r#""payments":[]"#, r#""payments":[1]"#);
+        assert!(split(&not_objects, HEAD).is_none());
+        assert!(split(HEAD, r#"{"id":"cs_1"}"#).is_none());
+    }
+
+    #[test]
+    fn a_delta_gives_the_older_object_back() {
+        let newer = r#"{"id":"cs_1","status":"paid","amount_paid":25,"description":"a, b","paid_at":17,"payments":[{"id":"pi_1","status":"paid"}],"version":2}"#;
+        let older = r#"{"id":"cs_1","status":"active","amount_paid":0,"description":"a, b","paid_at":null,"payments":[{"id":"pi_1","status":"unpaid"}],"version":1}"#;
+        let delta = checked_diff(newer, older).unwrap();
+        assert!(delta.len() < older.len(), "{delta}");
+        assert_eq!(apply(&delta, newer).unwrap(), older);
+        // Whole texts, empty ones and texts with nothing in common.
+        for (a, b) in [
+            ("", "x,y"),
+            ("x,y", ""),
+            ("a,b,c", "d,e,f"),
+            ("é,ü", "é,ö,"),
+        ] {
+            if let Some(d) = diff(a, b) {
+                assert_eq!(apply(&d, a).unwrap(), b);
+            }
+        }
+    }
+
+    #[test]
+    fn the_walk_back_follows_the_deltas_to_the_live_object() {
+        let shared = r#""currency":"USD","description":"Satoshi's Coffee","success_url":null"#;
+        let v1 = format!(r#"{{"status":"active","amount_paid":0,{shared},"version":1}}"#);
+        let v2 = format!(r#"{{"status":"active","amount_paid":5,{shared},"version":2}}"#);
+        let v3 = format!(r#"{{"status":"paid","amount_paid":25,{shared},"version":3}}"#);
+        let (v1, v2, v3) = (v1.as_str(), v2.as_str(), v3.as_str());
+        let past = vec![
+            (1, Some(2), checked_diff(v2, v1).unwrap()),
+            (2, Some(3), checked_diff(v3, v2).unwrap()),
+        ];
+        let (start, deltas) = walk(1, &past, 3).unwrap();
+        assert_eq!(start, Start::Live);
+        assert_eq!(rebuild(v3, &deltas).unwrap(), v1);
+        let whole = vec![(1, Some(2), past[0].2.clone()), (2, None, v2.to_owned())];
+        let (start, deltas) = walk(1, &whole, 3).unwrap();
+        assert_eq!(start, Start::Whole(v2));
+        assert_eq!(rebuild(v2, &deltas).unwrap(), v1);
+        assert!(walk(1, &past[1..], 3).is_err(), "a missing step");
+        assert!(
+            walk(2, &[(2, Some(1), String::new())], 3).is_err(),
+            "a step back"
+        );
+        assert!(
+            walk(2, &[(2, Some(4), String::new())], 3).is_err(),
+            "beyond the live one"
+        );
+    }
+
+    #[test]
+    fn a_damaged_delta_is_refused() {
+        for bad in ["=5;", "=x;", "+9:ab", "+2ab", "?", "é", "-1;=1"] {
+            assert!(apply(bad, "a,b,").is_err(), "{bad}");
+        }
+        assert!(
+            apply("=1;", "a,b,").is_err(),
+            "the base must be read to its end"
+        );
+    }
+}
