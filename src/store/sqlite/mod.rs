@@ -12,6 +12,7 @@ use schema::{MIGRATIONS, migrate};
 mod address_index;
 mod commit;
 mod links;
+mod outbox;
 mod reads;
 mod resume;
 mod schema;

@@ -1,23 +1,18 @@
 //! Reading sessions, lookups, listings and the outbox back, through the row mapping.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
+use super::outbox::{drop_unneeded_objects, event_rows};
 use super::{SqliteStore, backend, commit, limit_i64};
 use crate::hash::PaymentHash;
 use crate::id::{EventId, PaymentId, SessionId};
 use crate::json::millis::to_millis;
 use crate::session::CheckoutSession;
-use crate::store::event_rows::{self, event_columns};
+use crate::store::event_rows::event_columns;
 use crate::store::list_sql::{Dialect, ListParam, list_statement};
-use crate::store::live_object;
 use crate::store::rows::{self, CommitRows, IdempotencyRow};
-use crate::store::{
-    Commit, Corruption, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent,
-};
+use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
 use crate::transfer::TransferKey;
 
 /// The `(key, body)` transfer rows of a session.
@@ -82,104 +77,6 @@ pub(super) fn sql_value(p: &ListParam) -> rusqlite::types::Value {
         ListParam::Text(t) => rusqlite::types::Value::Text(t.clone()),
         ListParam::Bool(b) => rusqlite::types::Value::Integer(i64::from(*b)),
     }
-}
-
-/// Reads outbox rows back (in the caller's read transaction, so that the objects they name
-/// are found as of the same moment).
-fn event_rows(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
-    let mut rows = stmt
-        .query_map(params, |row| {
-            Ok(event_rows::FetchedEvent {
-                seq: row.get(0)?,
-                body: row.get(1)?,
-                carrier: row.get(2)?,
-                part: row.get(3)?,
-                carrier_body: row.get(4)?,
-                id: row.get(5)?,
-                session_id: row.get(6)?,
-                created: row.get(7)?,
-                object_version: row.get(8)?,
-                object: None,
-            })
-        })
-        .map_err(backend)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(backend)?;
-    // Each object a row names by version, found once for all the rows naming it.
-    let mut found: HashMap<(String, i64), Option<Arc<str>>> = HashMap::new();
-    for row in &mut rows {
-        let (Some(version), Some(session)) = (row.object_version, row.session_id.as_deref()) else {
-            continue;
-        };
-        let key = (session.to_owned(), version);
-        let object = match found.get(&key) {
-            Some(object) => object.clone(),
-            None => {
-                let object = object_at(conn, session, version)?.map(Arc::from);
-                found.insert(key, object.clone());
-                object
-            }
-        };
-        row.object = object;
-    }
-    rows.iter().map(event_rows::FetchedEvent::decode).collect()
-}
-
-/// Drops the older objects of session `id` that no event left needs: an event of version
-/// `v` needs the objects of `v` and later (the way back from the live rows passes them).
-fn drop_unneeded_objects(tx: &Connection, id: &str) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "DELETE FROM session_objects WHERE session_id = ?1 AND version < coalesce(
-             (SELECT min(object_version) FROM events WHERE session_id = ?1), 9223372036854775807)",
-    )
-    .and_then(|mut stmt| stmt.execute([id]))
-    .map_err(backend)?;
-    Ok(())
-}
-
-/// The event object of session `id` at `version` (ADR 22): the one its rows keep, or an
-/// older one rebuilt from them through the kept deltas; `None` if the session is gone.
-fn object_at(conn: &Connection, id: &str, version: i64) -> Result<Option<String>, StoreError> {
-    let live_version: Option<i64> = conn
-        .prepare_cached("SELECT version FROM sessions WHERE id = ?1")
-        .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
-        .map_err(backend)?;
-    let Some(live_version) = live_version else {
-        return Ok(None);
-    };
-    let live = || commit::live_object_of(conn, id, live_version).map(|o| o.map(|(_, t)| t));
-    if live_version == version {
-        return live();
-    }
-    let past = conn
-        .prepare_cached(
-            "SELECT version, base, body FROM session_objects
-             WHERE session_id = ?1 AND version >= ?2",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_map(params![id, version], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?, r.get(2)?))
-            })?
-            .collect::<Result<Vec<(i64, Option<i64>, String)>, _>>()
-        })
-        .map_err(backend)?;
-    let what = || format!("the object of session {id} at version {version}");
-    let (start, deltas) = live_object::walk(version, &past, live_version)
-        .map_err(|e| Corruption::undecodable(what(), e))?;
-    let start = match start {
-        live_object::Start::Whole(text) => text.to_owned(),
-        live_object::Start::Live => live()?.ok_or_else(|| {
-            Corruption::undecodable(what(), "the session's rows keep no object to start from")
-        })?,
-    };
-    live_object::rebuild(&start, &deltas)
-        .map(Some)
-        .map_err(|e| Corruption::undecodable(what(), e).into())
 }
 
 /// The statement of [`Store::find_by_payment`]: from the `payments_by_id` index.
