@@ -7,8 +7,9 @@
 //! that holds the object and `part`, for a payment event, the payment to take from the
 //! carrier's session (its `payments` list), and its body holds only what the row's columns
 //! do not, `{"event_type":…,"livemode":…}` (about 45 bytes instead of a 250-byte
-//! envelope). Reading a thin row rebuilds its envelope from its columns, joins its carrier
-//! and puts the object back, so what a reader gets is the event as it was committed (a
+//! envelope; a row naming its object by version, ADR 22, keeps only `{"livemode":…}`,
+//! SQLite's `event_type` column saying the type). Reading a thin row rebuilds its envelope
+//! from its columns, joins its carrier and puts the object back, so what a reader gets is the event as it was committed (a
 //! conformance check compares them).
 //!
 //! Rows written before (no carrier, or a thin row with its envelope and `"object": null`)
@@ -116,7 +117,7 @@ pub(super) fn live_event_rows(
                 session_id: Some(session_id.to_owned()),
                 created: millis::to_millis(event.created),
                 event_type: event.event_type.as_str().to_owned(),
-                body: thin_body(event, Some(session_id)),
+                body: thin_body(event, Some(session_id), Typed::ByColumn),
                 carrier: None,
                 part,
                 object_version: Some(version),
@@ -137,21 +138,30 @@ fn thin_row(
         session_id: session_id.map(str::to_owned),
         created: millis::to_millis(event.created),
         event_type: event.event_type.as_str().to_owned(),
-        body: thin_body(event, session_id),
+        body: thin_body(event, session_id, Typed::InBody),
         carrier: Some(carrier),
         part,
         object_version: None,
     }
 }
 
+/// Where a thin row's type is read from.
+#[derive(Clone, Copy)]
+enum Typed {
+    /// Its body (an outbox without a type column reads it so).
+    InBody,
+    /// The row's `event_type` column (SQLite's).
+    ByColumn,
+}
+
 /// What a row whose object is elsewhere keeps: what its columns do not hold (the envelope
 /// is rebuilt from them), or the envelope with a `null` object for an event filed under
 /// another session than its own (a link's event).
-fn thin_body(event: &Event, session_id: Option<&str>) -> String {
+fn thin_body(event: &Event, session_id: Option<&str>, typed: Typed) -> String {
     let filed_under_its_own = event.session_id.map(|s| s.to_string()).as_deref() == session_id;
     if filed_under_its_own {
         serde_json::to_string(&ThinBody {
-            event_type: event.event_type.as_str().into(),
+            event_type: matches!(typed, Typed::InBody).then(|| event.event_type.as_str().into()),
             livemode: event.livemode,
         })
         .unwrap_or_default()
@@ -174,8 +184,9 @@ fn thin_body(event: &Event, session_id: Option<&str>) -> String {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ThinBody<'a> {
-    #[serde(borrow)]
-    event_type: std::borrow::Cow<'a, str>,
+    /// Written by earlier versions only: the row's `event_type` column says it.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    event_type: Option<std::borrow::Cow<'a, str>>,
     livemode: bool,
 }
 
@@ -228,6 +239,9 @@ pub(super) struct FetchedEvent {
     pub(super) created: i64,
     /// The row's `object_version` column (ADR 22).
     pub(super) object_version: Option<i64>,
+    /// The row's `event_type` column (a thin row's type when its body does not say it;
+    /// `None` where the outbox has no such column).
+    pub(super) event_type: Option<String>,
     /// With an `object_version`: the session's object at that version, which the store
     /// found for the row before decoding it (`None`: not found).
     pub(super) object: Option<std::sync::Arc<str>>,
@@ -289,7 +303,13 @@ impl FetchedEvent {
         };
         let event = Event {
             id: self.id.parse().map_err(|e| parse("id", &e))?,
-            event_type: thin.event_type.parse().map_err(|e| parse("type", &e))?,
+            event_type: thin
+                .event_type
+                .as_deref()
+                .or(self.event_type.as_deref())
+                .ok_or("its type is missing")?
+                .parse()
+                .map_err(|e| parse("type", &e))?,
             session_id,
             livemode: thin.livemode,
             created: millis::from_millis(self.created)?,
@@ -305,11 +325,18 @@ impl FetchedEvent {
 /// whose object it names.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! event_columns {
+    // PostgreSQL's outbox has no type column: its thin rows keep the type in their body.
     () => {
-        "SELECT e.seq, e.body, e.carrier, e.part, \
-         (SELECT c.body FROM events c WHERE c.id = e.carrier ORDER BY c.seq LIMIT 1), \
-         e.id, e.session_id, e.created, e.object_version \
-         FROM events e "
+        $crate::store::event_rows::event_columns!("NULL")
+    };
+    ($event_type:literal) => {
+        concat!(
+            "SELECT e.seq, e.body, e.carrier, e.part, \
+             (SELECT c.body FROM events c WHERE c.id = e.carrier ORDER BY c.seq LIMIT 1), \
+             e.id, e.session_id, e.created, e.object_version, ",
+            $event_type,
+            " FROM events e "
+        )
     };
 }
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

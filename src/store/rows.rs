@@ -110,9 +110,10 @@ pub struct EventRow {
     /// Its type, e.g. `checkout_session.paid`.
     pub event_type: String,
     /// [`Event::to_json`]; for a thin row (with a `carrier`), only what the other columns
-    /// do not say, `{"event_type":…,"livemode":…}` (its envelope is rebuilt from them), or
-    /// the envelope with `"object": null` when it is filed under another session than its
-    /// own (a link's event) or was written by an earlier version of this crate.
+    /// do not say, `{"event_type":…,"livemode":…}` (its envelope is rebuilt from them), and
+    /// for a row with an `object_version`, `{"livemode":…}` (its store reads the type from
+    /// this column); or the envelope with `"object": null` when it is filed under another
+    /// session than its own (a link's event) or was written by an earlier version.
     pub body: String,
     /// The event of the same commit whose body holds this one's object (`None`: its own).
     pub carrier: Option<String>,

@@ -447,6 +447,7 @@ fn event_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<FetchedEvent>, Failu
                 created: r.try_get(7).map_err(pg)?,
                 // Always null here: this store keeps every object in its events.
                 object_version: r.try_get(8).map_err(pg)?,
+                event_type: r.try_get(9).map_err(pg)?,
                 object: None,
             })
         })

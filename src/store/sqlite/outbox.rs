@@ -31,6 +31,7 @@ pub(super) fn event_rows(
                 session_id: row.get(6)?,
                 created: row.get(7)?,
                 object_version: row.get(8)?,
+                event_type: row.get(9)?,
                 object: None,
             })
         })

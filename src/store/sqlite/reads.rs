@@ -83,7 +83,10 @@ pub(super) fn sql_value(p: &ListParam) -> rusqlite::types::Value {
 const SQL_FIND_PAYMENT: &str =
     "SELECT session_id FROM payments WHERE id = ?1 ORDER BY session_id LIMIT 1";
 /// The statement of [`Store::event`]: from the `events_by_id` index.
-const SQL_EVENT: &str = concat!(event_columns!(), "WHERE e.id = ?1 ORDER BY e.seq LIMIT 1");
+const SQL_EVENT: &str = concat!(
+    event_columns!("e.event_type"),
+    "WHERE e.id = ?1 ORDER BY e.seq LIMIT 1"
+);
 
 fn find_session(conn: &Connection, sql: &str, key: &str) -> Result<Option<SessionId>, StoreError> {
     let found = conn
@@ -237,7 +240,7 @@ impl Store for SqliteStore {
             event_rows(
                 conn,
                 concat!(
-                    event_columns!(),
+                    event_columns!("e.event_type"),
                     "WHERE e.seq > ?1 ORDER BY e.seq ASC LIMIT ?2"
                 ),
                 params![after, limit_i64(limit)],
@@ -257,14 +260,17 @@ impl Store for SqliteStore {
             Some(before) => event_rows(
                 conn,
                 concat!(
-                    event_columns!(),
+                    event_columns!("e.event_type"),
                     "WHERE e.seq < ?1 ORDER BY e.seq DESC LIMIT ?2"
                 ),
                 params![before, limit],
             ),
             None => event_rows(
                 conn,
-                concat!(event_columns!(), "ORDER BY e.seq DESC LIMIT ?1"),
+                concat!(
+                    event_columns!("e.event_type"),
+                    "ORDER BY e.seq DESC LIMIT ?1"
+                ),
                 params![limit],
             ),
         })
@@ -281,7 +287,7 @@ impl Store for SqliteStore {
             event_rows(
                 conn,
                 concat!(
-                    event_columns!(),
+                    event_columns!("e.event_type"),
                     "WHERE e.session_id = ?1 ORDER BY e.seq ASC"
                 ),
                 [&id],
@@ -302,7 +308,7 @@ impl Store for SqliteStore {
             event_rows(
                 conn,
                 concat!(
-                    event_columns!(),
+                    event_columns!("e.event_type"),
                     "WHERE e.session_id = ?1 AND e.seq > ?2 ORDER BY e.seq ASC LIMIT ?3"
                 ),
                 params![id, after, limit],
