@@ -130,6 +130,9 @@ macro_rules! forward_store {
     (@one $f:tt never_blocks) => {
         fn never_blocks(&self) -> bool { self.$f.never_blocks() }
     };
+    (@one $f:tt reads_never_block) => {
+        fn reads_never_block(&self) -> bool { self.$f.reads_never_block() }
+    };
     (@one $f:tt load_link) => {
         fn load_link(&self, id: $crate::link::LinkId) -> ::std::result::Result<::std::option::Option<$crate::link::Link>, $crate::store::StoreError> { self.$f.load_link(id) }
     };

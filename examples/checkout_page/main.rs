@@ -74,8 +74,8 @@ use bitcoin_checkout::store::SqliteStore;
 use bitcoin_checkout::store::{MemoryStore, Store};
 use bitcoin_checkout::webhook::Dispatcher;
 use bitcoin_checkout::{
-    Branding, Checkout, CheckoutSession, Currency, Msats, PaymentMethod, SessionId, SessionParams,
-    TargetCurrency, TransferReport,
+    Branding, Checkout, Currency, Msats, PaymentMethod, SessionId, SessionParams, TargetCurrency,
+    TransferReport,
 };
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -438,29 +438,36 @@ async fn simulate<S: Store + 'static>(
     Form(form): Form<SimulateForm>,
 ) -> Result<Response, Failure> {
     let id: SessionId = id.parse().map_err(|_| Failure::NotFound)?;
-    let session: CheckoutSession = blocking(&app.checkout, move |c| c.get(id)).await?;
-    let quote = session.open_payment().ok_or_else(|| {
-        Failure::Conflict(format!(
-            "no open quote: the session is {}",
-            session.status().as_str()
-        ))
-    })?;
-    let full = quote.target_msats().get();
-    let msats = match form.part.as_str() {
-        "half" => full / 2,
-        "rest" => full,
+    let half = match form.part.as_str() {
+        "half" => true,
+        "rest" => false,
         other => {
             return Err(Failure::BadRequest(format!(
                 "part must be half or rest, not {other}"
             )));
         }
     };
-    // The payment hash the test generator gave this quote's (unpayable) invoice.
-    let report = TransferReport::lightning(
-        TestRequestGenerator::payment_hash(quote.id()),
-        Msats::new(msats),
-    );
-    blocking(&app.checkout, move |c| c.record_transfer(report)).await?;
+    // One trip to the blocking pool: the session's open quote, then its payment.
+    let paid = blocking(&app.checkout, move |c| {
+        let session = c.get(id)?;
+        let Some(quote) = session.open_payment() else {
+            return Ok(Err(session.status()));
+        };
+        let full = quote.target_msats().get();
+        // The payment hash the test generator gave this quote's (unpayable) invoice.
+        let report = TransferReport::lightning(
+            TestRequestGenerator::payment_hash(quote.id()),
+            Msats::new(if half { full / 2 } else { full }),
+        );
+        c.record_transfer(report).map(Ok)
+    })
+    .await?;
+    if let Err(status) = paid {
+        return Err(Failure::Conflict(format!(
+            "no open quote: the session is {}",
+            status.as_str()
+        )));
+    }
 
     let wants_json = headers
         .get(header::ACCEPT)

@@ -164,7 +164,19 @@ where
     S: crate::store::Store + 'static,
     T: Send + 'static,
 {
-    let inline = checkout.never_blocks();
+    on_executor_if(checkout, checkout.never_blocks(), work).await
+}
+
+/// `work` in place when `inline`, else on the blocking pool.
+async fn on_executor_if<S, T>(
+    checkout: &SharedCheckout<S>,
+    inline: bool,
+    work: impl FnOnce(&DynCheckout<S>) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError>
+where
+    S: crate::store::Store + 'static,
+    T: Send + 'static,
+{
     let checkout = Arc::clone(checkout);
     off_executor(inline, move || work(&checkout))
         .await
@@ -174,6 +186,52 @@ where
                 retryable: false,
             }))
         })
+}
+
+/// [`Checkout::get`](crate::Checkout::get) from async code. When the store's reads never
+/// block ([`Checkout::reads_never_block`](crate::Checkout::reads_never_block)) and the
+/// session needs no write (nothing due, a valid quote), its one read is answered in place;
+/// otherwise `get` runs as [`call`] runs it. Most fetches of a page or a session are the
+/// first kind, so they cost no trip to the blocking pool.
+pub(crate) async fn get<S>(
+    checkout: &SharedCheckout<S>,
+    id: SessionId,
+) -> Result<crate::CheckoutSession, ServiceError>
+where
+    S: crate::store::Store + 'static,
+{
+    if let Some(session) = current_in_place(checkout, id)? {
+        return Ok(session);
+    }
+    call(checkout, move |c| c.get(id)).await
+}
+
+/// The session as `get` would return it, read in place, or `None` when that needs the
+/// blocking pool (the store's reads may block, or the session needs a write).
+pub(crate) fn current_in_place<S>(
+    checkout: &SharedCheckout<S>,
+    id: SessionId,
+) -> Result<Option<crate::CheckoutSession>, ServiceError>
+where
+    S: crate::store::Store + 'static,
+{
+    if !checkout.reads_never_block() {
+        return Ok(None);
+    }
+    checkout.get_if_current(id)
+}
+
+/// A call that only reads the store (no write, no rate, no payment request): in place when
+/// the store's reads never block, else as [`call`] runs it.
+pub(crate) async fn read<S, T>(
+    checkout: &SharedCheckout<S>,
+    work: impl FnOnce(&DynCheckout<S>) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError>
+where
+    S: crate::store::Store + 'static,
+    T: Send + 'static,
+{
+    on_executor_if(checkout, checkout.reads_never_block(), work).await
 }
 
 #[cfg(test)]

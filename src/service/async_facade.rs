@@ -1,6 +1,8 @@
 //! The service for async (tokio) applications: every call runs on tokio's blocking pool,
 //! so a slow store or node never stalls the executor, unless the service never blocks
-//! ([`Checkout::never_blocks`]): then it runs in place.
+//! ([`Checkout::never_blocks`]): then it runs in place. Reads run in place too when the
+//! store's reads never block ([`Checkout::reads_never_block`]): the listings, the event
+//! reads, links, and `get` of a session that needs no write.
 
 use std::sync::Arc;
 
@@ -54,13 +56,30 @@ where
         &self.inner
     }
 
+    /// A call of the service: in place when it never blocks (memory store, fixed rates,
+    /// offline requests), where the trip to the pool would cost more than the call.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Checkout<S, R, G, C>) -> Result<T, ServiceError> + Send + 'static,
     ) -> Result<T, ServiceError> {
-        // A service that never blocks (memory store, fixed rates, offline requests) is
-        // called in place: the trip to the pool would cost more than the call.
-        if self.inner.never_blocks() {
+        self.run_in_place_if(self.inner.never_blocks(), f).await
+    }
+
+    /// A call that only reads the store: in place when its reads never block.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Checkout<S, R, G, C>) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        self.run_in_place_if(self.inner.reads_never_block(), f)
+            .await
+    }
+
+    async fn run_in_place_if<T: Send + 'static>(
+        &self,
+        in_place: bool,
+        f: impl FnOnce(&Checkout<S, R, G, C>) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        if in_place {
             return f(&self.inner);
         }
         let inner = Arc::clone(&self.inner);
@@ -118,12 +137,17 @@ where
 
     /// See [`Checkout::get`].
     pub async fn get(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
+        if self.inner.reads_never_block()
+            && let Some(session) = self.inner.get_if_current(id)?
+        {
+            return Ok(session);
+        }
         self.run(move |c| c.get(id)).await
     }
 
     /// See [`Checkout::list`].
     pub async fn list(&self, query: ListQuery) -> Result<Page, ServiceError> {
-        self.run(move |c| c.list(&query)).await
+        self.read(move |c| c.list(&query)).await
     }
 
     /// See [`Checkout::events_after`].
@@ -132,12 +156,12 @@ where
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, ServiceError> {
-        self.run(move |c| c.events_after(after, limit)).await
+        self.read(move |c| c.events_after(after, limit)).await
     }
 
     /// See [`Checkout::timeline`].
     pub async fn timeline(&self, id: SessionId) -> Result<Vec<StoredEvent>, ServiceError> {
-        self.run(move |c| c.timeline(id)).await
+        self.read(move |c| c.timeline(id)).await
     }
 
     /// See [`Checkout::sweep`].
@@ -180,7 +204,7 @@ where
 
     /// See [`Checkout::get_link`].
     pub async fn get_link(&self, id: LinkId) -> Result<Link, ServiceError> {
-        self.run(move |c| c.get_link(id)).await
+        self.read(move |c| c.get_link(id)).await
     }
 
     /// See [`Checkout::open_link`].

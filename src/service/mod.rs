@@ -234,6 +234,14 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         self.store.never_blocks() && self.rates.never_blocks() && self.generator.never_blocks()
     }
 
+    /// Whether this service's store reads without waiting for a writer or the network
+    /// ([`Store::reads_never_block`]): the async layers then answer a read that needs no
+    /// write ([`get`](Checkout::get) of a session with a valid quote, event reads) on the
+    /// executor's thread, and send only the writes to the blocking pool.
+    pub fn reads_never_block(&self) -> bool {
+        self.store.reads_never_block()
+    }
+
     /// Creates a session with its first quote.
     ///
     /// With an idempotency key (Stripe semantics): the same key with the same parameters
@@ -405,11 +413,39 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         let session = self
             .retry_store(|| self.st().load(id))?
             .ok_or(ServiceError::UnknownSession(id))?;
-        let now = self.clock.now();
-        let due = session.wake_at().is_some_and(|w| w <= now);
-        if !due && !session.needs_quote(now) {
+        if self.is_current(&session) {
             return Ok(session);
         }
+        self.bring_up_to_date(id)
+    }
+
+    /// [`get`](Checkout::get) when it needs only its one read: `Ok(None)` when the session
+    /// is due (a deadline passed, a quote to make) or the store asks for a retry, where
+    /// `get` itself must run. The async layers call it in place when
+    /// [`reads_never_block`](Checkout::reads_never_block), and `get` on the blocking pool
+    /// only on `None`.
+    #[cfg(feature = "async")]
+    pub(crate) fn get_if_current(
+        &self,
+        id: SessionId,
+    ) -> Result<Option<CheckoutSession>, ServiceError> {
+        let _op = operation("get", Some(id));
+        match self.st().load(id) {
+            Ok(Some(session)) => Ok(self.is_current(&session).then_some(session)),
+            Ok(None) => Err(ServiceError::UnknownSession(id)),
+            Err(e) if e.is_retryable() => Ok(None),
+            Err(e) => Err(ServiceError::Store(e)),
+        }
+    }
+
+    /// Nothing of it is due and it has the quote it needs: `get` would return it as read.
+    fn is_current(&self, session: &CheckoutSession) -> bool {
+        let now = self.clock.now();
+        session.wake_at().is_none_or(|w| w > now) && !session.needs_quote(now)
+    }
+
+    /// `get`'s writes: expires what ran out and quotes on demand.
+    fn bring_up_to_date(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
         match self.mutate(id, Quoting::OnDemand, |_, _| {
             Ok::<_, crate::Error>(Default::default())
         }) {

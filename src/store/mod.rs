@@ -435,6 +435,19 @@ pub trait Store: Send + Sync {
     fn never_blocks(&self) -> bool {
         false
     }
+
+    /// Whether the reads ([`load`](Store::load), the `find_by_*` look-ups,
+    /// [`list`](Store::list), [`due`](Store::due), the event reads and
+    /// [`idempotency`](Store::idempotency)) return without waiting for the network, for
+    /// another process or for a lock a writer holds: `true` lets async callers read on the
+    /// executor's thread while writes still go to tokio's blocking pool. A read of a local
+    /// file that the operating system has cached takes microseconds; one from the disk may
+    /// wait for it, as any file read does. The default is
+    /// [`never_blocks`](Store::never_blocks); the SQLite store on a file in WAL mode says
+    /// `true` (it reads through a connection of its own, which writers never hold).
+    fn reads_never_block(&self) -> bool {
+        self.never_blocks()
+    }
 }
 
 forward_port!(Store {
@@ -459,6 +472,7 @@ forward_port!(Store {
     fn release_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError>;
     fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError>;
     fn never_blocks(&self) -> bool;
+    fn reads_never_block(&self) -> bool;
 });
 
 /// One atomic change to a link and the sessions it concerns (opening a session, or

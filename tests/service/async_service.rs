@@ -153,3 +153,75 @@ async fn async_checkout_has_every_operation_of_checkout() {
         SessionStatus::Deactivated
     );
 }
+
+/// On a SQLite file the reads need no trip to the blocking pool (issue #17, point 3):
+/// with the pool's one thread held, `get` of a session with a valid quote, a listing,
+/// the events and the timeline all answer; a write (a transfer) waits for the pool and
+/// runs once it is free.
+#[test]
+fn reads_on_a_sqlite_file_answer_while_the_blocking_pool_is_busy() {
+    use bitcoin_checkout::store::{ListQuery, SqliteStore};
+    use std::time::Duration;
+
+    let dir = TempDir::new("async-reads");
+    let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, dec("1000"));
+    let store = SqliteStore::open(dir.file("shop.db")).expect("sqlite");
+    let c = AsyncCheckout::new(Checkout::new(store, rates, TestRequestGenerator));
+    assert!(c.blocking().reads_never_block() && !c.blocking().never_blocks());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let s = c
+            .create(SessionParams::new(dec("1.00"), usd()), None)
+            .await
+            .expect("create");
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::task::spawn_blocking(move || held.recv());
+        let read = c.get(s.id());
+        assert_eq!(in_time("get", read).await, s);
+        let page = in_time("list", c.list(ListQuery::default())).await;
+        assert_eq!(page.data, vec![s.clone()]);
+        assert_eq!(in_time("events", c.events_after(None, 10)).await.len(), 2);
+        assert_eq!(in_time("timeline", c.timeline(s.id())).await.len(), 2);
+
+        // A write needs the pool: it has not run while the pool is held.
+        let hash = TestRequestGenerator::payment_hash(s.open_payment().expect("quote").id());
+        let report = TransferReport::lightning(hash, Msats::new(1_000_000));
+        let pay = tokio::time::timeout(
+            Duration::from_millis(300),
+            c.record_transfer(report.clone()),
+        );
+        assert!(pay.await.is_err(), "a write ran without the blocking pool");
+        hold.send(()).expect("release the pool");
+        busy.await.expect("joined").expect("released");
+        let paid = c.record_transfer(report).await.expect("recorded");
+        assert_eq!(paid.status(), SessionStatus::Paid);
+        assert_eq!(
+            c.get(s.id()).await.expect("get").status(),
+            SessionStatus::Paid
+        );
+    });
+}
+
+/// `f`'s answer within 5 s, or the test fails: it waited for the blocking pool.
+async fn in_time<T>(what: &str, f: impl Future<Output = Result<T, ServiceError>>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(5), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} waited for the blocking pool"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Without a reads' connection of its own (in memory) the SQLite store says its reads
+/// may block, so they keep going to the blocking pool.
+#[test]
+fn sqlite_in_memory_reads_may_block() {
+    use bitcoin_checkout::store::{SqliteStore, Store};
+    let store = SqliteStore::open_in_memory().expect("sqlite");
+    assert!(!store.reads_never_block() && !store.never_blocks());
+    let dir = TempDir::new("reads-flag");
+    let file = SqliteStore::open(dir.file("f.db")).expect("sqlite");
+    assert!(file.reads_never_block() && !file.never_blocks());
+}

@@ -361,3 +361,57 @@ mod sqlite {
         }
     }
 }
+
+/// A read of a SQLite file never waits for a writer (issue #17, point 3: what lets the
+/// async layers read in place): while another connection holds the write lock with a
+/// change not yet committed, and a write of this very store waits for that lock, the
+/// store's reads answer at once from the last committed state; they see the change once
+/// it commits.
+#[test]
+fn sqlite_reads_never_wait_for_a_writer() {
+    use bitcoin_checkout::store::SqliteStore;
+    use std::time::Duration as Wait;
+
+    let dir = TempDir::new("reads-vs-writer");
+    let path = dir.file("shop.db");
+    let store = SqliteStore::open(&path)
+        .unwrap()
+        .with_busy_timeout(Wait::from_secs(2))
+        .unwrap();
+    assert!(store.reads_never_block());
+    let rates = FixedRates::new().with(usd(), TargetCurrency::Sats, Decimal::from(1000));
+    let c = Checkout::new(&store, rates, TestRequestGenerator);
+    let s = c
+        .create(SessionParams::new(Decimal::ONE, usd()), None)
+        .unwrap();
+    let hash = TestRequestGenerator::payment_hash(s.open_payment().unwrap().id());
+
+    let writer = rusqlite::Connection::open(&path).unwrap();
+    writer
+        .execute_batch("BEGIN IMMEDIATE; DELETE FROM events;")
+        .unwrap();
+    std::thread::scope(|scope| {
+        // This store's own write, waiting (up to 2 s) for the other connection's lock.
+        let waiting = scope.spawn(|| store.prune_idempotency(t0(), 10));
+        std::thread::sleep(Wait::from_millis(100));
+        let started = Instant::now();
+        assert_eq!(store.load(s.id()).unwrap().as_ref(), Some(&s));
+        assert_eq!(store.events_after(None, 10).unwrap().len(), 2);
+        assert_eq!(store.find_by_payment_hash(&hash).unwrap(), Some(s.id()));
+        assert_eq!(store.session_events(s.id()).unwrap().len(), 2);
+        let took = started.elapsed();
+        assert!(
+            !waiting.is_finished(),
+            "the write did not wait for the lock"
+        );
+        assert!(took < Wait::from_millis(500), "the reads waited: {took:?}");
+        let gave_up = waiting.join().unwrap();
+        assert!(
+            matches!(&gave_up, Err(e) if e.is_retryable()),
+            "{gave_up:?}"
+        );
+    });
+    writer.execute_batch("COMMIT").unwrap();
+    assert_eq!(store.events_after(None, 10).unwrap().len(), 0);
+    assert_eq!(store.session_events(s.id()).unwrap().len(), 0);
+}

@@ -10,8 +10,8 @@ use super::error::ApiError;
 use super::sessions::{parse_limit, short};
 use super::{ApiState, ApiStore, json, list_json};
 use crate::event::EventType;
-use crate::http::call;
 use crate::http::keys::{Access, Resource};
+use crate::http::read;
 use crate::id::EventId;
 use crate::store::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Store, StoreError, StoredEvent};
 
@@ -27,7 +27,7 @@ pub(crate) async fn retrieve<S: ApiStore>(
     let missing = || ApiError::not_found(format!("no event {}", short(&id)));
     let event_id: EventId = id.parse().map_err(|_| missing())?;
     let live = caller.key.livemode;
-    let found = call(&state.checkout, move |c| Ok(c.store().event(event_id)?))
+    let found = read(&state.checkout, move |c| Ok(c.store().event(event_id)?))
         .await?
         .filter(|e| e.event.livemode == live);
     found.map(|e| json(e.event.to_json())).ok_or_else(missing)
@@ -88,7 +88,7 @@ pub(crate) async fn list<S: ApiStore>(
         ));
     }
     let live = caller.key.livemode;
-    let (events, has_more) = call(&state.checkout, move |c| {
+    let (events, has_more) = read(&state.checkout, move |c| {
         let store = c.store();
         let from = match (after, before) {
             (Some(id), _) => match store.event(id)? {

@@ -146,6 +146,12 @@ pub(crate) async fn retrieve<S: ApiStore>(
     caller.require(Resource::CheckoutSessions, Access::Read)?;
     let id = session_id(&id)?;
     let live = caller.key.livemode;
+    if let Some(session) = crate::http::current_in_place(&state.checkout, id)? {
+        if session.livemode() != live {
+            return Err(ServiceError::UnknownSession(id).into());
+        }
+        return Ok(json(session_json(&state.config, &session)));
+    }
     let session = call(&state.checkout, move |c| {
         visible(c, id, live)?;
         c.get(id)
@@ -201,7 +207,7 @@ pub(crate) async fn list<S: ApiStore>(
 ) -> Result<Response, ApiError> {
     caller.require(Resource::CheckoutSessions, Access::Read)?;
     let query = list_query(query.as_deref().unwrap_or(""))?.livemode(caller.key.livemode);
-    let page = call(&state.checkout, move |c| c.list(&query)).await?;
+    let page = crate::http::read(&state.checkout, move |c| c.list(&query)).await?;
     let items = page.data.iter().map(|s| session_json(&state.config, s));
     Ok(json(list_json(items, page.has_more)))
 }

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use super::view::StatusView;
 use super::{Shared, error_json, query_have};
 use crate::clock::Clock as _;
-use crate::http::call;
+use crate::http::read;
 use crate::id::SessionId;
 use crate::service::{ErrorKind, ServiceError};
 use crate::store::LinkStore;
@@ -202,7 +202,7 @@ impl<S: LinkStore + 'static> LiveStream<S> {
     /// when it is the view last sent (a wake-up that found no change).
     async fn fetch(&mut self) -> Result<Option<Event>, ServiceError> {
         let id = self.id;
-        let session = call(&self.shared.checkout, move |c| c.get(id)).await?;
+        let session = crate::http::get(&self.shared.checkout, id).await?;
         let now = self.shared.checkout.clock().now();
         let view = StatusView::new(&session, self.have.as_deref(), now, &self.shared.qr)
             .map_err(ServiceError::Request)?;
@@ -264,7 +264,7 @@ async fn poll_outbox<S: LinkStore + 'static>(shared: Weak<Shared<S>>) {
         }
         loop {
             let after = cursor;
-            let batch = match call(&s.checkout, move |c| c.events_after(after, BATCH)).await {
+            let batch = match read(&s.checkout, move |c| c.events_after(after, BATCH)).await {
                 Ok(batch) => batch,
                 Err(_) => {
                     drop(s);
@@ -305,7 +305,7 @@ async fn newest_seq<S: LinkStore + 'static>(s: &Shared<S>) -> Result<Option<u64>
         let checkout = Arc::clone(&s.checkout);
         async move {
             let after = from.saturating_sub(1);
-            let found = call(&checkout, move |c| c.events_after(Some(after), 1)).await?;
+            let found = read(&checkout, move |c| c.events_after(Some(after), 1)).await?;
             Ok::<_, ServiceError>(found.first().map(|e| e.seq))
         }
     };

@@ -40,7 +40,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 
-use super::{HttpConfig, SharedCheckout, call};
+use super::{HttpConfig, SharedCheckout, call, get as get_session};
 use crate::clock::Clock as _;
 use crate::id::{LinkId, SessionId};
 use crate::service::ErrorKind;
@@ -143,7 +143,7 @@ async fn page<S: LinkStore + 'static>(
     let Ok(id) = raw.parse::<SessionId>() else {
         return error_page(ErrorKind::NotFound);
     };
-    let session = match call(&shared.checkout, move |c| c.get(id)).await {
+    let session = match get_session(&shared.checkout, id).await {
         Ok(session) => session,
         Err(e) => return error_page(e.kind()),
     };
@@ -213,7 +213,7 @@ async fn status<S: LinkStore + 'static>(
     let Ok(id) = raw.parse::<SessionId>() else {
         return error_json(ErrorKind::NotFound);
     };
-    let session = match call(&shared.checkout, move |c| c.get(id)).await {
+    let session = match get_session(&shared.checkout, id).await {
         Ok(session) => session,
         Err(e) => return error_json(e.kind()),
     };

@@ -14,7 +14,7 @@ use crate::store::{LinkCommit, LinkListQuery, LinkPage, LinkStore, StoreError};
 impl LinkStore for SqliteStore {
     fn load_link(&self, id: LinkId) -> Result<Option<Link>, StoreError> {
         let id = id.to_string();
-        self.with_conn(|conn| {
+        self.with_reader(|conn| {
             let row = conn
                 .prepare_cached("SELECT version, body FROM links WHERE id = ?1")
                 .map_err(backend)?
@@ -91,7 +91,7 @@ impl LinkStore for SqliteStore {
 
     fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError> {
         let id = id.to_string();
-        self.with_conn(|conn| {
+        self.with_reader(|conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT id FROM sessions WHERE link_id = ?1 ORDER BY created ASC, id ASC",

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, ffi};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior, ffi};
 
 use super::{Corruption, StoreError};
 use schema::{MIGRATIONS, migrate};
@@ -35,8 +35,12 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// # Concurrency
 ///
-/// Each `SqliteStore` owns one connection behind a mutex, so one instance can be shared
-/// between threads (`Send + Sync`; wrap it in an `Arc`). Several instances, in one process
+/// Each `SqliteStore` owns one connection behind a mutex for its writes, so one instance can
+/// be shared between threads (`Send + Sync`; wrap it in an `Arc`), and, on a file in WAL
+/// mode, a second, read-only one for its reads: a read then never waits for a write (of
+/// this store or any other), so the store says its reads never block
+/// ([`Store::reads_never_block`](super::Store::reads_never_block)) and the async layers
+/// answer them on the executor's thread. Several instances, in one process
 /// or in several, may open the same file: every commit is one `BEGIN IMMEDIATE`
 /// transaction whose compare-and-swap on the session's version decides which concurrent
 /// change wins, and a busy timeout (5 s by default) makes writers wait for each other. A
@@ -116,6 +120,10 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     /// `None` once closed.
     conn: Mutex<Option<Connection>>,
+    /// The reads' own connection (read-only), on a file in WAL mode; `None` inside once
+    /// closed. Without it (in memory, or a rollback journal, where readers wait for
+    /// writers) reads share `conn`.
+    reader: Option<Mutex<Option<Connection>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -138,7 +146,7 @@ impl SqliteStore {
         loop {
             let result = Connection::open(path)
                 .map_err(backend)
-                .and_then(|conn| Self::setup(conn, true));
+                .and_then(|conn| Self::setup(conn, Some(path)));
             match result {
                 Err(e) if e.is_retryable() && attempt < 50 => {
                     attempt += 1;
@@ -152,23 +160,37 @@ impl SqliteStore {
     /// A private in-memory database (for tests): gone when the store is dropped.
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(backend)?;
-        Self::setup(conn, false)
+        Self::setup(conn, None)
     }
 
-    fn setup(mut conn: Connection, file: bool) -> Result<Self, StoreError> {
+    fn setup(mut conn: Connection, file: Option<&Path>) -> Result<Self, StoreError> {
         conn.busy_timeout(DEFAULT_BUSY_TIMEOUT).map_err(backend)?;
-        if file {
+        let mut wal = false;
+        if file.is_some() {
             // Returns the mode in force; a file system without shared memory keeps the
             // rollback journal, which still works (with less concurrency).
-            let _mode: String = conn
+            let mode: String = conn
                 .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
                 .map_err(backend)?;
+            wal = mode.eq_ignore_ascii_case("wal");
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(backend)?;
         migrate(&mut conn)?;
+        // Opened once the schema is in place. In WAL mode a reader works on the snapshot
+        // its transaction starts from and never takes a lock a writer holds.
+        let reader = match file {
+            Some(path) if wal => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let reader = Connection::open_with_flags(path, flags).map_err(backend)?;
+                reader.busy_timeout(DEFAULT_BUSY_TIMEOUT).map_err(backend)?;
+                Some(Mutex::new(Some(reader)))
+            }
+            _ => None,
+        };
         Ok(Self {
             conn: Mutex::new(Some(conn)),
+            reader,
         })
     }
 
@@ -187,6 +209,9 @@ impl SqliteStore {
     /// with a retryable [`StoreError::Backend`] (5 s by default).
     pub fn with_busy_timeout(self, timeout: Duration) -> Result<Self, StoreError> {
         self.with_conn(|conn| conn.busy_timeout(timeout).map_err(backend))?;
+        if self.reader.is_some() {
+            self.with_reader(|conn| conn.busy_timeout(timeout).map_err(backend))?;
+        }
         Ok(self)
     }
 
@@ -210,7 +235,15 @@ impl SqliteStore {
     /// closed all the same.
     pub fn close(&self) -> Result<(), StoreError> {
         let conn = self.lock().take().ok_or(StoreError::Closed)?;
-        conn.close().map_err(|(_conn, e)| backend(e))
+        let reader = self
+            .reader
+            .as_ref()
+            .and_then(|r| r.lock().unwrap_or_else(PoisonError::into_inner).take());
+        let closed = conn.close().map_err(|(_conn, e)| backend(e));
+        match reader.map(Connection::close) {
+            Some(Err((_conn, e))) if closed.is_ok() => Err(backend(e)),
+            _ => closed,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
@@ -228,12 +261,26 @@ impl SqliteStore {
         f(conn)
     }
 
-    /// Runs `f` in a read transaction: everything it reads comes from one snapshot.
+    /// Runs `f` on the reads' connection (the writes' one when there is none).
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(reader) = &self.reader else {
+            return self.with_conn(f);
+        };
+        let mut guard = reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = guard.as_mut().ok_or(StoreError::Closed)?;
+        f(conn)
+    }
+
+    /// Runs `f` in a read transaction on the reads' connection: everything it reads comes
+    /// from one snapshot.
     fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.with_conn(|conn| {
+        self.with_reader(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
                 .map_err(backend)?;

@@ -111,7 +111,7 @@ impl Store for SqliteStore {
 
     fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {
         let key = key.to_string();
-        self.with_conn(|conn| {
+        self.with_reader(|conn| {
             find_session(
                 conn,
                 "SELECT session_id FROM transfers WHERE key = ?1
@@ -128,7 +128,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<crate::session::HeldTransfer>, StoreError> {
         let id = id.to_string();
         let limit = limit_i64(limit);
-        self.with_conn(|conn| {
+        self.with_reader(|conn| {
             let bodies = conn
                 .prepare_cached(
                     "SELECT key, body FROM held_transfers WHERE session_id = ?1
@@ -150,7 +150,7 @@ impl Store for SqliteStore {
 
     fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError> {
         let hash = hash.to_string();
-        self.with_conn(|conn| {
+        self.with_reader(|conn| {
             find_session(
                 conn,
                 "SELECT session_id FROM payment_hashes WHERE hash = ?1",
@@ -160,7 +160,7 @@ impl Store for SqliteStore {
     }
 
     fn find_by_address(&self, address: &str) -> Result<Option<SessionId>, StoreError> {
-        self.with_conn(|conn| {
+        self.with_reader(|conn| {
             find_session(
                 conn,
                 "SELECT session_id FROM addresses WHERE address = ?1",
@@ -171,7 +171,7 @@ impl Store for SqliteStore {
 
     fn find_by_payment(&self, id: PaymentId) -> Result<Option<SessionId>, StoreError> {
         let id = id.to_string();
-        self.with_conn(|conn| find_session(conn, SQL_FIND_PAYMENT, &id))
+        self.with_reader(|conn| find_session(conn, SQL_FIND_PAYMENT, &id))
     }
 
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
@@ -209,7 +209,7 @@ impl Store for SqliteStore {
         // Stored sessions carry millisecond times, so comparing in whole milliseconds is
         // exact: wake_at (ms) <= now iff wake_at <= floor(now).
         let now = to_millis(now);
-        self.with_conn(|conn| {
+        self.with_reader(|conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT id FROM sessions WHERE wake_at IS NOT NULL AND wake_at <= ?1
@@ -317,7 +317,7 @@ impl Store for SqliteStore {
     }
 
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.with_conn(|conn| commit::read_idempotency(conn, key))?
+        self.with_reader(|conn| commit::read_idempotency(conn, key))?
             .map(IdempotencyRow::decode)
             .transpose()
     }
@@ -401,6 +401,12 @@ impl Store for SqliteStore {
             .and_then(|mut stmt| stmt.execute(params![before, limit]))
             .map_err(backend)
         })
+    }
+
+    /// On a file in WAL mode the reads have a connection of their own, which no write
+    /// holds and whose snapshots no writer waits for.
+    fn reads_never_block(&self) -> bool {
+        self.reader.is_some()
     }
 }
 
