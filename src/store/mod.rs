@@ -444,7 +444,8 @@ pub trait Store: Send + Sync {
     /// file that the operating system has cached takes microseconds; one from the disk may
     /// wait for it, as any file read does. The default is
     /// [`never_blocks`](Store::never_blocks); the SQLite store on a file in WAL mode says
-    /// `true` (it reads through a connection of its own, which writers never hold).
+    /// `true` (a read that meets a write goes through a connection of its own, which
+    /// writers never hold).
     fn reads_never_block(&self) -> bool {
         self.never_blocks()
     }

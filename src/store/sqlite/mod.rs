@@ -1,7 +1,7 @@
 //! The SQLite store (feature `sqlite`); see [`SqliteStore`].
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior, ffi};
@@ -37,8 +37,9 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Each `SqliteStore` owns one connection behind a mutex for its writes, so one instance can
 /// be shared between threads (`Send + Sync`; wrap it in an `Arc`), and, on a file in WAL
-/// mode, a second, read-only one for its reads: a read then never waits for a write (of
-/// this store or any other), so the store says its reads never block
+/// mode, a second, read-only one that a read takes when a write holds the first: a read
+/// then never waits for a write (of this store or any other), so the store says its reads
+/// never block
 /// ([`Store::reads_never_block`](super::Store::reads_never_block)) and the async layers
 /// answer them on the executor's thread. Several instances, in one process
 /// or in several, may open the same file: every commit is one `BEGIN IMMEDIATE`
@@ -120,9 +121,9 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     /// `None` once closed.
     conn: Mutex<Option<Connection>>,
-    /// The reads' own connection (read-only), on a file in WAL mode; `None` inside once
-    /// closed. Without it (in memory, or a rollback journal, where readers wait for
-    /// writers) reads share `conn`.
+    /// The read-only connection a read takes when a write holds `conn`, on a file in WAL
+    /// mode; `None` inside once closed. Without it (in memory, or a rollback journal,
+    /// where readers wait for writers) reads wait for `conn`.
     reader: Option<Mutex<Option<Connection>>>,
 }
 
@@ -209,8 +210,10 @@ impl SqliteStore {
     /// with a retryable [`StoreError::Backend`] (5 s by default).
     pub fn with_busy_timeout(self, timeout: Duration) -> Result<Self, StoreError> {
         self.with_conn(|conn| conn.busy_timeout(timeout).map_err(backend))?;
-        if self.reader.is_some() {
-            self.with_reader(|conn| conn.busy_timeout(timeout).map_err(backend))?;
+        if let Some(reader) = &self.reader {
+            let mut guard = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = guard.as_mut().ok_or(StoreError::Closed)?;
+            conn.busy_timeout(timeout).map_err(backend)?;
         }
         Ok(self)
     }
@@ -261,7 +264,10 @@ impl SqliteStore {
         f(conn)
     }
 
-    /// Runs `f` on the reads' connection (the writes' one when there is none).
+    /// Runs `f` for a read: on the writes' connection when no write holds it (its page
+    /// cache is the one its commits keep warm: a second connection would re-read every
+    /// page a commit changed), else on the reads' own connection, so a read never waits
+    /// for a write. Without a reads' connection, on the writes' one.
     fn with_reader<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
@@ -269,12 +275,16 @@ impl SqliteStore {
         let Some(reader) = &self.reader else {
             return self.with_conn(f);
         };
-        let mut guard = reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = match self.conn.try_lock() {
+            Ok(writer) => writer,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => reader.lock().unwrap_or_else(PoisonError::into_inner),
+        };
         let conn = guard.as_mut().ok_or(StoreError::Closed)?;
         f(conn)
     }
 
-    /// Runs `f` in a read transaction on the reads' connection: everything it reads comes
+    /// Runs `f` in a read transaction (see `with_reader`): everything it reads comes
     /// from one snapshot.
     fn read<T>(
         &self,
