@@ -190,6 +190,8 @@ fn a_version_6_sqlite_database_gains_the_api_reads() {
     {
         let conn = rusqlite::Connection::open(&path).expect("raw connection");
         conn.execute_batch(&whole_events).expect("whole events");
+        conn.execute_batch(crate::thin_events::EVENTS_WITH_TEXT_IDS)
+            .expect("text ids");
         conn.execute_batch(
             "ALTER TABLE events DROP COLUMN object_version;
              ALTER TABLE sessions DROP COLUMN object_payments;

@@ -103,7 +103,7 @@ fn sqlite_events_keep_no_object_and_read_back_whole() {
 
     // Rows of earlier versions read as before: a whole event, and a thin row naming its
     // carrier (the first event of its commit, made whole).
-    let first: Vec<(i64, String)> = raw
+    let first: Vec<(i64, Vec<u8>)> = raw
         .prepare("SELECT seq, id FROM events ORDER BY seq LIMIT 2")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -127,7 +127,8 @@ fn sqlite_events_keep_no_object_and_read_back_whole() {
         second["event_type"]
     );
     raw.execute(
-        "UPDATE events SET carrier = ?1, part = ?2, object_version = NULL, body = ?3
+        "UPDATE events SET carrier = ?1, part = unhex(substr(?2, 4)), object_version = NULL,
+             body = ?3
          WHERE seq = ?4",
         rusqlite::params![first[0].1, part, typed, first[1].0],
     )
@@ -158,6 +159,117 @@ fn sqlite_events_keep_no_object_and_read_back_whole() {
         .unwrap();
     let last = store.events_before(None, 1);
     assert!(matches!(last, Err(StoreError::Corrupt(_))), "{last:?}");
+}
+
+/// The outbox as schema 12 kept it, ids as text (for the tests that take a database
+/// back to an earlier version): the blob ids of schema 13 (ADR 24) printed again.
+pub(crate) const EVENTS_WITH_TEXT_IDS: &str = "
+CREATE TABLE events_text (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, session_id TEXT,
+    created INTEGER NOT NULL, event_type TEXT NOT NULL, body TEXT NOT NULL,
+    carrier TEXT, part TEXT, object_version INTEGER
+) STRICT;
+INSERT INTO events_text SELECT seq, 'evt_' || lower(hex(id)),
+    CASE WHEN session_id IS NOT NULL THEN 'cs_' || lower(hex(session_id)) END,
+    created, event_type, body,
+    CASE WHEN carrier IS NOT NULL THEN 'evt_' || lower(hex(carrier)) END,
+    CASE WHEN part IS NOT NULL THEN 'pi_' || lower(hex(part)) END,
+    object_version
+FROM events;
+DROP TABLE events;
+ALTER TABLE events_text RENAME TO events;
+CREATE INDEX events_by_session ON events (session_id, seq);
+CREATE INDEX events_by_id ON events (id, seq);
+";
+
+/// Schema 13 keeps the outbox's ids as 16 bytes (ADR 24): a database of schema 12 (text
+/// ids, with thin rows naming a carrier and a part) upgrades with every event reading
+/// back the same, the sequence going on from where it was, and the rows far smaller; an
+/// id that is not a prefixed UUID stops the upgrade and leaves the database as it was.
+#[test]
+fn sqlite_outbox_ids_become_bytes_and_read_back_the_same() {
+    let dir = crate::common::TempDir::new("byte-ids");
+    let path = dir.file("v12.sqlite3");
+    let (id, committed) = lifecycle(SqliteStore::open(&path).unwrap());
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let id_bytes = |raw: &rusqlite::Connection| -> i64 {
+        raw.query_row(
+            "SELECT sum(length(id) + length(session_id)) FROM events",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let small = id_bytes(&raw);
+    // Back to schema 12, with the first event whole and the second (its payment's) a thin
+    // row naming it as carrier and the payment as part, as schema 8 wrote them.
+    raw.execute_batch(EVENTS_WITH_TEXT_IDS).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&committed[1]).unwrap();
+    assert_eq!(second["data"]["object"]["object"], "payment");
+    raw.execute(
+        "UPDATE events SET body = ?1, object_version = NULL WHERE seq = 1",
+        [&committed[0]],
+    )
+    .unwrap();
+    raw.execute(
+        "UPDATE events SET carrier = (SELECT id FROM events WHERE seq = 1), part = ?1,
+             object_version = NULL
+         WHERE seq = 2",
+        [second["data"]["object"]["id"].as_str().unwrap()],
+    )
+    .unwrap();
+    raw.execute_batch("PRAGMA user_version = 12;").unwrap();
+    let (carrier, part): (String, String) = raw
+        .query_row("SELECT carrier, part FROM events WHERE seq = 2", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(id_bytes(&raw) > 2 * small, "text ids take 35-36 bytes each");
+    let last: i64 = raw
+        .query_row("SELECT max(seq) FROM events", [], |r| r.get(0))
+        .unwrap();
+    // A damaged id: the upgrade refuses it and changes nothing.
+    raw.execute(
+        "UPDATE events SET session_id = 'cs_nothex' WHERE seq = 3",
+        [],
+    )
+    .unwrap();
+    let refused = SqliteStore::open(&path);
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 12);
+    raw.execute(
+        "UPDATE events SET session_id = (SELECT session_id FROM events WHERE seq = 1)
+         WHERE seq = 3",
+        [],
+    )
+    .unwrap();
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version(), Ok(13));
+    assert_eq!(id_bytes(&raw), small);
+    let (carrier_now, part_now): (Vec<u8>, Vec<u8>) = raw
+        .query_row("SELECT carrier, part FROM events WHERE seq = 2", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    assert_eq!(format!("evt_{}", hex(&carrier_now)), carrier);
+    assert_eq!(format!("pi_{}", hex(&part_now)), part);
+    // Every event reads back as committed, the thin row's object from its carrier.
+    assert_reads_back(&store, id, &committed);
+    // The next event continues the sequence.
+    drop(store);
+    let (_, more) = lifecycle(SqliteStore::open(&path).unwrap());
+    let store = SqliteStore::open(&path).unwrap();
+    let after = store.events_after(Some(last as u64), 100).unwrap();
+    assert_eq!(after.len(), more.len());
+    assert!(after.iter().all(|e| e.seq > last as u64));
 }
 
 #[test]

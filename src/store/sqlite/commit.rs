@@ -2,7 +2,9 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::outbox::id_bytes;
 use super::{backend, insert_or_conflict};
+use crate::id::{EventId, PaymentId, SessionId};
 use crate::store::live_object;
 use crate::store::rows::{CommitRows, EventRow, IdempotencyRow, LiveObject};
 use crate::store::{Corruption, RoutingKey, StoreError, key_taken};
@@ -268,8 +270,14 @@ where
 }
 
 /// Appends an event to the outbox (the sequence number is the AUTOINCREMENT row id, in
-/// commit order: SQLite has one writer at a time).
+/// commit order: SQLite has one writer at a time), its ids as their UUID bytes (ADR 24).
 pub(super) fn insert_event(tx: &Transaction<'_>, e: &EventRow) -> Result<(), StoreError> {
+    let bytes = |text: Option<&str>, prefix| text.map(|t| id_bytes(t, prefix)).transpose();
+    let id = id_bytes(&e.id, EventId::PREFIX)?;
+    let session = bytes(e.session_id.as_deref(), SessionId::PREFIX)?;
+    let carrier = bytes(e.carrier.as_deref(), EventId::PREFIX)?;
+    let part = bytes(e.part.as_deref(), PaymentId::PREFIX)?;
+    let blob = |b: &Option<[u8; 16]>| b.map(|b| b.to_vec());
     tx.prepare_cached(
         "INSERT INTO events
              (id, session_id, created, event_type, body, carrier, part, object_version)
@@ -277,13 +285,13 @@ pub(super) fn insert_event(tx: &Transaction<'_>, e: &EventRow) -> Result<(), Sto
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
-            e.id,
-            e.session_id,
+            &id[..],
+            blob(&session),
             e.created,
             e.event_type,
             e.body,
-            e.carrier,
-            e.part,
+            blob(&carrier),
+            blob(&part),
             e.object_version
         ])
     })

@@ -62,7 +62,7 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// | `transfers` | `key` TEXT PK, `session_id` TEXT, `body` TEXT (JSON) |
 /// | `payment_hashes` | `hash` TEXT PK, `session_id` TEXT |
 /// | `addresses` | `address` TEXT PK, `session_id` TEXT |
-/// | `events` | `seq` INTEGER PK AUTOINCREMENT, `id` TEXT, `session_id` TEXT NULL, `created` INTEGER, `event_type` TEXT, `body` TEXT (JSON) |
+/// | `events` | `seq` INTEGER PK AUTOINCREMENT, `id` BLOB (the event id's 16 UUID bytes), `session_id` BLOB NULL (likewise), `created` INTEGER, `event_type` TEXT, `body` TEXT (JSON), `carrier` BLOB NULL, `part` BLOB NULL, `object_version` INTEGER NULL |
 /// | `idempotency` | `key` TEXT PK, `request` TEXT, `session_id` TEXT, `created` INTEGER |
 /// | `links` | `id` TEXT PK, `version` INTEGER, `body` TEXT (the [`Link`](crate::link::Link) as JSON), `created` INTEGER (Unix ms), `kind` TEXT (`checkout` or `payment`), `livemode` INTEGER (0 or 1) |
 /// | `endpoints` | `id` TEXT PK, `body` TEXT (`Endpoint::to_stored_json()`, **secret included**) |
@@ -86,7 +86,9 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// records' age index; version 11 rebuilt `payment_hashes`, `addresses` and `transfers` as
 /// `WITHOUT ROWID` tables (ADR 21); version 12 added `events.object_version`,
 /// `sessions.object_payments` and `session_objects`: events name their object by the
-/// session's version, the live rows keep the latest and deltas the older ones (ADR 22).
+/// session's version, the live rows keep the latest and deltas the older ones (ADR 22);
+/// version 13 rebuilt `events` with its ids (event, session, carrier, part) as 16 bytes
+/// instead of text (ADR 24).
 ///
 /// Besides [`Store`](super::Store), the store implements [`LinkStore`](super::LinkStore) (a link
 /// commit, its events and its sessions' commits are one transaction),

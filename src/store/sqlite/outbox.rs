@@ -1,5 +1,7 @@
 //! Reading the outbox back: event rows, with the objects they name by version found in the
-//! session's rows and its kept deltas (ADR 22).
+//! session's rows and its kept deltas (ADR 22). The rows keep their ids (event, session,
+//! carrier, part) as the ids' 16 UUID bytes (ADR 24); [`id_bytes`] and [`id_text`] are the
+//! two directions.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{backend, commit};
+use crate::id::{EventId, PaymentId, SessionId};
 use crate::store::event_rows;
 use crate::store::live_object;
 use crate::store::{Corruption, StoreError, StoredEvent};
@@ -18,26 +21,41 @@ pub(super) fn event_rows(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<StoredEvent>, StoreError> {
+    type Bytes = Option<Vec<u8>>;
     let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
-    let mut rows = stmt
+    let raw = stmt
         .query_map(params, |row| {
-            Ok(event_rows::FetchedEvent {
+            let ids: (Vec<u8>, Bytes, Bytes, Bytes) =
+                (row.get(5)?, row.get(6)?, row.get(2)?, row.get(3)?);
+            let fetched = event_rows::FetchedEvent {
                 seq: row.get(0)?,
                 body: row.get(1)?,
-                carrier: row.get(2)?,
-                part: row.get(3)?,
+                carrier: None,
+                part: None,
                 carrier_body: row.get(4)?,
-                id: row.get(5)?,
-                session_id: row.get(6)?,
+                id: String::new(),
+                session_id: None,
                 created: row.get(7)?,
                 object_version: row.get(8)?,
                 event_type: row.get(9)?,
                 object: None,
-            })
+            };
+            Ok((fetched, ids))
         })
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;
+    let mut rows = Vec::with_capacity(raw.len());
+    for (mut row, (id, session, carrier, part)) in raw {
+        let what = format!("event {}", row.seq);
+        let text =
+            |prefix, bytes: Option<Vec<u8>>| bytes.map(|b| id_text(prefix, &b, &what)).transpose();
+        row.id = id_text(EventId::PREFIX, &id, &what)?;
+        row.session_id = text(SessionId::PREFIX, session)?;
+        row.carrier = text(EventId::PREFIX, carrier)?;
+        row.part = text(PaymentId::PREFIX, part)?;
+        rows.push(row);
+    }
     // Each object a row names by version, found once for all the rows naming it.
     let mut found: HashMap<(String, i64), Option<Arc<str>>> = HashMap::new();
     for row in &mut rows {
@@ -58,14 +76,36 @@ pub(super) fn event_rows(
     rows.iter().map(event_rows::FetchedEvent::decode).collect()
 }
 
+/// The 16 UUID bytes an outbox row keeps of the id `text` (`prefix` and 32 hex digits, as
+/// the ids print).
+pub(super) fn id_bytes(text: &str, prefix: &str) -> Result<[u8; 16], StoreError> {
+    text.strip_prefix(prefix)
+        .filter(|hex| hex.len() == 32)
+        .and_then(|hex| uuid::Uuid::try_parse(hex).ok())
+        .map(uuid::Uuid::into_bytes)
+        .ok_or_else(|| StoreError::Backend {
+            message: format!("not an id of the form {prefix}…: {text}"),
+            retryable: false,
+        })
+}
+
+/// The id an outbox row keeps as `bytes`, printed (`prefix` and 32 hex digits); anything
+/// but 16 bytes is a corrupt `row`.
+pub(super) fn id_text(prefix: &str, bytes: &[u8], row: &str) -> Result<String, StoreError> {
+    uuid::Uuid::from_slice(bytes)
+        .map(|u| format!("{prefix}{}", u.simple()))
+        .map_err(|e| Corruption::undecodable(row, e).into())
+}
+
 /// Drops the older objects of session `id` that no event left needs: an event of version
 /// `v` needs the objects of `v` and later (the way back from the live rows passes them).
 pub(super) fn drop_unneeded_objects(tx: &Connection, id: &str) -> Result<(), StoreError> {
+    let bytes = id_bytes(id, SessionId::PREFIX)?;
     tx.prepare_cached(
         "DELETE FROM session_objects WHERE session_id = ?1 AND version < coalesce(
-             (SELECT min(object_version) FROM events WHERE session_id = ?1), 9223372036854775807)",
+             (SELECT min(object_version) FROM events WHERE session_id = ?2), 9223372036854775807)",
     )
-    .and_then(|mut stmt| stmt.execute([id]))
+    .and_then(|mut stmt| stmt.execute(params![id, &bytes[..]]))
     .map_err(backend)?;
     Ok(())
 }

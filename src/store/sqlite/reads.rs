@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
-use super::outbox::{drop_unneeded_objects, event_rows};
+use super::outbox::{drop_unneeded_objects, event_rows, id_text};
 use super::{SqliteStore, backend, commit, limit_i64};
 use crate::hash::PaymentHash;
 use crate::id::{EventId, PaymentId, SessionId};
@@ -277,12 +277,12 @@ impl Store for SqliteStore {
     }
 
     fn event(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
-        let id = id.to_string();
-        self.read(|conn| Ok(event_rows(conn, SQL_EVENT, [&id])?.pop()))
+        let id = id.as_uuid().into_bytes();
+        self.read(|conn| Ok(event_rows(conn, SQL_EVENT, [&id[..]])?.pop()))
     }
 
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
-        let id = id.to_string();
+        let id = id.as_uuid().into_bytes();
         self.read(|conn| {
             event_rows(
                 conn,
@@ -290,7 +290,7 @@ impl Store for SqliteStore {
                     event_columns!("e.event_type"),
                     "WHERE e.session_id = ?1 ORDER BY e.seq ASC"
                 ),
-                [&id],
+                [&id[..]],
             )
         })
     }
@@ -301,7 +301,7 @@ impl Store for SqliteStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let id = id.to_string();
+        let id = id.as_uuid().into_bytes();
         let after = i64::try_from(after.unwrap_or(0)).unwrap_or(i64::MAX);
         let limit = limit_i64(limit);
         self.read(|conn| {
@@ -311,7 +311,7 @@ impl Store for SqliteStore {
                     event_columns!("e.event_type"),
                     "WHERE e.session_id = ?1 AND e.seq > ?2 ORDER BY e.seq ASC LIMIT ?3"
                 ),
-                params![id, after, limit],
+                params![&id[..], after, limit],
             )
         })
     }
@@ -354,16 +354,17 @@ impl Store for SqliteStore {
                  RETURNING session_id",
             )
             .and_then(|mut stmt| {
-                stmt.query_map(params![through, limit], |r| r.get::<_, Option<String>>(0))?
+                stmt.query_map(params![through, limit], |r| r.get::<_, Option<Vec<u8>>>(0))?
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(backend)
             .and_then(|sessions| {
                 let pruned = sessions.len();
-                let sessions: std::collections::BTreeSet<String> =
+                let sessions: std::collections::BTreeSet<Vec<u8>> =
                     sessions.into_iter().flatten().collect();
                 for session in &sessions {
-                    drop_unneeded_objects(tx, session)?;
+                    let id = id_text(SessionId::PREFIX, session, "a pruned event")?;
+                    drop_unneeded_objects(tx, &id)?;
                 }
                 Ok(pruned)
             })
@@ -371,6 +372,7 @@ impl Store for SqliteStore {
     }
 
     fn prune_session_events(&self, id: SessionId, through: u64) -> Result<usize, StoreError> {
+        let bytes = id.as_uuid().into_bytes();
         let id = id.to_string();
         let through = i64::try_from(through).unwrap_or(i64::MAX);
         self.write(|tx| {
@@ -382,7 +384,7 @@ impl Store for SqliteStore {
                          SELECT 1 FROM events l
                          WHERE l.session_id = ?1 AND l.seq > cut.t AND l.carrier = e.id))",
             )
-            .and_then(|mut stmt| stmt.execute(params![id, through]))
+            .and_then(|mut stmt| stmt.execute(params![&bytes[..], through]))
             .map_err(backend)
             .and_then(|pruned| {
                 drop_unneeded_objects(tx, &id)?;

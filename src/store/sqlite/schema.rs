@@ -301,6 +301,32 @@ CREATE TABLE session_objects (
 "#,
         None,
     ),
+    // 13: the outbox keeps its ids (event, session, carrier, part) as the ids' 16 UUID
+    // bytes instead of their 35-36 characters (ADR 24): six rows and two index entries
+    // per paid session each repeat two of them. Rebuilt in place (the fill checks every
+    // id converts back to its text, then swaps the tables); the sequence numbers and the
+    // AUTOINCREMENT high-water mark do not change.
+    (
+        r#"
+CREATE TABLE events_v13 (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             BLOB    NOT NULL CHECK (length(id) = 16),
+    session_id     BLOB    CHECK (length(session_id) = 16),
+    created        INTEGER NOT NULL,
+    event_type     TEXT    NOT NULL,
+    body           TEXT    NOT NULL,
+    carrier        BLOB    CHECK (length(carrier) = 16),
+    part           BLOB    CHECK (length(part) = 16),
+    object_version INTEGER
+) STRICT;
+INSERT INTO events_v13
+    (seq, id, session_id, created, event_type, body, carrier, part, object_version)
+SELECT seq, unhex(substr(id, 5)), unhex(substr(session_id, 4)), created, event_type, body,
+       unhex(substr(carrier, 5)), unhex(substr(part, 4)), object_version
+FROM events;
+"#,
+        Some(swap_in_byte_ids),
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.
@@ -381,4 +407,45 @@ fn split_payments(tx: &Transaction<'_>) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Migration 13's fill: every converted id must print back as the text it came from (a
+/// malformed one would have become NULL or other bytes: reported as
+/// [`StoreError::Corrupt`], and nothing is migrated); then the new table, with the old
+/// one's AUTOINCREMENT high-water mark, replaces the old one and gets its indexes.
+fn swap_in_byte_ids(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let text = |column: &str, prefix: &str| {
+        format!(
+            "o.{column} IS NOT CASE WHEN n.{column} IS NOT NULL \
+             THEN '{prefix}' || lower(hex(n.{column})) END"
+        )
+    };
+    let check = format!(
+        "SELECT min(o.seq) FROM events o LEFT JOIN events_v13 n ON n.seq = o.seq \
+         WHERE n.seq IS NULL OR {} OR {} OR {} OR {}",
+        text("id", "evt_"),
+        text("session_id", "cs_"),
+        text("carrier", "evt_"),
+        text("part", "pi_")
+    );
+    let bad: Option<i64> = tx
+        .query_row(&check, [], |row| row.get(0))
+        .map_err(backend)?;
+    if let Some(seq) = bad {
+        return Err(Corruption::undecodable(
+            format!("event {seq}"),
+            "an id that is not a prefixed UUID",
+        )
+        .into());
+    }
+    tx.execute_batch(
+        "DELETE FROM sqlite_sequence WHERE name = 'events_v13';
+         INSERT INTO sqlite_sequence (name, seq)
+             SELECT 'events_v13', seq FROM sqlite_sequence WHERE name = 'events';
+         DROP TABLE events;
+         ALTER TABLE events_v13 RENAME TO events;
+         CREATE INDEX events_by_session ON events (session_id, seq);
+         CREATE INDEX events_by_id ON events (id, seq);",
+    )
+    .map_err(backend)
 }
