@@ -200,25 +200,10 @@ pub(crate) async fn get<S>(
 where
     S: crate::store::Store + 'static,
 {
-    if let Some(session) = current_in_place(checkout, id)? {
+    if let Some(session) = checkout.get_in_place(id)? {
         return Ok(session);
     }
     call(checkout, move |c| c.get(id)).await
-}
-
-/// The session as `get` would return it, read in place, or `None` when that needs the
-/// blocking pool (the store's reads may block, or the session needs a write).
-pub(crate) fn current_in_place<S>(
-    checkout: &SharedCheckout<S>,
-    id: SessionId,
-) -> Result<Option<crate::CheckoutSession>, ServiceError>
-where
-    S: crate::store::Store + 'static,
-{
-    if !checkout.reads_never_block() {
-        return Ok(None);
-    }
-    checkout.get_if_current(id)
 }
 
 /// A call that only reads the store (no write, no rate, no payment request): in place when

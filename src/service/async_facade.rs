@@ -137,9 +137,7 @@ where
 
     /// See [`Checkout::get`].
     pub async fn get(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
-        if self.inner.reads_never_block()
-            && let Some(session) = self.inner.get_if_current(id)?
-        {
+        if let Some(session) = self.inner.get_in_place(id)? {
             return Ok(session);
         }
         self.run(move |c| c.get(id)).await

@@ -419,16 +419,19 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
         self.bring_up_to_date(id)
     }
 
-    /// [`get`](Checkout::get) when it needs only its one read: `Ok(None)` when the session
-    /// is due (a deadline passed, a quote to make) or the store asks for a retry, where
-    /// `get` itself must run. The async layers call it in place when
-    /// [`reads_never_block`](Checkout::reads_never_block), and `get` on the blocking pool
-    /// only on `None`.
+    /// [`get`](Checkout::get) answered in place, on the caller's thread: `Ok(None)` when
+    /// that cannot be, and `get` itself must run (on the blocking pool): the store's reads
+    /// may block ([`reads_never_block`](Checkout::reads_never_block)), the session is due (a
+    /// deadline passed, a quote to make) or the store asks for a retry. The async layers
+    /// call it first.
     #[cfg(feature = "async")]
-    pub(crate) fn get_if_current(
+    pub(crate) fn get_in_place(
         &self,
         id: SessionId,
     ) -> Result<Option<CheckoutSession>, ServiceError> {
+        if !self.reads_never_block() {
+            return Ok(None);
+        }
         let _op = operation("get", Some(id));
         match self.st().load(id) {
             Ok(Some(session)) => Ok(self.is_current(&session).then_some(session)),

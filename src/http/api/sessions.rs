@@ -146,7 +146,7 @@ pub(crate) async fn retrieve<S: ApiStore>(
     caller.require(Resource::CheckoutSessions, Access::Read)?;
     let id = session_id(&id)?;
     let live = caller.key.livemode;
-    if let Some(session) = crate::http::current_in_place(&state.checkout, id)? {
+    if let Some(session) = state.checkout.get_in_place(id)? {
         if session.livemode() != live {
             return Err(ServiceError::UnknownSession(id).into());
         }

@@ -99,13 +99,13 @@ pub(super) fn id_text(prefix: &str, bytes: &[u8], row: &str) -> Result<String, S
 
 /// Drops the older objects of session `id` that no event left needs: an event of version
 /// `v` needs the objects of `v` and later (the way back from the live rows passes them).
-pub(super) fn drop_unneeded_objects(tx: &Connection, id: &str) -> Result<(), StoreError> {
-    let bytes = id_bytes(id, SessionId::PREFIX)?;
+pub(super) fn drop_unneeded_objects(tx: &Connection, id: SessionId) -> Result<(), StoreError> {
+    let bytes = id.as_uuid().into_bytes();
     tx.prepare_cached(
         "DELETE FROM session_objects WHERE session_id = ?1 AND version < coalesce(
              (SELECT min(object_version) FROM events WHERE session_id = ?2), 9223372036854775807)",
     )
-    .and_then(|mut stmt| stmt.execute(params![id, &bytes[..]]))
+    .and_then(|mut stmt| stmt.execute(params![id.to_string(), &bytes[..]]))
     .map_err(backend)?;
     Ok(())
 }

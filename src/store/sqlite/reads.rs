@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
-use super::outbox::{drop_unneeded_objects, event_rows, id_text};
+use super::outbox::{drop_unneeded_objects, event_rows};
 use super::{SqliteStore, backend, commit, limit_i64};
 use crate::hash::PaymentHash;
 use crate::id::{EventId, PaymentId, SessionId};
@@ -12,7 +12,9 @@ use crate::session::CheckoutSession;
 use crate::store::event_rows::event_columns;
 use crate::store::list_sql::{Dialect, ListParam, list_statement};
 use crate::store::rows::{self, CommitRows, IdempotencyRow};
-use crate::store::{Commit, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent};
+use crate::store::{
+    Commit, Corruption, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent,
+};
 use crate::transfer::TransferKey;
 
 /// The `(key, body)` transfer rows of a session.
@@ -363,8 +365,9 @@ impl Store for SqliteStore {
                 let sessions: std::collections::BTreeSet<Vec<u8>> =
                     sessions.into_iter().flatten().collect();
                 for session in &sessions {
-                    let id = id_text(SessionId::PREFIX, session, "a pruned event")?;
-                    drop_unneeded_objects(tx, &id)?;
+                    let uuid = uuid::Uuid::from_slice(session)
+                        .map_err(|e| Corruption::undecodable("a pruned event", e))?;
+                    drop_unneeded_objects(tx, SessionId::from_uuid(uuid))?;
                 }
                 Ok(pruned)
             })
@@ -373,7 +376,6 @@ impl Store for SqliteStore {
 
     fn prune_session_events(&self, id: SessionId, through: u64) -> Result<usize, StoreError> {
         let bytes = id.as_uuid().into_bytes();
-        let id = id.to_string();
         let through = i64::try_from(through).unwrap_or(i64::MAX);
         self.write(|tx| {
             tx.prepare_cached(
@@ -387,7 +389,7 @@ impl Store for SqliteStore {
             .and_then(|mut stmt| stmt.execute(params![&bytes[..], through]))
             .map_err(backend)
             .and_then(|pruned| {
-                drop_unneeded_objects(tx, &id)?;
+                drop_unneeded_objects(tx, id)?;
                 Ok(pruned)
             })
         })
