@@ -98,7 +98,7 @@ fn fill(path: &Path, n: usize, pay: bool, real: bool) {
 }
 
 /// The file's size once its write-ahead log is folded in, and the bytes per session each
-/// table's text columns hold.
+/// table's row columns hold (JSON text, or packed JSON where the store packs it).
 fn measure(path: &Path, n: usize) -> (f64, Vec<(String, f64)>) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
@@ -153,7 +153,7 @@ fn main() {
     println!("\nbytes per session in a SQLite file of {n} sessions (on disk, WAL folded in)");
     println!("(`/test`: the test generator's short requests, as the checkout_page example uses)");
     println!(
-        "{:<12} {:>10} {:>10}   per table (text columns)",
+        "{:<12} {:>10} {:>10}   per table (body columns)",
         "sessions", "file", "target"
     );
     let mut ok = true;

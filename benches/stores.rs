@@ -4,7 +4,10 @@
 //!   two partial payments and the final one.
 //! * `<store>/lifecycle_raw`: the rows those four commits wrote (session head, transfers,
 //!   lookups, events, captured from a real run), written again with plain statements in one
-//!   transaction per operation, with the same durability settings.
+//!   transaction per operation, with the same durability settings. The rows are the text of
+//!   `store::rows`: on SQLite the store packs the head and payment bodies before writing
+//!   them (ADR 25), which the raw baseline does not, so its rows are heavier than the
+//!   store's and its cost excludes the packing.
 //!
 //!   The two run interleaved: each iteration of one is followed by an untimed iteration of
 //!   the other, so that both are measured under the same conditions. Run one after the

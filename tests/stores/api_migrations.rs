@@ -187,6 +187,7 @@ fn a_version_6_sqlite_database_gains_the_api_reads() {
     let whole_events = materialize_events(&store);
     store.close().expect("close");
     // Back to version 6 of the schema, keeping the rows.
+    crate::packed_rows::live_rows_as_text(&path);
     {
         let conn = rusqlite::Connection::open(&path).expect("raw connection");
         conn.execute_batch(&whole_events).expect("whole events");

@@ -364,8 +364,8 @@ CREATE TABLE idempotency (
         }
 
         let store = SqliteStore::open(&path).expect("upgrade");
-        assert_eq!(store.schema_version(), Ok(13));
-        assert_eq!(SqliteStore::latest_schema_version(), 13);
+        assert_eq!(store.schema_version(), Ok(14));
+        assert_eq!(SqliteStore::latest_schema_version(), 14);
         assert_eq!(store.load(linked.id()), Ok(Some(linked.clone())));
         assert_eq!(store.load(plain.id()), Ok(Some(plain.clone())));
         // The listing filters find the sessions stored before they existed (migration 4).
@@ -390,7 +390,7 @@ CREATE TABLE idempotency (
         store.close().expect("close");
         // Opening the upgraded file again applies nothing more.
         let reopened = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(reopened.schema_version(), Ok(13));
+        assert_eq!(reopened.schema_version(), Ok(14));
         assert_eq!(reopened.reserve("wpkh(x)"), Ok(1));
     }
 
@@ -540,7 +540,7 @@ CREATE TABLE address_index (
         }
 
         let store = SqliteStore::open(&path).expect("upgrade");
-        assert_eq!(store.schema_version(), Ok(13));
+        assert_eq!(store.schema_version(), Ok(14));
         for s in &sessions {
             assert_eq!(store.load(s.id()).as_ref(), Ok(&Some(s.clone())));
         }
@@ -557,15 +557,21 @@ CREATE TABLE address_index (
                 .expect("count");
             let expected: usize = sessions.iter().map(|s| s.payments().len()).sum();
             assert_eq!(usize::try_from(rows).expect("count"), expected);
+            // Each head is packed (migration 14): a blob smaller than its JSON.
             for s in &sessions {
-                let head: String = conn
+                let (kind, bytes): (String, usize) = conn
                     .query_row(
-                        "SELECT head FROM sessions WHERE id = ?1",
+                        "SELECT typeof(head), length(head) FROM sessions WHERE id = ?1",
                         [s.id().to_string()],
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .expect("head");
-                assert_eq!(head, row_head(s));
+                assert_eq!(kind, "blob");
+                assert!(
+                    bytes < row_head(s).len() / 2,
+                    "{bytes} of {}",
+                    row_head(s).len()
+                );
             }
         }
         // The upgraded sessions keep changing: pay the fresh one in full, one more part.
@@ -582,7 +588,7 @@ CREATE TABLE address_index (
         assert!(paid.transfers().count() == 1);
         store.close().expect("close");
         let reopened = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(reopened.schema_version(), Ok(13));
+        assert_eq!(reopened.schema_version(), Ok(14));
         assert_eq!(reopened.load(ids[2]), Ok(Some(paid)));
         assert_eq!(
             reopened.load(ids[0]).as_ref(),
@@ -648,7 +654,7 @@ CREATE TABLE address_index (
             store.list(&ListQuery::default()),
             Err(StoreError::Corrupt(_))
         ));
-        tamper(&path, "UPDATE sessions SET head = 'not json'");
+        tamper(&path, "UPDATE sessions SET head = x'0100'");
         assert!(matches!(store.load(s.id()), Err(StoreError::Corrupt(_))));
         tamper(&path, "UPDATE events SET body = '[]' WHERE seq = 1");
         assert!(matches!(

@@ -191,6 +191,7 @@ fn sqlite_outbox_ids_become_bytes_and_read_back_the_same() {
     let dir = crate::common::TempDir::new("byte-ids");
     let path = dir.file("v12.sqlite3");
     let (id, committed) = lifecycle(SqliteStore::open(&path).unwrap());
+    crate::packed_rows::live_rows_as_text(&path);
     let raw = rusqlite::Connection::open(&path).unwrap();
     let id_bytes = |raw: &rusqlite::Connection| -> i64 {
         raw.query_row(
@@ -251,7 +252,7 @@ fn sqlite_outbox_ids_become_bytes_and_read_back_the_same() {
     .unwrap();
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version(), Ok(13));
+    assert_eq!(store.schema_version(), Ok(14));
     assert_eq!(id_bytes(&raw), small);
     let (carrier_now, part_now): (Vec<u8>, Vec<u8>) = raw
         .query_row("SELECT carrier, part FROM events WHERE seq = 2", [], |r| {

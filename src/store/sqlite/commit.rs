@@ -3,6 +3,7 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::outbox::id_bytes;
+use super::packed::{self, Kind, pack};
 use super::{backend, insert_or_conflict};
 use crate::id::{EventId, PaymentId, SessionId};
 use crate::store::live_object;
@@ -21,6 +22,7 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
         None => None,
     };
     let live_payments = rows.live.as_ref().map(|l| l.payments.as_str());
+    let head = pack(Kind::Head, &s.head)?;
     match rows.expected_version {
         None => insert_or_conflict(
             tx.prepare_cached(
@@ -36,7 +38,7 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
                     s.status,
                     s.version,
                     s.wake_at,
-                    s.head,
+                    head,
                     s.link_id,
                     s.source_id,
                     s.metadata,
@@ -64,7 +66,7 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
                         s.status,
                         s.version,
                         s.wake_at,
-                        s.head,
+                        head,
                         s.link_id,
                         s.metadata,
                         s.review,
@@ -88,7 +90,7 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
         .map_err(backend)?;
     for p in &rows.payments {
         payment
-            .execute(params![s.id, p.id, p.body])
+            .execute(params![s.id, p.id, pack(Kind::Payment, &p.body)?])
             .map_err(backend)?;
         // The first session to claim an invoice hash keeps it; a later one is refused.
         if let Some(h) = &p.payment_hash
@@ -179,7 +181,7 @@ pub(super) fn live_object_of(
     id: &str,
     version: i64,
 ) -> Result<Option<(i64, String)>, StoreError> {
-    let row: Option<(String, Option<String>)> = conn
+    let row: Option<(Vec<u8>, Option<String>)> = conn
         .prepare_cached("SELECT head, object_payments FROM sessions WHERE id = ?1 AND version = ?2")
         .and_then(|mut stmt| {
             stmt.query_row(params![id, version], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -190,17 +192,21 @@ pub(super) fn live_object_of(
         return Ok(None);
     };
     let what = || format!("the object of session {id} at version {version}");
+    let head = packed::unpack(Kind::Head, &head, &what)?;
     let mut bodies = Vec::new();
     let mut body = conn
         .prepare_cached("SELECT body FROM payments WHERE session_id = ?1 AND id = ?2")
         .map_err(backend)?;
     for payment in listed.split(',').filter(|p| !p.is_empty()) {
-        let text: Option<String> = body
+        let packed: Option<Vec<u8>> = body
             .query_row(params![id, payment], |r| r.get(0))
             .optional()
             .map_err(backend)?;
-        bodies.push(text.ok_or_else(|| {
+        let packed = packed.ok_or_else(|| {
             Corruption::undecodable(what(), format!("its payment {payment} is missing"))
+        })?;
+        bodies.push(packed::unpack(Kind::Payment, &packed, &|| {
+            format!("payment {payment}")
         })?);
     }
     let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();

@@ -13,6 +13,7 @@ mod address_index;
 mod commit;
 mod links;
 mod outbox;
+mod packed;
 mod reads;
 mod resume;
 mod schema;
@@ -57,8 +58,8 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// | table | columns |
 /// | --- | --- |
-/// | `sessions` | `id` TEXT PK, `created` INTEGER (Unix ms), `status` TEXT, `version` INTEGER, `wake_at` INTEGER NULL (Unix ms), `head` TEXT ([`SessionRow::head`](super::rows::SessionRow::head): JSON without payments and transfers), `link_id` TEXT NULL, `source_id` TEXT NULL, `metadata` TEXT NULL, `review` INTEGER, `livemode` INTEGER (0 or 1) |
-/// | `payments` | (`session_id` TEXT, `id` TEXT) PK, `body` TEXT ([`CheckoutSession::payment_json`](crate::session::CheckoutSession::payment_json)) |
+/// | `sessions` | `id` TEXT PK, `created` INTEGER (Unix ms), `status` TEXT, `version` INTEGER, `wake_at` INTEGER NULL (Unix ms), `head` BLOB ([`SessionRow::head`](super::rows::SessionRow::head), JSON without payments and transfers, packed: see below), `link_id` TEXT NULL, `source_id` TEXT NULL, `metadata` TEXT NULL, `review` INTEGER, `livemode` INTEGER (0 or 1) |
+/// | `payments` | (`session_id` TEXT, `id` TEXT) PK (`WITHOUT ROWID`), `body` BLOB ([`CheckoutSession::payment_json`](crate::session::CheckoutSession::payment_json), packed) |
 /// | `transfers` | `key` TEXT PK, `session_id` TEXT, `body` TEXT (JSON) |
 /// | `payment_hashes` | `hash` TEXT PK, `session_id` TEXT |
 /// | `addresses` | `address` TEXT PK, `session_id` TEXT |
@@ -88,7 +89,11 @@ const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `sessions.object_payments` and `session_objects`: events name their object by the
 /// session's version, the live rows keep the latest and deltas the older ones (ADR 22);
 /// version 13 rebuilt `events` with its ids (event, session, carrier, part) as 16 bytes
-/// instead of text (ADR 24).
+/// instead of text (ADR 24); version 14 packed the live rows (ADR 25): `sessions.head` and
+/// `payments.body` hold their JSON as a format byte (1) and a zstd frame compressed against
+/// a fixed dictionary for their kind of row (a sample head or payment: the field names and
+/// common values), so a session's rows take about a quarter of their text's bytes and read
+/// back byte for byte; `payments` became `WITHOUT ROWID`.
 ///
 /// Besides [`Store`](super::Store), the store implements [`LinkStore`](super::LinkStore) (a link
 /// commit, its events and its sessions' commits are one transaction),

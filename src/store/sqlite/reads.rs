@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
 use super::outbox::{drop_unneeded_objects, event_rows};
+use super::packed::{Kind, unpack};
 use super::{SqliteStore, backend, commit, limit_i64};
 use crate::hash::PaymentHash;
 use crate::id::{EventId, PaymentId, SessionId};
@@ -32,26 +33,32 @@ pub(super) fn transfer_rows(
         .map_err(backend)
 }
 
-/// Rebuilds a session from its row, its payment rows and its transfer rows (in the
-/// caller's snapshot).
+/// Rebuilds a session from its row (its packed head), its payment rows and its transfer
+/// rows (in the caller's snapshot).
 fn assemble(
     conn: &Connection,
     id: &str,
-    head: &str,
+    head: &[u8],
     version: i64,
 ) -> Result<CheckoutSession, StoreError> {
+    let head = unpack(Kind::Head, head, &|| format!("session {id}"))?;
     let payments = conn
-        .prepare_cached("SELECT body FROM payments WHERE session_id = ?1")
+        .prepare_cached("SELECT id, body FROM payments WHERE session_id = ?1")
         .map_err(backend)?
-        .query_map([id], |row| row.get::<_, String>(0))
+        .query_map([id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })
         .map_err(backend)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(backend)?;
+        .map(|row| {
+            let (payment, body) = row.map_err(backend)?;
+            unpack(Kind::Payment, &body, &|| format!("payment {payment}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let transfers = transfer_rows(conn, id)?;
     rows::decode_session(
         id,
         version,
-        head,
+        &head,
         payments.iter().map(String::as_str),
         transfers.iter().map(|(k, b)| (k.as_str(), b.as_str())),
     )
@@ -62,7 +69,7 @@ fn load_in(conn: &Connection, id: &str) -> Result<Option<CheckoutSession>, Store
         .prepare_cached("SELECT head, version FROM sessions WHERE id = ?1")
         .map_err(backend)?
         .query_row([id], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?))
         })
         .optional()
         .map_err(backend)?;
@@ -187,7 +194,7 @@ impl Store for SqliteStore {
                 .query_map(rusqlite::params_from_iter(params), |row| {
                     Ok((
                         row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
+                        row.get::<_, Vec<u8>>(1)?,
                         row.get::<_, i64>(2)?,
                     ))
                 })

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::backend;
+use super::packed::{self, Kind};
 use crate::session::CheckoutSession;
 use crate::store::rows;
 use crate::store::{Corruption, StoreError};
@@ -327,6 +328,37 @@ FROM events;
 "#,
         Some(swap_in_byte_ids),
     ),
+    // 14: the live rows' JSON packed (ADR 25, sqlite::packed): `sessions.head` and
+    // `payments.body` become BLOBs holding the JSON compressed against a dictionary per
+    // kind of row, and `payments` becomes `WITHOUT ROWID` (its key was stored twice, in
+    // the row table and in the index of its primary key). Rebuilt in place by the fill,
+    // which packs every row and checks it reads back; every other column, index and
+    // trigger is kept as it was.
+    (
+        r#"
+CREATE TABLE sessions_v14 (
+    id              TEXT    NOT NULL PRIMARY KEY,
+    created         INTEGER NOT NULL,
+    status          TEXT    NOT NULL,
+    version         INTEGER NOT NULL CHECK (version >= 0),
+    wake_at         INTEGER,
+    head            BLOB    NOT NULL,
+    link_id         TEXT,
+    source_id       TEXT,
+    metadata        TEXT,
+    review          INTEGER NOT NULL DEFAULT 0,
+    livemode        INTEGER NOT NULL DEFAULT 0 CHECK (livemode IN (0, 1)),
+    object_payments TEXT
+) STRICT;
+CREATE TABLE payments_v14 (
+    session_id TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    body       BLOB NOT NULL,
+    PRIMARY KEY (session_id, id)
+) STRICT, WITHOUT ROWID;
+"#,
+        Some(pack_live_rows),
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.
@@ -448,4 +480,80 @@ fn swap_in_byte_ids(tx: &Transaction<'_>) -> Result<(), StoreError> {
          CREATE INDEX events_by_id ON events (id, seq);",
     )
     .map_err(backend)
+}
+
+/// Migration 14's fill: every session head and payment body is packed into the new tables
+/// (and must unpack to the text it came from), then the new tables replace the old ones
+/// and get the old ones' indexes and (metadata) triggers back. The metadata rows are kept
+/// as they are: the copy runs before the triggers exist on the new table.
+fn pack_live_rows(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let packed_back = |kind: Kind, text: &str, row: &dyn Fn() -> String| {
+        let packed = packed::pack(kind, text)?;
+        if packed::unpack(kind, &packed, row)? != text {
+            return Err(StoreError::Backend {
+                message: format!("{}: packing did not read back", row()),
+                retryable: false,
+            });
+        }
+        Ok(packed)
+    };
+    let mut heads = tx
+        .prepare("SELECT id, head FROM sessions")
+        .map_err(backend)?;
+    let mut copy_session = tx
+        .prepare(
+            "INSERT INTO sessions_v14
+                 (id, created, status, version, wake_at, head, link_id, source_id, metadata,
+                  review, livemode, object_payments)
+             SELECT id, created, status, version, wake_at, ?2, link_id, source_id, metadata,
+                    review, livemode, object_payments
+             FROM sessions WHERE id = ?1",
+        )
+        .map_err(backend)?;
+    let mut rows = heads.query([]).map_err(backend)?;
+    while let Some(row) = rows.next().map_err(backend)? {
+        let id: String = row.get(0).map_err(backend)?;
+        let head: String = row.get(1).map_err(backend)?;
+        let packed = packed_back(Kind::Head, &head, &|| format!("session {id}"))?;
+        copy_session.execute(params![id, packed]).map_err(backend)?;
+    }
+    let mut bodies = tx
+        .prepare("SELECT session_id, id, body FROM payments")
+        .map_err(backend)?;
+    let mut copy_payment = tx
+        .prepare("INSERT INTO payments_v14 (session_id, id, body) VALUES (?1, ?2, ?3)")
+        .map_err(backend)?;
+    let mut rows = bodies.query([]).map_err(backend)?;
+    while let Some(row) = rows.next().map_err(backend)? {
+        let session: String = row.get(0).map_err(backend)?;
+        let id: String = row.get(1).map_err(backend)?;
+        let body: String = row.get(2).map_err(backend)?;
+        let packed = packed_back(Kind::Payment, &body, &|| format!("payment {id}"))?;
+        copy_payment
+            .execute(params![session, id, packed])
+            .map_err(backend)?;
+    }
+    // The two tables' indexes and triggers, made again on the new tables as they were.
+    let remade = tx
+        .prepare(
+            "SELECT sql FROM sqlite_schema
+             WHERE tbl_name IN ('sessions', 'payments') AND type IN ('index', 'trigger')
+                 AND sql IS NOT NULL",
+        )
+        .map_err(backend)?
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    tx.execute_batch(
+        "DROP TABLE sessions;
+         ALTER TABLE sessions_v14 RENAME TO sessions;
+         DROP TABLE payments;
+         ALTER TABLE payments_v14 RENAME TO payments;",
+    )
+    .map_err(backend)?;
+    remade
+        .iter()
+        .try_for_each(|sql| tx.execute_batch(sql))
+        .map_err(backend)
 }
