@@ -102,6 +102,42 @@ fn segments(text: &str) -> Vec<&str> {
 /// the delta would not be smaller than `target` itself.
 pub(super) fn diff(base: &str, target: &str) -> Option<String> {
     let (a, b) = (segments(base), segments(target));
+    // What the texts share at both ends is copied as it is; only the middle is compared.
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let (a, b) = (&a[prefix..], &b[prefix..]);
+    let suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (a, b) = (&a[..a.len() - suffix], &b[..b.len() - suffix]);
+    let mut out = Delta::default();
+    (0..prefix).for_each(|_| out.copy());
+    if a.len() == b.len() {
+        // As many pieces on both sides: fields that changed value in place (the usual
+        // step from one version of an object to the next), compared piece by piece
+        // instead of every piece with every other.
+        for (x, y) in a.iter().zip(b) {
+            if x == y {
+                out.copy();
+            } else {
+                out.insert(y);
+                out.skip();
+            }
+        }
+    } else {
+        common_subsequence(a, b, &mut out)?;
+    }
+    (0..suffix).for_each(|_| out.copy());
+    let delta = out.finish();
+    (delta.len() < target.len()).then_some(delta)
+}
+
+#[cfg(feature = "sqlite")]
+/// Writes to `out` the steps from `a` to `b` along their longest common subsequence of
+/// pieces; `None` when they are too large to compare.
+fn common_subsequence(a: &[&str], b: &[&str], out: &mut Delta) -> Option<()> {
     let (n, m) = (a.len(), b.len());
     if (n + 1).saturating_mul(m + 1) > MAX_CELLS {
         return None;
@@ -118,7 +154,6 @@ pub(super) fn diff(base: &str, target: &str) -> Option<String> {
             };
         }
     }
-    let mut out = Delta::default();
     let (mut i, mut j) = (0, 0);
     while i < n || j < m {
         if i < n && j < m && a[i] == b[j] {
@@ -133,8 +168,7 @@ pub(super) fn diff(base: &str, target: &str) -> Option<String> {
             i += 1;
         }
     }
-    let delta = out.finish();
-    (delta.len() < target.len()).then_some(delta)
+    Some(())
 }
 
 #[cfg(feature = "sqlite")]
@@ -326,10 +360,27 @@ mod tests {
             ("x,y", ""),
             ("a,b,c", "d,e,f"),
             ("é,ü", "é,ö,"),
+            ("a,b,c,d", "a,x,b,c,d"),
+            ("a,b,c,d,e", "a,c,d,e"),
+            ("p,a,b,s", "p,b,a,s"),
+            ("a,a,a", "a,a"),
         ] {
             if let Some(d) = diff(a, b) {
                 assert_eq!(apply(&d, a).unwrap(), b);
             }
+        }
+        // Pieces added or removed in the middle (the piece counts differ): the common
+        // subsequence keeps the delta to the change.
+        let long: Vec<String> = (0..60).map(|i| format!("\"field_{i}\":{i}")).collect();
+        let base = long.join(",");
+        let mut grown = long.clone();
+        grown.insert(30, r#""flags":[{"kind":"overpaid"}]"#.to_owned());
+        grown[45] = r#""field_44":"changed""#.to_owned();
+        let grown = grown.join(",");
+        for (a, b) in [(&base, &grown), (&grown, &base)] {
+            let d = checked_diff(a, b).unwrap();
+            assert!(d.len() < 80, "{d}");
+            assert_eq!(apply(&d, a).unwrap(), *b);
         }
     }
 
