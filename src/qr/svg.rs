@@ -25,15 +25,58 @@ pub(super) fn render(symbol: &Symbol) -> String {
     for (y, row) in symbol.rows().iter().enumerate() {
         let mut end = None;
         for (start, len) in row.runs(symbol.width()) {
-            let _ = match end {
+            match end {
                 // The first run of a row: an absolute move to the middle of the row.
-                None => write!(svg, "M{} {}.5h{len}", start + quiet, y + quiet),
+                None => {
+                    svg.push('M');
+                    push_number(&mut svg, start + quiet);
+                    svg.push(' ');
+                    push_number(&mut svg, y + quiet);
+                    svg.push_str(".5h");
+                }
                 // The next ones: a move along the row from where the last one ended.
-                Some(e) => write!(svg, "m{} 0h{len}", start - e),
-            };
+                Some(e) => {
+                    svg.push('m');
+                    push_number(&mut svg, start - e);
+                    svg.push_str(" 0h");
+                }
+            }
+            push_number(&mut svg, len);
             end = Some(start + len);
         }
     }
     svg.push_str(r#""/></svg>"#);
     svg
+}
+
+/// Appends `n` in decimal. A path has a few thousand of these numbers, all under 200 (a
+/// symbol is at most 185 modules wide with its quiet zone): digit by digit is a fraction
+/// of the cost of the formatting machinery.
+fn push_number(svg: &mut String, n: usize) {
+    if n >= 1000 {
+        let _ = write!(svg, "{n}");
+        return;
+    }
+    let digit = |d: usize| char::from(b'0' + (d % 10) as u8);
+    if n >= 100 {
+        svg.push(digit(n / 100));
+    }
+    if n >= 10 {
+        svg.push(digit(n / 10));
+    }
+    svg.push(digit(n));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_print_as_decimal() {
+        for n in [0, 7, 10, 99, 100, 185, 999, 1000, 12_345] {
+            let mut text = String::new();
+            push_number(&mut text, n);
+            assert_eq!(text, n.to_string());
+        }
+    }
 }
