@@ -262,18 +262,21 @@ impl CommitRows {
         let id = rows.session.id.clone();
         let head = rows.session.head.as_str();
         // The object this commit's session events carry, or (none carrying it) the one
-        // they would.
-        let carried = commit
-            .events
-            .iter()
-            .map(|e| e.object.get())
-            .find(|o| super::live_object::split(o, head).is_some());
-        let object = match carried {
-            Some(o) => o.to_owned(),
-            None => commit.session.event_json(),
-        };
-        let Some(split) = super::live_object::split(&object, head) else {
-            return Ok(rows);
+        // they would; split once (splitting parses the listing).
+        let carried = commit.events.iter().find_map(|e| {
+            let object = e.object.get();
+            super::live_object::split(object, head).map(|split| (object, split))
+        });
+        let built;
+        let (object, split) = match carried {
+            Some(found) => found,
+            None => {
+                built = commit.session.event_json();
+                match super::live_object::split(&built, head) {
+                    Some(split) => (built.as_str(), split),
+                    None => return Ok(rows),
+                }
+            }
         };
         let s = &commit.session;
         let mut payments = Vec::with_capacity(split.payments.len());
@@ -294,7 +297,7 @@ impl CommitRows {
         }
         let version = rows.session.version;
         let Some(events) =
-            super::event_rows::live_event_rows(&commit.events, &id, &object, &split, version)
+            super::event_rows::live_event_rows(&commit.events, &id, object, &split, version)
         else {
             return Ok(rows);
         };
@@ -306,7 +309,7 @@ impl CommitRows {
         rows.live = Some(LiveObject {
             version,
             payments: split.ids(),
-            text: object,
+            text: object.to_owned(),
         });
         rows.events = events;
         Ok(rows)
