@@ -27,7 +27,9 @@
 //!
 //! `cargo bench --bench e2e --features http,runner,sqlite`; `E2E_SECS=<n>` per run
 //! (default 5). `E2E_BASELINE=<path to another checkout_page binary>` runs the page
-//! cycles against it too, for a before/after comparison in one run.
+//! cycles against it too, for a before/after comparison in one run, and then compares
+//! the server CPU per page cycle (8 clients, SQLite on disk) in `E2E_PAIRS` (default 3)
+//! pairs of runs alternating between the two binaries, judged by the median pair.
 
 // A benchmark harness: a setup that fails stops the run, loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -387,6 +389,45 @@ fn example() -> PathBuf {
     target_dir.join("release/examples/checkout_page")
 }
 
+/// Server CPU per page cycle (8 clients, SQLite on disk) of this build against the
+/// baseline's, in `E2E_PAIRS` pairs of runs (3 by default) that alternate between the two:
+/// one after the other, minutes apart, the same binary moved by ±20 % on this 2-core VM,
+/// which decided the ratio more than the code did. The verdict is the median pair's.
+fn page_cpu_pairs(ours: &Path, baseline: &Path, dir: &Path, tick: f64) {
+    let pairs: usize = std::env::var("E2E_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let cpu = |bin: &Path, name: String| -> f64 {
+        let path = dir.join(name);
+        let server = Server::start(bin, Some(path.as_path()));
+        let r = run_http(&server, Kind::Page, 8, tick);
+        r.server_cpu / r.cycles.max(1) as f64
+    };
+    let mut ratios: Vec<(f64, f64, f64)> = (0..pairs)
+        .map(|i| {
+            let today = cpu(ours, format!("pair-{i}-ours.sqlite3"));
+            let base = cpu(baseline, format!("pair-{i}-baseline.sqlite3"));
+            (today / base, today, base)
+        })
+        .collect();
+    println!("server CPU per page cycle (8 clients, SQLite on disk), alternating runs:");
+    for (ratio, today, base) in &ratios {
+        println!(
+            "  {:.0} µs against the baseline's {:.0} µs: {ratio:.2}x",
+            today * 1e6,
+            base * 1e6
+        );
+    }
+    ratios.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((median, _, _)) = ratios.get(ratios.len() / 2) {
+        println!(
+            "  median of {pairs}: {median:.2}x (target <= 0.5x) {}",
+            if *median <= 0.5 { "ok" } else { "MISSED" }
+        );
+    }
+}
+
 fn main() {
     if std::env::args()
         .skip(1)
@@ -414,7 +455,6 @@ fn main() {
     );
     let mut ratios = Vec::new();
     let mut async_ratios = Vec::new();
-    let mut page_cpu = None;
     let mut targets: Vec<(String, PathBuf)> = vec![("".to_owned(), bin)];
     if let Some(base) = std::env::var_os("E2E_BASELINE") {
         targets.push(("baseline ".to_owned(), PathBuf::from(base)));
@@ -476,23 +516,12 @@ fn main() {
                             async_ratios.push((store, mean_cycle(&asynced) / mean_cycle(&inproc)));
                         }
                     }
-                    if kind == Kind::Page && clients == 8 && store == "sqlite" {
-                        let cpu = r.server_cpu / r.cycles.max(1) as f64;
-                        match (&page_cpu, label.is_empty()) {
-                            (None, true) => page_cpu = Some(cpu),
-                            (Some(today), false) => println!(
-                                "  server CPU per page cycle (8 clients, SQLite on disk): {:.0} µs against the baseline's {:.0} µs: {:.2}x (target <= 0.5x) {}",
-                                today * 1e6,
-                                cpu * 1e6,
-                                today / cpu,
-                                if today / cpu <= 0.5 { "ok" } else { "MISSED" }
-                            ),
-                            _ => {}
-                        }
-                    }
                 }
             }
         }
+    }
+    if targets.len() > 1 {
+        page_cpu_pairs(&targets[0].1, &targets[1].1, &dir, tick);
     }
     let floor = floor_cycle(&Server::start(&targets[0].1, None));
     println!(
