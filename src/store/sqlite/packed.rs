@@ -115,7 +115,11 @@ impl Kind {
             })
         })
         .as_ref()
-        .ok_or_else(|| out_of_memory("the dictionaries"))
+        // Kept for the process once made (or not): a retry would meet the same failure.
+        .ok_or_else(|| StoreError::Backend {
+            message: "zstd could not allocate the dictionaries".to_owned(),
+            retryable: false,
+        })
     }
 }
 
@@ -130,6 +134,7 @@ thread_local! {
     static UNPACKER: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
 }
 
+/// A context zstd could not allocate: the next call tries again.
 fn out_of_memory(what: &str) -> StoreError {
     StoreError::Backend {
         message: format!("zstd could not allocate {what}"),
