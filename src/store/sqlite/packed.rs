@@ -229,10 +229,10 @@ mod tests {
         );
         assert_eq!(unpack(Kind::Head, &packed, &row).expect("unpack"), head);
         // Each kind has its own dictionary: the payment's does not read a head.
+        let crossed = unpack(Kind::Payment, &packed, &row);
         assert!(
-            unpack(Kind::Payment, &packed, &row)
-                .is_err_and(|e| matches!(e, StoreError::Corrupt(_)))
-                || unpack(Kind::Payment, &packed, &row).is_ok_and(|json| json != head)
+            matches!(crossed, Err(StoreError::Corrupt(_)))
+                || crossed.is_ok_and(|json| json != head)
         );
         for json in ["", "{}", "\u{0}", &"x".repeat(100_000)] {
             let packed = pack(Kind::Payment, json).expect("pack");
