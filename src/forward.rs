@@ -70,6 +70,9 @@ macro_rules! forward_store {
     (@one $f:tt load) => {
         fn load(&self, id: $crate::SessionId) -> ::std::result::Result<::std::option::Option<$crate::CheckoutSession>, $crate::store::StoreError> { self.$f.load(id) }
     };
+    (@one $f:tt load_if_changed) => {
+        fn load_if_changed(&self, id: $crate::SessionId, version: u64) -> ::std::result::Result<$crate::store::Reload, $crate::store::StoreError> { self.$f.load_if_changed(id, version) }
+    };
     (@one $f:tt commit) => {
         fn commit(&self, commit: &$crate::store::Commit) -> ::std::result::Result<(), $crate::store::StoreError> { self.$f.commit(commit) }
     };

@@ -27,6 +27,16 @@ impl SessionCache {
             .remove(&id)
     }
 
+    /// A copy of the cached session, which stays cached (for reads; a mutation
+    /// [`take`](Self::take)s its copy).
+    pub(super) fn peek(&self, id: SessionId) -> Option<CheckoutSession> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
     pub(super) fn put(&self, session: CheckoutSession) {
         if self.capacity == 0 {
             return;

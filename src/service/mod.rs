@@ -46,7 +46,7 @@ use crate::request::PaymentRequestGenerator;
 use crate::session::{
     CheckoutSession, FlagResolution, SessionChange, SessionParams, SessionUpdate,
 };
-use crate::store::{Commit, ListQuery, Page, Store, StoreError, StoredEvent};
+use crate::store::{Commit, ListQuery, Page, Reload, Store, StoreError, StoredEvent};
 use crate::transfer::{TransferKey, TransferReport};
 use cache::SessionCache;
 use idempotency::Claim;
@@ -290,7 +290,10 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
             let events = self.envelopes(change.events(), &session, now);
             let commit = Commit::new(session, None, &change, events);
             match self.st().commit(&commit) {
-                Ok(()) => Ok(commit.session),
+                Ok(()) => {
+                    self.cache.put(commit.session.clone());
+                    Ok(commit.session)
+                }
                 // The id is taken: by this session, inserted by a racing takeover (or by
                 // an earlier attempt whose outcome was unknown). Not retried blindly.
                 Err(StoreError::Conflict) => self
@@ -411,12 +414,36 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
     pub fn get(&self, id: SessionId) -> Result<CheckoutSession, ServiceError> {
         let _op = operation("get", Some(id));
         let session = self
-            .retry_store(|| self.st().load(id))?
+            .retry_store(|| self.load_for_read(id))?
             .ok_or(ServiceError::UnknownSession(id))?;
         if self.is_current(&session) {
             return Ok(session);
         }
         self.bring_up_to_date(id)
+    }
+
+    /// Session `id` as stored: the cached copy when the store says the session is still
+    /// at its version (a version's content never changes, ADR 26), else read (and cached).
+    /// Saves decoding a session that a page polls while nothing happens to it.
+    fn load_for_read(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
+        let Some(cached) = self.cache.peek(id) else {
+            let loaded = self.st().load(id)?;
+            if let Some(session) = &loaded {
+                self.cache.put(session.clone());
+            }
+            return Ok(loaded);
+        };
+        match self.st().load_if_changed(id, cached.version())? {
+            Reload::Unchanged => Ok(Some(cached)),
+            Reload::Changed(session) => {
+                self.cache.put(session.clone());
+                Ok(Some(session))
+            }
+            Reload::Gone => {
+                self.cache.take(id);
+                Ok(None)
+            }
+        }
     }
 
     /// [`get`](Checkout::get) answered in place, on the caller's thread: `Ok(None)` when
@@ -433,7 +460,7 @@ impl<S: Store, R: RateSource, G: PaymentRequestGenerator, C: Clock> Checkout<S, 
             return Ok(None);
         }
         let _op = operation("get", Some(id));
-        match self.st().load(id) {
+        match self.load_for_read(id) {
             Ok(Some(session)) => Ok(self.is_current(&session).then_some(session)),
             Ok(None) => Err(ServiceError::UnknownSession(id)),
             Err(e) if e.is_retryable() => Ok(None),

@@ -10,7 +10,7 @@ use crate::link::Link;
 use crate::metrics::{Counter, Metrics};
 use crate::session::CheckoutSession;
 use crate::store::{
-    Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, Store, StoreError,
+    Commit, IdempotencyRecord, LinkCommit, LinkStore, ListQuery, Page, Reload, Store, StoreError,
     StoredEvent,
 };
 use crate::transfer::TransferKey;
@@ -75,6 +75,15 @@ impl<S: Store> Observed<'_, S> {
     pub(super) fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
         let _span = debug_span!("store", call = "load", session_id = %id).entered();
         self.count(self.store.load(id))
+    }
+
+    pub(super) fn load_if_changed(
+        &self,
+        id: SessionId,
+        version: u64,
+    ) -> Result<Reload, StoreError> {
+        let _span = debug_span!("store", call = "load_if_changed", session_id = %id).entered();
+        self.count(self.store.load_if_changed(id, version))
     }
 
     /// Commits, and counts what the commit did (see [`Metrics::committed`]).

@@ -85,9 +85,11 @@ pub(super) fn splice(head: &str, bodies: &[&str]) -> Option<String> {
 }
 
 #[cfg(feature = "sqlite")]
-/// The most cells the delta's table may have (about 200 segments a side); larger objects
-/// are kept whole.
-const MAX_CELLS: usize = 1 << 16;
+/// The most edits (pieces skipped plus pieces inserted) a delta may take before the texts
+/// count as unrelated and the older object is kept whole. A commit changes a dozen fields
+/// and adds at most a payment (about 30 pieces); the search keeps one frontier per edit,
+/// so this also bounds its memory to about 260,000 positions.
+const MAX_EDITS: usize = 511;
 
 #[cfg(feature = "sqlite")]
 /// `text` cut after each comma (the last piece may have none), so the pieces join back to it.
@@ -127,7 +129,7 @@ pub(super) fn diff(base: &str, target: &str) -> Option<String> {
             }
         }
     } else {
-        common_subsequence(a, b, &mut out)?;
+        shortest_edits(a, b, &mut out)?;
     }
     (0..suffix).for_each(|_| out.copy());
     let delta = out.finish();
@@ -135,37 +137,103 @@ pub(super) fn diff(base: &str, target: &str) -> Option<String> {
 }
 
 #[cfg(feature = "sqlite")]
-/// Writes to `out` the steps from `a` to `b` along their longest common subsequence of
-/// pieces; `None` when they are too large to compare.
-fn common_subsequence(a: &[&str], b: &[&str], out: &mut Delta) -> Option<()> {
+/// One step of an edit script from `a` to `b`.
+#[derive(Clone, Copy)]
+enum Step {
+    /// The next piece of `a` is kept.
+    Copy,
+    /// The next piece of `a` is dropped.
+    Skip,
+    /// The next piece of `b` (at this index) is inserted.
+    Insert(usize),
+}
+
+#[cfg(feature = "sqlite")]
+/// Writes to `out` a shortest edit script from `a` to `b` (Myers' greedy search: its cost
+/// grows with the number of edits, not with the product of the lengths, so a large
+/// session with a small change is cheap); `None` beyond [`MAX_EDITS`].
+fn shortest_edits(a: &[&str], b: &[&str], out: &mut Delta) -> Option<()> {
     let (n, m) = (a.len(), b.len());
-    if (n + 1).saturating_mul(m + 1) > MAX_CELLS {
-        return None;
-    }
-    // lcs[i][j]: the longest common subsequence of a[i..] and b[j..].
-    let width = m + 1;
-    let mut lcs = vec![0u16; (n + 1) * width];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            lcs[i * width + j] = if a[i] == b[j] {
-                lcs[(i + 1) * width + j + 1] + 1
+    let limit = MAX_EDITS.min(n + m);
+    // Diagonal k (x - y, from -d to d) is stored at k + d; `far[k]` is the furthest x
+    // reached on it with the edits made so far. `trace[d]` keeps the frontier after d
+    // edits, from diagonal -d to d, for the walk back.
+    let mut far = vec![0usize; 2 * limit + 2];
+    let centre = limit + 1;
+    let mut trace: Vec<Vec<usize>> = Vec::new();
+    for d in 0..=limit {
+        let mut reached = None;
+        for k in (0..=2 * d).step_by(2) {
+            let diagonal = centre + k - d;
+            // Down from the diagonal above (an insert) or right from the one below (a
+            // skip), whichever got further.
+            let mut x = if k == 0 || (k != 2 * d && far[diagonal - 1] < far[diagonal + 1]) {
+                far[diagonal + 1]
             } else {
-                lcs[(i + 1) * width + j].max(lcs[i * width + j + 1])
+                far[diagonal - 1] + 1
             };
+            // x - (k - d) without leaving the unsigned range: y = x + d - k.
+            let mut y = (x + d).checked_sub(k)?;
+            while x < n && y < m && a[x] == b[y] {
+                x += 1;
+                y += 1;
+            }
+            far[diagonal] = x;
+            if x >= n && y >= m {
+                reached = Some(());
+            }
+        }
+        trace.push(far[centre - d..=centre + d].to_vec());
+        if reached.is_some() {
+            return write_steps(&trace, a, b, out);
         }
     }
-    let (mut i, mut j) = (0, 0);
-    while i < n || j < m {
-        if i < n && j < m && a[i] == b[j] {
-            out.copy();
-            i += 1;
-            j += 1;
-        } else if j < m && (i == n || lcs[i * width + j + 1] >= lcs[(i + 1) * width + j]) {
-            out.insert(b[j]);
-            j += 1;
+    None
+}
+
+#[cfg(feature = "sqlite")]
+/// Walks `trace` ([`shortest_edits`]'s frontiers) back from the end of both texts and
+/// writes the steps from `a` to `b` to `out`, in order; `None` if the trace does not lead
+/// back to the start (it always does; checked rather than trusted, as the delta is).
+fn write_steps(trace: &[Vec<usize>], a: &[&str], b: &[&str], out: &mut Delta) -> Option<()> {
+    let mut steps = Vec::with_capacity(a.len() + b.len());
+    let (mut x, mut y) = (a.len(), b.len());
+    for d in (1..trace.len()).rev() {
+        let before = &trace[d - 1];
+        // The diagonal x - y as an index into `trace[d]` (centred on d): x - y + d.
+        let k = (x + d).checked_sub(y)?;
+        // The forward search's choice there: down from the diagonal above (an insert,
+        // `before[k]`) or right from the one below (a skip, `before[k - 2]`).
+        let down = k == 0 || (k != 2 * d && before.get(k.checked_sub(2)?)? < before.get(k)?);
+        let from_x = if down {
+            *before.get(k)?
         } else {
-            out.skip();
-            i += 1;
+            before.get(k.checked_sub(2)?)? + 1
+        };
+        // Where the edit left the walk, on this diagonal: the snake runs from there.
+        let from_y = (from_x + d).checked_sub(k)?;
+        while x > from_x && y > from_y {
+            steps.push(Step::Copy);
+            x -= 1;
+            y -= 1;
+        }
+        if down {
+            y = y.checked_sub(1)?;
+            steps.push(Step::Insert(y));
+        } else {
+            x = x.checked_sub(1)?;
+            steps.push(Step::Skip);
+        }
+    }
+    if x != y {
+        return None;
+    }
+    steps.extend(std::iter::repeat_n(Step::Copy, x));
+    for step in steps.into_iter().rev() {
+        match step {
+            Step::Copy => out.copy(),
+            Step::Skip => out.skip(),
+            Step::Insert(j) => out.insert(b.get(j)?),
         }
     }
     Some(())
@@ -201,12 +269,15 @@ impl Delta {
 
     fn insert(&mut self, piece: &str) {
         self.flush();
-        self.text.push_str(&format!("+{}:{piece}", piece.len()));
+        use std::fmt::Write as _;
+        // Writing to a String cannot fail.
+        let _ = write!(self.text, "+{}:{piece}", piece.len());
     }
 
     fn flush(&mut self) {
         if let Some((op, n)) = self.run.take() {
-            self.text.push_str(&format!("{op}{n};"));
+            use std::fmt::Write as _;
+            let _ = write!(self.text, "{op}{n};");
         }
     }
 
@@ -381,6 +452,102 @@ mod tests {
             let d = checked_diff(a, b).unwrap();
             assert!(d.len() < 80, "{d}");
             assert_eq!(apply(&d, a).unwrap(), *b);
+        }
+    }
+
+    #[test]
+    fn a_large_object_with_a_few_changes_still_gets_a_short_delta() {
+        // 700 pieces a side: far beyond what a table of every piece against every other
+        // could compare, a handful of edits for the greedy search.
+        let pieces: Vec<String> = (0..700).map(|i| format!("\"f{i}\":{i}")).collect();
+        let base = pieces.join(",");
+        let mut edited = pieces.clone();
+        edited.remove(650);
+        edited.insert(400, r#""flags":[{"kind":"late"}]"#.to_owned());
+        edited[10] = r#""f10":"x""#.to_owned();
+        edited.insert(5, r#""new":1"#.to_owned());
+        let edited = edited.join(",");
+        for (a, b) in [(&base, &edited), (&edited, &base)] {
+            let d = checked_diff(a, b).unwrap();
+            assert!(d.len() < 120, "{d}");
+        }
+        // Unrelated texts beyond the edit limit are kept whole.
+        let other: Vec<String> = (0..700).map(|i| format!("\"g{i}\":{i}")).collect();
+        assert!(diff(&base, &other.join(",")).is_none());
+    }
+
+    /// The pieces a delta skips or inserts (`None` for a delta `apply` would refuse).
+    fn edits(delta: &str) -> Option<usize> {
+        let mut count = 0;
+        let mut rest = delta;
+        while let Some(op) = rest.chars().next() {
+            rest = &rest[1..];
+            if op == '+' {
+                let end = rest.find(':')?;
+                let len: usize = rest[..end].parse().ok()?;
+                rest = rest.get(end + 1 + len..)?;
+                count += 1;
+            } else {
+                let end = rest.find(';')?;
+                if op == '-' {
+                    count += rest[..end].parse::<usize>().ok()?;
+                }
+                rest = &rest[end + 1..];
+            }
+        }
+        Some(count)
+    }
+
+    /// The fewest pieces skipped plus inserted that turn `a` into `b`, by the table of
+    /// every piece against every other.
+    fn fewest_edits(a: &str, b: &str) -> usize {
+        let (a, b) = (segments(a), segments(b));
+        let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+        for i in (0..a.len()).rev() {
+            for j in (0..b.len()).rev() {
+                lcs[i][j] = if a[i] == b[j] {
+                    lcs[i + 1][j + 1] + 1
+                } else {
+                    lcs[i + 1][j].max(lcs[i][j + 1])
+                };
+            }
+        }
+        a.len() + b.len() - 2 * lcs[0][0]
+    }
+
+    #[test]
+    fn every_delta_between_mixed_texts_gives_the_target_back() {
+        // Deterministic pseudo-random pairs over a small alphabet, so that pieces repeat
+        // and the search has many equal choices to make.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for _ in 0..500 {
+            let mut text = || -> String {
+                let len = next(40);
+                (0..len)
+                    .map(|_| ["a,", "b,", "cc,", "d", "é,", ","][next(6) as usize])
+                    .collect()
+            };
+            let (a, b) = (text(), text());
+            let d = diff(&a, &b);
+            if let Some(d) = &d {
+                assert_eq!(apply(d, &a).unwrap(), b, "{a:?} -> {b:?} by {d:?}");
+                // Shortest when the search ran (texts of as many pieces are compared in
+                // place instead).
+                if segments(&a).len() != segments(&b).len() {
+                    assert_eq!(
+                        edits(d),
+                        Some(fewest_edits(&a, &b)),
+                        "{a:?} -> {b:?} by {d:?}"
+                    );
+                }
+            }
+            assert_eq!(checked_diff(&a, &b), d);
         }
     }
 

@@ -283,6 +283,20 @@ impl Commit {
     }
 }
 
+/// What [`Store::load_if_changed`] found.
+// Returned and matched at once, never kept: boxing the session would only add an
+// allocation (an `Option<CheckoutSession>`, as `load` returns, is as large).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// The session is still at the version asked about.
+    Unchanged,
+    /// The session is at another version: here it is.
+    Changed(CheckoutSession),
+    /// No session has this id (any more).
+    Gone,
+}
+
 /// One page of a listing, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -306,6 +320,18 @@ pub struct StoredEvent {
 pub trait Store: Send + Sync {
     /// The session with this id, with all its payments and transfers.
     fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError>;
+
+    /// Session `id` as [`load`](Store::load) gives it, unless it is still at `version`:
+    /// then [`Reload::Unchanged`], which a store may answer from the version alone (a
+    /// session's content at a version never changes: every commit is a compare-and-swap
+    /// on it). The default loads and compares.
+    fn load_if_changed(&self, id: SessionId, version: u64) -> Result<Reload, StoreError> {
+        Ok(match self.load(id)? {
+            None => Reload::Gone,
+            Some(s) if s.version() == version => Reload::Unchanged,
+            Some(s) => Reload::Changed(s),
+        })
+    }
 
     /// Applies a commit atomically, or returns [`StoreError::Conflict`] and writes nothing.
     fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
@@ -453,6 +479,7 @@ pub trait Store: Send + Sync {
 
 forward_port!(Store {
     fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError>;
+    fn load_if_changed(&self, id: SessionId, version: u64) -> Result<Reload, StoreError>;
     fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
     fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError>;
     fn find_by_payment_hash(&self, hash: &PaymentHash) -> Result<Option<SessionId>, StoreError>;

@@ -152,7 +152,7 @@ impl<S: Store> Store for ObservedStore<'_, S> {
     }
 
     crate::forward_store!(inner:
-        load, find_by_transfer, find_by_payment_hash, find_by_address, find_by_payment, list,
+        load, load_if_changed, find_by_transfer, find_by_payment_hash, find_by_address, find_by_payment, list,
         due, events_after, events_before, event, session_events, session_events_after, held_transfers, idempotency,
         claim_idempotency, release_idempotency, prune_idempotency, prune_events, prune_session_events);
 }

@@ -15,6 +15,7 @@ mod common;
 mod lnbits_api;
 
 mod async_service;
+mod cached_reads;
 mod clock_skew;
 mod flood;
 mod key_claims;

@@ -22,7 +22,7 @@ use std::sync::{Mutex, MutexGuard};
 use time::OffsetDateTime;
 
 use super::{
-    Commit, IdempotencyRecord, ListQuery, Page, RoutingKey, Store, StoreError, StoredEvent,
+    Commit, IdempotencyRecord, ListQuery, Page, Reload, RoutingKey, Store, StoreError, StoredEvent,
 };
 use crate::id::{EventId, PaymentId, SessionId};
 use crate::link::{Link, LinkId};
@@ -427,6 +427,17 @@ impl Store for MemoryStore {
             Some(&slot) => inner.decode(slot).map(Some),
             None => Ok(None),
         }
+    }
+
+    fn load_if_changed(&self, id: SessionId, version: u64) -> Result<Reload, StoreError> {
+        let inner = self.lock()?;
+        let Some(&slot) = inner.ids.get(&id) else {
+            return Ok(Reload::Gone);
+        };
+        if inner.slot_of(id).is_some_and(|s| s.version == version) {
+            return Ok(Reload::Unchanged);
+        }
+        inner.decode(slot).map(Reload::Changed)
     }
 
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {

@@ -89,6 +89,14 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
         .prepare_cached("INSERT OR IGNORE INTO payment_hashes (hash, session_id) VALUES (?1, ?2)")
         .map_err(backend)?;
     for p in &rows.payments {
+        // A listed payment the commit did not change is written again only to keep the
+        // object's bytes (ADR 22); stored exactly so already, its row stays as it is.
+        if moved_past
+            .as_ref()
+            .is_some_and(|kept| kept.holds(&p.id, &p.body))
+        {
+            continue;
+        }
         payment
             .execute(params![s.id, p.id, pack(Kind::Payment, &p.body)?])
             .map_err(backend)?;
@@ -165,13 +173,32 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
             )?;
         }
     }
-    if let Some((version, older)) = moved_past {
-        keep_older_object(tx, &s.id, version, &older, rows.live.as_ref())?;
+    if let Some(kept) = moved_past {
+        keep_older_object(tx, &s.id, kept.version, &kept.text, rows.live.as_ref())?;
     }
     for event in &rows.events {
         insert_event(tx, event)?;
     }
     Ok(())
+}
+
+/// A session's event object as its rows keep it (ADR 22), with the stored bodies of the
+/// payments it lists.
+pub(super) struct KeptObject {
+    /// The session version the object is of.
+    pub(super) version: i64,
+    /// The object.
+    pub(super) text: String,
+    /// Each listed payment as (id, stored body), in order.
+    pub(super) payments: Vec<(String, String)>,
+}
+
+impl KeptObject {
+    /// Whether payment `id` is stored with exactly `body`, so that writing it again would
+    /// change nothing.
+    fn holds(&self, id: &str, body: &str) -> bool {
+        self.payments.iter().any(|(i, b)| i == id && b == body)
+    }
 }
 
 /// The object session `id`'s rows keep for `version` (its row head with the payments its
@@ -180,7 +207,7 @@ pub(super) fn live_object_of(
     conn: &rusqlite::Connection,
     id: &str,
     version: i64,
-) -> Result<Option<(i64, String)>, StoreError> {
+) -> Result<Option<KeptObject>, StoreError> {
     let row: Option<(Vec<u8>, Option<String>)> = conn
         .prepare_cached("SELECT head, object_payments FROM sessions WHERE id = ?1 AND version = ?2")
         .and_then(|mut stmt| {
@@ -193,7 +220,7 @@ pub(super) fn live_object_of(
     };
     let what = || format!("the object of session {id} at version {version}");
     let head = packed::unpack(Kind::Head, &head, &what)?;
-    let mut bodies = Vec::new();
+    let mut payments = Vec::new();
     let mut body = conn
         .prepare_cached("SELECT body FROM payments WHERE session_id = ?1 AND id = ?2")
         .map_err(backend)?;
@@ -205,14 +232,17 @@ pub(super) fn live_object_of(
         let packed = packed.ok_or_else(|| {
             Corruption::undecodable(what(), format!("its payment {payment} is missing"))
         })?;
-        bodies.push(packed::unpack(Kind::Payment, &packed, &|| {
-            format!("payment {payment}")
-        })?);
+        let text = packed::unpack(Kind::Payment, &packed, &|| format!("payment {payment}"))?;
+        payments.push((payment.to_owned(), text));
     }
-    let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
-    let object = live_object::splice(&head, &bodies)
+    let bodies: Vec<&str> = payments.iter().map(|(_, b)| b.as_str()).collect();
+    let text = live_object::splice(&head, &bodies)
         .ok_or_else(|| Corruption::undecodable(what(), "its head has no payment list"))?;
-    Ok(Some((version, object)))
+    Ok(Some(KeptObject {
+        version,
+        text,
+        payments,
+    }))
 }
 
 /// Keeps the object of `version`, which the session's rows are about to stop holding:

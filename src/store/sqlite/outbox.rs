@@ -120,7 +120,7 @@ fn object_at(conn: &Connection, id: &str, version: i64) -> Result<Option<String>
     let Some(live_version) = live_version else {
         return Ok(None);
     };
-    let live = || commit::live_object_of(conn, id, live_version).map(|o| o.map(|(_, t)| t));
+    let live = || commit::live_object_of(conn, id, live_version).map(|o| o.map(|kept| kept.text));
     if live_version == version {
         return live();
     }

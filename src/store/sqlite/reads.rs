@@ -14,7 +14,7 @@ use crate::store::event_rows::event_columns;
 use crate::store::list_sql::{Dialect, ListParam, list_statement};
 use crate::store::rows::{self, CommitRows, IdempotencyRow};
 use crate::store::{
-    Commit, Corruption, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent,
+    Commit, Corruption, IdempotencyRecord, ListQuery, Page, Reload, Store, StoreError, StoredEvent,
 };
 use crate::transfer::TransferKey;
 
@@ -111,6 +111,24 @@ impl Store for SqliteStore {
     fn load(&self, id: SessionId) -> Result<Option<CheckoutSession>, StoreError> {
         let id = id.to_string();
         self.read(|conn| load_in(conn, &id))
+    }
+
+    fn load_if_changed(&self, id: SessionId, version: u64) -> Result<Reload, StoreError> {
+        let id = id.to_string();
+        // One statement reads one snapshot: no transaction needed for the version alone.
+        let stored: Option<i64> = self.with_reader(|conn| {
+            conn.prepare_cached("SELECT version FROM sessions WHERE id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&id], |row| row.get(0)).optional())
+                .map_err(backend)
+        })?;
+        match stored {
+            None => Ok(Reload::Gone),
+            Some(v) if u64::try_from(v).is_ok_and(|v| v == version) => Ok(Reload::Unchanged),
+            Some(_) => Ok(match self.read(|conn| load_in(conn, &id))? {
+                Some(session) => Reload::Changed(session),
+                None => Reload::Gone,
+            }),
+        }
     }
 
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {

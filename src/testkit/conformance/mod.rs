@@ -96,7 +96,9 @@ pub use links::{
 pub use listing::{
     check_due, check_event_round_trip, check_events_after, check_list, check_session_events,
 };
-pub use reads::{check_event_by_id, check_events_before, check_find_by_payment};
+pub use reads::{
+    check_event_by_id, check_events_before, check_find_by_payment, check_load_if_changed,
+};
 pub use resume::{
     check_resume_point_compare_and_swap, check_resume_point_races,
     check_resume_points_listed_and_deleted, run_resume_store,
@@ -127,6 +129,7 @@ macro_rules! __store_checks {
         $crate::__conformance! { $expand $arg;
             check_load_missing,
             check_round_trip,
+            check_load_if_changed,
             check_stale_version_conflict,
             check_insert_existing_conflict,
             check_idempotency,

@@ -11,7 +11,7 @@ use crate::id::{EventId, PaymentId};
 use crate::money::Msats;
 use crate::outbox::Event;
 use crate::session::SessionParams;
-use crate::store::{Store, StoredEvent};
+use crate::store::{Reload, Store, StoredEvent};
 use crate::transfer::TransferReport;
 
 /// The ids of every payment (quote) of the draft's session, oldest first.
@@ -219,4 +219,38 @@ pub fn check_events_before<S: Store>(store: &S) {
     // The two directions meet: what lies below the middle and above it is the outbox.
     let above = ck.ok("events_after", store.events_after(Some(middle.seq - 1), n));
     ck.eq("events_after from the middle", above, new[n / 2..].to_vec());
+}
+
+/// `load_if_changed`: a session still at the version asked about is
+/// [`Reload::Unchanged`]; at another version it is exactly what `load` gives; an unknown
+/// id is [`Reload::Gone`].
+pub fn check_load_if_changed<S: Store>(store: &S) {
+    let ck = Ck::new("check_load_if_changed", store);
+    let t = t0();
+    let reload = |id, version| ck.ok("load_if_changed", store.load_if_changed(id, version));
+    ck.eq(
+        "an unknown session",
+        reload(crate::id::SessionId::generate(), 1),
+        Reload::Gone,
+    );
+    let mut d = Draft::new(SessionParams::new(dollars(2500), usd()), t);
+    ck.commit(&mut d);
+    let first = d.session.version();
+    ck.eq("at its version", reload(d.id(), first), Reload::Unchanged);
+    let hash = d.open_hash();
+    d.record(TransferReport::lightning(hash, Msats::new(5_000_000)), t);
+    ck.commit(&mut d);
+    let now = d.session.version();
+    ck.that(now != first, "the transfer moved the version");
+    ck.eq(
+        "moved on from the version asked about",
+        reload(d.id(), first),
+        Reload::Changed(d.session.clone()),
+    );
+    ck.eq(
+        "a version it never had",
+        reload(d.id(), now + 7),
+        Reload::Changed(d.session.clone()),
+    );
+    ck.eq("at its new version", reload(d.id(), now), Reload::Unchanged);
 }
