@@ -8,7 +8,7 @@
 //! listing and says which payments it lists; [`splice`] puts it back from the rows.
 //!
 //! When the session moves on, the commit that moves it keeps the older object as a
-//! [`diff`] against the newer one (a few hundred bytes: a commit changes a dozen fields),
+//! [`checked_diff`] against the newer one (a few hundred bytes: a commit changes a dozen fields),
 //! and a reader walks back from the live rows through those deltas with [`apply`]. Every
 //! step is checked where it is made: a split that does not give the object back, or a
 //! delta that does not, is not used (the object is kept whole instead).
@@ -97,15 +97,21 @@ fn segments(text: &str) -> Vec<&str> {
     text.split_inclusive(',').collect()
 }
 
-#[cfg(feature = "sqlite")]
+#[cfg(all(test, feature = "sqlite"))]
 /// A delta that turns `base` into `target`: the pieces of `target` that `base` lacks, in
 /// the text form [`apply`] reads (`=n;` copies n pieces of the base, `-n;` skips n, `+len:`
 /// inserts the next len bytes). `None` when the texts are too large to compare, or when
 /// the delta would not be smaller than `target` itself.
 pub(super) fn diff(base: &str, target: &str) -> Option<String> {
-    let (a, b) = (segments(base), segments(target));
+    diff_pieces(&segments(base), &segments(target), target.len())
+}
+
+#[cfg(feature = "sqlite")]
+/// A delta that turns `a` into `b` (texts cut into [`segments`]; `target_len`: the length
+/// of `b`'s text), as [`checked_diff`] checks it.
+fn diff_pieces(a: &[&str], b: &[&str], target_len: usize) -> Option<String> {
     // What the texts share at both ends is copied as it is; only the middle is compared.
-    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     let (a, b) = (&a[prefix..], &b[prefix..]);
     let suffix = a
         .iter()
@@ -133,7 +139,7 @@ pub(super) fn diff(base: &str, target: &str) -> Option<String> {
     }
     (0..suffix).for_each(|_| out.copy());
     let delta = out.finish();
-    (delta.len() < target.len()).then_some(delta)
+    (delta.len() < target_len).then_some(delta)
 }
 
 #[cfg(feature = "sqlite")]
@@ -288,11 +294,16 @@ impl Delta {
 }
 
 #[cfg(feature = "sqlite")]
-/// `base` with `delta` ([`diff`]'s text) applied; the error says what does not fit.
+/// `base` with `delta` ([`checked_diff`]'s text) applied; the error says what does not fit.
 pub(super) fn apply(delta: &str, base: &str) -> Result<String, String> {
-    let pieces = segments(base);
+    apply_pieces(delta, &segments(base), base.len())
+}
+
+#[cfg(feature = "sqlite")]
+/// [`apply`] to a base already cut into [`segments`] (`base_len`: the base's length).
+fn apply_pieces(delta: &str, pieces: &[&str], base_len: usize) -> Result<String, String> {
     let mut next = 0;
-    let mut out = String::with_capacity(base.len() + delta.len());
+    let mut out = String::with_capacity(base_len + delta.len());
     let mut rest = delta;
     while let Some(op) = rest.chars().next() {
         rest = &rest[op.len_utf8()..];
@@ -330,8 +341,10 @@ pub(super) fn apply(delta: &str, base: &str) -> Result<String, String> {
 /// The delta keeping `older` against `newer`, checked: `None` when no delta is smaller
 /// than `older` or one would not give it back.
 pub(super) fn checked_diff(newer: &str, older: &str) -> Option<String> {
-    let delta = diff(newer, older)?;
-    (apply(&delta, newer).ok()? == older).then_some(delta)
+    // The newer object is cut once, for the delta and for its check.
+    let base = segments(newer);
+    let delta = diff_pieces(&base, &segments(older), older.len())?;
+    (apply_pieces(&delta, &base, newer.len()).ok()? == older).then_some(delta)
 }
 
 #[cfg(feature = "sqlite")]

@@ -78,7 +78,7 @@ use super::event_rows::FetchedEvent;
 use super::list_sql::{Dialect, list_statement};
 use super::rows::{self, CommitRows, IdempotencyRow};
 use super::{
-    Commit, Corruption, IdempotencyRecord, ListQuery, Page, Store, StoreError, StoredEvent,
+    Commit, Corruption, IdempotencyRecord, ListQuery, Page, Reload, Store, StoreError, StoredEvent,
 };
 use crate::hash::PaymentHash;
 use crate::id::{EventId, PaymentId, SessionId};
@@ -397,6 +397,22 @@ impl Store for PostgresStore {
         match self.call(Op::Load(id.to_string()))? {
             Out::Session(row) => row.map(SessionRows::decode).transpose(),
             _ => Err(unexpected()),
+        }
+    }
+
+    fn load_if_changed(&self, id: SessionId, version: u64) -> Result<Reload, StoreError> {
+        // Two statements, not one transaction: the version read alone is one snapshot,
+        // and a load after it reads a later one (as a load of its own would).
+        let Out::Version(stored) = self.call(Op::Version(id.to_string()))? else {
+            return Err(unexpected());
+        };
+        match stored {
+            None => Ok(Reload::Gone),
+            Some(v) if u64::try_from(v).is_ok_and(|v| v == version) => Ok(Reload::Unchanged),
+            Some(_) => Ok(match self.load(id)? {
+                Some(session) => Reload::Changed(session),
+                None => Reload::Gone,
+            }),
         }
     }
 

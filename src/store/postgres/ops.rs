@@ -30,6 +30,8 @@ pub(super) enum Lookup {
 pub(super) enum Op {
     Migrate,
     Load(String),
+    /// A session's version alone.
+    Version(String),
     Commit(Box<PgCommit>),
     Find(Lookup, String),
     /// A listing statement with its parameters (`store::list_sql`).
@@ -137,6 +139,8 @@ pub(super) enum Out {
     Index(i64),
     /// A descriptor's reservation counter, if it has one.
     Reserved(Option<i64>),
+    /// A session's version, if it exists.
+    Version(Option<i64>),
     /// A link's version and body.
     Link(Option<(i64, String)>),
     /// Links' ids, versions and bodies.
@@ -276,6 +280,15 @@ impl Conn {
                 let rows = self.query(SQL_LOAD, &[id]).await?;
                 let row = rows.into_iter().next();
                 Ok(Out::Session(row.map(SessionRows::from_row).transpose()?))
+            }
+            Op::Version(id) => {
+                let rows = self.query(SQL_VERSION, &[id]).await?;
+                let version = rows
+                    .into_iter()
+                    .next()
+                    .map(|r| r.try_get(0).map_err(pg))
+                    .transpose()?;
+                Ok(Out::Version(version))
             }
             Op::Find(lookup, key) => {
                 let sql = match lookup {

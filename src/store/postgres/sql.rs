@@ -16,6 +16,8 @@ macro_rules! session_columns {
 }
 
 pub(super) const SQL_LOAD: &str = concat!(session_columns!(), "FROM sessions s WHERE s.id = $1");
+/// The version alone, for `load_if_changed`.
+pub(super) const SQL_VERSION: &str = "SELECT version FROM sessions WHERE id = $1";
 pub(super) const SQL_FIND_TRANSFER: &str = "SELECT session_id FROM transfer_keys WHERE key = $1";
 pub(super) const SQL_FIND_HASH: &str = "SELECT session_id FROM payment_hashes WHERE hash = $1";
 pub(super) const SQL_FIND_ADDRESS: &str = "SELECT session_id FROM addresses WHERE address = $1";

@@ -1,13 +1,13 @@
 //! Writing a commit's rows ([`CommitRows`]) and claiming idempotency keys.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, ToSql, Transaction, params};
 
 use super::outbox::id_bytes;
 use super::packed::{self, Kind, pack};
 use super::{backend, insert_or_conflict};
 use crate::id::{EventId, PaymentId, SessionId};
 use crate::store::live_object;
-use crate::store::rows::{CommitRows, EventRow, IdempotencyRow, LiveObject};
+use crate::store::rows::{CommitRows, EventRow, IdempotencyRow, LiveObject, SessionRow};
 use crate::store::{Corruption, RoutingKey, StoreError, key_taken};
 
 /// Applies a commit's rows inside the caller's open write transaction: the compare-and-swap
@@ -16,10 +16,15 @@ use crate::store::{Corruption, RoutingKey, StoreError, key_taken};
 /// session commit of a link commit. An error leaves the transaction to be rolled back.
 pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), StoreError> {
     let s = &rows.session;
-    // The object the session's rows keep for its current version, read before they change.
-    let moved_past = match rows.expected_version {
-        Some(expected) => live_object_of(tx, &s.id, expected)?,
+    // The row at the version the commit moves on from, and the object it keeps, read
+    // before they change. No row at that version: another commit got there first.
+    let stored = match rows.expected_version {
+        Some(expected) => Some(stored_row(tx, &s.id, expected)?.ok_or(StoreError::Conflict)?),
         None => None,
+    };
+    let moved_past = match (&stored, rows.expected_version) {
+        (Some(row), Some(expected)) => kept_object(tx, &s.id, expected, row)?,
+        _ => None,
     };
     let live_payments = rows.live.as_ref().map(|l| l.payments.as_str());
     let head = pack(Kind::Head, &s.head)?;
@@ -49,34 +54,8 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
             }),
         )?,
         Some(expected) => {
-            let updated = tx
-                .prepare_cached(
-                    "UPDATE sessions
-                     SET status = ?3, version = ?4, wake_at = ?5, head = ?6, link_id = ?7,
-                         metadata = ?8, review = ?9, object_payments = ?10
-                     WHERE id = ?1 AND version = ?2",
-                )
-                .and_then(|mut stmt| {
-                    // `source_id` and `livemode` are set at creation only (a session's
-                    // mode never changes). The metadata rows follow the
-                    // column by trigger, and only when it changed (migration 4).
-                    stmt.execute(params![
-                        s.id,
-                        expected,
-                        s.status,
-                        s.version,
-                        s.wake_at,
-                        head,
-                        s.link_id,
-                        s.metadata,
-                        s.review,
-                        live_payments
-                    ])
-                })
-                .map_err(backend)?;
-            if updated != 1 {
-                return Err(StoreError::Conflict);
-            }
+            let stored = stored.as_ref().ok_or(StoreError::Conflict)?;
+            update_session(tx, s, expected, &head, live_payments, stored)?;
         }
     }
     let mut payment = tx
@@ -201,6 +180,97 @@ impl KeptObject {
     }
 }
 
+/// A session's row at a version, as a commit that moves it on reads it: the columns that
+/// have an index or a trigger (to set only those that change), and what its object is
+/// made of.
+pub(super) struct StoredRow {
+    status: String,
+    wake_at: Option<i64>,
+    link_id: Option<String>,
+    metadata: Option<String>,
+    review: bool,
+    head: Vec<u8>,
+    object_payments: Option<String>,
+}
+
+fn stored_row(
+    conn: &rusqlite::Connection,
+    id: &str,
+    version: i64,
+) -> Result<Option<StoredRow>, StoreError> {
+    conn.prepare_cached(
+        "SELECT status, wake_at, link_id, metadata, review, head, object_payments
+         FROM sessions WHERE id = ?1 AND version = ?2",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(params![id, version], |r| {
+            Ok(StoredRow {
+                status: r.get(0)?,
+                wake_at: r.get(1)?,
+                link_id: r.get(2)?,
+                metadata: r.get(3)?,
+                review: r.get(4)?,
+                head: r.get(5)?,
+                object_payments: r.get(6)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(backend)
+}
+
+/// Moves session row `s` on from version `expected` (`stored`, read in this transaction).
+/// Only the indexed or triggering columns that change are named: SQLite rewrites the index
+/// entries of every column a `SET` names, and runs its `UPDATE OF` triggers, changed or
+/// not. `source_id` and `livemode` are set at creation only (a session's mode never
+/// changes); the metadata rows follow the column by trigger (migration 4).
+fn update_session(
+    tx: &Transaction<'_>,
+    s: &SessionRow,
+    expected: i64,
+    head: &[u8],
+    live_payments: Option<&str>,
+    stored: &StoredRow,
+) -> Result<(), StoreError> {
+    fn set<'a>(
+        sql: &mut String,
+        values: &mut Vec<&'a dyn ToSql>,
+        column: &str,
+        value: &'a dyn ToSql,
+    ) {
+        use std::fmt::Write as _;
+        values.push(value);
+        // Writing to a String cannot fail.
+        let _ = write!(sql, ", {column} = ?{}", values.len());
+    }
+    let mut sql = String::from("UPDATE sessions SET version = ?3, head = ?4, object_payments = ?5");
+    let mut values: Vec<&dyn ToSql> = vec![&s.id, &expected, &s.version, &head, &live_payments];
+    if stored.status != s.status {
+        set(&mut sql, &mut values, "status", &s.status);
+    }
+    if stored.wake_at != s.wake_at {
+        set(&mut sql, &mut values, "wake_at", &s.wake_at);
+    }
+    if stored.link_id != s.link_id {
+        set(&mut sql, &mut values, "link_id", &s.link_id);
+    }
+    if stored.metadata != s.metadata {
+        set(&mut sql, &mut values, "metadata", &s.metadata);
+    }
+    if stored.review != s.review {
+        set(&mut sql, &mut values, "review", &s.review);
+    }
+    sql.push_str(" WHERE id = ?1 AND version = ?2");
+    let updated = tx
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.execute(&*values))
+        .map_err(backend)?;
+    if updated != 1 {
+        return Err(StoreError::Conflict);
+    }
+    Ok(())
+}
+
 /// The object session `id`'s rows keep for `version` (its row head with the payments its
 /// `object_payments` names), if the row is at that version and keeps one.
 pub(super) fn live_object_of(
@@ -208,18 +278,24 @@ pub(super) fn live_object_of(
     id: &str,
     version: i64,
 ) -> Result<Option<KeptObject>, StoreError> {
-    let row: Option<(Vec<u8>, Option<String>)> = conn
-        .prepare_cached("SELECT head, object_payments FROM sessions WHERE id = ?1 AND version = ?2")
-        .and_then(|mut stmt| {
-            stmt.query_row(params![id, version], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-        .map_err(backend)?;
-    let Some((head, Some(listed))) = row else {
+    match stored_row(conn, id, version)? {
+        Some(row) => kept_object(conn, id, version, &row),
+        None => Ok(None),
+    }
+}
+
+/// The object `row` (session `id`'s row at `version`) keeps, if it keeps one.
+fn kept_object(
+    conn: &rusqlite::Connection,
+    id: &str,
+    version: i64,
+    row: &StoredRow,
+) -> Result<Option<KeptObject>, StoreError> {
+    let Some(listed) = &row.object_payments else {
         return Ok(None);
     };
     let what = || format!("the object of session {id} at version {version}");
-    let head = packed::unpack(Kind::Head, &head, &what)?;
+    let head = packed::unpack(Kind::Head, &row.head, &what)?;
     let mut payments = Vec::new();
     let mut body = conn
         .prepare_cached("SELECT body FROM payments WHERE session_id = ?1 AND id = ?2")
