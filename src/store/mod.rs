@@ -297,6 +297,21 @@ pub enum Reload {
     Gone,
 }
 
+/// [`Store::load_if_changed`] for a store that reads the stored version (`stored`, the
+/// column as it holds it) apart from the session: unchanged at `version`, else `load`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn reload_by_version(
+    stored: Option<i64>,
+    version: u64,
+    load: impl FnOnce() -> Result<Option<CheckoutSession>, StoreError>,
+) -> Result<Reload, StoreError> {
+    match stored {
+        None => Ok(Reload::Gone),
+        Some(v) if u64::try_from(v).is_ok_and(|v| v == version) => Ok(Reload::Unchanged),
+        Some(_) => Ok(load()?.map_or(Reload::Gone, Reload::Changed)),
+    }
+}
+
 /// One page of a listing, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {

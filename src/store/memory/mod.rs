@@ -434,7 +434,11 @@ impl Store for MemoryStore {
         let Some(&slot) = inner.ids.get(&id) else {
             return Ok(Reload::Gone);
         };
-        if inner.slot_of(id).is_some_and(|s| s.version == version) {
+        if inner
+            .slots
+            .get(slot as usize)
+            .is_some_and(|s| s.version == version)
+        {
             return Ok(Reload::Unchanged);
         }
         inner.decode(slot).map(Reload::Changed)

@@ -406,14 +406,7 @@ impl Store for PostgresStore {
         let Out::Version(stored) = self.call(Op::Version(id.to_string()))? else {
             return Err(unexpected());
         };
-        match stored {
-            None => Ok(Reload::Gone),
-            Some(v) if u64::try_from(v).is_ok_and(|v| v == version) => Ok(Reload::Unchanged),
-            Some(_) => Ok(match self.load(id)? {
-                Some(session) => Reload::Changed(session),
-                None => Reload::Gone,
-            }),
-        }
+        super::reload_by_version(stored, version, || self.load(id))
     }
 
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {

@@ -239,15 +239,9 @@ impl Conn {
                 .transaction(Work::Disable(rows), ctx.lock_suffix)
                 .await
                 .map(|()| Out::Unit),
-            Op::ResumePoint(name) => {
-                let rows = self.query(SQL_RESUME_POINT, &[name]).await?;
-                let point = rows
-                    .into_iter()
-                    .next()
-                    .map(|r| r.try_get(0).map_err(pg))
-                    .transpose()?;
-                Ok(Out::Text(point))
-            }
+            Op::ResumePoint(name) => Ok(Out::Text(
+                self.query_value(SQL_RESUME_POINT, &[name]).await?,
+            )),
             Op::ResumePoints(from, inclusive, prefix, limit) => {
                 let rows = self
                     .query(SQL_RESUME_POINTS, &[from, inclusive, prefix, limit])
@@ -281,15 +275,7 @@ impl Conn {
                 let row = rows.into_iter().next();
                 Ok(Out::Session(row.map(SessionRows::from_row).transpose()?))
             }
-            Op::Version(id) => {
-                let rows = self.query(SQL_VERSION, &[id]).await?;
-                let version = rows
-                    .into_iter()
-                    .next()
-                    .map(|r| r.try_get(0).map_err(pg))
-                    .transpose()?;
-                Ok(Out::Version(version))
-            }
+            Op::Version(id) => Ok(Out::Version(self.query_value(SQL_VERSION, &[id]).await?)),
             Op::Find(lookup, key) => {
                 let sql = match lookup {
                     Lookup::Transfer => SQL_FIND_TRANSFER,
@@ -297,13 +283,7 @@ impl Conn {
                     Lookup::Address => SQL_FIND_ADDRESS,
                     Lookup::Payment => SQL_FIND_PAYMENT,
                 };
-                let rows = self.query(sql, &[key]).await?;
-                let id = rows
-                    .into_iter()
-                    .next()
-                    .map(|r| r.try_get(0).map_err(pg))
-                    .transpose()?;
-                Ok(Out::Id(id))
+                Ok(Out::Id(self.query_value(sql, &[key]).await?))
             }
             Op::List { sql, params } => {
                 let rows = self.query(sql, &bind(params)).await?;

@@ -373,6 +373,21 @@ impl Conn {
             .map_err(|e| Failure::Pg(e, false))
     }
 
+    /// The first column of the statement's first row, if it returned one (a look-up by
+    /// key).
+    pub(super) async fn query_value<T: tokio_postgres::types::FromSqlOwned>(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Option<T>, Failure> {
+        self.query(sql, params)
+            .await?
+            .into_iter()
+            .next()
+            .map(|r| r.try_get(0).map_err(|e| Failure::Pg(e, false)))
+            .transpose()
+    }
+
     pub(super) async fn exec(
         &mut self,
         sql: &'static str,

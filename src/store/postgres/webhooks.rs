@@ -160,12 +160,7 @@ impl Conn {
                 Ok(Out::Webhook(WebhookOut::Endpoints(endpoints)))
             }
             WebhookOp::Cursor(endpoint) => {
-                let rows = self.query(SQL_CURSOR, &[endpoint]).await?;
-                let cursor = rows
-                    .into_iter()
-                    .next()
-                    .map(|r| r.try_get(0).map_err(pg))
-                    .transpose()?;
+                let cursor = self.query_value(SQL_CURSOR, &[endpoint]).await?;
                 Ok(Out::Webhook(WebhookOut::Cursor(cursor)))
             }
             WebhookOp::Schedule {

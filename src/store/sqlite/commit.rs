@@ -19,16 +19,19 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
     // The row at the version the commit moves on from, and the object it keeps, read
     // before they change. No row at that version: another commit got there first.
     let stored = match rows.expected_version {
-        Some(expected) => Some(stored_row(tx, &s.id, expected)?.ok_or(StoreError::Conflict)?),
+        Some(expected) => {
+            let row = stored_row(tx, &s.id, expected)?.ok_or(StoreError::Conflict)?;
+            Some((expected, row))
+        }
         None => None,
     };
-    let moved_past = match (&stored, rows.expected_version) {
-        (Some(row), Some(expected)) => kept_object(tx, &s.id, expected, row)?,
-        _ => None,
+    let moved_past = match &stored {
+        Some((expected, row)) => kept_object(tx, &s.id, *expected, row)?,
+        None => None,
     };
     let live_payments = rows.live.as_ref().map(|l| l.payments.as_str());
     let head = pack(Kind::Head, &s.head)?;
-    match rows.expected_version {
+    match &stored {
         None => insert_or_conflict(
             tx.prepare_cached(
                 "INSERT INTO sessions
@@ -53,10 +56,7 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
                 ])
             }),
         )?,
-        Some(expected) => {
-            let stored = stored.as_ref().ok_or(StoreError::Conflict)?;
-            update_session(tx, s, expected, &head, live_payments, stored)?;
-        }
+        Some((expected, row)) => update_session(tx, s, *expected, &head, live_payments, row)?,
     }
     let mut payment = tx
         .prepare_cached(

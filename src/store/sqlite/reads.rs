@@ -15,6 +15,7 @@ use crate::store::list_sql::{Dialect, ListParam, list_statement};
 use crate::store::rows::{self, CommitRows, IdempotencyRow};
 use crate::store::{
     Commit, Corruption, IdempotencyRecord, ListQuery, Page, Reload, Store, StoreError, StoredEvent,
+    reload_by_version,
 };
 use crate::transfer::TransferKey;
 
@@ -121,14 +122,7 @@ impl Store for SqliteStore {
                 .and_then(|mut stmt| stmt.query_row([&id], |row| row.get(0)).optional())
                 .map_err(backend)
         })?;
-        match stored {
-            None => Ok(Reload::Gone),
-            Some(v) if u64::try_from(v).is_ok_and(|v| v == version) => Ok(Reload::Unchanged),
-            Some(_) => Ok(match self.read(|conn| load_in(conn, &id))? {
-                Some(session) => Reload::Changed(session),
-                None => Reload::Gone,
-            }),
-        }
+        reload_by_version(stored, version, || self.read(|conn| load_in(conn, &id)))
     }
 
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
