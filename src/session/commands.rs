@@ -121,6 +121,7 @@ impl CheckoutSession {
             created: now,
             modified: now,
             version: 0,
+            texts: Default::default(),
         };
         let mut change = SessionChange::default();
         change.push(SessionEvent::new(EventType::CheckoutSessionCreated, now));

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use super::strict::{Written, only_known_fields};
 
 mod decode;
+mod memo;
 use super::{
     Branding, CheckoutSession, DeactivationReason, Details, Flag, HeldTotals, SessionLimits,
     SessionState, SessionStatus,
@@ -27,6 +28,7 @@ use crate::payment::{LightningInvoice, PaymentRequest};
 use crate::payment::{Payment, PaymentState, PaymentStatus};
 use crate::transfer::{ConfirmationPolicy, PaymentMethod, Transfer};
 use decode::{only_newest_unpaid, payment_from_wire, session_from_wire, stored_session};
+pub(crate) use memo::PaymentTexts;
 
 #[derive(Serialize, Deserialize)]
 struct LightningOption {
@@ -130,7 +132,7 @@ struct SessionWire {
     onchain_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     link: Option<crate::id::LinkId>,
-    payments: Vec<PaymentWire>,
+    payments: Listing,
     /// How many payments the session has (the list may show only the newest).
     #[serde(default)]
     payments_count: Option<usize>,
@@ -177,6 +179,45 @@ pub const EVENT_PAYMENTS: usize = 5;
 enum Payments {
     All,
     Newest(usize),
+}
+
+/// A session's list of payments: read as payment objects; written from them, or from
+/// their remembered texts ([`PaymentTexts`]), which give the same bytes.
+enum Listing {
+    Wires(Vec<PaymentWire>),
+    Texts(Vec<Box<RawValue>>),
+}
+
+impl Listing {
+    /// The payments read (none for texts, which are only written).
+    fn wires(&self) -> &[PaymentWire] {
+        match self {
+            Listing::Wires(w) => w,
+            Listing::Texts(_) => &[],
+        }
+    }
+
+    fn into_wires(self) -> Vec<PaymentWire> {
+        match self {
+            Listing::Wires(w) => w,
+            Listing::Texts(_) => Vec::new(),
+        }
+    }
+}
+
+impl Serialize for Listing {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Listing::Wires(w) => w.serialize(s),
+            Listing::Texts(t) => t.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Listing {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<PaymentWire>::deserialize(d).map(Listing::Wires)
+    }
 }
 
 /// `None` for zero, as Speed writes `null` until something is paid.
@@ -288,7 +329,7 @@ impl CheckoutSession {
             target_amount_pending: nonzero(target.from_msats(totals.pending)),
             onchain_address: self.onchain_address.clone(),
             link: self.link,
-            payments: listed.iter().map(|p| self.payment_wire(p)).collect(),
+            payments: Listing::Wires(listed.iter().map(|p| self.payment_wire(p)).collect()),
             payments_count: Some(self.payments.len()),
             transfers: Vec::new(),
             flags: self.flags(),
@@ -316,20 +357,46 @@ impl CheckoutSession {
     /// (an event's object: not parsed again to be checked, it is our own serialiser's).
     pub(crate) fn payment_raw(&self, id: PaymentId) -> Option<Box<RawValue>> {
         let p = self.payments.iter().find(|p| p.id == id)?;
-        serde_json::value::to_raw_value(&self.payment_wire(p)).ok()
+        self.payment_text(p)
+    }
+
+    /// `p`'s JSON, remembered while `p` and what it received stay the same (ADR 27).
+    fn payment_text(&self, p: &std::sync::Arc<Payment>) -> Option<Box<RawValue>> {
+        self.texts.get_or_write(p, self.received_for(p.id), || {
+            serde_json::value::to_raw_value(&self.payment_wire(p)).ok()
+        })
+    }
+
+    /// The session's JSON without transfers, listing the payments `payments` chooses from
+    /// their remembered texts.
+    fn head_wire_texts(&self, payments: Payments) -> Option<SessionWire> {
+        let listed = match payments {
+            Payments::All => &self.payments[..],
+            Payments::Newest(n) => &self.payments[self.payments.len().saturating_sub(n)..],
+        };
+        let texts = listed
+            .iter()
+            .map(|p| self.payment_text(p))
+            .collect::<Option<Vec<_>>>()?;
+        let mut wire = self.head_wire(Payments::Newest(0));
+        wire.payments = Listing::Texts(texts);
+        Some(wire)
     }
 
     /// [`event_json`](Self::event_json) as a raw JSON value (see
     /// [`payment_raw`](Self::payment_raw)).
     pub(crate) fn event_raw(&self) -> Option<Box<RawValue>> {
-        serde_json::value::to_raw_value(&self.head_wire(Payments::Newest(EVENT_PAYMENTS))).ok()
+        let wire = self.head_wire_texts(Payments::Newest(EVENT_PAYMENTS))?;
+        serde_json::value::to_raw_value(&wire).ok()
     }
 
     /// The session's JSON without its list of transfers (totals and flags included), with
     /// every payment (the test kit's round trips).
     #[cfg(feature = "testkit")]
     pub(crate) fn head_json(&self) -> String {
-        serde_json::to_string(&self.head_wire(Payments::All)).unwrap_or_default()
+        self.head_wire_texts(Payments::All)
+            .and_then(|wire| serde_json::to_string(&wire).ok())
+            .unwrap_or_default()
     }
 
     /// The session as event payloads carry it: its JSON without transfers, listing only the

@@ -177,6 +177,9 @@ pub struct CheckoutSession {
     pub(crate) created: OffsetDateTime,
     pub(crate) modified: OffsetDateTime,
     pub(crate) version: u64,
+    /// The payments' JSON as last written, shared by copies: not part of the value
+    /// (ADR 27).
+    pub(crate) texts: json::PaymentTexts,
 }
 
 impl CheckoutSession {

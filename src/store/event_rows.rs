@@ -95,7 +95,7 @@ pub(super) fn live_event_rows(
     events: &[Event],
     session_id: &str,
     object: &str,
-    split: &super::live_object::Split<'_>,
+    listing: &super::live_object::Listing<'_>,
     version: i64,
 ) -> Option<Vec<EventRow>> {
     let mut named = false;
@@ -106,8 +106,8 @@ pub(super) fn live_event_rows(
             let part = if own == object {
                 None
             } else {
-                match split.payments.iter().find(|(_, text)| *text == own) {
-                    Some((id, _)) => Some(id.clone()),
+                match listing.payments.iter().find(|(_, text)| *text == own) {
+                    Some((id, _)) => Some((*id).to_owned()),
                     None => return EventRow::new(event, Some(session_id)),
                 }
             };

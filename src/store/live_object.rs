@@ -4,26 +4,27 @@
 //! holds exactly that: the event object is the row head (`"payments":[]`) with the newest
 //! payments' bodies listed in place of the empty list (both are written by the same
 //! serialiser). So a store can keep no copy of the object at all while the session stays at
-//! that version: [`split`] checks, at commit time, that the object is the head with a
-//! listing and says which payments it lists; [`splice`] puts it back from the rows.
+//! that version: [`listing`] makes the object from the head and the listed payments' bodies
+//! at commit time (the events whose object is exactly that name it), and [`splice`] puts it
+//! back from the rows the same way.
 //!
 //! When the session moves on, the commit that moves it keeps the older object as a
 //! [`checked_diff`] against the newer one (a few hundred bytes: a commit changes a dozen fields),
 //! and a reader walks back from the live rows through those deltas with [`apply`]. Every
-//! step is checked where it is made: a split that does not give the object back, or a
-//! delta that does not, is not used (the object is kept whole instead).
+//! step is checked where it is made: an event whose object is not exactly the listing's
+//! keeps its object, and a delta that does not give the older object back is not used
+//! (the object is kept whole instead).
 
-/// The members of a session object's listing as the split finds them: each payment's id
-/// and its exact JSON.
-pub(super) struct Split<'a> {
+/// The payments a session object lists, as (id, JSON) in order.
+pub(super) struct Listing<'a> {
     /// The listed payments, in order, as (id, JSON).
-    pub(super) payments: Vec<(String, &'a str)>,
+    pub(super) payments: Vec<(&'a str, &'a str)>,
 }
 
-impl Split<'_> {
+impl Listing<'_> {
     /// The ids of the listed payments as a row column keeps them (`,`-separated, in order).
     pub(super) fn ids(&self) -> String {
-        let ids: Vec<&str> = self.payments.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<&str> = self.payments.iter().map(|(id, _)| *id).collect();
         ids.join(",")
     }
 }
@@ -38,39 +39,24 @@ fn listing_slot(head: &str) -> Option<(usize, usize)> {
     Some((open, open + 2))
 }
 
-/// Splits `object` (a session's event object) against `head` (its row head): `Some` if the
-/// object is exactly the head with a listing of payment objects where the head has `[]`.
-pub(super) fn split<'a>(object: &'a str, head: &str) -> Option<Split<'a>> {
-    let (open, close) = listing_slot(head)?;
-    let (prefix, suffix) = (&head[..open], &head[close..]);
-    if object.len() < prefix.len() + suffix.len() + 2
-        || !object.starts_with(prefix)
-        || !object.ends_with(suffix)
+/// The object `head` (a row head) makes with `payments` ((id, body), in order) listed in
+/// place of its empty list, with that listing: `None` if the head has no empty list or an
+/// id cannot be kept in the ids column (empty, or holding its `,`).
+pub(super) fn listing<'a>(
+    head: &str,
+    payments: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<(String, Listing<'a>)> {
+    let payments: Vec<(&str, &str)> = payments.into_iter().collect();
+    if payments
+        .iter()
+        .any(|(id, _)| id.is_empty() || id.contains(','))
     {
         return None;
     }
-    let listing = &object[prefix.len()..object.len() - suffix.len()];
-    let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(listing).ok()?;
-    let mut payments = Vec::with_capacity(raw.len());
-    for member in raw {
-        #[derive(serde::Deserialize)]
-        struct Id<'b> {
-            #[serde(borrow)]
-            id: &'b str,
-        }
-        let id = serde_json::from_str::<Id<'_>>(member.get()).ok()?.id;
-        if id.is_empty() || id.contains(',') {
-            return None;
-        }
-        payments.push((id.to_owned(), member.get()));
-    }
-    // The listing must be its members joined by commas, nothing else (no spaces), so the
-    // rows give it back byte for byte.
-    let texts: Vec<&str> = payments.iter().map(|(_, t)| *t).collect();
-    (listing == format!("[{}]", texts.join(","))).then_some(Split { payments })
+    let bodies: Vec<&str> = payments.iter().map(|(_, body)| *body).collect();
+    Some((splice(head, &bodies)?, Listing { payments }))
 }
 
-#[cfg(feature = "sqlite")]
 /// The object a row head and the bodies of its listed payments (in order) make.
 pub(super) fn splice(head: &str, bodies: &[&str]) -> Option<String> {
     let (open, close) = listing_slot(head)?;
@@ -408,27 +394,32 @@ mod tests {
     const HEAD: &str = r#"{"id":"cs_1","metadata":{"payments":"[]"},"status":"active","payments":[],"payments_count":2,"version":3}"#;
 
     #[test]
-    fn an_object_splits_against_its_head_and_splices_back() {
+    fn a_listing_fills_the_heads_empty_list_and_splices_back() {
         let p1 = r#"{"id":"pi_1","amount":1,"status":"paid"}"#;
         let p2 = r#"{"id":"pi_2","amount":2.5,"status":"unpaid"}"#;
         let object = HEAD.replace(r#""payments":[],"#, &format!(r#""payments":[{p1},{p2}],"#));
-        let listed = split(&object, HEAD).unwrap();
+        let (made, listed) = listing(HEAD, [("pi_1", p1), ("pi_2", p2)]).unwrap();
+        assert_eq!(made, object);
         assert_eq!(listed.ids(), "pi_1,pi_2");
         assert_eq!(listed.payments[1].1, p2);
         assert_eq!(splice(HEAD, &[p1, p2]).unwrap(), object);
         assert_eq!(splice(HEAD, &[]).unwrap(), HEAD);
-        assert!(split(HEAD, HEAD).unwrap().payments.is_empty());
+        assert_eq!(listing(HEAD, []).unwrap().0, HEAD);
     }
 
     #[test]
-    fn an_object_that_is_not_its_head_with_a_listing_does_not_split() {
-        let other = HEAD.replace("active", "paid");
-        assert!(split(&other, HEAD).is_none());
-        let spaced = HEAD.replace(r#""payments":[]"#, r#""payments":[ {"id":"pi_1"}]"#);
-        assert!(split(&spaced, HEAD).is_none());
-        let not_objects = HEAD.replace(r#""payments":[]"#, r#""payments":[1]"#);
-        assert!(split(&not_objects, HEAD).is_none());
-        assert!(split(HEAD, r#"{"id":"cs_1"}"#).is_none());
+    fn a_head_without_an_empty_list_or_an_id_the_column_cannot_keep_has_no_listing() {
+        let p1 = r#"{"id":"pi_1"}"#;
+        assert!(
+            listing(
+                r#"{"id":"cs_1","payments":[{"id":"pi_1"}]}"#,
+                [("pi_1", p1)]
+            )
+            .is_none()
+        );
+        assert!(listing(r#"{"id":"cs_1"}"#, [("pi_1", p1)]).is_none());
+        assert!(listing(HEAD, [("pi_1,pi_2", p1)]).is_none());
+        assert!(listing(HEAD, [("", p1)]).is_none());
     }
 
     #[test]

@@ -213,6 +213,13 @@ impl CommitRows {
     /// The rows of `commit`. An expected version no stored row can have (above
     /// `i64::MAX`) is a [`StoreError::Conflict`] before anything is written.
     pub fn new(commit: &Commit) -> Result<Self, StoreError> {
+        let mut rows = Self::without_events(commit)?;
+        rows.events = EventRow::for_commit(&commit.events, Some(&rows.session.id));
+        Ok(rows)
+    }
+
+    /// The rows of `commit` but its events.
+    fn without_events(commit: &Commit) -> Result<Self, StoreError> {
         let s = &commit.session;
         let expected_version = match commit.expected_version {
             None => None,
@@ -235,14 +242,13 @@ impl CommitRows {
                 .ok_or_else(|| unwritable(format!("transfer {key} is not in the session")))?;
             transfers.push(transfer_row(t)?);
         }
-        let id = s.id().to_string();
         Ok(Self {
             session: session_row(s)?,
             expected_version,
             payments,
             transfers,
             address: s.onchain_address().map(str::to_owned),
-            events: EventRow::for_commit(&commit.events, Some(&id)),
+            events: Vec::new(),
             held: commit.held.as_ref().map(|h| HeldRow {
                 key: h.key.to_string(),
                 body: h.to_json(),
@@ -253,63 +259,53 @@ impl CommitRows {
     }
 
     /// The rows of `commit` for a store that keeps the session's latest event object in
-    /// its rows (ADR 22): when the commit's session object is the row head with its newest
-    /// payments listed, its events name the object by version instead of holding it, and
-    /// every payment it lists is written with the commit (so the rows give it back byte
-    /// for byte). Otherwise the rows of [`new`](Self::new).
+    /// its rows (ADR 22): the object is the row head with the bodies of the session's
+    /// newest [`EVENT_PAYMENTS`](crate::session::EVENT_PAYMENTS) payments listed, and the
+    /// events whose object is exactly that, or exactly one of those bodies, name it by
+    /// version instead of holding it; every payment it lists is written with the commit
+    /// (so the rows give it back byte for byte). Without such events, the rows of
+    /// [`new`](Self::new).
     pub fn with_live_object(commit: &Commit) -> Result<Self, StoreError> {
-        let mut rows = Self::new(commit)?;
-        let id = rows.session.id.clone();
-        let head = rows.session.head.as_str();
-        // The object this commit's session events carry, or (none carrying it) the one
-        // they would; split once (splitting parses the listing).
-        let carried = commit.events.iter().find_map(|e| {
-            let object = e.object.get();
-            super::live_object::split(object, head).map(|split| (object, split))
-        });
-        let built;
-        let (object, split) = match carried {
-            Some(found) => found,
-            None => {
-                built = commit.session.event_json();
-                match super::live_object::split(&built, head) {
-                    Some(split) => (built.as_str(), split),
-                    None => return Ok(rows),
-                }
-            }
-        };
+        let mut rows = Self::without_events(commit)?;
         let s = &commit.session;
-        let mut payments = Vec::with_capacity(split.payments.len());
-        for (pid, text) in &split.payments {
-            let row = match rows.payments.iter().find(|p| p.id == *pid) {
+        let all = s.payments();
+        let listed = &all[all.len().saturating_sub(crate::session::EVENT_PAYMENTS)..];
+        let mut bodies = Vec::with_capacity(listed.len());
+        for p in listed {
+            let id = p.id().to_string();
+            bodies.push(match rows.payments.iter().find(|row| row.id == id) {
                 Some(row) => row.clone(),
-                None => {
-                    let Some(p) = s.payments().iter().find(|p| p.id().to_string() == *pid) else {
-                        return Ok(rows);
-                    };
-                    payment_row(s, p)?
-                }
-            };
-            if row.body != *text {
-                return Ok(rows);
-            }
-            payments.push(row);
+                None => payment_row(s, p)?,
+            });
         }
         let version = rows.session.version;
-        let Some(events) =
-            super::event_rows::live_event_rows(&commit.events, &id, object, &split, version)
-        else {
+        let live = super::live_object::listing(
+            &rows.session.head,
+            bodies.iter().map(|b| (b.id.as_str(), b.body.as_str())),
+        )
+        .and_then(|(object, listing)| {
+            let events = super::event_rows::live_event_rows(
+                &commit.events,
+                &rows.session.id,
+                &object,
+                &listing,
+                version,
+            )?;
+            Some((object, listing.ids(), events))
+        });
+        let Some((text, payments, events)) = live else {
+            rows.events = EventRow::for_commit(&commit.events, Some(&rows.session.id));
             return Ok(rows);
         };
-        for row in payments {
+        for row in bodies {
             if !rows.payments.iter().any(|p| p.id == row.id) {
                 rows.payments.push(row);
             }
         }
         rows.live = Some(LiveObject {
             version,
-            payments: split.ids(),
-            text: object.to_owned(),
+            payments,
+            text,
         });
         rows.events = events;
         Ok(rows)

@@ -641,3 +641,37 @@ fn a_session_whose_older_payment_is_unpaid_is_refused() {
         "{err}"
     );
 }
+
+/// Each payment's JSON is remembered by the session and its copies (ADR 27): whatever was
+/// written before for a copy, the JSON always says what the payment and its transfers say
+/// now, as a session read back from JSON (which remembers nothing) writes it.
+#[test]
+fn remembered_payment_json_follows_every_change_of_every_copy() {
+    fn fresh(s: &CheckoutSession) -> CheckoutSession {
+        CheckoutSession::from_json(&s.to_json()).expect("reads back")
+    }
+    let (mut s, _) = session_with(SessionParams::new(dec("25.00"), usd()));
+    let pid = s.payments()[0].id();
+    let before = s.clone();
+    let unpaid = s.payment_json(pid).expect("payment");
+    assert!(unpaid.contains(r#""status":"unpaid""#), "{unpaid}");
+    // Paid in part: the payment changes, its copy made before does not.
+    let _ = s.record_transfer(ln(1, 10_000_000), at(1)).expect("pay");
+    let paid = s.payment_json(pid).expect("payment");
+    assert_ne!(paid, unpaid);
+    assert_eq!(paid, fresh(&s).payment_json(pid).expect("payment"));
+    assert_eq!(before.payment_json(pid).expect("payment"), unpaid);
+    assert_eq!(s.event_json(), fresh(&s).event_json());
+    // A reversal changes what the payment received, not the payment itself.
+    let copy = s.clone();
+    let _ = s
+        .record_transfer(ln(1, 10_000_000).reversed(), at(2))
+        .expect("reverse");
+    let reversed = s.payment_json(pid).expect("payment");
+    assert_ne!(reversed, paid, "target_amount_paid follows the reversal");
+    assert_eq!(reversed, fresh(&s).payment_json(pid).expect("payment"));
+    assert_eq!(copy.payment_json(pid).expect("payment"), paid);
+    assert_eq!(s.event_json(), fresh(&s).event_json());
+    assert_eq!(copy.event_json(), fresh(&copy).event_json());
+    assert_eq!(before.event_json(), fresh(&before).event_json());
+}

@@ -93,9 +93,10 @@ impl Written {
             target_amount_paid: w.target_amount_paid,
             target_amount_pending: w.target_amount_pending,
             payments_count: w.payments_count,
-            listed: w.payments.len(),
+            listed: w.payments.wires().len(),
             payments: w
                 .payments
+                .wires()
                 .iter()
                 .map(|p| (p.id, p.target_amount_paid))
                 .collect(),
@@ -130,7 +131,7 @@ pub(super) fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, Error
     let target = w.target_currency;
     // A session's payments are in its own currencies, each listed once; they are kept in
     // the order they were issued whatever order the JSON lists them in.
-    if w.payments.iter().any(|p| {
+    if w.payments.wires().iter().any(|p| {
         p.currency != w.currency || p.target_currency != target || p.checkout_session != w.id
     }) {
         return Err(Error::Json(
@@ -139,6 +140,7 @@ pub(super) fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, Error
     }
     let mut payments = w
         .payments
+        .into_wires()
         .into_iter()
         .map(|p| payment_from_wire(p, target).map(std::sync::Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
@@ -202,6 +204,7 @@ pub(super) fn session_from_wire(w: SessionWire) -> Result<CheckoutSession, Error
         created: w.created,
         modified: w.modified,
         version: w.version,
+        texts: Default::default(),
     };
     let mut session = session;
     session.ledger.make_room(session.payments.len());

@@ -274,6 +274,7 @@ pub(super) fn decode(
         created,
         modified,
         version,
+        texts: Default::default(),
     };
     session.rebuild_ledger();
     Ok(session)
