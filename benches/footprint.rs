@@ -12,18 +12,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bitcoin_checkout::rates::FixedRates;
-use bitcoin_checkout::request::lightning::{Bolt11Signer, Network, OfflineInvoices, SecretKey};
-use bitcoin_checkout::request::onchain::{AddressDeriver, DerivedAddresses};
-use bitcoin_checkout::request::{MemoryAddressIndex, RequestGenerator, TestRequestGenerator};
+use bitcoin_checkout::request::TestRequestGenerator;
 use bitcoin_checkout::service::DynCheckout;
 use bitcoin_checkout::store::SqliteStore;
 use bitcoin_checkout::*;
 use rust_decimal::Decimal;
 
-const DESCRIPTOR: &str = "wpkh([73c5da0a/84h/1h/0h]tpubDC8msFGeGuwnKG9Upg7DM2b4DaRqg3CUZa5g8v2SRQ6K4NSkxUgd7HsL2XVWbVm39yBA4LAxysQAm397zwQSQoQgewGiYZqrA9DsP4zbQ1M/0/*)";
+#[path = "support/real_requests.rs"]
+mod real_requests;
 
 /// Targets, bytes of file per session.
 const UNPAID_TARGET: f64 = 2048.0;
@@ -39,29 +37,9 @@ fn sessions() -> usize {
 fn checkout(path: &Path, real: bool) -> DynCheckout<SqliteStore> {
     let usd = Currency::from_code("USD").unwrap();
     let rates = FixedRates::new().with(usd, TargetCurrency::Sats, Decimal::from(1_000));
-    let preimages = AtomicU64::new(1);
-    let invoices = OfflineInvoices::new(
-        Bolt11Signer::new(
-            SecretKey::from_slice(&[0x42; 32]).unwrap(),
-            Network::Regtest,
-        ),
-        move || {
-            let mut preimage = [0u8; 32];
-            let n = preimages.fetch_add(1, Ordering::Relaxed);
-            preimage[..8].copy_from_slice(&n.to_be_bytes());
-            preimage
-        },
-        |_| Ok(()),
-    );
-    let generator = RequestGenerator::new()
-        .lightning(invoices)
-        .onchain(DerivedAddresses::new(
-            AddressDeriver::new(DESCRIPTOR, Network::Regtest).unwrap(),
-            MemoryAddressIndex::new(),
-        ));
     let store = SqliteStore::open(path).unwrap();
     if real {
-        Checkout::boxed(store, rates, generator)
+        Checkout::boxed(store, rates, real_requests::real_requests())
     } else {
         Checkout::boxed(store, rates, TestRequestGenerator)
     }

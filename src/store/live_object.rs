@@ -80,7 +80,30 @@ const MAX_EDITS: usize = 511;
 #[cfg(feature = "sqlite")]
 /// `text` cut after each comma (the last piece may have none), so the pieces join back to it.
 fn segments(text: &str) -> Vec<&str> {
-    text.split_inclusive(',').collect()
+    // Commas are found 32 bytes at a time, as a bit mask the compiler can build with vector
+    // instructions: cutting at each short piece's comma with `split_inclusive` (a search
+    // per piece) cost more than the whole diff. A comma is one byte in UTF-8 and never
+    // inside another character's bytes, so each cut is at a character boundary.
+    const LANES: usize = 32;
+    let bytes = text.as_bytes();
+    let mut pieces = Vec::with_capacity(text.len() / 12 + 1);
+    let mut start = 0;
+    for (chunk_at, chunk) in bytes.chunks(LANES).enumerate() {
+        let mut commas = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |mask, (i, &b)| mask | (u32::from(b == b',') << i));
+        while commas != 0 {
+            let at = chunk_at * LANES + commas.trailing_zeros() as usize;
+            pieces.push(&text[start..=at]);
+            start = at + 1;
+            commas &= commas - 1;
+        }
+    }
+    if start < text.len() {
+        pieces.push(&text[start..]);
+    }
+    pieces
 }
 
 #[cfg(all(test, feature = "sqlite"))]
