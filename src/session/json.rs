@@ -276,13 +276,18 @@ impl CheckoutSession {
         w
     }
 
+    /// The payments `payments` selects, oldest first.
+    fn listed(&self, payments: Payments) -> &[std::sync::Arc<Payment>] {
+        match payments {
+            Payments::All => &self.payments[..],
+            Payments::Newest(n) => &self.payments[self.payments.len().saturating_sub(n)..],
+        }
+    }
+
     /// Everything but the transfers (whose totals and flags it still carries), with the
     /// payments chosen by `payments`.
     fn head_wire(&self, payments: Payments) -> SessionWire {
-        let listed = match payments {
-            Payments::All => &self.payments[..],
-            Payments::Newest(n) => &self.payments[self.payments.len().saturating_sub(n)..],
-        };
+        let listed = self.listed(payments);
         let totals = self.totals();
         let target = self.target_currency;
         let (paid_at, deactivated_at, deactivation_reason) = match self.state {
@@ -370,10 +375,7 @@ impl CheckoutSession {
     /// The session's JSON without transfers, listing the payments `payments` chooses from
     /// their remembered texts.
     fn head_wire_texts(&self, payments: Payments) -> Option<SessionWire> {
-        let listed = match payments {
-            Payments::All => &self.payments[..],
-            Payments::Newest(n) => &self.payments[self.payments.len().saturating_sub(n)..],
-        };
+        let listed = self.listed(payments);
         let texts = listed
             .iter()
             .map(|p| self.payment_text(p))

@@ -16,6 +16,7 @@ mod conformance_negatives;
 mod crash_sqlite;
 mod determinism;
 mod memory_store;
+mod outbox_seq;
 mod packed_rows;
 mod postgres_pool;
 mod postgres_processes;

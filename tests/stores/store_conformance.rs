@@ -364,8 +364,11 @@ CREATE TABLE idempotency (
         }
 
         let store = SqliteStore::open(&path).expect("upgrade");
-        assert_eq!(store.schema_version(), Ok(14));
-        assert_eq!(SqliteStore::latest_schema_version(), 14);
+        assert_eq!(
+            store.schema_version(),
+            Ok(SqliteStore::latest_schema_version())
+        );
+        assert_eq!(SqliteStore::latest_schema_version(), 15);
         assert_eq!(store.load(linked.id()), Ok(Some(linked.clone())));
         assert_eq!(store.load(plain.id()), Ok(Some(plain.clone())));
         // The listing filters find the sessions stored before they existed (migration 4).
@@ -390,7 +393,10 @@ CREATE TABLE idempotency (
         store.close().expect("close");
         // Opening the upgraded file again applies nothing more.
         let reopened = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(reopened.schema_version(), Ok(14));
+        assert_eq!(
+            reopened.schema_version(),
+            Ok(SqliteStore::latest_schema_version())
+        );
         assert_eq!(reopened.reserve("wpkh(x)"), Ok(1));
     }
 
@@ -540,7 +546,10 @@ CREATE TABLE address_index (
         }
 
         let store = SqliteStore::open(&path).expect("upgrade");
-        assert_eq!(store.schema_version(), Ok(14));
+        assert_eq!(
+            store.schema_version(),
+            Ok(SqliteStore::latest_schema_version())
+        );
         for s in &sessions {
             assert_eq!(store.load(s.id()).as_ref(), Ok(&Some(s.clone())));
         }
@@ -588,7 +597,10 @@ CREATE TABLE address_index (
         assert!(paid.transfers().count() == 1);
         store.close().expect("close");
         let reopened = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(reopened.schema_version(), Ok(14));
+        assert_eq!(
+            reopened.schema_version(),
+            Ok(SqliteStore::latest_schema_version())
+        );
         assert_eq!(reopened.load(ids[2]), Ok(Some(paid)));
         assert_eq!(
             reopened.load(ids[0]).as_ref(),

@@ -381,8 +381,9 @@ where
     }
 }
 
-/// Appends an event to the outbox (the sequence number is the AUTOINCREMENT row id, in
-/// commit order: SQLite has one writer at a time), its ids as their UUID bytes (ADR 24).
+/// Appends an event to the outbox (the sequence number is the row id, one more than the
+/// newest event's, which is never deleted (ADR 29), in commit order: SQLite has one writer
+/// at a time), its ids as their UUID bytes (ADR 24).
 pub(super) fn insert_event(tx: &Transaction<'_>, e: &EventRow) -> Result<(), StoreError> {
     let bytes = |text: Option<&str>, prefix| text.map(|t| id_bytes(t, prefix)).transpose();
     let id = id_bytes(&e.id, EventId::PREFIX)?;

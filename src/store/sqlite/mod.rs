@@ -13,6 +13,7 @@ mod address_index;
 mod commit;
 mod links;
 mod outbox;
+mod outbox_seq;
 mod packed;
 mod reads;
 mod resume;
@@ -68,7 +69,7 @@ const STATEMENT_CACHE: usize = 256;
 /// | `transfers` | `key` TEXT PK, `session_id` TEXT, `body` TEXT (JSON) |
 /// | `payment_hashes` | `hash` TEXT PK, `session_id` TEXT |
 /// | `addresses` | `address` TEXT PK, `session_id` TEXT |
-/// | `events` | `seq` INTEGER PK AUTOINCREMENT, `id` BLOB (the event id's 16 UUID bytes), `session_id` BLOB NULL (likewise), `created` INTEGER, `event_type` TEXT, `body` TEXT (JSON), `carrier` BLOB NULL, `part` BLOB NULL, `object_version` INTEGER NULL |
+/// | `events` | `seq` INTEGER PK (the row id; never handed out twice, see ADR 29), `id` BLOB (the event id's 16 UUID bytes), `session_id` BLOB NULL (likewise), `created` INTEGER, `event_type` TEXT, `body` TEXT (JSON), `carrier` BLOB NULL, `part` BLOB NULL, `object_version` INTEGER NULL |
 /// | `idempotency` | `key` TEXT PK, `request` TEXT, `session_id` TEXT, `created` INTEGER |
 /// | `links` | `id` TEXT PK, `version` INTEGER, `body` TEXT (the [`Link`](crate::link::Link) as JSON), `created` INTEGER (Unix ms), `kind` TEXT (`checkout` or `payment`), `livemode` INTEGER (0 or 1) |
 /// | `endpoints` | `id` TEXT PK, `body` TEXT (`Endpoint::to_stored_json()`, **secret included**) |
@@ -98,7 +99,9 @@ const STATEMENT_CACHE: usize = 256;
 /// `payments.body` hold their JSON as a format byte (1) and a zstd frame compressed against
 /// a fixed dictionary for their kind of row (a sample head or payment: the field names and
 /// common values), so a session's rows take about a quarter of their text's bytes and read
-/// back byte for byte; `payments` became `WITHOUT ROWID`.
+/// back byte for byte; `payments` became `WITHOUT ROWID`; version 15 rebuilt `events`
+/// without AUTOINCREMENT (ADR 29: the same numbers, since the newest event is never
+/// deleted, without rewriting `sqlite_sequence` in every commit).
 ///
 /// Besides [`Store`](super::Store), the store implements [`LinkStore`](super::LinkStore) (a link
 /// commit, its events and its sessions' commits are one transaction),

@@ -362,7 +362,8 @@ impl Store for SqliteStore {
         let through = i64::try_from(through).unwrap_or(i64::MAX);
         let limit = limit_i64(limit);
         // A thin event's carrier is in its own commit, filed under the same session, so
-        // the check reads that session's later events from its index.
+        // the check reads that session's later events from its index. The newest event
+        // is never pruned: the next event's number is one more than it (ADR 29).
         self.write(|tx| {
             tx.prepare_cached(
                 "WITH cut AS (SELECT MIN(?1, (SELECT MAX(seq) FROM events) - 1) AS t)

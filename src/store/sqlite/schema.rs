@@ -359,6 +359,12 @@ CREATE TABLE payments_v14 (
 "#,
         Some(pack_live_rows),
     ),
+    // 15: the outbox's sequence numbers without AUTOINCREMENT (ADR 29): SQLite's default
+    // row id (one more than the largest) gives the same numbers as long as the newest
+    // event is never deleted, which pruning guarantees, and a commit no longer rewrites
+    // `sqlite_sequence` (a page of WAL per commit). The fill rebuilds the table only when
+    // that holds for the rows already there (see `events_without_autoincrement`).
+    ("", Some(super::outbox_seq::events_without_autoincrement)),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.
