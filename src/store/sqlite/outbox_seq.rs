@@ -16,11 +16,12 @@ use rusqlite::Transaction;
 use super::backend;
 use crate::store::StoreError;
 
-/// Migration 15's fill: rebuilds `events` without AUTOINCREMENT, keeping every row, its
-/// number and the two indexes, when the highest number handed out is still in the table
-/// (or none was). When it is not (rows deleted by hand, beyond what this library does), a
-/// plain row id could hand a number out again, so the table is left as it is: the store
-/// works the same on either form, only a little slower on the old one.
+/// Migration 15's fill: moves the outbox into `events_v15` (the migration's table, without
+/// AUTOINCREMENT), keeping every row, its number and the two indexes, when the highest
+/// number handed out is still in the table (or none was). When it is not (rows deleted by
+/// hand, beyond what this library does), a plain row id could hand a number out again, so
+/// the new table is dropped and the old one kept: the store works the same on either
+/// form, only a little slower on the old one.
 pub(super) fn events_without_autoincrement(tx: &Transaction<'_>) -> Result<(), StoreError> {
     let (handed_out, newest): (Option<i64>, Option<i64>) = tx
         .query_row(
@@ -30,30 +31,18 @@ pub(super) fn events_without_autoincrement(tx: &Transaction<'_>) -> Result<(), S
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .map_err(backend)?;
-    if handed_out.unwrap_or(0) > newest.unwrap_or(0) {
-        return Ok(());
-    }
-    // Dropping the old table also drops its `sqlite_sequence` row.
-    tx.execute_batch(
-        "CREATE TABLE events_v15 (
-             seq            INTEGER PRIMARY KEY,
-             id             BLOB    NOT NULL CHECK (length(id) = 16),
-             session_id     BLOB    CHECK (length(session_id) = 16),
-             created        INTEGER NOT NULL,
-             event_type     TEXT    NOT NULL,
-             body           TEXT    NOT NULL,
-             carrier        BLOB    CHECK (length(carrier) = 16),
-             part           BLOB    CHECK (length(part) = 16),
-             object_version INTEGER
-         ) STRICT;
-         INSERT INTO events_v15
+    let swap = if handed_out.unwrap_or(0) > newest.unwrap_or(0) {
+        "DROP TABLE events_v15;"
+    } else {
+        // Dropping the old table also drops its `sqlite_sequence` row.
+        "INSERT INTO events_v15
              (seq, id, session_id, created, event_type, body, carrier, part, object_version)
          SELECT seq, id, session_id, created, event_type, body, carrier, part, object_version
          FROM events ORDER BY seq;
          DROP TABLE events;
          ALTER TABLE events_v15 RENAME TO events;
          CREATE INDEX events_by_session ON events (session_id, seq);
-         CREATE INDEX events_by_id ON events (id, seq);",
-    )
-    .map_err(backend)
+         CREATE INDEX events_by_id ON events (id, seq);"
+    };
+    tx.execute_batch(swap).map_err(backend)
 }

@@ -9,7 +9,7 @@
 //! and a payment from about 1,040 (most of it an invoice, which does not compress much)
 //! to 420.
 //!
-//! Format 2 (ADR 27) replaced the hand-written samples of format 1 by dictionaries trained
+//! Format 2 (ADR 28) replaced the hand-written samples of format 1 by dictionaries trained
 //! on a few hundred rows (`scripts/train-dictionaries`): their content is what the rows
 //! share, and they carry entropy tables, so a frame neither describes its own tables nor
 //! has them built for it. Against format 1, on rows the training did not see, that packs
@@ -106,16 +106,6 @@ const HEAD_DICTIONARY_2: &[u8] = include_bytes!("dictionaries/head-2.zdict");
 const PAYMENT_DICTIONARY_2: &[u8] = include_bytes!("dictionaries/payment-2.zdict");
 
 impl Kind {
-    /// The kind's dictionary of `format` (one this module knows).
-    fn dictionary(self, format: u8) -> &'static [u8] {
-        match (self, format) {
-            (Kind::Head, ZSTD_DICTIONARY_1) => HEAD_DICTIONARY_1.as_bytes(),
-            (Kind::Payment, ZSTD_DICTIONARY_1) => PAYMENT_DICTIONARY_1.as_bytes(),
-            (Kind::Head, _) => HEAD_DICTIONARY_2,
-            (Kind::Payment, _) => PAYMENT_DICTIONARY_2,
-        }
-    }
-
     fn name(self) -> &'static str {
         match self {
             Kind::Head => "head",
@@ -123,20 +113,19 @@ impl Kind {
         }
     }
 
-    /// The kind's prepared dictionaries of `format` (1 or 2), made once per process.
+    /// The kind's dictionary of `format` (1 or 2), prepared once per process.
     fn prepared(self, format: u8) -> Result<&'static Prepared, StoreError> {
         static HEAD_1: OnceLock<Option<Prepared>> = OnceLock::new();
         static PAYMENT_1: OnceLock<Option<Prepared>> = OnceLock::new();
         static HEAD_2: OnceLock<Option<Prepared>> = OnceLock::new();
         static PAYMENT_2: OnceLock<Option<Prepared>> = OnceLock::new();
-        let cell = match (self, format) {
-            (Kind::Head, ZSTD_DICTIONARY_1) => &HEAD_1,
-            (Kind::Payment, ZSTD_DICTIONARY_1) => &PAYMENT_1,
-            (Kind::Head, _) => &HEAD_2,
-            (Kind::Payment, _) => &PAYMENT_2,
+        let (cell, dictionary) = match (self, format) {
+            (Kind::Head, ZSTD_DICTIONARY_1) => (&HEAD_1, HEAD_DICTIONARY_1.as_bytes()),
+            (Kind::Payment, ZSTD_DICTIONARY_1) => (&PAYMENT_1, PAYMENT_DICTIONARY_1.as_bytes()),
+            (Kind::Head, _) => (&HEAD_2, HEAD_DICTIONARY_2),
+            (Kind::Payment, _) => (&PAYMENT_2, PAYMENT_DICTIONARY_2),
         };
         cell.get_or_init(|| {
-            let dictionary = self.dictionary(format);
             Some(Prepared {
                 pack: CDict::try_create(dictionary, LEVEL)?,
                 unpack: DDict::try_create(dictionary)?,

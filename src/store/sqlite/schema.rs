@@ -362,9 +362,25 @@ CREATE TABLE payments_v14 (
     // 15: the outbox's sequence numbers without AUTOINCREMENT (ADR 29): SQLite's default
     // row id (one more than the largest) gives the same numbers as long as the newest
     // event is never deleted, which pruning guarantees, and a commit no longer rewrites
-    // `sqlite_sequence` (a page of WAL per commit). The fill rebuilds the table only when
-    // that holds for the rows already there (see `events_without_autoincrement`).
-    ("", Some(super::outbox_seq::events_without_autoincrement)),
+    // `sqlite_sequence` (a page of WAL per commit). The fill moves the rows into the new
+    // table only when that holds for the rows already there, else drops it (see
+    // `events_without_autoincrement`).
+    (
+        r#"
+CREATE TABLE events_v15 (
+    seq            INTEGER PRIMARY KEY,
+    id             BLOB    NOT NULL CHECK (length(id) = 16),
+    session_id     BLOB    CHECK (length(session_id) = 16),
+    created        INTEGER NOT NULL,
+    event_type     TEXT    NOT NULL,
+    body           TEXT    NOT NULL,
+    carrier        BLOB    CHECK (length(carrier) = 16),
+    part           BLOB    CHECK (length(part) = 16),
+    object_version INTEGER
+) STRICT;
+"#,
+        Some(super::outbox_seq::events_without_autoincrement),
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.
