@@ -10,7 +10,8 @@ use bitcoin_checkout::request::TestRequestGenerator;
 use bitcoin_checkout::store::{PostgresStore, SqliteStore, Store, StoreError};
 use bitcoin_checkout::testkit::ObservedStore;
 use bitcoin_checkout::{
-    Checkout, Currency, Event, Msats, SessionId, SessionParams, TargetCurrency, TransferReport,
+    Checkout, Currency, Event, Msats, SessionId, SessionParams, SessionUpdate, TargetCurrency,
+    TransferReport,
 };
 use rust_decimal::Decimal;
 
@@ -18,15 +19,8 @@ use rust_decimal::Decimal;
 /// JSON of every event its commits carried, in order.
 fn lifecycle<S: Store>(store: S) -> (SessionId, Vec<String>) {
     let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
-    let log = Arc::clone(&seen);
-    let observed = ObservedStore::new(store).on_commit(move |commit, result| {
-        if result.is_ok() {
-            log.lock().unwrap().extend(commit.events.iter().cloned());
-        }
-    });
+    let c = recording(store, &seen);
     let usd = Currency::from_code("USD").unwrap();
-    let rates = FixedRates::new().with(usd, TargetCurrency::Sats, Decimal::from(1_000));
-    let c = Checkout::new(observed, rates, TestRequestGenerator);
     let s = c
         .create(SessionParams::new(Decimal::new(2_500, 2), usd), None)
         .unwrap();
@@ -41,6 +35,23 @@ fn lifecycle<S: Store>(store: S) -> (SessionId, Vec<String>) {
     }
     let events = seen.lock().unwrap().iter().map(Event::to_json).collect();
     (s.id(), events)
+}
+
+/// A service on `store` (USD at 1,000 sats) that adds the events of each commit that
+/// lands to `seen`.
+fn recording<S: Store>(
+    store: S,
+    seen: &Arc<Mutex<Vec<Event>>>,
+) -> Checkout<impl Store, FixedRates, TestRequestGenerator> {
+    let log = Arc::clone(seen);
+    let observed = ObservedStore::new(store).on_commit(move |commit, result| {
+        if result.is_ok() {
+            log.lock().unwrap().extend(commit.events.iter().cloned());
+        }
+    });
+    let usd = Currency::from_code("USD").unwrap();
+    let rates = FixedRates::new().with(usd, TargetCurrency::Sats, Decimal::from(1_000));
+    Checkout::new(observed, rates, TestRequestGenerator)
 }
 
 /// Every read path gives back the committed events: by session, by the outbox cursor,
@@ -325,4 +336,45 @@ fn postgres_events_share_their_objects_and_read_back_whole() {
     let store = PostgresStore::connect_in_schema(&url, &schema, 1).unwrap();
     let (id, committed) = lifecycle(&store);
     assert_reads_back(&store, id, &committed);
+}
+
+/// Two stores on one file take turns committing the same session: each keeps in memory the
+/// object its own last commit left (ADR 30), which the other's commits then move past. The
+/// store whose turn comes back must notice and read the file: had it used its own older
+/// object, the deltas it keeps would rebuild wrong payloads for the events in between.
+#[test]
+fn sqlite_stores_sharing_a_file_keep_each_others_objects_exact() {
+    let dir = crate::common::TempDir::new("thin-turns");
+    let path = dir.file("turns.sqlite3");
+    let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let a = recording(SqliteStore::open(&path).unwrap(), &seen);
+    let b = recording(SqliteStore::open(&path).unwrap(), &seen);
+    let usd = Currency::from_code("USD").unwrap();
+    let s = a
+        .create(SessionParams::new(Decimal::new(2_500, 2), usd), None)
+        .unwrap();
+    // Between two payments, b changes only the description: the payments the object
+    // lists stay the same, so only the version tells a's object from the file's.
+    a.update(s.id(), &SessionUpdate::new().description("first"))
+        .unwrap();
+    b.update(s.id(), &SessionUpdate::new().description("second"))
+        .unwrap();
+    // a, b, a, then a again (its own object, now current), then b (behind by two).
+    let turns = [&a, &b, &a, &a, &b];
+    for (i, c) in turns.into_iter().enumerate() {
+        let quote = c.get(s.id()).unwrap().open_payment().unwrap().clone();
+        let msats = if i + 1 == turns.len() {
+            quote.target_msats()
+        } else {
+            Msats::new(2_000_000)
+        };
+        c.record_transfer(TransferReport::lightning(
+            TestRequestGenerator::payment_hash(quote.id()),
+            msats,
+        ))
+        .unwrap();
+    }
+    let committed: Vec<String> = seen.lock().unwrap().iter().map(Event::to_json).collect();
+    assert!(committed.len() > 12, "{} events", committed.len());
+    assert_reads_back(&SqliteStore::open(&path).unwrap(), s.id(), &committed);
 }

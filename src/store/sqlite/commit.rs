@@ -1,7 +1,8 @@
 //! Writing a commit's rows ([`CommitRows`]) and claiming idempotency keys.
 
-use rusqlite::{OptionalExtension, ToSql, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
 
+use super::object_cache::ObjectCache;
 use super::outbox::id_bytes;
 use super::packed::{self, Kind, pack};
 use super::{backend, insert_or_conflict};
@@ -14,7 +15,12 @@ use crate::store::{Corruption, RoutingKey, StoreError, key_taken};
 /// on the session's version, the payments and transfers it names, the lookup rows and the
 /// events. The one code path of [`Store::commit`](crate::store::Store::commit) and of each
 /// session commit of a link commit. An error leaves the transaction to be rolled back.
-pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), StoreError> {
+/// `objects` may hold the object of the version the commit moves on from.
+pub(super) fn apply(
+    tx: &Connection,
+    rows: &CommitRows,
+    objects: &ObjectCache,
+) -> Result<(), StoreError> {
     let s = &rows.session;
     // The row at the version the commit moves on from, and the object it keeps, read
     // before they change. No row at that version: another commit got there first.
@@ -26,7 +32,12 @@ pub(super) fn apply(tx: &Transaction<'_>, rows: &CommitRows) -> Result<(), Store
         None => None,
     };
     let moved_past = match &stored {
-        Some((expected, row)) => kept_object(tx, &s.id, *expected, row)?,
+        Some((expected, row)) => {
+            match objects.take(&s.id, *expected, row.object_payments.as_deref()) {
+                Some(kept) => Some(kept),
+                None => kept_object(tx, &s.id, *expected, row)?,
+            }
+        }
         None => None,
     };
     let live_payments = rows.live.as_ref().map(|l| l.payments.as_str());
@@ -193,11 +204,7 @@ pub(super) struct StoredRow {
     object_payments: Option<String>,
 }
 
-fn stored_row(
-    conn: &rusqlite::Connection,
-    id: &str,
-    version: i64,
-) -> Result<Option<StoredRow>, StoreError> {
+fn stored_row(conn: &Connection, id: &str, version: i64) -> Result<Option<StoredRow>, StoreError> {
     conn.prepare_cached(
         "SELECT status, wake_at, link_id, metadata, review, head, object_payments
          FROM sessions WHERE id = ?1 AND version = ?2",
@@ -225,7 +232,7 @@ fn stored_row(
 /// not. `source_id` and `livemode` are set at creation only (a session's mode never
 /// changes); the metadata rows follow the column by trigger (migration 4).
 fn update_session(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     s: &SessionRow,
     expected: i64,
     head: &[u8],
@@ -274,7 +281,7 @@ fn update_session(
 /// The object session `id`'s rows keep for `version` (its row head with the payments its
 /// `object_payments` names), if the row is at that version and keeps one.
 pub(super) fn live_object_of(
-    conn: &rusqlite::Connection,
+    conn: &Connection,
     id: &str,
     version: i64,
 ) -> Result<Option<KeptObject>, StoreError> {
@@ -286,7 +293,7 @@ pub(super) fn live_object_of(
 
 /// The object `row` (session `id`'s row at `version`) keeps, if it keeps one.
 fn kept_object(
-    conn: &rusqlite::Connection,
+    conn: &Connection,
     id: &str,
     version: i64,
     row: &StoredRow,
@@ -324,7 +331,7 @@ fn kept_object(
 /// Keeps the object of `version`, which the session's rows are about to stop holding:
 /// as a delta against the commit's own object when its rows keep that one, else whole.
 fn keep_older_object(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &str,
     version: i64,
     older: &str,
@@ -347,14 +354,14 @@ fn keep_older_object(
 /// Refuses the commit if the lookup row `key` of `table`, which the commit could not
 /// insert, belongs to another session than `session` (`wrap` types the key).
 /// The session holding `key` in `table` (a routing table keyed by `key`), if any.
-fn holder_of(tx: &Transaction<'_>, table: &str, key: &str) -> Result<Option<String>, StoreError> {
+fn holder_of(tx: &Connection, table: &str, key: &str) -> Result<Option<String>, StoreError> {
     tx.prepare_cached(&format!("SELECT session_id FROM {table} WHERE key = ?1"))
         .and_then(|mut stmt| stmt.query_row([key], |row| row.get(0)).optional())
         .map_err(backend)
 }
 
 fn check_holder<K>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     (table, column): (&str, &str),
     wrap: fn(K) -> RoutingKey,
     key: &str,
@@ -384,7 +391,7 @@ where
 /// Appends an event to the outbox (the sequence number is the row id, one more than the
 /// newest event's, which is never deleted (ADR 29), in commit order: SQLite has one writer
 /// at a time), its ids as their UUID bytes (ADR 24).
-pub(super) fn insert_event(tx: &Transaction<'_>, e: &EventRow) -> Result<(), StoreError> {
+pub(super) fn insert_event(tx: &Connection, e: &EventRow) -> Result<(), StoreError> {
     let bytes = |text: Option<&str>, prefix| text.map(|t| id_bytes(t, prefix)).transpose();
     let id = id_bytes(&e.id, EventId::PREFIX)?;
     let session = bytes(e.session_id.as_deref(), SessionId::PREFIX)?;
@@ -414,7 +421,7 @@ pub(super) fn insert_event(tx: &Transaction<'_>, e: &EventRow) -> Result<(), Sto
 
 /// Inserts an idempotency row unless its key exists; returns the row that holds the key.
 pub(super) fn claim_idempotency(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     row: &IdempotencyRow,
 ) -> Result<Option<IdempotencyRow>, StoreError> {
     let inserted = tx
@@ -433,10 +440,7 @@ pub(super) fn claim_idempotency(
 }
 
 /// Deletes an idempotency row if it is exactly `row` (key, request and session).
-pub(super) fn release_idempotency(
-    tx: &Transaction<'_>,
-    row: &IdempotencyRow,
-) -> Result<(), StoreError> {
+pub(super) fn release_idempotency(tx: &Connection, row: &IdempotencyRow) -> Result<(), StoreError> {
     tx.prepare_cached(
         "DELETE FROM idempotency WHERE key = ?1 AND request = ?2 AND session_id = ?3",
     )
@@ -447,7 +451,7 @@ pub(super) fn release_idempotency(
 
 /// The idempotency row of a key.
 pub(super) fn read_idempotency(
-    conn: &rusqlite::Connection,
+    conn: &Connection,
     key: &str,
 ) -> Result<Option<IdempotencyRow>, StoreError> {
     conn.prepare_cached("SELECT request, session_id, created FROM idempotency WHERE key = ?1")

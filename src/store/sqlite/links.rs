@@ -83,10 +83,12 @@ impl LinkStore for SqliteStore {
                 commit::insert_event(tx, event)?;
             }
             for rows in &sessions {
-                commit::apply(tx, rows)?;
+                commit::apply(tx, rows, &self.objects)?;
             }
             Ok(())
-        })
+        })?;
+        self.objects.committed(&sessions);
+        Ok(())
     }
 
     fn link_sessions(&self, id: LinkId) -> Result<Vec<SessionId>, StoreError> {

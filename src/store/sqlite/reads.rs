@@ -127,7 +127,9 @@ impl Store for SqliteStore {
 
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         let rows = CommitRows::with_live_object(commit)?;
-        self.write(|tx| commit::apply(tx, &rows))
+        self.write(|tx| commit::apply(tx, &rows, &self.objects))?;
+        self.objects.committed([&rows]);
+        Ok(())
     }
 
     fn find_by_transfer(&self, key: &TransferKey) -> Result<Option<SessionId>, StoreError> {

@@ -4,7 +4,7 @@
 //! The `endpoints` rows hold [`Endpoint::to_stored_json`], which includes the signing
 //! secret.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{SqliteStore, backend, commit, limit_i64, to_i64, to_u64};
 use crate::id::EndpointId;
@@ -221,7 +221,7 @@ impl DeliveryStore for SqliteStore {
     }
 }
 
-fn save_endpoint(tx: &Transaction<'_>, endpoint: &Endpoint) -> Result<(), StoreError> {
+fn save_endpoint(tx: &Connection, endpoint: &Endpoint) -> Result<(), StoreError> {
     let id = endpoint.id.to_string();
     // The stored JSON includes the signing secret.
     let body = endpoint.to_stored_json();

@@ -1,83 +1,12 @@
-//! Event objects kept by the session's live rows (ADR 22).
-//!
-//! A commit's session events carry the session as it is after the commit, and its row
-//! holds exactly that: the event object is the row head (`"payments":[]`) with the newest
-//! payments' bodies listed in place of the empty list (both are written by the same
-//! serialiser). So a store can keep no copy of the object at all while the session stays at
-//! that version: [`listing`] makes the object from the head and the listed payments' bodies
-//! at commit time (the events whose object is exactly that name it), and [`splice`] puts it
-//! back from the rows the same way.
-//!
-//! When the session moves on, the commit that moves it keeps the older object as a
-//! [`checked_diff`] against the newer one (a few hundred bytes: a commit changes a dozen fields),
-//! and a reader walks back from the live rows through those deltas with [`apply`]. Every
-//! step is checked where it is made: an event whose object is not exactly the listing's
-//! keeps its object, and a delta that does not give the older object back is not used
-//! (the object is kept whole instead).
+//! The delta format of the older objects (ADR 22): a text cut into pieces after each
+//! comma, and the edits (copy, skip, insert) that turn one text into another.
 
-/// The payments a session object lists, as (id, JSON) in order.
-pub(super) struct Listing<'a> {
-    /// The listed payments, in order, as (id, JSON).
-    pub(super) payments: Vec<(&'a str, &'a str)>,
-}
-
-impl Listing<'_> {
-    /// The ids of the listed payments as a row column keeps them (`,`-separated, in order).
-    pub(super) fn ids(&self) -> String {
-        let ids: Vec<&str> = self.payments.iter().map(|(id, _)| *id).collect();
-        ids.join(",")
-    }
-}
-
-/// Where the empty listing of a row head is, as (end of the prefix, start of the suffix).
-fn listing_slot(head: &str) -> Option<(usize, usize)> {
-    const KEY: &str = r#""payments":[]"#;
-    // The top-level key: JSON text inside a string is escaped, so an unescaped `"payments":`
-    // is a key; the session's own comes after its metadata, so it is the last one.
-    let at = head.rfind(KEY)?;
-    let open = at + KEY.len() - 2;
-    Some((open, open + 2))
-}
-
-/// The object `head` (a row head) makes with `payments` ((id, body), in order) listed in
-/// place of its empty list, with that listing: `None` if the head has no empty list or an
-/// id cannot be kept in the ids column (empty, or holding its `,`).
-pub(super) fn listing<'a>(
-    head: &str,
-    payments: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Option<(String, Listing<'a>)> {
-    let payments: Vec<(&str, &str)> = payments.into_iter().collect();
-    if payments
-        .iter()
-        .any(|(id, _)| id.is_empty() || id.contains(','))
-    {
-        return None;
-    }
-    let bodies: Vec<&str> = payments.iter().map(|(_, body)| *body).collect();
-    Some((splice(head, &bodies)?, Listing { payments }))
-}
-
-/// The object a row head and the bodies of its listed payments (in order) make.
-pub(super) fn splice(head: &str, bodies: &[&str]) -> Option<String> {
-    let (open, close) = listing_slot(head)?;
-    let mut out =
-        String::with_capacity(head.len() + bodies.iter().map(|b| b.len() + 1).sum::<usize>());
-    out.push_str(&head[..open]);
-    out.push('[');
-    out.push_str(&bodies.join(","));
-    out.push(']');
-    out.push_str(&head[close..]);
-    Some(out)
-}
-
-#[cfg(feature = "sqlite")]
 /// The most edits (pieces skipped plus pieces inserted) a delta may take before the texts
 /// count as unrelated and the older object is kept whole. A commit changes a dozen fields
 /// and adds at most a payment (about 30 pieces); the search keeps one frontier per edit,
 /// so this also bounds its memory to about 260,000 positions.
 const MAX_EDITS: usize = 511;
 
-#[cfg(feature = "sqlite")]
 /// `text` cut after each comma (the last piece may have none), so the pieces join back to it.
 fn segments(text: &str) -> Vec<&str> {
     // Commas are found 32 bytes at a time, as a bit mask the compiler can build with vector
@@ -106,7 +35,7 @@ fn segments(text: &str) -> Vec<&str> {
     pieces
 }
 
-#[cfg(all(test, feature = "sqlite"))]
+#[cfg(test)]
 /// A delta that turns `base` into `target`: the pieces of `target` that `base` lacks, in
 /// the text form [`apply`] reads (`=n;` copies n pieces of the base, `-n;` skips n, `+len:`
 /// inserts the next len bytes). `None` when the texts are too large to compare, or when
@@ -115,43 +44,101 @@ pub(super) fn diff(base: &str, target: &str) -> Option<String> {
     diff_pieces(&segments(base), &segments(target), target.len())
 }
 
-#[cfg(feature = "sqlite")]
+/// The most pieces a [`one_block`] alignment may leave differing in place for its delta to
+/// be taken without the search: a commit changes a dozen fields. Such a delta takes at
+/// most twice as many edits beyond the fewest (each differing piece is a skip and an
+/// insert, which the search might have matched elsewhere).
+const MAX_IN_PLACE: usize = 32;
+
+/// How many pieces the texts `a` and `b` share at their start and at their end (without
+/// overlapping): only the middle between them is compared.
+fn shared_ends(a: &[&str], b: &[&str]) -> (usize, usize) {
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (prefix, suffix)
+}
+
+/// The best alignment of `a` and `b` as one run of pieces that only the longer has, the
+/// rest compared in place: where the run starts and how many pieces differ in place
+/// there (the start where the fewest do, the first of them on a tie); `None` when they
+/// have as many pieces. The usual step from one version of an object to the next: a
+/// payment added to the list and a few fields changed. Linear: the pieces that differ
+/// before each start are counted forwards, those after it backwards.
+fn one_block(a: &[&str], b: &[&str]) -> Option<(usize, usize)> {
+    let (long, short) = match a.len().cmp(&b.len()) {
+        std::cmp::Ordering::Equal => return None,
+        std::cmp::Ordering::Greater => (a, b),
+        std::cmp::Ordering::Less => (b, a),
+    };
+    let run = long.len() - short.len();
+    // after[p]: the pieces of short[p..] that differ from those of long after the run.
+    let mut after = vec![0usize; short.len() + 1];
+    for i in (0..short.len()).rev() {
+        after[i] = after[i + 1] + usize::from(short[i] != long[i + run]);
+    }
+    let mut best = (0, after[0]);
+    let mut before = 0;
+    for p in 1..=short.len() {
+        before += usize::from(short[p - 1] != long[p - 1]);
+        if before + after[p] < best.1 {
+            best = (p, before + after[p]);
+        }
+    }
+    Some(best)
+}
+
+/// Writes to `out` the steps from `a` to `b`, which have as many pieces, compared in place.
+fn in_place(a: &[&str], b: &[&str], out: &mut Delta) {
+    for (x, y) in a.iter().zip(b) {
+        if x == y {
+            out.copy();
+        } else {
+            out.insert(y);
+            out.skip();
+        }
+    }
+}
+
 /// A delta that turns `a` into `b` (texts cut into [`segments`]; `target_len`: the length
 /// of `b`'s text), as [`checked_diff`] checks it.
 fn diff_pieces(a: &[&str], b: &[&str], target_len: usize) -> Option<String> {
     // What the texts share at both ends is copied as it is; only the middle is compared.
-    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let (a, b) = (&a[prefix..], &b[prefix..]);
-    let suffix = a
-        .iter()
-        .rev()
-        .zip(b.iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
-    let (a, b) = (&a[..a.len() - suffix], &b[..b.len() - suffix]);
+    let (prefix, suffix) = shared_ends(a, b);
+    let (a, b) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
     let mut out = Delta::default();
     (0..prefix).for_each(|_| out.copy());
-    if a.len() == b.len() {
-        // As many pieces on both sides: fields that changed value in place (the usual
-        // step from one version of an object to the next), compared piece by piece
-        // instead of every piece with every other.
-        for (x, y) in a.iter().zip(b) {
-            if x == y {
-                out.copy();
+    match one_block(a, b) {
+        // As many pieces on both sides: fields that changed value in place, compared
+        // piece by piece instead of every piece with every other.
+        None => in_place(a, b, &mut out),
+        // A run only one side has, the rest nearly in place: compared so, in linear
+        // time, where the search's cost grows with the square of the edits (the run's
+        // pieces count as edits: a payment is about 25).
+        Some((at, differing)) if differing <= MAX_IN_PLACE => {
+            if a.len() > b.len() {
+                let run = a.len() - b.len();
+                in_place(&a[..at], &b[..at], &mut out);
+                (0..run).for_each(|_| out.skip());
+                in_place(&a[at + run..], &b[at..], &mut out);
             } else {
-                out.insert(y);
-                out.skip();
+                let run = b.len() - a.len();
+                in_place(&a[..at], &b[..at], &mut out);
+                b[at..at + run].iter().for_each(|piece| out.insert(piece));
+                in_place(&a[at..], &b[at + run..], &mut out);
             }
         }
-    } else {
-        shortest_edits(a, b, &mut out)?;
+        Some(_) => shortest_edits(a, b, &mut out)?,
     }
     (0..suffix).for_each(|_| out.copy());
     let delta = out.finish();
     (delta.len() < target_len).then_some(delta)
 }
 
-#[cfg(feature = "sqlite")]
 /// One step of an edit script from `a` to `b`.
 #[derive(Clone, Copy)]
 enum Step {
@@ -163,7 +150,6 @@ enum Step {
     Insert(usize),
 }
 
-#[cfg(feature = "sqlite")]
 /// Writes to `out` a shortest edit script from `a` to `b` (Myers' greedy search: its cost
 /// grows with the number of edits, not with the product of the lengths, so a large
 /// session with a small change is cheap); `None` beyond [`MAX_EDITS`].
@@ -206,7 +192,6 @@ fn shortest_edits(a: &[&str], b: &[&str], out: &mut Delta) -> Option<()> {
     None
 }
 
-#[cfg(feature = "sqlite")]
 /// Walks `trace` ([`shortest_edits`]'s frontiers) back from the end of both texts and
 /// writes the steps from `a` to `b` to `out`, in order; `None` if the trace does not lead
 /// back to the start (it always does; checked rather than trusted, as the delta is).
@@ -254,7 +239,6 @@ fn write_steps(trace: &[Vec<usize>], a: &[&str], b: &[&str], out: &mut Delta) ->
     Some(())
 }
 
-#[cfg(feature = "sqlite")]
 /// The delta being written: runs of copies and skips, then inserted text.
 #[derive(Default)]
 struct Delta {
@@ -262,7 +246,6 @@ struct Delta {
     run: Option<(char, usize)>,
 }
 
-#[cfg(feature = "sqlite")]
 impl Delta {
     fn push_run(&mut self, op: char) {
         match &mut self.run {
@@ -302,13 +285,11 @@ impl Delta {
     }
 }
 
-#[cfg(feature = "sqlite")]
 /// `base` with `delta` ([`checked_diff`]'s text) applied; the error says what does not fit.
-pub(super) fn apply(delta: &str, base: &str) -> Result<String, String> {
+pub(in crate::store) fn apply(delta: &str, base: &str) -> Result<String, String> {
     apply_pieces(delta, &segments(base), base.len())
 }
 
-#[cfg(feature = "sqlite")]
 /// [`apply`] to a base already cut into [`segments`] (`base_len`: the base's length).
 fn apply_pieces(delta: &str, pieces: &[&str], base_len: usize) -> Result<String, String> {
     let mut next = 0;
@@ -346,104 +327,18 @@ fn apply_pieces(delta: &str, pieces: &[&str], base_len: usize) -> Result<String,
     Ok(out)
 }
 
-#[cfg(feature = "sqlite")]
 /// The delta keeping `older` against `newer`, checked: `None` when no delta is smaller
 /// than `older` or one would not give it back.
-pub(super) fn checked_diff(newer: &str, older: &str) -> Option<String> {
+pub(in crate::store) fn checked_diff(newer: &str, older: &str) -> Option<String> {
     // The newer object is cut once, for the delta and for its check.
     let base = segments(newer);
     let delta = diff_pieces(&base, &segments(older), older.len())?;
     (apply_pieces(&delta, &base, newer.len()).ok()? == older).then_some(delta)
 }
 
-#[cfg(feature = "sqlite")]
-/// Where the walk back to an older object starts.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Start<'a> {
-    /// From an object kept whole.
-    Whole(&'a str),
-    /// From the object the session's rows keep now.
-    Live,
-}
-
-#[cfg(feature = "sqlite")]
-/// The way back to the object of `version` through the kept older objects `past`
-/// (`(version, base, body)`, any order): where it starts and the deltas to apply, the last
-/// one first ([`rebuild`]). `live_version` is the session's version now.
-pub(super) fn walk(
-    version: i64,
-    past: &[(i64, Option<i64>, String)],
-    live_version: i64,
-) -> Result<(Start<'_>, Vec<&str>), String> {
-    let mut deltas = Vec::new();
-    let mut at = version;
-    loop {
-        let (_, base, body) = past
-            .iter()
-            .find(|(v, _, _)| *v == at)
-            .ok_or_else(|| format!("no object is kept for version {at}"))?;
-        match *base {
-            None => return Ok((Start::Whole(body), deltas)),
-            Some(base) if base <= at || base > live_version => {
-                return Err(format!(
-                    "the object of version {at} has a delta against {base}"
-                ));
-            }
-            Some(base) => {
-                deltas.push(body.as_str());
-                if base == live_version {
-                    return Ok((Start::Live, deltas));
-                }
-                at = base;
-            }
-        }
-    }
-}
-
-#[cfg(feature = "sqlite")]
-/// The object `deltas` ([`walk`]'s) make of `start`.
-pub(super) fn rebuild(start: &str, deltas: &[&str]) -> Result<String, String> {
-    let mut text = start.to_owned();
-    for delta in deltas.iter().rev() {
-        text = apply(delta, &text)?;
-    }
-    Ok(text)
-}
-
-#[cfg(all(test, feature = "sqlite"))]
+#[cfg(test)]
 mod tests {
     use super::*;
-
-    const HEAD: &str = r#"{"id":"cs_1","metadata":{"payments":"[]"},"status":"active","payments":[],"payments_count":2,"version":3}"#;
-
-    #[test]
-    fn a_listing_fills_the_heads_empty_list_and_splices_back() {
-        let p1 = r#"{"id":"pi_1","amount":1,"status":"paid"}"#;
-        let p2 = r#"{"id":"pi_2","amount":2.5,"status":"unpaid"}"#;
-        let object = HEAD.replace(r#""payments":[],"#, &format!(r#""payments":[{p1},{p2}],"#));
-        let (made, listed) = listing(HEAD, [("pi_1", p1), ("pi_2", p2)]).unwrap();
-        assert_eq!(made, object);
-        assert_eq!(listed.ids(), "pi_1,pi_2");
-        assert_eq!(listed.payments[1].1, p2);
-        assert_eq!(splice(HEAD, &[p1, p2]).unwrap(), object);
-        assert_eq!(splice(HEAD, &[]).unwrap(), HEAD);
-        assert_eq!(listing(HEAD, []).unwrap().0, HEAD);
-    }
-
-    #[test]
-    fn a_head_without_an_empty_list_or_an_id_the_column_cannot_keep_has_no_listing() {
-        let p1 = r#"{"id":"pi_1"}"#;
-        assert!(
-            listing(
-                r#"{"id":"cs_1","payments":[{"id":"pi_1"}]}"#,
-                [("pi_1", p1)]
-            )
-            .is_none()
-        );
-        assert!(listing(r#"{"id":"cs_1"}"#, [("pi_1", p1)]).is_none());
-        assert!(listing(HEAD, [("pi_1,pi_2", p1)]).is_none());
-        assert!(listing(HEAD, [("", p1)]).is_none());
-    }
 
     #[test]
     fn a_delta_gives_the_older_object_back() {
@@ -553,57 +448,59 @@ mod tests {
             state ^= state << 17;
             state % bound
         };
+        // Both ways of comparing pieces counts that differ are taken, each checked.
+        let (mut aligned, mut searched) = (0, 0);
         for _ in 0..500 {
-            let mut text = || -> String {
-                let len = next(40);
-                (0..len)
-                    .map(|_| ["a,", "b,", "cc,", "d", "é,", ","][next(6) as usize])
-                    .collect()
-            };
-            let (a, b) = (text(), text());
+            // A text and an edited copy of it: a few pieces added, dropped or changed
+            // anywhere (the texts a commit relates), and now and then an unrelated one.
+            let pieces = ["a,", "b,", "cc,", "d", "é,", ","];
+            let mut a: Vec<&str> = (0..next(160)).map(|_| pieces[next(6) as usize]).collect();
+            let mut b = a.clone();
+            for _ in 0..next(24) {
+                let at = next(b.len() as u64 + 1) as usize;
+                match next(3) {
+                    0 => b.insert(at, pieces[next(6) as usize]),
+                    _ if at == b.len() => {}
+                    1 => drop(b.remove(at)),
+                    _ => b[at] = pieces[next(6) as usize],
+                }
+            }
+            if next(10) == 0 {
+                a.reverse();
+            }
+            let (a, b) = (a.concat(), b.concat());
             let d = diff(&a, &b);
             if let Some(d) = &d {
                 assert_eq!(apply(d, &a).unwrap(), b, "{a:?} -> {b:?} by {d:?}");
-                // Shortest when the search ran (texts of as many pieces are compared in
-                // place instead).
-                if segments(&a).len() != segments(&b).len() {
-                    assert_eq!(
-                        edits(d),
-                        Some(fewest_edits(&a, &b)),
-                        "{a:?} -> {b:?} by {d:?}"
-                    );
+                // Shortest when the search ran; a one-block alignment takes its run
+                // and two edits per piece differing in place (texts of as many pieces
+                // are compared in place).
+                let (sa, sb) = (segments(&a), segments(&b));
+                let (prefix, suffix) = shared_ends(&sa, &sb);
+                let (ma, mb) = (
+                    &sa[prefix..sa.len() - suffix],
+                    &sb[prefix..sb.len() - suffix],
+                );
+                let fewest = fewest_edits(&a, &b);
+                match one_block(ma, mb) {
+                    Some((_, differing)) if differing <= MAX_IN_PLACE => {
+                        let run = ma.len().abs_diff(mb.len());
+                        assert_eq!(edits(d), Some(run + 2 * differing), "{a:?} -> {b:?}");
+                        assert!(run + 2 * differing >= fewest, "{a:?} -> {b:?}");
+                        aligned += 1;
+                    }
+                    Some(_) => {
+                        assert_eq!(edits(d), Some(fewest), "{a:?} -> {b:?} by {d:?}");
+                        searched += 1;
+                    }
+                    None => {}
                 }
             }
             assert_eq!(checked_diff(&a, &b), d);
         }
-    }
-
-    #[test]
-    fn the_walk_back_follows_the_deltas_to_the_live_object() {
-        let shared = r#""currency":"USD","description":"Satoshi's Coffee","success_url":null"#;
-        let v1 = format!(r#"{{"status":"active","amount_paid":0,{shared},"version":1}}"#);
-        let v2 = format!(r#"{{"status":"active","amount_paid":5,{shared},"version":2}}"#);
-        let v3 = format!(r#"{{"status":"paid","amount_paid":25,{shared},"version":3}}"#);
-        let (v1, v2, v3) = (v1.as_str(), v2.as_str(), v3.as_str());
-        let past = vec![
-            (1, Some(2), checked_diff(v2, v1).unwrap()),
-            (2, Some(3), checked_diff(v3, v2).unwrap()),
-        ];
-        let (start, deltas) = walk(1, &past, 3).unwrap();
-        assert_eq!(start, Start::Live);
-        assert_eq!(rebuild(v3, &deltas).unwrap(), v1);
-        let whole = vec![(1, Some(2), past[0].2.clone()), (2, None, v2.to_owned())];
-        let (start, deltas) = walk(1, &whole, 3).unwrap();
-        assert_eq!(start, Start::Whole(v2));
-        assert_eq!(rebuild(v2, &deltas).unwrap(), v1);
-        assert!(walk(1, &past[1..], 3).is_err(), "a missing step");
         assert!(
-            walk(2, &[(2, Some(1), String::new())], 3).is_err(),
-            "a step back"
-        );
-        assert!(
-            walk(2, &[(2, Some(4), String::new())], 3).is_err(),
-            "beyond the live one"
+            aligned > 20 && searched > 20,
+            "{aligned} aligned, {searched} searched"
         );
     }
 
