@@ -41,7 +41,7 @@ macro_rules! prefixed_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}{}", $prefix, self.0.simple())
+                with_text($prefix, &self.0, |text| f.write_str(text))
             }
         }
 
@@ -60,7 +60,7 @@ macro_rules! prefixed_id {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
+                with_text($prefix, &self.0, |text| s.serialize_str(text))
             }
         }
 
@@ -71,6 +71,26 @@ macro_rules! prefixed_id {
             }
         }
     };
+}
+
+/// Calls `f` with an id's text (`prefix` and the UUID's 32 lowercase hex digits), written
+/// on the stack: ids are printed in every row and JSON object, and going through
+/// `fmt::write` for the two parts cost more than writing them.
+fn with_text<R>(prefix: &'static str, uuid: &Uuid, f: impl FnOnce(&str) -> R) -> R {
+    const HEX: usize = uuid::fmt::Simple::LENGTH;
+    let mut buf = [0u8; 16 + HEX];
+    // Every prefix is a few ASCII letters and `_`; a longer one (there is none) would
+    // still print, through the formatter.
+    let Some(head) = buf.get_mut(..prefix.len()) else {
+        return f(&format!("{prefix}{}", uuid.simple()));
+    };
+    head.copy_from_slice(prefix.as_bytes());
+    let end = prefix.len() + HEX;
+    uuid.simple().encode_lower(&mut buf[prefix.len()..end]);
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(text) => f(text),
+        Err(_) => f(&format!("{prefix}{}", uuid.simple())),
+    }
 }
 
 fn parse_prefixed(s: &str, prefix: &'static str) -> Result<Uuid, Error> {

@@ -267,15 +267,17 @@ impl Delta {
 
     fn insert(&mut self, piece: &str) {
         self.flush();
-        use std::fmt::Write as _;
-        // Writing to a String cannot fail.
-        let _ = write!(self.text, "+{}:{piece}", piece.len());
+        self.text.push('+');
+        push_number(&mut self.text, piece.len());
+        self.text.push(':');
+        self.text.push_str(piece);
     }
 
     fn flush(&mut self) {
         if let Some((op, n)) = self.run.take() {
-            use std::fmt::Write as _;
-            let _ = write!(self.text, "{op}{n};");
+            self.text.push(op);
+            push_number(&mut self.text, n);
+            self.text.push(';');
         }
     }
 
@@ -283,6 +285,22 @@ impl Delta {
         self.flush();
         self.text
     }
+}
+
+/// Appends `n` in decimal: `write!` through the formatter cost a fifth of a delta.
+fn push_number(text: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // n % 10 < 10: the cast keeps every value.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[at..].iter().for_each(|&d| text.push(char::from(d)));
 }
 
 /// `base` with `delta` ([`checked_diff`]'s text) applied; the error says what does not fit.
