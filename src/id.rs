@@ -79,17 +79,18 @@ macro_rules! prefixed_id {
 fn with_text<R>(prefix: &'static str, uuid: &Uuid, f: impl FnOnce(&str) -> R) -> R {
     const HEX: usize = uuid::fmt::Simple::LENGTH;
     let mut buf = [0u8; 16 + HEX];
-    // Every prefix is a few ASCII letters and `_`; a longer one (there is none) would
-    // still print, through the formatter.
-    let Some(head) = buf.get_mut(..prefix.len()) else {
-        return f(&format!("{prefix}{}", uuid.simple()));
-    };
-    head.copy_from_slice(prefix.as_bytes());
     let end = prefix.len() + HEX;
-    uuid.simple().encode_lower(&mut buf[prefix.len()..end]);
-    match std::str::from_utf8(&buf[..end]) {
-        Ok(text) => f(text),
-        Err(_) => f(&format!("{prefix}{}", uuid.simple())),
+    // Every prefix is a few ASCII letters and `_`, so this always fits and is text; a
+    // longer prefix (there is none) would still print, through the formatter.
+    let text = buf.get_mut(..end).and_then(|text| {
+        let (head, hex) = text.split_at_mut(prefix.len());
+        head.copy_from_slice(prefix.as_bytes());
+        uuid.simple().encode_lower(hex);
+        std::str::from_utf8(text).ok()
+    });
+    match text {
+        Some(text) => f(text),
+        None => f(&format!("{prefix}{}", uuid.simple())),
     }
 }
 

@@ -7,6 +7,7 @@ mod forward;
 pub mod backend;
 pub mod chain;
 pub mod clock;
+mod digits;
 pub mod error;
 pub mod event;
 pub mod hash;

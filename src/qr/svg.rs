@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use super::symbol::Symbol;
 use super::{QUIET_ZONE_MODULES, SVG_MODULE_PX};
+use crate::digits::push_number;
 
 /// The SVG text, without an XML prolog (so it can be inlined in HTML).
 pub(super) fn render(symbol: &Symbol) -> String {
@@ -47,36 +48,4 @@ pub(super) fn render(symbol: &Symbol) -> String {
     }
     svg.push_str(r#""/></svg>"#);
     svg
-}
-
-/// Appends `n` in decimal. A path has a few thousand of these numbers, all under 200 (a
-/// symbol is at most 185 modules wide with its quiet zone): digit by digit is a fraction
-/// of the cost of the formatting machinery.
-fn push_number(svg: &mut String, n: usize) {
-    if n >= 1000 {
-        let _ = write!(svg, "{n}");
-        return;
-    }
-    let digit = |d: usize| char::from(b'0' + (d % 10) as u8);
-    if n >= 100 {
-        svg.push(digit(n / 100));
-    }
-    if n >= 10 {
-        svg.push(digit(n / 10));
-    }
-    svg.push(digit(n));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_print_as_decimal() {
-        for n in [0, 7, 10, 99, 100, 185, 999, 1000, 12_345] {
-            let mut text = String::new();
-            push_number(&mut text, n);
-            assert_eq!(text, n.to_string());
-        }
-    }
 }

@@ -1,6 +1,8 @@
 //! The delta format of the older objects (ADR 22): a text cut into pieces after each
 //! comma, and the edits (copy, skip, insert) that turn one text into another.
 
+use crate::digits::push_number;
+
 /// The most edits (pieces skipped plus pieces inserted) a delta may take before the texts
 /// count as unrelated and the older object is kept whole. A commit changes a dozen fields
 /// and adds at most a payment (about 30 pieces); the search keeps one frontier per edit,
@@ -285,22 +287,6 @@ impl Delta {
         self.flush();
         self.text
     }
-}
-
-/// Appends `n` in decimal: `write!` through the formatter cost a fifth of a delta.
-fn push_number(text: &mut String, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        // n % 10 < 10: the cast keeps every value.
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    digits[at..].iter().for_each(|&d| text.push(char::from(d)));
 }
 
 /// `base` with `delta` ([`checked_diff`]'s text) applied; the error says what does not fit.

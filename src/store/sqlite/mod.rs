@@ -340,12 +340,14 @@ fn in_transaction<T, E: From<StoreError>>(
     f: impl FnOnce(&Connection) -> Result<T, E>,
 ) -> Result<T, E> {
     /// Rolls the transaction back when dropped before [`Open::committed`].
-    struct Open<'c>(Option<&'c Connection>);
+    struct Open<'c> {
+        conn: &'c Connection,
+        committed: bool,
+    }
     impl Open<'_> {
         fn committed(mut self) -> Result<(), StoreError> {
-            let conn = self.0.ok_or(StoreError::Closed)?;
-            run_cached(conn, "COMMIT")?;
-            self.0 = None;
+            run_cached(self.conn, "COMMIT")?;
+            self.committed = true;
             Ok(())
         }
     }
@@ -353,13 +355,16 @@ fn in_transaction<T, E: From<StoreError>>(
         fn drop(&mut self) {
             // A rollback that fails leaves nothing to undo (SQLite has rolled back itself,
             // or the transaction never began): the next `BEGIN` says so if not.
-            if let Some(conn) = self.0 {
-                let _ = conn.execute_batch("ROLLBACK");
+            if !self.committed {
+                let _ = self.conn.execute_batch("ROLLBACK");
             }
         }
     }
     run_cached(conn, begin)?;
-    let open = Open(Some(conn));
+    let open = Open {
+        conn,
+        committed: false,
+    };
     let out = f(conn)?;
     open.committed()?;
     Ok(out)
