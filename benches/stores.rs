@@ -30,7 +30,7 @@
 //!   the floor's target is judged on it. Criterion measures each function in a window of
 //!   its own, and on this machine the same code ran at different speeds in different
 //!   windows of one run (see [`paired`]). On SQLite the pairs run first, on fresh files:
-//!   after criterion's windows the same pairs moved by up to 40 % (ADR 31).
+//!   after criterion's windows the same pairs gave anything from 2.0x to 3.7x (ADR 31).
 //! * `<store>/record_1st` and `<store>/record_1000th`: recording one more on-chain transfer
 //!   on a session that has none, and on sessions that already have 999 (a pool taken in
 //!   turn, so that each measured report is about the 1,000th of its session); interleaved
@@ -661,7 +661,7 @@ fn bench_sqlite(c: &mut Criterion) {
     );
     // The paired rows first, on fresh files, before any criterion window: what an earlier
     // window ran leaves this machine slower for a while, and unevenly (after the raw
-    // baseline's window the same pairs gave 2.3x to 3.7x; ADR 31).
+    // baseline's window the same pairs gave 2.0x to 3.7x; ADR 31).
     paired(
         "sqlite/lifecycle against the floor, paired",
         Some(2.5),
