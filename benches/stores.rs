@@ -104,13 +104,13 @@ static PAIRED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// code. A pair's two sides run within a millisecond of each other.
 fn paired(
     name: &str,
-    target: Option<f64>,
+    target: f64,
     pairs: usize,
     mut measured: impl FnMut(),
     mut baseline: impl FnMut(),
 ) {
     let rounds = in_turn(pairs, &mut [&mut measured, &mut baseline]);
-    paired_row(name, target, pairs, &rounds, 0, 1);
+    paired_row(name, Some(target), pairs, &rounds, 0, 1);
 }
 
 /// The rounds of [`paired`]: in each, `pairs` turns of every side once, in order; each
@@ -664,7 +664,7 @@ fn bench_sqlite(c: &mut Criterion) {
     // baseline's window the same pairs gave 2.0x to 3.7x; ADR 31).
     paired(
         "sqlite/lifecycle against the floor, paired",
-        Some(2.5),
+        2.5,
         500,
         through_service,
         &mut floor,
@@ -909,7 +909,7 @@ mod pg {
         });
         paired(
             "pg/lifecycle against the floor, paired",
-            Some(2.5),
+            2.5,
             60,
             through_service,
             &mut floor,

@@ -119,10 +119,12 @@ const STATEMENT_CACHE: usize = 256;
 /// however many payments and transfers the session already has, and sessions are read back
 /// through [`rows::decode_session`](super::rows::decode_session) with its integrity checks.
 /// Times are kept in milliseconds, the precision of the JSON forms.
+///
 /// A store keeps in memory the event object its own last commit left for up to 256
 /// sessions (about 1.5 MB), so that the session's next commit need not read it back; it
 /// is used only while the row is at that version, so stores sharing a file stay exact
 /// (ADR 30).
+///
 /// Events are filed under the session whose commit carried them (its
 /// [`session_events`](super::Store::session_events)). A transfer belongs to one session: a commit
 /// that would record a transfer key already held by another session is refused with a
