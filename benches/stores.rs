@@ -386,12 +386,13 @@ fn floor_lifecycle(
 /// store's schema, each row still holding only what it must. Not written: what is content
 /// rather than a way to find it (the heads and bodies, the older objects, the metadata
 /// rows). The service against it shows the cost of what its rows hold and of its checks;
-/// the floor against it, the cost of the lookups.
+/// the floor against it, the cost of the lookups. A session's events are found by the
+/// list of their numbers in its row, as in the store (ADR 32), not by an index.
 const FLOOR_LOOKUPS_SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 CREATE TABLE sessions (id TEXT NOT NULL PRIMARY KEY, created INTEGER NOT NULL, status TEXT NOT NULL,
-    version INTEGER NOT NULL, wake_at INTEGER, livemode INTEGER NOT NULL) STRICT;
+    version INTEGER NOT NULL, wake_at INTEGER, livemode INTEGER NOT NULL, event_seqs TEXT) STRICT;
 CREATE INDEX sessions_by_created ON sessions (created, id);
 CREATE INDEX sessions_by_status ON sessions (status, created, id);
 CREATE INDEX sessions_by_wake ON sessions (wake_at, id) WHERE wake_at IS NOT NULL;
@@ -404,13 +405,13 @@ CREATE INDEX transfers_by_session ON transfers (session_id);
 CREATE TABLE payment_hashes (hash TEXT NOT NULL PRIMARY KEY, session_id TEXT NOT NULL) STRICT, WITHOUT ROWID;
 CREATE TABLE addresses (address TEXT NOT NULL PRIMARY KEY, session_id TEXT NOT NULL) STRICT, WITHOUT ROWID;
 CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, session_id TEXT NOT NULL, event_type TEXT NOT NULL) STRICT;
-CREATE INDEX events_by_session ON events (session_id, seq);
 CREATE INDEX events_by_id ON events (id, seq);
 ";
 
 /// [`floor_lifecycle`] with the lookups of [`FLOOR_LOOKUPS_SCHEMA`]. As the store does, an
 /// update names an indexed column only when its value changes (SQLite rewrites the index
-/// entries of every column a `SET` names).
+/// entries of every column a `SET` names), and a commit appends its events first, so that
+/// the session's row lists their numbers.
 fn floor_lookups_lifecycle(
     conn: &mut rusqlite::Connection,
     lifecycle: &[Rows],
@@ -418,22 +419,32 @@ fn floor_lookups_lifecycle(
 ) -> rusqlite::Result<()> {
     let sid = |s: &str| format!("{s}-{n}");
     let mut before: Option<&Rows> = None;
+    let mut seqs: Vec<String> = Vec::new();
     for r in lifecycle {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let id = sid(&r.session_id);
+        for (eid, _, kind, _) in &r.events {
+            tx.prepare_cached(
+                "INSERT INTO events (id, session_id, event_type) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(rusqlite::params![sid(eid), id, kind])?;
+            seqs.push(tx.last_insert_rowid().to_string());
+        }
+        let listed = format!("[{}]", seqs.join(","));
         match before {
             None => {
                 tx.prepare_cached(
-                    "INSERT INTO sessions (id, created, status, version, wake_at, livemode) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO sessions (id, created, status, version, wake_at, livemode, \
+                     event_seqs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
                 .execute(rusqlite::params![
-                    id, r.created, r.status, r.version, r.wake_at, r.livemode
+                    id, r.created, r.status, r.version, r.wake_at, r.livemode, listed
                 ])?;
             }
             Some(b) => {
-                let mut sql = String::from("UPDATE sessions SET version = ?3");
-                let mut values: Vec<&dyn rusqlite::ToSql> = vec![&id, &r.expected, &r.version];
+                let mut sql = String::from("UPDATE sessions SET version = ?3, event_seqs = ?4");
+                let mut values: Vec<&dyn rusqlite::ToSql> =
+                    vec![&id, &r.expected, &r.version, &listed];
                 if b.status != r.status {
                     values.push(&r.status);
                     sql.push_str(&format!(", status = ?{}", values.len()));
@@ -472,12 +483,6 @@ fn floor_lookups_lifecycle(
                  ON CONFLICT (key) DO UPDATE SET msats = excluded.msats",
             )?
             .execute(rusqlite::params![sid(key), id])?;
-        }
-        for (eid, _, kind, _) in &r.events {
-            tx.prepare_cached(
-                "INSERT INTO events (id, session_id, event_type) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(rusqlite::params![sid(eid), id, kind])?;
         }
         tx.commit()?;
         before = Some(r);

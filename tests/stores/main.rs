@@ -15,6 +15,7 @@ mod api_reads_negatives;
 mod conformance_negatives;
 mod crash_sqlite;
 mod determinism;
+mod event_lists;
 mod memory_store;
 mod outbox_seq;
 mod packed_rows;

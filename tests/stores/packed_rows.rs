@@ -32,6 +32,8 @@ pub(crate) fn live_rows_as_text(path: &std::path::Path) {
     }
     store.close().expect("close");
     let raw = rusqlite::Connection::open(path).expect("raw connection");
+    raw.execute_batch(crate::event_lists::UNDO_SCHEMA_16)
+        .expect("schema 15");
     raw.execute_batch(
         "CREATE TABLE sessions_text (
              id TEXT NOT NULL PRIMARY KEY, created INTEGER NOT NULL, status TEXT NOT NULL,

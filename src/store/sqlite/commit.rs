@@ -2,6 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 
+use super::event_lists::{self, Filed};
 use super::object_cache::ObjectCache;
 use super::outbox::id_bytes;
 use super::packed::{self, Kind, pack};
@@ -42,13 +43,23 @@ pub(super) fn apply(
     };
     let live_payments = rows.live.as_ref().map(|l| l.payments.as_str());
     let head = pack(Kind::Head, &s.head)?;
+    let stored_seqs = stored
+        .as_ref()
+        .and_then(|(_, row)| row.event_seqs.as_deref());
+    // The events first, so that the row can list their numbers (ADR 32).
+    let seqs = insert_session_events(tx, &s.id, &rows.events)?;
+    let filed = event_lists::file(&s.id, stored_seqs, &seqs)?;
+    let event_seqs = match &filed {
+        Filed::Listed(list) => Some(list.as_str()),
+        Filed::Beyond => stored_seqs,
+    };
     match &stored {
         None => insert_or_conflict(
             tx.prepare_cached(
                 "INSERT INTO sessions
                      (id, created, status, version, wake_at, head, link_id, source_id, metadata,
-                      review, livemode, object_payments)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                      review, livemode, object_payments, event_seqs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -63,11 +74,19 @@ pub(super) fn apply(
                     s.metadata,
                     s.review,
                     s.livemode,
-                    live_payments
+                    live_payments,
+                    event_seqs
                 ])
             }),
         )?,
-        Some((expected, row)) => update_session(tx, s, *expected, &head, live_payments, row)?,
+        Some((expected, row)) => {
+            let columns = NewColumns {
+                head: &head,
+                live_payments,
+                event_seqs,
+            };
+            update_session(tx, s, *expected, &columns, row)?;
+        }
     }
     let mut payment = tx
         .prepare_cached(
@@ -166,10 +185,29 @@ pub(super) fn apply(
     if let Some(kept) = moved_past {
         keep_older_object(tx, &s.id, kept.version, &kept.text, rows.live.as_ref())?;
     }
-    for event in &rows.events {
-        insert_event(tx, event)?;
+    if filed == Filed::Beyond {
+        event_lists::file_beyond(tx, &id_bytes(&s.id, SessionId::PREFIX)?, &seqs)?;
     }
     Ok(())
+}
+
+/// Appends the commit's `events`, each filed under session `id`, whose row lists them;
+/// returns their numbers.
+fn insert_session_events(
+    tx: &Connection,
+    id: &str,
+    events: &[EventRow],
+) -> Result<Vec<i64>, StoreError> {
+    if let Some(other) = events.iter().find(|e| e.session_id.as_deref() != Some(id)) {
+        return Err(StoreError::Backend {
+            message: format!(
+                "event {} of a commit of session {id} is filed under another session",
+                other.id
+            ),
+            retryable: false,
+        });
+    }
+    events.iter().map(|e| insert_event(tx, e)).collect()
 }
 
 /// A session's event object as its rows keep it (ADR 22), with the stored bodies of the
@@ -202,11 +240,19 @@ pub(super) struct StoredRow {
     review: bool,
     head: Vec<u8>,
     object_payments: Option<String>,
+    event_seqs: Option<String>,
+}
+
+/// The columns every update of a session row writes, besides its version.
+struct NewColumns<'a> {
+    head: &'a [u8],
+    live_payments: Option<&'a str>,
+    event_seqs: Option<&'a str>,
 }
 
 fn stored_row(conn: &Connection, id: &str, version: i64) -> Result<Option<StoredRow>, StoreError> {
     conn.prepare_cached(
-        "SELECT status, wake_at, link_id, metadata, review, head, object_payments
+        "SELECT status, wake_at, link_id, metadata, review, head, object_payments, event_seqs
          FROM sessions WHERE id = ?1 AND version = ?2",
     )
     .and_then(|mut stmt| {
@@ -219,6 +265,7 @@ fn stored_row(conn: &Connection, id: &str, version: i64) -> Result<Option<Stored
                 review: r.get(4)?,
                 head: r.get(5)?,
                 object_payments: r.get(6)?,
+                event_seqs: r.get(7)?,
             })
         })
         .optional()
@@ -235,8 +282,7 @@ fn update_session(
     tx: &Connection,
     s: &SessionRow,
     expected: i64,
-    head: &[u8],
-    live_payments: Option<&str>,
+    new: &NewColumns<'_>,
     stored: &StoredRow,
 ) -> Result<(), StoreError> {
     fn set<'a>(
@@ -250,8 +296,17 @@ fn update_session(
         // Writing to a String cannot fail.
         let _ = write!(sql, ", {column} = ?{}", values.len());
     }
-    let mut sql = String::from("UPDATE sessions SET version = ?3, head = ?4, object_payments = ?5");
-    let mut values: Vec<&dyn ToSql> = vec![&s.id, &expected, &s.version, &head, &live_payments];
+    let mut sql = String::from(
+        "UPDATE sessions SET version = ?3, head = ?4, object_payments = ?5, event_seqs = ?6",
+    );
+    let mut values: Vec<&dyn ToSql> = vec![
+        &s.id,
+        &expected,
+        &s.version,
+        &new.head,
+        &new.live_payments,
+        &new.event_seqs,
+    ];
     if stored.status != s.status {
         set(&mut sql, &mut values, "status", &s.status);
     }
@@ -390,8 +445,8 @@ where
 
 /// Appends an event to the outbox (the sequence number is the row id, one more than the
 /// newest event's, which is never deleted (ADR 29), in commit order: SQLite has one writer
-/// at a time), its ids as their UUID bytes (ADR 24).
-pub(super) fn insert_event(tx: &Connection, e: &EventRow) -> Result<(), StoreError> {
+/// at a time), its ids as their UUID bytes (ADR 24); returns its number.
+pub(super) fn insert_event(tx: &Connection, e: &EventRow) -> Result<i64, StoreError> {
     let bytes = |text: Option<&str>, prefix| text.map(|t| id_bytes(t, prefix)).transpose();
     let id = id_bytes(&e.id, EventId::PREFIX)?;
     let session = bytes(e.session_id.as_deref(), SessionId::PREFIX)?;
@@ -416,7 +471,7 @@ pub(super) fn insert_event(tx: &Connection, e: &EventRow) -> Result<(), StoreErr
         ])
     })
     .map_err(backend)?;
-    Ok(())
+    Ok(tx.last_insert_rowid())
 }
 
 /// Inserts an idempotency row unless its key exists; returns the row that holds the key.

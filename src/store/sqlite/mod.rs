@@ -11,6 +11,7 @@ use schema::{MIGRATIONS, migrate};
 
 mod address_index;
 mod commit;
+mod event_lists;
 mod links;
 mod object_cache;
 mod outbox;
@@ -102,7 +103,10 @@ const STATEMENT_CACHE: usize = 256;
 /// common values), so a session's rows take about a quarter of their text's bytes and read
 /// back byte for byte; `payments` became `WITHOUT ROWID`; version 15 rebuilt `events`
 /// without AUTOINCREMENT (ADR 29: the same numbers, since the newest event is never
-/// deleted, without rewriting `sqlite_sequence` in every commit).
+/// deleted, without rewriting `sqlite_sequence` in every commit); version 16 lists a
+/// session's event numbers in its own row (`sessions.event_seqs`, past 64 of them in
+/// `session_events_beyond`) instead of the index `events_by_session`, which cost every
+/// commit a page of the write-ahead log (ADR 32).
 ///
 /// Besides [`Store`](super::Store), the store implements [`LinkStore`](super::LinkStore) (a link
 /// commit, its events and its sessions' commits are one transaction),

@@ -97,19 +97,6 @@ pub(super) fn id_text(prefix: &str, bytes: &[u8], row: &str) -> Result<String, S
         .map_err(|e| Corruption::undecodable(row, e).into())
 }
 
-/// Drops the older objects of session `id` that no event left needs: an event of version
-/// `v` needs the objects of `v` and later (the way back from the live rows passes them).
-pub(super) fn drop_unneeded_objects(tx: &Connection, id: SessionId) -> Result<(), StoreError> {
-    let bytes = id.as_uuid().into_bytes();
-    tx.prepare_cached(
-        "DELETE FROM session_objects WHERE session_id = ?1 AND version < coalesce(
-             (SELECT min(object_version) FROM events WHERE session_id = ?2), 9223372036854775807)",
-    )
-    .and_then(|mut stmt| stmt.execute(params![id.to_string(), &bytes[..]]))
-    .map_err(backend)?;
-    Ok(())
-}
-
 /// The event object of session `id` at `version` (ADR 22): the one its rows keep, or an
 /// older one rebuilt from them through the kept deltas; `None` if the session is gone.
 fn object_at(conn: &Connection, id: &str, version: i64) -> Result<Option<String>, StoreError> {

@@ -3,7 +3,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
-use super::outbox::{drop_unneeded_objects, event_rows};
+use super::event_lists::{self, session_seqs};
+use super::outbox::event_rows;
 use super::packed::{Kind, unpack};
 use super::{SqliteStore, backend, commit, limit_i64};
 use crate::hash::PaymentHash;
@@ -14,7 +15,7 @@ use crate::store::event_rows::event_columns;
 use crate::store::list_sql::{Dialect, ListParam, list_statement};
 use crate::store::rows::{self, CommitRows, IdempotencyRow};
 use crate::store::{
-    Commit, Corruption, IdempotencyRecord, ListQuery, Page, Reload, Store, StoreError, StoredEvent,
+    Commit, IdempotencyRecord, ListQuery, Page, Reload, Store, StoreError, StoredEvent,
     reload_by_version,
 };
 use crate::transfer::TransferKey;
@@ -96,6 +97,23 @@ const SQL_FIND_PAYMENT: &str =
 const SQL_EVENT: &str = concat!(
     event_columns!("e.event_type"),
     "WHERE e.id = ?1 ORDER BY e.seq LIMIT 1"
+);
+
+/// The statement of [`Store::session_events`] (`?1` the session's id, `?2` its bytes):
+/// the numbers its row lists and those beyond it (ADR 32), each found by its number.
+const SQL_SESSION_EVENTS: &str = concat!(
+    event_columns!("e.event_type"),
+    "WHERE e.seq IN ",
+    session_seqs!("?1", "?2"),
+    " AND e.session_id = ?2 ORDER BY e.seq ASC"
+);
+/// The statement of [`Store::session_events_after`]: [`SQL_SESSION_EVENTS`] after `?3`,
+/// at most `?4`.
+const SQL_SESSION_EVENTS_AFTER: &str = concat!(
+    event_columns!("e.event_type"),
+    "WHERE e.seq IN ",
+    session_seqs!("?1", "?2"),
+    " AND e.session_id = ?2 AND e.seq > ?3 ORDER BY e.seq ASC LIMIT ?4"
 );
 
 fn find_session(conn: &Connection, sql: &str, key: &str) -> Result<Option<SessionId>, StoreError> {
@@ -304,18 +322,10 @@ impl Store for SqliteStore {
         self.read(|conn| Ok(event_rows(conn, SQL_EVENT, [&id[..]])?.pop()))
     }
 
+    /// From the session's list of its events (ADR 32).
     fn session_events(&self, id: SessionId) -> Result<Vec<StoredEvent>, StoreError> {
-        let id = id.as_uuid().into_bytes();
-        self.read(|conn| {
-            event_rows(
-                conn,
-                concat!(
-                    event_columns!("e.event_type"),
-                    "WHERE e.session_id = ?1 ORDER BY e.seq ASC"
-                ),
-                [&id[..]],
-            )
-        })
+        let (text, bytes) = (id.to_string(), id.as_uuid().into_bytes());
+        self.read(|conn| event_rows(conn, SQL_SESSION_EVENTS, params![text, &bytes[..]]))
     }
 
     fn session_events_after(
@@ -324,17 +334,14 @@ impl Store for SqliteStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let id = id.as_uuid().into_bytes();
+        let (text, bytes) = (id.to_string(), id.as_uuid().into_bytes());
         let after = i64::try_from(after.unwrap_or(0)).unwrap_or(i64::MAX);
         let limit = limit_i64(limit);
         self.read(|conn| {
             event_rows(
                 conn,
-                concat!(
-                    event_columns!("e.event_type"),
-                    "WHERE e.session_id = ?1 AND e.seq > ?2 ORDER BY e.seq ASC LIMIT ?3"
-                ),
-                params![&id[..], after, limit],
+                SQL_SESSION_EVENTS_AFTER,
+                params![text, &bytes[..], after, limit],
             )
         })
     }
@@ -362,59 +369,12 @@ impl Store for SqliteStore {
 
     fn prune_events(&self, through: u64, limit: usize) -> Result<usize, StoreError> {
         let through = i64::try_from(through).unwrap_or(i64::MAX);
-        let limit = limit_i64(limit);
-        // A thin event's carrier is in its own commit, filed under the same session, so
-        // the check reads that session's later events from its index. The newest event
-        // is never pruned: the next event's number is one more than it (ADR 29).
-        self.write(|tx| {
-            tx.prepare_cached(
-                "WITH cut AS (SELECT MIN(?1, (SELECT MAX(seq) FROM events) - 1) AS t)
-                 DELETE FROM events WHERE seq IN (
-                     SELECT e.seq FROM events e, cut
-                     WHERE e.seq <= cut.t AND NOT EXISTS (
-                         SELECT 1 FROM events l
-                         WHERE l.session_id IS e.session_id AND l.seq > cut.t AND l.carrier = e.id)
-                     ORDER BY e.seq LIMIT ?2)
-                 RETURNING session_id",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_map(params![through, limit], |r| r.get::<_, Option<Vec<u8>>>(0))?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(backend)
-            .and_then(|sessions| {
-                let pruned = sessions.len();
-                let sessions: std::collections::BTreeSet<Vec<u8>> =
-                    sessions.into_iter().flatten().collect();
-                for session in &sessions {
-                    let uuid = uuid::Uuid::from_slice(session)
-                        .map_err(|e| Corruption::undecodable("a pruned event", e))?;
-                    drop_unneeded_objects(tx, SessionId::from_uuid(uuid))?;
-                }
-                Ok(pruned)
-            })
-        })
+        self.write(|tx| event_lists::prune(tx, through, limit_i64(limit)))
     }
 
     fn prune_session_events(&self, id: SessionId, through: u64) -> Result<usize, StoreError> {
-        let bytes = id.as_uuid().into_bytes();
         let through = i64::try_from(through).unwrap_or(i64::MAX);
-        self.write(|tx| {
-            tx.prepare_cached(
-                "WITH cut AS (SELECT MIN(?2, (SELECT MAX(seq) FROM events) - 1) AS t)
-                 DELETE FROM events WHERE seq IN (
-                     SELECT e.seq FROM events e, cut
-                     WHERE e.session_id = ?1 AND e.seq <= cut.t AND NOT EXISTS (
-                         SELECT 1 FROM events l
-                         WHERE l.session_id = ?1 AND l.seq > cut.t AND l.carrier = e.id))",
-            )
-            .and_then(|mut stmt| stmt.execute(params![&bytes[..], through]))
-            .map_err(backend)
-            .and_then(|pruned| {
-                drop_unneeded_objects(tx, id)?;
-                Ok(pruned)
-            })
-        })
+        self.write(|tx| event_lists::prune_session(tx, id, through))
     }
 
     fn prune_idempotency(&self, before: OffsetDateTime, limit: usize) -> Result<usize, StoreError> {
@@ -519,6 +479,37 @@ mod tests {
                     .any(|step| (step.starts_with("SCAN") && !step.contains("USING"))
                         || step.contains("TEMP B-TREE")),
                 "{sql} scans or sorts: {plan:?}"
+            );
+        }
+    }
+
+    /// A session's events are found by their numbers, from its row's list and the rows
+    /// beyond it, never by a walk through the outbox (ADR 32).
+    #[test]
+    fn a_sessions_events_are_found_by_their_numbers() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        let session = || ListParam::Text(SessionId::generate().to_string());
+        for (sql, params) in [
+            (SQL_SESSION_EVENTS, vec![session(), session()]),
+            (
+                SQL_SESSION_EVENTS_AFTER,
+                vec![session(), session(), ListParam::Int(0), ListParam::Int(10)],
+            ),
+        ] {
+            let plan = plan_of(&store, sql, &params);
+            assert!(
+                plan.iter()
+                    .any(|step| step.starts_with("SEARCH e USING INTEGER PRIMARY KEY")),
+                "{plan:?}"
+            );
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains("session_events_beyond USING PRIMARY KEY")),
+                "{plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|step| step.starts_with("SCAN e")),
+                "{sql} walks the outbox: {plan:?}"
             );
         }
     }

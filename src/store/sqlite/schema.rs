@@ -381,6 +381,13 @@ CREATE TABLE events_v15 (
 "#,
         Some(super::outbox_seq::events_without_autoincrement),
     ),
+    // 16: a session's events listed in its own row instead of the index
+    // `events_by_session`, which cost every commit a page of WAL (ADR 32,
+    // sqlite::event_lists).
+    (
+        super::event_lists::MIGRATION,
+        Some(super::event_lists::fill),
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.
