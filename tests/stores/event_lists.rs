@@ -1,18 +1,26 @@
 //! Schema 16 lists a session's events in its own row instead of the index
 //! `events_by_session` (ADR 32): past 64 numbers the rest go to `session_events_beyond`,
 //! a prune shrinks both, and a database of schema 15 upgrades with every session's events
-//! reading back the same.
+//! reading back the same. Schema 17 keeps the older object a commit moves past in its
+//! first event row (ADR 33), or apart when the commit has no event.
 
 use bitcoin_checkout::rates::FixedRates;
 use bitcoin_checkout::request::TestRequestGenerator;
-use bitcoin_checkout::store::{SqliteStore, Store};
+use bitcoin_checkout::store::{Commit, SqliteStore, Store};
 use bitcoin_checkout::{
     Checkout, CheckoutSession, Currency, SessionId, SessionParams, SessionUpdate, TargetCurrency,
 };
 use rust_decimal::Decimal;
 
-/// Takes a database of schema 16 back to schema 15: no lists, the index back.
-pub(crate) const UNDO_SCHEMA_16: &str = "
+/// Takes a database of schema 17 back to schema 15: the older objects in
+/// `session_objects` again (ADR 33), no lists, the index back (ADR 32).
+pub(crate) const BACK_TO_SCHEMA_15: &str = "
+    INSERT INTO session_objects (session_id, version, base, body)
+        SELECT 'cs_' || lower(hex(session_id)), older_version, older_base, older_body
+        FROM events WHERE older_version IS NOT NULL;
+    ALTER TABLE events DROP COLUMN older_version;
+    ALTER TABLE events DROP COLUMN older_base;
+    ALTER TABLE events DROP COLUMN older_body;
     DROP INDEX events_unfiled;
     DROP TABLE session_events_beyond;
     ALTER TABLE sessions DROP COLUMN event_seqs;
@@ -217,11 +225,14 @@ fn a_database_of_schema_15_lists_every_sessions_events() {
     };
     {
         let raw = rusqlite::Connection::open(&path).expect("raw connection");
-        raw.execute_batch(UNDO_SCHEMA_16).expect("schema 15");
+        raw.execute_batch(BACK_TO_SCHEMA_15).expect("schema 15");
     }
 
     let store = SqliteStore::open(&path).expect("upgrade");
-    assert_eq!(store.schema_version(), Ok(16));
+    assert_eq!(
+        store.schema_version(),
+        Ok(SqliteStore::latest_schema_version())
+    );
     assert_eq!(
         vec![timeline(&store, small), timeline(&store, busy)],
         before,
@@ -250,4 +261,56 @@ fn a_database_of_schema_15_lists_every_sessions_events() {
     }
     assert_eq!(filed(&path, small), (before[0].len() + 2, 0));
     assert_eq!(filed(&path, busy), (LISTED, before[1].len() - LISTED + 2));
+}
+
+/// How many older objects are kept apart (`session_objects`) and by event rows.
+fn older_objects(path: &std::path::Path) -> (i64, i64) {
+    let raw = rusqlite::Connection::open(path).expect("raw connection");
+    raw.query_row(
+        "SELECT (SELECT count(*) FROM session_objects),
+                (SELECT count(*) FROM events WHERE older_version IS NOT NULL)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .expect("older objects")
+}
+
+#[test]
+fn a_commit_keeps_the_object_it_moves_past_in_its_first_event_or_apart() {
+    let dir = crate::common::TempDir::new("older-objects");
+    let path = dir.file("older.sqlite3");
+    let c = service(&path);
+    let s = create(&c);
+    update(&c, s.id(), 2, "noted");
+    // Two commits moved past an object; each first event keeps it.
+    assert_eq!(older_objects(&path), (0, 2));
+    let before = timeline(c.store(), s.id());
+
+    // A commit without events (none the service makes) keeps it apart.
+    let mut session = c.store().load(s.id()).expect("load").expect("session");
+    let version = session.version();
+    let change = session
+        .update(
+            &SessionUpdate::new().description("quiet"),
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("core update");
+    let quiet = Commit::new(session, Some(version), &change, Vec::new());
+    c.store().commit(&quiet).expect("commit without events");
+    assert_eq!(older_objects(&path), (1, 2));
+    // The events of the version it moved past now read their object through it.
+    assert_eq!(timeline(c.store(), s.id()), before);
+
+    // Its rows keep no object (no event names one), so the next commit has none to keep.
+    update(&c, s.id(), 1, "loud");
+    assert_eq!(older_objects(&path), (1, 2));
+    update(&c, s.id(), 1, "louder");
+    assert_eq!(older_objects(&path), (1, 3));
+    let after = timeline(c.store(), s.id());
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "the older events read the same"
+    );
+    assert_eq!(after, in_outbox(c.store(), s.id()));
 }

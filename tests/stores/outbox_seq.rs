@@ -49,7 +49,7 @@ fn events_sql(path: &std::path::Path) -> String {
 /// number handed out recorded as `handed_out`.
 fn back_to_schema_14(path: &std::path::Path, handed_out: i64) {
     let raw = rusqlite::Connection::open(path).expect("raw connection");
-    raw.execute_batch(crate::event_lists::UNDO_SCHEMA_16)
+    raw.execute_batch(crate::event_lists::BACK_TO_SCHEMA_15)
         .expect("schema 15");
     // Schema 15's table with the keyword back: the same columns, checks and order.
     let sql = events_sql(path);
@@ -115,7 +115,7 @@ fn a_database_of_schema_14_keeps_its_event_numbers_and_loses_autoincrement() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 16);
+    assert_eq!(version, 17);
     let indexes: Vec<String> = raw
         .prepare(
             "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events'

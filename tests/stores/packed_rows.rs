@@ -32,7 +32,7 @@ pub(crate) fn live_rows_as_text(path: &std::path::Path) {
     }
     store.close().expect("close");
     let raw = rusqlite::Connection::open(path).expect("raw connection");
-    raw.execute_batch(crate::event_lists::UNDO_SCHEMA_16)
+    raw.execute_batch(crate::event_lists::BACK_TO_SCHEMA_15)
         .expect("schema 15");
     raw.execute_batch(
         "CREATE TABLE sessions_text (

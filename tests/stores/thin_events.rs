@@ -94,9 +94,17 @@ fn sqlite_events_keep_no_object_and_read_back_whole() {
     assert!(longest <= 20, "an event body of {longest} bytes");
 
     // The two versions the session moved past (create, half paid) are kept as deltas
-    // against the next one, far smaller than the objects themselves.
+    // against the next one, far smaller than the objects themselves, each by the first
+    // event of the commit that moved past it (ADR 33).
+    let apart: i64 = raw
+        .query_row("SELECT count(*) FROM session_objects", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(apart, 0, "commits with events keep nothing apart");
     let kept: Vec<(i64, Option<i64>, i64)> = raw
-        .prepare("SELECT version, base, length(body) FROM session_objects ORDER BY version")
+        .prepare(
+            "SELECT older_version, older_base, length(older_body) FROM events
+             WHERE older_version IS NOT NULL ORDER BY older_version",
+        )
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
@@ -149,7 +157,7 @@ fn sqlite_events_keep_no_object_and_read_back_whole() {
     // Damage on the way back is corrupt, never a wrong payload: a delta that does not
     // apply, a kept object missing, a listed payment missing.
     raw.execute(
-        "UPDATE session_objects SET body = '=99;' WHERE version = ?1",
+        "UPDATE events SET older_body = '=99;' WHERE older_version = ?1",
         [kept[1].0],
     )
     .unwrap();
@@ -158,7 +166,8 @@ fn sqlite_events_keep_no_object_and_read_back_whole() {
         Err(StoreError::Corrupt(_))
     ));
     raw.execute(
-        "DELETE FROM session_objects WHERE version = ?1",
+        "UPDATE events SET older_version = NULL, older_base = NULL, older_body = NULL
+         WHERE older_version = ?1",
         [kept[1].0],
     )
     .unwrap();
@@ -294,13 +303,19 @@ fn sqlite_pruning_events_drops_the_objects_only_they_needed() {
     let (id, committed) = lifecycle(SqliteStore::open(&path).unwrap());
     let store = SqliteStore::open(&path).unwrap();
     let raw = rusqlite::Connection::open(&path).unwrap();
-    let kept = |raw: &rusqlite::Connection| -> i64 {
-        raw.query_row("SELECT count(*) FROM session_objects", [], |r| r.get(0))
+    // The older objects, as the events that carry them keep them (ADR 33).
+    let kept = |raw: &rusqlite::Connection| -> Vec<i64> {
+        raw.prepare("SELECT older_version FROM events WHERE older_version IS NOT NULL")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
             .unwrap()
     };
-    assert_eq!(kept(&raw), 2);
-    // The events of the first commit go: the object of its version is no longer needed,
-    // the next one still is.
+    let both = kept(&raw);
+    assert_eq!(both.len(), 2, "{both:?}");
+    // The events of the first commit go. The object of its version is no longer needed,
+    // but it goes with the event that carries it, the first of the next commit.
     let events = store.session_events(id).unwrap();
     let first_commit = events
         .iter()
@@ -308,7 +323,7 @@ fn sqlite_pruning_events_drops_the_objects_only_they_needed() {
         .count();
     let through = events[first_commit - 1].seq;
     assert_eq!(store.prune_session_events(id, through), Ok(first_commit));
-    assert_eq!(kept(&raw), 1);
+    assert_eq!(kept(&raw), both);
     let left: Vec<String> = store
         .session_events(id)
         .unwrap()
@@ -319,7 +334,10 @@ fn sqlite_pruning_events_drops_the_objects_only_they_needed() {
     // Every event but the newest (the outbox keeps its last sequence number).
     let newest = store.events_before(None, 1).unwrap()[0].seq;
     store.prune_events(newest, 100).unwrap();
-    assert_eq!(kept(&raw), 0, "the newest event's object is the live one");
+    assert!(
+        kept(&raw).is_empty(),
+        "the newest event's object is the live one"
+    );
     assert_eq!(
         store.session_events(id).unwrap()[0].event.to_json(),
         *committed.last().unwrap()

@@ -4,12 +4,13 @@ use rusqlite::{Connection, OptionalExtension, ToSql, params};
 
 use super::event_lists::{self, Filed};
 use super::object_cache::ObjectCache;
+use super::older_objects::{self, Older};
 use super::outbox::id_bytes;
 use super::packed::{self, Kind, pack};
 use super::{backend, insert_or_conflict};
 use crate::id::{EventId, PaymentId, SessionId};
 use crate::store::live_object;
-use crate::store::rows::{CommitRows, EventRow, IdempotencyRow, LiveObject, SessionRow};
+use crate::store::rows::{CommitRows, EventRow, IdempotencyRow, SessionRow};
 use crate::store::{Corruption, RoutingKey, StoreError, key_taken};
 
 /// Applies a commit's rows inside the caller's open write transaction: the compare-and-swap
@@ -46,8 +47,12 @@ pub(super) fn apply(
     let stored_seqs = stored
         .as_ref()
         .and_then(|(_, row)| row.event_seqs.as_deref());
+    // The object the session moves past, kept by the commit's first event (ADR 33).
+    let older = moved_past
+        .as_ref()
+        .map(|kept| Older::of(kept.version, &kept.text, rows.live.as_ref()));
     // The events first, so that the row can list their numbers (ADR 32).
-    let seqs = insert_session_events(tx, &s.id, &rows.events)?;
+    let seqs = insert_session_events(tx, &s.id, &rows.events, older.as_ref())?;
     let filed = event_lists::file(&s.id, stored_seqs, &seqs)?;
     let event_seqs = match &filed {
         Filed::Listed(list) => Some(list.as_str()),
@@ -182,8 +187,10 @@ pub(super) fn apply(
             )?;
         }
     }
-    if let Some(kept) = moved_past {
-        keep_older_object(tx, &s.id, kept.version, &kept.text, rows.live.as_ref())?;
+    if rows.events.is_empty()
+        && let Some(older) = &older
+    {
+        older_objects::keep_apart(tx, &s.id, older)?;
     }
     if filed == Filed::Beyond {
         event_lists::file_beyond(tx, &id_bytes(&s.id, SessionId::PREFIX)?, &seqs)?;
@@ -191,12 +198,13 @@ pub(super) fn apply(
     Ok(())
 }
 
-/// Appends the commit's `events`, each filed under session `id`, whose row lists them;
-/// returns their numbers.
+/// Appends the commit's `events`, each filed under session `id`, whose row lists them,
+/// the first one carrying `older`; returns their numbers.
 fn insert_session_events(
     tx: &Connection,
     id: &str,
     events: &[EventRow],
+    older: Option<&Older<'_>>,
 ) -> Result<Vec<i64>, StoreError> {
     if let Some(other) = events.iter().find(|e| e.session_id.as_deref() != Some(id)) {
         return Err(StoreError::Backend {
@@ -207,7 +215,11 @@ fn insert_session_events(
             retryable: false,
         });
     }
-    events.iter().map(|e| insert_event(tx, e)).collect()
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| insert_event(tx, e, older.filter(|_| i == 0)))
+        .collect()
 }
 
 /// A session's event object as its rows keep it (ADR 22), with the stored bodies of the
@@ -383,29 +395,6 @@ fn kept_object(
     }))
 }
 
-/// Keeps the object of `version`, which the session's rows are about to stop holding:
-/// as a delta against the commit's own object when its rows keep that one, else whole.
-fn keep_older_object(
-    tx: &Connection,
-    id: &str,
-    version: i64,
-    older: &str,
-    live: Option<&LiveObject>,
-) -> Result<(), StoreError> {
-    let delta = live
-        .and_then(|l| live_object::checked_diff(&l.text, older).map(|delta| (l.version, delta)));
-    let (base, body) = match &delta {
-        Some((base, delta)) => (Some(*base), delta.as_str()),
-        None => (None, older),
-    };
-    tx.prepare_cached(
-        "INSERT INTO session_objects (session_id, version, base, body) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .and_then(|mut stmt| stmt.execute(params![id, version, base, body]))
-    .map_err(backend)?;
-    Ok(())
-}
-
 /// Refuses the commit if the lookup row `key` of `table`, which the commit could not
 /// insert, belongs to another session than `session` (`wrap` types the key).
 /// The session holding `key` in `table` (a routing table keyed by `key`), if any.
@@ -445,8 +434,13 @@ where
 
 /// Appends an event to the outbox (the sequence number is the row id, one more than the
 /// newest event's, which is never deleted (ADR 29), in commit order: SQLite has one writer
-/// at a time), its ids as their UUID bytes (ADR 24); returns its number.
-pub(super) fn insert_event(tx: &Connection, e: &EventRow) -> Result<i64, StoreError> {
+/// at a time), its ids as their UUID bytes (ADR 24), with the `older` object its commit
+/// keeps (ADR 33); returns its number.
+pub(super) fn insert_event(
+    tx: &Connection,
+    e: &EventRow,
+    older: Option<&Older<'_>>,
+) -> Result<i64, StoreError> {
     let bytes = |text: Option<&str>, prefix| text.map(|t| id_bytes(t, prefix)).transpose();
     let id = id_bytes(&e.id, EventId::PREFIX)?;
     let session = bytes(e.session_id.as_deref(), SessionId::PREFIX)?;
@@ -455,8 +449,9 @@ pub(super) fn insert_event(tx: &Connection, e: &EventRow) -> Result<i64, StoreEr
     let blob = |b: &Option<[u8; 16]>| b.map(|b| b.to_vec());
     tx.prepare_cached(
         "INSERT INTO events
-             (id, session_id, created, event_type, body, carrier, part, object_version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             (id, session_id, created, event_type, body, carrier, part, object_version,
+              older_version, older_base, older_body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -467,7 +462,10 @@ pub(super) fn insert_event(tx: &Connection, e: &EventRow) -> Result<i64, StoreEr
             e.body,
             blob(&carrier),
             blob(&part),
-            e.object_version
+            e.object_version,
+            older.map(|o| o.version),
+            older.and_then(|o| o.base),
+            older.map(|o| o.body.as_ref())
         ])
     })
     .map_err(backend)?;

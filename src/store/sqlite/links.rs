@@ -80,7 +80,7 @@ impl LinkStore for SqliteStore {
                 }
             }
             for event in &events {
-                commit::insert_event(tx, event)?;
+                commit::insert_event(tx, event, None)?;
             }
             for rows in &sessions {
                 commit::apply(tx, rows, &self.objects)?;

@@ -14,6 +14,7 @@ mod commit;
 mod event_lists;
 mod links;
 mod object_cache;
+mod older_objects;
 mod outbox;
 mod outbox_seq;
 mod packed;
@@ -106,7 +107,9 @@ const STATEMENT_CACHE: usize = 256;
 /// deleted, without rewriting `sqlite_sequence` in every commit); version 16 lists a
 /// session's event numbers in its own row (`sessions.event_seqs`, past 64 of them in
 /// `session_events_beyond`) instead of the index `events_by_session`, which cost every
-/// commit a page of the write-ahead log (ADR 32).
+/// commit a page of the write-ahead log (ADR 32); version 17 keeps the older object a
+/// commit moves past in its first event row (`events.older_version`, `older_base`,
+/// `older_body`) instead of a `session_objects` row, which cost another page (ADR 33).
 ///
 /// Besides [`Store`](super::Store), the store implements [`LinkStore`](super::LinkStore) (a link
 /// commit, its events and its sessions' commits are one transaction),

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 
-use super::{backend, commit};
+use super::{backend, commit, older_objects};
 use crate::id::{EventId, PaymentId, SessionId};
 use crate::store::event_rows;
 use crate::store::live_object;
@@ -111,18 +111,7 @@ fn object_at(conn: &Connection, id: &str, version: i64) -> Result<Option<String>
     if live_version == version {
         return live();
     }
-    let past = conn
-        .prepare_cached(
-            "SELECT version, base, body FROM session_objects
-             WHERE session_id = ?1 AND version >= ?2",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_map(params![id, version], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?, r.get(2)?))
-            })?
-            .collect::<Result<Vec<(i64, Option<i64>, String)>, _>>()
-        })
-        .map_err(backend)?;
+    let past = older_objects::since(conn, id, &id_bytes(id, SessionId::PREFIX)?, version)?;
     let what = || format!("the object of session {id} at version {version}");
     let (start, deltas) = live_object::walk(version, &past, live_version)
         .map_err(|e| Corruption::undecodable(what(), e))?;

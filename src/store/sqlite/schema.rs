@@ -388,6 +388,9 @@ CREATE TABLE events_v15 (
         super::event_lists::MIGRATION,
         Some(super::event_lists::fill),
     ),
+    // 17: the older object a commit moves past kept in its first event row instead of
+    // `session_objects` (ADR 33, sqlite::older_objects).
+    (super::older_objects::MIGRATION, None),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.

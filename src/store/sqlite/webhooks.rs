@@ -216,7 +216,7 @@ impl DeliveryStore for SqliteStore {
         self.write(|tx| {
             save_endpoint(tx, endpoint)?;
             rows.iter()
-                .try_for_each(|row| commit::insert_event(tx, row).map(drop))
+                .try_for_each(|row| commit::insert_event(tx, row, None).map(drop))
         })
     }
 }
