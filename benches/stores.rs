@@ -386,13 +386,15 @@ fn floor_lifecycle(
 /// store's schema, each row still holding only what it must. Not written: what is content
 /// rather than a way to find it (the heads and bodies, the older objects, the metadata
 /// rows). The service against it shows the cost of what its rows hold and of its checks;
-/// the floor against it, the cost of the lookups. A session's events are found by the
-/// list of their numbers in its row, as in the store (ADR 32), not by an index.
+/// the floor against it, the cost of the lookups. A session's events and transfers are
+/// found by the lists of their numbers and keys in its row, as in the store (ADRs 32 and
+/// 34), not by an index.
 const FLOOR_LOOKUPS_SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 CREATE TABLE sessions (id TEXT NOT NULL PRIMARY KEY, created INTEGER NOT NULL, status TEXT NOT NULL,
-    version INTEGER NOT NULL, wake_at INTEGER, livemode INTEGER NOT NULL, event_seqs TEXT) STRICT;
+    version INTEGER NOT NULL, wake_at INTEGER, livemode INTEGER NOT NULL, event_seqs TEXT,
+    transfer_keys TEXT) STRICT;
 CREATE INDEX sessions_by_created ON sessions (created, id);
 CREATE INDEX sessions_by_status ON sessions (status, created, id);
 CREATE INDEX sessions_by_wake ON sessions (wake_at, id) WHERE wake_at IS NOT NULL;
@@ -401,7 +403,6 @@ CREATE TABLE payments (session_id TEXT NOT NULL, id TEXT NOT NULL, msats INTEGER
     PRIMARY KEY (session_id, id)) STRICT, WITHOUT ROWID;
 CREATE INDEX payments_by_id ON payments (id, session_id);
 CREATE TABLE transfers (key TEXT NOT NULL PRIMARY KEY, session_id TEXT NOT NULL, msats INTEGER NOT NULL) STRICT, WITHOUT ROWID;
-CREATE INDEX transfers_by_session ON transfers (session_id);
 CREATE TABLE payment_hashes (hash TEXT NOT NULL PRIMARY KEY, session_id TEXT NOT NULL) STRICT, WITHOUT ROWID;
 CREATE TABLE addresses (address TEXT NOT NULL PRIMARY KEY, session_id TEXT NOT NULL) STRICT, WITHOUT ROWID;
 CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, session_id TEXT NOT NULL, event_type TEXT NOT NULL) STRICT;
@@ -420,6 +421,7 @@ fn floor_lookups_lifecycle(
     let sid = |s: &str| format!("{s}-{n}");
     let mut before: Option<&Rows> = None;
     let mut seqs: Vec<String> = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
     for r in lifecycle {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let id = sid(&r.session_id);
@@ -431,20 +433,36 @@ fn floor_lookups_lifecycle(
             seqs.push(tx.last_insert_rowid().to_string());
         }
         let listed = format!("[{}]", seqs.join(","));
+        for (key, _) in &r.transfers {
+            let key = format!("\"{}\"", sid(key));
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        let listed_keys = format!("[{}]", keys.join(","));
         match before {
             None => {
                 tx.prepare_cached(
                     "INSERT INTO sessions (id, created, status, version, wake_at, livemode, \
-                     event_seqs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     event_seqs, transfer_keys) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
                 .execute(rusqlite::params![
-                    id, r.created, r.status, r.version, r.wake_at, r.livemode, listed
+                    id,
+                    r.created,
+                    r.status,
+                    r.version,
+                    r.wake_at,
+                    r.livemode,
+                    listed,
+                    listed_keys
                 ])?;
             }
             Some(b) => {
-                let mut sql = String::from("UPDATE sessions SET version = ?3, event_seqs = ?4");
+                let mut sql = String::from(
+                    "UPDATE sessions SET version = ?3, event_seqs = ?4, transfer_keys = ?5",
+                );
                 let mut values: Vec<&dyn rusqlite::ToSql> =
-                    vec![&id, &r.expected, &r.version, &listed];
+                    vec![&id, &r.expected, &r.version, &listed, &listed_keys];
                 if b.status != r.status {
                     values.push(&r.status);
                     sql.push_str(&format!(", status = ?{}", values.len()));

@@ -12,9 +12,13 @@ use bitcoin_checkout::{
 };
 use rust_decimal::Decimal;
 
-/// Takes a database of schema 17 back to schema 15: the older objects in
-/// `session_objects` again (ADR 33), no lists, the index back (ADR 32).
+/// Takes a database of schema 18 back to schema 15: no transfer lists, their index back
+/// (ADR 34), the older objects in `session_objects` again (ADR 33), no event lists, their
+/// index back (ADR 32).
 pub(crate) const BACK_TO_SCHEMA_15: &str = "
+    ALTER TABLE sessions DROP COLUMN transfer_keys;
+    DROP TABLE session_transfers_beyond;
+    CREATE INDEX transfers_by_session ON transfers (session_id);
     INSERT INTO session_objects (session_id, version, base, body)
         SELECT 'cs_' || lower(hex(session_id)), older_version, older_base, older_body
         FROM events WHERE older_version IS NOT NULL;
@@ -30,9 +34,11 @@ pub(crate) const BACK_TO_SCHEMA_15: &str = "
 /// The number of event numbers a session's row lists before the rest go beyond it.
 const LISTED: usize = 64;
 
-type Service = Checkout<SqliteStore, FixedRates, TestRequestGenerator>;
+/// The service of these tests: USD at 1,000 sats, on a SQLite file.
+pub(crate) type Service = Checkout<SqliteStore, FixedRates, TestRequestGenerator>;
 
-fn service(path: &std::path::Path) -> Service {
+/// A [`Service`] on the file at `path`.
+pub(crate) fn service(path: &std::path::Path) -> Service {
     let usd = Currency::from_code("USD").expect("USD");
     let rates = FixedRates::new().with(usd, TargetCurrency::Sats, Decimal::from(1_000));
     Checkout::new(

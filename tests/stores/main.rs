@@ -31,3 +31,4 @@ mod store_concurrency;
 mod store_conformance;
 mod stress;
 mod thin_events;
+mod transfer_lists;

@@ -115,7 +115,7 @@ fn a_database_of_schema_14_keeps_its_event_numbers_and_loses_autoincrement() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 17);
+    assert_eq!(version, 18);
     let indexes: Vec<String> = raw
         .prepare(
             "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events'

@@ -368,7 +368,7 @@ CREATE TABLE idempotency (
             store.schema_version(),
             Ok(SqliteStore::latest_schema_version())
         );
-        assert_eq!(SqliteStore::latest_schema_version(), 17);
+        assert_eq!(SqliteStore::latest_schema_version(), 18);
         assert_eq!(store.load(linked.id()), Ok(Some(linked.clone())));
         assert_eq!(store.load(plain.id()), Ok(Some(plain.clone())));
         // The listing filters find the sessions stored before they existed (migration 4).

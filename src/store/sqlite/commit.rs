@@ -7,6 +7,7 @@ use super::object_cache::ObjectCache;
 use super::older_objects::{self, Older};
 use super::outbox::id_bytes;
 use super::packed::{self, Kind, pack};
+use super::transfer_lists;
 use super::{backend, insert_or_conflict};
 use crate::id::{EventId, PaymentId, SessionId};
 use crate::store::live_object;
@@ -58,13 +59,27 @@ pub(super) fn apply(
         Filed::Listed(list) => Some(list.as_str()),
         Filed::Beyond => stored_seqs,
     };
+    // The transfers it adds, listed in the row too (ADR 34).
+    let stored_keys = stored
+        .as_ref()
+        .and_then(|(_, row)| row.transfer_keys.as_deref());
+    let new_keys = new_transfers(tx, &s.id, rows)?;
+    let keys_filed = if new_keys.is_empty() {
+        None
+    } else {
+        Some(transfer_lists::file(&s.id, stored_keys, &new_keys)?)
+    };
+    let transfer_keys = match &keys_filed {
+        Some(Filed::Listed(list)) => Some(list.as_str()),
+        _ => stored_keys,
+    };
     match &stored {
         None => insert_or_conflict(
             tx.prepare_cached(
                 "INSERT INTO sessions
                      (id, created, status, version, wake_at, head, link_id, source_id, metadata,
-                      review, livemode, object_payments, event_seqs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                      review, livemode, object_payments, event_seqs, transfer_keys)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -80,7 +95,8 @@ pub(super) fn apply(
                     s.review,
                     s.livemode,
                     live_payments,
-                    event_seqs
+                    event_seqs,
+                    transfer_keys
                 ])
             }),
         )?,
@@ -89,6 +105,7 @@ pub(super) fn apply(
                 head: &head,
                 live_payments,
                 event_seqs,
+                transfer_keys,
             };
             update_session(tx, s, *expected, &columns, row)?;
         }
@@ -135,12 +152,6 @@ pub(super) fn apply(
         )
         .map_err(backend)?;
     for t in &rows.transfers {
-        // Held by another session (beyond its cap): the same funds cannot count here.
-        if let Some(h) = holder_of(tx, "held_transfers", &t.key)?
-            && h != s.id
-        {
-            return Err(key_taken(RoutingKey::Transfer, &t.key, &h));
-        }
         let written = upsert
             .execute(params![t.key, s.id, t.body])
             .map_err(backend)?;
@@ -154,6 +165,9 @@ pub(super) fn apply(
                 &s.id,
             )?;
         }
+    }
+    if keys_filed == Some(Filed::Beyond) {
+        transfer_lists::file_beyond(tx, &s.id, &new_keys)?;
     }
     if let Some(held) = &rows.held {
         // A held transfer is new: its key recorded anywhere refuses it, by another session
@@ -222,6 +236,31 @@ fn insert_session_events(
         .collect()
 }
 
+/// The keys of the transfers the commit adds to session `id` (none recorded yet), after
+/// the checks that refuse it: a transfer held by another session (beyond its cap) or
+/// recorded on one cannot count here (the same funds on two sessions).
+fn new_transfers<'a>(
+    tx: &Connection,
+    id: &str,
+    rows: &'a CommitRows,
+) -> Result<Vec<&'a str>, StoreError> {
+    let mut new = Vec::new();
+    for t in &rows.transfers {
+        if let Some(h) = holder_of(tx, "held_transfers", &t.key)?
+            && h != id
+        {
+            return Err(key_taken(RoutingKey::Transfer, &t.key, &h));
+        }
+        match holder_of(tx, "transfers", &t.key)? {
+            None if !new.contains(&t.key.as_str()) => new.push(t.key.as_str()),
+            None => {}
+            Some(h) if h == id => {}
+            Some(h) => return Err(key_taken(RoutingKey::Transfer, &t.key, &h)),
+        }
+    }
+    Ok(new)
+}
+
 /// A session's event object as its rows keep it (ADR 22), with the stored bodies of the
 /// payments it lists.
 pub(super) struct KeptObject {
@@ -253,6 +292,7 @@ pub(super) struct StoredRow {
     head: Vec<u8>,
     object_payments: Option<String>,
     event_seqs: Option<String>,
+    transfer_keys: Option<String>,
 }
 
 /// The columns every update of a session row writes, besides its version.
@@ -260,11 +300,13 @@ struct NewColumns<'a> {
     head: &'a [u8],
     live_payments: Option<&'a str>,
     event_seqs: Option<&'a str>,
+    transfer_keys: Option<&'a str>,
 }
 
 fn stored_row(conn: &Connection, id: &str, version: i64) -> Result<Option<StoredRow>, StoreError> {
     conn.prepare_cached(
-        "SELECT status, wake_at, link_id, metadata, review, head, object_payments, event_seqs
+        "SELECT status, wake_at, link_id, metadata, review, head, object_payments, event_seqs,
+                transfer_keys
          FROM sessions WHERE id = ?1 AND version = ?2",
     )
     .and_then(|mut stmt| {
@@ -278,6 +320,7 @@ fn stored_row(conn: &Connection, id: &str, version: i64) -> Result<Option<Stored
                 head: r.get(5)?,
                 object_payments: r.get(6)?,
                 event_seqs: r.get(7)?,
+                transfer_keys: r.get(8)?,
             })
         })
         .optional()
@@ -309,7 +352,8 @@ fn update_session(
         let _ = write!(sql, ", {column} = ?{}", values.len());
     }
     let mut sql = String::from(
-        "UPDATE sessions SET version = ?3, head = ?4, object_payments = ?5, event_seqs = ?6",
+        "UPDATE sessions SET version = ?3, head = ?4, object_payments = ?5, event_seqs = ?6,
+             transfer_keys = ?7",
     );
     let mut values: Vec<&dyn ToSql> = vec![
         &s.id,
@@ -318,6 +362,7 @@ fn update_session(
         &new.head,
         &new.live_payments,
         &new.event_seqs,
+        &new.transfer_keys,
     ];
     if stored.status != s.status {
         set(&mut sql, &mut values, "status", &s.status);

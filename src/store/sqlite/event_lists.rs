@@ -61,26 +61,39 @@ CREATE INDEX events_unfiled ON events (seq) WHERE session_id IS NULL;
 /// session id that no row has (none the library writes) stays in the outbox, delivered
 /// and listed as before, but no longer among any session's events.
 pub(super) fn fill(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    let listed = i64::try_from(LISTED).unwrap_or(i64::MAX);
-    tx.execute(
-        "UPDATE sessions SET event_seqs = (
-             SELECT json_group_array(seq) FROM (
-                 SELECT seq FROM events WHERE session_id = unhex(substr(sessions.id, 4))
-                 ORDER BY seq LIMIT ?1))",
-        [listed],
+    fill_lists(
+        tx,
+        LISTED,
+        [
+            "UPDATE sessions SET event_seqs = (
+                 SELECT json_group_array(seq) FROM (
+                     SELECT seq FROM events WHERE session_id = unhex(substr(sessions.id, 4))
+                     ORDER BY seq LIMIT ?1))",
+            "INSERT INTO session_events_beyond (session_id, seq)
+             SELECT session_id, seq FROM (
+                 SELECT session_id, seq,
+                        row_number() OVER (PARTITION BY session_id ORDER BY seq) AS n
+                 FROM events WHERE session_id IS NOT NULL)
+             WHERE n > ?1",
+        ],
+        "events_by_session",
     )
-    .map_err(backend)?;
-    tx.execute(
-        "INSERT INTO session_events_beyond (session_id, seq)
-         SELECT session_id, seq FROM (
-             SELECT session_id, seq,
-                    row_number() OVER (PARTITION BY session_id ORDER BY seq) AS n
-             FROM events WHERE session_id IS NOT NULL)
-         WHERE n > ?1",
-        [listed],
-    )
-    .map_err(backend)?;
-    tx.execute_batch("DROP INDEX IF EXISTS events_by_session;")
+}
+
+/// The fill of a migration that lists rows in their session's row instead of an index
+/// (16 and 18): the statement that fills the lists and the one that files the rest
+/// beyond them, each given `?1`, the most a row lists; then the old `index` goes.
+pub(super) fn fill_lists(
+    tx: &Transaction<'_>,
+    listed: usize,
+    statements: [&str; 2],
+    index: &str,
+) -> Result<(), StoreError> {
+    let listed = i64::try_from(listed).unwrap_or(i64::MAX);
+    for sql in statements {
+        tx.execute(sql, [listed]).map_err(backend)?;
+    }
+    tx.execute_batch(&format!("DROP INDEX IF EXISTS {index};"))
         .map_err(backend)
 }
 

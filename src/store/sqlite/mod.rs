@@ -21,6 +21,7 @@ mod packed;
 mod reads;
 mod resume;
 mod schema;
+mod transfer_lists;
 #[cfg(feature = "webhooks")]
 mod webhooks;
 
@@ -109,7 +110,10 @@ const STATEMENT_CACHE: usize = 256;
 /// `session_events_beyond`) instead of the index `events_by_session`, which cost every
 /// commit a page of the write-ahead log (ADR 32); version 17 keeps the older object a
 /// commit moves past in its first event row (`events.older_version`, `older_base`,
-/// `older_body`) instead of a `session_objects` row, which cost another page (ADR 33).
+/// `older_body`) instead of a `session_objects` row, which cost another page (ADR 33);
+/// version 18 lists a session's transfer keys in its own row (`sessions.transfer_keys`,
+/// past 20 of them in `session_transfers_beyond`) instead of the index
+/// `transfers_by_session` (ADR 34).
 ///
 /// Besides [`Store`](super::Store), the store implements [`LinkStore`](super::LinkStore) (a link
 /// commit, its events and its sessions' commits are one transaction),

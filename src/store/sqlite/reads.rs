@@ -20,8 +20,10 @@ use crate::store::{
 };
 use crate::transfer::TransferKey;
 
-/// The `(key, body)` transfer rows of a session.
-pub(super) fn transfer_rows(
+/// The `(key, body)` transfer rows of a session by their `session_id` column: for
+/// migration 3, which runs before the rows are listed (ADR 34) and while the column has
+/// its index.
+pub(super) fn transfer_rows_by_column(
     conn: &Connection,
     id: &str,
 ) -> Result<Vec<(String, String)>, StoreError> {
@@ -56,7 +58,7 @@ fn assemble(
             unpack(Kind::Payment, &body, &|| format!("payment {payment}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let transfers = transfer_rows(conn, id)?;
+    let transfers = super::transfer_lists::rows(conn, id)?;
     rows::decode_session(
         id,
         version,

@@ -391,6 +391,12 @@ CREATE TABLE events_v15 (
     // 17: the older object a commit moves past kept in its first event row instead of
     // `session_objects` (ADR 33, sqlite::older_objects).
     (super::older_objects::MIGRATION, None),
+    // 18: a session's transfer keys listed in its own row instead of the index
+    // `transfers_by_session` (ADR 34, sqlite::transfer_lists).
+    (
+        super::transfer_lists::MIGRATION,
+        Some(super::transfer_lists::fill),
+    ),
 ];
 
 /// Applies the migrations the database lacks, in one write transaction.
@@ -449,7 +455,7 @@ fn split_payments(tx: &Transaction<'_>) -> Result<(), StoreError> {
             .map_err(backend)?;
         let row = || format!("session {id}");
         let mut transfers = Vec::new();
-        for (key, body) in super::reads::transfer_rows(tx, id)? {
+        for (key, body) in super::reads::transfer_rows_by_column(tx, id)? {
             transfers.push(
                 serde_json::from_str(&body)
                     .map_err(|e| Corruption::undecodable(format!("transfer {key}"), e))?,
