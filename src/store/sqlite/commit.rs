@@ -55,10 +55,7 @@ pub(super) fn apply(
     // The events first, so that the row can list their numbers (ADR 32).
     let seqs = insert_session_events(tx, &s.id, &rows.events, older.as_ref())?;
     let filed = event_lists::file(&s.id, stored_seqs, &seqs)?;
-    let event_seqs = match &filed {
-        Filed::Listed(list) => Some(list.as_str()),
-        Filed::Beyond => stored_seqs,
-    };
+    let event_seqs = filed.column(stored_seqs);
     // The transfers it adds, listed in the row too (ADR 34).
     let stored_keys = stored
         .as_ref()
@@ -69,10 +66,9 @@ pub(super) fn apply(
     } else {
         Some(transfer_lists::file(&s.id, stored_keys, &new_keys)?)
     };
-    let transfer_keys = match &keys_filed {
-        Some(Filed::Listed(list)) => Some(list.as_str()),
-        _ => stored_keys,
-    };
+    let transfer_keys = keys_filed
+        .as_ref()
+        .map_or(stored_keys, |f| f.column(stored_keys));
     match &stored {
         None => insert_or_conflict(
             tx.prepare_cached(
@@ -244,14 +240,22 @@ fn new_transfers<'a>(
     id: &str,
     rows: &'a CommitRows,
 ) -> Result<Vec<&'a str>, StoreError> {
+    // Both holders in one statement: this runs for every transfer a commit names.
+    let mut holders = tx
+        .prepare_cached(
+            "SELECT (SELECT session_id FROM held_transfers WHERE key = ?1),
+                    (SELECT session_id FROM transfers WHERE key = ?1)",
+        )
+        .map_err(backend)?;
     let mut new = Vec::new();
     for t in &rows.transfers {
-        if let Some(h) = holder_of(tx, "held_transfers", &t.key)?
-            && h != id
-        {
+        let (held, recorded): (Option<String>, Option<String>) = holders
+            .query_row([&t.key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(backend)?;
+        if let Some(h) = held.filter(|h| h != id) {
             return Err(key_taken(RoutingKey::Transfer, &t.key, &h));
         }
-        match holder_of(tx, "transfers", &t.key)? {
+        match recorded {
             None if !new.contains(&t.key.as_str()) => new.push(t.key.as_str()),
             None => {}
             Some(h) if h == id => {}
@@ -440,8 +444,6 @@ fn kept_object(
     }))
 }
 
-/// Refuses the commit if the lookup row `key` of `table`, which the commit could not
-/// insert, belongs to another session than `session` (`wrap` types the key).
 /// The session holding `key` in `table` (a routing table keyed by `key`), if any.
 fn holder_of(tx: &Connection, table: &str, key: &str) -> Result<Option<String>, StoreError> {
     tx.prepare_cached(&format!("SELECT session_id FROM {table} WHERE key = ?1"))
@@ -449,6 +451,8 @@ fn holder_of(tx: &Connection, table: &str, key: &str) -> Result<Option<String>, 
         .map_err(backend)
 }
 
+/// Refuses the commit if the lookup row `key` of `table`, which the commit could not
+/// insert, belongs to another session than `session` (`wrap` types the key).
 fn check_holder<K>(
     tx: &Connection,
     (table, column): (&str, &str),

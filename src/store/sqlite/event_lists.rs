@@ -97,14 +97,25 @@ pub(super) fn fill_lists(
         .map_err(backend)
 }
 
-/// Where a commit files its events' numbers `seqs`: in the row's list `stored` (none for
-/// a new row) while it has room, else all of them beyond it.
+/// Where a commit files what it adds to one of its session's lists (event numbers here,
+/// transfer keys in `transfer_lists`): in the row's list while it has room, else all of
+/// it in the list's table beyond the row.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Filed {
     /// The row's new list.
     Listed(String),
-    /// The row's list stays `stored`; the numbers go to `session_events_beyond`.
+    /// The row's list stays as it was; the additions go beyond it.
     Beyond,
+}
+
+impl Filed {
+    /// The list column the row is written with, `stored` being the list it has now.
+    pub(super) fn column<'a>(&'a self, stored: Option<&'a str>) -> Option<&'a str> {
+        match self {
+            Self::Listed(list) => Some(list),
+            Self::Beyond => stored,
+        }
+    }
 }
 
 /// How a commit files the numbers `seqs` of its events next to session `id`'s list
@@ -175,7 +186,8 @@ pub(super) fn prune(tx: &Connection, through: i64, limit: i64) -> Result<usize, 
                          SELECT 1 FROM events l
                          WHERE l.seq IN ",
             session_seqs!("'cs_' || lower(hex(e.session_id))", "e.session_id"),
-            "           AND l.seq > cut.t AND l.carrier = e.id))
+            "
+                           AND l.seq > cut.t AND l.carrier = e.id))
                  ORDER BY e.seq LIMIT ?2)
              RETURNING session_id"
         ))
